@@ -1,0 +1,205 @@
+package io.herald.gateway;
+
+import io.herald.gateway.admission.DeferredScheduler;
+import io.herald.gateway.admission.RateLimiter;
+import io.herald.gateway.config.HeraldConfig;
+import io.herald.gateway.connector.Connector;
+import io.herald.gateway.connector.apns.ApnsConnector;
+import io.herald.gateway.http.ApiKeys;
+import io.herald.gateway.http.HttpApiHandler;
+import io.herald.gateway.http.HttpServer;
+import io.herald.gateway.journal.Journal;
+import io.herald.gateway.journal.JournalEntry;
+import io.herald.gateway.journal.JournalItem;
+import io.herald.gateway.metrics.Metrics;
+import io.herald.gateway.pipeline.Pipeline;
+import io.herald.gateway.redis.Redis;
+import io.herald.gateway.registry.DeviceRegistry;
+import io.herald.gateway.sandbox.SandboxApns;
+import io.herald.gateway.tracking.MessageStore;
+import io.herald.protocol.BatchCodec;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import java.net.InetSocketAddress;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.atomic.AtomicBoolean;
+
+/**
+ * One running gateway node, assembled in flow order: Redis, the sandbox peer (when needed), the
+ * connectors, the pipeline, replay of the journal, the scheduler, then the HTTP server. Start it
+ * with {@link #start}; stop it with {@link #close()} (graceful: refuse new work, drain, stop) or
+ * {@link #halt()} (abrupt, as a crash would, for tests). Thread-safe; the creator owns it.
+ */
+public final class Herald implements AutoCloseable {
+    private static final Logger log = LoggerFactory.getLogger(Herald.class);
+
+    private final HeraldConfig config;
+    private final List<AutoCloseable> resources = new ArrayList<>();
+    private final AtomicBoolean closed = new AtomicBoolean();
+    private Redis redis;
+    private SandboxApns sandbox;
+    private ApnsConnector apns;
+    private Pipeline pipeline;
+    private DeferredScheduler scheduler;
+    private HttpApiHandler api;
+    private HttpServer http;
+    private int replayed;
+
+    private Herald(HeraldConfig config) {
+        this.config = config;
+    }
+
+    /** Starts a node; on failure everything already started is stopped and the exception rethrown. */
+    public static Herald start(HeraldConfig config) {
+        Herald h = new Herald(config);
+        try {
+            h.startAll();
+            return h;
+        } catch (RuntimeException e) {
+            h.stopAll(Duration.ZERO);
+            throw e;
+        }
+    }
+
+    private void startAll() {
+        Metrics metrics = new Metrics();
+        BatchCodec codec = BatchCodec.create(config.http().maxItemsPerBatch());
+        ApiKeys keys = ApiKeys.load(config);
+        redis = Redis.connect(config);
+        resources.add(redis);
+
+        boolean needSandbox = config.sandbox() == HeraldConfig.SandboxMode.ALWAYS
+                || (config.sandbox() == HeraldConfig.SandboxMode.AUTO
+                && config.apps().values().stream().anyMatch(a -> !a.apns().hasCredentials()));
+        if (needSandbox) {
+            sandbox = SandboxApns.start(0);
+            resources.add(sandbox);
+            log.warn("APNs sandbox: apps without credentials deliver to the local peer on 127.0.0.1:{}, not to Apple",
+                    sandbox.port());
+        }
+        apns = new ApnsConnector(config, sandbox, metrics);
+        resources.add(apns);
+
+        Journal journal = new Journal(redis, codec, config.nodeId(), config.retention());
+        MessageStore store = new MessageStore(redis, codec.mapper(), config.retention());
+        DeviceRegistry registry = new DeviceRegistry(redis, codec.mapper());
+        RateLimiter limiter = new RateLimiter(config.apps());
+        Map<String, Connector> connectors = Map.of(apns.platform(), apns);
+        pipeline = new Pipeline(config, redis, journal, registry, limiter, store, connectors, metrics);
+        resources.add(pipeline);
+
+        replayed = replay(journal);
+        scheduler = new DeferredScheduler(redis, journal, pipeline, config.scheduler().batch());
+        scheduler.start(config.scheduler().interval());
+        resources.add(scheduler);
+
+        api = new HttpApiHandler(codec, keys, journal, pipeline, store, registry, metrics,
+                () -> apns.ready() && redis.ping(Duration.ofSeconds(1)));
+        http = new HttpServer(config.http(), api);
+        resources.add(http);
+    }
+
+    private int replay(Journal journal) {
+        int[] messages = {0};
+        try {
+            int entries = journal.replay((streamId, readmit, items) -> {
+                List<JournalItem> list = items;
+                while (!pipeline.tryReserve(list.size())) {
+                    Thread.sleep(5); // start-up thread; intake is not open yet
+                }
+                pipeline.publish(new JournalEntry(streamId, list.size()), list, true);
+                messages[0] += list.size();
+            }, config.pipeline().redisWait());
+            if (entries > 0) {
+                log.info("replayed {} journal entries ({} messages) left unfinished by the last run",
+                        entries, messages[0]);
+            }
+            return messages[0];
+        } catch (Exception e) {
+            throw new io.herald.gateway.config.StartupException("cannot replay the journal " + journal.stream()
+                    + ": " + e.getMessage() + " (check Redis; entries stay until a start succeeds)", e);
+        }
+    }
+
+    /** The address the HTTP server listens on (the real port when 0 was asked). */
+    public InetSocketAddress address() {
+        return http.address();
+    }
+
+    public String baseUrl() {
+        return "http://" + address().getHostString() + ":" + address().getPort();
+    }
+
+    /** The sandbox APNs peer, or null when every app has real credentials. */
+    public SandboxApns sandbox() {
+        return sandbox;
+    }
+
+    public Redis redis() {
+        return redis;
+    }
+
+    public Pipeline pipeline() {
+        return pipeline;
+    }
+
+    public DeferredScheduler scheduler() {
+        return scheduler;
+    }
+
+    /** Messages replayed from the journal at start. */
+    public int replayed() {
+        return replayed;
+    }
+
+    /**
+     * Graceful stop: new API calls get 503, the listener closes, the pipeline drains for up to
+     * {@code shutdown.drain-timeout}, then everything stops. Unfinished work stays in the journal.
+     */
+    @Override
+    public void close() {
+        stopAll(config.drainTimeout());
+    }
+
+    /** Abrupt stop, as close to a crash as a test can get in-process: no draining, no more writes. */
+    public void halt() {
+        if (pipeline != null) {
+            pipeline.halt();
+        }
+        stopAll(Duration.ZERO);
+    }
+
+    private void stopAll(Duration drain) {
+        if (!closed.compareAndSet(false, true)) {
+            return;
+        }
+        if (api != null) {
+            api.drain();
+        }
+        if (http != null) {
+            http.stopAccepting();
+        }
+        if (scheduler != null) {
+            scheduler.close();
+        }
+        if (pipeline != null && !drain.isZero()) {
+            boolean drained = pipeline.drain(drain);
+            log.info(drained ? "pipeline drained" : "pipeline not drained within {}; unfinished messages stay in the "
+                    + "journal for the next start", drain);
+        }
+        if (pipeline != null) {
+            pipeline.halt();
+        }
+        for (int i = resources.size() - 1; i >= 0; i--) {
+            try {
+                resources.get(i).close();
+            } catch (Exception e) {
+                log.warn("error while stopping {}: {}", resources.get(i).getClass().getSimpleName(), e.toString());
+            }
+        }
+    }
+}

@@ -1,0 +1,108 @@
+package io.herald.gateway;
+
+import io.herald.gateway.config.HeraldConfig;
+import io.herald.gateway.config.StartupException;
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.Callable;
+import java.util.concurrent.CountDownLatch;
+
+/**
+ * The gateway's command line. Prints exactly one line {@code herald ready on http://HOST:PORT}
+ * when it accepts traffic, stops gracefully on SIGTERM/SIGINT, and on a misconfiguration prints
+ * one line {@code herald: cannot start: ...} and exits with status 2.
+ */
+@Command(name = "herald", mixinStandardHelpOptions = true, version = "herald 0.1.0",
+        description = "High-throughput push gateway. With no options: embedded Redis, sandbox APNs peer, "
+                + "127.0.0.1:8080, data in ./data.")
+public final class HeraldMain implements Callable<Integer> {
+    @Option(names = "--config", description = "HOCON config file (see README for every key).")
+    Path config;
+
+    @Option(names = "--host", description = "Listen address (env HERALD_HOST). Default 127.0.0.1.")
+    String host;
+
+    @Option(names = "--port", description = "Listen port, 0 = any free port (env HERALD_PORT). Default 8080.")
+    Integer port;
+
+    @Option(names = "--data-dir", description = "Data directory: embedded Redis AOF, generated API keys "
+            + "(env HERALD_DATA_DIR). Default ./data.")
+    Path dataDir;
+
+    @Option(names = "--redis-url", description = "Use this Redis instead of the embedded one (env REDIS_URL).")
+    String redisUrl;
+
+    @Option(names = "--api-key", paramLabel = "APP:KEY", description = "An API key for an app, in clear, "
+            + "hashed on load (env HERALD_API_KEY). Repeatable.")
+    List<String> apiKeys = new ArrayList<>();
+
+    @Option(names = "--sandbox", description = "auto | true | false: deliver APNs to the local peer "
+            + "(env HERALD_SANDBOX). Default auto.")
+    String sandbox;
+
+    public static void main(String[] args) {
+        int code = new CommandLine(new HeraldMain()).execute(args);
+        if (code != 0) {
+            System.exit(code);
+        }
+    }
+
+    @Override
+    public Integer call() throws Exception {
+        Herald herald;
+        try {
+            Map<String, Object> overrides = new LinkedHashMap<>();
+            if (host != null) {
+                overrides.put("http.host", host);
+            }
+            if (port != null) {
+                overrides.put("http.port", port);
+            }
+            if (dataDir != null) {
+                overrides.put("data-dir", dataDir.toString());
+            }
+            if (redisUrl != null) {
+                overrides.put("redis.url", redisUrl);
+            }
+            if (sandbox != null) {
+                overrides.put("sandbox", sandbox);
+            }
+            List<HeraldConfig.InitialKey> keys = new ArrayList<>();
+            String envKey = System.getenv("HERALD_API_KEY");
+            if (envKey != null && !envKey.isBlank()) {
+                keys.add(parseKey(envKey, "HERALD_API_KEY"));
+            }
+            for (String k : apiKeys) {
+                keys.add(parseKey(k, "--api-key"));
+            }
+            herald = Herald.start(HeraldConfig.load(config, overrides, keys));
+        } catch (StartupException e) {
+            System.err.println("herald: cannot start: " + e.getMessage());
+            return 2;
+        }
+        CountDownLatch stopped = new CountDownLatch(1);
+        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+            herald.close();
+            stopped.countDown();
+        }, "herald-shutdown"));
+        System.out.println("herald ready on " + herald.baseUrl());
+        System.out.flush();
+        stopped.await();
+        return 0;
+    }
+
+    private static HeraldConfig.InitialKey parseKey(String s, String source) {
+        int colon = s.indexOf(':');
+        if (colon <= 0 || colon == s.length() - 1) {
+            throw new StartupException(source + ": expected APP:KEY (e.g. demo:my-long-secret-key)");
+        }
+        return new HeraldConfig.InitialKey(s.substring(0, colon), s.substring(colon + 1));
+    }
+}

@@ -1,0 +1,94 @@
+package io.herald.gateway.admission;
+
+import io.herald.gateway.journal.Journal;
+import io.herald.gateway.journal.JournalEntry;
+import io.herald.gateway.journal.JournalItem;
+import io.herald.gateway.pipeline.Pipeline;
+import io.herald.gateway.redis.Keys;
+import io.herald.gateway.redis.Redis;
+import io.lettuce.core.ScriptOutputType;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * Re-admits deferred messages when their slot comes. Every {@code interval} it reserves pipeline
+ * capacity, then one script atomically moves the due messages (up to the reserved count) from the
+ * scheduler's sorted set into a new journal entry of this node, and publishes them with their
+ * rate-limit slot marked reserved. Any node may promote any due message; the move is atomic, so
+ * each is promoted once. One thread; owned by {@code Herald}, which closes it.
+ */
+public final class DeferredScheduler implements AutoCloseable {
+    private static final Logger log = LoggerFactory.getLogger(DeferredScheduler.class);
+
+    private final Redis redis;
+    private final Journal journal;
+    private final Pipeline pipeline;
+    private final int batch;
+    private final Redis.Script promote = new Redis.Script("/scripts/promote.lua");
+    private final ScheduledExecutorService executor = Executors.newSingleThreadScheduledExecutor(r -> {
+        Thread t = new Thread(r, "herald-scheduler");
+        t.setDaemon(true);
+        return t;
+    });
+
+    public DeferredScheduler(Redis redis, Journal journal, Pipeline pipeline, int batch) {
+        this.redis = redis;
+        this.journal = journal;
+        this.pipeline = pipeline;
+        this.batch = batch;
+    }
+
+    public void start(Duration interval) {
+        executor.scheduleWithFixedDelay(this::tick, interval.toMillis(), interval.toMillis(), TimeUnit.MILLISECONDS);
+    }
+
+    /** One round; public for tests that drive time themselves. Returns the number promoted. */
+    public int tick() {
+        int want = batch;
+        while (want > 0 && !pipeline.tryReserve(want)) {
+            want /= 2;
+        }
+        if (want == 0) {
+            return 0;
+        }
+        int promoted = 0;
+        try {
+            List<Object> reply = promote.<List<Object>>run(redis.async(), ScriptOutputType.MULTI,
+                    new String[] {Keys.deferred(), Keys.deferredData(), journal.stream()}, Integer.toString(want))
+                    .get(10, TimeUnit.SECONDS);
+            if (reply.isEmpty()) {
+                return 0;
+            }
+            String entryId = (String) reply.get(0);
+            List<JournalItem> items = new ArrayList<>();
+            for (int i = 1; i + 1 < reply.size(); i += 2) {
+                items.add(journal.decodeItem((String) reply.get(i + 1)));
+            }
+            promoted = items.size();
+            pipeline.publish(new JournalEntry(entryId, items.size()), items, false);
+            return promoted;
+        } catch (Exception e) {
+            log.warn("deferred messages not promoted this round ({}); next round retries", e.toString());
+            return 0;
+        } finally {
+            pipeline.release(want - promoted);
+        }
+    }
+
+    @Override
+    public void close() {
+        executor.shutdownNow();
+        try {
+            executor.awaitTermination(5, TimeUnit.SECONDS);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
+}

@@ -1,0 +1,269 @@
+package io.herald.gateway.config;
+
+import com.typesafe.config.Config;
+import com.typesafe.config.ConfigException;
+import com.typesafe.config.ConfigFactory;
+import com.typesafe.config.ConfigParseOptions;
+import com.typesafe.config.ConfigValueFactory;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+
+/**
+ * The whole, validated, immutable configuration of one gateway node.
+ *
+ * <p>Built from HOCON (Typesafe Config): {@code reference.conf} in the jar holds every key with
+ * its default, an optional file given with {@code --config} overrides it, environment variables
+ * named in {@code reference.conf} override both, and command-line options override everything.
+ * {@link #load} validates everything it can without touching the network and throws a
+ * {@link StartupException} with a one-line, actionable message otherwise. Thread-safe (immutable).
+ */
+public record HeraldConfig(
+        String nodeId,
+        Path dataDir,
+        Http http,
+        Redis redis,
+        Pipeline pipeline,
+        Scheduler scheduler,
+        Duration retention,
+        Duration drainTimeout,
+        SandboxMode sandbox,
+        ApnsTuning apns,
+        Map<String, AppConfig> apps,
+        List<InitialKey> initialKeys) {
+
+    /** Whether APNs traffic goes to the local sandbox peer. */
+    public enum SandboxMode { AUTO, ALWAYS, NEVER }
+
+    /** HTTP server limits. */
+    public record Http(String host, int port, int maxBodyBytes, int maxItemsPerBatch, int maxHeaderBytes,
+                       int maxInitialLineBytes, Duration requestTimeout, Duration idleTimeout) { }
+
+    /** Redis: an external URL, or empty for the embedded server. */
+    public record Redis(String url, Duration commandTimeout) {
+        public boolean embedded() {
+            return url == null || url.isBlank();
+        }
+    }
+
+    /** Ring capacity and handler batching. */
+    public record Pipeline(int capacity, int handlerBatch, Duration redisWait) { }
+
+    /** Deferred-message scheduler. */
+    public record Scheduler(Duration interval, int batch) { }
+
+    /** APNs client tuning shared by every app. */
+    public record ApnsTuning(int maxInFlight, int connections, int maxAttempts, Duration backoffBase,
+                             Duration backoffMax) { }
+
+    /** An API key given in clear at start (command line or environment), hashed on load. */
+    public record InitialKey(String app, String key) {
+        @Override
+        public String toString() {
+            return "InitialKey[app=" + app + ", key=<redacted>]";
+        }
+    }
+
+    /** One app (tenant). */
+    public record AppConfig(String name, List<String> apiKeyHashes, RateLimit rateLimit, Apns apns) { }
+
+    /** Per-user GCRA limit: {@code rate} messages per {@code period}, {@code burst} at once. */
+    public record RateLimit(int rate, Duration period, int burst) {
+        /** Emission interval in milliseconds (may be fractional). */
+        public double emissionIntervalMillis() {
+            return (double) period.toMillis() / rate;
+        }
+    }
+
+    /** APNs credentials of one app; both credential kinds empty means "sandbox only". */
+    public record Apns(String topic, Path signingKeyFile, String teamId, String keyId, Path certificateFile,
+                       String certificatePassword, String productionHost, String developmentHost, int port) {
+        public boolean hasCredentials() {
+            return signingKeyFile != null || certificateFile != null;
+        }
+
+        @Override
+        public String toString() {
+            return "Apns[topic=" + topic + ", signingKeyFile=" + signingKeyFile + ", teamId=" + teamId
+                    + ", keyId=" + keyId + ", certificateFile=" + certificateFile + ", certificatePassword=<redacted>]";
+        }
+    }
+
+    /**
+     * Loads the configuration: reference defaults, then {@code file} (may be null), then
+     * {@code overrides} (dotted keys below {@code herald}, e.g. {@code http.port}).
+     */
+    public static HeraldConfig load(Path file, Map<String, Object> overrides, List<InitialKey> initialKeys) {
+        Config root;
+        try {
+            Config fileConfig = ConfigFactory.empty();
+            if (file != null) {
+                if (!Files.isReadable(file)) {
+                    throw new StartupException("config file " + file + " is not readable: check the --config path");
+                }
+                fileConfig = ConfigFactory.parseFile(file.toFile(), ConfigParseOptions.defaults().setAllowMissing(false));
+            }
+            Config over = ConfigFactory.empty();
+            for (Map.Entry<String, Object> e : overrides.entrySet()) {
+                over = over.withValue("herald." + e.getKey(), ConfigValueFactory.fromAnyRef(e.getValue()));
+            }
+            root = over.withFallback(fileConfig).withFallback(ConfigFactory.defaultReference()).resolve();
+        } catch (ConfigException e) {
+            throw new StartupException("configuration is invalid: " + e.getMessage());
+        }
+        return fromConfig(root, initialKeys);
+    }
+
+    /** Builds from an already merged and resolved config whose root holds {@code herald}. */
+    public static HeraldConfig fromConfig(Config root, List<InitialKey> initialKeys) {
+        try {
+            Config h = root.getConfig("herald");
+            Config hh = h.getConfig("http");
+            Http http = new Http(hh.getString("host"), hh.getInt("port"), bytes(hh, "max-body-bytes"),
+                    positive(hh, "max-items-per-batch"), bytes(hh, "max-header-bytes"),
+                    bytes(hh, "max-initial-line-bytes"), hh.getDuration("request-timeout"), hh.getDuration("idle-timeout"));
+            if (http.port() < 0 || http.port() > 65535) {
+                throw new StartupException("herald.http.port: " + http.port() + " (expected: 0..65535, 0 = any free port)");
+            }
+            Redis redis = new Redis(h.getString("redis.url"), h.getDuration("redis.command-timeout"));
+            if (!redis.embedded() && !(redis.url().startsWith("redis://") || redis.url().startsWith("rediss://"))) {
+                throw new StartupException("herald.redis.url / REDIS_URL: '" + redis.url()
+                        + "' is not a Redis URI (expected: redis://host:port[/db] or rediss://...)");
+            }
+            Pipeline pipeline = new Pipeline(positive(h, "pipeline.capacity"), positive(h, "pipeline.handler-batch"),
+                    h.getDuration("pipeline.redis-wait"));
+            Scheduler scheduler = new Scheduler(h.getDuration("scheduler.interval"), positive(h, "scheduler.batch"));
+            SandboxMode sandbox = switch (h.getString("sandbox").toLowerCase(Locale.ROOT)) {
+                case "auto" -> SandboxMode.AUTO;
+                case "true", "yes", "on", "always" -> SandboxMode.ALWAYS;
+                case "false", "no", "off", "never" -> SandboxMode.NEVER;
+                default -> throw new StartupException("herald.sandbox: '" + h.getString("sandbox")
+                        + "' (expected: auto, true or false)");
+            };
+            Config a = h.getConfig("apns");
+            ApnsTuning apns = new ApnsTuning(positive(a, "max-in-flight"), positive(a, "connections"),
+                    positive(a, "max-attempts"), a.getDuration("backoff-base"), a.getDuration("backoff-max"));
+
+            Config defaults = h.getConfig("app-defaults");
+            Map<String, AppConfig> apps = new LinkedHashMap<>();
+            Config appsConfig = h.getConfig("apps");
+            List<String> names = new ArrayList<>(appsConfig.root().keySet());
+            if (names.isEmpty()) {
+                names.add("demo");
+            }
+            for (InitialKey key : initialKeys) {
+                if (!names.contains(key.app())) {
+                    names.add(key.app());
+                }
+            }
+            for (String name : names) {
+                validateAppName(name);
+                Config app = appsConfig.hasPath(quote(name))
+                        ? appsConfig.getConfig(quote(name)).withFallback(defaults) : defaults;
+                apps.put(name, app(name, app));
+            }
+            for (InitialKey key : initialKeys) {
+                if (key.key() == null || key.key().length() < 16) {
+                    throw new StartupException("API key for app " + key.app()
+                            + " is too short (expected: at least 16 characters)");
+                }
+            }
+            return new HeraldConfig(h.getString("node-id"), Path.of(h.getString("data-dir")), http, redis, pipeline,
+                    scheduler, h.getDuration("retention"), h.getDuration("shutdown.drain-timeout"), sandbox, apns,
+                    Collections.unmodifiableMap(apps), List.copyOf(initialKeys));
+        } catch (ConfigException e) {
+            throw new StartupException("configuration is invalid: " + e.getMessage());
+        }
+    }
+
+    /** Returns a copy with another HTTP port (tests and scripted starts use port 0). */
+    public HeraldConfig withHttpPort(int port) {
+        Http h = new Http(http.host(), port, http.maxBodyBytes(), http.maxItemsPerBatch(), http.maxHeaderBytes(),
+                http.maxInitialLineBytes(), http.requestTimeout(), http.idleTimeout());
+        return new HeraldConfig(nodeId, dataDir, h, redis, pipeline, scheduler, retention, drainTimeout, sandbox, apns,
+                apps, initialKeys);
+    }
+
+    static void validateAppName(String name) {
+        if (!name.matches("[A-Za-z0-9][A-Za-z0-9._-]{0,63}")) {
+            throw new StartupException("app name '" + name + "' is invalid (expected: letters, digits, '.', '_', '-', "
+                    + "at most 64 characters)");
+        }
+    }
+
+    private static AppConfig app(String name, Config c) {
+        String prefix = "herald.apps." + name + ".";
+        List<String> hashes = new ArrayList<>();
+        for (String k : c.getStringList("api-keys")) {
+            String hex = k.startsWith("sha256:") ? k.substring(7) : k;
+            if (!hex.matches("[0-9a-fA-F]{64}")) {
+                throw new StartupException(prefix + "api-keys: an entry is not 'sha256:<64 hex chars>' "
+                        + "(store the SHA-256 of the key, never the key itself)");
+            }
+            hashes.add(hex.toLowerCase(Locale.ROOT));
+        }
+        RateLimit rl = new RateLimit(positive(c, "rate-limit.rate"), c.getDuration("rate-limit.period"),
+                positive(c, "rate-limit.burst"));
+        if (rl.period().toMillis() < 1) {
+            throw new StartupException(prefix + "rate-limit.period: " + rl.period() + " (expected: >= 1ms)");
+        }
+        Config a = c.getConfig("apns");
+        Path keyFile = optionalPath(a.getString("signing-key-file"));
+        Path certFile = optionalPath(a.getString("certificate-file"));
+        if (keyFile != null && certFile != null) {
+            throw new StartupException(prefix + "apns: both signing-key-file and certificate-file are set "
+                    + "(expected: one of them)");
+        }
+        if (keyFile != null) {
+            if (!Files.isReadable(keyFile)) {
+                throw new StartupException(prefix + "apns.signing-key-file: " + keyFile
+                        + " is not readable (expected: the .p8 key downloaded from Apple)");
+            }
+            if (a.getString("team-id").isBlank() || a.getString("key-id").isBlank()) {
+                throw new StartupException(prefix + "apns: token auth needs team-id and key-id beside signing-key-file");
+            }
+        }
+        if (certFile != null && !Files.isReadable(certFile)) {
+            throw new StartupException(prefix + "apns.certificate-file: " + certFile
+                    + " is not readable (expected: a .p12 with the APNs certificate and key)");
+        }
+        if (a.getString("topic").isBlank()) {
+            throw new StartupException(prefix + "apns.topic is empty (expected: the app's bundle id)");
+        }
+        Apns apns = new Apns(a.getString("topic"), keyFile, a.getString("team-id"), a.getString("key-id"), certFile,
+                a.getString("certificate-password"), a.getString("production-host"), a.getString("development-host"),
+                a.getInt("port"));
+        return new AppConfig(name, List.copyOf(hashes), rl, apns);
+    }
+
+    private static Path optionalPath(String s) {
+        return s == null || s.isBlank() ? null : Path.of(s);
+    }
+
+    private static String quote(String name) {
+        return "\"" + name + "\"";
+    }
+
+    private static int positive(Config c, String path) {
+        int v = c.getInt(path);
+        if (v <= 0) {
+            throw new StartupException(path + ": " + v + " (expected: > 0)");
+        }
+        return v;
+    }
+
+    private static int bytes(Config c, String path) {
+        long v = c.getBytes(path);
+        if (v <= 0 || v > Integer.MAX_VALUE) {
+            throw new StartupException(path + ": " + v + " (expected: 1.." + Integer.MAX_VALUE + " bytes)");
+        }
+        return (int) v;
+    }
+}

@@ -1,0 +1,23 @@
+package io.herald.gateway.connector;
+
+import java.util.List;
+
+/**
+ * The final outcome of one delivery to one target, as a value (a rejection is not an exception).
+ *
+ * <p>{@code reason} is snake_case ({@code unregistered}, {@code bad_device_token},
+ * {@code retries_exhausted}, ...); {@code invalidatedAt} is the provider's time for a dead token
+ * (epoch ms) when {@link Status#INVALIDATED}; {@code notes} are JSON history lines for earlier
+ * attempts (retries with their backoff). Immutable.
+ */
+public record DeliveryResult(Status status, String reason, long invalidatedAt, long at, List<String> notes) {
+
+    public enum Status {
+        /** The provider took it. */
+        ACCEPTED,
+        /** Permanently rejected and the token is dead: the device must be invalidated. */
+        INVALIDATED,
+        /** Permanently failed (permanent rejection, or retries exhausted). */
+        FAILED
+    }
+}

@@ -1,0 +1,2 @@
+/** The APNs connector on Pushy: {@link io.herald.gateway.connector.apns.ApnsConnector}. */
+package io.herald.gateway.connector.apns;

@@ -1,0 +1,7 @@
+/**
+ * Provider connectors: the {@link io.herald.gateway.connector.Connector} contract, the
+ * {@link io.herald.gateway.connector.Delivery} it takes and the
+ * {@link io.herald.gateway.connector.DeliveryResult} value it reports. Implementations live in
+ * sub-packages ({@code apns}).
+ */
+package io.herald.gateway.connector;

@@ -1,0 +1,604 @@
+package io.herald.gateway.http;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.herald.gateway.MessageIds;
+import io.herald.gateway.journal.Journal;
+import io.herald.gateway.journal.JournalEntry;
+import io.herald.gateway.journal.JournalItem;
+import io.herald.gateway.metrics.Metrics;
+import io.herald.gateway.pipeline.Pipeline;
+import io.herald.gateway.registry.Device;
+import io.herald.gateway.registry.DeviceRegistry;
+import io.herald.gateway.tracking.MessageStore;
+import io.herald.protocol.ApiError;
+import io.herald.protocol.BatchCodec;
+import io.herald.protocol.BatchRejectedException;
+import io.herald.protocol.DecodedBatch;
+import io.herald.protocol.ErrorCode;
+import io.netty.buffer.ByteBufUtil;
+import io.netty.buffer.Unpooled;
+import io.netty.channel.ChannelFuture;
+import io.netty.channel.ChannelFutureListener;
+import io.netty.channel.ChannelHandler;
+import io.netty.channel.ChannelHandlerContext;
+import io.netty.channel.SimpleChannelInboundHandler;
+import io.netty.handler.codec.http.DefaultFullHttpResponse;
+import io.netty.handler.codec.http.FullHttpRequest;
+import io.netty.handler.codec.http.FullHttpResponse;
+import io.netty.handler.codec.http.HttpHeaderNames;
+import io.netty.handler.codec.http.HttpHeaderValues;
+import io.netty.handler.codec.http.HttpMethod;
+import io.netty.handler.codec.http.HttpResponseStatus;
+import io.netty.handler.codec.http.HttpUtil;
+import io.netty.handler.codec.http.HttpVersion;
+import io.netty.handler.codec.http.QueryStringDecoder;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.Iterator;
+import java.util.List;
+import java.util.UUID;
+import java.util.concurrent.CompletableFuture;
+import java.util.function.BooleanSupplier;
+import java.util.regex.Pattern;
+
+/**
+ * The HTTP API: routes, authentication, intake. Shared by every connection; holds no
+ * per-request state outside the callbacks of that request.
+ *
+ * <p>Intake ({@code POST /v1/batches}): authenticate, decode and validate per item, reserve
+ * pipeline capacity (none: 429 + Retry-After at once), journal to Redis (failure: 503), publish
+ * to the ring, answer 202. Nothing here blocks the event loop: Redis calls are asynchronous and
+ * the answer is written from their callback. While a request is answered the connection does not
+ * read, so a client cannot pile up work (and HTTP/1.1 answers stay in order).
+ */
+@ChannelHandler.Sharable
+public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRequest> {
+    private static final Logger log = LoggerFactory.getLogger(HttpApiHandler.class);
+    private static final Pattern DEVICE_ID = Pattern.compile("[A-Za-z0-9._:-]{1,128}");
+    private static final Pattern TOKEN = Pattern.compile("([0-9a-fA-F]{2}){8,100}");
+
+    private final BatchCodec codec;
+    private final ApiKeys keys;
+    private final Journal journal;
+    private final Pipeline pipeline;
+    private final MessageStore store;
+    private final DeviceRegistry registry;
+    private final Metrics metrics;
+    private final BooleanSupplier ready;
+    private volatile boolean draining;
+
+    public HttpApiHandler(BatchCodec codec, ApiKeys keys, Journal journal, Pipeline pipeline, MessageStore store,
+                          DeviceRegistry registry, Metrics metrics, BooleanSupplier ready) {
+        super(true);
+        this.codec = codec;
+        this.keys = keys;
+        this.journal = journal;
+        this.pipeline = pipeline;
+        this.store = store;
+        this.registry = registry;
+        this.metrics = metrics;
+        this.ready = ready;
+    }
+
+    /** From now on, API calls get 503 (graceful shutdown). */
+    public void drain() {
+        draining = true;
+    }
+
+    @Override
+    protected void channelRead0(ChannelHandlerContext ctx, FullHttpRequest req) {
+        ctx.channel().config().setAutoRead(false);
+        boolean keepAlive = HttpUtil.isKeepAlive(req);
+        Request r = new Request(ctx, req.method(), new QueryStringDecoder(req.uri()).path(), keepAlive,
+                req.headers().get(HttpHeaderNames.AUTHORIZATION), req.headers().get(HttpHeaderNames.CONTENT_TYPE),
+                ByteBufUtil.getBytes(req.content()), System.nanoTime());
+        try {
+            route(r);
+        } catch (RuntimeException e) {
+            log.error("request {} {} failed", r.method, r.path, e);
+            r.error(HttpResponseStatus.INTERNAL_SERVER_ERROR, ApiError.of(ErrorCode.INTERNAL, null,
+                    "internal error; the request may be retried"));
+        }
+    }
+
+    @Override
+    public void exceptionCaught(ChannelHandlerContext ctx, Throwable cause) {
+        log.debug("connection error: {}", cause.toString());
+        ctx.close();
+    }
+
+    private void route(Request r) {
+        String path = r.path;
+        if (path.equals("/healthz")) {
+            r.json(HttpResponseStatus.OK, codec.mapper().createObjectNode().put("status", "ok"));
+            return;
+        }
+        if (path.equals("/readyz")) {
+            boolean ok = !draining && ready.getAsBoolean();
+            r.json(ok ? HttpResponseStatus.OK : HttpResponseStatus.SERVICE_UNAVAILABLE,
+                    codec.mapper().createObjectNode().put("status", ok ? "ready" : draining ? "draining" : "not_ready"));
+            return;
+        }
+        if (path.equals("/metrics")) {
+            r.text(HttpResponseStatus.OK, "text/plain; version=0.0.4; charset=utf-8", metrics.scrape());
+            return;
+        }
+        if (!path.startsWith("/v1/")) {
+            r.error(HttpResponseStatus.NOT_FOUND, ApiError.of(ErrorCode.NOT_FOUND, null, "no such resource: " + path));
+            return;
+        }
+        String app = keys.authenticate(r.authorization);
+        if (app == null) {
+            r.error(HttpResponseStatus.UNAUTHORIZED, ApiError.of(ErrorCode.UNAUTHORIZED, null,
+                    "missing or invalid API key (expected: Authorization: Bearer <key>)"));
+            return;
+        }
+        if (draining) {
+            r.retryAfter = 1;
+            r.error(HttpResponseStatus.SERVICE_UNAVAILABLE, ApiError.of(ErrorCode.UNAVAILABLE, null,
+                    "gateway is shutting down; retry on another node or after restart"));
+            return;
+        }
+        String[] seg = path.substring(1).split("/", -1);
+        if (seg.length == 2 && seg[1].equals("batches")) {
+            if (!r.method.equals(HttpMethod.POST)) {
+                methodNotAllowed(r, "POST");
+            } else {
+                postBatch(r, app);
+            }
+        } else if (seg.length == 3 && seg[1].equals("batches")) {
+            if (!r.method.equals(HttpMethod.GET)) {
+                methodNotAllowed(r, "GET");
+            } else {
+                getBatch(r, app, seg[2]);
+            }
+        } else if (seg.length == 3 && seg[1].equals("messages")) {
+            if (!r.method.equals(HttpMethod.GET)) {
+                methodNotAllowed(r, "GET");
+            } else {
+                getMessage(r, app, seg[2]);
+            }
+        } else if (seg.length >= 5 && seg[1].equals("apps") && seg[3].equals("users")) {
+            String pathApp = decode(seg[2]);
+            String user = decode(seg[4]);
+            if (!app.equals(pathApp)) {
+                notFound(r, "app");
+            } else if (seg.length == 5) {
+                if (!r.method.equals(HttpMethod.GET)) {
+                    methodNotAllowed(r, "GET");
+                } else {
+                    getUser(r, app, user);
+                }
+            } else if (seg.length == 7 && seg[5].equals("devices")) {
+                String device = decode(seg[6]);
+                if (r.method.equals(HttpMethod.PUT)) {
+                    putDevice(r, app, user, device);
+                } else if (r.method.equals(HttpMethod.DELETE)) {
+                    deleteDevice(r, app, user, device);
+                } else {
+                    methodNotAllowed(r, "PUT, DELETE");
+                }
+            } else {
+                notFound(r, "resource");
+            }
+        } else {
+            notFound(r, "resource");
+        }
+    }
+
+    // ---- intake ---------------------------------------------------------------------------
+
+    private void postBatch(Request r, String app) {
+        if (!jsonContent(r)) {
+            return;
+        }
+        DecodedBatch batch;
+        try {
+            batch = codec.decode(r.body);
+        } catch (BatchRejectedException e) {
+            metrics.batch(e.httpStatus());
+            r.error(HttpResponseStatus.valueOf(e.httpStatus()), e.error());
+            return;
+        }
+        if (!batch.app().equals(app)) {
+            // Same answer whether the app exists or belongs to someone else.
+            metrics.batch(404);
+            r.error(HttpResponseStatus.NOT_FOUND, ApiError.of(ErrorCode.UNKNOWN_APP, "app",
+                    "app: '" + batch.app() + "' is not an app of this API key"));
+            return;
+        }
+        int accepted = batch.acceptedCount();
+        UUID batchId = MessageIds.newBatchId();
+        if (accepted == 0) {
+            metrics.ingested(0, batch.rejectedCount());
+            metrics.batch(422);
+            r.json(HttpResponseStatus.UNPROCESSABLE_ENTITY, response(batchId, batch, false));
+            return;
+        }
+        if (!pipeline.tryReserve(accepted)) {
+            metrics.batch(429);
+            r.retryAfter = 1;
+            r.error(HttpResponseStatus.TOO_MANY_REQUESTS, ApiError.of(ErrorCode.OVERLOADED, null,
+                    "pipeline full: " + pipeline.inUse() + " of " + pipeline.capacity()
+                            + " messages in flight; retry after 1 s"));
+            return;
+        }
+        long now = System.currentTimeMillis();
+        String bid = batchId.toString();
+        CompletableFuture<String> journaled;
+        try {
+            journaled = journal.append(app, bid, now, batch);
+        } catch (RuntimeException e) {
+            journaled = CompletableFuture.failedFuture(e);
+        }
+        journaled.whenComplete((entryId, error) -> {
+            if (error != null) {
+                pipeline.release(accepted);
+                metrics.batch(503);
+                log.warn("batch not journaled: {}", error.toString());
+                r.retryAfter = 1;
+                r.error(HttpResponseStatus.SERVICE_UNAVAILABLE, ApiError.of(ErrorCode.UNAVAILABLE, null,
+                        "cannot record the batch durably right now (storage unavailable); nothing was accepted, retry"));
+                return;
+            }
+            List<JournalItem> items = new ArrayList<>(accepted);
+            for (DecodedBatch.Item item : batch.items()) {
+                if (item.ok()) {
+                    items.add(new JournalItem(app, bid, item.index(), now, item.message(), false));
+                }
+            }
+            pipeline.publish(new JournalEntry(entryId, accepted), items, false);
+            metrics.ingested(accepted, batch.rejectedCount());
+            metrics.batch(202);
+            r.json(HttpResponseStatus.ACCEPTED, response(batchId, batch, true));
+        });
+    }
+
+    private ObjectNode response(UUID batchId, DecodedBatch batch, boolean withIds) {
+        ObjectNode out = codec.mapper().createObjectNode();
+        if (withIds) {
+            out.put("batchId", batchId.toString());
+        }
+        out.put("accepted", batch.acceptedCount());
+        out.put("rejected", batch.rejectedCount());
+        ArrayNode messages = out.putArray("messages");
+        for (DecodedBatch.Item item : batch.items()) {
+            ObjectNode m = messages.addObject();
+            m.put("index", item.index());
+            if (item.ok()) {
+                if (item.message().id() != null) {
+                    m.put("clientId", item.message().id());
+                }
+                m.put("id", MessageIds.messageId(batchId, item.index()).toString());
+            } else {
+                m.set("error", codec.mapper().valueToTree(item.error()));
+            }
+        }
+        return out;
+    }
+
+    // ---- status ---------------------------------------------------------------------------
+
+    private void getBatch(Request r, String app, String id) {
+        UUID uuid = MessageIds.parse(id);
+        if (uuid == null || !MessageIds.isBatchId(uuid)) {
+            notFound(r, "batch");
+            return;
+        }
+        store.batchStatus(app, uuid.toString()).whenComplete((status, e) -> {
+            if (e != null) {
+                unavailable(r, e);
+            } else if (status == null) {
+                notFound(r, "batch");
+            } else {
+                r.json(HttpResponseStatus.OK, status);
+            }
+        });
+    }
+
+    private void getMessage(Request r, String app, String id) {
+        UUID uuid = MessageIds.parse(id);
+        if (uuid == null || MessageIds.isBatchId(uuid)) {
+            notFound(r, "message");
+            return;
+        }
+        store.messageStatus(app, uuid).whenComplete((status, e) -> {
+            if (e != null) {
+                unavailable(r, e);
+            } else if (status == null) {
+                notFound(r, "message");
+            } else {
+                r.json(HttpResponseStatus.OK, status);
+            }
+        });
+    }
+
+    // ---- registry -------------------------------------------------------------------------
+
+    private void getUser(Request r, String app, String user) {
+        if (!validUser(r, user)) {
+            return;
+        }
+        registry.list(app, user).whenComplete((devices, e) -> {
+            if (e != null) {
+                unavailable(r, e);
+            } else if (devices.isEmpty()) {
+                notFound(r, "user");
+            } else {
+                ObjectNode out = codec.mapper().createObjectNode();
+                out.put("app", app);
+                out.put("user", user);
+                ArrayNode arr = out.putArray("devices");
+                for (Device d : devices) {
+                    arr.add(deviceJson(d));
+                }
+                r.json(HttpResponseStatus.OK, out);
+            }
+        });
+    }
+
+    private void putDevice(Request r, String app, String user, String deviceId) {
+        if (!validUser(r, user) || !jsonContent(r)) {
+            return;
+        }
+        if (!DEVICE_ID.matcher(deviceId).matches()) {
+            r.error(HttpResponseStatus.UNPROCESSABLE_ENTITY, ApiError.of(ErrorCode.INVALID_FIELD, "deviceId",
+                    "deviceId: expected 1..128 characters of A-Z a-z 0-9 . _ : -"));
+            return;
+        }
+        JsonNode body;
+        try {
+            body = codec.mapper().readTree(r.body);
+        } catch (Exception e) {
+            r.error(HttpResponseStatus.BAD_REQUEST, ApiError.of(ErrorCode.MALFORMED_JSON, null,
+                    "body is not valid JSON: " + e.getMessage().split("\n")[0]));
+            return;
+        }
+        if (body == null || !body.isObject()) {
+            r.error(HttpResponseStatus.BAD_REQUEST, ApiError.of(ErrorCode.MALFORMED_JSON, null,
+                    "body: expected a JSON object"));
+            return;
+        }
+        for (Iterator<String> it = body.fieldNames(); it.hasNext(); ) {
+            String f = it.next();
+            if (!f.equals("platform") && !f.equals("token") && !f.equals("sandbox")) {
+                r.error(HttpResponseStatus.UNPROCESSABLE_ENTITY, ApiError.of(ErrorCode.UNKNOWN_FIELD, f,
+                        f + ": unknown field (expected: platform, token, sandbox)"));
+                return;
+            }
+        }
+        JsonNode platform = body.get("platform");
+        if (platform == null || !platform.isTextual()) {
+            r.error(HttpResponseStatus.UNPROCESSABLE_ENTITY, ApiError.of(ErrorCode.MISSING_FIELD, "platform",
+                    "platform: required (expected: \"apns\")"));
+            return;
+        }
+        if (!platform.asText().equals("apns")) {
+            r.error(HttpResponseStatus.UNPROCESSABLE_ENTITY, ApiError.of(ErrorCode.INVALID_FIELD, "platform",
+                    "platform: '" + platform.asText() + "' (expected: \"apns\")"));
+            return;
+        }
+        JsonNode token = body.get("token");
+        if (token == null || !token.isTextual() || !TOKEN.matcher(token.asText()).matches()) {
+            r.error(HttpResponseStatus.UNPROCESSABLE_ENTITY, ApiError.of(token == null ? ErrorCode.MISSING_FIELD
+                    : ErrorCode.INVALID_FIELD, "token", "token: expected an APNs device token in hex (16..200 hex digits)"));
+            return;
+        }
+        JsonNode sandbox = body.get("sandbox");
+        if (sandbox != null && !sandbox.isBoolean() && !sandbox.isNull()) {
+            r.error(HttpResponseStatus.UNPROCESSABLE_ENTITY, ApiError.of(ErrorCode.INVALID_FIELD, "sandbox",
+                    "sandbox: expected true or false"));
+            return;
+        }
+        registry.put(app, user, deviceId, "apns", token.asText().toLowerCase(java.util.Locale.ROOT),
+                sandbox != null && sandbox.asBoolean(false)).whenComplete((d, e) -> {
+                    if (e instanceof DeviceRegistry.TooManyDevicesException
+                            || (e != null && e.getCause() instanceof DeviceRegistry.TooManyDevicesException)) {
+                        r.error(HttpResponseStatus.UNPROCESSABLE_ENTITY, ApiError.of(ErrorCode.INVALID_FIELD,
+                                "deviceId", "user already has " + DeviceRegistry.MAX_DEVICES_PER_USER
+                                        + " devices (expected: fewer; delete one first)"));
+                    } else if (e != null) {
+                        unavailable(r, e);
+                    } else {
+                        r.json(HttpResponseStatus.OK, deviceJson(d));
+                    }
+                });
+    }
+
+    private void deleteDevice(Request r, String app, String user, String deviceId) {
+        if (!validUser(r, user)) {
+            return;
+        }
+        registry.delete(app, user, deviceId).whenComplete((deleted, e) -> {
+            if (e != null) {
+                unavailable(r, e);
+            } else if (!deleted) {
+                notFound(r, "device");
+            } else {
+                r.empty(HttpResponseStatus.NO_CONTENT);
+            }
+        });
+    }
+
+    private ObjectNode deviceJson(Device d) {
+        ObjectNode n = codec.mapper().createObjectNode();
+        n.put("id", d.id());
+        n.put("platform", d.platform());
+        n.put("token", d.token());
+        n.put("sandbox", d.sandbox());
+        n.put("state", d.state());
+        n.put("updatedAt", d.updatedAt());
+        if (d.reason() != null) {
+            n.put("reason", d.reason());
+        }
+        if (d.invalidatedAt() != null) {
+            n.put("invalidatedAt", d.invalidatedAt());
+        }
+        return n;
+    }
+
+    private boolean validUser(Request r, String user) {
+        if (user == null || user.isEmpty() || user.length() > 256 || user.chars().anyMatch(c -> c < 0x20)) {
+            r.error(HttpResponseStatus.UNPROCESSABLE_ENTITY, ApiError.of(ErrorCode.INVALID_FIELD, "user",
+                    "user: expected 1..256 characters without control characters"));
+            return false;
+        }
+        return true;
+    }
+
+    private boolean jsonContent(Request r) {
+        if (r.contentType != null && !r.contentType.toLowerCase(java.util.Locale.ROOT).contains("json")) {
+            r.error(HttpResponseStatus.UNSUPPORTED_MEDIA_TYPE, ApiError.of(ErrorCode.UNSUPPORTED_MEDIA_TYPE, null,
+                    "Content-Type: '" + r.contentType + "' (expected: application/json)"));
+            return false;
+        }
+        return true;
+    }
+
+    private void unavailable(Request r, Throwable e) {
+        log.warn("storage unavailable: {}", e.toString());
+        r.retryAfter = 1;
+        r.error(HttpResponseStatus.SERVICE_UNAVAILABLE, ApiError.of(ErrorCode.UNAVAILABLE, null,
+                "storage unavailable; retry"));
+    }
+
+    private static void notFound(Request r, String what) {
+        r.error(HttpResponseStatus.NOT_FOUND, ApiError.of(ErrorCode.NOT_FOUND, null, "no such " + what));
+    }
+
+    private static void methodNotAllowed(Request r, String allowed) {
+        r.allow = allowed;
+        r.error(HttpResponseStatus.METHOD_NOT_ALLOWED, ApiError.of(ErrorCode.METHOD_NOT_ALLOWED, null,
+                r.method + " not allowed here (expected: " + allowed + ")"));
+    }
+
+    private static String decode(String segment) {
+        try {
+            return QueryStringDecoder.decodeComponent(segment);
+        } catch (IllegalArgumentException e) {
+            return null;
+        }
+    }
+
+    /** Writes a JSON error and, when {@code keepAlive} is false, closes after it. */
+    static ChannelFuture sendError(ChannelHandlerContext ctx, HttpResponseStatus status, ApiError error,
+                                   boolean keepAlive) {
+        byte[] body = ("{\"error\":" + errorJson(error) + "}").getBytes(StandardCharsets.UTF_8);
+        FullHttpResponse resp = new DefaultFullHttpResponse(HttpVersion.HTTP_1_1, status, Unpooled.wrappedBuffer(body));
+        resp.headers().set(HttpHeaderNames.CONTENT_TYPE, HttpHeaderValues.APPLICATION_JSON);
+        resp.headers().setInt(HttpHeaderNames.CONTENT_LENGTH, body.length);
+        if (!keepAlive) {
+            resp.headers().set(HttpHeaderNames.CONNECTION, HttpHeaderValues.CLOSE);
+        }
+        ChannelFuture f = ctx.writeAndFlush(resp);
+        if (!keepAlive) {
+            f.addListener(ChannelFutureListener.CLOSE);
+        }
+        return f;
+    }
+
+    private static String errorJson(ApiError e) {
+        StringBuilder b = new StringBuilder("{\"code\":").append(quote(e.code())).append(",\"message\":")
+                .append(quote(e.message()));
+        if (e.field() != null) {
+            b.append(",\"field\":").append(quote(e.field()));
+        }
+        return b.append('}').toString();
+    }
+
+    private static String quote(String s) {
+        StringBuilder b = new StringBuilder(s.length() + 2).append('"');
+        for (int i = 0; i < s.length(); i++) {
+            char c = s.charAt(i);
+            if (c == '"' || c == '\\') {
+                b.append('\\').append(c);
+            } else if (c < 0x20) {
+                b.append(String.format("\\u%04x", (int) c));
+            } else {
+                b.append(c);
+            }
+        }
+        return b.append('"').toString();
+    }
+
+    /** One request being answered; its answer may be written from any thread. */
+    private final class Request {
+        final ChannelHandlerContext ctx;
+        final HttpMethod method;
+        final String path;
+        final boolean keepAlive;
+        final String authorization;
+        final String contentType;
+        final byte[] body;
+        final long startNanos;
+        int retryAfter;
+        String allow;
+
+        Request(ChannelHandlerContext ctx, HttpMethod method, String path, boolean keepAlive, String authorization,
+                String contentType, byte[] body, long startNanos) {
+            this.ctx = ctx;
+            this.method = method;
+            this.path = path;
+            this.keepAlive = keepAlive;
+            this.authorization = authorization;
+            this.contentType = contentType;
+            this.body = body;
+            this.startNanos = startNanos;
+        }
+
+        void json(HttpResponseStatus status, Object value) {
+            write(status, "application/json", codec.writeJson(value));
+        }
+
+        void text(HttpResponseStatus status, String type, String text) {
+            write(status, type, text.getBytes(StandardCharsets.UTF_8));
+        }
+
+        void error(HttpResponseStatus status, ApiError error) {
+            write(status, "application/json", ("{\"error\":" + errorJson(error) + "}").getBytes(StandardCharsets.UTF_8));
+        }
+
+        void empty(HttpResponseStatus status) {
+            write(status, null, new byte[0]);
+        }
+
+        private void write(HttpResponseStatus status, String type, byte[] body) {
+            if (!ctx.executor().inEventLoop()) {
+                ctx.executor().execute(() -> write(status, type, body));
+                return;
+            }
+            FullHttpResponse resp = new DefaultFullHttpResponse(HttpVersion.HTTP_1_1, status,
+                    Unpooled.wrappedBuffer(body));
+            if (type != null) {
+                resp.headers().set(HttpHeaderNames.CONTENT_TYPE, type);
+            }
+            resp.headers().setInt(HttpHeaderNames.CONTENT_LENGTH, body.length);
+            if (retryAfter > 0) {
+                resp.headers().setInt(HttpHeaderNames.RETRY_AFTER, retryAfter);
+            }
+            if (allow != null) {
+                resp.headers().set(HttpHeaderNames.ALLOW, allow);
+            }
+            if (!keepAlive) {
+                resp.headers().set(HttpHeaderNames.CONNECTION, HttpHeaderValues.CLOSE);
+            }
+            if (path.equals("/v1/batches") && method.equals(HttpMethod.POST)) {
+                metrics.ingestLatency(System.nanoTime() - startNanos);
+            }
+            ChannelFuture f = ctx.writeAndFlush(resp);
+            if (keepAlive) {
+                f.addListener(done -> {
+                    ctx.channel().config().setAutoRead(true);
+                    ctx.read();
+                });
+            } else {
+                f.addListener(ChannelFutureListener.CLOSE);
+            }
+        }
+    }
+}

@@ -1,0 +1,112 @@
+package io.herald.gateway.http;
+
+import io.herald.gateway.config.HeraldConfig;
+import io.herald.protocol.ApiError;
+import io.herald.protocol.ErrorCode;
+import io.netty.channel.ChannelDuplexHandler;
+import io.netty.channel.ChannelFutureListener;
+import io.netty.channel.ChannelHandlerContext;
+import io.netty.channel.ChannelInitializer;
+import io.netty.channel.ChannelPipeline;
+import io.netty.channel.socket.SocketChannel;
+import io.netty.handler.codec.http.HttpMessage;
+import io.netty.handler.codec.http.HttpObjectAggregator;
+import io.netty.handler.codec.http.HttpRequest;
+import io.netty.handler.codec.http.HttpResponseStatus;
+import io.netty.handler.codec.http.HttpServerCodec;
+import io.netty.handler.codec.http.LastHttpContent;
+import io.netty.handler.timeout.IdleStateEvent;
+import io.netty.handler.timeout.IdleStateHandler;
+import io.netty.util.concurrent.ScheduledFuture;
+
+import java.util.concurrent.TimeUnit;
+
+/**
+ * The per-connection pipeline: HTTP/1.1 codec with header and line limits, idle timeout, a
+ * whole-request deadline (slowloris), an aggregator that refuses bodies over the limit with 413
+ * before buffering them, then the shared {@link HttpApiHandler}.
+ */
+final class HttpServerInitializer extends ChannelInitializer<SocketChannel> {
+    private final HeraldConfig.Http config;
+    private final HttpApiHandler api;
+
+    HttpServerInitializer(HeraldConfig.Http config, HttpApiHandler api) {
+        this.config = config;
+        this.api = api;
+    }
+
+    @Override
+    protected void initChannel(SocketChannel ch) {
+        ChannelPipeline p = ch.pipeline();
+        p.addLast("idle", new IdleStateHandler(0, 0, config.idleTimeout().toMillis(), TimeUnit.MILLISECONDS));
+        p.addLast("codec", new HttpServerCodec(config.maxInitialLineBytes(), config.maxHeaderBytes(), 65536));
+        p.addLast("deadline", new RequestDeadlineHandler(config.requestTimeout().toMillis()));
+        p.addLast("aggregator", new LimitedAggregator(config.maxBodyBytes()));
+        p.addLast("api", api);
+    }
+
+    /** Closes a connection whose request does not arrive completely in time, or that idles. */
+    static final class RequestDeadlineHandler extends ChannelDuplexHandler {
+        private final long timeoutMillis;
+        private ScheduledFuture<?> deadline;
+
+        RequestDeadlineHandler(long timeoutMillis) {
+            this.timeoutMillis = timeoutMillis;
+        }
+
+        @Override
+        public void channelRead(ChannelHandlerContext ctx, Object msg) throws Exception {
+            if (msg instanceof HttpRequest && deadline == null) {
+                deadline = ctx.executor().schedule(() -> {
+                    HttpApiHandler.sendError(ctx, HttpResponseStatus.REQUEST_TIMEOUT,
+                            new ApiError("request_timeout", "request not received completely within "
+                                    + timeoutMillis + " ms", null), false);
+                }, timeoutMillis, TimeUnit.MILLISECONDS);
+            }
+            if (msg instanceof LastHttpContent && deadline != null) {
+                deadline.cancel(false);
+                deadline = null;
+            }
+            super.channelRead(ctx, msg);
+        }
+
+        @Override
+        public void userEventTriggered(ChannelHandlerContext ctx, Object evt) throws Exception {
+            if (evt instanceof IdleStateEvent) {
+                ctx.close();
+                return;
+            }
+            super.userEventTriggered(ctx, evt);
+        }
+
+        @Override
+        public void channelInactive(ChannelHandlerContext ctx) throws Exception {
+            if (deadline != null) {
+                deadline.cancel(false);
+            }
+            super.channelInactive(ctx);
+        }
+    }
+
+    /** Answers an oversized body with our JSON 413 (and closes: the rest of the body is not read). */
+    static final class LimitedAggregator extends HttpObjectAggregator {
+        private final int max;
+
+        LimitedAggregator(int max) {
+            super(max, true);
+            this.max = max;
+        }
+
+        @Override
+        protected void handleOversizedMessage(ChannelHandlerContext ctx, HttpMessage oversized) {
+            if (oversized instanceof HttpRequest) {
+                HttpApiHandler.sendError(ctx, HttpResponseStatus.REQUEST_ENTITY_TOO_LARGE,
+                        ApiError.of(ErrorCode.BODY_TOO_LARGE, null, "body: over " + max
+                                + " bytes (expected: <= " + max + ")"), false)
+                        .addListener(ChannelFutureListener.CLOSE);
+            } else {
+                ctx.close();
+            }
+        }
+    }
+}

@@ -1,0 +1,101 @@
+package io.herald.gateway.metrics;
+
+import io.micrometer.core.instrument.Counter;
+import io.micrometer.core.instrument.Gauge;
+import io.micrometer.core.instrument.Timer;
+import io.micrometer.core.instrument.binder.jvm.JvmGcMetrics;
+import io.micrometer.core.instrument.binder.jvm.JvmMemoryMetrics;
+import io.micrometer.core.instrument.binder.jvm.JvmThreadMetrics;
+import io.micrometer.core.instrument.binder.system.ProcessorMetrics;
+import io.micrometer.prometheusmetrics.PrometheusConfig;
+import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
+
+import java.time.Duration;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.TimeUnit;
+import java.util.function.Supplier;
+
+/**
+ * The gateway's meters, named once here, exported as Prometheus text on {@code GET /metrics}.
+ * Counters and timers are Micrometer's (thread-safe, lock-free on the hot path); meters with a
+ * tag are cached per tag value, so tag values must come from a small closed set (verdicts,
+ * outcome reasons), never from user input. Owned by {@code Herald}.
+ */
+public final class Metrics {
+    private final PrometheusMeterRegistry registry = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
+    private final Counter ingestAccepted;
+    private final Counter ingestRejected;
+    private final Timer ingestLatency;
+    private final Timer deliveryLatency;
+    private final Timer redisFlush;
+    private final ConcurrentHashMap<String, Counter> batches = new ConcurrentHashMap<>();
+    private final ConcurrentHashMap<String, Counter> verdicts = new ConcurrentHashMap<>();
+    private final ConcurrentHashMap<String, Counter> outcomes = new ConcurrentHashMap<>();
+    private final ConcurrentHashMap<String, Counter> states = new ConcurrentHashMap<>();
+
+    public Metrics() {
+        new JvmMemoryMetrics().bindTo(registry);
+        new JvmGcMetrics().bindTo(registry);
+        new JvmThreadMetrics().bindTo(registry);
+        new ProcessorMetrics().bindTo(registry);
+        ingestAccepted = Counter.builder("herald.ingest.messages").tag("outcome", "accepted")
+                .description("Messages accepted into the journal").register(registry);
+        ingestRejected = Counter.builder("herald.ingest.messages").tag("outcome", "rejected")
+                .description("Messages rejected at validation").register(registry);
+        ingestLatency = Timer.builder("herald.ingest.latency").description("POST /v1/batches until the response")
+                .publishPercentileHistogram().maximumExpectedValue(Duration.ofSeconds(10)).register(registry);
+        deliveryLatency = Timer.builder("herald.delivery.latency")
+                .description("Acceptance of a message until its terminal state")
+                .publishPercentileHistogram().maximumExpectedValue(Duration.ofMinutes(1)).register(registry);
+        redisFlush = Timer.builder("herald.record.flush").description("One pipelined Redis flush of the record stage")
+                .publishPercentileHistogram().maximumExpectedValue(Duration.ofSeconds(10)).register(registry);
+    }
+
+    public void gauge(String name, String description, Supplier<Number> value) {
+        Gauge.builder(name, value).description(description).register(registry);
+    }
+
+    public void ingested(int accepted, int rejected) {
+        ingestAccepted.increment(accepted);
+        ingestRejected.increment(rejected);
+    }
+
+    public void batch(int status) {
+        batches.computeIfAbsent(Integer.toString(status), s -> Counter.builder("herald.ingest.batches")
+                .tag("status", s).description("Batch requests by HTTP status").register(registry)).increment();
+    }
+
+    public void ingestLatency(long nanos) {
+        ingestLatency.record(nanos, TimeUnit.NANOSECONDS);
+    }
+
+    public void verdict(String verdict, int n) {
+        verdicts.computeIfAbsent(verdict, v -> Counter.builder("herald.admission.verdicts").tag("verdict", v)
+                .description("Admission verdicts").register(registry)).increment(n);
+    }
+
+    public void connectorOutcome(String connector, String outcome) {
+        outcomes.computeIfAbsent(connector + '|' + outcome, k -> Counter.builder("herald.connector.outcomes")
+                .tag("connector", connector).tag("outcome", outcome)
+                .description("Provider answers by connector and outcome").register(registry)).increment();
+    }
+
+    /** A message reached a state (label such as accepted, failed:unregistered, deferred). */
+    public void state(String label) {
+        states.computeIfAbsent(label, l -> Counter.builder("herald.messages").tag("state", l)
+                .description("Messages by state reached").register(registry)).increment();
+    }
+
+    public void deliveryLatency(long millis) {
+        deliveryLatency.record(Math.max(0, millis), TimeUnit.MILLISECONDS);
+    }
+
+    public void recordFlush(long nanos) {
+        redisFlush.record(nanos, TimeUnit.NANOSECONDS);
+    }
+
+    /** The Prometheus text exposition. */
+    public String scrape() {
+        return registry.scrape();
+    }
+}

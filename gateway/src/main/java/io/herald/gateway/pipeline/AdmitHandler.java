@@ -1,0 +1,87 @@
+package io.herald.gateway.pipeline;
+
+import io.herald.gateway.admission.RateLimiter;
+import io.herald.gateway.metrics.Metrics;
+import io.lettuce.core.api.StatefulRedisConnection;
+import com.lmax.disruptor.EventHandler;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.function.BooleanSupplier;
+
+/**
+ * Stage 2: may it go now. All live messages of a handler batch that are addressed to a user are
+ * checked against the per-user rate limit in one script call. Verdicts: send now; defer to the
+ * reserved slot; drop {@code rate_limited} when the slot is past the message's ttl. Re-admitted
+ * messages (slot already reserved) and direct token sends pass through. Runs on its own thread.
+ */
+final class AdmitHandler implements EventHandler<DeliveryEvent> {
+    private static final Logger log = LoggerFactory.getLogger(AdmitHandler.class);
+
+    private final StatefulRedisConnection<String, String> connection;
+    private final RateLimiter limiter;
+    private final Metrics metrics;
+    private final Duration wait;
+    private final BooleanSupplier stopping;
+    private final List<DeliveryEvent> batch = new ArrayList<>();
+
+    AdmitHandler(StatefulRedisConnection<String, String> connection, RateLimiter limiter, Metrics metrics,
+                 Duration wait, BooleanSupplier stopping) {
+        this.connection = connection;
+        this.connection.setAutoFlushCommands(false);
+        this.limiter = limiter;
+        this.metrics = metrics;
+        this.wait = wait;
+        this.stopping = stopping;
+    }
+
+    @Override
+    public void onEvent(DeliveryEvent event, long sequence, boolean endOfBatch) {
+        if (event.live() && !event.item.reserved() && event.item.message().user() != null) {
+            batch.add(event);
+        }
+        if (endOfBatch && !batch.isEmpty()) {
+            try {
+                admit();
+            } finally {
+                batch.clear();
+            }
+        }
+    }
+
+    private void admit() {
+        List<RateLimiter.Check> checks = new ArrayList<>(batch.size());
+        for (DeliveryEvent e : batch) {
+            checks.add(new RateLimiter.Check(e.item.app(), e.item.message().user(), e.item.deadline()));
+        }
+        long[] verdicts = Stage.awaitRetrying(log, "admit", wait, stopping, () -> {
+            var f = limiter.check(connection.async(), checks);
+            connection.flushCommands();
+            return f;
+        });
+        if (verdicts == null) {
+            return; // stopping: the messages stay in the journal for the next start
+        }
+        int now = 0;
+        int deferred = 0;
+        int dropped = 0;
+        for (int i = 0; i < verdicts.length; i++) {
+            DeliveryEvent e = batch.get(i);
+            if (verdicts[i] == RateLimiter.NOW) {
+                now++;
+            } else if (verdicts[i] == RateLimiter.DROP) {
+                e.drop = "rate_limited";
+                dropped++;
+            } else {
+                e.deferUntil = verdicts[i];
+                deferred++;
+            }
+        }
+        metrics.verdict("send", now);
+        metrics.verdict("defer", deferred);
+        metrics.verdict("drop_rate_limited", dropped);
+    }
+}

@@ -1,0 +1,249 @@
+package io.herald.gateway.pipeline;
+
+import com.lmax.disruptor.BatchEventProcessor;
+import com.lmax.disruptor.BatchEventProcessorBuilder;
+import com.lmax.disruptor.BlockingWaitStrategy;
+import com.lmax.disruptor.EventHandler;
+import com.lmax.disruptor.ExceptionHandler;
+import com.lmax.disruptor.RingBuffer;
+import com.lmax.disruptor.dsl.Disruptor;
+import com.lmax.disruptor.dsl.EventProcessorFactory;
+import com.lmax.disruptor.dsl.ProducerType;
+import io.herald.gateway.admission.RateLimiter;
+import io.herald.gateway.config.HeraldConfig;
+import io.herald.gateway.connector.Connector;
+import io.herald.gateway.journal.Journal;
+import io.herald.gateway.journal.JournalEntry;
+import io.herald.gateway.journal.JournalItem;
+import io.herald.gateway.metrics.Metrics;
+import io.herald.gateway.redis.Redis;
+import io.herald.gateway.registry.DeviceRegistry;
+import io.herald.gateway.tracking.MessageStore;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import java.time.Duration;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ThreadFactory;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicLong;
+
+/**
+ * The delivery pipeline: two LMAX Disruptor rings and the permits that bound them.
+ *
+ * <pre>
+ *  intake / replay / scheduler --tryReserve(n)--> publish --> [delivery ring, multi-producer]
+ *      resolve (devices) -> admit (rate limit) -> dispatch (connectors, async)
+ *  dispatch / connector callbacks --> [outcome ring, multi-producer] --> record (Redis, journal ack)
+ *      --> release(n)
+ * </pre>
+ *
+ * <p>Capacity: a producer first reserves one permit per message ({@link #tryReserve}, never
+ * blocks: no permit means 429 for intake); the record stage releases it once the message's
+ * outcome is durable. With {@code capacity} permits, both rings (each at least twice the
+ * capacity) always have room, so publication never waits. Every message yields exactly one
+ * outcome. Thread-safe; owned by {@code Herald}, which closes it.
+ */
+public final class Pipeline implements AutoCloseable {
+    private static final Logger log = LoggerFactory.getLogger(Pipeline.class);
+
+    private final int capacity;
+    private final AtomicLong inUse = new AtomicLong();
+    private final AtomicBoolean halted = new AtomicBoolean();
+    private final Disruptor<DeliveryEvent> deliveries;
+    private final Disruptor<OutcomeEvent> outcomes;
+    private final RingBuffer<DeliveryEvent> deliveryRing;
+    private final RingBuffer<OutcomeEvent> outcomeRing;
+
+    public Pipeline(HeraldConfig config, Redis redis, Journal journal, DeviceRegistry registry, RateLimiter limiter,
+                    MessageStore store, Map<String, Connector> connectors, Metrics metrics) {
+        this.capacity = config.pipeline().capacity();
+        int ringSize = Integer.highestOneBit(Math.max(capacity, 512) - 1) << 2;
+        int maxBatch = config.pipeline().handlerBatch();
+        Duration wait = config.pipeline().redisWait();
+
+        deliveries = new Disruptor<>(DeliveryEvent::new, ringSize, threads("herald-ring"), ProducerType.MULTI,
+                new BlockingWaitStrategy());
+        outcomes = new Disruptor<>(OutcomeEvent::new, ringSize, threads("herald-record"), ProducerType.MULTI,
+                new BlockingWaitStrategy());
+
+        RecordHandler record = new RecordHandler(redis.dedicated(), store, registry, journal, metrics, wait,
+                halted::get, this::release);
+        outcomes.handleEventsWith(processor(record, maxBatch, new LoggingExceptionHandler<>("record")));
+        ResolveHandler resolve = new ResolveHandler(redis.dedicated(), registry, store, wait, halted::get);
+        AdmitHandler admit = new AdmitHandler(redis.dedicated(), limiter, metrics, wait, halted::get);
+        DispatchHandler dispatch = new DispatchHandler(connectors, this::publishOutcome, store, halted::get);
+        deliveries.handleEventsWith(processor(resolve, maxBatch, new LoggingExceptionHandler<>("resolve")))
+                .then(processor(admit, maxBatch, new LoggingExceptionHandler<>("admit")))
+                .then(processor(dispatch, maxBatch, new LoggingExceptionHandler<>("dispatch")));
+        outcomeRing = outcomes.start();
+        deliveryRing = deliveries.start();
+        metrics.gauge("herald.ring.remaining", "Free slots of the delivery ring", deliveryRing::remainingCapacity);
+        metrics.gauge("herald.capacity.in_use", "Messages accepted and not yet settled", inUse::get);
+        metrics.gauge("herald.capacity.limit", "Capacity of the pipeline in messages", () -> capacity);
+    }
+
+    /** Takes {@code n} permits if all are free; never blocks. */
+    public boolean tryReserve(int n) {
+        while (true) {
+            long cur = inUse.get();
+            if (cur + n > capacity) {
+                return false;
+            }
+            if (inUse.compareAndSet(cur, cur + n)) {
+                return true;
+            }
+        }
+    }
+
+    /** Returns permits (a producer that reserved and then could not publish, or the record stage). */
+    public void release(int n) {
+        inUse.addAndGet(-n);
+    }
+
+    public long inUse() {
+        return inUse.get();
+    }
+
+    public int capacity() {
+        return capacity;
+    }
+
+    public long ringRemaining() {
+        return deliveryRing.remainingCapacity();
+    }
+
+    /** Publishes reserved messages; {@code replayed} makes resolve check what was settled before. */
+    public void publish(JournalEntry entry, List<JournalItem> items, boolean replayed) {
+        int n = items.size();
+        int i = 0;
+        while (i < n) {
+            int chunk = Math.min(n - i, 256);
+            long hi = nextOrSpin(chunk);
+            long lo = hi - (chunk - 1);
+            for (long seq = lo; seq <= hi; seq++) {
+                deliveryRing.get(seq).set(entry, items.get(i + (int) (seq - lo)), replayed);
+            }
+            deliveryRing.publish(lo, hi);
+            i += chunk;
+        }
+    }
+
+    private long nextOrSpin(int n) {
+        // Permits guarantee room; tryNext fails only in the short window between a permit's
+        // release and the handlers' sequence update, so a brief spin is enough.
+        while (true) {
+            try {
+                return deliveryRing.tryNext(n);
+            } catch (com.lmax.disruptor.InsufficientCapacityException e) {
+                Thread.onSpinWait();
+            }
+        }
+    }
+
+    private void publishOutcome(OutcomeEvent.Kind kind, JournalEntry entry, JournalItem item, String label, long due,
+                                List<String> history, List<OutcomeEvent.Invalidation> invalidations) {
+        long seq;
+        while (true) {
+            try {
+                seq = outcomeRing.tryNext();
+                break;
+            } catch (com.lmax.disruptor.InsufficientCapacityException e) {
+                Thread.onSpinWait();
+            }
+        }
+        OutcomeEvent o = outcomeRing.get(seq);
+        o.reset(kind, entry, item);
+        o.label = label;
+        o.due = due;
+        o.history.addAll(history);
+        o.invalidations.addAll(invalidations);
+        outcomeRing.publish(seq);
+    }
+
+    /**
+     * Waits until every reserved message is settled or {@code drain} passes, then stops the stages.
+     * Whatever is unsettled then stays in the journal for the next start.
+     */
+    public boolean drain(Duration drain) {
+        long deadline = System.nanoTime() + drain.toNanos();
+        while (inUse.get() > 0 && System.nanoTime() < deadline) {
+            try {
+                Thread.sleep(10);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                break;
+            }
+        }
+        return inUse.get() == 0;
+    }
+
+    /** Stops at once: no more sends, no more writes; the journal keeps what is unsettled. */
+    public void halt() {
+        halted.set(true);
+    }
+
+    @Override
+    public void close() {
+        halted.set(true);
+        try {
+            deliveries.shutdown(2, TimeUnit.SECONDS);
+        } catch (com.lmax.disruptor.TimeoutException e) {
+            deliveries.halt();
+        }
+        try {
+            outcomes.shutdown(2, TimeUnit.SECONDS);
+        } catch (com.lmax.disruptor.TimeoutException e) {
+            outcomes.halt();
+        }
+    }
+
+    private static <T> EventProcessorFactory<T> processor(EventHandler<T> handler, int maxBatch,
+                                                          ExceptionHandler<? super T> exceptions) {
+        return (ring, barrierSequences) -> {
+            BatchEventProcessor<T> p = new BatchEventProcessorBuilder().setMaxBatchSize(maxBatch)
+                    .build(ring, ring.newBarrier(barrierSequences), handler);
+            p.setExceptionHandler(exceptions);
+            return p;
+        };
+    }
+
+    private static ThreadFactory threads(String prefix) {
+        AtomicInteger n = new AtomicInteger();
+        return r -> {
+            Thread t = new Thread(r, prefix + "-" + n.incrementAndGet());
+            t.setDaemon(true);
+            return t;
+        };
+    }
+
+    /**
+     * Logs and carries on: a handler bug must not halt the processor (the Disruptor default). The
+     * messages of the failed batch stay unsettled in the journal and are replayed at the next start.
+     */
+    private static final class LoggingExceptionHandler<T> implements ExceptionHandler<T> {
+        private final String stage;
+
+        LoggingExceptionHandler(String stage) {
+            this.stage = stage;
+        }
+
+        @Override
+        public void handleEventException(Throwable ex, long sequence, T event) {
+            log.error("{} stage failed on sequence {}; the message stays in the journal", stage, sequence, ex);
+        }
+
+        @Override
+        public void handleOnStartException(Throwable ex) {
+            log.error("{} stage failed to start", stage, ex);
+        }
+
+        @Override
+        public void handleOnShutdownException(Throwable ex) {
+            log.error("{} stage failed to stop", stage, ex);
+        }
+    }
+}

@@ -1,0 +1,124 @@
+package io.herald.gateway.pipeline;
+
+import io.herald.gateway.journal.Journal;
+import io.herald.gateway.journal.JournalEntry;
+import io.herald.gateway.metrics.Metrics;
+import io.herald.gateway.redis.Keys;
+import io.herald.gateway.registry.DeviceRegistry;
+import io.herald.gateway.tracking.MessageStore;
+import io.lettuce.core.api.StatefulRedisConnection;
+import io.lettuce.core.api.async.RedisAsyncCommands;
+import com.lmax.disruptor.EventHandler;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Set;
+import java.util.concurrent.CompletableFuture;
+import java.util.function.BooleanSupplier;
+import java.util.function.IntConsumer;
+
+/**
+ * Stage 4, on the outcome ring: make each message's outcome durable. Per handler batch, one
+ * pipelined round trip writes every state change (script per message), device invalidation and
+ * deferral (the message into the scheduler's sorted set); a second deletes the journal entries
+ * whose messages are now all settled. Only then are the messages' capacity permits released.
+ * Runs on its own thread; the only writer of message states besides replays of itself.
+ */
+final class RecordHandler implements EventHandler<OutcomeEvent> {
+    private static final Logger log = LoggerFactory.getLogger(RecordHandler.class);
+
+    private final StatefulRedisConnection<String, String> connection;
+    private final MessageStore store;
+    private final DeviceRegistry registry;
+    private final Journal journal;
+    private final Metrics metrics;
+    private final Duration wait;
+    private final BooleanSupplier stopping;
+    private final IntConsumer release;
+    private final List<OutcomeEvent> batch = new ArrayList<>();
+
+    RecordHandler(StatefulRedisConnection<String, String> connection, MessageStore store, DeviceRegistry registry,
+                  Journal journal, Metrics metrics, Duration wait, BooleanSupplier stopping, IntConsumer release) {
+        this.connection = connection;
+        this.connection.setAutoFlushCommands(false);
+        this.store = store;
+        this.registry = registry;
+        this.journal = journal;
+        this.metrics = metrics;
+        this.wait = wait;
+        this.stopping = stopping;
+        this.release = release;
+    }
+
+    @Override
+    public void onEvent(OutcomeEvent event, long sequence, boolean endOfBatch) {
+        batch.add(event);
+        if (endOfBatch) {
+            try {
+                record();
+            } finally {
+                batch.clear();
+            }
+        }
+    }
+
+    private void record() {
+        long start = System.nanoTime();
+        Boolean written = Stage.awaitRetrying(log, "record", wait, stopping, () -> {
+            RedisAsyncCommands<String, String> cmd = connection.async();
+            List<CompletableFuture<?>> all = new ArrayList<>(batch.size() * 2);
+            for (OutcomeEvent o : batch) {
+                switch (o.kind) {
+                    case SKIPPED -> { }
+                    case DEFERRED -> {
+                        String id = o.item.messageId();
+                        all.add(cmd.hset(Keys.deferredData(), id, journal.encodeItem(o.item)).toCompletableFuture());
+                        all.add(cmd.zadd(Keys.deferred(), (double) o.due, id).toCompletableFuture());
+                        all.add(store.transition(cmd, o.item.batchId(), o.item.index(), "deferred",
+                                System.currentTimeMillis(), o.history));
+                    }
+                    case DONE -> {
+                        for (OutcomeEvent.Invalidation inv : o.invalidations) {
+                            all.add(registry.invalidate(cmd, inv.app(), inv.user(), inv.deviceId(), inv.token(),
+                                    inv.reason(), inv.at()));
+                        }
+                        all.add(store.transition(cmd, o.item.batchId(), o.item.index(), o.label,
+                                System.currentTimeMillis(), o.history));
+                    }
+                }
+            }
+            connection.flushCommands();
+            return CompletableFuture.allOf(all.toArray(new CompletableFuture<?>[0])).thenApply(v -> Boolean.TRUE);
+        });
+        if (written == null) {
+            return; // stopping: unsettled entries stay in the journal
+        }
+        Set<JournalEntry> finished = new LinkedHashSet<>();
+        long now = System.currentTimeMillis();
+        for (OutcomeEvent o : batch) {
+            if (o.entry.settleOne()) {
+                finished.add(o.entry);
+            }
+            if (o.kind == OutcomeEvent.Kind.DONE) {
+                metrics.state(o.label);
+                metrics.deliveryLatency(now - o.item.acceptedAt());
+            } else if (o.kind == OutcomeEvent.Kind.DEFERRED) {
+                metrics.state("deferred");
+            }
+        }
+        if (!finished.isEmpty()) {
+            String[] ids = finished.stream().map(JournalEntry::streamId).toArray(String[]::new);
+            Stage.awaitRetrying(log, "journal ack", wait, stopping, () -> {
+                var f = journal.delete(connection.async(), ids);
+                connection.flushCommands();
+                return f;
+            });
+        }
+        metrics.recordFlush(System.nanoTime() - start);
+        release.accept(batch.size());
+    }
+}

@@ -1,0 +1,44 @@
+package io.herald.gateway.redis;
+
+/**
+ * Every Redis key Herald writes, in one place. Keys that a script touches together share a hash
+ * tag so the script stays valid on Redis Cluster: a batch's keys are tagged by batch id, a
+ * user's keys (devices, rate limit) by app and user, the scheduler's and journal's keys by
+ * {@code {sched}}. Stateless.
+ */
+public final class Keys {
+    private Keys() {
+    }
+
+    public static String batch(String batchId) {
+        return "herald:b:{" + batchId + "}";
+    }
+
+    public static String message(String batchId, int index) {
+        return "herald:m:{" + batchId + "}:" + index;
+    }
+
+    public static String history(String batchId, int index) {
+        return "herald:h:{" + batchId + "}:" + index;
+    }
+
+    public static String devices(String app, String user) {
+        return "herald:u:{" + app + ":" + user + "}";
+    }
+
+    public static String rateLimit(String app, String user) {
+        return "herald:rl:{" + app + ":" + user + "}";
+    }
+
+    public static String journal(String nodeId) {
+        return "herald:{sched}:journal:" + nodeId;
+    }
+
+    public static String deferred() {
+        return "herald:{sched}:deferred";
+    }
+
+    public static String deferredData() {
+        return "herald:{sched}:deferred-data";
+    }
+}

@@ -1,0 +1,201 @@
+package io.herald.gateway.redis;
+
+import io.herald.gateway.config.HeraldConfig;
+import io.herald.gateway.config.StartupException;
+import io.lettuce.core.ClientOptions;
+import io.lettuce.core.RedisClient;
+import io.lettuce.core.RedisConnectionException;
+import io.lettuce.core.RedisURI;
+import io.lettuce.core.ScriptOutputType;
+import io.lettuce.core.TimeoutOptions;
+import io.lettuce.core.api.StatefulRedisConnection;
+import io.lettuce.core.api.async.RedisAsyncCommands;
+import io.lettuce.core.codec.StringCodec;
+import io.lettuce.core.resource.ClientResources;
+import io.lettuce.core.resource.DefaultClientResources;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * The gateway's Redis: the Lettuce client, the connections each stage owns, and the Lua
+ * scripts. With no URL configured it starts an {@link EmbeddedRedis} first.
+ *
+ * <p>Connections are {@link StatefulRedisConnection}s (thread-safe). A stage that batches
+ * (ring handlers) gets a {@link #dedicated()} connection and flushes its own pipeline; others
+ * share {@link #shared()}. Commands fail fast while disconnected (REJECT_COMMANDS) so ingest can
+ * answer 503 at once instead of buffering without bound. Owned by {@code Herald}, which closes it.
+ */
+public final class Redis implements AutoCloseable {
+    private final EmbeddedRedis embedded;
+    private final ClientResources resources;
+    private final RedisClient client;
+    private final StatefulRedisConnection<String, String> shared;
+    private final List<StatefulRedisConnection<String, String>> connections = new CopyOnWriteArrayList<>();
+
+    private Redis(EmbeddedRedis embedded, ClientResources resources, RedisClient client,
+                  StatefulRedisConnection<String, String> shared) {
+        this.embedded = embedded;
+        this.resources = resources;
+        this.client = client;
+        this.shared = shared;
+        connections.add(shared);
+    }
+
+    /** Connects (starting the embedded server when configured so); fails with one clear line. */
+    public static Redis connect(HeraldConfig config) {
+        EmbeddedRedis embedded = null;
+        String url = config.redis().url();
+        if (config.redis().embedded()) {
+            embedded = EmbeddedRedis.start(config.dataDir().resolve("redis"));
+            url = embedded.uri();
+        }
+        RedisURI uri;
+        try {
+            uri = RedisURI.create(url);
+        } catch (IllegalArgumentException e) {
+            closeQuietly(embedded);
+            throw new StartupException("REDIS_URL / herald.redis.url: '" + url + "' is not a valid Redis URI: "
+                    + e.getMessage());
+        }
+        uri.setTimeout(config.redis().commandTimeout());
+        ClientResources resources = DefaultClientResources.builder().ioThreadPoolSize(2).computationThreadPoolSize(2).build();
+        RedisClient client = RedisClient.create(resources, uri);
+        client.setOptions(ClientOptions.builder()
+                .autoReconnect(true)
+                .disconnectedBehavior(ClientOptions.DisconnectedBehavior.REJECT_COMMANDS)
+                .timeoutOptions(TimeoutOptions.enabled(config.redis().commandTimeout()))
+                .build());
+        try {
+            StatefulRedisConnection<String, String> shared = client.connect(StringCodec.UTF8);
+            shared.sync().ping();
+            return new Redis(embedded, resources, client, shared);
+        } catch (RedisConnectionException e) {
+            client.shutdown();
+            resources.shutdown();
+            closeQuietly(embedded);
+            throw new StartupException("Redis at " + redact(url) + " is unreachable (" + rootMessage(e)
+                    + "): start it, fix REDIS_URL, or unset REDIS_URL to use the embedded server");
+        } catch (RuntimeException e) {
+            client.shutdown();
+            resources.shutdown();
+            closeQuietly(embedded);
+            throw new StartupException("Redis at " + redact(url) + " refused us (" + rootMessage(e)
+                    + "): check the password and database in REDIS_URL");
+        }
+    }
+
+    /** A connection shared by callers that issue independent commands. */
+    public StatefulRedisConnection<String, String> shared() {
+        return shared;
+    }
+
+    public RedisAsyncCommands<String, String> async() {
+        return shared.async();
+    }
+
+    /** A new connection for one stage, closed with this object. */
+    public StatefulRedisConnection<String, String> dedicated() {
+        StatefulRedisConnection<String, String> c = client.connect(StringCodec.UTF8);
+        connections.add(c);
+        return c;
+    }
+
+    /** True when Redis answers PING within the timeout. */
+    public boolean ping(Duration timeout) {
+        try {
+            return "PONG".equals(shared.async().ping().get(timeout.toMillis(), TimeUnit.MILLISECONDS));
+        } catch (Exception e) {
+            return false;
+        }
+    }
+
+    /** The embedded server, or null with an external one. */
+    public EmbeddedRedis embedded() {
+        return embedded;
+    }
+
+    @Override
+    public void close() {
+        for (StatefulRedisConnection<String, String> c : connections) {
+            try {
+                c.close();
+            } catch (RuntimeException ignored) {
+                // closing anyway
+            }
+        }
+        client.shutdown(Duration.ZERO, Duration.ofSeconds(2));
+        resources.shutdown(0, 2, TimeUnit.SECONDS);
+        closeQuietly(embedded);
+    }
+
+    /** A Lua script from the classpath, run by EVALSHA with a fall-back to EVAL after a Redis restart. */
+    public static final class Script {
+        private final String source;
+        private final String sha;
+
+        public Script(String resource) {
+            try (InputStream in = Redis.class.getResourceAsStream(resource)) {
+                if (in == null) {
+                    throw new IllegalStateException("missing script " + resource);
+                }
+                this.source = new String(in.readAllBytes(), StandardCharsets.UTF_8);
+            } catch (IOException e) {
+                throw new IllegalStateException(e);
+            }
+            try {
+                java.security.MessageDigest md = java.security.MessageDigest.getInstance("SHA-1");
+                this.sha = java.util.HexFormat.of().formatHex(md.digest(source.getBytes(StandardCharsets.UTF_8)));
+            } catch (java.security.NoSuchAlgorithmException e) {
+                throw new IllegalStateException(e);
+            }
+        }
+
+        public <T> CompletableFuture<T> run(RedisAsyncCommands<String, String> cmd, ScriptOutputType type,
+                                            String[] keys, String... args) {
+            CompletableFuture<T> result = new CompletableFuture<>();
+            cmd.<T>evalsha(sha, type, keys, args).whenComplete((v, e) -> {
+                if (e == null) {
+                    result.complete(v);
+                } else if (String.valueOf(e.getMessage()).contains("NOSCRIPT")) {
+                    cmd.<T>eval(source, type, keys, args).whenComplete((v2, e2) -> {
+                        if (e2 == null) {
+                            result.complete(v2);
+                        } else {
+                            result.completeExceptionally(e2);
+                        }
+                    });
+                    cmd.getStatefulConnection().flushCommands();
+                } else {
+                    result.completeExceptionally(e);
+                }
+            });
+            return result;
+        }
+    }
+
+    private static void closeQuietly(EmbeddedRedis embedded) {
+        if (embedded != null) {
+            embedded.close();
+        }
+    }
+
+    private static String rootMessage(Throwable e) {
+        Throwable t = e;
+        while (t.getCause() != null) {
+            t = t.getCause();
+        }
+        return t.getMessage() == null ? t.getClass().getSimpleName() : t.getMessage();
+    }
+
+    /** Hides a password in a URI before it is printed. */
+    static String redact(String url) {
+        return url.replaceAll("//[^@/]*@", "//***@");
+    }
+}

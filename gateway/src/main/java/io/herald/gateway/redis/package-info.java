@@ -1,0 +1,6 @@
+/**
+ * Redis access: {@link io.herald.gateway.redis.Redis} (client, per-stage connections, scripts),
+ * {@link io.herald.gateway.redis.EmbeddedRedis} (the redis-server process the gateway and the
+ * tests start when no URL is given) and {@link io.herald.gateway.redis.Keys} (every key name).
+ */
+package io.herald.gateway.redis;

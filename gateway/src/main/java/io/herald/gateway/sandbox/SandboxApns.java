@@ -1,0 +1,243 @@
+package io.herald.gateway.sandbox;
+
+import com.eatthepath.pushy.apns.auth.ApnsSigningKey;
+import com.eatthepath.pushy.apns.server.MockApnsServer;
+import com.eatthepath.pushy.apns.server.MockApnsServerBuilder;
+import com.eatthepath.pushy.apns.server.PushNotificationHandler;
+import com.eatthepath.pushy.apns.server.RejectedNotificationException;
+import com.eatthepath.pushy.apns.server.RejectionReason;
+import com.eatthepath.pushy.apns.server.UnregisteredDeviceTokenException;
+import io.netty.bootstrap.ServerBootstrap;
+import io.netty.channel.Channel;
+import io.netty.channel.group.ChannelGroup;
+import io.netty.channel.nio.NioEventLoopGroup;
+import io.netty.handler.codec.http2.Http2Headers;
+import io.netty.handler.ssl.util.SelfSignedCertificate;
+
+import java.lang.reflect.Field;
+import java.net.InetAddress;
+import java.net.InetSocketAddress;
+import java.security.KeyPairGenerator;
+import java.security.interfaces.ECPrivateKey;
+import java.security.spec.ECGenParameterSpec;
+import java.security.cert.X509Certificate;
+import java.time.Instant;
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.Deque;
+import java.util.List;
+import java.util.Map;
+import java.util.UUID;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.Consumer;
+
+/**
+ * The local APNs peer: Pushy's {@link MockApnsServer} (real HTTP/2 over TLS, self-signed
+ * certificate) bound to 127.0.0.1 only, with a handler that can be scripted per device token to
+ * accept, answer Unregistered (410), BadDeviceToken (400), 429 or 500/503, once or always. It
+ * counts what it accepted by {@code apns-id}, so tests and the load test can check that every
+ * message arrived exactly once.
+ *
+ * <p>Clients trust {@link #certificate()} and sign with {@link #signingKey()} (tokens are not
+ * verified: this is a rehearsal peer, not a security boundary). Thread-safe; the creator owns it
+ * and must {@link #close()} it.
+ */
+public final class SandboxApns implements AutoCloseable {
+
+    /** A scripted answer. */
+    public enum Answer {
+        ACCEPT, UNREGISTERED, BAD_DEVICE_TOKEN, PAYLOAD_TOO_LARGE, TOO_MANY_REQUESTS, INTERNAL_SERVER_ERROR,
+        SERVICE_UNAVAILABLE
+    }
+
+    private final MockApnsServer server;
+    private final NioEventLoopGroup group;
+    private final SelfSignedCertificate certificate;
+    private final ApnsSigningKey signingKey;
+    private final int port;
+    private final Map<String, Deque<Answer>> once = new ConcurrentHashMap<>();
+    private final Map<String, Answer> always = new ConcurrentHashMap<>();
+    private final Map<String, List<Long>> arrivals = new ConcurrentHashMap<>();
+    private final Map<UUID, AtomicInteger> accepted = new ConcurrentHashMap<>();
+    private final AtomicLong acceptedTotal = new AtomicLong();
+    private final AtomicLong requestsTotal = new AtomicLong();
+    private volatile Consumer<UUID> onAccepted = id -> { };
+    private volatile boolean trackIds = true;
+
+    private SandboxApns(int port) throws Exception {
+        this.certificate = new SelfSignedCertificate("localhost");
+        KeyPairGenerator gen = KeyPairGenerator.getInstance("EC");
+        gen.initialize(new ECGenParameterSpec("secp256r1"));
+        this.signingKey = new ApnsSigningKey("HERALDKEY1", "HERALDTEAM", (ECPrivateKey) gen.generateKeyPair().getPrivate());
+        this.group = new NioEventLoopGroup(1, r -> {
+            Thread t = new Thread(r, "herald-sandbox-apns");
+            t.setDaemon(true);
+            return t;
+        });
+        this.server = new MockApnsServerBuilder()
+                .setServerCredentials(new X509Certificate[] {certificate.cert()}, certificate.key(), null)
+                .setEventLoopGroup(group)
+                .setMaxConcurrentStreams(1500)
+                .setHandlerFactory(session -> handler())
+                .build();
+        this.port = bindLoopback(server, port);
+    }
+
+    /** Starts a peer on 127.0.0.1:{@code port} (0 = a free port). */
+    public static SandboxApns start(int port) {
+        try {
+            return new SandboxApns(port);
+        } catch (Exception e) {
+            throw new IllegalStateException("cannot start the APNs sandbox on 127.0.0.1:" + port + ": " + e, e);
+        }
+    }
+
+    private PushNotificationHandler handler() {
+        return (Http2Headers headers, io.netty.buffer.ByteBuf payload) -> {
+            requestsTotal.incrementAndGet();
+            String path = String.valueOf(headers.path());
+            String token = path.startsWith("/3/device/") ? path.substring("/3/device/".length()) : "";
+            Answer answer = answerFor(token);
+            switch (answer) {
+                case ACCEPT -> {
+                    CharSequence id = headers.get("apns-id");
+                    if (id != null) {
+                        UUID uuid = UUID.fromString(id.toString());
+                        if (trackIds) {
+                            accepted.computeIfAbsent(uuid, k -> new AtomicInteger()).incrementAndGet();
+                        }
+                        onAccepted.accept(uuid);
+                    }
+                    acceptedTotal.incrementAndGet();
+                }
+                case UNREGISTERED -> throw new UnregisteredDeviceTokenException(Instant.now());
+                case BAD_DEVICE_TOKEN -> throw new RejectedNotificationException(RejectionReason.BAD_DEVICE_TOKEN);
+                case PAYLOAD_TOO_LARGE -> throw new RejectedNotificationException(RejectionReason.PAYLOAD_TOO_LARGE);
+                case TOO_MANY_REQUESTS -> throw new RejectedNotificationException(RejectionReason.TOO_MANY_REQUESTS);
+                case INTERNAL_SERVER_ERROR -> throw new RejectedNotificationException(RejectionReason.INTERNAL_SERVER_ERROR);
+                case SERVICE_UNAVAILABLE -> throw new RejectedNotificationException(RejectionReason.SERVICE_UNAVAILABLE);
+                default -> throw new IllegalStateException(answer.toString());
+            }
+        };
+    }
+
+    private Answer answerFor(String token) {
+        Deque<Answer> q = once.get(token);
+        if (q != null || always.containsKey(token)) {
+            arrivals.computeIfAbsent(token, k -> java.util.Collections.synchronizedList(new ArrayList<>()))
+                    .add(System.nanoTime());
+        }
+        if (q != null) {
+            synchronized (q) {
+                Answer a = q.poll();
+                if (a != null) {
+                    return a;
+                }
+            }
+        }
+        return always.getOrDefault(token, Answer.ACCEPT);
+    }
+
+    /** The next requests for {@code token} get these answers, in order; then the standing answer. */
+    public void scriptOnce(String token, Answer... answers) {
+        Deque<Answer> q = once.computeIfAbsent(token, k -> new ArrayDeque<>());
+        synchronized (q) {
+            q.addAll(List.of(answers));
+        }
+    }
+
+    /** Every request for {@code token} gets {@code answer} (after any scripted once-answers). */
+    public void scriptAlways(String token, Answer answer) {
+        always.put(token, answer);
+    }
+
+    /** Arrival times (System.nanoTime) of requests for a scripted token. */
+    public List<Long> arrivals(String token) {
+        List<Long> l = arrivals.get(token);
+        if (l == null) {
+            return List.of();
+        }
+        synchronized (l) {
+            return List.copyOf(l);
+        }
+    }
+
+    /** How often a notification with this apns-id was accepted. */
+    public int acceptedCount(UUID apnsId) {
+        AtomicInteger n = accepted.get(apnsId);
+        return n == null ? 0 : n.get();
+    }
+
+    /** Every accepted apns-id and how often it was accepted. */
+    public Map<UUID, Integer> acceptedIds() {
+        Map<UUID, Integer> out = new java.util.HashMap<>();
+        accepted.forEach((k, v) -> out.put(k, v.get()));
+        return out;
+    }
+
+    public long acceptedTotal() {
+        return acceptedTotal.get();
+    }
+
+    public long requestsTotal() {
+        return requestsTotal.get();
+    }
+
+    /** Stops keeping per-id counts (long load runs) and calls {@code listener} per accepted id instead. */
+    public void onAccepted(Consumer<UUID> listener, boolean trackIds) {
+        this.onAccepted = listener;
+        this.trackIds = trackIds;
+    }
+
+    public String host() {
+        return "127.0.0.1";
+    }
+
+    public int port() {
+        return port;
+    }
+
+    public X509Certificate certificate() {
+        return certificate.cert();
+    }
+
+    /** PEM file of the certificate, for clients in other processes. */
+    public java.io.File certificateFile() {
+        return certificate.certificate();
+    }
+
+    public ApnsSigningKey signingKey() {
+        return signingKey;
+    }
+
+    @Override
+    public void close() {
+        try {
+            server.shutdown().get(5, TimeUnit.SECONDS);
+        } catch (Exception ignored) {
+            // best effort
+        }
+        group.shutdownGracefully(0, 1, TimeUnit.SECONDS);
+        certificate.delete();
+    }
+
+    /**
+     * MockApnsServer.start(port) binds every interface; the sandbox must listen on loopback only,
+     * so bind its bootstrap ourselves and register the channel where its shutdown will close it.
+     */
+    private static int bindLoopback(MockApnsServer server, int port) throws Exception {
+        Class<?> base = server.getClass().getSuperclass();
+        Field bootstrapField = base.getDeclaredField("bootstrap");
+        Field channelsField = base.getDeclaredField("allChannels");
+        bootstrapField.setAccessible(true);
+        channelsField.setAccessible(true);
+        ServerBootstrap bootstrap = (ServerBootstrap) bootstrapField.get(server);
+        ChannelGroup channels = (ChannelGroup) channelsField.get(server);
+        Channel ch = bootstrap.bind(new InetSocketAddress(InetAddress.getLoopbackAddress(), port)).sync().channel();
+        channels.add(ch);
+        return ((InetSocketAddress) ch.localAddress()).getPort();
+    }
+}

@@ -1,0 +1,48 @@
+package io.herald.protocol;
+
+/**
+ * The machine-readable error codes of the Herald API, each with its stable wire string and the HTTP
+ * status used when the error rejects a whole request.
+ *
+ * <p>Immutable and thread-safe. Wire strings are part of the public contract: never rename one,
+ * only add. Per-item errors inside an accepted batch carry the same codes but do not change the
+ * response status; {@link #httpStatus()} applies only when the code fails the entire request.
+ */
+public enum ErrorCode {
+    MALFORMED_JSON("malformed_json", 400),
+    BODY_TOO_LARGE("body_too_large", 413),
+    TOO_MANY_ITEMS("too_many_items", 413),
+    EMPTY_BATCH("empty_batch", 422),
+    MISSING_FIELD("missing_field", 422),
+    INVALID_FIELD("invalid_field", 422),
+    UNKNOWN_FIELD("unknown_field", 422),
+    PAYLOAD_TOO_LARGE("payload_too_large", 422),
+    COLLAPSE_ID_TOO_LONG("collapse_id_too_long", 422),
+    TTL_OUT_OF_RANGE("ttl_out_of_range", 422),
+    UNAUTHORIZED("unauthorized", 401),
+    NOT_FOUND("not_found", 404),
+    UNKNOWN_APP("unknown_app", 404),
+    METHOD_NOT_ALLOWED("method_not_allowed", 405),
+    UNSUPPORTED_MEDIA_TYPE("unsupported_media_type", 415),
+    OVERLOADED("overloaded", 429),
+    UNAVAILABLE("unavailable", 503),
+    INTERNAL("internal", 500);
+
+    private final String wire;
+    private final int httpStatus;
+
+    ErrorCode(String wire, int httpStatus) {
+        this.wire = wire;
+        this.httpStatus = httpStatus;
+    }
+
+    /** Returns the stable wire string, e.g. {@code "malformed_json"}. */
+    public String wire() {
+        return wire;
+    }
+
+    /** Returns the HTTP status used when this error rejects a whole request. */
+    public int httpStatus() {
+        return httpStatus;
+    }
+}

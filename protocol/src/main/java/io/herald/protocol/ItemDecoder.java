@@ -1,0 +1,288 @@
+package io.herald.protocol;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import java.nio.charset.StandardCharsets;
+import java.util.Iterator;
+import java.util.Map;
+import java.util.Set;
+
+/**
+ * Validates one element of a batch's {@code messages} array. Stateless; the first violated rule
+ * wins. Explicit JSON {@code null} on an optional field is treated as absent.
+ */
+final class ItemDecoder {
+
+    static final int MAX_ID_CHARS = 128;
+    static final int MAX_NAME_CHARS = 256;
+    static final int MIN_TOKEN_CHARS = 16;
+    static final int MAX_TOKEN_CHARS = 200;
+    static final int MAX_COLLAPSE_ID_BYTES = 64;
+    static final int MAX_BADGE = 99_999;
+
+    private static final Set<String> KNOWN_FIELDS = Set.of(
+            "id", "user", "apnsToken", "title", "body", "data", "priority", "ttlSeconds", "collapseId",
+            "sound", "badge", "category");
+
+    private ItemDecoder() {}
+
+    /** Stackless control-flow signal carrying the item's error. */
+    private static final class Invalid extends Exception {
+        private static final long serialVersionUID = 1L;
+        final transient ApiError error;
+
+        Invalid(ErrorCode code, String field, String message) {
+            super(message, null, false, false);
+            this.error = ApiError.of(code, field, message);
+        }
+    }
+
+    static DecodedBatch.Item decode(int index, JsonNode node) {
+        String prefix = "messages[" + index + "]";
+        try {
+            return new DecodedBatch.Item(index, toMessage(prefix, node), null);
+        } catch (Invalid e) {
+            return new DecodedBatch.Item(index, null, e.error);
+        }
+    }
+
+    private static Message toMessage(String p, JsonNode node) throws Invalid {
+        if (!node.isObject()) {
+            throw new Invalid(ErrorCode.INVALID_FIELD, p,
+                    String.format("%s: %s (expected: an object)", p, BatchCodec.describe(node)));
+        }
+        ObjectNode obj = (ObjectNode) node;
+        for (Iterator<String> it = obj.fieldNames(); it.hasNext(); ) {
+            String name = it.next();
+            if (!KNOWN_FIELDS.contains(name)) {
+                String f = p + "." + name;
+                throw new Invalid(ErrorCode.UNKNOWN_FIELD, f, String.format(
+                        "%s: unknown field (expected: one of id, user, apnsToken, title, body, data, priority, "
+                                + "ttlSeconds, collapseId, sound, badge, category)", f));
+            }
+        }
+
+        String id = string(obj, p, "id");
+        if (id != null && (id.isEmpty() || id.length() > MAX_ID_CHARS)) {
+            throw new Invalid(ErrorCode.INVALID_FIELD, p + ".id",
+                    String.format("%s.id: %s chars (expected: 1..%s chars)", p, id.length(), MAX_ID_CHARS));
+        }
+
+        String user = string(obj, p, "user");
+        String token = string(obj, p, "apnsToken");
+        if (user == null && token == null) {
+            throw new Invalid(ErrorCode.MISSING_FIELD, p + ".user",
+                    String.format("%s.user: missing (expected: exactly one of user or apnsToken)", p));
+        }
+        if (user != null && token != null) {
+            throw new Invalid(ErrorCode.INVALID_FIELD, p + ".user",
+                    String.format("%s.user: given together with apnsToken (expected: exactly one of user or apnsToken)", p));
+        }
+        if (user != null && (user.isEmpty() || user.length() > MAX_NAME_CHARS || hasControlOrBadSurrogate(user))) {
+            throw new Invalid(ErrorCode.INVALID_FIELD, p + ".user", String.format(
+                    "%s.user: %s chars%s (expected: 1..%s chars, no control characters)", p, user.length(),
+                    hasControlOrBadSurrogate(user) ? " with control characters" : "", MAX_NAME_CHARS));
+        }
+        if (token != null) {
+            if (token.length() < MIN_TOKEN_CHARS || token.length() > MAX_TOKEN_CHARS
+                    || token.length() % 2 != 0 || !isHex(token)) {
+                throw new Invalid(ErrorCode.INVALID_FIELD, p + ".apnsToken", String.format(
+                        "%s.apnsToken: %s chars%s (expected: hex string of even length %s..%s)", p,
+                        token.length(), isHex(token) ? "" : ", not hex", MIN_TOKEN_CHARS, MAX_TOKEN_CHARS));
+            }
+            token = token.toLowerCase(java.util.Locale.ROOT);
+        }
+
+        String title = string(obj, p, "title");
+        String body = string(obj, p, "body");
+        if ((title == null || title.isBlank()) && (body == null || body.isBlank())) {
+            throw new Invalid(ErrorCode.MISSING_FIELD, p + ".body",
+                    String.format("%s.body: missing or blank (expected: a non-blank title or body)", p));
+        }
+
+        ObjectNode data = null;
+        JsonNode dataNode = present(obj, "data");
+        if (dataNode != null) {
+            if (!dataNode.isObject()) {
+                throw new Invalid(ErrorCode.INVALID_FIELD, p + ".data",
+                        String.format("%s.data: %s (expected: an object)", p, BatchCodec.describe(dataNode)));
+            }
+            data = (ObjectNode) dataNode;
+            if (data.has("aps")) {
+                throw new Invalid(ErrorCode.INVALID_FIELD, p + ".data.aps",
+                        String.format("%s.data.aps: present (expected: absent; \"aps\" is reserved by APNs)", p));
+            }
+            checkTreeStrings(data, p + ".data");
+        }
+
+        Priority priority = Priority.HIGH;
+        JsonNode prio = present(obj, "priority");
+        if (prio != null) {
+            priority = prio.isTextual() ? Priority.fromWire(prio.textValue()) : null;
+            if (priority == null) {
+                throw new Invalid(ErrorCode.INVALID_FIELD, p + ".priority", String.format(
+                        "%s.priority: %s (expected: \"high\" or \"normal\")", p,
+                        prio.isTextual() ? "\"" + abbreviate(prio.textValue()) + "\"" : BatchCodec.describe(prio)));
+            }
+        }
+
+        int ttl = Message.DEFAULT_TTL_SECONDS;
+        JsonNode ttlNode = present(obj, "ttlSeconds");
+        if (ttlNode != null) {
+            if (!ttlNode.isIntegralNumber()) {
+                throw new Invalid(ErrorCode.INVALID_FIELD, p + ".ttlSeconds", String.format(
+                        "%s.ttlSeconds: %s (expected: integer 0..%s)", p, BatchCodec.describe(ttlNode),
+                        Message.MAX_TTL_SECONDS));
+            }
+            if (!ttlNode.canConvertToInt() || ttlNode.intValue() < 0 || ttlNode.intValue() > Message.MAX_TTL_SECONDS) {
+                throw new Invalid(ErrorCode.TTL_OUT_OF_RANGE, p + ".ttlSeconds", String.format(
+                        "%s.ttlSeconds: %s (expected: 0..%s)", p, ttlNode.asText(), Message.MAX_TTL_SECONDS));
+            }
+            ttl = ttlNode.intValue();
+        }
+
+        String collapseId = string(obj, p, "collapseId");
+        if (collapseId != null) {
+            int bytes = collapseId.getBytes(StandardCharsets.UTF_8).length;
+            if (bytes == 0) {
+                throw new Invalid(ErrorCode.INVALID_FIELD, p + ".collapseId", String.format(
+                        "%s.collapseId: empty (expected: 1..%s UTF-8 bytes)", p, MAX_COLLAPSE_ID_BYTES));
+            }
+            if (bytes > MAX_COLLAPSE_ID_BYTES) {
+                throw new Invalid(ErrorCode.COLLAPSE_ID_TOO_LONG, p + ".collapseId", String.format(
+                        "%s.collapseId: %s bytes (expected: <= %s UTF-8 bytes)", p, bytes, MAX_COLLAPSE_ID_BYTES));
+            }
+        }
+
+        String sound = boundedString(obj, p, "sound");
+
+        Integer badge = null;
+        JsonNode badgeNode = present(obj, "badge");
+        if (badgeNode != null) {
+            if (!badgeNode.isIntegralNumber() || !badgeNode.canConvertToInt()
+                    || badgeNode.intValue() < 0 || badgeNode.intValue() > MAX_BADGE) {
+                throw new Invalid(ErrorCode.INVALID_FIELD, p + ".badge", String.format(
+                        "%s.badge: %s (expected: integer 0..%s)", p,
+                        badgeNode.isNumber() ? badgeNode.asText() : BatchCodec.describe(badgeNode), MAX_BADGE));
+            }
+            badge = badgeNode.intValue();
+        }
+
+        String category = boundedString(obj, p, "category");
+
+        Message m = new Message(id, user, token, title, body, data, priority, ttl, collapseId, sound, badge, category);
+        int size = ApnsPayloads.encode(m).length;
+        if (size > ApnsPayloads.MAX_PAYLOAD_BYTES) {
+            throw new Invalid(ErrorCode.PAYLOAD_TOO_LARGE, p, String.format(
+                    "%s: payload %s bytes (expected: <= %s)", p, size, ApnsPayloads.MAX_PAYLOAD_BYTES));
+        }
+        return m;
+    }
+
+    /** Returns the field's node, or {@code null} if absent or JSON null. */
+    private static JsonNode present(ObjectNode obj, String name) {
+        JsonNode n = obj.get(name);
+        return n == null || n.isNull() ? null : n;
+    }
+
+    /** Reads an optional string field, rejecting other JSON types, U+0000 and lone surrogates. */
+    private static String string(ObjectNode obj, String p, String name) throws Invalid {
+        JsonNode n = present(obj, name);
+        if (n == null) {
+            return null;
+        }
+        String f = p + "." + name;
+        if (!n.isTextual()) {
+            throw new Invalid(ErrorCode.INVALID_FIELD, f,
+                    String.format("%s: %s (expected: a string)", f, BatchCodec.describe(n)));
+        }
+        String s = n.textValue();
+        checkText(s, f);
+        return s;
+    }
+
+    private static String boundedString(ObjectNode obj, String p, String name) throws Invalid {
+        String s = string(obj, p, name);
+        if (s != null && s.length() > MAX_NAME_CHARS) {
+            throw new Invalid(ErrorCode.INVALID_FIELD, p + "." + name, String.format(
+                    "%s.%s: %s chars (expected: <= %s chars)", p, name, s.length(), MAX_NAME_CHARS));
+        }
+        return s;
+    }
+
+    private static void checkText(String s, String field) throws Invalid {
+        int bad = badCharIndex(s);
+        if (bad >= 0) {
+            throw new Invalid(ErrorCode.INVALID_FIELD, field, String.format(
+                    "%s: U+%04X at index %s (expected: valid Unicode text without U+0000 or lone surrogates)",
+                    field, (int) s.charAt(bad), bad));
+        }
+    }
+
+    /** Recursively rejects U+0000 and lone surrogates in keys and string values of a data tree. */
+    private static void checkTreeStrings(JsonNode node, String path) throws Invalid {
+        if (node.isTextual()) {
+            checkText(node.textValue(), path);
+        } else if (node.isObject()) {
+            for (Iterator<Map.Entry<String, JsonNode>> it = node.fields(); it.hasNext(); ) {
+                Map.Entry<String, JsonNode> e = it.next();
+                String child = path + "." + e.getKey();
+                if (badCharIndex(e.getKey()) >= 0) {
+                    checkText(e.getKey(), path);
+                }
+                checkTreeStrings(e.getValue(), child);
+            }
+        } else if (node.isArray()) {
+            for (int i = 0; i < node.size(); i++) {
+                checkTreeStrings(node.get(i), path + "[" + i + "]");
+            }
+        }
+    }
+
+    /** Index of the first U+0000 or unpaired surrogate, or -1. */
+    static int badCharIndex(String s) {
+        for (int i = 0; i < s.length(); i++) {
+            char c = s.charAt(i);
+            if (c == 0) {
+                return i;
+            }
+            if (Character.isHighSurrogate(c)) {
+                if (i + 1 < s.length() && Character.isLowSurrogate(s.charAt(i + 1))) {
+                    i++;
+                    continue;
+                }
+                return i;
+            }
+            if (Character.isLowSurrogate(c)) {
+                return i;
+            }
+        }
+        return -1;
+    }
+
+    static boolean hasControlOrBadSurrogate(String s) {
+        if (badCharIndex(s) >= 0) {
+            return true;
+        }
+        for (int i = 0; i < s.length(); i++) {
+            if (Character.isISOControl(s.charAt(i))) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    private static boolean isHex(String s) {
+        for (int i = 0; i < s.length(); i++) {
+            char c = s.charAt(i);
+            if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'))) {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    private static String abbreviate(String s) {
+        return s.length() <= 32 ? s : s.substring(0, 32) + "…";
+    }
+}

@@ -1,0 +1,411 @@
+package io.herald.protocol;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatCode;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import java.nio.charset.StandardCharsets;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import org.junit.jupiter.api.Test;
+
+class BatchCodecTest {
+
+    private static final String TOKEN = "ABCDEF0123456789abcdef0123456789";
+    private final BatchCodec codec = BatchCodec.create(10);
+
+    private static byte[] utf8(String s) {
+        return s.getBytes(StandardCharsets.UTF_8);
+    }
+
+    /** A batch of {@code items} (JSON fragments) for app "demo". Uses ' for " to keep tests readable. */
+    private static byte[] batch(String... items) {
+        return utf8("{\"app\":\"demo\",\"messages\":[" + String.join(",", items).replace('\'', '"') + "]}");
+    }
+
+    private DecodedBatch.Item single(String item) throws BatchRejectedException {
+        DecodedBatch b = codec.decode(batch(item, "{'user':'ok','body':'good'}"));
+        assertThat(b.items()).hasSize(2);
+        assertThat(b.items().get(1).ok()).as("the good item stays ok").isTrue();
+        return b.items().get(0);
+    }
+
+    private void assertItemError(String item, ErrorCode code, String field) throws BatchRejectedException {
+        DecodedBatch.Item it = single(item);
+        assertThat(it.ok()).as("item %s", item).isFalse();
+        assertThat(it.message()).isNull();
+        assertThat(it.error().code()).as("code for %s: %s", item, it.error().message()).isEqualTo(code.wire());
+        assertThat(it.error().field()).as("field for %s", item).isEqualTo(field);
+        assertThat(it.error().message()).contains(field);
+    }
+
+    private Message accepted(String item) throws BatchRejectedException {
+        DecodedBatch.Item it = single(item);
+        assertThat(it.error()).as("error for %s", item).isNull();
+        return it.message();
+    }
+
+    private void assertRejected(byte[] body, ErrorCode code, String field) {
+        assertThatThrownBy(() -> codec.decode(body))
+                .isInstanceOfSatisfying(BatchRejectedException.class, e -> {
+                    assertThat(e.code()).isEqualTo(code);
+                    assertThat(e.httpStatus()).isEqualTo(code.httpStatus());
+                    assertThat(e.error().code()).isEqualTo(code.wire());
+                    assertThat(e.error().field()).isEqualTo(field);
+                    assertThat(e.getStackTrace()).isEmpty();
+                });
+    }
+
+    @Test
+    void decodesValidBatchWithAllFieldsAndDefaults() throws Exception {
+        DecodedBatch b = codec.decode(batch(
+                "{'id':'c-1','apnsToken':'" + TOKEN + "','title':'Hi','body':'There','data':{'k':[1,2.50,{'x':null}]},"
+                        + "'priority':'normal','ttlSeconds':60,'collapseId':'c','sound':'ping.aiff','badge':3,'category':'cat'}",
+                "{'user':'alice','body':'only body'}"));
+
+        assertThat(b.app()).isEqualTo("demo");
+        assertThat(b.acceptedCount()).isEqualTo(2);
+        assertThat(b.rejectedCount()).isZero();
+        Message full = b.items().get(0).message();
+        assertThat(b.items().get(0).index()).isZero();
+        assertThat(full.id()).isEqualTo("c-1");
+        assertThat(full.apnsToken()).isEqualTo(TOKEN.toLowerCase());
+        assertThat(full.user()).isNull();
+        assertThat(full.priority()).isEqualTo(Priority.NORMAL);
+        assertThat(full.ttlSeconds()).isEqualTo(60);
+        assertThat(full.collapseId()).isEqualTo("c");
+        assertThat(full.sound()).isEqualTo("ping.aiff");
+        assertThat(full.badge()).isEqualTo(3);
+        assertThat(full.category()).isEqualTo("cat");
+        assertThat(full.data().get("k").size()).isEqualTo(3);
+
+        Message minimal = b.items().get(1).message();
+        assertThat(b.items().get(1).index()).isEqualTo(1);
+        assertThat(minimal.user()).isEqualTo("alice");
+        assertThat(minimal.title()).isNull();
+        assertThat(minimal.priority()).isEqualTo(Priority.HIGH);
+        assertThat(minimal.ttlSeconds()).isEqualTo(86_400);
+        assertThat(minimal.badge()).isNull();
+        assertThat(minimal.data()).isNull();
+    }
+
+    @Test
+    void journalEncodingRoundTripsToAnEqualMessage() throws Exception {
+        DecodedBatch b = codec.decode(batch(
+                "{'id':'c-1','apnsToken':'" + TOKEN + "','title':'Hi 😀','body':'שלום','data':{'k':[1,2.50,{'x':null}],'n':1e400},"
+                        + "'priority':'normal','ttlSeconds':0,'collapseId':'c','sound':'s','badge':0,'category':'cat'}",
+                "{'user':'alice','body':'b'}"));
+        for (DecodedBatch.Item item : b.items()) {
+            Message m = item.message();
+            byte[] json = codec.encodeMessage(m);
+            assertThat(codec.decodeMessage(json)).isEqualTo(m);
+            assertThat(new String(json, StandardCharsets.UTF_8)).doesNotContain("null,\"").doesNotContain("Infinity");
+        }
+        assertThat(new String(codec.encodeMessage(b.items().get(1).message()), StandardCharsets.UTF_8))
+                .isEqualTo("{\"user\":\"alice\",\"body\":\"b\",\"priority\":\"high\",\"ttlSeconds\":86400}");
+    }
+
+    @Test
+    void writeJsonOmitsNullsAndSupportsRecords() {
+        assertThat(new String(codec.writeJson(ApiError.of(ErrorCode.INTERNAL, null, "boom")), StandardCharsets.UTF_8))
+                .isEqualTo("{\"code\":\"internal\",\"message\":\"boom\"}");
+        Map<String, Object> map = new LinkedHashMap<>();
+        map.put("a", 1);
+        map.put("b", null);
+        assertThat(new String(codec.writeJson(map), StandardCharsets.UTF_8)).isEqualTo("{\"a\":1}");
+        assertThat(codec.mapper()).isSameAs(codec.mapper());
+        assertThat(codec.maxItems()).isEqualTo(10);
+    }
+
+    @Test
+    void rejectsNonPositiveMaxItems() {
+        assertThatThrownBy(() -> BatchCodec.create(0))
+                .isInstanceOf(IllegalArgumentException.class)
+                .hasMessage("maxItems: 0 (expected: >= 1)");
+    }
+
+    // --- whole-batch errors ---
+
+    @Test
+    void rejectsMalformedJson() {
+        assertRejected(utf8("{\"app\":"), ErrorCode.MALFORMED_JSON, null);
+        assertRejected(utf8("not json"), ErrorCode.MALFORMED_JSON, null);
+        assertRejected(new byte[0], ErrorCode.MALFORMED_JSON, null);
+        assertRejected(utf8("   "), ErrorCode.MALFORMED_JSON, null);
+        assertRejected(utf8("[1,2]"), ErrorCode.MALFORMED_JSON, null);
+        assertRejected(utf8("\"str\""), ErrorCode.MALFORMED_JSON, null);
+        assertRejected(utf8("{'app':'demo','messages':[{'user':'u','body':'b'}]} trailing".replace('\'', '"')),
+                ErrorCode.MALFORMED_JSON, null);
+        assertRejected(utf8("{'app':'demo','messages':[{'user':'u','body':'b'}]}{}".replace('\'', '"')),
+                ErrorCode.MALFORMED_JSON, null);
+        assertRejected(utf8("{'app':'demo','messages':[{'user':'u','body':NaN}]}".replace('\'', '"')),
+                ErrorCode.MALFORMED_JSON, null);
+    }
+
+    @Test
+    void rejectsDeepNestingAsMalformedWithoutStackOverflow() {
+        byte[] deep = utf8("[".repeat(10_000));
+        assertThatThrownBy(() -> codec.decode(deep))
+                .isInstanceOfSatisfying(BatchRejectedException.class, e -> {
+                    assertThat(e.code()).isEqualTo(ErrorCode.MALFORMED_JSON);
+                    assertThat(e.getMessage()).contains("nesting").contains("32");
+                });
+        String nestedInData = "{'user':'u','body':'b','data':{'a':" + "[".repeat(100) + "]".repeat(100) + "}}";
+        assertRejected(batch(nestedInData), ErrorCode.MALFORMED_JSON, null);
+    }
+
+    @Test
+    void rejectsHugeNumberAsMalformedNamingTheLimit() {
+        byte[] body = batch("{'user':'u','body':'b','badge':" + "9".repeat(1000) + "}");
+        assertThatThrownBy(() -> codec.decode(body))
+                .isInstanceOfSatisfying(BatchRejectedException.class, e -> {
+                    assertThat(e.code()).isEqualTo(ErrorCode.MALFORMED_JSON);
+                    assertThat(e.getMessage()).contains("number").contains("32");
+                });
+    }
+
+    @Test
+    void rejectsStringOverTheDocumentLimitAsMalformed() {
+        byte[] body = batch("{'user':'u','body':'" + "x".repeat(1_000_001) + "'}");
+        assertThatThrownBy(() -> codec.decode(body))
+                .isInstanceOfSatisfying(BatchRejectedException.class, e -> {
+                    assertThat(e.code()).isEqualTo(ErrorCode.MALFORMED_JSON);
+                    assertThat(e.getMessage()).contains("string").contains("1000000");
+                });
+    }
+
+    @Test
+    void rejectsOverlongFieldNameAsMalformed() {
+        byte[] body = batch("{'user':'u','body':'b','data':{'" + "k".repeat(300) + "':1}}");
+        assertThatThrownBy(() -> codec.decode(body))
+                .isInstanceOfSatisfying(BatchRejectedException.class, e -> {
+                    assertThat(e.code()).isEqualTo(ErrorCode.MALFORMED_JSON);
+                    assertThat(e.getMessage()).contains("name").contains("256");
+                });
+    }
+
+    @Test
+    void rejectsDuplicateKeysAsMalformed() {
+        assertRejected(utf8("{\"app\":\"a\",\"app\":\"b\",\"messages\":[{\"user\":\"u\",\"body\":\"b\"}]}"),
+                ErrorCode.MALFORMED_JSON, null);
+        assertRejected(batch("{'user':'u','body':'b','body':'c'}"), ErrorCode.MALFORMED_JSON, null);
+    }
+
+    @Test
+    void rejectsMissingBlankOrNonStringApp() {
+        assertRejected(utf8("{\"messages\":[{\"user\":\"u\",\"body\":\"b\"}]}"), ErrorCode.MISSING_FIELD, "app");
+        assertRejected(utf8("{\"app\":\" \",\"messages\":[{\"user\":\"u\",\"body\":\"b\"}]}"), ErrorCode.MISSING_FIELD, "app");
+        assertRejected(utf8("{\"app\":7,\"messages\":[{\"user\":\"u\",\"body\":\"b\"}]}"), ErrorCode.INVALID_FIELD, "app");
+    }
+
+    @Test
+    void rejectsMissingOrNonArrayMessages() {
+        assertRejected(utf8("{\"app\":\"demo\"}"), ErrorCode.MISSING_FIELD, "messages");
+        assertRejected(utf8("{\"app\":\"demo\",\"messages\":{}}"), ErrorCode.INVALID_FIELD, "messages");
+    }
+
+    @Test
+    void rejectsEmptyBatch() {
+        assertRejected(utf8("{\"app\":\"demo\",\"messages\":[]}"), ErrorCode.EMPTY_BATCH, "messages");
+    }
+
+    @Test
+    void rejectsTooManyItemsNamingTheLimit() {
+        String item = "{'user':'u','body':'b'}";
+        String[] items = new String[11];
+        java.util.Arrays.fill(items, item);
+        assertThatThrownBy(() -> codec.decode(batch(items)))
+                .isInstanceOfSatisfying(BatchRejectedException.class, e -> {
+                    assertThat(e.code()).isEqualTo(ErrorCode.TOO_MANY_ITEMS);
+                    assertThat(e.httpStatus()).isEqualTo(413);
+                    assertThat(e.error().field()).isEqualTo("messages");
+                    assertThat(e.getMessage()).isEqualTo("messages: 11 items (expected: <= 10)");
+                });
+        String[] ten = new String[10];
+        java.util.Arrays.fill(ten, item);
+        assertThatCode(() -> codec.decode(batch(ten))).doesNotThrowAnyException();
+    }
+
+    @Test
+    void rejectsUnknownTopLevelField() {
+        assertRejected(utf8("{\"app\":\"demo\",\"extra\":1,\"messages\":[{\"user\":\"u\",\"body\":\"b\"}]}"),
+                ErrorCode.UNKNOWN_FIELD, "extra");
+    }
+
+    // --- per-item errors ---
+
+    @Test
+    void rejectsNonObjectItemButKeepsTheRest() throws Exception {
+        DecodedBatch b = codec.decode(batch("{'user':'u','body':'b'}", "42", "{'user':'v','body':'c'}"));
+        assertThat(b.acceptedCount()).isEqualTo(2);
+        assertThat(b.rejectedCount()).isEqualTo(1);
+        assertThat(b.items().get(1).error()).isEqualTo(
+                ApiError.of(ErrorCode.INVALID_FIELD, "messages[1]", "messages[1]: number (expected: an object)"));
+        assertThat(b.items().get(2).index()).isEqualTo(2);
+    }
+
+    @Test
+    void rejectsUnknownItemField() throws Exception {
+        assertItemError("{'user':'u','body':'b','foo':1}", ErrorCode.UNKNOWN_FIELD, "messages[0].foo");
+    }
+
+    @Test
+    void fieldNamesCarryTheItemIndex() throws Exception {
+        DecodedBatch b = codec.decode(batch("{'user':'u','body':'b'}", "{'user':'u','body':'b'}",
+                "{'user':'u','body':'b'}", "{'user':'u','title':5}"));
+        assertThat(b.items().get(3).error().field()).isEqualTo("messages[3].title");
+    }
+
+    @Test
+    void requiresExactlyOneOfUserAndApnsToken() throws Exception {
+        assertItemError("{'body':'b'}", ErrorCode.MISSING_FIELD, "messages[0].user");
+        assertItemError("{'user':'u','apnsToken':'" + TOKEN + "','body':'b'}", ErrorCode.INVALID_FIELD, "messages[0].user");
+    }
+
+    @Test
+    void validatesUser() throws Exception {
+        assertItemError("{'user':'','body':'b'}", ErrorCode.INVALID_FIELD, "messages[0].user");
+        assertItemError("{'user':'" + "u".repeat(257) + "','body':'b'}", ErrorCode.INVALID_FIELD, "messages[0].user");
+        assertItemError("{'user':'a\\u0007b','body':'b'}", ErrorCode.INVALID_FIELD, "messages[0].user");
+        assertItemError("{'user':5,'body':'b'}", ErrorCode.INVALID_FIELD, "messages[0].user");
+        assertThat(accepted("{'user':'" + "u".repeat(256) + "','body':'b'}").user()).hasSize(256);
+    }
+
+    @Test
+    void validatesAndLowercasesApnsToken() throws Exception {
+        assertItemError("{'apnsToken':'xyz0123456789abcd','body':'b'}", ErrorCode.INVALID_FIELD, "messages[0].apnsToken");
+        assertItemError("{'apnsToken':'0123456789abcde','body':'b'}", ErrorCode.INVALID_FIELD, "messages[0].apnsToken");
+        assertItemError("{'apnsToken':'0123456789abcdef0','body':'b'}", ErrorCode.INVALID_FIELD, "messages[0].apnsToken");
+        assertItemError("{'apnsToken':'" + "ab".repeat(101) + "','body':'b'}", ErrorCode.INVALID_FIELD, "messages[0].apnsToken");
+        assertThat(accepted("{'apnsToken':'0123456789ABCDEF','body':'b'}").apnsToken()).isEqualTo("0123456789abcdef");
+        assertThat(accepted("{'apnsToken':'" + "AB".repeat(100) + "','body':'b'}").apnsToken()).isEqualTo("ab".repeat(100));
+    }
+
+    @Test
+    void requiresNonBlankTitleOrBody() throws Exception {
+        assertItemError("{'user':'u'}", ErrorCode.MISSING_FIELD, "messages[0].body");
+        assertItemError("{'user':'u','title':' ','body':''}", ErrorCode.MISSING_FIELD, "messages[0].body");
+        assertItemError("{'user':'u','title':'t','body':[]}", ErrorCode.INVALID_FIELD, "messages[0].body");
+        assertThat(accepted("{'user':'u','title':'only title'}").title()).isEqualTo("only title");
+    }
+
+    @Test
+    void validatesData() throws Exception {
+        assertItemError("{'user':'u','body':'b','data':[1]}", ErrorCode.INVALID_FIELD, "messages[0].data");
+        assertItemError("{'user':'u','body':'b','data':'x'}", ErrorCode.INVALID_FIELD, "messages[0].data");
+        assertItemError("{'user':'u','body':'b','data':{'aps':{}}}", ErrorCode.INVALID_FIELD, "messages[0].data.aps");
+        assertItemError("{'user':'u','body':'b','data':{'a':['\\ud800']}}", ErrorCode.INVALID_FIELD, "messages[0].data.a[0]");
+    }
+
+    @Test
+    void validatesPriority() throws Exception {
+        assertItemError("{'user':'u','body':'b','priority':'urgent'}", ErrorCode.INVALID_FIELD, "messages[0].priority");
+        assertItemError("{'user':'u','body':'b','priority':'HIGH'}", ErrorCode.INVALID_FIELD, "messages[0].priority");
+        assertItemError("{'user':'u','body':'b','priority':10}", ErrorCode.INVALID_FIELD, "messages[0].priority");
+        assertThat(accepted("{'user':'u','body':'b','priority':'high'}").priority()).isEqualTo(Priority.HIGH);
+    }
+
+    @Test
+    void enforcesTtlRange() throws Exception {
+        assertItemError("{'user':'u','body':'b','ttlSeconds':-1}", ErrorCode.TTL_OUT_OF_RANGE, "messages[0].ttlSeconds");
+        assertItemError("{'user':'u','body':'b','ttlSeconds':2419201}", ErrorCode.TTL_OUT_OF_RANGE, "messages[0].ttlSeconds");
+        assertItemError("{'user':'u','body':'b','ttlSeconds':99999999999}", ErrorCode.TTL_OUT_OF_RANGE, "messages[0].ttlSeconds");
+        assertItemError("{'user':'u','body':'b','ttlSeconds':'60'}", ErrorCode.INVALID_FIELD, "messages[0].ttlSeconds");
+        assertItemError("{'user':'u','body':'b','ttlSeconds':1.5}", ErrorCode.INVALID_FIELD, "messages[0].ttlSeconds");
+        assertThat(accepted("{'user':'u','body':'b','ttlSeconds':0}").ttlSeconds()).isZero();
+        assertThat(accepted("{'user':'u','body':'b','ttlSeconds':2419200}").ttlSeconds()).isEqualTo(2_419_200);
+        DecodedBatch.Item it = single("{'user':'u','body':'b','ttlSeconds':2419201}");
+        assertThat(it.error().message()).isEqualTo("messages[0].ttlSeconds: 2419201 (expected: 0..2419200)");
+    }
+
+    @Test
+    void rejectsCollapseIdOver64BytesAndAccepts64() throws Exception {
+        assertItemError("{'user':'u','body':'b','collapseId':'" + "c".repeat(65) + "'}",
+                ErrorCode.COLLAPSE_ID_TOO_LONG, "messages[0].collapseId");
+        // 22 x 3-byte chars = 66 bytes but only 22 chars: the limit is in UTF-8 bytes.
+        assertItemError("{'user':'u','body':'b','collapseId':'" + "€".repeat(22) + "'}",
+                ErrorCode.COLLAPSE_ID_TOO_LONG, "messages[0].collapseId");
+        assertThat(accepted("{'user':'u','body':'b','collapseId':'" + "c".repeat(64) + "'}").collapseId()).hasSize(64);
+        assertItemError("{'user':'u','body':'b','collapseId':1}", ErrorCode.INVALID_FIELD, "messages[0].collapseId");
+    }
+
+    @Test
+    void validatesSoundCategoryBadgeAndId() throws Exception {
+        assertItemError("{'user':'u','body':'b','sound':'" + "s".repeat(257) + "'}", ErrorCode.INVALID_FIELD, "messages[0].sound");
+        assertItemError("{'user':'u','body':'b','sound':{}}", ErrorCode.INVALID_FIELD, "messages[0].sound");
+        assertItemError("{'user':'u','body':'b','category':'" + "c".repeat(257) + "'}", ErrorCode.INVALID_FIELD, "messages[0].category");
+        assertItemError("{'user':'u','body':'b','badge':-1}", ErrorCode.INVALID_FIELD, "messages[0].badge");
+        assertItemError("{'user':'u','body':'b','badge':100000}", ErrorCode.INVALID_FIELD, "messages[0].badge");
+        assertItemError("{'user':'u','body':'b','badge':'1'}", ErrorCode.INVALID_FIELD, "messages[0].badge");
+        assertItemError("{'user':'u','body':'b','badge':1.0}", ErrorCode.INVALID_FIELD, "messages[0].badge");
+        assertItemError("{'user':'u','body':'b','id':''}", ErrorCode.INVALID_FIELD, "messages[0].id");
+        assertItemError("{'user':'u','body':'b','id':'" + "i".repeat(129) + "'}", ErrorCode.INVALID_FIELD, "messages[0].id");
+        assertItemError("{'user':'u','body':'b','id':1}", ErrorCode.INVALID_FIELD, "messages[0].id");
+        assertThat(accepted("{'user':'u','body':'b','badge':99999,'id':'" + "i".repeat(128) + "'}").badge()).isEqualTo(99_999);
+    }
+
+    @Test
+    void treatsExplicitNullAsAbsent() throws Exception {
+        Message m = accepted("{'user':'u','apnsToken':null,'body':'b','title':null,'badge':null,'priority':null}");
+        assertThat(m.badge()).isNull();
+        assertThat(m.priority()).isEqualTo(Priority.HIGH);
+    }
+
+    @Test
+    void rejectsLoneSurrogateAndNul() throws Exception {
+        assertItemError("{'user':'u','body':'a\\ud800b'}", ErrorCode.INVALID_FIELD, "messages[0].body");
+        assertItemError("{'user':'u','title':'\\udc00','body':'b'}", ErrorCode.INVALID_FIELD, "messages[0].title");
+        assertItemError("{'user':'u','body':'b\\ud83d'}", ErrorCode.INVALID_FIELD, "messages[0].body");
+        assertItemError("{'user':'u','body':'a\\u0000b'}", ErrorCode.INVALID_FIELD, "messages[0].body");
+        assertItemError("{'user':'u','body':'b','id':'\\ud800'}", ErrorCode.INVALID_FIELD, "messages[0].id");
+    }
+
+    @Test
+    void acceptsEscapedSurrogatePairsEmojiAndRtl() throws Exception {
+        Message m = accepted("{'user':'u','title':'\\ud83d\\ude00 😀','body':'مرحبا שלום'}");
+        assertThat(m.title()).isEqualTo("😀 😀");
+        assertThat(m.body()).isEqualTo("مرحبا שלום");
+    }
+
+    @Test
+    void rejectsPayloadOver4096Bytes() throws Exception {
+        DecodedBatch.Item it = single("{'user':'u','body':'" + "x".repeat(5000) + "'}");
+        assertThat(it.error().code()).isEqualTo("payload_too_large");
+        assertThat(it.error().field()).isEqualTo("messages[0]");
+        assertThat(it.error().message()).matches("messages\\[0\\]: payload \\d+ bytes \\(expected: <= 4096\\)");
+        // Multi-byte text counts in UTF-8 bytes: 1500 x 4-byte emoji = 6000 bytes.
+        assertItemError("{'user':'u','body':'" + "😀".repeat(1500) + "'}", ErrorCode.PAYLOAD_TOO_LARGE, "messages[0]");
+        // data counts too.
+        assertItemError("{'user':'u','body':'b','data':{'d':'" + "x".repeat(4090) + "'}}", ErrorCode.PAYLOAD_TOO_LARGE, "messages[0]");
+    }
+
+    @Test
+    void acceptsPayloadOfExactly4096Bytes() throws Exception {
+        String prefix = "{\"aps\":{\"alert\":{\"body\":\"";
+        String suffix = "\"}}}";
+        int fill = ApnsPayloads.MAX_PAYLOAD_BYTES - prefix.length() - suffix.length();
+        Message m = accepted("{'user':'u','body':'" + "x".repeat(fill) + "'}");
+        assertThat(ApnsPayloads.encode(m)).hasSize(4096);
+        assertItemError("{'user':'u','body':'" + "x".repeat(fill + 1) + "'}", ErrorCode.PAYLOAD_TOO_LARGE, "messages[0]");
+    }
+
+    @Test
+    void messageConstructorEnforcesInvariants() {
+        assertThatThrownBy(() -> new Message(null, "u", null, null, "b", null, null, 2_419_201, null, null, null, null))
+                .isInstanceOf(IllegalArgumentException.class)
+                .hasMessage("ttlSeconds: 2419201 (expected: 0..2419200)");
+        assertThatThrownBy(() -> new Message(null, null, null, null, "b", null, null, 0, null, null, null, null))
+                .isInstanceOf(IllegalArgumentException.class);
+        assertThat(new Message(null, "u", null, null, "b", null, null, 0, null, null, null, null).priority())
+                .isEqualTo(Priority.HIGH);
+    }
+
+    @Test
+    void itemRequiresExactlyOneOfMessageAndError() {
+        assertThatThrownBy(() -> new DecodedBatch.Item(0, null, null)).isInstanceOf(IllegalArgumentException.class);
+        assertThatThrownBy(() -> new DecodedBatch.Item(0,
+                new Message(null, "u", null, null, "b", null, null, 0, null, null, null, null),
+                ApiError.of(ErrorCode.INTERNAL, null, "x")))
+                .isInstanceOf(IllegalArgumentException.class);
+    }
+}
