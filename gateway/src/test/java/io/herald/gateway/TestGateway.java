@@ -1,0 +1,171 @@
+package io.herald.gateway;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.typesafe.config.ConfigFactory;
+import io.herald.gateway.config.HeraldConfig;
+import io.herald.gateway.redis.EmbeddedRedis;
+import io.herald.gateway.sandbox.SandboxApns;
+
+import java.io.IOException;
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.HexFormat;
+import java.util.List;
+import java.util.UUID;
+import java.util.concurrent.ThreadLocalRandom;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+/**
+ * A real gateway for integration tests: its own redis-server (or REDIS_URL), a unique app and
+ * node id (so tests never see each other's keys even on a shared Redis), port 0, a known API key,
+ * the sandbox APNs peer. {@link #restart} starts a new gateway on the same Redis (replay tests).
+ */
+final class TestGateway implements AutoCloseable {
+    static final ObjectMapper JSON = new ObjectMapper();
+
+    final String app = "app-" + UUID.randomUUID().toString().substring(0, 8);
+    final String key = "key-" + UUID.randomUUID();
+    /** A second tenant with its own key, for isolation tests. */
+    final String otherApp = "other-" + app;
+    final String otherKey = "key-" + UUID.randomUUID();
+    final String nodeId = "node-" + UUID.randomUUID().toString().substring(0, 8);
+    private final String extraConfig;
+    private final Path dir;
+    private final EmbeddedRedis redis;
+    private final String redisUrl;
+    private final HttpClient http = HttpClient.newBuilder().version(HttpClient.Version.HTTP_1_1)
+            .connectTimeout(Duration.ofSeconds(5)).build();
+    Herald herald;
+
+    /** {@code config}: HOCON below {@code herald}, where {@code APP} stands for this gateway's app name. */
+    TestGateway(String config) throws IOException {
+        this.extraConfig = config;
+        this.dir = Files.createTempDirectory("herald-it");
+        String external = System.getenv("REDIS_URL");
+        if (external != null && !external.isBlank()) {
+            redis = null;
+            redisUrl = external;
+        } else {
+            redis = EmbeddedRedis.start(dir.resolve("redis"));
+            redisUrl = redis.uri();
+        }
+        herald = Herald.start(config());
+    }
+
+    HeraldConfig config() {
+        String hocon = "herald { node-id = \"" + nodeId + "\", data-dir = \"" + dir.resolve("data") + "\"\n"
+                + "http.port = 0\nredis.url = \"" + redisUrl + "\"\nsandbox = true\n"
+                + "apps.\"" + app + "\" { rate-limit { rate = 100000, period = 1s, burst = 100000 } }\n"
+                + extraConfig.replace("APP", "\"" + app + "\"") + "\n}";
+        return HeraldConfig.fromConfig(ConfigFactory.parseString(hocon).withFallback(ConfigFactory.defaultReference())
+                .resolve(), List.of(new HeraldConfig.InitialKey(app, key), new HeraldConfig.InitialKey(otherApp, otherKey)));
+    }
+
+    SandboxApns sandbox() {
+        return herald.sandbox();
+    }
+
+    /** Halts this gateway abruptly (as a crash) and starts a new one on the same Redis and node id. */
+    void restart() {
+        herald.halt();
+        herald = Herald.start(config());
+    }
+
+    @Override
+    public void close() {
+        if (herald != null) {
+            herald.halt();
+        }
+        if (redis != null) {
+            redis.close();
+        }
+    }
+
+    static String token() {
+        byte[] b = new byte[32];
+        ThreadLocalRandom.current().nextBytes(b);
+        return HexFormat.of().formatHex(b);
+    }
+
+    // ---- HTTP ---------------------------------------------------------------------------
+
+    record Response(int status, JsonNode json, HttpResponse<String> raw) {
+        String header(String name) {
+            return raw.headers().firstValue(name).orElse(null);
+        }
+
+        String errorCode() {
+            return json.path("error").path("code").asText(null);
+        }
+    }
+
+    Response send(String method, String path, String body, String apiKey) {
+        HttpRequest.Builder b = HttpRequest.newBuilder(URI.create(herald.baseUrl() + path))
+                .timeout(Duration.ofSeconds(30));
+        if (apiKey != null) {
+            b.header("Authorization", "Bearer " + apiKey);
+        }
+        if (body != null) {
+            b.header("Content-Type", "application/json");
+            b.method(method, HttpRequest.BodyPublishers.ofString(body));
+        } else {
+            b.method(method, HttpRequest.BodyPublishers.noBody());
+        }
+        try {
+            HttpResponse<String> r = http.send(b.build(), HttpResponse.BodyHandlers.ofString());
+            boolean isJson = r.headers().firstValue("content-type").orElse("").contains("json");
+            JsonNode json = r.body().isEmpty() || !isJson ? JSON.createObjectNode() : JSON.readTree(r.body());
+            return new Response(r.statusCode(), json, r);
+        } catch (IOException e) {
+            throw new java.io.UncheckedIOException(e);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IllegalStateException(e);
+        }
+    }
+
+    Response get(String path) {
+        return send("GET", path, null, key);
+    }
+
+    Response post(String path, String body) {
+        return send("POST", path, body, key);
+    }
+
+    /** Registers a device; asserts 200. */
+    void device(String user, String deviceId, String token) {
+        Response r = send("PUT", "/v1/apps/" + app + "/users/" + user + "/devices/" + deviceId,
+                "{\"platform\":\"apns\",\"token\":\"" + token + "\"}", key);
+        assertThat(r.status()).as(r.raw().body()).isEqualTo(200);
+    }
+
+    /** Posts a batch of messages (JSON objects without the app) and asserts 202. */
+    JsonNode batch(List<String> messages) {
+        Response r = post("/v1/batches", "{\"app\":\"" + app + "\",\"messages\":[" + String.join(",", messages) + "]}");
+        assertThat(r.status()).as(r.raw().body()).isEqualTo(202);
+        return r.json();
+    }
+
+    JsonNode batchStatus(String batchId) {
+        Response r = get("/v1/batches/" + batchId);
+        assertThat(r.status()).as(r.raw().body()).isEqualTo(200);
+        return r.json();
+    }
+
+    JsonNode message(String id) {
+        Response r = get("/v1/messages/" + id);
+        assertThat(r.status()).as(r.raw().body()).isEqualTo(200);
+        return r.json();
+    }
+
+    static String msg(String user, String title) {
+        return "{\"user\":\"" + user + "\",\"title\":\"" + title + "\",\"body\":\"hello " + user + "\"}";
+    }
+}
