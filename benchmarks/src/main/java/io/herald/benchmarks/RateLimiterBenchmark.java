@@ -61,7 +61,8 @@ import java.util.stream.Stream;
  * {@link #stop()}. Runs single-threaded ({@link Threads} 1) because the variants reuse one
  * connection and one cursor; the Redis server is single-threaded anyway. Trade-off: loopback
  * round trips are the cheapest there are, so the per-check penalty measured here is a lower bound
- * of what a networked Redis would show.
+ * of what a networked Redis would show. At tear-down the trial prints Redis' {@code INFO
+ * commandstats} line for {@code EVALSHA}, the server-side share of the score.
  */
 @State(Scope.Benchmark)
 @BenchmarkMode(Mode.AverageTime)
@@ -184,6 +185,7 @@ public class RateLimiterBenchmark {
     public void stop() {
         try {
             if (connection != null) {
+                reportServerTime();
                 connection.close();
             }
             if (client != null) {
@@ -199,6 +201,16 @@ public class RateLimiterBenchmark {
             throw new IllegalStateException(limited.get() + " of " + checked.get()
                     + " checks were limited: the score does not measure the 'send now' path");
         }
+    }
+
+    /**
+     * Prints Redis' own accounting of the script calls ({@code INFO commandstats}): the server-side
+     * time per {@code EVALSHA}, which separates the script's cost from client and loopback overhead.
+     */
+    private void reportServerTime() {
+        String stats = connection.sync().info("commandstats");
+        stats.lines().filter(l -> l.startsWith("cmdstat_evalsha:") || l.startsWith("cmdstat_eval:"))
+                .forEach(l -> System.out.println("redis " + l.trim() + " (" + checked.get() + " checks)"));
     }
 
     private static void deleteTree(Path root) {

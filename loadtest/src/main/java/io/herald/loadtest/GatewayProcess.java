@@ -34,6 +34,8 @@ import java.util.regex.Pattern;
  * itself). The directory is the caller's. Thread-safe; {@link #close()} is idempotent.
  */
 public final class GatewayProcess implements AutoCloseable {
+    /** Exit status of a JVM that ran its shutdown hooks after SIGTERM (128 + 15): a clean stop. */
+    public static final int EXIT_ON_SIGTERM = 143;
     private static final Pattern READY = Pattern.compile("^herald ready on (http://\\S+)\\s*$");
     private static final Duration STOP_GRACE = Duration.ofSeconds(15);
     private static final int TAIL_LINES = 40;
@@ -42,13 +44,15 @@ public final class GatewayProcess implements AutoCloseable {
     private final String baseUrl;
     private final Path log;
     private final Deque<String> tail;
+    private final Thread pump;
     private volatile boolean closed;
 
-    private GatewayProcess(Process process, String baseUrl, Path log, Deque<String> tail) {
+    private GatewayProcess(Process process, String baseUrl, Path log, Deque<String> tail, Thread pump) {
         this.process = process;
         this.baseUrl = baseUrl;
         this.log = log;
         this.tail = tail;
+        this.pump = pump;
     }
 
     /**
@@ -87,7 +91,7 @@ public final class GatewayProcess implements AutoCloseable {
         pump.start();
         try {
             String url = ready.get(readyTimeout.toMillis(), TimeUnit.MILLISECONDS);
-            return new GatewayProcess(process, url, log, tail);
+            return new GatewayProcess(process, url, log, tail, pump);
         } catch (TimeoutException e) {
             stop(process);
             throw new IOException("gateway not ready within " + readyTimeout.toSeconds() + " s; last output:\n"
@@ -165,14 +169,22 @@ public final class GatewayProcess implements AutoCloseable {
     /**
      * Stops the child (SIGTERM, then SIGKILL after 15 s) and any descendant left behind.
      *
-     * @return the child's exit status, or -1 when it had to be killed
+     * @return the child's exit status ({@link #EXIT_ON_SIGTERM} after a graceful stop), or -1 when it
+     *     had to be killed
      */
     public int stopAndWait() {
         if (closed) {
             return process.isAlive() ? -1 : process.exitValue();
         }
         closed = true;
-        return stop(process);
+        int status = stop(process);
+        try {
+            // The child is gone; let the pump copy what is still in the pipe (its shutdown log) to the file.
+            pump.join(TimeUnit.SECONDS.toMillis(5));
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+        return status;
     }
 
     @Override
@@ -184,7 +196,9 @@ public final class GatewayProcess implements AutoCloseable {
         // Snapshot first: once the gateway is gone its children are re-parented and no longer listed.
         List<ProcessHandle> descendants = process.descendants().toList();
         int status = -1;
-        process.destroy();
+        // SIGTERM through the handle: Process.destroy() would also close our end of the child's
+        // output, losing whatever it prints while shutting down (its drain report).
+        process.toHandle().destroy();
         try {
             if (process.waitFor(STOP_GRACE.toMillis(), TimeUnit.MILLISECONDS)) {
                 status = process.exitValue();

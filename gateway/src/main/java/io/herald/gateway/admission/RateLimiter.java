@@ -32,6 +32,11 @@ public final class RateLimiter {
         this.apps = apps;
     }
 
+    /** True when {@code app} is configured (a journal may hold messages of an app removed since). */
+    public boolean knows(String app) {
+        return apps.containsKey(app);
+    }
+
     /** One check: app, user and the message's deadline (epoch ms). */
     public record Check(String app, String user, long deadline) { }
 

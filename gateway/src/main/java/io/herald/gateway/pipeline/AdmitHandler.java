@@ -40,7 +40,9 @@ final class AdmitHandler implements EventHandler<DeliveryEvent> {
 
     @Override
     public void onEvent(DeliveryEvent event, long sequence, boolean endOfBatch) {
-        if (event.live() && !event.item.reserved() && event.item.message().user() != null) {
+        if (event.live() && !limiter.knows(event.item.app())) {
+            event.drop = "unknown_app"; // replayed from the journal after the app left the config
+        } else if (event.live() && !event.item.reserved() && event.item.message().user() != null) {
             batch.add(event);
         }
         if (endOfBatch && !batch.isEmpty()) {

@@ -221,8 +221,10 @@ public final class Pipeline implements AutoCloseable {
     }
 
     /**
-     * Logs and carries on: a handler bug must not halt the processor (the Disruptor default). The
-     * messages of the failed batch stay unsettled in the journal and are replayed at the next start.
+     * Logs and carries on: a handler bug must not halt the processor (the Disruptor default).
+     * Handlers catch what they can per message (dispatch turns a failure into {@code failed:internal});
+     * what escapes leaves its messages unsettled in the journal, to be replayed at the next start,
+     * and their capacity permits held until then.
      */
     private static final class LoggingExceptionHandler<T> implements ExceptionHandler<T> {
         private final String stage;

@@ -43,7 +43,8 @@ import java.util.concurrent.atomic.AtomicInteger;
  * more wait in a queue that the pipeline's capacity bounds. Outcomes: 200 accepted; 410
  * Unregistered and 400 BadDeviceToken invalidate the device (with Apple's timestamp); other 4xx
  * are permanent and never retried; 429, 5xx, 403 ExpiredProviderToken and transport failures
- * are retried with exponential backoff and full jitter up to {@code apns.max-attempts}, then the
+ * are retried with exponential backoff and equal jitter (a random wait between half and all of
+ * {@code backoff-base * 2^(attempt-1)}, capped at {@code backoff-max}) up to {@code apns.max-attempts}, then the
  * delivery fails {@code retries_exhausted}. An app without credentials (or every app, when
  * sandbox mode is on) is sent to the local {@link SandboxApns} peer. Thread-safe; owned and
  * closed by {@code Herald}.
