@@ -18,14 +18,17 @@ final class Stage {
     private Stage() {
     }
 
-    /** Runs {@code attempt} until it succeeds or {@code stopping} says to give up; returns null then. */
+    /** Runs {@code attempt} until its round trip succeeds or {@code stopping} says to give up; returns null then. */
     static <T> T awaitRetrying(Logger log, String what, Duration wait, BooleanSupplier stopping,
                                Supplier<CompletableFuture<T>> attempt) {
         long backoff = 50;
         int failures = 0;
         while (true) {
+            // Building the round trip is not retried: a bug there (not Redis) goes to the ring's
+            // exception handler instead of looping here.
+            CompletableFuture<T> round = attempt.get();
             try {
-                return attempt.get().get(wait.toMillis(), TimeUnit.MILLISECONDS);
+                return round.get(wait.toMillis(), TimeUnit.MILLISECONDS);
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();
                 return null;
