@@ -29,8 +29,8 @@ import java.util.Map;
 import java.util.concurrent.atomic.AtomicBoolean;
 
 /**
- * One running gateway node, assembled in flow order: Redis, the sandbox peer (when needed), the
- * connectors, the pipeline, replay of the journal, the scheduler, then the HTTP server. Start it
+ * One running gateway node, assembled in flow order: the sandbox peer (when needed), the connectors
+ * (credentials are checked before anything else is touched), Redis, the pipeline, replay of the journal, the scheduler, then the HTTP server. Start it
  * with {@link #start}; stop it with {@link #close()} (graceful: refuse new work, drain, stop) or
  * {@link #halt()} (abrupt, as a crash would, for tests). Thread-safe; the creator owns it.
  */
@@ -69,20 +69,20 @@ public final class Herald implements AutoCloseable {
         Metrics metrics = new Metrics();
         BatchCodec codec = BatchCodec.create(config.http().maxItemsPerBatch());
         ApiKeys keys = ApiKeys.load(config);
-        redis = Redis.connect(config);
-        resources.add(redis);
-
         boolean needSandbox = config.sandbox() == HeraldConfig.SandboxMode.ALWAYS
                 || (config.sandbox() == HeraldConfig.SandboxMode.AUTO
                 && config.apps().values().stream().anyMatch(a -> !a.apns().hasCredentials()));
         if (needSandbox) {
             sandbox = SandboxApns.start(0);
+            sandbox.onAccepted(id -> { }, config.sandboxRecordIds());
             resources.add(sandbox);
             log.warn("APNs sandbox: apps without credentials deliver to the local peer on 127.0.0.1:{}, not to Apple",
                     sandbox.port());
         }
-        apns = new ApnsConnector(config, sandbox, metrics);
+        apns = new ApnsConnector(config, sandbox, metrics); // loads credentials: fails before Redis is touched
         resources.add(apns);
+        redis = Redis.connect(config);
+        resources.add(redis);
 
         Journal journal = new Journal(redis, codec, config.nodeId(), config.retention());
         MessageStore store = new MessageStore(redis, codec.mapper(), config.retention());

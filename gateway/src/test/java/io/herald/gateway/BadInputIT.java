@@ -20,7 +20,7 @@ class BadInputIT {
 
     @BeforeAll
     static void start() throws Exception {
-        gw = new TestGateway("http { max-body-bytes = 65536, max-items-per-batch = 10 }");
+        gw = new TestGateway("http { max-body-bytes = 65536, max-items-per-batch = 10, request-timeout = 1s }");
     }
 
     @AfterAll
@@ -99,6 +99,20 @@ class BadInputIT {
         // A rejected item has no message.
         String rejectedId = batchId.substring(0, 28) + "00000002";
         assertThat(gw.get("/v1/messages/" + rejectedId).status()).isEqualTo(404);
+    }
+
+    @Test
+    void aRequestThatNeverCompletesGets408AndTheConnectionIsClosed() throws Exception {
+        try (java.net.Socket socket = new java.net.Socket(gw.herald.address().getAddress(), gw.herald.address().getPort())) {
+            socket.setSoTimeout(20_000);
+            socket.getOutputStream().write(("POST /v1/batches HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"app\"")
+                    .getBytes(java.nio.charset.StandardCharsets.US_ASCII));
+            socket.getOutputStream().flush();
+            // Blocks until the gateway answers and closes (bounded by the socket timeout).
+            String response = new String(socket.getInputStream().readAllBytes(), java.nio.charset.StandardCharsets.UTF_8);
+            assertThat(response).startsWith("HTTP/1.1 408");
+            assertThat(response).contains("\"code\":\"request_timeout\"");
+        }
     }
 
     @Test

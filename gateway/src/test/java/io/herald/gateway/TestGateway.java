@@ -61,7 +61,7 @@ final class TestGateway implements AutoCloseable {
 
     HeraldConfig config() {
         String hocon = "herald { node-id = \"" + nodeId + "\", data-dir = \"" + dir.resolve("data") + "\"\n"
-                + "http.port = 0\nredis.url = \"" + redisUrl + "\"\nsandbox = true\n"
+                + "http.port = 0\nredis.url = \"" + redisUrl + "\"\nsandbox = true\nsandbox-record-ids = true\n"
                 + "apps.\"" + app + "\" { rate-limit { rate = 100000, period = 1s, burst = 100000 } }\n"
                 + extraConfig.replace("APP", "\"" + app + "\"") + "\n}";
         return HeraldConfig.fromConfig(ConfigFactory.parseString(hocon).withFallback(ConfigFactory.defaultReference())

@@ -35,6 +35,7 @@ public record HeraldConfig(
         Duration retention,
         Duration drainTimeout,
         SandboxMode sandbox,
+        boolean sandboxRecordIds,
         ApnsTuning apns,
         Map<String, AppConfig> apps,
         List<InitialKey> initialKeys) {
@@ -176,7 +177,8 @@ public record HeraldConfig(
                 }
             }
             return new HeraldConfig(h.getString("node-id"), Path.of(h.getString("data-dir")), http, redis, pipeline,
-                    scheduler, h.getDuration("retention"), h.getDuration("shutdown.drain-timeout"), sandbox, apns,
+                    scheduler, h.getDuration("retention"), h.getDuration("shutdown.drain-timeout"), sandbox,
+                    h.getBoolean("sandbox-record-ids"), apns,
                     Collections.unmodifiableMap(apps), List.copyOf(initialKeys));
         } catch (ConfigException e) {
             throw new StartupException("configuration is invalid: " + e.getMessage());
@@ -187,8 +189,8 @@ public record HeraldConfig(
     public HeraldConfig withHttpPort(int port) {
         Http h = new Http(http.host(), port, http.maxBodyBytes(), http.maxItemsPerBatch(), http.maxHeaderBytes(),
                 http.maxInitialLineBytes(), http.requestTimeout(), http.idleTimeout());
-        return new HeraldConfig(nodeId, dataDir, h, redis, pipeline, scheduler, retention, drainTimeout, sandbox, apns,
-                apps, initialKeys);
+        return new HeraldConfig(nodeId, dataDir, h, redis, pipeline, scheduler, retention, drainTimeout, sandbox,
+                sandboxRecordIds, apns, apps, initialKeys);
     }
 
     static void validateAppName(String name) {
