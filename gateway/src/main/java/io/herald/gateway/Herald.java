@@ -99,6 +99,7 @@ public final class Herald implements AutoCloseable {
 
         api = new HttpApiHandler(codec, keys, journal, pipeline, store, registry, metrics,
                 () -> apns.ready() && redis.ping(Duration.ofSeconds(1)));
+        resources.add(api::close);
         http = new HttpServer(config.http(), api);
         resources.add(http);
     }
