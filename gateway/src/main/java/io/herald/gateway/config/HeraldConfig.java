@@ -85,7 +85,8 @@ public record HeraldConfig(
 
     /** APNs credentials of one app; both credential kinds empty means "sandbox only". */
     public record Apns(String topic, Path signingKeyFile, String teamId, String keyId, Path certificateFile,
-                       String certificatePassword, String productionHost, String developmentHost, int port) {
+                       String certificatePassword, String productionHost, String developmentHost, int port,
+                       Path trustedCertificateFile) {
         public boolean hasCredentials() {
             return signingKeyFile != null || certificateFile != null;
         }
@@ -239,9 +240,14 @@ public record HeraldConfig(
         if (a.getString("topic").isBlank()) {
             throw new StartupException(prefix + "apns.topic is empty (expected: the app's bundle id)");
         }
+        Path trusted = optionalPath(a.getString("trusted-certificate-file"));
+        if (trusted != null && !Files.isReadable(trusted)) {
+            throw new StartupException(prefix + "apns.trusted-certificate-file: " + trusted
+                    + " is not readable (expected: a PEM certificate chain)");
+        }
         Apns apns = new Apns(a.getString("topic"), keyFile, a.getString("team-id"), a.getString("key-id"), certFile,
                 a.getString("certificate-password"), a.getString("production-host"), a.getString("development-host"),
-                a.getInt("port"));
+                a.getInt("port"), trusted);
         return new AppConfig(name, List.copyOf(hashes), rl, apns);
     }
 

@@ -66,6 +66,7 @@ public final class SandboxApns implements AutoCloseable {
     private final AtomicLong requestsTotal = new AtomicLong();
     private volatile Consumer<UUID> onAccepted = id -> { };
     private volatile boolean trackIds = true;
+    private volatile String lastAuthorization;
 
     private SandboxApns(int port) throws Exception {
         this.certificate = new SelfSignedCertificate("localhost");
@@ -98,6 +99,10 @@ public final class SandboxApns implements AutoCloseable {
     private PushNotificationHandler handler() {
         return (Http2Headers headers, io.netty.buffer.ByteBuf payload) -> {
             requestsTotal.incrementAndGet();
+            CharSequence auth = headers.get("authorization");
+            if (auth != null) {
+                lastAuthorization = auth.toString();
+            }
             String path = String.valueOf(headers.path());
             String token = path.startsWith("/3/device/") ? path.substring("/3/device/".length()) : "";
             Answer answer = answerFor(token);
@@ -176,6 +181,11 @@ public final class SandboxApns implements AutoCloseable {
         Map<UUID, Integer> out = new java.util.HashMap<>();
         accepted.forEach((k, v) -> out.put(k, v.get()));
         return out;
+    }
+
+    /** The {@code authorization} header of the latest request (a provider token: {@code bearer <JWT>}). */
+    public String lastAuthorization() {
+        return lastAuthorization;
     }
 
     public long acceptedTotal() {

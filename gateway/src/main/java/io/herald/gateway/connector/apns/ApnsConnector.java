@@ -122,6 +122,9 @@ public final class ApnsConnector implements Connector {
         String where = "herald.apps." + app.name() + ".apns";
         ApnsClientBuilder b = base().setApnsServer(host, a.port());
         try {
+            if (a.trustedCertificateFile() != null) {
+                b.setTrustedServerCertificateChain(a.trustedCertificateFile().toFile());
+            }
             if (a.signingKeyFile() != null) {
                 b.setSigningKey(ApnsSigningKey.loadFromPkcs8File(a.signingKeyFile().toFile(), a.teamId(), a.keyId()));
             } else {
