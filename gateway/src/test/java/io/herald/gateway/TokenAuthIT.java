@@ -89,4 +89,50 @@ class TokenAuthIT {
             }
         }
     }
+
+    @Test
+    void anUnreachableApnsEndpointIsRetriedWithBackoffThenFailsRetriesExhausted(@TempDir Path dir) throws Exception {
+        KeyPairGenerator gen = KeyPairGenerator.getInstance("EC");
+        gen.initialize(new ECGenParameterSpec("secp256r1"));
+        Path p8 = dir.resolve("AuthKey.p8");
+        Files.writeString(p8, "-----BEGIN PRIVATE KEY-----\n"
+                + Base64.getMimeEncoder().encodeToString(gen.generateKeyPair().getPrivate().getEncoded())
+                + "\n-----END PRIVATE KEY-----\n");
+        int closedPort;
+        try (java.net.ServerSocket s = new java.net.ServerSocket(0, 1, java.net.InetAddress.getLoopbackAddress())) {
+            closedPort = s.getLocalPort();
+        }
+        try (EmbeddedRedis redis = EmbeddedRedis.start(dir.resolve("redis"))) {
+            String hocon = "herald { data-dir = \"" + dir.resolve("data") + "\", http.port = 0, sandbox = false\n"
+                    + "redis.url = \"" + redis.uri() + "\"\napns { max-attempts = 3, backoff-base = 100ms }\n"
+                    + "apps.shop.apns { topic = com.example.shop, signing-key-file = \"" + p8 + "\", team-id = TEAM123456,"
+                    + " key-id = KEY1234567, production-host = localhost, port = " + closedPort + " } }";
+            HeraldConfig config = HeraldConfig.fromConfig(ConfigFactory.parseString(hocon)
+                    .withFallback(ConfigFactory.defaultReference()).resolve(),
+                    List.of(new HeraldConfig.InitialKey("shop", "shop-key-0123456789abcdef")));
+            try (Herald herald = Herald.start(config)) {
+                HttpClient http = HttpClient.newHttpClient();
+                HttpResponse<String> r = http.send(HttpRequest.newBuilder(URI.create(herald.baseUrl() + "/v1/batches"))
+                        .header("Authorization", "Bearer shop-key-0123456789abcdef")
+                        .POST(HttpRequest.BodyPublishers.ofString("{\"app\":\"shop\",\"messages\":[{\"apnsToken\":\""
+                                + TestGateway.token() + "\",\"title\":\"hi\"}]}")).build(), HttpResponse.BodyHandlers.ofString());
+                assertThat(r.statusCode()).as(r.body()).isEqualTo(202);
+                String id = TestGateway.JSON.readTree(r.body()).get("messages").get(0).get("id").asText();
+                HttpRequest get = HttpRequest.newBuilder(URI.create(herald.baseUrl() + "/v1/messages/" + id))
+                        .header("Authorization", "Bearer shop-key-0123456789abcdef").build();
+                await().atMost(Duration.ofSeconds(60)).until(() -> TestGateway.JSON.readTree(
+                        http.send(get, HttpResponse.BodyHandlers.ofString()).body()).get("state").asText().equals("failed"));
+                JsonNode m = TestGateway.JSON.readTree(http.send(get, HttpResponse.BodyHandlers.ofString()).body());
+                assertThat(m.get("reason").asText()).isEqualTo("retries_exhausted");
+                long retries = 0;
+                for (JsonNode h : m.get("history")) {
+                    if (h.get("state").asText().startsWith("retry")) {
+                        retries++;
+                        assertThat(h.get("detail").asText()).startsWith("connection:");
+                    }
+                }
+                assertThat(retries).isEqualTo(3); // two "retry" notes and the final "retry_failed"
+            }
+        }
+    }
 }
