@@ -8,9 +8,17 @@ import java.util.List;
  * <p>{@code reason} is snake_case ({@code unregistered}, {@code bad_device_token},
  * {@code retries_exhausted}, ...); {@code invalidatedAt} is the provider's time for a dead token
  * (epoch ms) when {@link Status#INVALIDATED}; {@code notes} are JSON history lines for earlier
- * attempts (retries with their backoff). Immutable.
+ * attempts (retries with their backoff); {@code providerId} is the provider's id for the accepted
+ * message (FCM message name, SMSC message id) or null; {@code segments} is the number of SMS
+ * segments sent (the cost of an SMS), 0 for push. Immutable.
  */
-public record DeliveryResult(Status status, String reason, long invalidatedAt, long at, List<String> notes) {
+public record DeliveryResult(Status status, String reason, long invalidatedAt, long at, List<String> notes,
+                             String providerId, int segments) {
+
+    /** A push result without provider id or segments. */
+    public DeliveryResult(Status status, String reason, long invalidatedAt, long at, List<String> notes) {
+        this(status, reason, invalidatedAt, at, notes, null, 0);
+    }
 
     public enum Status {
         /** The provider took it. */
