@@ -20,9 +20,14 @@ final class ItemDecoder {
     static final int MAX_COLLAPSE_ID_BYTES = 64;
     static final int MAX_BADGE = 99_999;
 
+    static final int MAX_FCM_TOKEN_CHARS = 4096;
+    static final int MAX_SMS_CHARS = 1600;
+    static final int MAX_URL_CHARS = 2048;
+
     private static final Set<String> KNOWN_FIELDS = Set.of(
-            "id", "user", "apnsToken", "title", "body", "data", "priority", "ttlSeconds", "collapseId",
-            "sound", "badge", "category");
+            "id", "user", "apnsToken", "fcmToken", "title", "body", "data", "priority", "ttlSeconds", "collapseId",
+            "sound", "badge", "category", "channel", "fallback", "smsBody", "android");
+    private static final Set<String> ANDROID_FIELDS = Set.of("type", "collapseKey", "channelId", "image", "clickAction");
 
     private ItemDecoder() {}
 
@@ -57,8 +62,9 @@ final class ItemDecoder {
             if (!KNOWN_FIELDS.contains(name)) {
                 String f = p + "." + name;
                 throw new Invalid(ErrorCode.UNKNOWN_FIELD, f, String.format(
-                        "%s: unknown field (expected: one of id, user, apnsToken, title, body, data, priority, "
-                                + "ttlSeconds, collapseId, sound, badge, category)", f));
+                        "%s: unknown field (expected: one of id, user, apnsToken, fcmToken, title, body, data, "
+                                + "priority, ttlSeconds, collapseId, sound, badge, category, channel, fallback, smsBody, "
+                                + "android)", f));
             }
         }
 
@@ -70,13 +76,22 @@ final class ItemDecoder {
 
         String user = string(obj, p, "user");
         String token = string(obj, p, "apnsToken");
-        if (user == null && token == null) {
+        String fcmToken = string(obj, p, "fcmToken");
+        int targets = (user != null ? 1 : 0) + (token != null ? 1 : 0) + (fcmToken != null ? 1 : 0);
+        if (targets == 0) {
             throw new Invalid(ErrorCode.MISSING_FIELD, p + ".user",
-                    String.format("%s.user: missing (expected: exactly one of user or apnsToken)", p));
+                    String.format("%s.user: missing (expected: exactly one of user, apnsToken or fcmToken)", p));
         }
-        if (user != null && token != null) {
-            throw new Invalid(ErrorCode.INVALID_FIELD, p + ".user",
-                    String.format("%s.user: given together with apnsToken (expected: exactly one of user or apnsToken)", p));
+        if (targets > 1) {
+            throw new Invalid(ErrorCode.INVALID_FIELD, p + ".user", String.format(
+                    "%s.user: more than one target given (expected: exactly one of user, apnsToken or fcmToken)", p));
+        }
+        if (fcmToken != null && (fcmToken.length() < MIN_TOKEN_CHARS || fcmToken.length() > MAX_FCM_TOKEN_CHARS
+                || !fcmToken.chars().allMatch(c -> Character.isLetterOrDigit(c) && c < 128 || c == '_' || c == '-'
+                || c == ':' || c == '.'))) {
+            throw new Invalid(ErrorCode.INVALID_FIELD, p + ".fcmToken", String.format(
+                    "%s.fcmToken: %s chars (expected: an FCM registration token, %s..%s chars of A-Z a-z 0-9 _ - : .)",
+                    p, fcmToken.length(), MIN_TOKEN_CHARS, MAX_FCM_TOKEN_CHARS));
         }
         if (user != null && (user.isEmpty() || user.length() > MAX_NAME_CHARS || hasControlOrBadSurrogate(user))) {
             throw new Invalid(ErrorCode.INVALID_FIELD, p + ".user", String.format(
@@ -170,13 +185,124 @@ final class ItemDecoder {
 
         String category = boundedString(obj, p, "category");
 
-        Message m = new Message(id, user, token, title, body, data, priority, ttl, collapseId, sound, badge, category);
-        int size = ApnsPayloads.encode(m).length;
-        if (size > ApnsPayloads.MAX_PAYLOAD_BYTES) {
-            throw new Invalid(ErrorCode.PAYLOAD_TOO_LARGE, p, String.format(
-                    "%s: payload %s bytes (expected: <= %s)", p, size, ApnsPayloads.MAX_PAYLOAD_BYTES));
+        Channel channel = Channel.AUTO;
+        JsonNode channelNode = present(obj, "channel");
+        if (channelNode != null) {
+            channel = channelNode.isTextual() ? Channel.fromWire(channelNode.textValue()) : null;
+            if (channel == null) {
+                throw new Invalid(ErrorCode.INVALID_FIELD, p + ".channel", String.format(
+                        "%s.channel: %s (expected: \"auto\", \"push\", \"apns\", \"fcm\" or \"sms\")", p,
+                        channelNode.isTextual() ? "\"" + abbreviate(channelNode.textValue()) + "\""
+                                : BatchCodec.describe(channelNode)));
+            }
+        }
+        if (token != null && !(channel == Channel.AUTO || channel == Channel.PUSH || channel == Channel.APNS)) {
+            throw new Invalid(ErrorCode.INVALID_FIELD, p + ".channel", String.format(
+                    "%s.channel: \"%s\" with apnsToken (expected: auto, push or apns)", p, channel.wire()));
+        }
+        if (fcmToken != null && !(channel == Channel.AUTO || channel == Channel.PUSH || channel == Channel.FCM)) {
+            throw new Invalid(ErrorCode.INVALID_FIELD, p + ".channel", String.format(
+                    "%s.channel: \"%s\" with fcmToken (expected: auto, push or fcm)", p, channel.wire()));
+        }
+
+        java.util.List<Channel> fallback = null;
+        JsonNode fallbackNode = present(obj, "fallback");
+        if (fallbackNode != null) {
+            if (user == null) {
+                throw new Invalid(ErrorCode.INVALID_FIELD, p + ".fallback", String.format(
+                        "%s.fallback: given for a direct token send (expected: only with user)", p));
+            }
+            if (!fallbackNode.isArray() || fallbackNode.size() > 4) {
+                throw new Invalid(ErrorCode.INVALID_FIELD, p + ".fallback", String.format(
+                        "%s.fallback: %s (expected: an array of at most 4 of \"push\", \"apns\", \"fcm\", \"sms\")",
+                        p, BatchCodec.describe(fallbackNode)));
+            }
+            fallback = new java.util.ArrayList<>();
+            for (int i = 0; i < fallbackNode.size(); i++) {
+                JsonNode f = fallbackNode.get(i);
+                Channel c = f.isTextual() ? Channel.fromWire(f.textValue()) : null;
+                if (c == null || c == Channel.AUTO || fallback.contains(c)) {
+                    throw new Invalid(ErrorCode.INVALID_FIELD, p + ".fallback[" + i + "]", String.format(
+                            "%s.fallback[%s]: %s (expected: one of \"push\", \"apns\", \"fcm\", \"sms\", each once)",
+                            p, i, f.isTextual() ? "\"" + abbreviate(f.textValue()) + "\"" : BatchCodec.describe(f)));
+                }
+                fallback.add(c);
+            }
+        }
+
+        String smsBody = string(obj, p, "smsBody");
+        if (smsBody != null && (smsBody.isBlank() || smsBody.length() > MAX_SMS_CHARS)) {
+            throw new Invalid(ErrorCode.INVALID_FIELD, p + ".smsBody", String.format(
+                    "%s.smsBody: %s chars (expected: 1..%s chars, not blank)", p, smsBody.length(), MAX_SMS_CHARS));
+        }
+
+        Message.Android android = android(obj, p);
+
+        Message m = new Message(id, user, token, fcmToken, title, body, data, priority, ttl, collapseId, sound, badge,
+                category, channel, fallback, smsBody, android);
+        if (mayUse(m, "apns")) {
+            int size = ApnsPayloads.encode(m).length;
+            if (size > ApnsPayloads.MAX_PAYLOAD_BYTES) {
+                throw new Invalid(ErrorCode.PAYLOAD_TOO_LARGE, p, String.format(
+                        "%s: APNs payload %s bytes (expected: <= %s)", p, size, ApnsPayloads.MAX_PAYLOAD_BYTES));
+            }
+        }
+        if (mayUse(m, "fcm")) {
+            int size = FcmPayloads.payloadSize(m);
+            if (size > FcmPayloads.MAX_PAYLOAD_BYTES) {
+                throw new Invalid(ErrorCode.PAYLOAD_TOO_LARGE, p, String.format(
+                        "%s: FCM payload %s bytes (expected: <= %s)", p, size, FcmPayloads.MAX_PAYLOAD_BYTES));
+            }
         }
         return m;
+    }
+
+    /** True when the message may be delivered by {@code platform}, through its channel or a fallback. */
+    static boolean mayUse(Message m, String platform) {
+        if (m.apnsToken() != null) {
+            return platform.equals("apns");
+        }
+        if (m.fcmToken() != null) {
+            return platform.equals("fcm");
+        }
+        if (m.channel().allows(platform)) {
+            return true;
+        }
+        return m.fallback() != null && m.fallback().stream().anyMatch(c -> c.allows(platform));
+    }
+
+    private static Message.Android android(ObjectNode obj, String p) throws Invalid {
+        JsonNode node = present(obj, "android");
+        if (node == null) {
+            return null;
+        }
+        String a = p + ".android";
+        if (!node.isObject()) {
+            throw new Invalid(ErrorCode.INVALID_FIELD, a,
+                    String.format("%s: %s (expected: an object)", a, BatchCodec.describe(node)));
+        }
+        ObjectNode o = (ObjectNode) node;
+        for (Iterator<String> it = o.fieldNames(); it.hasNext(); ) {
+            String name = it.next();
+            if (!ANDROID_FIELDS.contains(name)) {
+                throw new Invalid(ErrorCode.UNKNOWN_FIELD, a + "." + name, String.format(
+                        "%s.%s: unknown field (expected: one of type, collapseKey, channelId, image, clickAction)", a, name));
+            }
+        }
+        String type = string(o, a, "type");
+        if (type != null && !type.equals("notification") && !type.equals("data")) {
+            throw new Invalid(ErrorCode.INVALID_FIELD, a + ".type", String.format(
+                    "%s.type: \"%s\" (expected: \"notification\" or \"data\")", a, abbreviate(type)));
+        }
+        String collapseKey = boundedString(o, a, "collapseKey");
+        String channelId = boundedString(o, a, "channelId");
+        String clickAction = boundedString(o, a, "clickAction");
+        String image = string(o, a, "image");
+        if (image != null && (!image.startsWith("https://") || image.length() > MAX_URL_CHARS)) {
+            throw new Invalid(ErrorCode.INVALID_FIELD, a + ".image", String.format(
+                    "%s.image: expected an https:// URL of at most %s chars", a, MAX_URL_CHARS));
+        }
+        return new Message.Android(type == null ? "notification" : type, collapseKey, channelId, image, clickAction);
     }
 
     /** Returns the field's node, or {@code null} if absent or JSON null. */

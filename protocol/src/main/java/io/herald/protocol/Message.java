@@ -11,14 +11,14 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
  * of it and neither the creator nor any reader may mutate it afterwards.
  *
  * <p>The constructor enforces only structural invariants (exactly one of {@code user} / {@code
- * apnsToken}, {@code ttlSeconds} range) and defaults a null {@code priority} to {@link
+ * apnsToken} / {@code fcmToken}, {@code ttlSeconds} range) and defaults a null {@code priority} to {@link
  * Priority#HIGH}; the full wire rules (lengths, characters, payload size) are applied by {@link
  * BatchCodec#decode(byte[])}.
  *
  * @param id optional client-supplied id (1..128 chars), or {@code null}
  * @param user the target user, or {@code null} when {@code apnsToken} is given
- * @param apnsToken the target device token in lowercase hex, or {@code null} when {@code user} is
- *     given
+ * @param apnsToken a raw APNs device token in lowercase hex (direct send), or {@code null}
+ * @param fcmToken a raw FCM registration token (direct send), or {@code null}
  * @param title the alert title, or {@code null}
  * @param body the alert body, or {@code null}
  * @param data custom top-level payload fields (never containing {@code "aps"}), or {@code null}
@@ -28,15 +28,21 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
  * @param sound the sound name, or {@code null}
  * @param badge the badge number (0..99999), or {@code null}
  * @param category the notification category, or {@code null}
+ * @param channel where it may go; {@code null} becomes {@link Channel#AUTO}
+ * @param fallback channels to try, in order, when the chosen one cannot deliver (no device, token
+ *     dead, permanent rejection); {@code null} = the app's default
+ * @param smsBody the SMS text; {@code null} = title and body joined by a line break
+ * @param android FCM options, or {@code null}
  */
 @JsonPropertyOrder({
-    "id", "user", "apnsToken", "title", "body", "data", "priority", "ttlSeconds", "collapseId",
-    "sound", "badge", "category"
+    "id", "user", "apnsToken", "fcmToken", "title", "body", "data", "priority", "ttlSeconds", "collapseId",
+    "sound", "badge", "category", "channel", "fallback", "smsBody", "android"
 })
 public record Message(
         String id,
         String user,
         String apnsToken,
+        String fcmToken,
         String title,
         String body,
         ObjectNode data,
@@ -45,7 +51,11 @@ public record Message(
         String collapseId,
         String sound,
         Integer badge,
-        String category) {
+        String category,
+        Channel channel,
+        java.util.List<Channel> fallback,
+        String smsBody,
+        Android android) {
 
     /** The TTL applied when a message does not specify one: one day. */
     static final int DEFAULT_TTL_SECONDS = 86_400;
@@ -53,12 +63,27 @@ public record Message(
     /** The largest TTL accepted: 28 days. */
     static final int MAX_TTL_SECONDS = 2_419_200;
 
-    public Message {
-        if ((user == null) == (apnsToken == null)) {
-            throw new IllegalArgumentException(String.format(
-                    "user/apnsToken: %s (expected: exactly one non-null)",
-                    user == null ? "both null" : "both set"));
+    /**
+     * Android options for FCM. {@code type} is {@code "notification"} (displayed by the system) or
+     * {@code "data"} (handed to the app); the others map to FCM's android fields.
+     */
+    public record Android(String type, String collapseKey, String channelId, String image, String clickAction) {
+        /** True for data messages (no system notification). */
+        public boolean dataOnly() {
+            return "data".equals(type);
         }
+    }
+
+    public Message {
+        int targets = (user != null ? 1 : 0) + (apnsToken != null ? 1 : 0) + (fcmToken != null ? 1 : 0);
+        if (targets != 1) {
+            throw new IllegalArgumentException(String.format(
+                    "user/apnsToken/fcmToken: %s set (expected: exactly one)", targets));
+        }
+        if (channel == null) {
+            channel = Channel.AUTO;
+        }
+        fallback = fallback == null ? null : java.util.List.copyOf(fallback);
         if (ttlSeconds < 0 || ttlSeconds > MAX_TTL_SECONDS) {
             throw new IllegalArgumentException(
                     String.format("ttlSeconds: %s (expected: 0..%s)", ttlSeconds, MAX_TTL_SECONDS));

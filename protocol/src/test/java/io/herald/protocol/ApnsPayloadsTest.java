@@ -14,7 +14,8 @@ class ApnsPayloadsTest {
     private static final ObjectMapper MAPPER = new ObjectMapper();
 
     private static Message message(String title, String body, ObjectNode data, String sound, Integer badge, String category) {
-        return new Message("id-1", "u", null, title, body, data, Priority.NORMAL, 60, "collapse", sound, badge, category);
+        return new Message("id-1", "u", null, null, title, body, data, Priority.NORMAL, 60, "collapse", sound, badge, category,
+                null, null, null, null);
     }
 
     @Test

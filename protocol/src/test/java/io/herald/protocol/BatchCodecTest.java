@@ -102,7 +102,7 @@ class BatchCodecTest {
             assertThat(new String(json, StandardCharsets.UTF_8)).doesNotContain("null,\"").doesNotContain("Infinity");
         }
         assertThat(new String(codec.encodeMessage(b.items().get(1).message()), StandardCharsets.UTF_8))
-                .isEqualTo("{\"user\":\"alice\",\"body\":\"b\",\"priority\":\"high\",\"ttlSeconds\":86400}");
+                .isEqualTo("{\"user\":\"alice\",\"body\":\"b\",\"priority\":\"high\",\"ttlSeconds\":86400,\"channel\":\"auto\"}");
     }
 
     @Test
@@ -372,7 +372,7 @@ class BatchCodecTest {
         DecodedBatch.Item it = single("{'user':'u','body':'" + "x".repeat(5000) + "'}");
         assertThat(it.error().code()).isEqualTo("payload_too_large");
         assertThat(it.error().field()).isEqualTo("messages[0]");
-        assertThat(it.error().message()).matches("messages\\[0\\]: payload \\d+ bytes \\(expected: <= 4096\\)");
+        assertThat(it.error().message()).matches("messages\\[0\\]: (APNs|FCM) payload \\d+ bytes \\(expected: <= 4096\\)");
         // Multi-byte text counts in UTF-8 bytes: 1500 x 4-byte emoji = 6000 bytes.
         assertItemError("{'user':'u','body':'" + "😀".repeat(1500) + "'}", ErrorCode.PAYLOAD_TOO_LARGE, "messages[0]");
         // data counts too.
@@ -391,12 +391,12 @@ class BatchCodecTest {
 
     @Test
     void messageConstructorEnforcesInvariants() {
-        assertThatThrownBy(() -> new Message(null, "u", null, null, "b", null, null, 2_419_201, null, null, null, null))
+        assertThatThrownBy(() -> new Message(null, "u", null, null, null, "b", null, null, 2_419_201, null, null, null, null, null, null, null, null))
                 .isInstanceOf(IllegalArgumentException.class)
                 .hasMessage("ttlSeconds: 2419201 (expected: 0..2419200)");
-        assertThatThrownBy(() -> new Message(null, null, null, null, "b", null, null, 0, null, null, null, null))
+        assertThatThrownBy(() -> new Message(null, null, null, null, null, "b", null, null, 0, null, null, null, null, null, null, null, null))
                 .isInstanceOf(IllegalArgumentException.class);
-        assertThat(new Message(null, "u", null, null, "b", null, null, 0, null, null, null, null).priority())
+        assertThat(new Message(null, "u", null, null, null, "b", null, null, 0, null, null, null, null, null, null, null, null).priority())
                 .isEqualTo(Priority.HIGH);
     }
 
@@ -404,8 +404,55 @@ class BatchCodecTest {
     void itemRequiresExactlyOneOfMessageAndError() {
         assertThatThrownBy(() -> new DecodedBatch.Item(0, null, null)).isInstanceOf(IllegalArgumentException.class);
         assertThatThrownBy(() -> new DecodedBatch.Item(0,
-                new Message(null, "u", null, null, "b", null, null, 0, null, null, null, null),
+                new Message(null, "u", null, null, null, "b", null, null, 0, null, null, null, null, null, null, null, null),
                 ApiError.of(ErrorCode.INTERNAL, null, "x")))
                 .isInstanceOf(IllegalArgumentException.class);
+    }
+
+    @Test
+    void acceptsFcmTokensChannelsFallbackSmsBodyAndAndroidOptions() throws Exception {
+        Message m = accepted("{'user':'u','title':'t','channel':'push','fallback':['sms'],'smsBody':'Your code is 1234',"
+                + "'android':{'type':'data','collapseKey':'k','channelId':'orders','image':'https://x.example/i.png',"
+                + "'clickAction':'OPEN'}}");
+        assertThat(m.channel()).isEqualTo(Channel.PUSH);
+        assertThat(m.fallback()).containsExactly(Channel.SMS);
+        assertThat(m.smsBody()).isEqualTo("Your code is 1234");
+        assertThat(m.android().dataOnly()).isTrue();
+        assertThat(codec.decodeMessage(codec.encodeMessage(m))).isEqualTo(m);
+        Message direct = accepted("{'fcmToken':'abcdefghijklmnop:APA91b_x-y','body':'b'}");
+        assertThat(direct.fcmToken()).isEqualTo("abcdefghijklmnop:APA91b_x-y");
+    }
+
+    @Test
+    void rejectsBadChannelFieldsPerItem() throws Exception {
+        assertItemError("{'user':'u','body':'b','channel':'pigeon'}", ErrorCode.INVALID_FIELD, "messages[0].channel");
+        assertItemError("{'apnsToken':'" + TOKEN + "','body':'b','channel':'sms'}", ErrorCode.INVALID_FIELD,
+                "messages[0].channel");
+        assertItemError("{'user':'u','body':'b','fallback':['sms','sms']}", ErrorCode.INVALID_FIELD,
+                "messages[0].fallback[1]");
+        assertItemError("{'user':'u','body':'b','fallback':['auto']}", ErrorCode.INVALID_FIELD, "messages[0].fallback[0]");
+        assertItemError("{'fcmToken':'abcdefghijklmnopq','body':'b','fallback':['sms']}", ErrorCode.INVALID_FIELD,
+                "messages[0].fallback");
+        assertItemError("{'user':'u','body':'b','smsBody':'" + "x".repeat(1601) + "'}", ErrorCode.INVALID_FIELD,
+                "messages[0].smsBody");
+        assertItemError("{'user':'u','body':'b','android':{'type':'silent'}}", ErrorCode.INVALID_FIELD,
+                "messages[0].android.type");
+        assertItemError("{'user':'u','body':'b','android':{'image':'http://insecure'}}", ErrorCode.INVALID_FIELD,
+                "messages[0].android.image");
+        assertItemError("{'user':'u','body':'b','android':{'sneaky':1}}", ErrorCode.UNKNOWN_FIELD,
+                "messages[0].android.sneaky");
+        assertItemError("{'user':'u','apnsToken':'" + TOKEN + "','body':'b'}", ErrorCode.INVALID_FIELD, "messages[0].user");
+        assertItemError("{'fcmToken':'short','body':'b'}", ErrorCode.INVALID_FIELD, "messages[0].fcmToken");
+    }
+
+    @Test
+    void checksTheFcmPayloadOnlyWhenFcmMayCarryTheMessage() throws Exception {
+        // 4000 bytes of data fits APNs (4096) but a data message repeats title/body in FCM data.
+        String big = "x".repeat(3990);
+        assertItemError("{'fcmToken':'abcdefghijklmnopq','title':'" + "t".repeat(200) + "','body':'b','data':{'d':'" + big
+                + "'}}", ErrorCode.PAYLOAD_TOO_LARGE, "messages[0]");
+        // An SMS-only message is not held to push payload limits.
+        assertThat(accepted("{'user':'u','channel':'sms','body':'b','data':{'d':'" + "y".repeat(5000) + "'}}").channel())
+                .isEqualTo(Channel.SMS);
     }
 }
