@@ -14,7 +14,8 @@ import io.herald.gateway.journal.JournalItem;
 import io.herald.gateway.metrics.Metrics;
 import io.herald.gateway.pipeline.Pipeline;
 import io.herald.gateway.redis.Redis;
-import io.herald.gateway.registry.DeviceRegistry;
+import io.herald.gateway.registry.PersonalDataCipher;
+import io.herald.gateway.registry.UserRegistry;
 import io.herald.gateway.sandbox.SandboxApns;
 import io.herald.gateway.tracking.MessageStore;
 import io.herald.protocol.BatchCodec;
@@ -86,7 +87,8 @@ public final class Herald implements AutoCloseable {
 
         Journal journal = new Journal(redis, codec, config.nodeId(), config.retention());
         MessageStore store = new MessageStore(redis, codec.mapper(), config.retention());
-        DeviceRegistry registry = new DeviceRegistry(redis, codec.mapper());
+        UserRegistry registry = new UserRegistry(redis, codec.mapper(),
+                PersonalDataCipher.load(config.dataKey(), config.dataDir()));
         RateLimiter limiter = new RateLimiter(config.apps());
         Map<String, Connector> connectors = Map.of(apns.platform(), apns);
         pipeline = new Pipeline(config, redis, journal, registry, limiter, store, connectors, metrics);

@@ -80,11 +80,11 @@ class DeliveryIT {
         await().atMost(Duration.ofSeconds(30)).until(() -> gw.batchStatus(batchId).get("done").asBoolean());
         JsonNode status = gw.batchStatus(batchId);
         assertThat(status.get("states").get("accepted").asInt()).isEqualTo(1);
-        assertThat(status.get("reasons").get("dropped:no_device").asInt()).isEqualTo(1);
+        assertThat(status.get("reasons").get("dropped:no_channel").asInt()).isEqualTo(1);
         String second = accepted.get("messages").get(1).get("id").asText();
         JsonNode m = gw.message(second);
         assertThat(m.get("state").asText()).isEqualTo("dropped");
-        assertThat(m.get("reason").asText()).isEqualTo("no_device");
+        assertThat(m.get("reason").asText()).isEqualTo("no_channel");
         assertThat(gw.sandbox().acceptedCount(UUID.fromString(accepted.get("messages").get(0).get("id").asText())))
                 .isEqualTo(1);
     }

@@ -33,10 +33,13 @@ public record HeraldConfig(
         Pipeline pipeline,
         Scheduler scheduler,
         Duration retention,
+        String dataKey,
         Duration drainTimeout,
         SandboxMode sandbox,
         boolean sandboxRecordIds,
         ApnsTuning apns,
+        FcmTuning fcm,
+        SmsTuning sms,
         Map<String, AppConfig> apps,
         List<InitialKey> initialKeys) {
 
@@ -64,6 +67,13 @@ public record HeraldConfig(
     public record ApnsTuning(int maxInFlight, int connections, int maxAttempts, Duration backoffBase,
                              Duration backoffMax) { }
 
+    /** FCM client tuning shared by every app. */
+    public record FcmTuning(int connections, int maxConcurrentStreams, int maxAttempts, Duration backoffBase,
+                            Duration backoffMax, Duration quotaBackoff, Duration tokenRefreshMargin) { }
+
+    /** SMPP client tuning shared by every app. */
+    public record SmsTuning(int maxAttempts, Duration backoffBase, Duration backoffMax, Duration receiptIdTtl) { }
+
     /** An API key given in clear at start (command line or environment), hashed on load. */
     public record InitialKey(String app, String key) {
         @Override
@@ -73,7 +83,31 @@ public record HeraldConfig(
     }
 
     /** One app (tenant). */
-    public record AppConfig(String name, List<String> apiKeyHashes, RateLimit rateLimit, Apns apns) { }
+    public record AppConfig(String name, List<String> apiKeyHashes, RateLimit rateLimit, Channels channels, Apns apns,
+                            Fcm fcm, Sms sms) { }
+
+    /** Channel order for {@code channel: auto} and the default fallback of messages naming a channel. */
+    public record Channels(List<String> order, List<String> fallback) { }
+
+    /** FCM project of an app; no project means the sandbox. */
+    public record Fcm(String projectId, Path serviceAccountFile, String baseUrl, Path trustedCertificateFile) {
+        public boolean hasCredentials() {
+            return serviceAccountFile != null;
+        }
+    }
+
+    /** SMPP account of an app; no host means the sandbox SMSC. */
+    public record Sms(String host, int port, String systemId, String password, int binds, int ratePerBind, int window,
+                      String sourceAddress) {
+        public boolean hasAccount() {
+            return host != null && !host.isBlank();
+        }
+
+        @Override
+        public String toString() {
+            return "Sms[host=" + host + ", port=" + port + ", systemId=" + systemId + ", password=<redacted>]";
+        }
+    }
 
     /** Per-user GCRA limit: {@code rate} messages per {@code period}, {@code burst} at once. */
     public record RateLimit(int rate, Duration period, int burst) {
@@ -152,6 +186,13 @@ public record HeraldConfig(
             Config a = h.getConfig("apns");
             ApnsTuning apns = new ApnsTuning(positive(a, "max-in-flight"), positive(a, "connections"),
                     positive(a, "max-attempts"), a.getDuration("backoff-base"), a.getDuration("backoff-max"));
+            Config f = h.getConfig("fcm");
+            FcmTuning fcm = new FcmTuning(positive(f, "connections"), positive(f, "max-concurrent-streams"),
+                    positive(f, "max-attempts"), f.getDuration("backoff-base"), f.getDuration("backoff-max"),
+                    f.getDuration("quota-backoff"), f.getDuration("token-refresh-margin"));
+            Config sm = h.getConfig("sms");
+            SmsTuning sms = new SmsTuning(positive(sm, "max-attempts"), sm.getDuration("backoff-base"),
+                    sm.getDuration("backoff-max"), sm.getDuration("receipt-id-ttl"));
 
             Config defaults = h.getConfig("app-defaults");
             Map<String, AppConfig> apps = new LinkedHashMap<>();
@@ -178,8 +219,8 @@ public record HeraldConfig(
                 }
             }
             return new HeraldConfig(h.getString("node-id"), Path.of(h.getString("data-dir")), http, redis, pipeline,
-                    scheduler, h.getDuration("retention"), h.getDuration("shutdown.drain-timeout"), sandbox,
-                    h.getBoolean("sandbox-record-ids"), apns,
+                    scheduler, h.getDuration("retention"), h.getString("data-key"), h.getDuration("shutdown.drain-timeout"),
+                    sandbox, h.getBoolean("sandbox-record-ids"), apns, fcm, sms,
                     Collections.unmodifiableMap(apps), List.copyOf(initialKeys));
         } catch (ConfigException e) {
             throw new StartupException("configuration is invalid: " + e.getMessage());
@@ -190,8 +231,8 @@ public record HeraldConfig(
     public HeraldConfig withHttpPort(int port) {
         Http h = new Http(http.host(), port, http.maxBodyBytes(), http.maxItemsPerBatch(), http.maxHeaderBytes(),
                 http.maxInitialLineBytes(), http.requestTimeout(), http.idleTimeout());
-        return new HeraldConfig(nodeId, dataDir, h, redis, pipeline, scheduler, retention, drainTimeout, sandbox,
-                sandboxRecordIds, apns, apps, initialKeys);
+        return new HeraldConfig(nodeId, dataDir, h, redis, pipeline, scheduler, retention, dataKey, drainTimeout, sandbox,
+                sandboxRecordIds, apns, fcm, sms, apps, initialKeys);
     }
 
     static void validateAppName(String name) {
@@ -248,7 +289,43 @@ public record HeraldConfig(
         Apns apns = new Apns(a.getString("topic"), keyFile, a.getString("team-id"), a.getString("key-id"), certFile,
                 a.getString("certificate-password"), a.getString("production-host"), a.getString("development-host"),
                 a.getInt("port"), trusted);
-        return new AppConfig(name, List.copyOf(hashes), rl, apns);
+        List<String> order = channelList(c, "channels.order", prefix, false);
+        if (order.isEmpty()) {
+            throw new StartupException(prefix + "channels.order is empty (expected: e.g. [push, sms])");
+        }
+        Channels channels = new Channels(order, channelList(c, "channels.fallback", prefix, false));
+        Config fc = c.getConfig("fcm");
+        Path sa = optionalPath(fc.getString("service-account-file"));
+        if (sa != null && !Files.isReadable(sa)) {
+            throw new StartupException(prefix + "fcm.service-account-file: " + sa
+                    + " is not readable (expected: the service-account JSON from the Firebase console)");
+        }
+        if (sa != null && fc.getString("project-id").isBlank()) {
+            throw new StartupException(prefix + "fcm.project-id is empty (expected: the Firebase project id)");
+        }
+        Path fcmTrust = optionalPath(fc.getString("trusted-certificate-file"));
+        if (fcmTrust != null && !Files.isReadable(fcmTrust)) {
+            throw new StartupException(prefix + "fcm.trusted-certificate-file: " + fcmTrust + " is not readable");
+        }
+        Fcm fcm = new Fcm(fc.getString("project-id"), sa, fc.getString("base-url"), fcmTrust);
+        Config sc = c.getConfig("sms");
+        Sms sms = new Sms(sc.getString("host"), sc.getInt("port"), sc.getString("system-id"), sc.getString("password"),
+                positive(sc, "binds"), positive(sc, "rate-per-bind"), positive(sc, "window"), sc.getString("source-address"));
+        if (sms.hasAccount() && sms.systemId().isBlank()) {
+            throw new StartupException(prefix + "sms.system-id is empty (expected: the SMPP account's system id)");
+        }
+        return new AppConfig(name, List.copyOf(hashes), rl, channels, apns, fcm, sms);
+    }
+
+    private static List<String> channelList(Config c, String path, String prefix, boolean allowAuto) {
+        List<String> out = new ArrayList<>();
+        for (String ch : c.getStringList(path)) {
+            if (!List.of("push", "apns", "fcm", "sms").contains(ch) || out.contains(ch)) {
+                throw new StartupException(prefix + path + ": '" + ch + "' (expected: push, apns, fcm or sms, each once)");
+            }
+            out.add(ch);
+        }
+        return List.copyOf(out);
     }
 
     private static Path optionalPath(String s) {

@@ -9,8 +9,7 @@ import io.herald.gateway.journal.JournalEntry;
 import io.herald.gateway.journal.JournalItem;
 import io.herald.gateway.metrics.Metrics;
 import io.herald.gateway.pipeline.Pipeline;
-import io.herald.gateway.registry.Device;
-import io.herald.gateway.registry.DeviceRegistry;
+import io.herald.gateway.registry.UserRegistry;
 import io.herald.gateway.tracking.MessageStore;
 import io.herald.protocol.ApiError;
 import io.herald.protocol.BatchCodec;
@@ -60,15 +59,13 @@ import java.util.regex.Pattern;
 @ChannelHandler.Sharable
 public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRequest> {
     private static final Logger log = LoggerFactory.getLogger(HttpApiHandler.class);
-    private static final Pattern DEVICE_ID = Pattern.compile("[A-Za-z0-9._:-]{1,128}");
-    private static final Pattern TOKEN = Pattern.compile("([0-9a-fA-F]{2}){8,100}");
 
     private final BatchCodec codec;
     private final ApiKeys keys;
     private final Journal journal;
     private final Pipeline pipeline;
     private final MessageStore store;
-    private final DeviceRegistry registry;
+    private final UserRegistry registry;
     private final Metrics metrics;
     private final BooleanSupplier ready;
     private volatile boolean draining;
@@ -80,7 +77,7 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
     private final java.util.concurrent.ThreadPoolExecutor decoders;
 
     public HttpApiHandler(BatchCodec codec, ApiKeys keys, Journal journal, Pipeline pipeline, MessageStore store,
-                          DeviceRegistry registry, Metrics metrics, BooleanSupplier ready) {
+                          UserRegistry registry, Metrics metrics, BooleanSupplier ready) {
         super(true);
         this.codec = codec;
         this.keys = keys;
@@ -169,22 +166,7 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
             if (!r.method.equals(HttpMethod.POST)) {
                 methodNotAllowed(r, "POST");
             } else {
-                try {
-                    decoders.execute(() -> {
-                        try {
-                            postBatch(r, app);
-                        } catch (RuntimeException e) {
-                            log.error("batch intake failed", e);
-                            r.error(HttpResponseStatus.INTERNAL_SERVER_ERROR, ApiError.of(ErrorCode.INTERNAL, null,
-                                    "internal error; the request may be retried"));
-                        }
-                    });
-                } catch (java.util.concurrent.RejectedExecutionException e) {
-                    metrics.batch(429);
-                    r.retryAfter = 1;
-                    r.error(HttpResponseStatus.TOO_MANY_REQUESTS, ApiError.of(ErrorCode.OVERLOADED, null,
-                            "too many batches waiting to be decoded; retry after 1 s"));
-                }
+                offload(r, () -> postBatch(r, app));
             }
         } else if (seg.length == 3 && seg[1].equals("batches")) {
             if (!r.method.equals(HttpMethod.GET)) {
@@ -198,18 +180,29 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
             } else {
                 getMessage(r, app, seg[2]);
             }
-        } else if (seg.length >= 5 && seg[1].equals("apps") && seg[3].equals("users")) {
+        } else if (seg.length >= 4 && seg[1].equals("apps") && seg[3].equals("users")) {
             String pathApp = decode(seg[2]);
-            String user = decode(seg[4]);
             if (!app.equals(pathApp)) {
                 notFound(r, "app");
-            } else if (seg.length == 5) {
-                if (!r.method.equals(HttpMethod.GET)) {
-                    methodNotAllowed(r, "GET");
+            } else if (seg.length == 4) {
+                if (!r.method.equals(HttpMethod.POST)) {
+                    methodNotAllowed(r, "POST");
                 } else {
+                    offload(r, () -> importUsers(r, app));
+                }
+            } else if (seg.length == 5) {
+                String user = decode(seg[4]);
+                if (r.method.equals(HttpMethod.GET)) {
                     getUser(r, app, user);
+                } else if (r.method.equals(HttpMethod.PUT)) {
+                    putUser(r, app, user);
+                } else if (r.method.equals(HttpMethod.DELETE)) {
+                    deleteUser(r, app, user);
+                } else {
+                    methodNotAllowed(r, "GET, PUT, DELETE");
                 }
             } else if (seg.length == 7 && seg[5].equals("devices")) {
+                String user = decode(seg[4]);
                 String device = decode(seg[6]);
                 if (r.method.equals(HttpMethod.PUT)) {
                     putDevice(r, app, user, device);
@@ -353,100 +346,150 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
         });
     }
 
-    // ---- registry -------------------------------------------------------------------------
+    // ---- users and devices ----------------------------------------------------------------
+
+    /** Runs CPU-heavy request work (decoding big bodies) on an intake thread; 429 when they are all busy. */
+    private void offload(Request r, Runnable work) {
+        try {
+            decoders.execute(() -> {
+                try {
+                    work.run();
+                } catch (RuntimeException e) {
+                    log.error("request {} {} failed", r.method, r.path, e);
+                    r.error(HttpResponseStatus.INTERNAL_SERVER_ERROR, ApiError.of(ErrorCode.INTERNAL, null,
+                            "internal error; the request may be retried"));
+                }
+            });
+        } catch (java.util.concurrent.RejectedExecutionException e) {
+            metrics.batch(429);
+            r.retryAfter = 1;
+            r.error(HttpResponseStatus.TOO_MANY_REQUESTS, ApiError.of(ErrorCode.OVERLOADED, null,
+                    "too many large requests waiting to be decoded; retry after 1 s"));
+        }
+    }
+
+    private JsonNode jsonBody(Request r) {
+        try {
+            JsonNode body = codec.mapper().readTree(r.body);
+            if (body == null || !body.isObject()) {
+                r.error(HttpResponseStatus.BAD_REQUEST, ApiError.of(ErrorCode.MALFORMED_JSON, null,
+                        "body: expected a JSON object"));
+                return null;
+            }
+            return body;
+        } catch (Exception e) {
+            r.error(HttpResponseStatus.BAD_REQUEST, ApiError.of(ErrorCode.MALFORMED_JSON, null,
+                    "body is not valid JSON: " + String.valueOf(e.getMessage()).split("\n")[0]));
+            return null;
+        }
+    }
+
+    private void invalid(Request r, UserRequests.Invalid e) {
+        r.error(HttpResponseStatus.valueOf(ErrorCode.valueOf(e.error.code().toUpperCase(java.util.Locale.ROOT))
+                .httpStatus()), e.error);
+    }
 
     private void getUser(Request r, String app, String user) {
-        if (!validUser(r, user)) {
+        try {
+            UserRequests.checkUser(user);
+        } catch (UserRequests.Invalid e) {
+            invalid(r, e);
             return;
         }
-        registry.list(app, user).whenComplete((devices, e) -> {
+        registry.get(app, user).whenComplete((u, e) -> {
             if (e != null) {
                 unavailable(r, e);
-            } else if (devices.isEmpty()) {
+            } else if (u == null) {
                 notFound(r, "user");
             } else {
-                ObjectNode out = codec.mapper().createObjectNode();
-                out.put("app", app);
-                out.put("user", user);
-                ArrayNode arr = out.putArray("devices");
-                for (Device d : devices) {
-                    arr.add(deviceJson(d));
-                }
-                r.json(HttpResponseStatus.OK, out);
+                r.json(HttpResponseStatus.OK, UserRequests.userJson(codec.mapper(), app, user, u));
+            }
+        });
+    }
+
+    private void putUser(Request r, String app, String user) {
+        if (!jsonContent(r)) {
+            return;
+        }
+        ObjectNode patch;
+        try {
+            UserRequests.checkUser(user);
+            JsonNode body = jsonBody(r);
+            if (body == null) {
+                return;
+            }
+            if (body.has("devices") || body.has("user")) {
+                throw new UserRequests.Invalid(ErrorCode.UNKNOWN_FIELD, body.has("devices") ? "devices" : "user",
+                        "devices/user: not part of a profile update (use PUT .../devices/{id}, or POST /v1/apps/{app}/users)");
+            }
+            patch = UserRequests.profilePatch(body, "", codec.mapper(), System.currentTimeMillis());
+        } catch (UserRequests.Invalid e) {
+            invalid(r, e);
+            return;
+        }
+        registry.updateProfile(app, user, patch).thenCompose(p -> registry.get(app, user)).whenComplete((u, e) -> {
+            if (e != null) {
+                unavailable(r, e);
+            } else {
+                r.json(HttpResponseStatus.OK, UserRequests.userJson(codec.mapper(), app, user, u));
+            }
+        });
+    }
+
+    private void deleteUser(Request r, String app, String user) {
+        try {
+            UserRequests.checkUser(user);
+        } catch (UserRequests.Invalid e) {
+            invalid(r, e);
+            return;
+        }
+        registry.deleteUser(app, user).whenComplete((deleted, e) -> {
+            if (e != null) {
+                unavailable(r, e);
+            } else if (!deleted) {
+                notFound(r, "user");
+            } else {
+                r.empty(HttpResponseStatus.NO_CONTENT);
             }
         });
     }
 
     private void putDevice(Request r, String app, String user, String deviceId) {
-        if (!validUser(r, user) || !jsonContent(r)) {
+        if (!jsonContent(r)) {
             return;
         }
-        if (!DEVICE_ID.matcher(deviceId).matches()) {
-            r.error(HttpResponseStatus.UNPROCESSABLE_ENTITY, ApiError.of(ErrorCode.INVALID_FIELD, "deviceId",
-                    "deviceId: expected 1..128 characters of A-Z a-z 0-9 . _ : -"));
-            return;
-        }
-        JsonNode body;
+        UserRequests.DeviceBody d;
         try {
-            body = codec.mapper().readTree(r.body);
-        } catch (Exception e) {
-            r.error(HttpResponseStatus.BAD_REQUEST, ApiError.of(ErrorCode.MALFORMED_JSON, null,
-                    "body is not valid JSON: " + e.getMessage().split("\n")[0]));
-            return;
-        }
-        if (body == null || !body.isObject()) {
-            r.error(HttpResponseStatus.BAD_REQUEST, ApiError.of(ErrorCode.MALFORMED_JSON, null,
-                    "body: expected a JSON object"));
-            return;
-        }
-        for (Iterator<String> it = body.fieldNames(); it.hasNext(); ) {
-            String f = it.next();
-            if (!f.equals("platform") && !f.equals("token") && !f.equals("sandbox")) {
-                r.error(HttpResponseStatus.UNPROCESSABLE_ENTITY, ApiError.of(ErrorCode.UNKNOWN_FIELD, f,
-                        f + ": unknown field (expected: platform, token, sandbox)"));
+            UserRequests.checkUser(user);
+            UserRequests.checkDeviceId(deviceId, "deviceId");
+            JsonNode body = jsonBody(r);
+            if (body == null) {
                 return;
             }
-        }
-        JsonNode platform = body.get("platform");
-        if (platform == null || !platform.isTextual()) {
-            r.error(HttpResponseStatus.UNPROCESSABLE_ENTITY, ApiError.of(ErrorCode.MISSING_FIELD, "platform",
-                    "platform: required (expected: \"apns\")"));
+            d = UserRequests.device(body, "");
+        } catch (UserRequests.Invalid e) {
+            invalid(r, e);
             return;
         }
-        if (!platform.asText().equals("apns")) {
-            r.error(HttpResponseStatus.UNPROCESSABLE_ENTITY, ApiError.of(ErrorCode.INVALID_FIELD, "platform",
-                    "platform: '" + platform.asText() + "' (expected: \"apns\")"));
-            return;
-        }
-        JsonNode token = body.get("token");
-        if (token == null || !token.isTextual() || !TOKEN.matcher(token.asText()).matches()) {
-            r.error(HttpResponseStatus.UNPROCESSABLE_ENTITY, ApiError.of(token == null ? ErrorCode.MISSING_FIELD
-                    : ErrorCode.INVALID_FIELD, "token", "token: expected an APNs device token in hex (16..200 hex digits)"));
-            return;
-        }
-        JsonNode sandbox = body.get("sandbox");
-        if (sandbox != null && !sandbox.isBoolean() && !sandbox.isNull()) {
-            r.error(HttpResponseStatus.UNPROCESSABLE_ENTITY, ApiError.of(ErrorCode.INVALID_FIELD, "sandbox",
-                    "sandbox: expected true or false"));
-            return;
-        }
-        registry.put(app, user, deviceId, "apns", token.asText().toLowerCase(java.util.Locale.ROOT),
-                sandbox != null && sandbox.asBoolean(false)).whenComplete((d, e) -> {
-                    if (e instanceof DeviceRegistry.TooManyDevicesException
-                            || (e != null && e.getCause() instanceof DeviceRegistry.TooManyDevicesException)) {
-                        r.error(HttpResponseStatus.UNPROCESSABLE_ENTITY, ApiError.of(ErrorCode.INVALID_FIELD,
-                                "deviceId", "user already has " + DeviceRegistry.MAX_DEVICES_PER_USER
-                                        + " devices (expected: fewer; delete one first)"));
-                    } else if (e != null) {
-                        unavailable(r, e);
-                    } else {
-                        r.json(HttpResponseStatus.OK, deviceJson(d));
-                    }
-                });
+        registry.put(app, user, deviceId, d.platform(), d.token(), d.sandbox()).whenComplete((device, e) -> {
+            if (e instanceof UserRegistry.TooManyDevicesException
+                    || (e != null && e.getCause() instanceof UserRegistry.TooManyDevicesException)) {
+                r.error(HttpResponseStatus.UNPROCESSABLE_ENTITY, ApiError.of(ErrorCode.INVALID_FIELD,
+                        "deviceId", "user already has " + UserRegistry.MAX_DEVICES_PER_USER
+                                + " devices (expected: fewer; delete one first)"));
+            } else if (e != null) {
+                unavailable(r, e);
+            } else {
+                r.json(HttpResponseStatus.OK, UserRequests.deviceJson(codec.mapper(), device));
+            }
+        });
     }
 
     private void deleteDevice(Request r, String app, String user, String deviceId) {
-        if (!validUser(r, user)) {
+        try {
+            UserRequests.checkUser(user);
+        } catch (UserRequests.Invalid e) {
+            invalid(r, e);
             return;
         }
         registry.delete(app, user, deviceId).whenComplete((deleted, e) -> {
@@ -460,30 +503,86 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
         });
     }
 
-    private ObjectNode deviceJson(Device d) {
-        ObjectNode n = codec.mapper().createObjectNode();
-        n.put("id", d.id());
-        n.put("platform", d.platform());
-        n.put("token", d.token());
-        n.put("sandbox", d.sandbox());
-        n.put("state", d.state());
-        n.put("updatedAt", d.updatedAt());
-        if (d.reason() != null) {
-            n.put("reason", d.reason());
-        }
-        if (d.invalidatedAt() != null) {
-            n.put("invalidatedAt", d.invalidatedAt());
-        }
-        return n;
-    }
+    /** Most users in one import request. */
+    static final int MAX_IMPORT = 10_000;
 
-    private boolean validUser(Request r, String user) {
-        if (user == null || user.isEmpty() || user.length() > 256 || user.chars().anyMatch(c -> c < 0x20)) {
-            r.error(HttpResponseStatus.UNPROCESSABLE_ENTITY, ApiError.of(ErrorCode.INVALID_FIELD, "user",
-                    "user: expected 1..256 characters without control characters"));
-            return false;
+    private void importUsers(Request r, String app) {
+        if (!jsonContent(r)) {
+            return;
         }
-        return true;
+        JsonNode body = jsonBody(r);
+        if (body == null) {
+            return;
+        }
+        JsonNode users = body.get("users");
+        if (users == null || !users.isArray() || body.size() != 1) {
+            r.error(HttpResponseStatus.UNPROCESSABLE_ENTITY, ApiError.of(ErrorCode.INVALID_FIELD, "users",
+                    "body: expected {\"users\": [...]} and nothing else"));
+            return;
+        }
+        if (users.size() > MAX_IMPORT) {
+            r.error(HttpResponseStatus.REQUEST_ENTITY_TOO_LARGE, ApiError.of(ErrorCode.TOO_MANY_ITEMS, "users",
+                    "users: " + users.size() + " items (expected: <= " + MAX_IMPORT + ")"));
+            return;
+        }
+        long now = System.currentTimeMillis();
+        List<UserRegistry.Import> ok = new ArrayList<>(users.size());
+        ObjectNode out = codec.mapper().createObjectNode();
+        ArrayNode results = out.putArray("users");
+        int rejected = 0;
+        for (int i = 0; i < users.size(); i++) {
+            JsonNode u = users.get(i);
+            String p = "users[" + i + "].";
+            ObjectNode res = results.addObject().put("index", i);
+            try {
+                if (!u.isObject() || !u.path("user").isTextual()) {
+                    throw new UserRequests.Invalid(ErrorCode.MISSING_FIELD, p + "user", p + "user: required string");
+                }
+                String user = u.get("user").asText();
+                try {
+                    UserRequests.checkUser(user);
+                } catch (UserRequests.Invalid e) {
+                    throw new UserRequests.Invalid(ErrorCode.INVALID_FIELD, p + "user", p + e.getMessage());
+                }
+                ObjectNode patch = UserRequests.profilePatch(u, p, codec.mapper(), now);
+                List<UserRegistry.ImportDevice> devices = new ArrayList<>();
+                JsonNode ds = u.get("devices");
+                if (ds != null) {
+                    if (!ds.isArray() || ds.size() > UserRegistry.MAX_DEVICES_PER_USER) {
+                        throw new UserRequests.Invalid(ErrorCode.INVALID_FIELD, p + "devices", p
+                                + "devices: expected an array of at most " + UserRegistry.MAX_DEVICES_PER_USER + " devices");
+                    }
+                    for (int j = 0; j < ds.size(); j++) {
+                        String dp = p + "devices[" + j + "].";
+                        JsonNode d = ds.get(j);
+                        String id = d.path("id").asText(null);
+                        UserRequests.checkDeviceId(id, dp + "id");
+                        ObjectNode rest = d.deepCopy();
+                        rest.remove("id");
+                        UserRequests.DeviceBody body2 = UserRequests.device(rest, dp);
+                        devices.add(new UserRegistry.ImportDevice(id, body2.platform(), body2.token(), body2.sandbox()));
+                    }
+                }
+                ok.add(new UserRegistry.Import(user, patch, devices));
+                res.put("user", user);
+            } catch (UserRequests.Invalid e) {
+                rejected++;
+                res.set("error", codec.mapper().valueToTree(e.error));
+            }
+        }
+        out.put("imported", ok.size());
+        out.put("rejected", rejected);
+        if (ok.isEmpty()) {
+            r.json(HttpResponseStatus.UNPROCESSABLE_ENTITY, out);
+            return;
+        }
+        registry.importUsers(app, ok).whenComplete((v, e) -> {
+            if (e != null) {
+                unavailable(r, e);
+            } else {
+                r.json(HttpResponseStatus.OK, out);
+            }
+        });
     }
 
     private boolean jsonContent(Request r) {

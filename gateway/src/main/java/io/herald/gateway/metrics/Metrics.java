@@ -28,6 +28,7 @@ public final class Metrics {
     private final Timer ingestLatency;
     private final Timer deliveryLatency;
     private final Timer redisFlush;
+    private final Counter smsSegments;
     private final ConcurrentHashMap<String, Counter> batches = new ConcurrentHashMap<>();
     private final ConcurrentHashMap<String, Counter> verdicts = new ConcurrentHashMap<>();
     private final ConcurrentHashMap<String, Counter> outcomes = new ConcurrentHashMap<>();
@@ -47,6 +48,8 @@ public final class Metrics {
         deliveryLatency = Timer.builder("herald.delivery.latency")
                 .description("Acceptance of a message until its terminal state")
                 .publishPercentileHistogram().maximumExpectedValue(Duration.ofMinutes(1)).register(registry);
+        smsSegments = Counter.builder("herald.sms.segments").description("SMS segments sent (what SMS costs)")
+                .register(registry);
         redisFlush = Timer.builder("herald.record.flush").description("One pipelined Redis flush of the record stage")
                 .publishPercentileHistogram().maximumExpectedValue(Duration.ofSeconds(10)).register(registry);
     }
@@ -84,6 +87,10 @@ public final class Metrics {
     public void state(String label) {
         states.computeIfAbsent(label, l -> Counter.builder("herald.messages").tag("state", l)
                 .description("Messages by state reached").register(registry)).increment();
+    }
+
+    public void smsSegments(int n) {
+        smsSegments.increment(n);
     }
 
     public void deliveryLatency(long millis) {

@@ -8,15 +8,28 @@ import java.util.List;
 
 /**
  * A slot of the delivery ring: one message. Producers fill {@code entry}, {@code item} and
- * {@code replayed}; resolve sets {@code targets} or {@code drop}/{@code skip}; admit sets
+ * {@code replayed}; resolve sets {@code plan} (channels with targets, in fallback order) or {@code drop}/{@code skip}; admit sets
  * {@code deferUntil} or {@code drop}; dispatch reads it all. Each field is written by one stage
  * and read by later ones, which the ring's sequence barriers order. Not thread-safe otherwise.
  */
 final class DeliveryEvent {
+    /**
+     * One channel of a plan and the targets it would deliver to; {@code skipped} are history lines
+     * for channels passed over just before it (written only if this step is reached).
+     */
+    record Step(String channel, List<Target> targets, List<String> skipped) {
+        Step(String channel, List<Target> targets) {
+            this(channel, targets, List.of());
+        }
+    }
+
     JournalEntry entry;
     JournalItem item;
     boolean replayed;
-    List<Target> targets;
+    /** The delivery plan: channels in order, each with its targets; later steps are fallbacks. */
+    List<Step> plan;
+    /** History lines from resolve for channels skipped after the last step (or all, with no plan). */
+    List<String> notes;
     /** Non-null: the message ends dropped with this reason. */
     String drop;
     /** True: already settled before (replay); only the journal needs to hear of it. */
@@ -27,7 +40,8 @@ final class DeliveryEvent {
         this.entry = entry;
         this.item = item;
         this.replayed = replayed;
-        this.targets = null;
+        this.plan = null;
+        this.notes = List.of();
         this.drop = null;
         this.skip = false;
         this.deferUntil = 0;

@@ -1,5 +1,6 @@
 package io.herald.gateway.pipeline;
 
+import com.lmax.disruptor.EventHandler;
 import io.herald.gateway.connector.Connector;
 import io.herald.gateway.connector.Delivery;
 import io.herald.gateway.connector.DeliveryListener;
@@ -7,8 +8,8 @@ import io.herald.gateway.connector.DeliveryResult;
 import io.herald.gateway.connector.Target;
 import io.herald.gateway.journal.JournalEntry;
 import io.herald.gateway.journal.JournalItem;
+import io.herald.gateway.metrics.Metrics;
 import io.herald.gateway.tracking.MessageStore;
-import com.lmax.disruptor.EventHandler;
 
 import java.util.ArrayList;
 import java.util.List;
@@ -18,22 +19,26 @@ import java.util.concurrent.atomic.AtomicInteger;
 import java.util.function.BooleanSupplier;
 
 /**
- * Stage 3: hand each live message to its connectors, one delivery per target, and turn every
- * other verdict into its outcome (deferred, dropped, skipped). Never waits: connectors are
- * asynchronous and report through an {@link InFlightMessage}, which publishes the one outcome of
- * the message when its last delivery is done. Runs on its own thread.
+ * Stage 3: hand each live message to its connectors, one delivery per target of the first step
+ * of its plan, and turn every other verdict into its outcome (deferred, dropped, skipped). Never
+ * waits: connectors are asynchronous and report to an {@link InFlightMessage}. When no target of
+ * a step accepted the message (no device took it, token dead, permanent rejection, retries
+ * exhausted), the next step of the plan is tried: that is channel fallback. The last result
+ * publishes the message's one outcome. Runs on its own thread.
  */
 final class DispatchHandler implements EventHandler<DeliveryEvent> {
     private final Map<String, Connector> connectors;
     private final Outcomes outcomes;
     private final MessageStore store;
+    private final Metrics metrics;
     private final BooleanSupplier halted;
 
-    DispatchHandler(Map<String, Connector> connectors, Outcomes outcomes, MessageStore store,
+    DispatchHandler(Map<String, Connector> connectors, Outcomes outcomes, MessageStore store, Metrics metrics,
                     BooleanSupplier halted) {
         this.connectors = connectors;
         this.outcomes = outcomes;
         this.store = store;
+        this.metrics = metrics;
         this.halted = halted;
     }
 
@@ -63,8 +68,9 @@ final class DispatchHandler implements EventHandler<DeliveryEvent> {
         if (e.skip) {
             outcomes.publish(OutcomeEvent.Kind.SKIPPED, e.entry, e.item, null, 0, List.of(), List.of());
         } else if (e.drop != null) {
-            outcomes.publish(OutcomeEvent.Kind.DONE, e.entry, e.item, "dropped:" + e.drop, 0,
-                    List.of(store.historyLine(now, "dropped:" + e.drop, null, null)), List.of());
+            List<String> history = new ArrayList<>(e.notes);
+            history.add(store.historyLine(now, "dropped:" + e.drop, null, null));
+            outcomes.publish(OutcomeEvent.Kind.DONE, e.entry, e.item, "dropped:" + e.drop, 0, history, List.of());
         } else if (e.deferUntil > 0) {
             outcomes.publish(OutcomeEvent.Kind.DEFERRED, e.entry, e.item, "deferred", e.deferUntil,
                     List.of(store.historyLine(now, "deferred", null, "until " + e.deferUntil)), List.of());
@@ -72,31 +78,53 @@ final class DispatchHandler implements EventHandler<DeliveryEvent> {
             outcomes.publish(OutcomeEvent.Kind.DONE, e.entry, e.item, "dropped:expired", 0,
                     List.of(store.historyLine(now, "dropped:expired", null, null)), List.of());
         } else {
-            InFlightMessage m = new InFlightMessage(e.entry, e.item, e.targets.size());
-            UUID id = UUID.fromString(e.item.messageId());
-            for (Target t : e.targets) {
+            new InFlightMessage(e.entry, e.item, e.plan, e.notes).start();
+        }
+    }
+
+    /** Collects the results of one message's deliveries, step by step; the last one publishes. */
+    private final class InFlightMessage implements DeliveryListener {
+        private final JournalEntry entry;
+        private final JournalItem item;
+        private final UUID id;
+        private final List<DeliveryEvent.Step> plan;
+        private final List<String> history;
+        private final List<OutcomeEvent.Invalidation> invalidations = new ArrayList<>();
+        private final AtomicInteger remaining = new AtomicInteger();
+        private final List<Object[]> results = new ArrayList<>();
+        private int step;
+
+        InFlightMessage(JournalEntry entry, JournalItem item, List<DeliveryEvent.Step> plan, List<String> notes) {
+            this.entry = entry;
+            this.item = item;
+            this.id = UUID.fromString(item.messageId());
+            this.plan = plan;
+            this.history = new ArrayList<>();
+            this.trailing = notes;
+        }
+
+        private final List<String> trailing;
+
+        void start() {
+            send(plan.get(0));
+        }
+
+        private void send(DeliveryEvent.Step s) {
+            synchronized (results) {
+                results.clear();
+            }
+            history.addAll(s.skipped());
+            remaining.set(s.targets().size());
+            for (Target t : s.targets()) {
                 Connector c = connectors.get(t.platform());
-                Delivery d = new Delivery(e.item.app(), id, e.item.message(), t, e.item.deadline(), m);
+                Delivery d = new Delivery(item.app(), id, item.message(), t, item.deadline(), this);
                 if (c == null) {
-                    m.onResult(d, new DeliveryResult(DeliveryResult.Status.FAILED, "no_connector", 0, now, List.of()));
+                    onResult(d, new DeliveryResult(DeliveryResult.Status.FAILED, "no_connector", 0,
+                            System.currentTimeMillis(), List.of()));
                 } else {
                     c.send(d);
                 }
             }
-        }
-    }
-
-    /** Collects the results of one message's deliveries; the last one publishes the outcome. */
-    private final class InFlightMessage implements DeliveryListener {
-        private final JournalEntry entry;
-        private final JournalItem item;
-        private final AtomicInteger remaining;
-        private final List<Object[]> results = new ArrayList<>();
-
-        InFlightMessage(JournalEntry entry, JournalItem item, int deliveries) {
-            this.entry = entry;
-            this.item = item;
-            this.remaining = new AtomicInteger(deliveries);
         }
 
         @Override
@@ -107,9 +135,9 @@ final class DispatchHandler implements EventHandler<DeliveryEvent> {
             if (remaining.decrementAndGet() != 0) {
                 return;
             }
-            List<String> history = new ArrayList<>();
-            List<OutcomeEvent.Invalidation> invalidations = new ArrayList<>();
-            String label = null;
+            // Last result of this step: only this thread gets here for the step.
+            String channel = plan.get(step).channel();
+            boolean accepted = false;
             String firstFailure = null;
             synchronized (results) {
                 for (Object[] pair : results) {
@@ -117,16 +145,21 @@ final class DispatchHandler implements EventHandler<DeliveryEvent> {
                     DeliveryResult result = (DeliveryResult) pair[1];
                     history.addAll(result.notes());
                     String device = delivery.target().deviceId();
+                    String platform = delivery.target().platform();
                     switch (result.status()) {
                         case ACCEPTED -> {
-                            label = "accepted";
-                            history.add(store.historyLine(result.at(), "accepted", device, null));
+                            accepted = true;
+                            String detail = result.segments() > 0 ? "segments=" + result.segments() : null;
+                            if (result.segments() > 0) {
+                                metrics.smsSegments(result.segments());
+                            }
+                            history.add(store.historyLine(result.at(), "accepted", platform, device, detail));
                         }
                         case INVALIDATED -> {
                             if (firstFailure == null) {
-                                firstFailure = "failed:" + result.reason();
+                                firstFailure = result.reason();
                             }
-                            history.add(store.historyLine(result.at(), "failed:" + result.reason(), device,
+                            history.add(store.historyLine(result.at(), "failed:" + result.reason(), platform, device,
                                     "device invalidated"));
                             if (device != null) {
                                 invalidations.add(new OutcomeEvent.Invalidation(item.app(), item.message().user(),
@@ -135,15 +168,26 @@ final class DispatchHandler implements EventHandler<DeliveryEvent> {
                         }
                         case FAILED -> {
                             if (firstFailure == null) {
-                                firstFailure = "failed:" + result.reason();
+                                firstFailure = result.reason();
                             }
-                            history.add(store.historyLine(result.at(), "failed:" + result.reason(), device, null));
+                            history.add(store.historyLine(result.at(), "failed:" + result.reason(), platform, device,
+                                    null));
                         }
                     }
                 }
             }
-            outcomes.publish(OutcomeEvent.Kind.DONE, entry, item, label != null ? label : firstFailure, 0, history,
-                    invalidations);
+            if (!accepted && step + 1 < plan.size()) {
+                step++;
+                history.add(store.historyLine(System.currentTimeMillis(), "fallback", plan.get(step).channel(), null,
+                        channel + " failed: " + firstFailure));
+                send(plan.get(step));
+                return;
+            }
+            if (!accepted) {
+                history.addAll(trailing);
+            }
+            outcomes.publish(OutcomeEvent.Kind.DONE, entry, item, accepted ? "accepted" : "failed:" + firstFailure, 0,
+                    history, invalidations);
         }
     }
 }

@@ -17,7 +17,7 @@ import io.herald.gateway.journal.JournalEntry;
 import io.herald.gateway.journal.JournalItem;
 import io.herald.gateway.metrics.Metrics;
 import io.herald.gateway.redis.Redis;
-import io.herald.gateway.registry.DeviceRegistry;
+import io.herald.gateway.registry.UserRegistry;
 import io.herald.gateway.tracking.MessageStore;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -58,7 +58,7 @@ public final class Pipeline implements AutoCloseable {
     private final RingBuffer<DeliveryEvent> deliveryRing;
     private final RingBuffer<OutcomeEvent> outcomeRing;
 
-    public Pipeline(HeraldConfig config, Redis redis, Journal journal, DeviceRegistry registry, RateLimiter limiter,
+    public Pipeline(HeraldConfig config, Redis redis, Journal journal, UserRegistry registry, RateLimiter limiter,
                     MessageStore store, Map<String, Connector> connectors, Metrics metrics) {
         this.capacity = config.pipeline().capacity();
         int ringSize = Integer.highestOneBit(Math.max(capacity, 512) - 1) << 2;
@@ -77,9 +77,9 @@ public final class Pipeline implements AutoCloseable {
         RecordHandler record = new RecordHandler(redis.dedicated(), store, registry, journal, metrics, wait,
                 halted::get, this::release);
         outcomes.handleEventsWith(processor(record, maxBatch, new LoggingExceptionHandler<>("record")));
-        ResolveHandler resolve = new ResolveHandler(redis.dedicated(), registry, store, wait, halted::get);
+        ResolveHandler resolve = new ResolveHandler(redis.dedicated(), registry, store, config.apps(), wait, halted::get);
         AdmitHandler admit = new AdmitHandler(redis.dedicated(), limiter, metrics, wait, halted::get);
-        DispatchHandler dispatch = new DispatchHandler(connectors, this::publishOutcome, store, halted::get);
+        DispatchHandler dispatch = new DispatchHandler(connectors, this::publishOutcome, store, metrics, halted::get);
         deliveries.handleEventsWith(processor(resolve, maxBatch, new LoggingExceptionHandler<>("resolve")))
                 .then(processor(admit, maxBatch, new LoggingExceptionHandler<>("admit")))
                 .then(processor(dispatch, maxBatch, new LoggingExceptionHandler<>("dispatch")));

@@ -4,7 +4,7 @@ import io.herald.gateway.journal.Journal;
 import io.herald.gateway.journal.JournalEntry;
 import io.herald.gateway.metrics.Metrics;
 import io.herald.gateway.redis.Keys;
-import io.herald.gateway.registry.DeviceRegistry;
+import io.herald.gateway.registry.UserRegistry;
 import io.herald.gateway.tracking.MessageStore;
 import io.lettuce.core.api.StatefulRedisConnection;
 import io.lettuce.core.api.async.RedisAsyncCommands;
@@ -33,7 +33,7 @@ final class RecordHandler implements EventHandler<OutcomeEvent> {
 
     private final StatefulRedisConnection<String, String> connection;
     private final MessageStore store;
-    private final DeviceRegistry registry;
+    private final UserRegistry registry;
     private final Journal journal;
     private final Metrics metrics;
     private final Duration wait;
@@ -41,7 +41,7 @@ final class RecordHandler implements EventHandler<OutcomeEvent> {
     private final IntConsumer release;
     private final List<OutcomeEvent> batch = new ArrayList<>();
 
-    RecordHandler(StatefulRedisConnection<String, String> connection, MessageStore store, DeviceRegistry registry,
+    RecordHandler(StatefulRedisConnection<String, String> connection, MessageStore store, UserRegistry registry,
                   Journal journal, Metrics metrics, Duration wait, BooleanSupplier stopping, IntConsumer release) {
         this.connection = connection;
         this.connection.setAutoFlushCommands(false);

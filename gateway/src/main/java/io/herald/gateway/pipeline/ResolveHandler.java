@@ -1,45 +1,58 @@
 package io.herald.gateway.pipeline;
 
+import com.lmax.disruptor.EventHandler;
+import io.herald.gateway.config.HeraldConfig;
 import io.herald.gateway.connector.Target;
 import io.herald.gateway.registry.Device;
-import io.herald.gateway.registry.DeviceRegistry;
+import io.herald.gateway.registry.UserProfile;
+import io.herald.gateway.registry.UserRegistry;
 import io.herald.gateway.tracking.MessageStore;
+import io.herald.protocol.Channel;
+import io.herald.protocol.Message;
 import io.lettuce.core.api.StatefulRedisConnection;
 import io.lettuce.core.api.async.RedisAsyncCommands;
-import com.lmax.disruptor.EventHandler;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.HashMap;
+import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import java.util.function.BooleanSupplier;
 
 /**
- * Stage 1: who gets the message. For each handler batch, one pipelined round trip reads the
- * devices of every distinct user in it (and, for replayed messages, their current state, so a
- * message already settled before a crash is not sent again). A direct send has its token as the
- * target; a user without an active device ends {@code dropped:no_device}. Runs on its own thread.
+ * Stage 1: where the message may go. For each handler batch, one pipelined round trip reads every
+ * distinct user in it (devices and profile in one hash) and, for replayed messages, their current
+ * state, so a message already settled before a crash is not sent again.
+ *
+ * <p>The plan: the message's channel ({@code auto} = the user's channel order, else the app's),
+ * then its fallback channels (or the app's default fallback), each kept only if the user has not
+ * opted out of it ({@code push} consent covers apns and fcm) and has somewhere to receive it
+ * (active devices of the platform, a phone number for sms). Skipped channels are noted in the
+ * message's history. Nothing left: {@code dropped:opted_out} when consent ruled out every channel,
+ * else {@code dropped:no_channel}. Direct token sends go to that token only. Runs on its own thread.
  */
 final class ResolveHandler implements EventHandler<DeliveryEvent> {
     private static final Logger log = LoggerFactory.getLogger(ResolveHandler.class);
 
     private final StatefulRedisConnection<String, String> connection;
-    private final DeviceRegistry registry;
+    private final UserRegistry registry;
     private final MessageStore store;
+    private final Map<String, HeraldConfig.AppConfig> apps;
     private final Duration wait;
     private final BooleanSupplier stopping;
     private final List<DeliveryEvent> batch = new ArrayList<>();
 
-    ResolveHandler(StatefulRedisConnection<String, String> connection, DeviceRegistry registry, MessageStore store,
-                   Duration wait, BooleanSupplier stopping) {
+    ResolveHandler(StatefulRedisConnection<String, String> connection, UserRegistry registry, MessageStore store,
+                   Map<String, HeraldConfig.AppConfig> apps, Duration wait, BooleanSupplier stopping) {
         this.connection = connection;
         this.connection.setAutoFlushCommands(false);
         this.registry = registry;
         this.store = store;
+        this.apps = apps;
         this.wait = wait;
         this.stopping = stopping;
     }
@@ -57,10 +70,10 @@ final class ResolveHandler implements EventHandler<DeliveryEvent> {
     }
 
     private void resolve() {
-        Map<String, Map<String, String>> devices = new HashMap<>();
+        Map<String, Map<String, String>> users = new HashMap<>();
         Map<DeliveryEvent, String> states = new HashMap<>();
         Stage.awaitRetrying(log, "resolve", wait, stopping, () -> {
-            devices.clear();
+            users.clear();
             states.clear();
             RedisAsyncCommands<String, String> cmd = connection.async();
             Map<String, CompletableFuture<Map<String, String>>> reads = new HashMap<>();
@@ -68,8 +81,7 @@ final class ResolveHandler implements EventHandler<DeliveryEvent> {
             for (DeliveryEvent e : batch) {
                 String user = e.item.message().user();
                 if (user != null) {
-                    reads.computeIfAbsent(e.item.app() + '\u0000' + user,
-                            k -> registry.read(cmd, e.item.app(), user));
+                    reads.computeIfAbsent(e.item.app() + '\u0000' + user, k -> registry.read(cmd, e.item.app(), user));
                 }
                 if (e.replayed) {
                     stateReads.put(e, store.state(cmd, e.item.batchId(), e.item.index()));
@@ -79,11 +91,12 @@ final class ResolveHandler implements EventHandler<DeliveryEvent> {
             List<CompletableFuture<?>> all = new ArrayList<>(reads.values());
             all.addAll(stateReads.values());
             return CompletableFuture.allOf(all.toArray(new CompletableFuture<?>[0])).thenApply(v -> {
-                reads.forEach((k, f) -> devices.put(k, f.join()));
+                reads.forEach((k, f) -> users.put(k, f.join()));
                 stateReads.forEach((e, f) -> states.put(e, f.join()));
                 return Boolean.TRUE;
             });
         });
+        long now = System.currentTimeMillis();
         for (DeliveryEvent e : batch) {
             if (e.replayed) {
                 String state = states.get(e);
@@ -94,26 +107,75 @@ final class ResolveHandler implements EventHandler<DeliveryEvent> {
                     continue;
                 }
             }
-            String token = e.item.message().apnsToken();
-            if (token != null) {
-                e.targets = List.of(new Target("apns", null, token, false));
+            HeraldConfig.AppConfig app = apps.get(e.item.app());
+            if (app == null) {
+                e.drop = "unknown_app"; // replayed from the journal after the app left the config
                 continue;
             }
-            Map<String, String> raw = devices.get(e.item.app() + '\u0000' + e.item.message().user());
+            Message m = e.item.message();
+            if (m.apnsToken() != null) {
+                e.plan = List.of(new DeliveryEvent.Step("apns", List.of(new Target("apns", null, m.apnsToken(), false))));
+                continue;
+            }
+            if (m.fcmToken() != null) {
+                e.plan = List.of(new DeliveryEvent.Step("fcm", List.of(new Target("fcm", null, m.fcmToken(), false))));
+                continue;
+            }
+            Map<String, String> raw = users.get(e.item.app() + '\u0000' + m.user());
+            UserRegistry.User user = raw == null || raw.isEmpty()
+                    ? new UserRegistry.User(UserProfile.EMPTY, List.of())
+                    : registry.decodeUser(e.item.app(), m.user(), raw);
+            plan(e, app, m, user, now);
+        }
+    }
+
+    private void plan(DeliveryEvent e, HeraldConfig.AppConfig app, Message m, UserRegistry.User user, long now) {
+        LinkedHashSet<String> channels = new LinkedHashSet<>();
+        if (m.channel() == Channel.AUTO) {
+            channels.addAll(user.profile().channels().isEmpty() ? app.channels().order() : user.profile().channels());
+        } else {
+            channels.add(m.channel().wire());
+        }
+        if (m.fallback() != null) {
+            m.fallback().forEach(c -> channels.add(c.wire()));
+        } else if (m.channel() != Channel.AUTO) {
+            channels.addAll(app.channels().fallback());
+        }
+        List<DeliveryEvent.Step> plan = new ArrayList<>(channels.size());
+        List<String> notes = new ArrayList<>(0);
+        int optedOut = 0;
+        for (String channel : channels) {
+            String consent = channel.equals("sms") ? "sms" : "push";
+            if (user.profile().optedOut(consent)) {
+                optedOut++;
+                notes.add(store.historyLine(now, "skipped", channel, null, "opted_out"));
+                continue;
+            }
             List<Target> targets = new ArrayList<>(2);
-            if (raw != null) {
-                for (Map.Entry<String, String> d : raw.entrySet()) {
-                    Device device = registry.decode(d.getKey(), d.getValue());
-                    if (device != null && device.active() && "apns".equals(device.platform())) {
-                        targets.add(new Target(device.platform(), device.id(), device.token(), device.sandbox()));
+            if (channel.equals("sms")) {
+                if (user.profile().phone() != null) {
+                    targets.add(new Target("sms", null, user.profile().phone(), false));
+                }
+            } else {
+                for (Device d : user.devices()) {
+                    if (d.active() && (channel.equals("push") || channel.equals(d.platform()))) {
+                        targets.add(new Target(d.platform(), d.id(), d.token(), d.sandbox()));
                     }
                 }
             }
             if (targets.isEmpty()) {
-                e.drop = "no_device";
-            } else {
-                e.targets = targets;
+                notes.add(store.historyLine(now, "skipped", channel, null,
+                        channel.equals("sms") ? "no_phone" : "no_device"));
+                continue;
             }
+            plan.add(new DeliveryEvent.Step(channel, targets, List.copyOf(notes)));
+            notes.clear();
+        }
+        e.notes = List.copyOf(notes);
+        if (plan.isEmpty()) {
+            e.drop = optedOut > 0 && optedOut == channels.size() ? "opted_out" : "no_channel";
+        } else {
+            e.plan = plan;
         }
     }
 }

@@ -1,2 +1,2 @@
-/** Users and their devices per app: {@link io.herald.gateway.registry.DeviceRegistry}. */
+/** Users and their devices per app: {@link io.herald.gateway.registry.UserRegistry}. */
 package io.herald.gateway.registry;

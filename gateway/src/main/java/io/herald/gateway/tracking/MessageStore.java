@@ -31,6 +31,26 @@ public final class MessageStore {
     private final ObjectMapper mapper;
     private final long retentionMillis;
     private final Redis.Script transition = new Redis.Script("/scripts/transition.lua");
+    private final Redis.Script receipt = new Redis.Script("/scripts/receipt.lua");
+
+    /**
+     * Applies a provider receipt to an accepted message: {@code delivered}, or {@code failed} with
+     * the receipt's reason. Forward only; a receipt that overtakes the acceptance is parked and
+     * applied when the acceptance is written. Completes with 1 applied, 2 parked, 0 ignored.
+     */
+    public CompletableFuture<Long> receipt(String app, UUID messageId, String status, String reason, long at,
+                                           String channel) {
+        UUID batch = MessageIds.batchOf(messageId);
+        if (batch == null) {
+            return CompletableFuture.completedFuture(0L);
+        }
+        String batchId = batch.toString();
+        int index = MessageIds.indexOf(messageId);
+        String label = "delivered".equals(status) ? "delivered" : "failed:" + reason;
+        String[] keys = {Keys.message(batchId, index), Keys.history(batchId, index), Keys.batch(batchId)};
+        return receipt.run(redis.async(), ScriptOutputType.INTEGER, keys, label, Long.toString(at),
+                Long.toString(retentionMillis), historyLine(at, label, channel, null, "receipt"));
+    }
 
     public MessageStore(Redis redis, ObjectMapper mapper, Duration retention) {
         this.redis = redis;
@@ -40,8 +60,8 @@ public final class MessageStore {
 
     /** True for labels no message leaves. */
     public static boolean terminal(String label) {
-        return label != null && (label.startsWith("accepted") || label.startsWith("failed")
-                || label.startsWith("dropped"));
+        return label != null && (label.startsWith("accepted") || label.startsWith("delivered")
+                || label.startsWith("failed") || label.startsWith("dropped"));
     }
 
     /** Queues a state change on the caller's connection. Completes with true when it applied. */
@@ -65,9 +85,17 @@ public final class MessageStore {
 
     /** A JSON history line. */
     public String historyLine(long at, String state, String device, String detail) {
+        return historyLine(at, state, null, device, detail);
+    }
+
+    /** A JSON history line naming the channel (apns, fcm, sms, push). */
+    public String historyLine(long at, String state, String channel, String device, String detail) {
         ObjectNode n = mapper.createObjectNode();
         n.put("at", at);
         n.put("state", state);
+        if (channel != null) {
+            n.put("channel", channel);
+        }
         if (device != null) {
             n.put("device", device);
         }
@@ -92,7 +120,7 @@ public final class MessageStore {
             out.put("rejected", Integer.parseInt(h.get("rejected")));
             Map<String, Long> byState = new TreeMap<>();
             Map<String, Long> byReason = new TreeMap<>();
-            for (String s : List.of("queued", "deferred", "accepted", "failed", "dropped")) {
+            for (String s : List.of("queued", "deferred", "accepted", "delivered", "failed", "dropped")) {
                 byState.put(s, 0L);
             }
             for (Map.Entry<String, String> e : h.entrySet()) {

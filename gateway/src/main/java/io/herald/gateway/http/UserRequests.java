@@ -1,0 +1,269 @@
+package io.herald.gateway.http;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.herald.gateway.registry.Device;
+import io.herald.gateway.registry.PersonalDataCipher;
+import io.herald.gateway.registry.UserProfile;
+import io.herald.gateway.registry.UserRegistry;
+import io.herald.protocol.ApiError;
+import io.herald.protocol.ErrorCode;
+
+import java.time.DateTimeException;
+import java.time.ZoneId;
+import java.util.Iterator;
+import java.util.List;
+import java.util.Locale;
+import java.util.Set;
+import java.util.regex.Pattern;
+
+/**
+ * Validation of the user and device API bodies, and their JSON views. Field names in errors are
+ * relative to the body ({@code phone}, {@code devices[2].token}); a prefix is added for bulk items
+ * ({@code users[7].phone}). Stateless.
+ */
+final class UserRequests {
+    static final Pattern USER = Pattern.compile("[^\\p{Cntrl}]{1,256}");
+    static final Pattern DEVICE_ID = Pattern.compile("[A-Za-z0-9._:-]{1,128}");
+    static final Pattern APNS_TOKEN = Pattern.compile("([0-9a-fA-F]{2}){8,100}");
+    static final Pattern FCM_TOKEN = Pattern.compile("[A-Za-z0-9_:.\\-]{16,4096}");
+    static final Pattern PHONE = Pattern.compile("\\+[1-9][0-9]{6,14}");
+    static final Pattern LOCALE = Pattern.compile("[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8}){0,3}");
+    private static final Set<String> PROFILE_FIELDS = Set.of("phone", "locale", "timeZone", "consent", "consentSource",
+            "channels");
+    private static final Set<String> DEVICE_FIELDS = Set.of("platform", "token", "sandbox");
+
+    private UserRequests() {
+    }
+
+    /** A request the API refuses: status and error. Stackless. */
+    static final class Invalid extends Exception {
+        private static final long serialVersionUID = 1L;
+        final transient ApiError error;
+
+        Invalid(ErrorCode code, String field, String message) {
+            super(message, null, false, false);
+            this.error = ApiError.of(code, field, message);
+        }
+    }
+
+    static void checkUser(String user) throws Invalid {
+        if (user == null || !USER.matcher(user).matches()) {
+            throw new Invalid(ErrorCode.INVALID_FIELD, "user", "user: expected 1..256 characters without control characters");
+        }
+    }
+
+    static void checkDeviceId(String id, String field) throws Invalid {
+        if (id == null || !DEVICE_ID.matcher(id).matches()) {
+            throw new Invalid(ErrorCode.INVALID_FIELD, field, field + ": expected 1..128 characters of A-Z a-z 0-9 . _ : -");
+        }
+    }
+
+    /** A validated device registration body: platform, token (lower-case hex for apns), sandbox. */
+    record DeviceBody(String platform, String token, boolean sandbox) { }
+
+    static DeviceBody device(JsonNode body, String p) throws Invalid {
+        if (body == null || !body.isObject()) {
+            throw new Invalid(ErrorCode.INVALID_FIELD, p.isEmpty() ? null : p, (p.isEmpty() ? "body" : p)
+                    + ": expected a JSON object");
+        }
+        for (Iterator<String> it = body.fieldNames(); it.hasNext(); ) {
+            String f = it.next();
+            if (!DEVICE_FIELDS.contains(f)) {
+                throw new Invalid(ErrorCode.UNKNOWN_FIELD, p + f, p + f + ": unknown field (expected: platform, token, sandbox)");
+            }
+        }
+        JsonNode platform = body.get("platform");
+        if (platform == null || !platform.isTextual()) {
+            throw new Invalid(ErrorCode.MISSING_FIELD, p + "platform", p + "platform: required (expected: \"apns\" or \"fcm\")");
+        }
+        String pf = platform.asText();
+        if (!pf.equals("apns") && !pf.equals("fcm")) {
+            throw new Invalid(ErrorCode.INVALID_FIELD, p + "platform", p + "platform: '" + abbreviate(pf)
+                    + "' (expected: \"apns\" or \"fcm\")");
+        }
+        JsonNode token = body.get("token");
+        Pattern tokenPattern = pf.equals("apns") ? APNS_TOKEN : FCM_TOKEN;
+        if (token == null || !token.isTextual() || !tokenPattern.matcher(token.asText()).matches()) {
+            throw new Invalid(token == null ? ErrorCode.MISSING_FIELD : ErrorCode.INVALID_FIELD, p + "token",
+                    p + "token: expected " + (pf.equals("apns") ? "an APNs device token in hex (16..200 hex digits)"
+                            : "an FCM registration token (16..4096 chars of A-Z a-z 0-9 _ - : .)"));
+        }
+        JsonNode sandbox = body.get("sandbox");
+        if (sandbox != null && !sandbox.isBoolean() && !sandbox.isNull()) {
+            throw new Invalid(ErrorCode.INVALID_FIELD, p + "sandbox", p + "sandbox: expected true or false");
+        }
+        String t = pf.equals("apns") ? token.asText().toLowerCase(Locale.ROOT) : token.asText();
+        return new DeviceBody(pf, t, sandbox != null && sandbox.asBoolean(false));
+    }
+
+    /**
+     * Turns a profile body into a patch for {@link UserRegistry#updateProfile}: phone (E.164; null
+     * removes), locale, timeZone (an IANA zone), channels (order; empty or null = the app's), and
+     * consent per channel ({@code "opted_in"} / {@code "opted_out"}) stamped with time and source.
+     */
+    static ObjectNode profilePatch(JsonNode body, String p, ObjectMapper mapper, long now) throws Invalid {
+        if (body == null || !body.isObject()) {
+            throw new Invalid(ErrorCode.INVALID_FIELD, p.isEmpty() ? null : p, (p.isEmpty() ? "body" : p)
+                    + ": expected a JSON object");
+        }
+        ObjectNode patch = mapper.createObjectNode();
+        for (Iterator<String> it = body.fieldNames(); it.hasNext(); ) {
+            String f = it.next();
+            if (!PROFILE_FIELDS.contains(f) && !(f.equals("devices") || f.equals("user"))) {
+                throw new Invalid(ErrorCode.UNKNOWN_FIELD, p + f, p + f
+                        + ": unknown field (expected: phone, locale, timeZone, consent, consentSource, channels)");
+            }
+        }
+        if (body.has("phone")) {
+            JsonNode ph = body.get("phone");
+            if (ph.isNull()) {
+                patch.putNull("phone");
+            } else if (!ph.isTextual() || !PHONE.matcher(ph.asText()).matches()) {
+                throw new Invalid(ErrorCode.INVALID_FIELD, p + "phone", p + "phone: expected E.164, e.g. +447700900123");
+            } else {
+                patch.put("phone", ph.asText());
+            }
+        }
+        if (body.has("locale")) {
+            JsonNode l = body.get("locale");
+            if (l.isNull()) {
+                patch.putNull("locale");
+            } else if (!l.isTextual() || !LOCALE.matcher(l.asText()).matches()) {
+                throw new Invalid(ErrorCode.INVALID_FIELD, p + "locale", p + "locale: expected a BCP 47 tag, e.g. en-GB");
+            } else {
+                patch.put("locale", l.asText());
+            }
+        }
+        if (body.has("timeZone")) {
+            JsonNode z = body.get("timeZone");
+            if (z.isNull()) {
+                patch.putNull("timeZone");
+            } else {
+                try {
+                    if (!z.isTextual()) {
+                        throw new DateTimeException("not a string");
+                    }
+                    patch.put("timeZone", ZoneId.of(z.asText()).getId());
+                } catch (DateTimeException e) {
+                    throw new Invalid(ErrorCode.INVALID_FIELD, p + "timeZone",
+                            p + "timeZone: expected an IANA time zone, e.g. Europe/London");
+                }
+            }
+        }
+        if (body.has("channels")) {
+            JsonNode c = body.get("channels");
+            if (c.isNull() || (c.isArray() && c.isEmpty())) {
+                patch.putNull("channels");
+            } else {
+                if (!c.isArray() || c.size() > 4) {
+                    throw new Invalid(ErrorCode.INVALID_FIELD, p + "channels",
+                            p + "channels: expected an array of push, apns, fcm, sms");
+                }
+                ArrayNode arr = patch.putArray("channels");
+                for (int i = 0; i < c.size(); i++) {
+                    String ch = c.get(i).asText("");
+                    if (!List.of("push", "apns", "fcm", "sms").contains(ch) || arr.toString().contains("\"" + ch + "\"")) {
+                        throw new Invalid(ErrorCode.INVALID_FIELD, p + "channels[" + i + "]",
+                                p + "channels[" + i + "]: expected one of push, apns, fcm, sms, each once");
+                    }
+                    arr.add(ch);
+                }
+            }
+        }
+        String source = "api";
+        if (body.has("consentSource")) {
+            JsonNode s = body.get("consentSource");
+            if (!s.isTextual() || s.asText().isEmpty() || s.asText().length() > 64) {
+                throw new Invalid(ErrorCode.INVALID_FIELD, p + "consentSource",
+                        p + "consentSource: expected 1..64 characters (where the consent was given, e.g. signup-form)");
+            }
+            source = s.asText();
+        }
+        if (body.has("consent")) {
+            JsonNode c = body.get("consent");
+            if (!c.isObject()) {
+                throw new Invalid(ErrorCode.INVALID_FIELD, p + "consent",
+                        p + "consent: expected {\"push\": \"opted_in\"|\"opted_out\", \"sms\": ...}");
+            }
+            ObjectNode consent = patch.putObject("consent");
+            for (Iterator<String> it = c.fieldNames(); it.hasNext(); ) {
+                String ch = it.next();
+                String state = c.get(ch).asText("");
+                if (!ch.equals("push") && !ch.equals("sms")) {
+                    throw new Invalid(ErrorCode.INVALID_FIELD, p + "consent." + ch,
+                            p + "consent." + ch + ": unknown channel (expected: push or sms)");
+                }
+                if (!state.equals("opted_in") && !state.equals("opted_out")) {
+                    throw new Invalid(ErrorCode.INVALID_FIELD, p + "consent." + ch,
+                            p + "consent." + ch + ": expected \"opted_in\" or \"opted_out\"");
+                }
+                consent.putObject(ch).put("state", state).put("at", now).put("source", source);
+            }
+        }
+        return patch;
+    }
+
+    /** The API view of a user: profile with the phone masked, and devices. */
+    static ObjectNode userJson(ObjectMapper mapper, String app, String user, UserRegistry.User u) {
+        ObjectNode out = mapper.createObjectNode();
+        out.put("app", app);
+        out.put("user", user);
+        UserProfile p = u.profile();
+        if (p.phone() != null) {
+            out.put("phone", PersonalDataCipher.mask(p.phone()));
+        }
+        if (p.locale() != null) {
+            out.put("locale", p.locale());
+        }
+        if (p.timeZone() != null) {
+            out.put("timeZone", p.timeZone());
+        }
+        if (!p.channels().isEmpty()) {
+            ArrayNode ch = out.putArray("channels");
+            p.channels().forEach(ch::add);
+        }
+        ObjectNode consent = out.putObject("consent");
+        for (String ch : List.of("push", "sms")) {
+            UserProfile.Consent c = p.consent().get(ch);
+            ObjectNode n = consent.putObject(ch);
+            n.put("state", c == null ? "opted_in" : c.state());
+            if (c != null) {
+                n.put("at", c.at());
+                if (c.source() != null) {
+                    n.put("source", c.source());
+                }
+            } else {
+                n.put("default", true);
+            }
+        }
+        ArrayNode arr = out.putArray("devices");
+        for (Device d : u.devices()) {
+            arr.add(deviceJson(mapper, d));
+        }
+        return out;
+    }
+
+    static ObjectNode deviceJson(ObjectMapper mapper, Device d) {
+        ObjectNode n = mapper.createObjectNode();
+        n.put("id", d.id());
+        n.put("platform", d.platform());
+        n.put("token", d.token());
+        n.put("sandbox", d.sandbox());
+        n.put("state", d.state());
+        n.put("updatedAt", d.updatedAt());
+        if (d.reason() != null) {
+            n.put("reason", d.reason());
+        }
+        if (d.invalidatedAt() != null) {
+            n.put("invalidatedAt", d.invalidatedAt());
+        }
+        return n;
+    }
+
+    private static String abbreviate(String s) {
+        return s.length() <= 32 ? s : s.substring(0, 32) + "...";
+    }
+}

@@ -1,0 +1,239 @@
+package io.herald.gateway.registry;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.herald.gateway.redis.Keys;
+import io.herald.gateway.redis.Redis;
+import io.lettuce.core.api.async.RedisAsyncCommands;
+
+import java.io.IOException;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.Iterator;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+
+/**
+ * Users per app, in Redis: one hash per (app, user) holding one JSON value per device id and the
+ * profile under the field {@code @profile} (device ids never start with {@code @}), so one
+ * HGETALL reads everything the resolve stage needs. The phone number is stored encrypted
+ * ({@link PersonalDataCipher}, bound to app and user). Writes come from the API ({@link #put},
+ * {@link #delete}, {@link #updateProfile}, {@link #deleteUser}) and from the record stage
+ * (invalidation, by script, only while the token is unchanged). The resolve stage reads many
+ * users at once on its own pipelined connection ({@link #read}). Thread-safe; stateless apart
+ * from the shared Redis.
+ */
+public final class UserRegistry {
+    /** A user may have at most this many devices; more is a 422 at registration. */
+    public static final int MAX_DEVICES_PER_USER = 100;
+
+    /** The hash field of the profile. */
+    public static final String PROFILE = "@profile";
+
+    private final Redis redis;
+    private final ObjectMapper mapper;
+    private final PersonalDataCipher cipher;
+    private final Redis.Script invalidate = new Redis.Script("/scripts/invalidate.lua");
+    private final Redis.Script profile = new Redis.Script("/scripts/profile.lua");
+
+    public UserRegistry(Redis redis, ObjectMapper mapper, PersonalDataCipher cipher) {
+        this.redis = redis;
+        this.mapper = mapper;
+        this.cipher = cipher;
+    }
+
+    /**
+     * Merges a profile patch: {@code phone} in plain (encrypted here; null removes it),
+     * {@code locale}, {@code timeZone}, {@code channels}, and {@code consent} entries
+     * ({@code {"sms":{"state":"opted_out","at":..,"source":..}}}). Completes with the profile.
+     */
+    public CompletableFuture<UserProfile> updateProfile(String app, String user, ObjectNode patch) {
+        ObjectNode p = patch.deepCopy();
+        if (p.hasNonNull("phone")) {
+            p.put("phone", cipher.encrypt(p.get("phone").asText(), owner(app, user)));
+        }
+        return profile.<String>run(redis.async(), io.lettuce.core.ScriptOutputType.VALUE,
+                new String[] {Keys.devices(app, user)}, p.toString(), Long.toString(System.currentTimeMillis()))
+                .thenApply(json -> decodeProfile(app, user, json));
+    }
+
+    /** Removes the user with all devices and profile; completes with false when there was none. */
+    public CompletableFuture<Boolean> deleteUser(String app, String user) {
+        return redis.async().del(Keys.devices(app, user), Keys.rateLimit(app, user)).toCompletableFuture()
+                .thenApply(n -> n > 0);
+    }
+
+    /** One user of a bulk import: profile patch (as for {@link #updateProfile}) and devices. */
+    public record Import(String user, ObjectNode profile, List<ImportDevice> devices) { }
+
+    /** One device of a bulk import. */
+    public record ImportDevice(String id, String platform, String token, boolean sandbox) { }
+
+    private io.lettuce.core.api.StatefulRedisConnection<String, String> importConnection;
+
+    /**
+     * Imports many users in one pipelined round trip (profile merge script and one HSET of the
+     * devices per user), so 100,000 users take seconds. Imports are serialised on their own
+     * connection. Completes when Redis has taken all of them.
+     */
+    public synchronized CompletableFuture<Void> importUsers(String app, List<Import> users) {
+        if (importConnection == null) {
+            importConnection = redis.dedicated();
+            importConnection.setAutoFlushCommands(false);
+        }
+        RedisAsyncCommands<String, String> cmd = importConnection.async();
+        String now = Long.toString(System.currentTimeMillis());
+        List<CompletableFuture<?>> all = new ArrayList<>(users.size() * 2);
+        for (Import u : users) {
+            String key = Keys.devices(app, u.user());
+            if (!u.profile().isEmpty()) {
+                ObjectNode p = u.profile().deepCopy();
+                if (p.hasNonNull("phone")) {
+                    p.put("phone", cipher.encrypt(p.get("phone").asText(), owner(app, u.user())));
+                }
+                all.add(profile.run(cmd, io.lettuce.core.ScriptOutputType.VALUE, new String[] {key}, p.toString(), now));
+            }
+            if (!u.devices().isEmpty()) {
+                Map<String, String> fields = new java.util.HashMap<>();
+                long t = Long.parseLong(now);
+                for (ImportDevice d : u.devices()) {
+                    fields.put(d.id(), encode(new Device(d.id(), d.platform(), d.token(), d.sandbox(), "active", t, null, null)));
+                }
+                all.add(cmd.hset(key, fields).toCompletableFuture());
+            }
+        }
+        importConnection.flushCommands();
+        return CompletableFuture.allOf(all.toArray(new CompletableFuture<?>[0]));
+    }
+
+    /** The whole user: profile (EMPTY when none) and devices; null when the user is unknown. */
+    public CompletableFuture<User> get(String app, String user) {
+        return redis.async().hgetall(Keys.devices(app, user)).toCompletableFuture()
+                .thenApply(raw -> raw.isEmpty() ? null : decodeUser(app, user, raw));
+    }
+
+    /** A user as stored. */
+    public record User(UserProfile profile, List<Device> devices) { }
+
+    /** Decodes a raw hash (from {@link #read}) into profile and devices. */
+    public User decodeUser(String app, String user, Map<String, String> raw) {
+        String p = raw.get(PROFILE);
+        return new User(p == null ? UserProfile.EMPTY : decodeProfile(app, user, p), decodeAll(raw));
+    }
+
+    private static String owner(String app, String user) {
+        return app + '\u0000' + user;
+    }
+
+    UserProfile decodeProfile(String app, String user, String json) {
+        try {
+            JsonNode n = mapper.readTree(json);
+            Map<String, UserProfile.Consent> consent = new java.util.TreeMap<>();
+            for (Iterator<Map.Entry<String, JsonNode>> it = n.path("consent").fields(); it.hasNext(); ) {
+                Map.Entry<String, JsonNode> e = it.next();
+                consent.put(e.getKey(), new UserProfile.Consent(e.getValue().path("state").asText(),
+                        e.getValue().path("at").asLong(), e.getValue().path("source").asText(null)));
+            }
+            List<String> channels = new ArrayList<>();
+            if (n.path("channels").isArray()) {
+                n.get("channels").forEach(c -> channels.add(c.asText()));
+            }
+            String phone = n.hasNonNull("phone") ? cipher.decrypt(n.get("phone").asText(), owner(app, user)) : null;
+            return new UserProfile(phone, n.path("locale").asText(null), n.path("timeZone").asText(null),
+                    Map.copyOf(consent), List.copyOf(channels), n.path("updatedAt").asLong());
+        } catch (IOException e) {
+            return UserProfile.EMPTY;
+        }
+    }
+
+    /** Registers or replaces a device; it becomes active. Completes with the stored device. */
+    public CompletableFuture<Device> put(String app, String user, String deviceId, String platform, String token,
+                                         boolean sandbox) {
+        long now = System.currentTimeMillis();
+        Device d = new Device(deviceId, platform, token, sandbox, "active", now, null, null);
+        RedisAsyncCommands<String, String> cmd = redis.async();
+        String key = Keys.devices(app, user);
+        return cmd.hlen(key).toCompletableFuture().thenCompose(n -> {
+            if (n >= MAX_DEVICES_PER_USER + 1) {
+                return cmd.hexists(key, deviceId).toCompletableFuture().thenCompose(exists -> {
+                    if (!exists) {
+                        return CompletableFuture.failedFuture(new TooManyDevicesException());
+                    }
+                    return cmd.hset(key, deviceId, encode(d)).toCompletableFuture().thenApply(x -> d);
+                });
+            }
+            return cmd.hset(key, deviceId, encode(d)).toCompletableFuture().thenApply(x -> d);
+        });
+    }
+
+    /** Removes a device; completes with false when there was none. */
+    public CompletableFuture<Boolean> delete(String app, String user, String deviceId) {
+        return redis.async().hdel(Keys.devices(app, user), deviceId).toCompletableFuture().thenApply(n -> n > 0);
+    }
+
+    /** All devices of a user, sorted by id (empty when the user is unknown or has none). */
+    public CompletableFuture<List<Device>> list(String app, String user) {
+        return redis.async().hgetall(Keys.devices(app, user)).toCompletableFuture().thenApply(this::decodeAll);
+    }
+
+    /** Queues a read of a user's devices on a caller's (pipelined) connection. */
+    public CompletableFuture<Map<String, String>> read(RedisAsyncCommands<String, String> cmd, String app,
+                                                       String user) {
+        return cmd.hgetall(Keys.devices(app, user)).toCompletableFuture();
+    }
+
+    /** Queues an invalidation on a caller's connection; it only applies while the token is unchanged. */
+    public CompletableFuture<Long> invalidate(RedisAsyncCommands<String, String> cmd, String app, String user,
+                                              String deviceId, String token, String reason, long at) {
+        return invalidate.run(cmd, io.lettuce.core.ScriptOutputType.INTEGER, new String[] {Keys.devices(app, user)},
+                deviceId, token, reason, Long.toString(at));
+    }
+
+    public List<Device> decodeAll(Map<String, String> raw) {
+        List<Device> out = new ArrayList<>(raw.size());
+        for (Map.Entry<String, String> e : raw.entrySet()) {
+            if (e.getKey().startsWith("@")) {
+                continue;
+            }
+            Device d = decode(e.getKey(), e.getValue());
+            if (d != null) {
+                out.add(d);
+            }
+        }
+        out.sort(Comparator.comparing(Device::id));
+        return out;
+    }
+
+    public Device decode(String id, String json) {
+        try {
+            JsonNode n = mapper.readTree(json);
+            return new Device(id, n.path("platform").asText("apns"), n.path("token").asText(),
+                    n.path("sandbox").asBoolean(false), n.path("state").asText("active"),
+                    n.path("updatedAt").asLong(0), n.hasNonNull("reason") ? n.get("reason").asText() : null,
+                    n.hasNonNull("invalidatedAt") ? n.get("invalidatedAt").asLong() : null);
+        } catch (IOException e) {
+            return null;
+        }
+    }
+
+    private String encode(Device d) {
+        ObjectNode n = mapper.createObjectNode();
+        n.put("platform", d.platform());
+        n.put("token", d.token());
+        n.put("sandbox", d.sandbox());
+        n.put("state", d.state());
+        n.put("updatedAt", d.updatedAt());
+        return n.toString();
+    }
+
+    /** The user already has {@link #MAX_DEVICES_PER_USER} devices. Stackless. */
+    public static final class TooManyDevicesException extends RuntimeException {
+        private static final long serialVersionUID = 1L;
+
+        TooManyDevicesException() {
+            super("a user may have at most " + MAX_DEVICES_PER_USER + " devices", null, false, false);
+        }
+    }
+}
