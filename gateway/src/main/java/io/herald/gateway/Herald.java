@@ -4,7 +4,16 @@ import io.herald.gateway.admission.DeferredScheduler;
 import io.herald.gateway.admission.RateLimiter;
 import io.herald.gateway.config.HeraldConfig;
 import io.herald.gateway.connector.Connector;
+import io.herald.gateway.config.StartupException;
 import io.herald.gateway.connector.apns.ApnsConnector;
+import io.herald.gateway.connector.fcm.FcmConnector;
+import io.herald.gateway.connector.sms.SmsConnector;
+import io.herald.gateway.sandbox.SandboxFcm;
+import io.herald.gateway.sandbox.SandboxSmsc;
+import java.net.URI;
+import java.nio.file.Path;
+import java.security.cert.X509Certificate;
+import java.util.HashMap;
 import io.herald.gateway.http.ApiKeys;
 import io.herald.gateway.http.HttpApiHandler;
 import io.herald.gateway.http.HttpServer;
@@ -44,6 +53,10 @@ public final class Herald implements AutoCloseable {
     private Redis redis;
     private SandboxApns sandbox;
     private ApnsConnector apns;
+    private FcmConnector fcm;
+    private SmsConnector sms;
+    private SandboxFcm sandboxFcm;
+    private SandboxSmsc sandboxSmsc;
     private Pipeline pipeline;
     private DeferredScheduler scheduler;
     private HttpApiHandler api;
@@ -82,6 +95,7 @@ public final class Herald implements AutoCloseable {
         }
         apns = new ApnsConnector(config, sandbox, metrics); // loads credentials: fails before Redis is touched
         resources.add(apns);
+        fcm = startFcm(metrics);
         redis = Redis.connect(config);
         resources.add(redis);
 
@@ -90,20 +104,118 @@ public final class Herald implements AutoCloseable {
         UserRegistry registry = new UserRegistry(redis, codec.mapper(),
                 PersonalDataCipher.load(config.dataKey(), config.dataDir()));
         RateLimiter limiter = new RateLimiter(config.apps());
-        Map<String, Connector> connectors = Map.of(apns.platform(), apns);
+        sms = startSms(store, metrics);
+        Map<String, Connector> connectors = Map.of(apns.platform(), apns, fcm.platform(), fcm, sms.platform(), sms);
         pipeline = new Pipeline(config, redis, journal, registry, limiter, store, connectors, metrics);
         resources.add(pipeline);
 
+        Redis.Script.loadAll(redis);
         replayed = replay(journal);
         scheduler = new DeferredScheduler(redis, journal, pipeline, config.scheduler().batch());
         scheduler.start(config.scheduler().interval());
         resources.add(scheduler);
 
         api = new HttpApiHandler(codec, keys, journal, pipeline, store, registry, metrics,
-                () -> apns.ready() && redis.ping(Duration.ofSeconds(1)));
+                () -> apns.ready() && fcm.ready() && sms.ready() && redis.ping(Duration.ofSeconds(1)));
         resources.add(api::close);
         http = new HttpServer(config.http(), api);
         resources.add(http);
+    }
+
+    private boolean sandboxed(boolean hasCredentials) {
+        return config.sandbox() == HeraldConfig.SandboxMode.ALWAYS
+                || (config.sandbox() == HeraldConfig.SandboxMode.AUTO && !hasCredentials);
+    }
+
+    /** FCM: a project per app, the local peer for apps without a service account. */
+    private FcmConnector startFcm(Metrics metrics) {
+        Map<String, FcmConnector.Project> projects = new HashMap<>();
+        for (HeraldConfig.AppConfig app : config.apps().values()) {
+            HeraldConfig.Fcm f = app.fcm();
+            if (sandboxed(f.hasCredentials())) {
+                if (sandboxFcm == null) {
+                    sandboxFcm = SandboxFcm.start();
+                    sandboxFcm.onAccepted(id -> { }, config.sandboxRecordIds());
+                    resources.add(sandboxFcm);
+                    log.warn("FCM sandbox: apps without a service account deliver to the local peer at {}, not to "
+                            + "Google", sandboxFcm.baseUrl());
+                }
+                String project = f.projectId().isBlank() ? "herald-sandbox" : f.projectId();
+                Path sa;
+                try {
+                    sa = sandboxFcm.writeServiceAccountJson(config.dataDir().resolve("sandbox"), project);
+                } catch (Exception e) {
+                    throw new StartupException("cannot write the FCM sandbox service account into "
+                            + config.dataDir().resolve("sandbox") + ": " + e.getMessage());
+                }
+                projects.put(app.name(), new FcmConnector.Project(app.name(), project, FcmConnector.credentials(sa),
+                        sandboxFcm.baseUrl(), new X509Certificate[] {sandboxFcm.certificate()}));
+            } else if (f.hasCredentials()) {
+                X509Certificate[] trust = null;
+                if (f.trustedCertificateFile() != null) {
+                    trust = readCertificates(f.trustedCertificateFile(), "herald.apps." + app.name()
+                            + ".fcm.trusted-certificate-file");
+                }
+                projects.put(app.name(), new FcmConnector.Project(app.name(), f.projectId(),
+                        FcmConnector.credentials(f.serviceAccountFile()), URI.create(f.baseUrl()), trust));
+            }
+        }
+        HeraldConfig.FcmTuning t = config.fcm();
+        FcmConnector c = new FcmConnector(new FcmConnector.Settings(t.connections(), t.maxConcurrentStreams(),
+                t.maxAttempts(), t.backoffBase(), t.backoffMax(), t.quotaBackoff(), t.tokenRefreshMargin()), projects,
+                metrics);
+        resources.add(c);
+        return c;
+    }
+
+    /** SMS: an SMPP account per app, the local SMSC for apps without one; receipts move messages on. */
+    private SmsConnector startSms(MessageStore store, Metrics metrics) {
+        Map<String, SmsConnector.Account> accounts = new HashMap<>();
+        for (HeraldConfig.AppConfig app : config.apps().values()) {
+            HeraldConfig.Sms s = app.sms();
+            if (sandboxed(s.hasAccount())) {
+                if (sandboxSmsc == null) {
+                    sandboxSmsc = SandboxSmsc.start(0).credentials("herald", "sandbox");
+                    resources.add(sandboxSmsc);
+                    log.warn("SMS sandbox: apps without an SMPP account deliver to the local SMSC on 127.0.0.1:{}, "
+                            + "not to a carrier", sandboxSmsc.port());
+                }
+                accounts.put(app.name(), new SmsConnector.Account(app.name(), sandboxSmsc.host(), sandboxSmsc.port(),
+                        "herald", "sandbox", s.binds(), s.ratePerBind(), s.window(), s.sourceAddress()));
+            } else if (s.hasAccount()) {
+                accounts.put(app.name(), new SmsConnector.Account(app.name(), s.host(), s.port(), s.systemId(),
+                        s.password(), s.binds(), s.ratePerBind(), s.window(), s.sourceAddress()));
+            }
+        }
+        HeraldConfig.SmsTuning t = config.sms();
+        SmsConnector c = new SmsConnector(new SmsConnector.Settings(t.maxAttempts(), t.backoffBase(), t.backoffMax(),
+                t.receiptIdTtl()), accounts, redis.dedicated(), (app, id, status, reason, at) ->
+                store.receipt(app, id, status, reason, at, "sms").whenComplete((n, e) -> {
+                    if (e != null) {
+                        log.warn("SMS receipt for {} not recorded: {}", id, e.toString());
+                    }
+                }), metrics);
+        resources.add(c);
+        return c;
+    }
+
+    private static X509Certificate[] readCertificates(Path file, String key) {
+        try (var in = java.nio.file.Files.newInputStream(file)) {
+            return java.security.cert.CertificateFactory.getInstance("X.509").generateCertificates(in).stream()
+                    .map(c -> (X509Certificate) c).toArray(X509Certificate[]::new);
+        } catch (Exception e) {
+            throw new StartupException(key + ": " + file + " is not a PEM certificate chain (" + e.getMessage() + ")");
+        }
+    }
+
+    /** The sandbox FCM peer, or null. */
+    public SandboxFcm sandboxFcm() {
+        return sandboxFcm;
+    }
+
+    /** The sandbox SMSC, or null. */
+    public SandboxSmsc sandboxSmsc() {
+        return sandboxSmsc;
     }
 
     private int replay(Journal journal) {

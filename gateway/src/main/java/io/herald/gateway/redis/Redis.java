@@ -137,8 +137,20 @@ public final class Redis implements AutoCloseable {
 
     /** A Lua script from the classpath, run by EVALSHA with a fall-back to EVAL after a Redis restart. */
     public static final class Script {
+        private static final java.util.Map<String, String> ALL = new java.util.concurrent.ConcurrentHashMap<>();
         private final String source;
         private final String sha;
+
+        /**
+         * Loads every script created so far into the server (SCRIPT LOAD), so that EVALSHA finds
+         * them: the fall-back to EVAL is then only for a Redis restarted under us.
+         */
+        public static void loadAll(Redis redis) {
+            var sync = redis.shared().sync();
+            for (String source : ALL.values()) {
+                sync.scriptLoad(source);
+            }
+        }
 
         public Script(String resource) {
             try (InputStream in = Redis.class.getResourceAsStream(resource)) {
@@ -152,6 +164,7 @@ public final class Redis implements AutoCloseable {
             try {
                 java.security.MessageDigest md = java.security.MessageDigest.getInstance("SHA-1");
                 this.sha = java.util.HexFormat.of().formatHex(md.digest(source.getBytes(StandardCharsets.UTF_8)));
+                ALL.put(sha, source);
             } catch (java.security.NoSuchAlgorithmException e) {
                 throw new IllegalStateException(e);
             }

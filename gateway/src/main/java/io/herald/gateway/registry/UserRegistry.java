@@ -83,28 +83,45 @@ public final class UserRegistry {
             importConnection = redis.dedicated();
             importConnection.setAutoFlushCommands(false);
         }
+        // Chunks of 1,000 users, each one pipelined round trip, chained: no command waits behind
+        // tens of thousands of others (which would run into the command timeout).
+        CompletableFuture<Void> chain = CompletableFuture.completedFuture(null);
+        for (int from = 0; from < users.size(); from += IMPORT_CHUNK) {
+            List<Import> chunk = users.subList(from, Math.min(users.size(), from + IMPORT_CHUNK));
+            chain = chain.thenCompose(v -> importChunk(app, chunk));
+        }
+        return chain;
+    }
+
+    private static final int IMPORT_CHUNK = 1000;
+
+    private CompletableFuture<Void> importChunk(String app, List<Import> users) {
         RedisAsyncCommands<String, String> cmd = importConnection.async();
         String now = Long.toString(System.currentTimeMillis());
         List<CompletableFuture<?>> all = new ArrayList<>(users.size() * 2);
-        for (Import u : users) {
-            String key = Keys.devices(app, u.user());
-            if (!u.profile().isEmpty()) {
-                ObjectNode p = u.profile().deepCopy();
-                if (p.hasNonNull("phone")) {
-                    p.put("phone", cipher.encrypt(p.get("phone").asText(), owner(app, u.user())));
+        synchronized (this) {
+            for (Import u : users) {
+                String key = Keys.devices(app, u.user());
+                if (!u.profile().isEmpty()) {
+                    ObjectNode p = u.profile().deepCopy();
+                    if (p.hasNonNull("phone")) {
+                        p.put("phone", cipher.encrypt(p.get("phone").asText(), owner(app, u.user())));
+                    }
+                    all.add(profile.run(cmd, io.lettuce.core.ScriptOutputType.VALUE, new String[] {key}, p.toString(),
+                            now));
                 }
-                all.add(profile.run(cmd, io.lettuce.core.ScriptOutputType.VALUE, new String[] {key}, p.toString(), now));
-            }
-            if (!u.devices().isEmpty()) {
-                Map<String, String> fields = new java.util.HashMap<>();
-                long t = Long.parseLong(now);
-                for (ImportDevice d : u.devices()) {
-                    fields.put(d.id(), encode(new Device(d.id(), d.platform(), d.token(), d.sandbox(), "active", t, null, null)));
+                if (!u.devices().isEmpty()) {
+                    Map<String, String> fields = new java.util.HashMap<>();
+                    long t = Long.parseLong(now);
+                    for (ImportDevice d : u.devices()) {
+                        fields.put(d.id(), encode(new Device(d.id(), d.platform(), d.token(), d.sandbox(), "active", t,
+                                null, null)));
+                    }
+                    all.add(cmd.hset(key, fields).toCompletableFuture());
                 }
-                all.add(cmd.hset(key, fields).toCompletableFuture());
             }
+            importConnection.flushCommands();
         }
-        importConnection.flushCommands();
         return CompletableFuture.allOf(all.toArray(new CompletableFuture<?>[0]));
     }
 
