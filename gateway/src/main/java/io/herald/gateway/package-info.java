@@ -3,7 +3,7 @@
  * {@link io.herald.gateway.Herald} (a node, assembled in flow order). Packages, in the order a
  * batch meets them: {@code http} (intake, status, devices), {@code journal} (durable intake,
  * replay), {@code pipeline} (the rings: resolve, admit, dispatch, record), {@code registry}
- * (devices), {@code admission} (rate limit, deferral), {@code connector} (APNs), {@code tracking}
+ * (users, devices, profiles, consent), {@code admission} (rate limit, deferral), {@code connector} (APNs, FCM, SMS), {@code tracking}
  * (states and counts); beside them {@code config}, {@code redis}, {@code metrics}, {@code sandbox}.
  */
 package io.herald.gateway;

@@ -17,8 +17,8 @@ import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.Executor;
 
 /**
- * A minimal client of the Herald HTTP API for the load driver: device registration, batch
- * intake and batch status, over {@link HttpClient} with HTTP/1.1 keep-alive connections and
+ * A minimal client of the Herald HTTP API for the load driver: device and phone registration
+ * (one user at a time or bulk import), batch intake and batch status, over {@link HttpClient} with HTTP/1.1 keep-alive connections and
  * {@code Authorization: Bearer <key>}.
  *
  * <p>Contract: it only talks to loopback gateways; {@link #create} refuses a base URL whose host
@@ -117,12 +117,36 @@ public final class HeraldClient {
         return base;
     }
 
-    /** {@code PUT /v1/apps/{app}/users/{user}/devices/{device}} with an APNs token. */
-    public CompletableFuture<Response> putDevice(String app, String user, String device, String token) {
-        String body = "{\"platform\":\"apns\",\"token\":\"" + token + "\"}";
+    /**
+     * {@code PUT /v1/apps/{app}/users/{user}/devices/{device}} with {@code {"platform", "token"}}
+     * ({@code platform} is {@code apns} or {@code fcm}; the caller passes names and a token that
+     * need no escaping: the load driver's own {@code u<n>}, {@code d1}, hex or {@code [A-Za-z0-9_:-]}).
+     */
+    public CompletableFuture<Response> putDevice(String app, String user, String device, String platform,
+                                                 String token) {
+        String body = "{\"platform\":\"" + platform + "\",\"token\":\"" + token + "\"}";
         HttpRequest req = request("/v1/apps/" + app + "/users/" + user + "/devices/" + device)
                 .header("Content-Type", "application/json")
                 .PUT(HttpRequest.BodyPublishers.ofString(body, StandardCharsets.UTF_8))
+                .build();
+        return send(req);
+    }
+
+    /** {@code PUT /v1/apps/{app}/users/{user}} with {@code {"phone": <E.164>}}. */
+    public CompletableFuture<Response> putPhone(String app, String user, String phone) {
+        String body = "{\"phone\":\"" + phone + "\"}";
+        HttpRequest req = request("/v1/apps/" + app + "/users/" + user)
+                .header("Content-Type", "application/json")
+                .PUT(HttpRequest.BodyPublishers.ofString(body, StandardCharsets.UTF_8))
+                .build();
+        return send(req);
+    }
+
+    /** {@code POST /v1/apps/{app}/users} (bulk import) with a prepared {@code {"users":[...]}} body. */
+    public CompletableFuture<Response> importUsers(String app, byte[] body) {
+        HttpRequest req = request("/v1/apps/" + app + "/users")
+                .header("Content-Type", "application/json")
+                .POST(HttpRequest.BodyPublishers.ofByteArray(body))
                 .build();
         return send(req);
     }

@@ -1,2 +1,5 @@
-/** Users and their devices per app: {@link io.herald.gateway.registry.UserRegistry}. */
+/**
+ * Users per app: devices, profile (phone encrypted with {@link io.herald.gateway.registry.PersonalDataCipher},
+ * locale, time zone, channel order, consent), in {@link io.herald.gateway.registry.UserRegistry}.
+ */
 package io.herald.gateway.registry;
