@@ -50,16 +50,21 @@ import java.util.stream.Stream;
  *       data directory, a random API key and a config that lifts the per-user rate limit out of
  *       the way; or a running gateway given with {@code --url} and {@code --api-key}
  *       (loopback only).</li>
- *   <li>Registers {@code --users} users with one APNs device each, {@code --register-concurrency}
- *       requests at a time.</li>
- *   <li>Posts {@code --messages} messages in batches of {@code --batch-size}, round-robin over the
- *       users, with at most {@code --concurrency} batches in flight. A 429 is retried after its
+ *   <li>Registers {@code --users} users for {@code --channel}: one APNs or FCM device {@code d1}
+ *       each, or a phone number for sms; by bulk import ({@code POST /v1/apps/{app}/users},
+ *       {@code --import-size} users per request, the default) or one PUT per user
+ *       ({@code --registration put}, {@code --register-concurrency} requests at a time).</li>
+ *   <li>Posts {@code --messages} messages, each naming {@code "channel"}, in batches of
+ *       {@code --batch-size}, round-robin over the users, with at most {@code --concurrency} batches in flight. A 429 is retried after its
  *       {@code Retry-After}, keeping its slot; any other failure is counted and not retried.</li>
  *   <li>Meanwhile, follows every accepted batch in acceptance order with
  *       {@code GET /v1/batches/{id}} until it is {@code done}: the oldest unfinished batch is
- *       polled every {@code --poll-interval}, finished ones are stepped over without waiting.</li>
+ *       polled every {@code --poll-interval}, finished ones are stepped over without waiting. For
+ *       sms a batch is finished only when no message is {@code accepted} any more either (every
+ *       delivery receipt in: {@code accepted -> delivered}).</li>
  *   <li>Reports ({@link LoadReport}) and returns 0 only when every planned message was accepted and
- *       ended {@code accepted} (delivered) within {@code --timeout}; 1 otherwise; 2 when the run
+ *       ended {@code accepted} or {@code delivered} within {@code --timeout} (for sms:
+ *       {@code delivered}, receipt included); 1 otherwise; 2 when the run
  *       could not be set up (gateway did not start, registration failed, bad options).</li>
  * </ol>
  *
@@ -75,11 +80,23 @@ import java.util.stream.Stream;
  * same machine as the gateway, but it is not inside the timed POST-to-202 interval.
  */
 @Command(name = "gateway", mixinStandardHelpOptions = true,
-        description = "Drive one gateway end to end: register devices, post batches, wait until every message "
-                + "is delivered, report throughput and ingest latency.")
+        description = "Drive one gateway end to end: register devices or phones, post batches, wait until every "
+                + "message is delivered, report throughput and ingest latency.")
 public final class GatewayScenario implements Callable<Integer> {
     static final String DEFAULT_JAR = "gateway/target/herald-gateway-0.1.0-SNAPSHOT-all.jar";
     private static final long MAX_LATENCY_MICROS = TimeUnit.MINUTES.toMicros(10);
+    /** Most users per bulk import request (the gateway's limit). */
+    static final int MAX_IMPORT = 10_000;
+    /** Bulk import requests in flight: each is a big body decoded on the gateway's intake pool. */
+    static final int IMPORT_CONCURRENCY = 2;
+    private static final String TOKEN_ALPHABET =
+            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-";
+
+    /** The delivery channel under test; the lower-case name is the wire value. */
+    enum Channel { apns, fcm, sms }
+
+    /** How users are registered. */
+    enum Registration { IMPORT, PUT }
 
     @Spec
     picocli.CommandLine.Model.CommandSpec spec;
@@ -103,8 +120,20 @@ public final class GatewayScenario implements Callable<Integer> {
             + "Default: ${DEFAULT-VALUE}")
     int capacity = 131_072;
 
-    @Option(names = "--users", description = "Users, one APNs device each. Default: ${DEFAULT-VALUE}")
+    @Option(names = "--channel", description = "Channel under test: apns, fcm (one device d1 per user) or sms "
+            + "(a phone per user). Messages name it in \"channel\". Default: ${DEFAULT-VALUE}")
+    Channel channel = Channel.apns;
+
+    @Option(names = "--users", description = "Users, one device (or phone) each. Default: ${DEFAULT-VALUE}")
     int users = 1000;
+
+    @Option(names = "--registration", converter = RegistrationConverter.class,
+            description = "import (bulk POST /v1/apps/{app}/users) or put (one PUT per user). Default: import")
+    Registration registration = Registration.IMPORT;
+
+    @Option(names = "--import-size", description = "Users per bulk import request (1..10000). "
+            + "Default: ${DEFAULT-VALUE}")
+    int importSize = MAX_IMPORT;
 
     @Option(names = "--messages", description = "Messages to send. Default: ${DEFAULT-VALUE}")
     long messages = 100_000;
@@ -115,7 +144,7 @@ public final class GatewayScenario implements Callable<Integer> {
     @Option(names = "--concurrency", description = "Batches in flight. Default: ${DEFAULT-VALUE}")
     int concurrency = 4;
 
-    @Option(names = "--register-concurrency", description = "Device registrations in flight. "
+    @Option(names = "--register-concurrency", description = "Registrations in flight with --registration put. "
             + "Default: ${DEFAULT-VALUE}")
     int registerConcurrency = 32;
 
@@ -147,6 +176,8 @@ public final class GatewayScenario implements Callable<Integer> {
     private final LongAdder messagesAccepted = new LongAdder();
     private final LongAdder messagesRejected = new LongAdder();
     private final LongAdder messagesNotAccepted = new LongAdder();
+    private final LongAdder registrationRequests = new LongAdder();
+    private final LongAdder registrationRetries = new LongAdder();
     private final Map<String, LongAdder> failuresByStatus = new ConcurrentHashMap<>();
     private final AtomicReference<String> firstFailure = new AtomicReference<>();
     private volatile boolean sendingDone;
@@ -157,6 +188,8 @@ public final class GatewayScenario implements Callable<Integer> {
     /** Final tallies of finished batches, written by the poller thread only. */
     private static final class Outcome {
         long delivered;
+        long receipts;
+        long awaitingReceipt;
         long failed;
         long dropped;
         long unfinished;
@@ -203,15 +236,19 @@ public final class GatewayScenario implements Callable<Integer> {
             long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(timeoutSeconds);
 
             long regStart = System.nanoTime();
-            long regFailures = register(client, deadline);
+            long regFailures = registration == Registration.IMPORT ? importUsers(client, deadline, timer)
+                    : putEach(client, deadline);
             double regSeconds = (System.nanoTime() - regStart) / 1e9;
             if (regFailures > 0) {
-                System.err.println("loadtest: " + regFailures + " of " + users + " device registrations failed: "
+                System.err.println("loadtest: " + regFailures + " of " + users + " user registrations failed: "
                         + firstFailure.get());
                 return 2;
             }
-            System.out.printf("registered %,d users in %.2f s; sending %,d messages in batches of %,d, %d in flight%n",
-                    users, regSeconds, messages, batchSize, concurrency);
+            System.out.printf(java.util.Locale.ROOT, "registered %,d users (%s) in %.2f s (%,.0f users/s, %s); "
+                            + "sending %,d messages in batches of %,d, %d in flight%n",
+                    users, channel == Channel.sms ? "phone" : channel + " device", regSeconds, users / regSeconds,
+                    registration == Registration.IMPORT ? "bulk import" : "one PUT each", messages, batchSize,
+                    concurrency);
 
             Outcome outcome = new Outcome();
             Thread poller = new Thread(() -> poll(client, deadline, outcome), "loadtest-poller");
@@ -284,6 +321,14 @@ public final class GatewayScenario implements Callable<Integer> {
                     + "' (expected: e.g. 512m)");
         }
         positive(users, "--users");
+        if (importSize < 1 || importSize > MAX_IMPORT) {
+            throw new ParameterException(spec.commandLine(), "--import-size: " + importSize + " (expected: 1.."
+                    + MAX_IMPORT + ")");
+        }
+        if (channel == Channel.sms && users > 100_000_000) {
+            throw new ParameterException(spec.commandLine(), "--users: " + users + " (expected: <= 100000000 with "
+                    + "--channel sms: phones are +4477 and 8 digits)");
+        }
         positive(messages, "--messages");
         positive(batchSize, "--batch-size");
         positive(concurrency, "--concurrency");
@@ -299,10 +344,17 @@ public final class GatewayScenario implements Callable<Integer> {
         }
     }
 
-    /** The started gateway's config: no per-user limit in the way, the requested ring capacity. */
+    /**
+     * The started gateway's config: no per-user limit in the way, the requested ring capacity, and
+     * an SMPP account of the app without the carrier-style throttle (the default, 1 bind at 50
+     * submit_sm/s with a window of 10, would cap an sms run at 50 msg/s).
+     */
     private String hocon() {
         return "herald {\n"
-                + "  apps { \"" + app + "\" { rate-limit { rate = 1000000, period = 1s, burst = 1000000 } } }\n"
+                + "  apps { \"" + app + "\" {\n"
+                + "    rate-limit { rate = 1000000, period = 1s, burst = 1000000 }\n"
+                + "    sms { binds = 2, rate-per-bind = 100000, window = 50 }\n"
+                + "  } }\n"
                 + "  pipeline { capacity = " + capacity + " }\n"
                 + "}\n";
     }

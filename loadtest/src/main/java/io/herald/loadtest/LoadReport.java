@@ -18,10 +18,11 @@ import java.util.Map;
  *
  * <p>Definitions (also in {@code loadtest/README.md}): <em>wall time</em> runs from the first
  * {@code POST /v1/batches} to the moment the driver saw the last batch {@code done}; it therefore
- * over-states the true completion time by up to one status-poll interval. <em>Throughput</em> is
- * delivered messages (sum of {@code states.accepted}) over wall time; <em>ingest throughput</em>
- * is accepted messages over the time from the first POST to the last 202. <em>Ingest latency</em>
- * is POST to 202 of the attempt that was accepted (answers 429 are counted, not timed).
+ * over-states the true completion time by up to one status-poll interval; for sms a batch is only
+ * done once every delivery receipt is in ({@code states.accepted == 0}). <em>Throughput</em> is
+ * delivered messages (sum of {@code states.accepted + states.delivered}) over wall time;
+ * <em>ingest throughput</em> is accepted messages over the time from the first POST to the last
+ * 202. <em>Ingest latency</em> is POST to 202 of the attempt that was accepted (answers 429 are counted, not timed).
  *
  * <p>An immutable value; thread-safe.
  */
@@ -40,12 +41,18 @@ public record LoadReport(
         Timing timing,
         Latency ingestLatencyMs) {
 
-    /** The run's parameters. */
-    public record Options(String app, int users, long messages, int batchSize, int concurrency, int capacity,
-                          long timeoutSeconds, long pollIntervalMillis) { }
+    /** The run's parameters; {@code channel} is apns, fcm or sms, {@code registration} import or put. */
+    public record Options(String app, String channel, int users, long messages, int batchSize, int concurrency,
+                          int capacity, long timeoutSeconds, long pollIntervalMillis, String registration,
+                          int importSize) { }
 
-    /** Device registration: users registered and how long it took. */
-    public record Registration(int users, long failures, double seconds) { }
+    /**
+     * Registration of the users (a device {@code d1}, or a phone for sms): how ({@code import} =
+     * bulk {@code POST /v1/apps/{app}/users}, {@code put} = one PUT per user), requests answered
+     * 200, requests retried after 429/503, users that failed, the time it took and the rate.
+     */
+    public record Registration(String mode, int users, long requests, long retried, long failures, double seconds,
+                               double usersPerSecond) { }
 
     /**
      * Batch requests: planned, answered 202, answered 429 (each retried after Retry-After),
@@ -58,14 +65,17 @@ public record LoadReport(
     /**
      * Messages: sent in batches that were answered at all, accepted (202 {@code accepted}),
      * rejected per item (202/422 {@code rejected}), not accepted because their batch failed,
-     * then the final states of the accepted ones: {@code delivered} ({@code states.accepted}),
-     * {@code failed}, {@code dropped}, {@code unfinished} (queued or deferred at the end, only
-     * after a timeout), {@code unaccounted} (accepted minus all states: non-zero means the
-     * gateway's counts do not add up), and failed/dropped counts by reason label.
+     * then the final states of the accepted ones: {@code delivered} ({@code states.accepted +
+     * states.delivered}: the provider took it), {@code receipts} ({@code states.delivered}: the
+     * SMSC's delivery receipt arrived; sms only, null for push), {@code awaitingReceipt} (sms:
+     * {@code states.accepted} at the end, non-zero only after a timeout), {@code failed},
+     * {@code dropped}, {@code unfinished} (queued or deferred at the end, only after a timeout),
+     * {@code unaccounted} (accepted minus all states: non-zero means the gateway's counts do not
+     * add up), and failed/dropped counts by reason label.
      */
     public record Messages(long planned, long accepted, long rejected, long notAccepted, long delivered,
-                           long failed, long dropped, long unfinished, long unaccounted,
-                           Map<String, Long> reasons) { }
+                           Long receipts, Long awaitingReceipt, long failed, long dropped, long unfinished,
+                           long unaccounted, Map<String, Long> reasons) { }
 
     /** Times in seconds and rates in messages per second. */
     public record Timing(double wallSeconds, double ingestSeconds, double throughputPerSecond,
@@ -91,8 +101,13 @@ public record LoadReport(
         out.printf(Locale.ROOT, "Herald load test  %s  (%s)%n", ok ? "PASSED" : "FAILED", verdict);
         out.println(line);
         row(out, "target", target + (gatewayStartedByDriver ? "  (gateway started by the driver)" : ""));
-        row(out, "users / devices", String.format(Locale.ROOT, "%,d registered in %.2f s (%d failures)",
-                registration.users(), registration.seconds(), registration.failures()));
+        row(out, "channel", options.channel());
+        row(out, "users (" + (options.channel().equals("sms") ? "phone" : options.channel() + " device d1") + ")",
+                String.format(Locale.ROOT, "%,d registered in %.2f s = %,.0f users/s (%s, %,d requests, %d retried, "
+                        + "%d failures)", registration.users(), registration.seconds(), registration.usersPerSecond(),
+                        registration.mode().equals("import") ? "bulk import of " + fmt(options.importSize())
+                                : "one PUT each", registration.requests(), registration.retried(),
+                        registration.failures()));
         row(out, "batches", String.format(Locale.ROOT, "%,d x %,d msgs, %d in flight",
                 batches.planned(), options.batchSize(), options.concurrency()));
         row(out, "  answered 202", fmt(batches.accepted()));
@@ -104,6 +119,10 @@ public record LoadReport(
         row(out, "  rejected (per item)", fmt(messages.rejected()));
         row(out, "  not accepted (batch failed)", fmt(messages.notAccepted()));
         row(out, "  delivered", fmt(messages.delivered()));
+        if (messages.receipts() != null) {
+            row(out, "    receipts (delivered)", fmt(messages.receipts()));
+            row(out, "    awaiting receipt", fmt(messages.awaitingReceipt()));
+        }
         row(out, "  failed", fmt(messages.failed()));
         row(out, "  dropped", fmt(messages.dropped()));
         row(out, "  unfinished", fmt(messages.unfinished()));
