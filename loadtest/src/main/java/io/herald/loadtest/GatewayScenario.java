@@ -30,12 +30,14 @@ import java.util.List;
 import java.util.Map;
 import java.util.TreeMap;
 import java.util.concurrent.Callable;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.Semaphore;
+import java.util.concurrent.ThreadLocalRandom;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.AtomicReference;
@@ -361,7 +363,114 @@ public final class GatewayScenario implements Callable<Integer> {
 
     // ---- registration -----------------------------------------------------------------------
 
-    private long register(HeraldClient client, long deadline) throws InterruptedException {
+    /** Parses {@code --registration}: {@code import} or {@code put}. */
+    static final class RegistrationConverter implements picocli.CommandLine.ITypeConverter<Registration> {
+        @Override
+        public Registration convert(String value) {
+            return switch (value) {
+                case "import" -> Registration.IMPORT;
+                case "put" -> Registration.PUT;
+                default -> throw new picocli.CommandLine.TypeConversionException("'" + value
+                        + "' (expected: import or put)");
+            };
+        }
+    }
+
+    /**
+     * Bulk import: {@code POST /v1/apps/{app}/users} with {@code --import-size} users per request,
+     * {@link #IMPORT_CONCURRENCY} requests in flight; 429/503 are retried after {@code Retry-After}.
+     * Returns the number of users not imported.
+     */
+    private long importUsers(HeraldClient client, long deadline, ScheduledExecutorService timer)
+            throws InterruptedException {
+        Semaphore slots = new Semaphore(IMPORT_CONCURRENCY);
+        LongAdder failures = new LongAdder();
+        for (int from = 0; from < users; from += importSize) {
+            if (!slots.tryAcquire(remaining(deadline), TimeUnit.NANOSECONDS)) {
+                failures.add(users - from);
+                firstFailure.compareAndSet(null, "registration timed out");
+                break;
+            }
+            int n = Math.min(importSize, users - from);
+            postImport(client, importBody(from, n), from, n, deadline, timer, slots, failures);
+        }
+        if (!slots.tryAcquire(IMPORT_CONCURRENCY, remaining(deadline), TimeUnit.NANOSECONDS)) {
+            failures.add((long) (IMPORT_CONCURRENCY - slots.availablePermits()) * importSize);
+            firstFailure.compareAndSet(null, "registration timed out");
+        }
+        return Math.min(users, failures.sum());
+    }
+
+    private void postImport(HeraldClient client, byte[] body, int from, int n, long deadline,
+                            ScheduledExecutorService timer, Semaphore slots, LongAdder failures) {
+        String what = "POST /v1/apps/" + app + "/users (" + user(from) + ".." + user(from + n - 1) + "): ";
+        client.importUsers(app, body).whenComplete((r, e) -> {
+            if (e != null) {
+                failures.add(n);
+                firstFailure.compareAndSet(null, what + rootCause(e));
+                slots.release();
+                return;
+            }
+            int imported = r.json() == null ? 0 : r.json().path("imported").asInt();
+            if (r.status() == 200 && imported == n) {
+                registrationRequests.increment();
+                slots.release();
+            } else if ((r.status() == 429 || r.status() == 503)
+                    && System.nanoTime() + TimeUnit.SECONDS.toNanos(Math.max(1, r.retryAfterSeconds())) < deadline) {
+                registrationRetries.increment();
+                timer.schedule(() -> postImport(client, body, from, n, deadline, timer, slots, failures),
+                        Math.max(1, r.retryAfterSeconds()), TimeUnit.SECONDS);
+            } else {
+                failures.add(r.status() == 200 ? n - imported : n);
+                String firstError = null;
+                if (r.json() != null) {
+                    for (JsonNode item : r.json().path("users")) {
+                        if (item.has("error")) {
+                            firstError = "users[" + item.path("index").asInt() + "]: " + item.get("error");
+                            break;
+                        }
+                    }
+                }
+                firstFailure.compareAndSet(null, what + r.status() + " "
+                        + (firstError != null ? firstError : r.snippet()));
+                slots.release();
+            }
+        });
+    }
+
+    /** {"users":[{"user", "devices":[{"id":"d1","platform","token"}]} | {"user","phone"}, ...]}. */
+    private byte[] importBody(int from, int n) {
+        ByteArrayOutputStream buf = new ByteArrayOutputStream(n * 120 + 16);
+        try (JsonGenerator g = mapper.getFactory().createGenerator(buf, JsonEncoding.UTF8)) {
+            g.writeStartObject();
+            g.writeArrayFieldStart("users");
+            for (int u = from; u < from + n; u++) {
+                String user = user(u);
+                g.writeStartObject();
+                g.writeStringField("user", user);
+                if (channel == Channel.sms) {
+                    g.writeStringField("phone", phone(u));
+                } else {
+                    g.writeArrayFieldStart("devices");
+                    g.writeStartObject();
+                    g.writeStringField("id", "d1");
+                    g.writeStringField("platform", channel.name());
+                    g.writeStringField("token", channel == Channel.apns ? token(user) : fcmToken(user));
+                    g.writeEndObject();
+                    g.writeEndArray();
+                }
+                g.writeEndObject();
+            }
+            g.writeEndArray();
+            g.writeEndObject();
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+        return buf.toByteArray();
+    }
+
+    /** One PUT per user, {@code --register-concurrency} in flight. Returns the number that failed. */
+    private long putEach(HeraldClient client, long deadline) throws InterruptedException {
         Semaphore slots = new Semaphore(registerConcurrency);
         LongAdder failures = new LongAdder();
         for (int u = 0; u < users; u++) {
@@ -371,11 +480,18 @@ public final class GatewayScenario implements Callable<Integer> {
                 break;
             }
             String user = user(u);
-            client.putDevice(app, user, "d1", token(user)).whenComplete((r, e) -> {
+            CompletableFuture<HeraldClient.Response> put = switch (channel) {
+                case apns -> client.putDevice(app, user, "d1", "apns", token(user));
+                case fcm -> client.putDevice(app, user, "d1", "fcm", fcmToken(user));
+                case sms -> client.putPhone(app, user, phone(u));
+            };
+            put.whenComplete((r, e) -> {
                 if (e != null || r.status() != 200) {
                     failures.increment();
-                    firstFailure.compareAndSet(null, "PUT device of " + user + ": "
-                            + (e != null ? e.toString() : r.status() + " " + r.snippet()));
+                    firstFailure.compareAndSet(null, "PUT " + (channel == Channel.sms ? "phone" : "device")
+                            + " of " + user + ": " + (e != null ? e.toString() : r.status() + " " + r.snippet()));
+                } else {
+                    registrationRequests.increment();
                 }
                 slots.release();
             });
@@ -399,6 +515,21 @@ public final class GatewayScenario implements Callable<Integer> {
         } catch (NoSuchAlgorithmException e) {
             throw new IllegalStateException(e);
         }
+    }
+
+    /** An FCM registration token: {@code lt:<user>:} and 40 random {@code [A-Za-z0-9_-]}, unique per user. */
+    static String fcmToken(String user) {
+        ThreadLocalRandom random = ThreadLocalRandom.current();
+        StringBuilder sb = new StringBuilder(user.length() + 44).append("lt:").append(user).append(':');
+        for (int i = 0; i < 40; i++) {
+            sb.append(TOKEN_ALPHABET.charAt(random.nextInt(TOKEN_ALPHABET.length())));
+        }
+        return sb.toString();
+    }
+
+    /** An E.164 phone number, unique per user index below 10^8: {@code +4477} and 8 digits. */
+    static String phone(long index) {
+        return String.format(java.util.Locale.ROOT, "+4477%08d", index);
     }
 
     // ---- sending ------------------------------------------------------------------------------
@@ -480,7 +611,7 @@ public final class GatewayScenario implements Callable<Integer> {
         failuresByStatus.computeIfAbsent(status, k -> new LongAdder()).increment();
     }
 
-    /** {"app":..,"messages":[{"user","title","body"}..]} for messages {@code from .. from+n-1}. */
+    /** {"app":..,"messages":[{"user","channel","title","body"}..]} for messages {@code from .. from+n-1}. */
     private byte[] body(long from, int n) {
         ByteArrayOutputStream buf = new ByteArrayOutputStream(n * 80 + 32);
         try (JsonGenerator g = mapper.getFactory().createGenerator(buf, JsonEncoding.UTF8)) {
@@ -490,6 +621,7 @@ public final class GatewayScenario implements Callable<Integer> {
             for (long i = from; i < from + n; i++) {
                 g.writeStartObject();
                 g.writeStringField("user", user(i % users));
+                g.writeStringField("channel", channel.name());
                 g.writeStringField("title", "Load test");
                 g.writeStringField("body", "Message " + i + " of " + messages);
                 g.writeEndObject();
@@ -522,7 +654,7 @@ public final class GatewayScenario implements Callable<Integer> {
                     return;
                 }
                 JsonNode status = status(client, head, o);
-                if (status != null && status.path("done").asBoolean(false)) {
+                if (status != null && finished(status)) {
                     o.lastDoneNanos = System.nanoTime();
                     tally(status, o, false);
                     accepted.poll();
@@ -564,9 +696,24 @@ public final class GatewayScenario implements Callable<Integer> {
         }
     }
 
-    private static void tally(JsonNode status, Outcome o, boolean partial) {
+    /**
+     * A batch is finished when {@code done} (nothing queued or deferred) and, for sms, when no
+     * message still waits for its delivery receipt ({@code states.accepted == 0}).
+     */
+    private boolean finished(JsonNode status) {
+        return status.path("done").asBoolean(false)
+                && (channel != Channel.sms || status.path("states").path("accepted").asLong() == 0);
+    }
+
+    private void tally(JsonNode status, Outcome o, boolean partial) {
         JsonNode states = status.path("states");
-        o.delivered += states.path("accepted").asLong();
+        long acceptedState = states.path("accepted").asLong();
+        long deliveredState = states.path("delivered").asLong();
+        o.delivered += acceptedState + deliveredState;
+        o.receipts += deliveredState;
+        if (channel == Channel.sms) {
+            o.awaitingReceipt += acceptedState;
+        }
         o.failed += states.path("failed").asLong();
         o.dropped += states.path("dropped").asLong();
         if (partial) {
@@ -604,6 +751,9 @@ public final class GatewayScenario implements Callable<Integer> {
         if (o.delivered != acc) {
             problems.add((acc - o.delivered) + " accepted messages not delivered");
         }
+        if (channel == Channel.sms && o.awaitingReceipt > 0) {
+            problems.add(o.awaitingReceipt + " delivery receipts missing");
+        }
         if (acc + messagesRejected.sum() != messages) {
             problems.add((messages - acc - messagesRejected.sum()) + " messages not accepted");
         }
@@ -611,15 +761,20 @@ public final class GatewayScenario implements Callable<Integer> {
             problems.add(unaccounted + " messages unaccounted for by the gateway's batch counts");
         }
         boolean ok = problems.isEmpty();
-        String verdict = ok ? "every message accepted and delivered" : String.join("; ", problems);
+        String verdict = ok ? "every message accepted and delivered" + (channel == Channel.sms
+                ? ", every receipt in" : "") : String.join("; ", problems);
 
         return new LoadReport(ok, verdict, startedAt.toString(), baseUrl, started,
-                new LoadReport.Options(app, users, messages, batchSize, concurrency, capacity, timeoutSeconds,
-                        pollIntervalMillis),
-                new LoadReport.Registration(users, regFailures, round(regSeconds)),
+                new LoadReport.Options(app, channel.name(), users, messages, batchSize, concurrency, capacity,
+                        timeoutSeconds, pollIntervalMillis, registration == Registration.IMPORT ? "import" : "put",
+                        importSize),
+                new LoadReport.Registration(registration == Registration.IMPORT ? "import" : "put", users,
+                        registrationRequests.sum(), registrationRetries.sum(), regFailures, round(regSeconds),
+                        regSeconds > 0 ? Math.round(users / regSeconds) : 0),
                 new LoadReport.Batches(plannedBatches, batches202.sum(), batches429.sum(), batchesFailed.sum(),
                         failures, firstFailure.get(), o.pollErrors),
                 new LoadReport.Messages(messages, acc, messagesRejected.sum(), messagesNotAccepted.sum(), o.delivered,
+                        channel == Channel.sms ? o.receipts : null, channel == Channel.sms ? o.awaitingReceipt : null,
                         o.failed, o.dropped, o.unfinished, unaccounted,
                         java.util.Collections.unmodifiableMap(new TreeMap<>(o.reasons))),
                 new LoadReport.Timing(round(wall), round(ingest), wall > 0 ? round(o.delivered / wall) : 0,
