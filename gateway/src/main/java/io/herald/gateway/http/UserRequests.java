@@ -254,6 +254,7 @@ final class UserRequests {
         n.put("sandbox", d.sandbox());
         n.put("state", d.state());
         n.put("updatedAt", d.updatedAt());
+        n.put("lastSeen", d.updatedAt()); // the last registration or refresh of the token
         if (d.reason() != null) {
             n.put("reason", d.reason());
         }
