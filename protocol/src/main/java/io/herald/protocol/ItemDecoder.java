@@ -26,7 +26,7 @@ final class ItemDecoder {
 
     private static final Set<String> KNOWN_FIELDS = Set.of(
             "id", "user", "apnsToken", "fcmToken", "title", "body", "data", "priority", "ttlSeconds", "collapseId",
-            "sound", "badge", "category", "channel", "fallback", "smsBody", "android");
+            "sound", "badge", "category", "channel", "fallback", "smsBody", "android", "campaign", "variant");
     private static final Set<String> ANDROID_FIELDS = Set.of("type", "collapseKey", "channelId", "image", "clickAction");
 
     private ItemDecoder() {}
@@ -64,7 +64,7 @@ final class ItemDecoder {
                 throw new Invalid(ErrorCode.UNKNOWN_FIELD, f, String.format(
                         "%s: unknown field (expected: one of id, user, apnsToken, fcmToken, title, body, data, "
                                 + "priority, ttlSeconds, collapseId, sound, badge, category, channel, fallback, smsBody, "
-                                + "android)", f));
+                                + "android, campaign, variant)", f));
             }
         }
 
@@ -237,21 +237,32 @@ final class ItemDecoder {
         }
 
         Message.Android android = android(obj, p);
+        String campaign = label(obj, p, "campaign");
+        String variant = label(obj, p, "variant");
+        if (variant != null && campaign == null) {
+            throw new Invalid(ErrorCode.INVALID_FIELD, p + ".variant",
+                    String.format("%s.variant: given without campaign (expected: a campaign label too)", p));
+        }
 
         Message m = new Message(id, user, token, fcmToken, title, body, data, priority, ttl, collapseId, sound, badge,
-                category, channel, fallback, smsBody, android);
+                category, channel, fallback, smsBody, android, campaign, variant);
+        // Room is kept for the receipt data the gateway adds to every push (ReceiptTokens.PAYLOAD_RESERVE).
+        int limitApns = ApnsPayloads.MAX_PAYLOAD_BYTES - ReceiptTokens.PAYLOAD_RESERVE;
+        int limitFcm = FcmPayloads.MAX_PAYLOAD_BYTES - ReceiptTokens.PAYLOAD_RESERVE;
         if (mayUse(m, "apns")) {
             int size = ApnsPayloads.encode(m).length;
-            if (size > ApnsPayloads.MAX_PAYLOAD_BYTES) {
+            if (size > limitApns) {
                 throw new Invalid(ErrorCode.PAYLOAD_TOO_LARGE, p, String.format(
-                        "%s: APNs payload %s bytes (expected: <= %s)", p, size, ApnsPayloads.MAX_PAYLOAD_BYTES));
+                        "%s: APNs payload %s bytes (expected: <= %s, the 4096-byte limit less %s for receipt data)",
+                        p, size, limitApns, ReceiptTokens.PAYLOAD_RESERVE));
             }
         }
         if (mayUse(m, "fcm")) {
             int size = FcmPayloads.payloadSize(m);
-            if (size > FcmPayloads.MAX_PAYLOAD_BYTES) {
+            if (size > limitFcm) {
                 throw new Invalid(ErrorCode.PAYLOAD_TOO_LARGE, p, String.format(
-                        "%s: FCM payload %s bytes (expected: <= %s)", p, size, FcmPayloads.MAX_PAYLOAD_BYTES));
+                        "%s: FCM payload %s bytes (expected: <= %s, the 4096-byte limit less %s for receipt data)",
+                        p, size, limitFcm, ReceiptTokens.PAYLOAD_RESERVE));
             }
         }
         return m;
@@ -269,6 +280,18 @@ final class ItemDecoder {
             return true;
         }
         return m.fallback() != null && m.fallback().stream().anyMatch(c -> c.allows(platform));
+    }
+
+    static final java.util.regex.Pattern LABEL = java.util.regex.Pattern.compile("[A-Za-z0-9._:-]{1,64}");
+
+    /** A tracking label: 1..64 chars of A-Z a-z 0-9 . _ : - (they become Redis key parts and metric-free tags). */
+    private static String label(ObjectNode obj, String p, String name) throws Invalid {
+        String s = string(obj, p, name);
+        if (s != null && !LABEL.matcher(s).matches()) {
+            throw new Invalid(ErrorCode.INVALID_FIELD, p + "." + name, String.format(
+                    "%s.%s: \"%s\" (expected: 1..64 characters of A-Z a-z 0-9 . _ : -)", p, name, abbreviate(s)));
+        }
+        return s;
     }
 
     private static Message.Android android(ObjectNode obj, String p) throws Invalid {

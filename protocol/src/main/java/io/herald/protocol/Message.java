@@ -33,10 +33,12 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
  *     dead, permanent rejection); {@code null} = the app's default
  * @param smsBody the SMS text; {@code null} = title and body joined by a line break
  * @param android FCM options, or {@code null}
+ * @param campaign a campaign label for tracking (funnels per campaign), or {@code null}
+ * @param variant a variant label within the campaign (A/B), or {@code null}
  */
 @JsonPropertyOrder({
     "id", "user", "apnsToken", "fcmToken", "title", "body", "data", "priority", "ttlSeconds", "collapseId",
-    "sound", "badge", "category", "channel", "fallback", "smsBody", "android"
+    "sound", "badge", "category", "channel", "fallback", "smsBody", "android", "campaign", "variant"
 })
 public record Message(
         String id,
@@ -55,7 +57,9 @@ public record Message(
         Channel channel,
         java.util.List<Channel> fallback,
         String smsBody,
-        Android android) {
+        Android android,
+        String campaign,
+        String variant) {
 
     /** The TTL applied when a message does not specify one: one day. */
     static final int DEFAULT_TTL_SECONDS = 86_400;

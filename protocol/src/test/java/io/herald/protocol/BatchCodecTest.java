@@ -372,7 +372,7 @@ class BatchCodecTest {
         DecodedBatch.Item it = single("{'user':'u','body':'" + "x".repeat(5000) + "'}");
         assertThat(it.error().code()).isEqualTo("payload_too_large");
         assertThat(it.error().field()).isEqualTo("messages[0]");
-        assertThat(it.error().message()).matches("messages\\[0\\]: (APNs|FCM) payload \\d+ bytes \\(expected: <= 4096\\)");
+        assertThat(it.error().message()).matches("messages\\[0\\]: (APNs|FCM) payload \\d+ bytes \\(expected: <= 3936, the 4096-byte limit less 160 for receipt data\\)");
         // Multi-byte text counts in UTF-8 bytes: 1500 x 4-byte emoji = 6000 bytes.
         assertItemError("{'user':'u','body':'" + "😀".repeat(1500) + "'}", ErrorCode.PAYLOAD_TOO_LARGE, "messages[0]");
         // data counts too.
@@ -380,23 +380,24 @@ class BatchCodecTest {
     }
 
     @Test
-    void acceptsPayloadOfExactly4096Bytes() throws Exception {
+    void acceptsPayloadOfExactly4096BytesLessTheReceiptReserve() throws Exception {
         String prefix = "{\"aps\":{\"alert\":{\"body\":\"";
         String suffix = "\"}}}";
-        int fill = ApnsPayloads.MAX_PAYLOAD_BYTES - prefix.length() - suffix.length();
-        Message m = accepted("{'user':'u','body':'" + "x".repeat(fill) + "'}");
-        assertThat(ApnsPayloads.encode(m)).hasSize(4096);
-        assertItemError("{'user':'u','body':'" + "x".repeat(fill + 1) + "'}", ErrorCode.PAYLOAD_TOO_LARGE, "messages[0]");
+        int fill = ApnsPayloads.MAX_PAYLOAD_BYTES - ReceiptTokens.PAYLOAD_RESERVE - prefix.length() - suffix.length();
+        Message m = accepted("{'user':'u','channel':'apns','body':'" + "x".repeat(fill) + "'}");
+        assertThat(ApnsPayloads.encode(m)).hasSize(4096 - ReceiptTokens.PAYLOAD_RESERVE);
+        assertItemError("{'user':'u','channel':'apns','body':'" + "x".repeat(fill + 1) + "'}", ErrorCode.PAYLOAD_TOO_LARGE,
+                "messages[0]");
     }
 
     @Test
     void messageConstructorEnforcesInvariants() {
-        assertThatThrownBy(() -> new Message(null, "u", null, null, null, "b", null, null, 2_419_201, null, null, null, null, null, null, null, null))
+        assertThatThrownBy(() -> new Message(null, "u", null, null, null, "b", null, null, 2_419_201, null, null, null, null, null, null, null, null, null, null))
                 .isInstanceOf(IllegalArgumentException.class)
                 .hasMessage("ttlSeconds: 2419201 (expected: 0..2419200)");
-        assertThatThrownBy(() -> new Message(null, null, null, null, null, "b", null, null, 0, null, null, null, null, null, null, null, null))
+        assertThatThrownBy(() -> new Message(null, null, null, null, null, "b", null, null, 0, null, null, null, null, null, null, null, null, null, null))
                 .isInstanceOf(IllegalArgumentException.class);
-        assertThat(new Message(null, "u", null, null, null, "b", null, null, 0, null, null, null, null, null, null, null, null).priority())
+        assertThat(new Message(null, "u", null, null, null, "b", null, null, 0, null, null, null, null, null, null, null, null, null, null).priority())
                 .isEqualTo(Priority.HIGH);
     }
 
@@ -404,7 +405,7 @@ class BatchCodecTest {
     void itemRequiresExactlyOneOfMessageAndError() {
         assertThatThrownBy(() -> new DecodedBatch.Item(0, null, null)).isInstanceOf(IllegalArgumentException.class);
         assertThatThrownBy(() -> new DecodedBatch.Item(0,
-                new Message(null, "u", null, null, null, "b", null, null, 0, null, null, null, null, null, null, null, null),
+                new Message(null, "u", null, null, null, "b", null, null, 0, null, null, null, null, null, null, null, null, null, null),
                 ApiError.of(ErrorCode.INTERNAL, null, "x")))
                 .isInstanceOf(IllegalArgumentException.class);
     }
