@@ -1,23 +1,57 @@
--- A provider's later report on an accepted message (SMS delivery receipt): accepted -> delivered,
--- or accepted -> failed:<reason>. Forward only: any other state is left alone, except that a
--- receipt arriving before the acceptance is recorded is parked on the message and applied by
--- transition.lua when 'accepted' is written.
--- KEYS[1] message hash, KEYS[2] history list, KEYS[3] batch hash.
--- ARGV[1] new state label, ARGV[2] time (epoch ms), ARGV[3] retention ms, ARGV[4] history entry.
--- Reply: 1 applied, 2 parked, 0 ignored (already past accepted).
+-- A receipt for an accepted message: from the provider (SMS delivery report: delivered or
+-- failed) or from the device (delivered, opened, clicked, dismissed). State only moves forward:
+-- accepted < delivered < opened < clicked; a later stage counts the stages it skipped (a click
+-- without an open counts as open and click); a repeated or older receipt changes nothing.
+-- KEYS[1] message hash, KEYS[2] history list, KEYS[3] batch hash, KEYS[4] the app's event log,
+-- KEYS[5] the user's engagement hash, KEYS[6..] funnel counter hashes.
+-- ARGV[1] JSON: {event, reason, at, retention, history (JSON line), ttls, event_json, minid, hour}.
+-- Reply: 1 applied, 0 no-op (repeat, older stage, or not accepted yet / failed / dropped),
+-- -1 not accepted yet (the caller may retry).
+local a = cjson.decode(ARGV[1])
+local rank = {accepted = 1, delivered = 2, opened = 3, clicked = 4}
+local order = {'accepted', 'delivered', 'opened', 'clicked'}
 local cur = redis.call('HGET', KEYS[1], 'state')
-if cur == 'accepted' then
-  redis.call('HSET', KEYS[1], 'state', ARGV[1], 'at', ARGV[2])
-  redis.call('HINCRBY', KEYS[3], 'n:accepted', -1)
-  redis.call('HINCRBY', KEYS[3], 'n:' .. ARGV[1], 1)
-  redis.call('RPUSH', KEYS[2], ARGV[4])
-  redis.call('PEXPIRE', KEYS[1], ARGV[3])
-  redis.call('PEXPIRE', KEYS[2], ARGV[3])
+local curRank = cur and rank[cur]
+if not curRank then
+  if not cur or cur == 'deferred' then return -1 end
+  return 0
+end
+if a.event == 'dismissed' then
+  if redis.call('HSETNX', KEYS[1], 'dismissed', a.at) == 0 then return 0 end
+  redis.call('RPUSH', KEYS[2], a.history)
+  count({'dismissed'}, 6, a.ttls)
+  log(KEYS[4], a.minid, a.event_json)
   return 1
 end
-if not cur or cur == 'deferred' then
-  redis.call('HSET', KEYS[1], 'receipt', ARGV[1], 'receipt_at', ARGV[2], 'receipt_h', ARGV[4])
-  redis.call('PEXPIRE', KEYS[1], ARGV[3])
-  return 2
+local label
+local stages = {}
+if a.event == 'failed' then
+  if curRank ~= 1 then return 0 end
+  label = 'failed:' .. a.reason
+  stages = {'failed', label}
+else
+  local newRank = rank[a.event]
+  if not newRank or newRank <= curRank then return 0 end
+  label = a.event
+  for r = curRank + 1, newRank do
+    stages[#stages + 1] = order[r]
+  end
 end
-return 0
+redis.call('HSET', KEYS[1], 'state', label, 'at', a.at)
+redis.call('HINCRBY', KEYS[3], 'n:' .. cur, -1)
+redis.call('HINCRBY', KEYS[3], 'n:' .. label, 1)
+redis.call('RPUSH', KEYS[2], a.history)
+count(stages, 6, a.ttls)
+log(KEYS[4], a.minid, a.event_json)
+for _, s in ipairs(stages) do
+  if s == 'opened' then
+    redis.call('HSET', KEYS[5], 'lastOpen', a.at)
+    redis.call('HINCRBY', KEYS[5], 'h' .. a.hour, 1)
+    redis.call('HINCRBY', KEYS[5], 'opens', 1)
+  elseif s == 'clicked' then
+    redis.call('HSET', KEYS[5], 'lastClick', a.at)
+  end
+end
+redis.call('PEXPIRE', KEYS[1], a.retention)
+redis.call('PEXPIRE', KEYS[2], a.retention)
+return 1

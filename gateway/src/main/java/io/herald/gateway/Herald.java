@@ -26,7 +26,10 @@ import io.herald.gateway.redis.Redis;
 import io.herald.gateway.registry.PersonalDataCipher;
 import io.herald.gateway.registry.UserRegistry;
 import io.herald.gateway.sandbox.SandboxApns;
+import io.herald.gateway.tracking.Funnels;
 import io.herald.gateway.tracking.MessageStore;
+import io.herald.gateway.tracking.ReceiptKeys;
+import io.herald.protocol.ReceiptTokens;
 import io.herald.protocol.BatchCodec;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -99,14 +102,19 @@ public final class Herald implements AutoCloseable {
         redis = Redis.connect(config);
         resources.add(redis);
 
-        Journal journal = new Journal(redis, codec, config.nodeId(), config.retention());
-        MessageStore store = new MessageStore(redis, codec.mapper(), config.retention());
+        Funnels funnels = new Funnels(redis, codec.mapper(), config.retention(), config.tracking().minuteBuckets(),
+                config.tracking().hourBuckets(), config.tracking().dayBuckets());
+        ReceiptTokens tokens = ReceiptKeys.load(config);
+        Journal journal = new Journal(redis, codec, config.nodeId(), config.retention(), funnels);
+        MessageStore store = new MessageStore(redis, codec.mapper(), config.retention(),
+                config.tracking().eventRetention(), funnels);
         UserRegistry registry = new UserRegistry(redis, codec.mapper(),
                 PersonalDataCipher.load(config.dataKey(), config.dataDir()));
         RateLimiter limiter = new RateLimiter(config.apps());
+        resources.add(receiptRetries::shutdownNow);
         sms = startSms(store, metrics);
         Map<String, Connector> connectors = Map.of(apns.platform(), apns, fcm.platform(), fcm, sms.platform(), sms);
-        pipeline = new Pipeline(config, redis, journal, registry, limiter, store, connectors, metrics);
+        pipeline = new Pipeline(config, redis, journal, registry, limiter, store, connectors, metrics, tokens);
         resources.add(pipeline);
 
         Redis.Script.loadAll(redis);
@@ -115,7 +123,7 @@ public final class Herald implements AutoCloseable {
         scheduler.start(config.scheduler().interval());
         resources.add(scheduler);
 
-        api = new HttpApiHandler(codec, keys, journal, pipeline, store, registry, metrics,
+        api = new HttpApiHandler(config, codec, keys, journal, pipeline, store, registry, tokens, metrics,
                 () -> apns.ready() && fcm.ready() && sms.ready() && redis.ping(Duration.ofSeconds(1)));
         resources.add(api::close);
         http = new HttpServer(config.http(), api);
@@ -190,13 +198,35 @@ public final class Herald implements AutoCloseable {
         HeraldConfig.SmsTuning t = config.sms();
         SmsConnector c = new SmsConnector(new SmsConnector.Settings(t.maxAttempts(), t.backoffBase(), t.backoffMax(),
                 t.receiptIdTtl()), accounts, redis.dedicated(), (app, id, status, reason, at) ->
-                store.receipt(app, id, status, reason, at, "sms").whenComplete((n, e) -> {
-                    if (e != null) {
-                        log.warn("SMS receipt for {} not recorded: {}", id, e.toString());
-                    }
-                }), metrics);
+                receiptRetries.execute(() -> smsReceipt(store, // off the connector's (Redis I/O) thread
+                        new MessageStore.ReceiptIn(id, status, reason, at, null, null, "smsc"), 0)), metrics);
         resources.add(c);
         return c;
+    }
+
+    private final java.util.concurrent.ScheduledExecutorService receiptRetries =
+            java.util.concurrent.Executors.newSingleThreadScheduledExecutor(r -> {
+                Thread t = new Thread(r, "herald-receipt-retry");
+                t.setDaemon(true);
+                return t;
+            });
+
+    /**
+     * Records an SMS delivery receipt. A receipt can overtake the recording of the message's
+     * acceptance (the SMSC answers within milliseconds): it is retried a few times, 50 ms to 5 s apart.
+     */
+    private void smsReceipt(MessageStore store, MessageStore.ReceiptIn receipt, int attempt) {
+        store.receipts(List.of(receipt), null).whenCompleteAsync((statuses, e) -> {
+            boolean again = e != null || statuses.get(0) == MessageStore.ReceiptStatus.NOT_YET_ACCEPTED
+                    || statuses.get(0) == MessageStore.ReceiptStatus.UNKNOWN_MESSAGE;
+            if (again && attempt < 8 && !receiptRetries.isShutdown()) {
+                receiptRetries.schedule(() -> smsReceipt(store, receipt, attempt + 1),
+                        Math.min(5000, 50L << attempt), java.util.concurrent.TimeUnit.MILLISECONDS);
+            } else if (again) {
+                log.warn("SMS receipt for {} not recorded: {}", receipt.messageId(),
+                        e != null ? e.toString() : statuses.get(0));
+            }
+        }, receiptRetries);
     }
 
     private static X509Certificate[] readCertificates(Path file, String key) {

@@ -40,6 +40,8 @@ public record HeraldConfig(
         ApnsTuning apns,
         FcmTuning fcm,
         SmsTuning sms,
+        Receipts receipts,
+        Tracking tracking,
         Map<String, AppConfig> apps,
         List<InitialKey> initialKeys) {
 
@@ -73,6 +75,18 @@ public record HeraldConfig(
 
     /** SMPP client tuning shared by every app. */
     public record SmsTuning(int maxAttempts, Duration backoffBase, Duration backoffMax, Duration receiptIdTtl) { }
+
+    /** Receipt tokens and the receipt endpoint's limits. */
+    public record Receipts(String key, String keyId, List<String> previousKeys, Duration tokenTtl, int ratePerSource,
+                           int burstPerSource, int maxPerRequest) {
+        @Override
+        public String toString() {
+            return "Receipts[keyId=" + keyId + ", key=<redacted>, tokenTtl=" + tokenTtl + "]";
+        }
+    }
+
+    /** Retention of the event log and of the funnel time-series buckets. */
+    public record Tracking(Duration eventRetention, Duration minuteBuckets, Duration hourBuckets, Duration dayBuckets) { }
 
     /** An API key given in clear at start (command line or environment), hashed on load. */
     public record InitialKey(String app, String key) {
@@ -193,6 +207,13 @@ public record HeraldConfig(
             Config sm = h.getConfig("sms");
             SmsTuning sms = new SmsTuning(positive(sm, "max-attempts"), sm.getDuration("backoff-base"),
                     sm.getDuration("backoff-max"), sm.getDuration("receipt-id-ttl"));
+            Config rc = h.getConfig("receipts");
+            Receipts receipts = new Receipts(rc.getString("key"), rc.getString("key-id"),
+                    rc.getStringList("previous-keys"), rc.getDuration("token-ttl"), positive(rc, "rate-per-source"),
+                    positive(rc, "burst-per-source"), positive(rc, "max-per-request"));
+            Config tc = h.getConfig("tracking");
+            Tracking tracking = new Tracking(tc.getDuration("event-retention"), tc.getDuration("minute-buckets"),
+                    tc.getDuration("hour-buckets"), tc.getDuration("day-buckets"));
 
             Config defaults = h.getConfig("app-defaults");
             Map<String, AppConfig> apps = new LinkedHashMap<>();
@@ -220,7 +241,7 @@ public record HeraldConfig(
             }
             return new HeraldConfig(h.getString("node-id"), Path.of(h.getString("data-dir")), http, redis, pipeline,
                     scheduler, h.getDuration("retention"), h.getString("data-key"), h.getDuration("shutdown.drain-timeout"),
-                    sandbox, h.getBoolean("sandbox-record-ids"), apns, fcm, sms,
+                    sandbox, h.getBoolean("sandbox-record-ids"), apns, fcm, sms, receipts, tracking,
                     Collections.unmodifiableMap(apps), List.copyOf(initialKeys));
         } catch (ConfigException e) {
             throw new StartupException("configuration is invalid: " + e.getMessage());
@@ -232,7 +253,7 @@ public record HeraldConfig(
         Http h = new Http(http.host(), port, http.maxBodyBytes(), http.maxItemsPerBatch(), http.maxHeaderBytes(),
                 http.maxInitialLineBytes(), http.requestTimeout(), http.idleTimeout());
         return new HeraldConfig(nodeId, dataDir, h, redis, pipeline, scheduler, retention, dataKey, drainTimeout, sandbox,
-                sandboxRecordIds, apns, fcm, sms, apps, initialKeys);
+                sandboxRecordIds, apns, fcm, sms, receipts, tracking, apps, initialKeys);
     }
 
     static void validateAppName(String name) {

@@ -10,6 +10,7 @@ import io.herald.gateway.journal.JournalItem;
 import io.herald.gateway.metrics.Metrics;
 import io.herald.gateway.pipeline.Pipeline;
 import io.herald.gateway.registry.UserRegistry;
+import io.herald.gateway.tracking.Funnels;
 import io.herald.gateway.tracking.MessageStore;
 import io.herald.protocol.ApiError;
 import io.herald.protocol.BatchCodec;
@@ -76,9 +77,17 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
      */
     private final java.util.concurrent.ThreadPoolExecutor decoders;
 
-    public HttpApiHandler(BatchCodec codec, ApiKeys keys, Journal journal, Pipeline pipeline, MessageStore store,
-                          UserRegistry registry, Metrics metrics, BooleanSupplier ready) {
+    private final io.herald.protocol.ReceiptTokens tokens;
+    private final SourceLimiter receiptLimiter;
+    private final int maxReceipts;
+
+    public HttpApiHandler(io.herald.gateway.config.HeraldConfig config, BatchCodec codec, ApiKeys keys, Journal journal,
+                          Pipeline pipeline, MessageStore store, UserRegistry registry,
+                          io.herald.protocol.ReceiptTokens tokens, Metrics metrics, BooleanSupplier ready) {
         super(true);
+        this.tokens = tokens;
+        this.receiptLimiter = new SourceLimiter(config.receipts().ratePerSource(), config.receipts().burstPerSource());
+        this.maxReceipts = config.receipts().maxPerRequest();
         this.codec = codec;
         this.keys = keys;
         this.journal = journal;
@@ -111,7 +120,8 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
     protected void channelRead0(ChannelHandlerContext ctx, FullHttpRequest req) {
         ctx.channel().config().setAutoRead(false);
         boolean keepAlive = HttpUtil.isKeepAlive(req);
-        Request r = new Request(ctx, req.method(), new QueryStringDecoder(req.uri()).path(), keepAlive,
+        QueryStringDecoder qs = new QueryStringDecoder(req.uri());
+        Request r = new Request(ctx, req.method(), qs.path(), qs.parameters(), keepAlive,
                 req.headers().get(HttpHeaderNames.AUTHORIZATION), req.headers().get(HttpHeaderNames.CONTENT_TYPE),
                 ByteBufUtil.getBytes(req.content()), System.nanoTime());
         try {
@@ -149,6 +159,18 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
             r.error(HttpResponseStatus.NOT_FOUND, ApiError.of(ErrorCode.NOT_FOUND, null, "no such resource: " + path));
             return;
         }
+        if (path.equals("/v1/receipts")) {
+            if (!r.method.equals(HttpMethod.POST)) {
+                methodNotAllowed(r, "POST");
+            } else if (draining) {
+                r.retryAfter = 1;
+                r.error(HttpResponseStatus.SERVICE_UNAVAILABLE, ApiError.of(ErrorCode.UNAVAILABLE, null,
+                        "gateway is shutting down; retry"));
+            } else {
+                offload(r, () -> postReceipts(r));
+            }
+            return;
+        }
         String app = keys.authenticate(r.authorization);
         if (app == null) {
             r.error(HttpResponseStatus.UNAUTHORIZED, ApiError.of(ErrorCode.UNAUTHORIZED, null,
@@ -167,6 +189,30 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
                 methodNotAllowed(r, "POST");
             } else {
                 offload(r, () -> postBatch(r, app));
+            }
+        } else if (seg.length == 4 && seg[1].equals("batches") && seg[3].equals("funnel")) {
+            if (!r.method.equals(HttpMethod.GET)) {
+                methodNotAllowed(r, "GET");
+            } else {
+                getBatchFunnel(r, app, seg[2]);
+            }
+        } else if (seg.length == 4 && seg[1].equals("campaigns") && seg[3].equals("funnel")) {
+            if (!r.method.equals(HttpMethod.GET)) {
+                methodNotAllowed(r, "GET");
+            } else {
+                getCampaignFunnel(r, app, decode(seg[2]));
+            }
+        } else if (seg.length == 2 && seg[1].equals("stats")) {
+            if (!r.method.equals(HttpMethod.GET)) {
+                methodNotAllowed(r, "GET");
+            } else {
+                getStats(r, app);
+            }
+        } else if (seg.length == 2 && seg[1].equals("events")) {
+            if (!r.method.equals(HttpMethod.GET)) {
+                methodNotAllowed(r, "GET");
+            } else {
+                getEvents(r, app);
             }
         } else if (seg.length == 3 && seg[1].equals("batches")) {
             if (!r.method.equals(HttpMethod.GET)) {
@@ -343,6 +389,234 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
             } else {
                 r.json(HttpResponseStatus.OK, status);
             }
+        });
+    }
+
+    // ---- receipts and tracking -----------------------------------------------------------
+
+    private static final java.util.Set<String> DEVICE_EVENTS = java.util.Set.of("delivered", "opened", "clicked",
+            "dismissed");
+
+    private void postReceipts(Request r) {
+        if (!jsonContent(r)) {
+            return;
+        }
+        JsonNode body = jsonBody(r);
+        if (body == null) {
+            return;
+        }
+        JsonNode list = body.get("receipts");
+        if (list == null || !list.isArray() || list.isEmpty() || body.size() != 1) {
+            r.error(HttpResponseStatus.UNPROCESSABLE_ENTITY, ApiError.of(ErrorCode.INVALID_FIELD, "receipts",
+                    "body: expected {\"receipts\": [ {messageId, event, at, token, action?}, ... ]}"));
+            return;
+        }
+        if (list.size() > maxReceipts) {
+            r.error(HttpResponseStatus.REQUEST_ENTITY_TOO_LARGE, ApiError.of(ErrorCode.TOO_MANY_ITEMS, "receipts",
+                    "receipts: " + list.size() + " items (expected: <= " + maxReceipts + ")"));
+            return;
+        }
+        String source = r.ctx.channel().remoteAddress() instanceof java.net.InetSocketAddress a
+                ? a.getAddress().getHostAddress() : "unknown";
+        if (!receiptLimiter.tryAcquire(source, list.size())) {
+            r.retryAfter = 1;
+            r.error(HttpResponseStatus.TOO_MANY_REQUESTS, ApiError.of(ErrorCode.OVERLOADED, null,
+                    "too many receipts from " + source + "; retry after 1 s"));
+            return;
+        }
+        long now = System.currentTimeMillis();
+        ObjectNode out = codec.mapper().createObjectNode();
+        ArrayNode results = out.putArray("receipts");
+        List<MessageStore.ReceiptIn> valid = new ArrayList<>();
+        List<ObjectNode> validSlots = new ArrayList<>();
+        for (int i = 0; i < list.size(); i++) {
+            JsonNode it = list.get(i);
+            ObjectNode res = results.addObject().put("index", i);
+            String p = "receipts[" + i + "].";
+            UUID id = MessageIds.parse(it.path("messageId").asText(null));
+            String event = it.path("event").asText("");
+            String token = it.path("token").asText(null);
+            String action = it.hasNonNull("action") ? it.get("action").asText() : null;
+            ApiError err = null;
+            if (id == null || MessageIds.isBatchId(id)) {
+                err = ApiError.of(ErrorCode.INVALID_FIELD, p + "messageId", p + "messageId: expected a message id");
+            } else if (!DEVICE_EVENTS.contains(event)) {
+                err = ApiError.of(ErrorCode.INVALID_FIELD, p + "event",
+                        p + "event: expected delivered, opened, clicked or dismissed");
+            } else if (token == null) {
+                err = ApiError.of(ErrorCode.MISSING_FIELD, p + "token", p + "token: required (from the push payload)");
+            } else if (action != null && !action.matches("[A-Za-z0-9._:-]{1,64}")) {
+                err = ApiError.of(ErrorCode.INVALID_FIELD, p + "action", p + "action: expected 1..64 of A-Z a-z 0-9 . _ : -");
+            }
+            if (err != null) {
+                res.put("status", 422);
+                res.set("error", codec.mapper().valueToTree(err));
+                continue;
+            }
+            long at = it.path("at").canConvertToLong() ? it.get("at").asLong() : now;
+            if (at > now || at < now - 30L * 86_400_000) {
+                at = now; // clocks of devices drift; time is not trusted beyond plausibility
+            }
+            valid.add(new MessageStore.ReceiptIn(id, event, null, at, token, action, "device"));
+            validSlots.add(res);
+        }
+        if (valid.isEmpty()) {
+            r.json(HttpResponseStatus.UNPROCESSABLE_ENTITY, out);
+            return;
+        }
+        store.receipts(valid, tokens).whenComplete((statuses, e) -> {
+            if (e != null) {
+                unavailable(r, e);
+                return;
+            }
+            int ok = 0;
+            for (int j = 0; j < statuses.size(); j++) {
+                ObjectNode res = validSlots.get(j);
+                switch (statuses.get(j)) {
+                    case APPLIED -> {
+                        res.put("status", 200).put("result", "applied");
+                        ok++;
+                    }
+                    case DUPLICATE -> {
+                        res.put("status", 200).put("result", "no_change");
+                        ok++;
+                    }
+                    case NOT_YET_ACCEPTED -> res.put("status", 409).set("error", codec.mapper().valueToTree(
+                            ApiError.of(ErrorCode.INVALID_FIELD, null, "message not sent yet; retry later")));
+                    case EXPIRED_TOKEN -> res.put("status", 401).set("error", codec.mapper().valueToTree(
+                            new ApiError("expired_token", "receipt token expired", "receipts[" + res.get("index") + "].token")));
+                    case INVALID_TOKEN, UNKNOWN_MESSAGE -> res.put("status", 401).set("error", codec.mapper().valueToTree(
+                            new ApiError("invalid_token", "receipt token does not match the message",
+                                    "receipts[" + res.get("index") + "].token")));
+                }
+            }
+            out.put("applied", ok);
+            r.json(ok == 0 && statuses.stream().allMatch(s2 -> s2 == MessageStore.ReceiptStatus.INVALID_TOKEN
+                    || s2 == MessageStore.ReceiptStatus.EXPIRED_TOKEN || s2 == MessageStore.ReceiptStatus.UNKNOWN_MESSAGE)
+                    ? HttpResponseStatus.UNAUTHORIZED : HttpResponseStatus.OK, out);
+        });
+    }
+
+    private void getBatchFunnel(Request r, String app, String id) {
+        UUID uuid = MessageIds.parse(id);
+        if (uuid == null || !MessageIds.isBatchId(uuid)) {
+            notFound(r, "batch");
+            return;
+        }
+        store.batchStatus(app, uuid.toString()).thenCompose(status -> status == null
+                ? CompletableFuture.completedFuture((ObjectNode) null)
+                : store.funnels().batchFunnel(uuid.toString()).thenApply(f -> f.put("batchId", uuid.toString())))
+                .whenComplete((f, e) -> {
+                    if (e != null) {
+                        unavailable(r, e);
+                    } else if (f == null) {
+                        notFound(r, "batch");
+                    } else {
+                        r.json(HttpResponseStatus.OK, f);
+                    }
+                });
+    }
+
+    private String query(Request r, String name) {
+        List<String> v = r.query.get(name);
+        return v == null || v.isEmpty() ? null : v.get(0);
+    }
+
+    private void getCampaignFunnel(Request r, String app, String campaign) {
+        String variant = query(r, "variant");
+        if (campaign == null || !campaign.matches("[A-Za-z0-9._:-]{1,64}")
+                || (variant != null && !variant.matches("[A-Za-z0-9._:-]{1,64}"))) {
+            notFound(r, "campaign");
+            return;
+        }
+        store.funnels().scopeFunnel(app, campaign, variant).whenComplete((f, e) -> {
+            if (e != null) {
+                unavailable(r, e);
+            } else {
+                f.put("campaign", campaign);
+                if (variant != null) {
+                    f.put("variant", variant);
+                }
+                r.json(HttpResponseStatus.OK, f);
+            }
+        });
+    }
+
+    private void getStats(Request r, String app) {
+        String qApp = query(r, "app");
+        if (qApp != null && !qApp.equals(app)) {
+            notFound(r, "app");
+            return;
+        }
+        Funnels.Bucket bucket = Funnels.Bucket.parse(query(r, "bucket"));
+        long now = System.currentTimeMillis();
+        long from;
+        long to;
+        try {
+            from = query(r, "from") == null ? now - 86_400_000L : parseTime(query(r, "from"));
+            to = query(r, "to") == null ? now : parseTime(query(r, "to"));
+        } catch (RuntimeException e) {
+            r.error(HttpResponseStatus.BAD_REQUEST, ApiError.of(ErrorCode.INVALID_FIELD, "from",
+                    "from/to: expected epoch milliseconds or an ISO-8601 instant"));
+            return;
+        }
+        if (bucket == null || to < from) {
+            r.error(HttpResponseStatus.BAD_REQUEST, ApiError.of(ErrorCode.INVALID_FIELD, bucket == null ? "bucket" : "to",
+                    "bucket: minute, hour or day; to >= from"));
+            return;
+        }
+        store.funnels().series(app, query(r, "campaign"), query(r, "variant"), bucket, from, to).whenComplete((s2, e) -> {
+            if (e != null) {
+                unavailable(r, e);
+            } else {
+                r.json(HttpResponseStatus.OK, s2);
+            }
+        });
+    }
+
+    private static long parseTime(String s) {
+        return s.matches("\\d+") ? Long.parseLong(s) : java.time.Instant.parse(s).toEpochMilli();
+    }
+
+    private void getEvents(Request r, String app) {
+        String cursor = query(r, "cursor");
+        int limit;
+        try {
+            limit = query(r, "limit") == null ? 100 : Integer.parseInt(query(r, "limit"));
+        } catch (NumberFormatException e) {
+            limit = -1;
+        }
+        if (limit < 1 || limit > 1000 || (cursor != null && !cursor.matches("\\d+-\\d+"))) {
+            r.error(HttpResponseStatus.BAD_REQUEST, ApiError.of(ErrorCode.INVALID_FIELD, "cursor",
+                    "cursor: an id from a previous page (n-n); limit: 1..1000"));
+            return;
+        }
+        int n = limit;
+        io.lettuce.core.Range<String> range = cursor == null ? io.lettuce.core.Range.create("-", "+")
+                : io.lettuce.core.Range.from(io.lettuce.core.Range.Boundary.excluding(cursor),
+                        io.lettuce.core.Range.Boundary.unbounded());
+        store.events(app, range, n).whenComplete((page, e) -> {
+            if (e != null) {
+                unavailable(r, e);
+                return;
+            }
+            ObjectNode out = codec.mapper().createObjectNode();
+            ArrayNode events = out.putArray("events");
+            String last = cursor;
+            for (io.lettuce.core.StreamMessage<String, String> m : page) {
+                try {
+                    ObjectNode ev = (ObjectNode) codec.mapper().readTree(m.getBody().get("e"));
+                    ev.put("cursor", m.getId());
+                    events.add(ev);
+                } catch (Exception ex) {
+                    continue;
+                }
+                last = m.getId();
+            }
+            if (last != null) {
+                out.put("next", last);
+            }
+            r.json(HttpResponseStatus.OK, out);
         });
     }
 
@@ -654,6 +928,7 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
         final ChannelHandlerContext ctx;
         final HttpMethod method;
         final String path;
+        final java.util.Map<String, List<String>> query;
         final boolean keepAlive;
         final String authorization;
         final String contentType;
@@ -662,11 +937,12 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
         int retryAfter;
         String allow;
 
-        Request(ChannelHandlerContext ctx, HttpMethod method, String path, boolean keepAlive, String authorization,
-                String contentType, byte[] body, long startNanos) {
+        Request(ChannelHandlerContext ctx, HttpMethod method, String path, java.util.Map<String, List<String>> query,
+                boolean keepAlive, String authorization, String contentType, byte[] body, long startNanos) {
             this.ctx = ctx;
             this.method = method;
             this.path = path;
+            this.query = query;
             this.keepAlive = keepAlive;
             this.authorization = authorization;
             this.contentType = contentType;

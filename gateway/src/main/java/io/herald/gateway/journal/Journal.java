@@ -43,7 +43,11 @@ public final class Journal {
     private final String stream;
     private final long retentionMillis;
 
-    public Journal(Redis redis, BatchCodec codec, String nodeId, Duration retention) {
+    private final io.herald.gateway.tracking.Funnels funnels;
+
+    public Journal(Redis redis, BatchCodec codec, String nodeId, Duration retention,
+                   io.herald.gateway.tracking.Funnels funnels) {
+        this.funnels = funnels;
         this.redis = redis;
         this.codec = codec;
         this.mapper = codec.mapper();
@@ -83,6 +87,27 @@ public final class Journal {
         CompletableFuture<Boolean> expire = cmd.pexpire(key, retentionMillis).toCompletableFuture();
         CompletableFuture<String> xadd = cmd.xadd(stream, "k", "b", "e", new String(entry, StandardCharsets.UTF_8))
                 .toCompletableFuture();
+        // Funnel: 'submitted' per batch, app, campaign, variant and time bucket (after the XADD).
+        Map<String, Integer> groups = new HashMap<>();
+        for (DecodedBatch.Item item : batch.items()) {
+            if (item.ok()) {
+                Message m = item.message();
+                groups.merge(m.campaign() + "\u0000" + m.variant(), 1, Integer::sum);
+            }
+        }
+        List<CompletableFuture<?>> counts = new ArrayList<>();
+        for (Map.Entry<String, Integer> g : groups.entrySet()) {
+            String[] cv = g.getKey().split("\u0000", -1);
+            var counters = funnels.counters(app, batchId, cv[0].equals("null") ? null : cv[0],
+                    cv[1].equals("null") ? null : cv[1], null, acceptedAt);
+            for (int i = 0; i < counters.keys().size(); i++) {
+                String counter = counters.keys().get(i);
+                counts.add(cmd.hincrby(counter, "submitted", g.getValue()).toCompletableFuture());
+                if (counters.ttls().get(i) > 0) {
+                    counts.add(cmd.pexpire(counter, counters.ttls().get(i)).toCompletableFuture());
+                }
+            }
+        }
         return CompletableFuture.allOf(hset, expire, xadd).thenApply(v -> xadd.join());
     }
 

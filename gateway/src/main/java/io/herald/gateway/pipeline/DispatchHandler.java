@@ -10,6 +10,10 @@ import io.herald.gateway.journal.JournalEntry;
 import io.herald.gateway.journal.JournalItem;
 import io.herald.gateway.metrics.Metrics;
 import io.herald.gateway.tracking.MessageStore;
+import io.herald.protocol.Message;
+import io.herald.protocol.ReceiptTokens;
+import com.fasterxml.jackson.databind.node.JsonNodeFactory;
+import com.fasterxml.jackson.databind.node.ObjectNode;
 
 import java.util.ArrayList;
 import java.util.List;
@@ -32,9 +36,13 @@ final class DispatchHandler implements EventHandler<DeliveryEvent> {
     private final MessageStore store;
     private final Metrics metrics;
     private final BooleanSupplier halted;
+    private final ReceiptTokens tokens;
+    private final long tokenTtlSeconds;
 
     DispatchHandler(Map<String, Connector> connectors, Outcomes outcomes, MessageStore store, Metrics metrics,
-                    BooleanSupplier halted) {
+                    ReceiptTokens tokens, java.time.Duration tokenTtl, BooleanSupplier halted) {
+        this.tokens = tokens;
+        this.tokenTtlSeconds = tokenTtl.toSeconds();
         this.connectors = connectors;
         this.outcomes = outcomes;
         this.store = store;
@@ -45,7 +53,7 @@ final class DispatchHandler implements EventHandler<DeliveryEvent> {
     /** Publishes outcomes into the outcome ring. */
     interface Outcomes {
         void publish(OutcomeEvent.Kind kind, JournalEntry entry, JournalItem item, String label, long due,
-                     List<String> history, List<OutcomeEvent.Invalidation> invalidations);
+                     List<String> history, List<OutcomeEvent.Invalidation> invalidations, String channel);
     }
 
     @Override
@@ -59,27 +67,45 @@ final class DispatchHandler implements EventHandler<DeliveryEvent> {
             // A bug must not lose the message silently: it ends failed:internal, visible in its history.
             long now = System.currentTimeMillis();
             outcomes.publish(OutcomeEvent.Kind.DONE, e.entry, e.item, "failed:internal", 0,
-                    List.of(store.historyLine(now, "failed:internal", null, ex.toString())), List.of());
+                    List.of(store.historyLine(now, "failed:internal", null, ex.toString())), List.of(), null);
         }
     }
 
     private void dispatch(DeliveryEvent e) {
         long now = System.currentTimeMillis();
         if (e.skip) {
-            outcomes.publish(OutcomeEvent.Kind.SKIPPED, e.entry, e.item, null, 0, List.of(), List.of());
+            outcomes.publish(OutcomeEvent.Kind.SKIPPED, e.entry, e.item, null, 0, List.of(), List.of(), null);
         } else if (e.drop != null) {
             List<String> history = new ArrayList<>(e.notes);
             history.add(store.historyLine(now, "dropped:" + e.drop, null, null));
-            outcomes.publish(OutcomeEvent.Kind.DONE, e.entry, e.item, "dropped:" + e.drop, 0, history, List.of());
+            outcomes.publish(OutcomeEvent.Kind.DONE, e.entry, e.item, "dropped:" + e.drop, 0, history, List.of(), null);
         } else if (e.deferUntil > 0) {
             outcomes.publish(OutcomeEvent.Kind.DEFERRED, e.entry, e.item, "deferred", e.deferUntil,
-                    List.of(store.historyLine(now, "deferred", null, "until " + e.deferUntil)), List.of());
+                    List.of(store.historyLine(now, "deferred", null, "until " + e.deferUntil)), List.of(), null);
         } else if (now > e.item.deadline() && e.item.message().ttlSeconds() > 0) {
             outcomes.publish(OutcomeEvent.Kind.DONE, e.entry, e.item, "dropped:expired", 0,
-                    List.of(store.historyLine(now, "dropped:expired", null, null)), List.of());
+                    List.of(store.historyLine(now, "dropped:expired", null, null)), List.of(), null);
         } else {
             new InFlightMessage(e.entry, e.item, e.plan, e.notes).start();
         }
+    }
+
+    /**
+     * The message with its receipt data in {@code data.herald}: the message id and a signed
+     * token the device returns with its receipts (APNs: a top-level {@code herald} object beside
+     * {@code aps}; FCM: the data field {@code herald} holding that object as JSON text).
+     */
+    private Message withReceiptData(JournalItem item) {
+        Message m = item.message();
+        String recipient = m.user() != null ? m.user() : "-";
+        long expiry = System.currentTimeMillis() / 1000 + tokenTtlSeconds;
+        ObjectNode data = m.data() != null ? m.data().deepCopy() : JsonNodeFactory.instance.objectNode();
+        ObjectNode herald = data.putObject("herald");
+        herald.put("id", item.messageId());
+        herald.put("t", tokens.sign(item.messageId(), recipient, expiry));
+        return new Message(m.id(), m.user(), m.apnsToken(), m.fcmToken(), m.title(), m.body(), data, m.priority(),
+                m.ttlSeconds(), m.collapseId(), m.sound(), m.badge(), m.category(), m.channel(), m.fallback(),
+                m.smsBody(), m.android(), m.campaign(), m.variant());
     }
 
     /** Collects the results of one message's deliveries, step by step; the last one publishes. */
@@ -115,9 +141,17 @@ final class DispatchHandler implements EventHandler<DeliveryEvent> {
             }
             history.addAll(s.skipped());
             remaining.set(s.targets().size());
+            Message withReceipt = null;
             for (Target t : s.targets()) {
                 Connector c = connectors.get(t.platform());
-                Delivery d = new Delivery(item.app(), id, item.message(), t, item.deadline(), this);
+                Message m = item.message();
+                if (!t.platform().equals("sms")) {
+                    if (withReceipt == null) {
+                        withReceipt = withReceiptData(item);
+                    }
+                    m = withReceipt;
+                }
+                Delivery d = new Delivery(item.app(), id, m, t, item.deadline(), this);
                 if (c == null) {
                     onResult(d, new DeliveryResult(DeliveryResult.Status.FAILED, "no_connector", 0,
                             System.currentTimeMillis(), List.of()));
@@ -138,6 +172,7 @@ final class DispatchHandler implements EventHandler<DeliveryEvent> {
             // Last result of this step: only this thread gets here for the step.
             String channel = plan.get(step).channel();
             boolean accepted = false;
+            String acceptedBy = null;
             String firstFailure = null;
             synchronized (results) {
                 for (Object[] pair : results) {
@@ -149,6 +184,7 @@ final class DispatchHandler implements EventHandler<DeliveryEvent> {
                     switch (result.status()) {
                         case ACCEPTED -> {
                             accepted = true;
+                            acceptedBy = platform;
                             String detail = result.segments() > 0 ? "segments=" + result.segments() : null;
                             if (result.segments() > 0) {
                                 metrics.smsSegments(result.segments());
@@ -187,7 +223,7 @@ final class DispatchHandler implements EventHandler<DeliveryEvent> {
                 history.addAll(trailing);
             }
             outcomes.publish(OutcomeEvent.Kind.DONE, entry, item, accepted ? "accepted" : "failed:" + firstFailure, 0,
-                    history, invalidations);
+                    history, invalidations, acceptedBy);
         }
     }
 }

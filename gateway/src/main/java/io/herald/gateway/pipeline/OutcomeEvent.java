@@ -19,6 +19,8 @@ final class OutcomeEvent {
     /** State label for DONE: accepted, failed:reason, dropped:reason. */
     String label;
     long due;
+    /** The platform that accepted the message (apns, fcm, sms), or null. */
+    String channel;
     final List<String> history = new ArrayList<>();
     final List<Invalidation> invalidations = new ArrayList<>();
 
@@ -31,6 +33,7 @@ final class OutcomeEvent {
         this.item = item;
         this.label = null;
         this.due = 0;
+        this.channel = null;
         this.history.clear();
         this.invalidations.clear();
     }

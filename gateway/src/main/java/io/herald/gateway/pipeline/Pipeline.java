@@ -59,7 +59,8 @@ public final class Pipeline implements AutoCloseable {
     private final RingBuffer<OutcomeEvent> outcomeRing;
 
     public Pipeline(HeraldConfig config, Redis redis, Journal journal, UserRegistry registry, RateLimiter limiter,
-                    MessageStore store, Map<String, Connector> connectors, Metrics metrics) {
+                    MessageStore store, Map<String, Connector> connectors, Metrics metrics,
+                    io.herald.protocol.ReceiptTokens tokens) {
         this.capacity = config.pipeline().capacity();
         int ringSize = Integer.highestOneBit(Math.max(capacity, 512) - 1) << 2;
         int maxBatch = config.pipeline().handlerBatch();
@@ -79,7 +80,8 @@ public final class Pipeline implements AutoCloseable {
         outcomes.handleEventsWith(processor(record, maxBatch, new LoggingExceptionHandler<>("record")));
         ResolveHandler resolve = new ResolveHandler(redis.dedicated(), registry, store, config.apps(), wait, halted::get);
         AdmitHandler admit = new AdmitHandler(redis.dedicated(), limiter, metrics, wait, halted::get);
-        DispatchHandler dispatch = new DispatchHandler(connectors, this::publishOutcome, store, metrics, halted::get);
+        DispatchHandler dispatch = new DispatchHandler(connectors, this::publishOutcome, store, metrics, tokens,
+                config.receipts().tokenTtl(), halted::get);
         deliveries.handleEventsWith(processor(resolve, maxBatch, new LoggingExceptionHandler<>("resolve")))
                 .then(processor(admit, maxBatch, new LoggingExceptionHandler<>("admit")))
                 .then(processor(dispatch, maxBatch, new LoggingExceptionHandler<>("dispatch")));
@@ -149,7 +151,7 @@ public final class Pipeline implements AutoCloseable {
     }
 
     private void publishOutcome(OutcomeEvent.Kind kind, JournalEntry entry, JournalItem item, String label, long due,
-                                List<String> history, List<OutcomeEvent.Invalidation> invalidations) {
+                                List<String> history, List<OutcomeEvent.Invalidation> invalidations, String channel) {
         long seq;
         while (true) {
             try {
@@ -163,6 +165,7 @@ public final class Pipeline implements AutoCloseable {
         o.reset(kind, entry, item);
         o.label = label;
         o.due = due;
+        o.channel = channel;
         o.history.addAll(history);
         o.invalidations.addAll(invalidations);
         outcomeRing.publish(seq);

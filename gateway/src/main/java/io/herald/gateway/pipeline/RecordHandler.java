@@ -78,16 +78,16 @@ final class RecordHandler implements EventHandler<OutcomeEvent> {
                         String id = o.item.messageId();
                         all.add(cmd.hset(Keys.deferredData(), id, journal.encodeItem(o.item)).toCompletableFuture());
                         all.add(cmd.zadd(Keys.deferred(), (double) o.due, id).toCompletableFuture());
-                        all.add(store.transition(cmd, o.item.batchId(), o.item.index(), "deferred",
-                                System.currentTimeMillis(), o.history));
+                        all.add(store.transition(cmd, o.item, "deferred", System.currentTimeMillis(), o.history,
+                                null, 0));
                     }
                     case DONE -> {
                         for (OutcomeEvent.Invalidation inv : o.invalidations) {
                             all.add(registry.invalidate(cmd, inv.app(), inv.user(), inv.deviceId(), inv.token(),
                                     inv.reason(), inv.at()));
                         }
-                        all.add(store.transition(cmd, o.item.batchId(), o.item.index(), o.label,
-                                System.currentTimeMillis(), o.history));
+                        all.add(store.transition(cmd, o.item, o.label, System.currentTimeMillis(), o.history,
+                                o.channel, o.invalidations.size()));
                     }
                 }
             }

@@ -152,15 +152,20 @@ public final class Redis implements AutoCloseable {
             }
         }
 
-        public Script(String resource) {
-            try (InputStream in = Redis.class.getResourceAsStream(resource)) {
-                if (in == null) {
-                    throw new IllegalStateException("missing script " + resource);
+        /** A script made of these classpath resources, concatenated (a shared prelude, then the body). */
+        public Script(String... resources) {
+            StringBuilder b = new StringBuilder();
+            for (String resource : resources) {
+                try (InputStream in = Redis.class.getResourceAsStream(resource)) {
+                    if (in == null) {
+                        throw new IllegalStateException("missing script " + resource);
+                    }
+                    b.append(new String(in.readAllBytes(), StandardCharsets.UTF_8)).append('\n');
+                } catch (IOException e) {
+                    throw new IllegalStateException(e);
                 }
-                this.source = new String(in.readAllBytes(), StandardCharsets.UTF_8);
-            } catch (IOException e) {
-                throw new IllegalStateException(e);
             }
+            this.source = b.toString();
             try {
                 java.security.MessageDigest md = java.security.MessageDigest.getInstance("SHA-1");
                 this.sha = java.util.HexFormat.of().formatHex(md.digest(source.getBytes(StandardCharsets.UTF_8)));

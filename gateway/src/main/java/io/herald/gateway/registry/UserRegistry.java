@@ -80,7 +80,7 @@ public final class UserRegistry {
      */
     public synchronized CompletableFuture<Void> importUsers(String app, List<Import> users) {
         if (importConnection == null) {
-            importConnection = redis.dedicated();
+            importConnection = redis.dedicated(); // on an intake thread, never a Redis I/O thread
             importConnection.setAutoFlushCommands(false);
         }
         // Chunks of 1,000 users, each one pipelined round trip, chained: no command waits behind

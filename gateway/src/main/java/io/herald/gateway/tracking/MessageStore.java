@@ -11,6 +11,7 @@ import io.lettuce.core.api.async.RedisAsyncCommands;
 
 import java.io.IOException;
 import java.time.Duration;
+import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Map;
@@ -30,52 +31,238 @@ public final class MessageStore {
     private final Redis redis;
     private final ObjectMapper mapper;
     private final long retentionMillis;
-    private final Redis.Script transition = new Redis.Script("/scripts/transition.lua");
-    private final Redis.Script receipt = new Redis.Script("/scripts/receipt.lua");
+    private final long eventRetentionMillis;
+    private final Funnels funnels;
+    private final Redis.Script transition = new Redis.Script("/scripts/funnel.lua", "/scripts/transition.lua");
+    private final Redis.Script receipt = new Redis.Script("/scripts/funnel.lua", "/scripts/receipt.lua");
+    private io.lettuce.core.api.StatefulRedisConnection<String, String> receiptConnection;
 
-    /**
-     * Applies a provider receipt to an accepted message: {@code delivered}, or {@code failed} with
-     * the receipt's reason. Forward only; a receipt that overtakes the acceptance is parked and
-     * applied when the acceptance is written. Completes with 1 applied, 2 parked, 0 ignored.
-     */
-    public CompletableFuture<Long> receipt(String app, UUID messageId, String status, String reason, long at,
-                                           String channel) {
-        UUID batch = MessageIds.batchOf(messageId);
-        if (batch == null) {
-            return CompletableFuture.completedFuture(0L);
-        }
-        String batchId = batch.toString();
-        int index = MessageIds.indexOf(messageId);
-        String label = "delivered".equals(status) ? "delivered" : "failed:" + reason;
-        String[] keys = {Keys.message(batchId, index), Keys.history(batchId, index), Keys.batch(batchId)};
-        return receipt.run(redis.async(), ScriptOutputType.INTEGER, keys, label, Long.toString(at),
-                Long.toString(retentionMillis), historyLine(at, label, channel, null, "receipt"));
+    /** The app's event log: a Redis Stream of every state change, trimmed by time. */
+    public static String eventLog(String app) {
+        return "herald:ev:{" + app + "}";
     }
 
-    public MessageStore(Redis redis, ObjectMapper mapper, Duration retention) {
+    /** A user's engagement: last open and click, opens by hour of day (UTC), total opens. */
+    public static String engagement(String app, String user) {
+        return "herald:eng:{" + app + ":" + user + "}";
+    }
+
+    public Funnels funnels() {
+        return funnels;
+    }
+
+    private String eventJson(String app, String messageId, String batchId, String user, String channel, String event,
+                             String reason, long at, String campaign, String variant, String action) {
+        ObjectNode e = mapper.createObjectNode();
+        e.put("id", messageId);
+        e.put("app", app);
+        if (user != null && !user.equals("-")) {
+            e.put("user", user);
+        }
+        if (channel != null) {
+            e.put("channel", channel);
+        }
+        e.put("event", event);
+        if (reason != null) {
+            e.put("reason", reason);
+        }
+        e.put("at", at);
+        e.put("batch", batchId);
+        if (campaign != null) {
+            e.put("campaign", campaign);
+        }
+        if (variant != null) {
+            e.put("variant", variant);
+        }
+        if (action != null) {
+            e.put("action", action);
+        }
+        return e.toString();
+    }
+
+    private String minId(long now) {
+        return (now - eventRetentionMillis) + "-0";
+    }
+
+    /** One receipt: for a message, an event (delivered, opened, clicked, dismissed, failed), from a device or provider. */
+    public record ReceiptIn(UUID messageId, String event, String reason, long at, String token, String action,
+                            String source) { }
+
+    /** What became of one receipt. */
+    public enum ReceiptStatus { APPLIED, DUPLICATE, NOT_YET_ACCEPTED, UNKNOWN_MESSAGE, INVALID_TOKEN, EXPIRED_TOKEN }
+
+    /**
+     * Applies receipts: reads each message's record (app, user, channel, labels) in one pipelined
+     * round trip, checks the tokens when {@code tokens} is given (device receipts; provider receipts
+     * come from our own connectors and carry none), then runs {@code receipt.lua} for each valid
+     * one in a second round trip. Statuses come back in input order.
+     */
+    public synchronized CompletableFuture<List<ReceiptStatus>> receipts(List<ReceiptIn> items,
+                                                                        io.herald.protocol.ReceiptTokens tokens) {
+        RedisAsyncCommands<String, String> cmd = receiptConnection.async();
+        List<CompletableFuture<List<io.lettuce.core.KeyValue<String, String>>>> metas = new ArrayList<>(items.size());
+        for (ReceiptIn r : items) {
+            UUID batch = MessageIds.batchOf(r.messageId());
+            if (batch == null) {
+                metas.add(CompletableFuture.completedFuture(null));
+            } else {
+                metas.add(cmd.hmget(Keys.message(batch.toString(), MessageIds.indexOf(r.messageId())),
+                        "app", "u", "ch", "cp", "vr", "state").toCompletableFuture());
+            }
+        }
+        receiptConnection.flushCommands();
+        return CompletableFuture.allOf(metas.toArray(new CompletableFuture<?>[0])).thenCompose(v -> {
+            ReceiptStatus[] out = new ReceiptStatus[items.size()];
+            List<CompletableFuture<Long>> runs = new ArrayList<>();
+            List<Integer> runIndex = new ArrayList<>();
+            long nowSec = System.currentTimeMillis() / 1000;
+            synchronized (this) {
+                RedisAsyncCommands<String, String> c2 = receiptConnection.async();
+                for (int i = 0; i < items.size(); i++) {
+                    ReceiptIn r = items.get(i);
+                    List<io.lettuce.core.KeyValue<String, String>> kv = metas.get(i).join();
+                    String app = kv == null ? null : kv.get(0).getValueOrElse(null);
+                    if (app == null) {
+                        out[i] = ReceiptStatus.UNKNOWN_MESSAGE;
+                        continue;
+                    }
+                    String user = kv.get(1).getValueOrElse("-");
+                    if (tokens != null) {
+                        var verdict = tokens.verify(r.token(), r.messageId().toString(), user, nowSec);
+                        if (verdict == io.herald.protocol.ReceiptTokens.Verdict.EXPIRED) {
+                            out[i] = ReceiptStatus.EXPIRED_TOKEN;
+                            continue;
+                        }
+                        if (verdict != io.herald.protocol.ReceiptTokens.Verdict.VALID) {
+                            out[i] = ReceiptStatus.INVALID_TOKEN;
+                            continue;
+                        }
+                    }
+                    runs.add(receipt(c2, app, r, user, kv.get(2).getValueOrElse(null), kv.get(3).getValueOrElse(null),
+                            kv.get(4).getValueOrElse(null)));
+                    runIndex.add(i);
+                }
+                receiptConnection.flushCommands();
+            }
+            return CompletableFuture.allOf(runs.toArray(new CompletableFuture<?>[0])).thenApply(x -> {
+                for (int j = 0; j < runs.size(); j++) {
+                    long n = runs.get(j).join();
+                    out[runIndex.get(j)] = n == 1 ? ReceiptStatus.APPLIED
+                            : n == -1 ? ReceiptStatus.NOT_YET_ACCEPTED : ReceiptStatus.DUPLICATE;
+                }
+                return List.of(out);
+            });
+        });
+    }
+
+    private CompletableFuture<Long> receipt(RedisAsyncCommands<String, String> cmd, String app, ReceiptIn r,
+                                            String user, String channel, String campaign, String variant) {
+        String batchId = MessageIds.batchOf(r.messageId()).toString();
+        int index = MessageIds.indexOf(r.messageId());
+        Funnels.Counters counters = funnels.counters(app, batchId, campaign, variant, channel, r.at());
+        String label = "failed".equals(r.event()) ? "failed:" + r.reason() : r.event();
+        ObjectNode a = mapper.createObjectNode();
+        a.put("event", r.event());
+        if (r.reason() != null) {
+            a.put("reason", r.reason());
+        }
+        a.put("at", r.at());
+        a.put("retention", retentionMillis);
+        a.put("history", historyLine(r.at(), label, channel, null,
+                "receipt from " + r.source() + (r.action() != null ? ", action " + r.action() : "")));
+        ArrayNode ttls = a.putArray("ttls");
+        counters.ttls().forEach(ttls::add);
+        a.put("event_json", eventJson(app, r.messageId().toString(), batchId, user, channel, r.event(), r.reason(),
+                r.at(), campaign, variant, r.action()));
+        a.put("minid", minId(r.at()));
+        a.put("hour", java.time.Instant.ofEpochMilli(r.at()).atZone(java.time.ZoneOffset.UTC).getHour());
+        String[] keys = new String[5 + counters.keys().size()];
+        keys[0] = Keys.message(batchId, index);
+        keys[1] = Keys.history(batchId, index);
+        keys[2] = Keys.batch(batchId);
+        keys[3] = eventLog(app);
+        keys[4] = engagement(app, user);
+        for (int i = 0; i < counters.keys().size(); i++) {
+            keys[5 + i] = counters.keys().get(i);
+        }
+        return receipt.run(cmd, ScriptOutputType.INTEGER, keys, a.toString());
+    }
+
+    /** A page of the app's event log after a cursor (exclusive). */
+    public CompletableFuture<List<io.lettuce.core.StreamMessage<String, String>>> events(String app,
+            io.lettuce.core.Range<String> range, int limit) {
+        return redis.async().xrange(eventLog(app), range, io.lettuce.core.Limit.from(limit)).toCompletableFuture();
+    }
+
+    public MessageStore(Redis redis, ObjectMapper mapper, Duration retention, Duration eventRetention, Funnels funnels) {
         this.redis = redis;
         this.mapper = mapper;
         this.retentionMillis = retention.toMillis();
+        this.eventRetentionMillis = eventRetention.toMillis();
+        this.funnels = funnels;
+        // Opened here, on the start-up thread: opening a connection blocks, and receipts may arrive
+        // on a Redis I/O thread, which must never block on Redis.
+        this.receiptConnection = redis.dedicated();
+        this.receiptConnection.setAutoFlushCommands(false);
     }
 
     /** True for labels no message leaves. */
     public static boolean terminal(String label) {
         return label != null && (label.startsWith("accepted") || label.startsWith("delivered")
+                || label.startsWith("opened") || label.startsWith("clicked")
                 || label.startsWith("failed") || label.startsWith("dropped"));
     }
 
-    /** Queues a state change on the caller's connection. Completes with true when it applied. */
-    public CompletableFuture<Boolean> transition(RedisAsyncCommands<String, String> cmd, String batchId, int index,
-                                                 String label, long at, List<String> history) {
-        String[] args = new String[3 + history.size()];
-        args[0] = label;
-        args[1] = Long.toString(at);
-        args[2] = Long.toString(retentionMillis);
-        for (int i = 0; i < history.size(); i++) {
-            args[3 + i] = history.get(i);
+    /**
+     * Queues a state change on the caller's connection, with the funnel counts and the event log
+     * entry it implies. {@code channel} is the channel that accepted the message (or null);
+     * {@code invalidated} the number of devices found dead. Completes with true when it applied.
+     */
+    public CompletableFuture<Boolean> transition(RedisAsyncCommands<String, String> cmd,
+                                                 io.herald.gateway.journal.JournalItem item, String label, long at,
+                                                 List<String> history, String channel, int invalidated) {
+        io.herald.protocol.Message m = item.message();
+        String user = m.user() != null ? m.user() : "-";
+        Funnels.Counters counters = funnels.counters(item.app(), item.batchId(), m.campaign(), m.variant(), channel, at);
+        ObjectNode a = mapper.createObjectNode();
+        a.put("label", label);
+        a.put("at", at);
+        a.put("retention", retentionMillis);
+        ArrayNode h = a.putArray("history");
+        history.forEach(h::add);
+        ObjectNode meta = a.putObject("meta");
+        meta.put("app", item.app());
+        meta.put("u", user);
+        if (channel != null) {
+            meta.put("ch", channel);
         }
-        String[] keys = {Keys.message(batchId, index), Keys.history(batchId, index), Keys.batch(batchId)};
-        return transition.<Long>run(cmd, ScriptOutputType.INTEGER, keys, args).thenApply(n -> n == 1L);
+        if (m.campaign() != null) {
+            meta.put("cp", m.campaign());
+        }
+        if (m.variant() != null) {
+            meta.put("vr", m.variant());
+        }
+        ArrayNode stages = a.putArray("stages");
+        Funnels.stages(label).forEach(stages::add);
+        for (int i = 0; i < invalidated; i++) {
+            stages.add("invalidated");
+        }
+        ArrayNode ttls = a.putArray("ttls");
+        counters.ttls().forEach(ttls::add);
+        int colon = label.indexOf(':');
+        a.put("event", eventJson(item.app(), item.messageId(), item.batchId(), user, channel,
+                colon < 0 ? label : label.substring(0, colon), colon < 0 ? null : label.substring(colon + 1), at,
+                m.campaign(), m.variant(), null));
+        a.put("minid", minId(at));
+        String[] keys = new String[4 + counters.keys().size()];
+        keys[0] = Keys.message(item.batchId(), item.index());
+        keys[1] = Keys.history(item.batchId(), item.index());
+        keys[2] = Keys.batch(item.batchId());
+        keys[3] = eventLog(item.app());
+        for (int i = 0; i < counters.keys().size(); i++) {
+            keys[4 + i] = counters.keys().get(i);
+        }
+        return transition.<Long>run(cmd, ScriptOutputType.INTEGER, keys, a.toString()).thenApply(n -> n == 1L);
     }
 
     /** Queues a read of a message's current state label (null = still queued) on the caller's connection. */
@@ -120,7 +307,8 @@ public final class MessageStore {
             out.put("rejected", Integer.parseInt(h.get("rejected")));
             Map<String, Long> byState = new TreeMap<>();
             Map<String, Long> byReason = new TreeMap<>();
-            for (String s : List.of("queued", "deferred", "accepted", "delivered", "failed", "dropped")) {
+            for (String s : List.of("queued", "deferred", "accepted", "delivered", "opened", "clicked", "failed",
+                    "dropped")) {
                 byState.put(s, 0L);
             }
             for (Map.Entry<String, String> e : h.entrySet()) {
