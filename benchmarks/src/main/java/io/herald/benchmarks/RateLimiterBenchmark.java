@@ -102,7 +102,7 @@ public class RateLimiterBenchmark {
         HeraldConfig.AppConfig base = HeraldConfig.load(null, Map.of(), List.of()).apps().get("demo");
         HeraldConfig.AppConfig app = new HeraldConfig.AppConfig(APP, List.of(),
                 new HeraldConfig.RateLimit(1_000_000, Duration.ofSeconds(1), 1_000_000), base.channels(), base.apns(),
-                base.fcm(), base.sms());
+                base.fcm(), base.sms(), base.webhook());
         limiter = new RateLimiter(Map.of(APP, app));
 
         // Deadline far beyond the trial: only matters for limited checks, of which there must be none.

@@ -29,6 +29,7 @@ import io.herald.gateway.sandbox.SandboxApns;
 import io.herald.gateway.tracking.Funnels;
 import io.herald.gateway.tracking.MessageStore;
 import io.herald.gateway.tracking.ReceiptKeys;
+import io.herald.gateway.tracking.WebhookDispatcher;
 import io.herald.protocol.ReceiptTokens;
 import io.herald.protocol.BatchCodec;
 import org.slf4j.Logger;
@@ -111,6 +112,17 @@ public final class Herald implements AutoCloseable {
         UserRegistry registry = new UserRegistry(redis, codec.mapper(),
                 PersonalDataCipher.load(config.dataKey(), config.dataDir()));
         RateLimiter limiter = new RateLimiter(config.apps());
+        List<WebhookDispatcher.Endpoint> endpoints = new java.util.ArrayList<>();
+        for (HeraldConfig.AppConfig app : config.apps().values()) {
+            HeraldConfig.Webhook w = app.webhook();
+            if (w.enabled()) {
+                endpoints.add(new WebhookDispatcher.Endpoint(app.name(), URI.create(w.url()), w.secret(), w.batchSize(),
+                        w.maxAttempts(), w.backoffBase(), w.backoffMax()));
+            }
+        }
+        WebhookDispatcher webhooks = new WebhookDispatcher(redis.dedicated(), endpoints, metrics);
+        webhooks.start();
+        resources.add(webhooks);
         resources.add(receiptRetries::shutdownNow);
         sms = startSms(store, metrics);
         Map<String, Connector> connectors = Map.of(apns.platform(), apns, fcm.platform(), fcm, sms.platform(), sms);
@@ -123,7 +135,7 @@ public final class Herald implements AutoCloseable {
         scheduler.start(config.scheduler().interval());
         resources.add(scheduler);
 
-        api = new HttpApiHandler(config, codec, keys, journal, pipeline, store, registry, tokens, metrics,
+        api = new HttpApiHandler(config, codec, keys, journal, pipeline, store, registry, tokens, webhooks, metrics,
                 () -> apns.ready() && fcm.ready() && sms.ready() && redis.ping(Duration.ofSeconds(1)));
         resources.add(api::close);
         http = new HttpServer(config.http(), api);

@@ -29,6 +29,14 @@ import static org.assertj.core.api.Assertions.assertThat;
  */
 final class TestGateway implements AutoCloseable {
     static final ObjectMapper JSON = new ObjectMapper();
+    /** The receipt signing key of test gateways (base64 of 32 bytes), so tests can sign receipts too. */
+    static final String RECEIPT_KEY = java.util.Base64.getEncoder().encodeToString(new byte[] {
+        1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32});
+
+    static io.herald.protocol.ReceiptTokens receiptTokens() {
+        return new io.herald.protocol.ReceiptTokens(new io.herald.protocol.ReceiptTokens.Key("k1",
+                java.util.Base64.getDecoder().decode(RECEIPT_KEY)), List.of());
+    }
 
     final String app = "app-" + UUID.randomUUID().toString().substring(0, 8);
     final String key = "key-" + UUID.randomUUID();
@@ -62,6 +70,7 @@ final class TestGateway implements AutoCloseable {
     HeraldConfig config() {
         String hocon = "herald { node-id = \"" + nodeId + "\", data-dir = \"" + dir.resolve("data") + "\"\n"
                 + "http.port = 0\nredis.url = \"" + redisUrl + "\"\nsandbox = true\nsandbox-record-ids = true\n"
+                + "receipts { key = \"" + RECEIPT_KEY + "\", rate-per-source = 1000000, burst-per-source = 1000000 }\n"
                 + "apps.\"" + app + "\" { rate-limit { rate = 100000, period = 1s, burst = 100000 } }\n"
                 + extraConfig.replace("APP", "\"" + app + "\"") + "\n}";
         return HeraldConfig.fromConfig(ConfigFactory.parseString(hocon).withFallback(ConfigFactory.defaultReference())

@@ -98,7 +98,20 @@ public record HeraldConfig(
 
     /** One app (tenant). */
     public record AppConfig(String name, List<String> apiKeyHashes, RateLimit rateLimit, Channels channels, Apns apns,
-                            Fcm fcm, Sms sms) { }
+                            Fcm fcm, Sms sms, Webhook webhook) { }
+
+    /** Feedback webhook of an app; an empty url means none. */
+    public record Webhook(String url, String secret, int batchSize, int maxAttempts, Duration backoffBase,
+                          Duration backoffMax) {
+        public boolean enabled() {
+            return url != null && !url.isBlank();
+        }
+
+        @Override
+        public String toString() {
+            return "Webhook[url=" + url + ", secret=<redacted>]";
+        }
+    }
 
     /** Channel order for {@code channel: auto} and the default fallback of messages naming a channel. */
     public record Channels(List<String> order, List<String> fallback) { }
@@ -335,7 +348,18 @@ public record HeraldConfig(
         if (sms.hasAccount() && sms.systemId().isBlank()) {
             throw new StartupException(prefix + "sms.system-id is empty (expected: the SMPP account's system id)");
         }
-        return new AppConfig(name, List.copyOf(hashes), rl, channels, apns, fcm, sms);
+        Config wc = c.getConfig("webhook");
+        Webhook webhook = new Webhook(wc.getString("url"), wc.getString("secret"), positive(wc, "batch-size"),
+                positive(wc, "max-attempts"), wc.getDuration("backoff-base"), wc.getDuration("backoff-max"));
+        if (webhook.enabled()) {
+            if (!webhook.url().startsWith("http://") && !webhook.url().startsWith("https://")) {
+                throw new StartupException(prefix + "webhook.url: '" + webhook.url() + "' (expected: an http(s) URL)");
+            }
+            if (webhook.secret().length() < 16) {
+                throw new StartupException(prefix + "webhook.secret: too short (expected: at least 16 characters)");
+            }
+        }
+        return new AppConfig(name, List.copyOf(hashes), rl, channels, apns, fcm, sms, webhook);
     }
 
     private static List<String> channelList(Config c, String path, String prefix, boolean allowAuto) {

@@ -79,12 +79,15 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
 
     private final io.herald.protocol.ReceiptTokens tokens;
     private final SourceLimiter receiptLimiter;
+    private final io.herald.gateway.tracking.WebhookDispatcher webhooks;
     private final int maxReceipts;
 
     public HttpApiHandler(io.herald.gateway.config.HeraldConfig config, BatchCodec codec, ApiKeys keys, Journal journal,
                           Pipeline pipeline, MessageStore store, UserRegistry registry,
-                          io.herald.protocol.ReceiptTokens tokens, Metrics metrics, BooleanSupplier ready) {
+                          io.herald.protocol.ReceiptTokens tokens, io.herald.gateway.tracking.WebhookDispatcher webhooks,
+                          Metrics metrics, BooleanSupplier ready) {
         super(true);
+        this.webhooks = webhooks;
         this.tokens = tokens;
         this.receiptLimiter = new SourceLimiter(config.receipts().ratePerSource(), config.receipts().burstPerSource());
         this.maxReceipts = config.receipts().maxPerRequest();
@@ -225,6 +228,16 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
                 methodNotAllowed(r, "GET");
             } else {
                 getMessage(r, app, seg[2]);
+            }
+        } else if (seg.length == 5 && seg[1].equals("apps") && seg[3].equals("webhook")) {
+            if (!app.equals(decode(seg[2]))) {
+                notFound(r, "app");
+            } else if (seg[4].equals("dead") && r.method.equals(HttpMethod.GET)) {
+                webhookDead(r, app);
+            } else if (seg[4].equals("redrive") && r.method.equals(HttpMethod.POST)) {
+                webhookRedrive(r, app);
+            } else {
+                notFound(r, "resource");
             }
         } else if (seg.length >= 4 && seg[1].equals("apps") && seg[3].equals("users")) {
             String pathApp = decode(seg[2]);
@@ -617,6 +630,54 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
                 out.put("next", last);
             }
             r.json(HttpResponseStatus.OK, out);
+        });
+    }
+
+    private void webhookDead(Request r, String app) {
+        int limit;
+        try {
+            limit = query(r, "limit") == null ? 100 : Integer.parseInt(query(r, "limit"));
+        } catch (NumberFormatException e) {
+            limit = -1;
+        }
+        if (limit < 1 || limit > 1000) {
+            r.error(HttpResponseStatus.BAD_REQUEST, ApiError.of(ErrorCode.INVALID_FIELD, "limit", "limit: 1..1000"));
+            return;
+        }
+        webhooks.deadLetters(app, limit).whenComplete((list, e) -> {
+            if (e != null) {
+                unavailable(r, e);
+                return;
+            }
+            ObjectNode out = codec.mapper().createObjectNode();
+            ArrayNode arr = out.putArray("dead");
+            for (String json : list) {
+                try {
+                    arr.add(codec.mapper().readTree(json));
+                } catch (Exception ex) {
+                    arr.add(json);
+                }
+            }
+            r.json(HttpResponseStatus.OK, out);
+        });
+    }
+
+    private void webhookRedrive(Request r, String app) {
+        CompletableFuture<Integer> f;
+        try {
+            f = webhooks.redrive(app);
+        } catch (IllegalArgumentException e) {
+            notFound(r, "webhook");
+            return;
+        }
+        f.whenComplete((n, e) -> {
+            if (e != null && (e instanceof IllegalArgumentException || e.getCause() instanceof IllegalArgumentException)) {
+                notFound(r, "webhook");
+            } else if (e != null) {
+                unavailable(r, e);
+            } else {
+                r.json(HttpResponseStatus.OK, codec.mapper().createObjectNode().put("redriven", n));
+            }
         });
     }
 

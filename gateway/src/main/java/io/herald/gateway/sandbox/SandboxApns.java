@@ -62,6 +62,7 @@ public final class SandboxApns implements AutoCloseable {
     private final Map<String, Answer> always = new ConcurrentHashMap<>();
     private final Map<String, List<Long>> arrivals = new ConcurrentHashMap<>();
     private final Map<UUID, AtomicInteger> accepted = new ConcurrentHashMap<>();
+    private final Map<UUID, String> payloads = new ConcurrentHashMap<>();
     private final AtomicLong acceptedTotal = new AtomicLong();
     private final AtomicLong requestsTotal = new AtomicLong();
     private volatile Consumer<UUID> onAccepted = id -> { };
@@ -113,6 +114,7 @@ public final class SandboxApns implements AutoCloseable {
                         UUID uuid = UUID.fromString(id.toString());
                         if (trackIds) {
                             accepted.computeIfAbsent(uuid, k -> new AtomicInteger()).incrementAndGet();
+                            payloads.put(uuid, payload.toString(java.nio.charset.StandardCharsets.UTF_8));
                         }
                         onAccepted.accept(uuid);
                     }
@@ -174,6 +176,11 @@ public final class SandboxApns implements AutoCloseable {
     public int acceptedCount(UUID apnsId) {
         AtomicInteger n = accepted.get(apnsId);
         return n == null ? 0 : n.get();
+    }
+
+    /** The payload (JSON) last accepted with this apns-id, when ids are tracked; null otherwise. */
+    public String payload(UUID apnsId) {
+        return payloads.get(apnsId);
     }
 
     /** Every accepted apns-id and how often it was accepted. */
