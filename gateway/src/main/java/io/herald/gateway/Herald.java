@@ -28,6 +28,7 @@ import io.herald.gateway.registry.UserRegistry;
 import io.herald.gateway.sandbox.SandboxApns;
 import io.herald.gateway.tracking.Funnels;
 import io.herald.gateway.tracking.MessageStore;
+import io.herald.gateway.tracking.LinkTracker;
 import io.herald.gateway.tracking.ReceiptKeys;
 import io.herald.gateway.tracking.WebhookDispatcher;
 import io.herald.protocol.ReceiptTokens;
@@ -126,7 +127,9 @@ public final class Herald implements AutoCloseable {
         resources.add(receiptRetries::shutdownNow);
         sms = startSms(store, metrics);
         Map<String, Connector> connectors = Map.of(apns.platform(), apns, fcm.platform(), fcm, sms.platform(), sms);
-        pipeline = new Pipeline(config, redis, journal, registry, limiter, store, connectors, metrics, tokens);
+        LinkTracker links = new LinkTracker(redis, codec.mapper(), config.receipts().tokenTtl(),
+                config.tracking().linkBaseUrl());
+        pipeline = new Pipeline(config, redis, journal, registry, limiter, store, connectors, metrics, tokens, links);
         resources.add(pipeline);
 
         Redis.Script.loadAll(redis);
@@ -135,11 +138,12 @@ public final class Herald implements AutoCloseable {
         scheduler.start(config.scheduler().interval());
         resources.add(scheduler);
 
-        api = new HttpApiHandler(config, codec, keys, journal, pipeline, store, registry, tokens, webhooks, metrics,
+        api = new HttpApiHandler(config, codec, keys, journal, pipeline, store, registry, tokens, webhooks, links, metrics,
                 () -> apns.ready() && fcm.ready() && sms.ready() && redis.ping(Duration.ofSeconds(1)));
         resources.add(api::close);
         http = new HttpServer(config.http(), api);
         resources.add(http);
+        links.listeningOn(baseUrl());
     }
 
     private boolean sandboxed(boolean hasCredentials) {

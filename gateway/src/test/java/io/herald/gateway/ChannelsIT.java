@@ -235,4 +235,25 @@ class ChannelsIT {
         assertThat(partial.json().get("imported").asInt()).isEqualTo(1);
         assertThat(partial.json().get("users").get(1).get("error").get("field").asText()).isEqualTo("users[1].phone");
     }
+
+    @Test
+    void aTrackedSmsLinkRedirectsAndCountsOneClick() {
+        String user = "links-" + UUID.randomUUID();
+        String phone = phone();
+        profile(user, "{\"phone\":\"" + phone + "\"}");
+        String original = "https://shop.example/o/42?x=1";
+        JsonNode m = sendOne("{\"user\":\"" + user + "\",\"channel\":\"sms\",\"campaign\":\"links\",\"title\":\"Order\","
+                + "\"smsBody\":\"Your order: " + original + " thanks\",\"trackLinks\":true}");
+        String text = gw.herald.sandboxSmsc().texts(phone).get(0);
+        assertThat(text).doesNotContain(original).contains(gw.herald.baseUrl() + "/r/").endsWith(" thanks");
+        String path = text.substring(text.indexOf("/r/"), text.indexOf(" thanks"));
+        TestGateway.Response r = gw.send("GET", path, null, null);
+        assertThat(r.status()).isEqualTo(302);
+        assertThat(r.header("Location")).isEqualTo(original);
+        await().atMost(Duration.ofSeconds(30)).until(() -> gw.get("/v1/campaigns/links/funnel").json()
+                .get("counts").get("clicked").asInt() == 1);
+        await().atMost(Duration.ofSeconds(30)).until(() -> gw.message(m.get("id").asText()).get("state").asText()
+                .equals("clicked"));
+        assertThat(gw.send("GET", "/r/ABCDEFGHJK", null, null).status()).isEqualTo(404);
+    }
 }

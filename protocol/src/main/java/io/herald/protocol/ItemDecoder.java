@@ -26,7 +26,7 @@ final class ItemDecoder {
 
     private static final Set<String> KNOWN_FIELDS = Set.of(
             "id", "user", "apnsToken", "fcmToken", "title", "body", "data", "priority", "ttlSeconds", "collapseId",
-            "sound", "badge", "category", "channel", "fallback", "smsBody", "android", "campaign", "variant");
+            "sound", "badge", "category", "channel", "fallback", "smsBody", "android", "campaign", "variant", "trackLinks");
     private static final Set<String> ANDROID_FIELDS = Set.of("type", "collapseKey", "channelId", "image", "clickAction");
 
     private ItemDecoder() {}
@@ -64,7 +64,7 @@ final class ItemDecoder {
                 throw new Invalid(ErrorCode.UNKNOWN_FIELD, f, String.format(
                         "%s: unknown field (expected: one of id, user, apnsToken, fcmToken, title, body, data, "
                                 + "priority, ttlSeconds, collapseId, sound, badge, category, channel, fallback, smsBody, "
-                                + "android, campaign, variant)", f));
+                                + "android, campaign, variant, trackLinks)", f));
             }
         }
 
@@ -244,8 +244,18 @@ final class ItemDecoder {
                     String.format("%s.variant: given without campaign (expected: a campaign label too)", p));
         }
 
+        Boolean trackLinks = null;
+        JsonNode tl = present(obj, "trackLinks");
+        if (tl != null) {
+            if (!tl.isBoolean()) {
+                throw new Invalid(ErrorCode.INVALID_FIELD, p + ".trackLinks",
+                        String.format("%s.trackLinks: %s (expected: true or false)", p, BatchCodec.describe(tl)));
+            }
+            trackLinks = tl.booleanValue();
+        }
+
         Message m = new Message(id, user, token, fcmToken, title, body, data, priority, ttl, collapseId, sound, badge,
-                category, channel, fallback, smsBody, android, campaign, variant);
+                category, channel, fallback, smsBody, android, campaign, variant, trackLinks);
         // Room is kept for the receipt data the gateway adds to every push (ReceiptTokens.PAYLOAD_RESERVE).
         int limitApns = ApnsPayloads.MAX_PAYLOAD_BYTES - ReceiptTokens.PAYLOAD_RESERVE;
         int limitFcm = FcmPayloads.MAX_PAYLOAD_BYTES - ReceiptTokens.PAYLOAD_RESERVE;

@@ -35,10 +35,12 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
  * @param android FCM options, or {@code null}
  * @param campaign a campaign label for tracking (funnels per campaign), or {@code null}
  * @param variant a variant label within the campaign (A/B), or {@code null}
+ * @param trackLinks whether links in the SMS text become tracked short links; {@code null} = the
+ *     app's default ({@code sms.track-links})
  */
 @JsonPropertyOrder({
     "id", "user", "apnsToken", "fcmToken", "title", "body", "data", "priority", "ttlSeconds", "collapseId",
-    "sound", "badge", "category", "channel", "fallback", "smsBody", "android", "campaign", "variant"
+    "sound", "badge", "category", "channel", "fallback", "smsBody", "android", "campaign", "variant", "trackLinks"
 })
 public record Message(
         String id,
@@ -59,7 +61,8 @@ public record Message(
         String smsBody,
         Android android,
         String campaign,
-        String variant) {
+        String variant,
+        Boolean trackLinks) {
 
     /** The TTL applied when a message does not specify one: one day. */
     static final int DEFAULT_TTL_SECONDS = 86_400;

@@ -15,7 +15,7 @@ class ApnsPayloadsTest {
 
     private static Message message(String title, String body, ObjectNode data, String sound, Integer badge, String category) {
         return new Message("id-1", "u", null, null, title, body, data, Priority.NORMAL, 60, "collapse", sound, badge, category,
-                null, null, null, null, null, null);
+                null, null, null, null, null, null, null);
     }
 
     @Test

@@ -392,12 +392,12 @@ class BatchCodecTest {
 
     @Test
     void messageConstructorEnforcesInvariants() {
-        assertThatThrownBy(() -> new Message(null, "u", null, null, null, "b", null, null, 2_419_201, null, null, null, null, null, null, null, null, null, null))
+        assertThatThrownBy(() -> new Message(null, "u", null, null, null, "b", null, null, 2_419_201, null, null, null, null, null, null, null, null, null, null, null))
                 .isInstanceOf(IllegalArgumentException.class)
                 .hasMessage("ttlSeconds: 2419201 (expected: 0..2419200)");
-        assertThatThrownBy(() -> new Message(null, null, null, null, null, "b", null, null, 0, null, null, null, null, null, null, null, null, null, null))
+        assertThatThrownBy(() -> new Message(null, null, null, null, null, "b", null, null, 0, null, null, null, null, null, null, null, null, null, null, null))
                 .isInstanceOf(IllegalArgumentException.class);
-        assertThat(new Message(null, "u", null, null, null, "b", null, null, 0, null, null, null, null, null, null, null, null, null, null).priority())
+        assertThat(new Message(null, "u", null, null, null, "b", null, null, 0, null, null, null, null, null, null, null, null, null, null, null).priority())
                 .isEqualTo(Priority.HIGH);
     }
 
@@ -405,7 +405,7 @@ class BatchCodecTest {
     void itemRequiresExactlyOneOfMessageAndError() {
         assertThatThrownBy(() -> new DecodedBatch.Item(0, null, null)).isInstanceOf(IllegalArgumentException.class);
         assertThatThrownBy(() -> new DecodedBatch.Item(0,
-                new Message(null, "u", null, null, null, "b", null, null, 0, null, null, null, null, null, null, null, null, null, null),
+                new Message(null, "u", null, null, null, "b", null, null, 0, null, null, null, null, null, null, null, null, null, null, null),
                 ApiError.of(ErrorCode.INTERNAL, null, "x")))
                 .isInstanceOf(IllegalArgumentException.class);
     }

@@ -86,7 +86,8 @@ public record HeraldConfig(
     }
 
     /** Retention of the event log and of the funnel time-series buckets. */
-    public record Tracking(Duration eventRetention, Duration minuteBuckets, Duration hourBuckets, Duration dayBuckets) { }
+    public record Tracking(String linkBaseUrl, Duration eventRetention, Duration minuteBuckets, Duration hourBuckets,
+                           Duration dayBuckets) { }
 
     /** An API key given in clear at start (command line or environment), hashed on load. */
     public record InitialKey(String app, String key) {
@@ -125,7 +126,7 @@ public record HeraldConfig(
 
     /** SMPP account of an app; no host means the sandbox SMSC. */
     public record Sms(String host, int port, String systemId, String password, int binds, int ratePerBind, int window,
-                      String sourceAddress) {
+                      String sourceAddress, boolean trackLinks) {
         public boolean hasAccount() {
             return host != null && !host.isBlank();
         }
@@ -225,7 +226,7 @@ public record HeraldConfig(
                     rc.getStringList("previous-keys"), rc.getDuration("token-ttl"), positive(rc, "rate-per-source"),
                     positive(rc, "burst-per-source"), positive(rc, "max-per-request"));
             Config tc = h.getConfig("tracking");
-            Tracking tracking = new Tracking(tc.getDuration("event-retention"), tc.getDuration("minute-buckets"),
+            Tracking tracking = new Tracking(tc.getString("link-base-url"), tc.getDuration("event-retention"), tc.getDuration("minute-buckets"),
                     tc.getDuration("hour-buckets"), tc.getDuration("day-buckets"));
 
             Config defaults = h.getConfig("app-defaults");
@@ -344,7 +345,8 @@ public record HeraldConfig(
         Fcm fcm = new Fcm(fc.getString("project-id"), sa, fc.getString("base-url"), fcmTrust);
         Config sc = c.getConfig("sms");
         Sms sms = new Sms(sc.getString("host"), sc.getInt("port"), sc.getString("system-id"), sc.getString("password"),
-                positive(sc, "binds"), positive(sc, "rate-per-bind"), positive(sc, "window"), sc.getString("source-address"));
+                positive(sc, "binds"), positive(sc, "rate-per-bind"), positive(sc, "window"), sc.getString("source-address"),
+                sc.getBoolean("track-links"));
         if (sms.hasAccount() && sms.systemId().isBlank()) {
             throw new StartupException(prefix + "sms.system-id is empty (expected: the SMPP account's system id)");
         }

@@ -80,13 +80,15 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
     private final io.herald.protocol.ReceiptTokens tokens;
     private final SourceLimiter receiptLimiter;
     private final io.herald.gateway.tracking.WebhookDispatcher webhooks;
+    private final io.herald.gateway.tracking.LinkTracker links;
     private final int maxReceipts;
 
     public HttpApiHandler(io.herald.gateway.config.HeraldConfig config, BatchCodec codec, ApiKeys keys, Journal journal,
                           Pipeline pipeline, MessageStore store, UserRegistry registry,
                           io.herald.protocol.ReceiptTokens tokens, io.herald.gateway.tracking.WebhookDispatcher webhooks,
-                          Metrics metrics, BooleanSupplier ready) {
+                          io.herald.gateway.tracking.LinkTracker links, Metrics metrics, BooleanSupplier ready) {
         super(true);
+        this.links = links;
         this.webhooks = webhooks;
         this.tokens = tokens;
         this.receiptLimiter = new SourceLimiter(config.receipts().ratePerSource(), config.receipts().burstPerSource());
@@ -156,6 +158,10 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
         }
         if (path.equals("/metrics")) {
             r.text(HttpResponseStatus.OK, "text/plain; version=0.0.4; charset=utf-8", metrics.scrape());
+            return;
+        }
+        if (path.startsWith("/r/") && r.method.equals(HttpMethod.GET)) {
+            redirect(r, path.substring(3));
             return;
         }
         if (!path.startsWith("/v1/")) {
@@ -507,6 +513,29 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
             r.json(ok == 0 && statuses.stream().allMatch(s2 -> s2 == MessageStore.ReceiptStatus.INVALID_TOKEN
                     || s2 == MessageStore.ReceiptStatus.EXPIRED_TOKEN || s2 == MessageStore.ReceiptStatus.UNKNOWN_MESSAGE)
                     ? HttpResponseStatus.UNAUTHORIZED : HttpResponseStatus.OK, out);
+        });
+    }
+
+    /** A tracked SMS link: 302 to the original URL, and a click for the message. */
+    private void redirect(Request r, String code) {
+        links.resolve(code).whenComplete((link, e) -> {
+            if (e != null) {
+                unavailable(r, e);
+            } else if (link == null) {
+                notFound(r, "link");
+            } else {
+                UUID id = MessageIds.parse(link.messageId());
+                if (id != null) {
+                    store.receipts(List.of(new MessageStore.ReceiptIn(id, "clicked", null, System.currentTimeMillis(),
+                            null, "link", "link")), null).whenComplete((s2, e2) -> {
+                                if (e2 != null) {
+                                    log.warn("click on a tracked link not recorded: {}", e2.toString());
+                                }
+                            });
+                }
+                r.location = link.url();
+                r.empty(HttpResponseStatus.FOUND);
+            }
         });
     }
 
@@ -997,6 +1026,7 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
         final long startNanos;
         int retryAfter;
         String allow;
+        String location;
 
         Request(ChannelHandlerContext ctx, HttpMethod method, String path, java.util.Map<String, List<String>> query,
                 boolean keepAlive, String authorization, String contentType, byte[] body, long startNanos) {
@@ -1043,6 +1073,9 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
             }
             if (allow != null) {
                 resp.headers().set(HttpHeaderNames.ALLOW, allow);
+            }
+            if (location != null) {
+                resp.headers().set(HttpHeaderNames.LOCATION, location);
             }
             if (!keepAlive) {
                 resp.headers().set(HttpHeaderNames.CONNECTION, HttpHeaderValues.CLOSE);

@@ -37,10 +37,16 @@ final class DispatchHandler implements EventHandler<DeliveryEvent> {
     private final Metrics metrics;
     private final BooleanSupplier halted;
     private final ReceiptTokens tokens;
+    private final io.herald.gateway.tracking.LinkTracker links;
+    private final Map<String, Boolean> trackLinksByApp;
+
     private final long tokenTtlSeconds;
 
     DispatchHandler(Map<String, Connector> connectors, Outcomes outcomes, MessageStore store, Metrics metrics,
-                    ReceiptTokens tokens, java.time.Duration tokenTtl, BooleanSupplier halted) {
+                    ReceiptTokens tokens, java.time.Duration tokenTtl, io.herald.gateway.tracking.LinkTracker links,
+                    Map<String, Boolean> trackLinksByApp, BooleanSupplier halted) {
+        this.links = links;
+        this.trackLinksByApp = trackLinksByApp;
         this.tokens = tokens;
         this.tokenTtlSeconds = tokenTtl.toSeconds();
         this.connectors = connectors;
@@ -105,7 +111,17 @@ final class DispatchHandler implements EventHandler<DeliveryEvent> {
         herald.put("t", tokens.sign(item.messageId(), recipient, expiry));
         return new Message(m.id(), m.user(), m.apnsToken(), m.fcmToken(), m.title(), m.body(), data, m.priority(),
                 m.ttlSeconds(), m.collapseId(), m.sound(), m.badge(), m.category(), m.channel(), m.fallback(),
-                m.smsBody(), m.android(), m.campaign(), m.variant());
+                m.smsBody(), m.android(), m.campaign(), m.variant(), m.trackLinks());
+    }
+
+    private boolean trackLinks(String app, Message m) {
+        return m.trackLinks() != null ? m.trackLinks() : trackLinksByApp.getOrDefault(app, false);
+    }
+
+    private static Message withSmsBody(Message m, String text) {
+        return new Message(m.id(), m.user(), m.apnsToken(), m.fcmToken(), m.title(), m.body(), m.data(), m.priority(),
+                m.ttlSeconds(), m.collapseId(), m.sound(), m.badge(), m.category(), m.channel(), m.fallback(), text,
+                m.android(), m.campaign(), m.variant(), m.trackLinks());
     }
 
     /** Collects the results of one message's deliveries, step by step; the last one publishes. */
@@ -145,6 +161,16 @@ final class DispatchHandler implements EventHandler<DeliveryEvent> {
             for (Target t : s.targets()) {
                 Connector c = connectors.get(t.platform());
                 Message m = item.message();
+                if (t.platform().equals("sms") && c != null && trackLinks(item.app(), m)) {
+                    Message plain = m;
+                    String text = io.herald.gateway.connector.sms.SmsText.textOf(plain);
+                    links.rewrite(item.app(), item.messageId(), text).whenComplete((tracked, e) -> {
+                        // A link store failure sends the plain text: tracking never holds up delivery.
+                        Message sms = e != null ? plain : withSmsBody(plain, tracked);
+                        c.send(new Delivery(item.app(), id, sms, t, item.deadline(), this));
+                    });
+                    continue;
+                }
                 if (!t.platform().equals("sms")) {
                     if (withReceipt == null) {
                         withReceipt = withReceiptData(item);

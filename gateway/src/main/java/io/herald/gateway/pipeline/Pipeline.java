@@ -60,7 +60,7 @@ public final class Pipeline implements AutoCloseable {
 
     public Pipeline(HeraldConfig config, Redis redis, Journal journal, UserRegistry registry, RateLimiter limiter,
                     MessageStore store, Map<String, Connector> connectors, Metrics metrics,
-                    io.herald.protocol.ReceiptTokens tokens) {
+                    io.herald.protocol.ReceiptTokens tokens, io.herald.gateway.tracking.LinkTracker links) {
         this.capacity = config.pipeline().capacity();
         int ringSize = Integer.highestOneBit(Math.max(capacity, 512) - 1) << 2;
         int maxBatch = config.pipeline().handlerBatch();
@@ -81,7 +81,7 @@ public final class Pipeline implements AutoCloseable {
         ResolveHandler resolve = new ResolveHandler(redis.dedicated(), registry, store, config.apps(), wait, halted::get);
         AdmitHandler admit = new AdmitHandler(redis.dedicated(), limiter, metrics, wait, halted::get);
         DispatchHandler dispatch = new DispatchHandler(connectors, this::publishOutcome, store, metrics, tokens,
-                config.receipts().tokenTtl(), halted::get);
+                config.receipts().tokenTtl(), links, trackLinksByApp(config), halted::get);
         deliveries.handleEventsWith(processor(resolve, maxBatch, new LoggingExceptionHandler<>("resolve")))
                 .then(processor(admit, maxBatch, new LoggingExceptionHandler<>("admit")))
                 .then(processor(dispatch, maxBatch, new LoggingExceptionHandler<>("dispatch")));
@@ -90,6 +90,12 @@ public final class Pipeline implements AutoCloseable {
         metrics.gauge("herald.ring.remaining", "Free slots of the delivery ring", deliveryRing::remainingCapacity);
         metrics.gauge("herald.capacity.in_use", "Messages accepted and not yet settled", inUse::get);
         metrics.gauge("herald.capacity.limit", "Capacity of the pipeline in messages", () -> capacity);
+    }
+
+    private static Map<String, Boolean> trackLinksByApp(HeraldConfig config) {
+        Map<String, Boolean> m = new java.util.HashMap<>();
+        config.apps().forEach((name, app) -> m.put(name, app.sms().trackLinks()));
+        return Map.copyOf(m);
     }
 
     /** Takes {@code n} permits if all are free; never blocks. */

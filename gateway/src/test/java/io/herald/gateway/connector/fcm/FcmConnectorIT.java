@@ -76,7 +76,7 @@ class FcmConnectorIT {
 
     private static Message message(String token, String title) {
         return new Message(null, null, null, token, title, "body of " + title, null, Priority.HIGH, 3600, null,
-                "default", null, null, null, null, null, null, null, null);
+                "default", null, null, null, null, null, null, null, null, null);
     }
 
     private UUID send(String token) {
