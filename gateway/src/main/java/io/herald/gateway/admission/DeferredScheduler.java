@@ -51,7 +51,20 @@ public final class DeferredScheduler implements AutoCloseable {
 
     /** One round; public for tests that drive time themselves. Returns the number promoted. */
     public int tick() {
-        int want = batch;
+        // Reserve capacity only for what is due: reserving a full batch on every idle tick would
+        // hold permits that intake needs (a small pipeline would answer 429 for nothing).
+        long due;
+        try {
+            due = redis.async().zcount(Keys.deferred(), io.lettuce.core.Range.create(Double.NEGATIVE_INFINITY,
+                    (double) System.currentTimeMillis())).get(10, TimeUnit.SECONDS);
+        } catch (Exception e) {
+            log.warn("deferred messages not checked this round ({}); next round retries", e.toString());
+            return 0;
+        }
+        if (due == 0) {
+            return 0;
+        }
+        int want = (int) Math.min(batch, due);
         while (want > 0 && !pipeline.tryReserve(want)) {
             want /= 2;
         }
