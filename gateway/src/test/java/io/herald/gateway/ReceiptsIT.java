@@ -295,4 +295,64 @@ class ReceiptsIT {
             assertThat(counts.get(stage).asInt()).as(stage).isEqualTo(messages);
         }
     }
+
+    @Test
+    void receiptsFromEveryChannelGiveExactFunnelsPerChannel() {
+        String run = UUID.randomUUID().toString().substring(0, 6);
+        List<String> messages = new ArrayList<>();
+        List<String> owners = new ArrayList<>();
+        for (int i = 0; i < 4; i++) {
+            String ios = "ios-" + run + "-" + i;
+            String android = "android-" + run + "-" + i;
+            String sms = "sms-" + run + "-" + i;
+            gw.device(ios, "phone", TestGateway.token());
+            TestGateway.Response r = gw.send("PUT", "/v1/apps/" + gw.app + "/users/" + android + "/devices/pixel",
+                    "{\"platform\":\"fcm\",\"token\":\"fcm:" + run + ":" + i + "-abcdefghijklmnop\"}", gw.key);
+            assertThat(r.status()).isEqualTo(200);
+            assertThat(gw.send("PUT", "/v1/apps/" + gw.app + "/users/" + sms, "{\"phone\":\"+4477009" + (10000 + i)
+                    + run.chars().sum() % 10 + "\"}", gw.key).status()).isEqualTo(200);
+            for (String u : List.of(ios, android, sms)) {
+                messages.add("{\"user\":\"" + u + "\",\"title\":\"Mixed\",\"campaign\":\"mixed-" + run + "\"}");
+                owners.add(u);
+            }
+        }
+        JsonNode accepted = gw.batch(messages);
+        String batchId = accepted.get("batchId").asText();
+        // SMS messages end delivered by the SMSC's receipts.
+        await().atMost(Duration.ofSeconds(60)).until(() -> {
+            JsonNode s = gw.batchStatus(batchId).get("states");
+            return s.get("accepted").asInt() == 8 && s.get("delivered").asInt() == 4;
+        });
+        ReceiptTokens tokens = TestGateway.receiptTokens();
+        long exp = System.currentTimeMillis() / 1000 + 3600;
+        List<String> r = new ArrayList<>();
+        for (int i = 0; i < messages.size(); i++) {
+            String owner = owners.get(i);
+            boolean open = (owner.startsWith("ios-") && owner.endsWith("-0")) || (owner.startsWith("ios-") && owner.endsWith("-1"))
+                    || (owner.startsWith("android-") && !owner.endsWith("-3"));
+            if (open) {
+                String id = accepted.get("messages").get(i).get("id").asText();
+                r.add(receipt(id, "opened", tokens.sign(id, owner, exp)));
+            }
+        }
+        assertThat(r).hasSize(5);
+        assertThat(receipts(r).json().get("applied").asInt()).isEqualTo(5);
+
+        JsonNode c = gw.get("/v1/campaigns/mixed-" + run + "/funnel").json().get("counts");
+        assertThat(c.get("submitted").asInt()).isEqualTo(12);
+        assertThat(c.get("accepted").asInt()).isEqualTo(12);
+        assertThat(c.get("delivered").asInt()).isEqualTo(9);
+        assertThat(c.get("opened").asInt()).isEqualTo(5);
+        JsonNode sms = gw.get("/v1/channels/sms/funnel").json().get("counts");
+        assertThat(sms.get("delivered").asInt()).isGreaterThanOrEqualTo(4);
+
+        // Opt-outs are counted once per channel that turns opted_out.
+        int before = gw.get("/v1/funnel").json().get("counts").get("opt_out").asInt();
+        String user = owners.get(2);
+        for (int k = 0; k < 2; k++) {
+            assertThat(gw.send("PUT", "/v1/apps/" + gw.app + "/users/" + user, "{\"consent\":{\"sms\":\"opted_out\"}}",
+                    gw.key).status()).isEqualTo(200);
+        }
+        assertThat(gw.get("/v1/funnel").json().get("counts").get("opt_out").asInt()).isEqualTo(before + 1);
+    }
 }

@@ -211,6 +211,28 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
             } else {
                 getCampaignFunnel(r, app, decode(seg[2]));
             }
+        } else if (seg.length == 2 && seg[1].equals("funnel")) {
+            store.funnels().scopeFunnel(app, null, null).whenComplete((f, e) -> {
+                if (e != null) {
+                    unavailable(r, e);
+                } else {
+                    r.json(HttpResponseStatus.OK, f.put("app", app));
+                }
+            });
+        } else if (seg.length == 4 && seg[1].equals("channels") && seg[3].equals("funnel")) {
+            if (!r.method.equals(HttpMethod.GET)) {
+                methodNotAllowed(r, "GET");
+            } else if (!List.of("apns", "fcm", "sms").contains(seg[2])) {
+                notFound(r, "channel");
+            } else {
+                store.funnels().channelFunnel(app, seg[2]).whenComplete((f, e) -> {
+                    if (e != null) {
+                        unavailable(r, e);
+                    } else {
+                        r.json(HttpResponseStatus.OK, f.put("channel", seg[2]));
+                    }
+                });
+            }
         } else if (seg.length == 2 && seg[1].equals("stats")) {
             if (!r.method.equals(HttpMethod.GET)) {
                 methodNotAllowed(r, "GET");

@@ -54,9 +54,18 @@ public final class UserRegistry {
         if (p.hasNonNull("phone")) {
             p.put("phone", cipher.encrypt(p.get("phone").asText(), owner(app, user)));
         }
-        return profile.<String>run(redis.async(), io.lettuce.core.ScriptOutputType.VALUE,
+        return profile.<List<Object>>run(redis.async(), io.lettuce.core.ScriptOutputType.MULTI,
                 new String[] {Keys.devices(app, user)}, p.toString(), Long.toString(System.currentTimeMillis()))
-                .thenApply(json -> decodeProfile(app, user, json));
+                .thenCompose(reply -> {
+                    long optOuts = (Long) reply.get(1);
+                    UserProfile up = decodeProfile(app, user, (String) reply.get(0));
+                    if (optOuts == 0) {
+                        return CompletableFuture.completedFuture(up);
+                    }
+                    // Funnel: opt-outs of the app (the same hash the tracking counters use).
+                    return redis.async().hincrby("herald:f:{" + app + "}:all", "opt_out", optOuts).toCompletableFuture()
+                            .thenApply(n -> up);
+                });
     }
 
     /** Removes the user with all devices and profile; completes with false when there was none. */
@@ -107,8 +116,11 @@ public final class UserRegistry {
                     if (p.hasNonNull("phone")) {
                         p.put("phone", cipher.encrypt(p.get("phone").asText(), owner(app, u.user())));
                     }
-                    all.add(profile.run(cmd, io.lettuce.core.ScriptOutputType.VALUE, new String[] {key}, p.toString(),
-                            now));
+                    all.add(profile.<List<Object>>run(cmd, io.lettuce.core.ScriptOutputType.MULTI, new String[] {key},
+                            p.toString(), now).thenCompose(reply -> (Long) reply.get(1) == 0
+                            ? CompletableFuture.completedFuture(0L)
+                            : redis.async().hincrby("herald:f:{" + app + "}:all", "opt_out", (Long) reply.get(1))
+                                    .toCompletableFuture()));
                 }
                 if (!u.devices().isEmpty()) {
                     Map<String, String> fields = new java.util.HashMap<>();

@@ -109,6 +109,11 @@ public final class Funnels {
         return read(batchKey(batchId));
     }
 
+    /** The funnel of one channel (apns, fcm, sms) of an app: counts from acceptance on. */
+    public CompletableFuture<ObjectNode> channelFunnel(String app, String channel) {
+        return read("herald:f:{" + app + "}:ch:" + channel);
+    }
+
     public CompletableFuture<ObjectNode> scopeFunnel(String app, String campaign, String variant) {
         return read(scopeKey(app, campaign, variant));
     }
