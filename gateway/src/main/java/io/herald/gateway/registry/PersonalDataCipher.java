@@ -1,5 +1,6 @@
 package io.herald.gateway.registry;
 
+import io.herald.gateway.config.KeyFile;
 import io.herald.gateway.config.StartupException;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -7,12 +8,9 @@ import org.slf4j.LoggerFactory;
 import javax.crypto.Cipher;
 import javax.crypto.spec.GCMParameterSpec;
 import javax.crypto.spec.SecretKeySpec;
-import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.attribute.PosixFilePermissions;
 import java.security.GeneralSecurityException;
 import java.security.SecureRandom;
 import java.util.Base64;
@@ -40,26 +38,12 @@ public final class PersonalDataCipher {
             return new PersonalDataCipher(decodeKey(configuredKey, "herald.data-key / HERALD_DATA_KEY"));
         }
         Path file = dataDir.resolve("data-key");
-        try {
-            if (Files.exists(file)) {
-                return new PersonalDataCipher(decodeKey(Files.readString(file).trim(), file.toString()));
-            }
-            byte[] k = new byte[32];
-            new SecureRandom().nextBytes(k);
-            Files.createDirectories(dataDir);
-            Files.writeString(file, Base64.getEncoder().encodeToString(k) + "\n", StandardCharsets.US_ASCII);
-            try {
-                Files.setPosixFilePermissions(file, PosixFilePermissions.fromString("rw-------"));
-            } catch (UnsupportedOperationException ignored) {
-                // not a POSIX file system
-            }
+        KeyFile.Key key = KeyFile.readOrCreate(file, "HERALD_DATA_KEY");
+        if (key.generated()) {
             log.warn("generated a data encryption key in {}: back it up, or set HERALD_DATA_KEY; without it the "
                     + "stored phone numbers cannot be read", file);
-            return new PersonalDataCipher(k);
-        } catch (IOException e) {
-            throw new StartupException("cannot read or write " + file + ": " + e.getMessage()
-                    + " (set HERALD_DATA_KEY, or --data-dir to a writable directory)");
         }
+        return new PersonalDataCipher(decodeKey(key.base64(), file.toString()));
     }
 
     /** For tests: a cipher with the given raw key. */

@@ -1,17 +1,13 @@
 package io.herald.gateway.tracking;
 
 import io.herald.gateway.config.HeraldConfig;
+import io.herald.gateway.config.KeyFile;
 import io.herald.gateway.config.StartupException;
 import io.herald.protocol.ReceiptTokens;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
-import java.io.IOException;
-import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.attribute.PosixFilePermissions;
-import java.security.SecureRandom;
 import java.util.ArrayList;
 import java.util.Base64;
 import java.util.List;
@@ -64,24 +60,10 @@ public final class ReceiptKeys {
 
     private static byte[] generated(Path dataDir) {
         Path file = dataDir.resolve("receipt-key");
-        try {
-            if (Files.exists(file)) {
-                return decode(Files.readString(file), file.toString());
-            }
-            byte[] k = new byte[32];
-            new SecureRandom().nextBytes(k);
-            Files.createDirectories(dataDir);
-            Files.writeString(file, Base64.getEncoder().encodeToString(k) + "\n", StandardCharsets.US_ASCII);
-            try {
-                Files.setPosixFilePermissions(file, PosixFilePermissions.fromString("rw-------"));
-            } catch (UnsupportedOperationException ignored) {
-                // not POSIX
-            }
+        KeyFile.Key key = KeyFile.readOrCreate(file, "HERALD_RECEIPT_KEY");
+        if (key.generated()) {
             log.warn("generated a receipt signing key in {}: every node must share it (set HERALD_RECEIPT_KEY)", file);
-            return k;
-        } catch (IOException e) {
-            throw new StartupException("cannot read or write " + file + ": " + e.getMessage()
-                    + " (set HERALD_RECEIPT_KEY, or --data-dir to a writable directory)");
         }
+        return decode(key.base64(), file.toString());
     }
 }

@@ -41,7 +41,6 @@ import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Semaphore;
-import java.util.concurrent.ThreadLocalRandom;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicBoolean;
@@ -269,8 +268,7 @@ public final class WebhookDispatcher implements AutoCloseable {
 
     /** Equal jitter: a random wait in [cap/2, cap], cap = min(max, base * 2^(attempt-1)). */
     static long backoffMillis(Duration base, Duration max, int attempt) {
-        long cap = Math.min(max.toMillis(), base.toMillis() << Math.min(30, Math.max(0, attempt - 1)));
-        return Math.max(1, ThreadLocalRandom.current().nextLong(cap / 2, cap + 1));
+        return io.herald.gateway.connector.Retries.backoffMillis(base, max, attempt);
     }
 
     /** A batch ready to post: its body and delivery id never change across retries. */
@@ -323,13 +321,13 @@ public final class WebhookDispatcher implements AutoCloseable {
                     }
                     redisFailures++;
                     pendingDone = false; // an XACK may have failed: read our pending entries again
-                    if (String.valueOf(rootMessage(e)).contains("NOGROUP")) {
+                    if (String.valueOf(io.herald.gateway.connector.Retries.rootMessage(e)).contains("NOGROUP")) {
                         groupReady = false; // the stream was deleted under us
                     }
                     long delay = backoffMillis(REDIS_RETRY_BASE, REDIS_RETRY_MAX, redisFailures);
                     if (redisFailures == 1 || redisFailures % 50 == 0) {
                         log.warn("webhooks for app {}: Redis failed ({}), retrying in {} ms (failure {})",
-                                endpoint.app(), rootMessage(e), delay, redisFailures);
+                                endpoint.app(), io.herald.gateway.connector.Retries.rootMessage(e), delay, redisFailures);
                     }
                     try {
                         pause(delay);
@@ -495,7 +493,7 @@ public final class WebhookDispatcher implements AutoCloseable {
                 if (closed.get()) {
                     throw new Stopped();
                 }
-                return "connection: " + rootMessage(e);
+                return "connection: " + io.herald.gateway.connector.Retries.rootMessage(e);
             }
         }
 
@@ -526,11 +524,4 @@ public final class WebhookDispatcher implements AutoCloseable {
         return url.getScheme() + "://" + url.getHost() + (url.getPort() < 0 ? "" : ":" + url.getPort()) + "/...";
     }
 
-    private static String rootMessage(Throwable e) {
-        Throwable t = e;
-        while (t.getCause() != null) {
-            t = t.getCause();
-        }
-        return t.getClass().getSimpleName() + (t.getMessage() != null ? ": " + t.getMessage() : "");
-    }
 }

@@ -12,6 +12,7 @@ import io.herald.gateway.config.StartupException;
 import io.herald.gateway.connector.Connector;
 import io.herald.gateway.connector.Delivery;
 import io.herald.gateway.connector.DeliveryResult;
+import io.herald.gateway.connector.Retries;
 import io.herald.gateway.metrics.Metrics;
 import io.herald.gateway.sandbox.SandboxApns;
 import io.herald.protocol.ApnsPayloads;
@@ -30,7 +31,6 @@ import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.concurrent.ConcurrentLinkedQueue;
-import java.util.concurrent.ThreadLocalRandom;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
@@ -266,7 +266,7 @@ public final class ApnsConnector implements Connector {
         long now = System.currentTimeMillis();
         String retryReason;
         if (error != null) {
-            retryReason = "connection: " + rootMessage(error);
+            retryReason = "connection: " + Retries.rootMessage(error);
             metrics.connectorOutcome("apns", "transport_error");
         } else if (response.isAccepted()) {
             metrics.connectorOutcome("apns", "accepted");
@@ -289,21 +289,15 @@ public final class ApnsConnector implements Connector {
             retryReason = status + " " + reason;
         }
         if (a.attempts >= tuning.maxAttempts() || now >= a.delivery.deadline() && a.delivery.message().ttlSeconds() > 0) {
-            a.notes.add(note(now, "retry_failed", a, retryReason + "; giving up after " + a.attempts + " attempts"));
+            a.notes.add(Retries.note(now, "retry_failed", a.delivery.target().deviceId(), retryReason + "; giving up after " + a.attempts + " attempts"));
             finish(a, new DeliveryResult(DeliveryResult.Status.FAILED, "retries_exhausted", 0, now, a.notes));
             return;
         }
-        long cap = Math.min(tuning.backoffMax().toMillis(), tuning.backoffBase().toMillis() << Math.min(20, a.attempts - 1));
-        long delay = Math.max(1, ThreadLocalRandom.current().nextLong(cap / 2, cap + 1)); // equal jitter
-        a.notes.add(note(now, "retry", a, retryReason + "; attempt " + (a.attempts + 1) + " in " + delay + " ms"));
+        long delay = Retries.backoffMillis(tuning.backoffBase(), tuning.backoffMax(), a.attempts);
+        a.notes.add(Retries.note(now, "retry", a.delivery.target().deviceId(), retryReason + "; attempt " + (a.attempts + 1) + " in " + delay + " ms"));
         timer.newTimeout(t -> a.client.submit(a), delay, TimeUnit.MILLISECONDS);
     }
 
-    private String note(long at, String state, Attempt a, String detail) {
-        return "{\"at\":" + at + ",\"state\":\"" + state + "\""
-                + (a.delivery.target().deviceId() != null ? ",\"device\":" + jsonString(a.delivery.target().deviceId()) : "")
-                + ",\"detail\":" + jsonString(detail) + "}";
-    }
 
     private void finish(Attempt a, DeliveryResult result) {
         pending.decrementAndGet();
@@ -328,15 +322,5 @@ public final class ApnsConnector implements Connector {
         return b.toString().toLowerCase(Locale.ROOT);
     }
 
-    private static String jsonString(String s) {
-        return '"' + new String(com.fasterxml.jackson.core.io.JsonStringEncoder.getInstance().quoteAsString(s)) + '"';
-    }
 
-    private static String rootMessage(Throwable e) {
-        Throwable t = e;
-        while (t.getCause() != null) {
-            t = t.getCause();
-        }
-        return t.getClass().getSimpleName() + (t.getMessage() != null ? ": " + t.getMessage() : "");
-    }
 }

@@ -79,7 +79,7 @@ final class FcmConnection {
         f.addListener(done -> {
             if (!done.isSuccess()) {
                 log.warn("FCM project {}: cannot connect to {}:{}: {}", project.projectId, host, port,
-                        FcmProject.rootMessage(done.cause()));
+                        io.herald.gateway.connector.Retries.rootMessage(done.cause()));
             }
         });
         // A failed connect closes the channel too: one path for every end of this connection.
@@ -163,7 +163,7 @@ final class FcmConnection {
 
         @Override
         protected void handshakeFailure(ChannelHandlerContext ctx, Throwable cause) {
-            log.warn("FCM project {}: TLS handshake failed: {}", project.projectId, FcmProject.rootMessage(cause));
+            log.warn("FCM project {}: TLS handshake failed: {}", project.projectId, io.herald.gateway.connector.Retries.rootMessage(cause));
             ctx.close();
         }
     }

@@ -342,17 +342,12 @@ public final class FcmConnector implements Connector {
     }
 
     static String note(long at, String state, Delivery d, String detail) {
-        return "{\"at\":" + at + ",\"state\":\"" + state + "\""
-                + (d.target().deviceId() != null ? ",\"device\":" + jsonString(d.target().deviceId()) : "")
-                + ",\"detail\":" + jsonString(detail) + "}";
+        return io.herald.gateway.connector.Retries.note(at, state, d.target().deviceId(), detail);
     }
 
-    private static String jsonString(String s) {
-        return '"' + new String(JsonStringEncoder.getInstance().quoteAsString(s)) + '"';
-    }
 
     private static String oneLine(Throwable e) {
-        String m = FcmProject.rootMessage(e);
+        String m = io.herald.gateway.connector.Retries.rootMessage(e);
         int nl = m.indexOf('\n');
         return nl < 0 ? m : m.substring(0, nl);
     }

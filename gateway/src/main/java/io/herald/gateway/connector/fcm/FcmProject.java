@@ -1,5 +1,6 @@
 package io.herald.gateway.connector.fcm;
 
+import io.herald.gateway.connector.Retries;
 import com.google.auth.oauth2.AccessToken;
 import com.google.auth.oauth2.GoogleCredentials;
 import io.herald.gateway.connector.Delivery;
@@ -272,12 +273,12 @@ final class FcmProject {
         if (unprocessed && a.freeResends < MAX_FREE_RESENDS) {
             a.freeResends++;
             a.attempts--;
-            a.notes.add(FcmConnector.note(now, "retry", a.delivery, "connection: " + rootMessage(cause)
+            a.notes.add(FcmConnector.note(now, "retry", a.delivery, "connection: " + Retries.rootMessage(cause)
                     + "; not processed by the server, resending (not counted as an attempt)"));
             requeueFirst(a);
             return;
         }
-        retry(a, "connection: " + rootMessage(cause), -1, now);
+        retry(a, "connection: " + Retries.rootMessage(cause), -1, now);
     }
 
     private void retry(Attempt a, String reason, long retryAfterMillis, long now) {
@@ -302,9 +303,7 @@ final class FcmProject {
 
     /** Equal jitter: a random wait between half and all of {@code base * 2^(attempt-1)}, capped. */
     private long backoff(int attempt) {
-        long cap = Math.min(settings.backoffMax().toMillis(),
-                settings.backoffBase().toMillis() << Math.min(20, Math.max(0, attempt - 1)));
-        return Math.max(1, ThreadLocalRandom.current().nextLong(cap / 2, cap + 1));
+        return Retries.backoffMillis(settings.backoffBase(), settings.backoffMax(), attempt);
     }
 
     /**
@@ -380,7 +379,7 @@ final class FcmProject {
             refreshFailures++;
             delay = Math.min(60_000, 500L << Math.min(7, refreshFailures - 1));
             log.warn("FCM project {}: cannot get an access token ({}); retrying in {} ms", projectId,
-                    rootMessage(e), delay);
+                    Retries.rootMessage(e), delay);
         } finally {
             refreshing.set(false);
         }
@@ -450,8 +449,7 @@ final class FcmProject {
             if (failures == 0) {
                 delay = ThreadLocalRandom.current().nextLong(0, base + 1); // spread reconnects
             } else {
-                long cap = Math.min(settings.backoffMax().toMillis(), base << Math.min(20, failures - 1));
-                delay = Math.max(1, ThreadLocalRandom.current().nextLong(cap / 2, cap + 1));
+                delay = Retries.backoffMillis(settings.backoffBase(), settings.backoffMax(), failures);
             }
         }
         log.info("FCM project {}: connection {} closed, reconnecting in {} ms", projectId, c.slot, delay);
@@ -473,13 +471,6 @@ final class FcmProject {
         }
     }
 
-    static String rootMessage(Throwable e) {
-        Throwable t = e;
-        while (t.getCause() != null && t.getCause() != t) {
-            t = t.getCause();
-        }
-        return t.getClass().getSimpleName() + (t.getMessage() != null ? ": " + t.getMessage() : "");
-    }
 
     /** One delivery with its attempt count and the notes of earlier attempts. */
     static final class Attempt {

@@ -3,6 +3,7 @@ package io.herald.gateway.connector.sms;
 import io.herald.gateway.connector.Connector;
 import io.herald.gateway.connector.Delivery;
 import io.herald.gateway.connector.DeliveryResult;
+import io.herald.gateway.connector.Retries;
 import io.herald.gateway.connector.ReceiptListener;
 import io.herald.gateway.metrics.Metrics;
 import io.lettuce.core.SetArgs;
@@ -50,7 +51,6 @@ import java.util.UUID;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.LinkedBlockingDeque;
-import java.util.concurrent.ThreadLocalRandom;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
@@ -381,7 +381,7 @@ public final class SmsConnector implements Connector {
                 bindFailures++;
                 long delay = backoff(bindFailures);
                 log.warn("sms {} bind {}: cannot bind to {}:{} as {} ({}); retrying in {} ms", pool.app, index,
-                        a.host(), a.port(), a.systemId(), rootMessage(e), delay);
+                        a.host(), a.port(), a.systemId(), Retries.rootMessage(e), delay);
                 reconnectLater(delay);
                 return;
             }
@@ -493,12 +493,12 @@ public final class SmsConnector implements Connector {
             long now = System.currentTimeMillis();
             a.throttles++;
             if (a.throttles > THROTTLE_LIMIT_FACTOR * settings.maxAttempts() || pastDeadline(a, now)) {
-                a.notes.add(note(now, "retry_failed", a, name + " from bind " + index + "; giving up after "
+                a.notes.add(Retries.note(now, "retry_failed", a.delivery.target().deviceId(), name + " from bind " + index + "; giving up after "
                         + a.throttles + " throttles"));
                 fail(a.delivery, "retries_exhausted", a.notes);
                 return;
             }
-            a.notes.add(note(now, "retry", a, name + " from bind " + index + "; bind paused " + delay
+            a.notes.add(Retries.note(now, "retry", a.delivery.target().deviceId(), name + " from bind " + index + "; bind paused " + delay
                     + " ms, message requeued"));
             pool.queue.addFirst(a);
         }
@@ -543,7 +543,7 @@ public final class SmsConnector implements Connector {
                     metrics.connectorOutcome("sms", SmppStatus.name(status));
                     retryReason = SmppStatus.name(status) + " on part " + (part + 1) + "/" + enc.segments();
                 } catch (PDUException e) {
-                    a.notes.add(note(System.currentTimeMillis(), "failed", a, rootMessage(e)));
+                    a.notes.add(Retries.note(System.currentTimeMillis(), "failed", a.delivery.target().deviceId(), Retries.rootMessage(e)));
                     fail(a.delivery, "invalid_pdu", a.notes);
                     return;
                 } catch (ResponseTimeoutException | InvalidResponseException | IOException | RuntimeException e) {
@@ -551,7 +551,7 @@ public final class SmsConnector implements Connector {
                         return;
                     }
                     metrics.connectorOutcome("sms", "transport_error");
-                    retryReason = "connection: " + rootMessage(e) + " on part " + (part + 1) + "/" + enc.segments();
+                    retryReason = "connection: " + Retries.rootMessage(e) + " on part " + (part + 1) + "/" + enc.segments();
                 }
                 retry(a, retryReason);
                 return;
@@ -566,12 +566,12 @@ public final class SmsConnector implements Connector {
         void retry(Attempt a, String reason) {
             long now = System.currentTimeMillis();
             if (a.attempts >= settings.maxAttempts() || pastDeadline(a, now)) {
-                a.notes.add(note(now, "retry_failed", a, reason + "; giving up after " + a.attempts + " attempts"));
+                a.notes.add(Retries.note(now, "retry_failed", a.delivery.target().deviceId(), reason + "; giving up after " + a.attempts + " attempts"));
                 fail(a.delivery, "retries_exhausted", a.notes);
                 return;
             }
             long delay = backoff(a.attempts);
-            a.notes.add(note(now, "retry", a, reason + "; attempt " + (a.attempts + 1) + " in " + delay + " ms"));
+            a.notes.add(Retries.note(now, "retry", a.delivery.target().deviceId(), reason + "; attempt " + (a.attempts + 1) + " in " + delay + " ms"));
             timer.newTimeout(t -> pool.queue.addLast(a), delay, TimeUnit.MILLISECONDS);
         }
     }
@@ -582,8 +582,7 @@ public final class SmsConnector implements Connector {
 
     /** Equal jitter: a random wait between half and all of {@code base * 2^(n-1)}, capped at max. */
     private long backoff(int n) {
-        long cap = Math.min(settings.backoffMax().toMillis(), settings.backoffBase().toMillis() << Math.min(20, n - 1));
-        return Math.max(1, ThreadLocalRandom.current().nextLong(cap / 2, cap + 1));
+        return Retries.backoffMillis(settings.backoffBase(), settings.backoffMax(), n);
     }
 
     /** SMPP relative validity period for the message's TTL ({@code 0000DDhhmmss000R}); null = SMSC default. */
@@ -609,7 +608,7 @@ public final class SmsConnector implements Connector {
                 .whenComplete((ok, e) -> {
                     if (e != null) {
                         log.warn("sms {}: cannot store SMSC id {} of message {} ({}); its receipt will be ignored",
-                                a.pool.app, id, a.delivery.messageId(), rootMessage(e));
+                                a.pool.app, id, a.delivery.messageId(), Retries.rootMessage(e));
                     }
                 });
     }
@@ -679,7 +678,7 @@ public final class SmsConnector implements Connector {
                 } else {
                     metrics.connectorOutcome("sms", "receipt_unmatched");
                     log.debug("sms {}: receipt for unknown SMSC id {} ({}){}", app, id, receipt.stat(),
-                            e != null ? ": " + rootMessage(e) : "");
+                            e != null ? ": " + Retries.rootMessage(e) : "");
                 }
                 return;
             }
@@ -704,21 +703,6 @@ public final class SmsConnector implements Connector {
         });
     }
 
-    private static String note(long at, String state, Attempt a, String detail) {
-        return "{\"at\":" + at + ",\"state\":\"" + state + "\""
-                + (a.delivery.target().deviceId() != null ? ",\"device\":" + jsonString(a.delivery.target().deviceId()) : "")
-                + ",\"detail\":" + jsonString(detail) + "}";
-    }
 
-    private static String jsonString(String s) {
-        return '"' + new String(com.fasterxml.jackson.core.io.JsonStringEncoder.getInstance().quoteAsString(s)) + '"';
-    }
 
-    private static String rootMessage(Throwable e) {
-        Throwable t = e;
-        while (t.getCause() != null) {
-            t = t.getCause();
-        }
-        return t.getClass().getSimpleName() + (t.getMessage() != null ? ": " + t.getMessage() : "");
-    }
 }
