@@ -206,6 +206,11 @@ public final class EmbeddedRedis implements AutoCloseable {
         return dir;
     }
 
+    /** The server's process id (the load test reads its CPU time from /proc). */
+    public long pid() {
+        return process.pid();
+    }
+
     /** Kills the server at once (SIGKILL), as a crash would. For fault tests. */
     public void kill() {
         process.destroyForcibly();

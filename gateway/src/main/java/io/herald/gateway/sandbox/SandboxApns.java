@@ -67,6 +67,7 @@ public final class SandboxApns implements AutoCloseable {
     private final AtomicLong requestsTotal = new AtomicLong();
     private volatile Consumer<UUID> onAccepted = id -> { };
     private volatile boolean trackIds = true;
+    private volatile Consumer<String> onPayload;
     private volatile String lastAuthorization;
 
     private SandboxApns(int port) throws Exception {
@@ -117,6 +118,10 @@ public final class SandboxApns implements AutoCloseable {
                             payloads.put(uuid, payload.toString(java.nio.charset.StandardCharsets.UTF_8));
                         }
                         onAccepted.accept(uuid);
+                    }
+                    Consumer<String> p = onPayload;
+                    if (p != null) {
+                        p.accept(payload.toString(java.nio.charset.StandardCharsets.UTF_8));
                     }
                     acceptedTotal.incrementAndGet();
                 }
@@ -204,6 +209,14 @@ public final class SandboxApns implements AutoCloseable {
     }
 
     /** Stops keeping per-id counts (long load runs) and calls {@code listener} per accepted id instead. */
+    /**
+     * Calls {@code listener} with the JSON payload of every accepted notification, on the peer's
+     * event loop (keep it short). The load test's peer process reads its markers this way.
+     */
+    public void onPayload(Consumer<String> listener) {
+        this.onPayload = listener;
+    }
+
     public void onAccepted(Consumer<UUID> listener, boolean trackIds) {
         this.onAccepted = listener;
         this.trackIds = trackIds;

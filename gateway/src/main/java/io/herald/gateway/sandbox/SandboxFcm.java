@@ -166,6 +166,7 @@ public final class SandboxFcm implements AutoCloseable {
     private final AtomicLong unauthorizedTotal = new AtomicLong();
     private final AtomicLong names = new AtomicLong();
     private volatile Consumer<String> onAccepted = t -> { };
+    private volatile Consumer<String> onPayload;
     private volatile boolean track = true;
     private volatile Duration tokenLifetime = Duration.ofHours(1);
     private volatile int quotaRetryAfterSeconds = 1;
@@ -308,6 +309,14 @@ public final class SandboxFcm implements AutoCloseable {
     }
 
     /** Stops keeping per-token records (long load runs) and calls {@code listener} per accepted token instead. */
+    /**
+     * Calls {@code listener} with the request body of every accepted send, on the peer's event
+     * loop (keep it short). The load test's peer process reads its markers this way.
+     */
+    public void onPayload(Consumer<String> listener) {
+        this.onPayload = listener;
+    }
+
     public void onAccepted(Consumer<String> listener, boolean track) {
         this.onAccepted = listener;
         this.track = track;
@@ -601,6 +610,10 @@ public final class SandboxFcm implements AutoCloseable {
                 acceptedByBody.computeIfAbsent(text, k -> new AtomicInteger()).incrementAndGet();
             }
             onAccepted.accept(token);
+            Consumer<String> p = onPayload;
+            if (p != null) {
+                p.accept(text);
+            }
             respond(ctx, 200, JSON.createObjectNode().put("name", name), -1);
         }
 

@@ -141,6 +141,7 @@ public final class SandboxSmsc implements AutoCloseable {
     private volatile String systemId;
     private volatile String password;
     private volatile long receiptDelayMs = 50;
+    private volatile java.util.function.Consumer<String> onText;
     private volatile boolean hexIds;
     private volatile boolean track = true;
     private volatile boolean closed;
@@ -287,6 +288,10 @@ public final class SandboxSmsc implements AutoCloseable {
                 assemble(number, part);
             }
             accepted.incrementAndGet();
+            java.util.function.Consumer<String> listener = onText;
+            if (listener != null) {
+                listener.accept(part.text());
+            }
             String stat = switch (answer) {
                 case RECEIPT_UNDELIVERABLE -> "UNDELIV";
                 case RECEIPT_EXPIRED -> "EXPIRED";
@@ -450,6 +455,15 @@ public final class SandboxSmsc implements AutoCloseable {
     }
 
     /** Binds must present this system id and password (null = accept any). */
+    /**
+     * Calls {@code listener} with the text of every accepted submit_sm part, on the session's
+     * thread (keep it short). The load test's peer process reads its markers this way.
+     */
+    public SandboxSmsc onText(java.util.function.Consumer<String> listener) {
+        this.onText = listener;
+        return this;
+    }
+
     public SandboxSmsc credentials(String systemId, String password) {
         this.systemId = systemId;
         this.password = password;

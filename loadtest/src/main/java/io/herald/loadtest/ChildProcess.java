@@ -9,9 +9,9 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayDeque;
-import java.util.ArrayList;
 import java.util.Deque;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
@@ -19,97 +19,97 @@ import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
 /**
- * A gateway started by the load driver as a separate JVM from the gateway's shaded jar, so the
- * driver's CPU and heap are not the gateway's:
- * {@code java -Xmx<heap> -jar <jar> --port 0 --data-dir <dir>/data --api-key <app>:<key> --config <file>}.
+ * A process the load driver starts: the gateway (from its shaded jar) or a provider peer (this
+ * jar's {@code peer} command), each a JVM of its own so its CPU and memory are its own and can be
+ * read from {@code /proc}.
  *
- * <p>{@link #start} returns once the child printed {@code herald ready on http://HOST:PORT}; until
- * then and afterwards, everything the child writes (stdout and stderr, merged) is copied to
- * {@code <dir>/gateway.log} by a daemon thread, which also keeps the pipe from filling up and
- * stalling the child. The last lines are kept in memory for error messages.
+ * <p>{@link #start} returns once the child printed a line matching its ready pattern; until then
+ * and afterwards everything the child writes (stdout and stderr, merged) is copied to a log file
+ * by a daemon thread, which also keeps the pipe from filling up and stalling the child. The last
+ * lines are kept in memory for error messages.
  *
  * <p>Ownership: the caller owns the instance and must {@link #close()} it, which stops the child
  * with SIGTERM (graceful: the gateway drains), waits up to 15 s, then kills it and any descendant
- * still alive (the gateway's embedded {@code redis-server}, which a SIGKILLed gateway cannot stop
- * itself). The directory is the caller's. Thread-safe; {@link #close()} is idempotent.
+ * still alive. {@link #kill()} is SIGKILL, as a crash would be. Thread-safe; {@link #close()} is
+ * idempotent.
  */
-public final class GatewayProcess implements AutoCloseable {
+public final class ChildProcess implements AutoCloseable {
     /** Exit status of a JVM that ran its shutdown hooks after SIGTERM (128 + 15): a clean stop. */
     public static final int EXIT_ON_SIGTERM = 143;
-    private static final Pattern READY = Pattern.compile("^herald ready on (http://\\S+)\\s*$");
     private static final Duration STOP_GRACE = Duration.ofSeconds(15);
     private static final int TAIL_LINES = 40;
+    /** USER_HZ: the unit of utime/stime in /proc/PID/stat on Linux. */
+    private static final double CLOCK_TICKS = 100.0;
 
+    private final String name;
     private final Process process;
-    private final String baseUrl;
+    private final Matcher ready;
     private final Path log;
     private final Deque<String> tail;
     private final Thread pump;
     private volatile boolean closed;
 
-    private GatewayProcess(Process process, String baseUrl, Path log, Deque<String> tail, Thread pump) {
+    private ChildProcess(String name, Process process, Matcher ready, Path log, Deque<String> tail, Thread pump) {
+        this.name = name;
         this.process = process;
-        this.baseUrl = baseUrl;
+        this.ready = ready;
         this.log = log;
         this.tail = tail;
         this.pump = pump;
     }
 
     /**
-     * Writes the config, launches the gateway and waits for its ready line.
+     * Launches {@code command} and waits for its ready line.
      *
-     * @param jar the gateway's shaded jar
-     * @param dir a directory owned by the caller: config file, data directory and log go there
-     * @param hocon the config file contents
+     * @param name what it is, for messages ("gateway", "apns peer")
+     * @param env variables to set ({@code null} value: remove the variable)
      * @throws IOException if the child cannot be launched, exits, or is not ready within
      *     {@code readyTimeout}; the message carries the last lines it printed
      */
-    public static GatewayProcess start(Path jar, Path dir, String heap, String app, String apiKey, String hocon,
-                                       Duration readyTimeout) throws IOException {
-        if (!Files.isReadable(jar)) {
-            throw new IOException("gateway jar " + jar + " not found: build it with "
-                    + "'mvn -q -B install -DskipTests' in the project root, or pass --gateway-jar");
-        }
-        Path config = dir.resolve("herald-loadtest.conf");
-        Files.writeString(config, hocon, StandardCharsets.UTF_8);
-        Path log = dir.resolve("gateway.log");
-        Path java = Path.of(System.getProperty("java.home"), "bin", "java");
-        List<String> cmd = new ArrayList<>(List.of(java.toString(), "-Xmx" + heap, "-jar", jar.toString(),
-                "--port", "0", "--data-dir", dir.resolve("data").toString(),
-                "--api-key", app + ":" + apiKey, "--config", config.toString()));
-        ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true);
-        // The gateway's environment overrides must not leak in from the caller's shell.
-        for (String v : List.of("HERALD_HOST", "HERALD_PORT", "HERALD_DATA_DIR", "REDIS_URL", "HERALD_API_KEY",
-                "HERALD_SANDBOX", "HERALD_NODE_ID")) {
-            pb.environment().remove(v);
-        }
+    public static ChildProcess start(String name, List<String> command, Map<String, String> env, Path log,
+                                     Pattern readyLine, Duration readyTimeout) throws IOException {
+        ProcessBuilder pb = new ProcessBuilder(command).redirectErrorStream(true);
+        env.forEach((k, v) -> {
+            if (v == null) {
+                pb.environment().remove(k);
+            } else {
+                pb.environment().put(k, v);
+            }
+        });
         Process process = pb.start();
         Deque<String> tail = new ArrayDeque<>();
-        CompletableFuture<String> ready = new CompletableFuture<>();
-        Thread pump = new Thread(() -> pump(process, log, tail, ready), "gateway-output");
+        CompletableFuture<Matcher> ready = new CompletableFuture<>();
+        Thread pump = new Thread(() -> pump(process, log, tail, readyLine, ready), name + "-output");
         pump.setDaemon(true);
         pump.start();
         try {
-            String url = ready.get(readyTimeout.toMillis(), TimeUnit.MILLISECONDS);
-            return new GatewayProcess(process, url, log, tail, pump);
+            Matcher m = ready.get(readyTimeout.toMillis(), TimeUnit.MILLISECONDS);
+            return new ChildProcess(name, process, m, log, tail, pump);
         } catch (TimeoutException e) {
             stop(process);
-            throw new IOException("gateway not ready within " + readyTimeout.toSeconds() + " s; last output:\n"
+            throw new IOException(name + " not ready within " + readyTimeout.toSeconds() + " s; last output:\n"
                     + lastLines(tail));
         } catch (InterruptedException e) {
             stop(process);
             Thread.currentThread().interrupt();
-            throw new IOException("interrupted while waiting for the gateway");
+            throw new IOException("interrupted while waiting for the " + name);
         } catch (java.util.concurrent.ExecutionException e) {
             stop(process);
             throw new IOException(e.getCause().getMessage() + "; last output:\n" + lastLines(tail));
         }
     }
 
-    private static void pump(Process process, Path log, Deque<String> tail, CompletableFuture<String> ready) {
+    /** The java launcher of this JVM, for children that are JVMs too. */
+    static String java() {
+        return Path.of(System.getProperty("java.home"), "bin", "java").toString();
+    }
+
+    private static void pump(Process process, Path log, Deque<String> tail, Pattern readyLine,
+                             CompletableFuture<Matcher> ready) {
         try (BufferedReader in = new BufferedReader(new InputStreamReader(process.getInputStream(),
                 StandardCharsets.UTF_8));
-             BufferedWriter out = Files.newBufferedWriter(log, StandardCharsets.UTF_8)) {
+             BufferedWriter out = Files.newBufferedWriter(log, StandardCharsets.UTF_8,
+                     java.nio.file.StandardOpenOption.CREATE, java.nio.file.StandardOpenOption.APPEND)) {
             String line;
             while ((line = in.readLine()) != null) {
                 out.write(line);
@@ -122,9 +122,9 @@ public final class GatewayProcess implements AutoCloseable {
                     }
                 }
                 if (!ready.isDone()) {
-                    Matcher m = READY.matcher(line);
+                    Matcher m = readyLine.matcher(line);
                     if (m.matches()) {
-                        ready.complete(m.group(1));
+                        ready.complete(m);
                     }
                 }
             }
@@ -138,12 +138,12 @@ public final class GatewayProcess implements AutoCloseable {
             Thread.currentThread().interrupt();
             return;
         }
-        ready.completeExceptionally(new IOException("gateway exited with status " + code + " before it was ready"));
+        ready.completeExceptionally(new IOException("exited with status " + code + " before it was ready"));
     }
 
-    /** The gateway's base URL as it printed it, e.g. {@code http://127.0.0.1:41234}. */
-    public String baseUrl() {
-        return baseUrl;
+    /** The ready line, matched: its groups carry what the child announced (URL, ports). */
+    public Matcher ready() {
+        return ready;
     }
 
     /** Where the child's output goes. */
@@ -164,6 +164,45 @@ public final class GatewayProcess implements AutoCloseable {
     /** The last lines the child printed, for error messages. */
     public String lastOutput() {
         return lastLines(tail);
+    }
+
+    /** User + system CPU seconds the process {@code pid} has used so far, or -1 when unreadable. */
+    public static double cpuSeconds(long pid) {
+        try {
+            String stat = Files.readString(Path.of("/proc", Long.toString(pid), "stat"));
+            // Fields after the command name, which is in parentheses and may contain spaces.
+            String[] f = stat.substring(stat.lastIndexOf(')') + 2).split(" ");
+            return (Long.parseLong(f[11]) + Long.parseLong(f[12])) / CLOCK_TICKS; // utime, stime (fields 14, 15)
+        } catch (IOException | RuntimeException e) {
+            return -1;
+        }
+    }
+
+    /** A {@code /proc/PID/status} size field ({@code VmRSS}, {@code VmHWM}) in bytes, or -1. */
+    public static long statusBytes(long pid, String field) {
+        try {
+            for (String line : Files.readAllLines(Path.of("/proc", Long.toString(pid), "status"))) {
+                if (line.startsWith(field + ":")) {
+                    String v = line.substring(field.length() + 1).trim();
+                    return Long.parseLong(v.substring(0, v.indexOf(' '))) * 1024;
+                }
+            }
+        } catch (IOException | RuntimeException e) {
+            // gone or not Linux
+        }
+        return -1;
+    }
+
+    /** SIGKILL, as a crash: no shutdown hook runs. Waits until the child is gone. */
+    public void kill() {
+        closed = true;
+        process.destroyForcibly();
+        try {
+            process.waitFor(10, TimeUnit.SECONDS);
+            pump.join(TimeUnit.SECONDS.toMillis(5));
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
     }
 
     /**
@@ -192,8 +231,13 @@ public final class GatewayProcess implements AutoCloseable {
         stopAndWait();
     }
 
+    @Override
+    public String toString() {
+        return name + " (pid " + process.pid() + ")";
+    }
+
     private static int stop(Process process) {
-        // Snapshot first: once the gateway is gone its children are re-parented and no longer listed.
+        // Snapshot first: once the parent is gone its children are re-parented and no longer listed.
         List<ProcessHandle> descendants = process.descendants().toList();
         int status = -1;
         // SIGTERM through the handle: Process.destroy() would also close our end of the child's

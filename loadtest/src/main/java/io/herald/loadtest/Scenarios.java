@@ -1,0 +1,624 @@
+package io.herald.loadtest;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.ParameterException;
+import picocli.CommandLine.Spec;
+
+import java.io.ByteArrayOutputStream;
+import java.io.IOException;
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.time.Instant;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.EnumSet;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Set;
+import java.util.concurrent.Callable;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.ThreadLocalRandom;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.stream.Stream;
+
+/**
+ * The load test's scenarios, as picocli commands sharing {@link Shape} (how much, how fast) and
+ * {@link Setup} (what to start): {@link Gateway} (HTTP batches -> gateway -> peers),
+ * {@link RawApns} (Pushy straight to the APNs peer: the ceiling of the APNs leg) and
+ * {@link Compare} (both alternately, several rounds, with each ratio and their median).
+ *
+ * <p>Each command owns what it starts ({@link Stack}) and releases it before returning. Exit
+ * status: 0 every run passed (its total-queue check included), 1 a run ran but failed, 2 it could
+ * not be set up. Results go to {@code --out} (a directory: {@code result.json}, {@code *.hgrm},
+ * {@code report.png}).
+ */
+final class Scenarios {
+    private Scenarios() {
+    }
+
+    /** How much and how fast: shared by every scenario. */
+    static final class Shape {
+        @Option(names = "--messages", description = "Measured messages per run. Default: ${DEFAULT-VALUE}")
+        long messages = 200_000;
+
+        @Option(names = "--warmup", description = "Messages sent first in every run and left out of the figures "
+                + "(JIT warm-up). Default: ${DEFAULT-VALUE}")
+        long warmup = 50_000;
+
+        @Option(names = "--rate", description = "Open loop at this many messages/s, latency from the intended "
+                + "send time; or 'max': as fast as the requests in flight allow. Default: ${DEFAULT-VALUE}")
+        String rate = "max";
+
+        @Option(names = "--duration", description = "Seconds of measured load at --rate N (sets --messages to "
+                + "rate x duration).")
+        Long duration;
+
+        @Option(names = "--users", description = "Users (one device each). Default: ${DEFAULT-VALUE}")
+        int users = 1000;
+
+        @Option(names = "--timeout", description = "Bound on one run, seconds. Default: ${DEFAULT-VALUE}")
+        long timeoutSeconds = 900;
+
+        @Option(names = "--drain-timeout", description = "After the last request is answered, how long to wait "
+                + "for acknowledged messages to arrive, seconds. Default: ${DEFAULT-VALUE}")
+        long drainSeconds = 120;
+
+        @Option(names = "--out", description = "Result directory. Default: ${DEFAULT-VALUE}")
+        Path out = Path.of("loadtest-out");
+
+        double rate(picocli.CommandLine cl) {
+            if (rate.equals("max")) {
+                return 0;
+            }
+            try {
+                double r = Double.parseDouble(rate);
+                if (r > 0) {
+                    return r;
+                }
+            } catch (NumberFormatException e) {
+                // below
+            }
+            throw new ParameterException(cl, "--rate: '" + rate + "' (expected: max or messages/s > 0)");
+        }
+
+        long measured(picocli.CommandLine cl) {
+            double r = rate(cl);
+            if (duration != null) {
+                if (r == 0) {
+                    throw new ParameterException(cl, "--duration needs --rate N (open loop)");
+                }
+                return (long) (r * duration);
+            }
+            if (messages <= 0 || warmup < 0 || users <= 0 || timeoutSeconds <= 0) {
+                throw new ParameterException(cl, "--messages, --users and --timeout must be > 0, --warmup >= 0");
+            }
+            return messages;
+        }
+
+        String describe(picocli.CommandLine cl) {
+            return rate(cl) == 0 ? "max" : "open loop " + rate + "/s";
+        }
+    }
+
+    /** What to start: the gateway's jar, heap and capacity, Redis. */
+    static final class Setup {
+        @Option(names = "--gateway-jar", description = "Gateway shaded jar. Default: ${DEFAULT-VALUE}")
+        Path gatewayJar = Path.of("gateway/target/herald-gateway-0.1.0-SNAPSHOT-all.jar");
+
+        @Option(names = "--gateway-heap", description = "-Xmx of the gateway. Default: ${DEFAULT-VALUE}")
+        String gatewayHeap = "512m";
+
+        @Option(names = "--capacity", description = "herald.pipeline.capacity of the gateway. Default: ${DEFAULT-VALUE}")
+        int capacity = 131_072;
+
+        @Option(names = "--gateway-config", description = "Extra HOCON lines inside herald { } of the gateway's "
+                + "config (e.g. 'apns { connections = 2 }').")
+        String extraConfig;
+
+        @Option(names = "--redis-url", description = "Use this Redis instead of starting one (loopback).")
+        String redisUrl;
+
+        @Option(names = "--app", description = "App to send as. Default: ${DEFAULT-VALUE}")
+        String app = "load";
+
+        @Option(names = "--keep-data", description = "Keep the run directory (configs, data, logs) after a passing run.")
+        boolean keepData;
+    }
+
+    /** Gateway-run options. */
+    static final class Batches {
+        @Option(names = "--batch-size", description = "Messages per POST /v1/batches. Default: ${DEFAULT-VALUE}")
+        int batchSize = 1000;
+
+        @Option(names = "--concurrency", description = "Batches in flight (the bound in open loop too). "
+                + "Default: ${DEFAULT-VALUE}")
+        int concurrency = 4;
+
+        @Option(names = "--mix", description = "Channel mix, e.g. apns or apns:8,fcm:1,sms:1. Default: ${DEFAULT-VALUE}")
+        String mix = "apns";
+
+        String[] pattern(picocli.CommandLine cl) {
+            List<String> out = new ArrayList<>();
+            for (String part : mix.split(",")) {
+                String[] kv = part.trim().split(":");
+                try {
+                    PeerMain.Kind.valueOf(kv[0]);
+                    int w = kv.length > 1 ? Integer.parseInt(kv[1]) : 1;
+                    if (w < 0 || w > 100) {
+                        throw new NumberFormatException();
+                    }
+                    for (int i = 0; i < w; i++) {
+                        out.add(kv[0]);
+                    }
+                } catch (IllegalArgumentException e) {
+                    throw new ParameterException(cl, "--mix: '" + part + "' (expected: apns|fcm|sms[:weight 0..100])");
+                }
+            }
+            if (out.isEmpty()) {
+                throw new ParameterException(cl, "--mix: '" + mix + "' has no channel with a weight > 0");
+            }
+            return out.toArray(new String[0]);
+        }
+
+        Set<PeerMain.Kind> kinds(picocli.CommandLine cl) {
+            Set<PeerMain.Kind> k = EnumSet.noneOf(PeerMain.Kind.class);
+            for (String c : pattern(cl)) {
+                k.add(PeerMain.Kind.valueOf(c));
+            }
+            return k;
+        }
+    }
+
+    // ---- commands --------------------------------------------------------------------------------
+
+    /** {@code gateway}: HTTP batches -> gateway -> peers. */
+    @Command(name = "gateway", mixinStandardHelpOptions = true,
+            description = "HTTP batches into a gateway started here (or --url), delivered to peers in their own "
+                    + "processes; throughput, latency, the gateway's CPU and memory, and the total-queue check.")
+    static final class Gateway implements Callable<Integer> {
+        @Spec
+        picocli.CommandLine.Model.CommandSpec spec;
+        @Mixin
+        Shape shape = new Shape();
+        @Mixin
+        Setup setup = new Setup();
+        @Mixin
+        Batches batches = new Batches();
+
+        @Option(names = "--url", description = "A running gateway (loopback only) instead of starting one; needs "
+                + "--api-key and --report.")
+        String url;
+
+        @Option(names = "--api-key", description = "Key of --app on the gateway given with --url.")
+        String apiKey;
+
+        @Option(names = "--report", split = ",", description = "With --url: report ports of the peers the "
+                + "gateway delivers to (started with 'loadtest peer'), e.g. 40001,40002.")
+        List<Integer> reportPorts;
+
+        @Override
+        public Integer call() throws Exception {
+            picocli.CommandLine cl = spec.commandLine();
+            long measured = shape.measured(cl);
+            String[] mix = batches.pattern(cl);
+            if (url != null && (apiKey == null || reportPorts == null)) {
+                throw new ParameterException(cl, "--url needs --api-key and --report (peer report ports)");
+            }
+            if (batches.batchSize < 1 || batches.batchSize > 10_000 || batches.concurrency < 1) {
+                throw new ParameterException(cl, "--batch-size must be 1..10000 and --concurrency > 0");
+            }
+            return withStack(setup, shape, url == null ? batches.kinds(cl) : Set.of(), url == null, stack -> {
+                if (url != null) {
+                    stack.connectReports(reportPorts);
+                }
+                Harness h = new Harness(stack, shape, setup, url != null ? HeraldClient.requireLoopback(url).toString()
+                        : stack.baseUrl(), url != null ? apiKey : stack.apiKey);
+                h.register(batches.kinds(cl));
+                Report.Run r = h.gatewayRun(1, measured, shape.rate(cl), batches, mix, cl);
+                return h.finish("gateway", List.of(r), null, cl);
+            });
+        }
+    }
+
+    /** {@code raw-apns}: Pushy straight to the APNs peer. */
+    @Command(name = "raw-apns", mixinStandardHelpOptions = true,
+            description = "Pushy straight to the APNs peer in its own process: the ceiling of the APNs leg here.")
+    static final class RawApns implements Callable<Integer> {
+        @Spec
+        picocli.CommandLine.Model.CommandSpec spec;
+        @Mixin
+        Shape shape = new Shape();
+        @Mixin
+        Setup setup = new Setup();
+
+        @Option(names = "--in-flight", description = "Notifications in flight. Default: ${DEFAULT-VALUE}")
+        int inFlight = 100;
+
+        @Option(names = "--connections", description = "HTTP/2 connections. Default: ${DEFAULT-VALUE}")
+        int connections = 1;
+
+        @Override
+        public Integer call() throws Exception {
+            picocli.CommandLine cl = spec.commandLine();
+            long measured = shape.measured(cl);
+            return withStack(setup, shape, Set.of(PeerMain.Kind.apns), false, stack -> {
+                Harness h = new Harness(stack, shape, setup, null, null);
+                Report.Run r = h.rawRun(1, measured, shape.rate(cl), inFlight, connections, cl);
+                return h.finish("raw-apns", List.of(r), null, cl);
+            });
+        }
+    }
+
+    /** {@code compare}: raw and gateway alternately, the ratio of each round and their median. */
+    @Command(name = "compare", mixinStandardHelpOptions = true,
+            description = "Runs raw-apns and gateway alternately --rounds times against the same peer and prints "
+                    + "gateway/raw throughput per round and the median.")
+    static final class Compare implements Callable<Integer> {
+        @Spec
+        picocli.CommandLine.Model.CommandSpec spec;
+        @Mixin
+        Shape shape = new Shape();
+        @Mixin
+        Setup setup = new Setup();
+        @Mixin
+        Batches batches = new Batches();
+
+        @Option(names = "--rounds", description = "Rounds (raw then gateway each). Default: ${DEFAULT-VALUE}")
+        int rounds = 3;
+
+        @Option(names = "--in-flight", description = "Raw: notifications in flight. Default: ${DEFAULT-VALUE}")
+        int inFlight = 100;
+
+        @Option(names = "--connections", description = "Raw: HTTP/2 connections. Default: ${DEFAULT-VALUE}")
+        int connections = 1;
+
+        @Override
+        public Integer call() throws Exception {
+            picocli.CommandLine cl = spec.commandLine();
+            long measured = shape.measured(cl);
+            if (rounds < 1) {
+                throw new ParameterException(cl, "--rounds must be >= 1");
+            }
+            batches.mix = "apns";
+            String[] mix = batches.pattern(cl);
+            return withStack(setup, shape, Set.of(PeerMain.Kind.apns), true, stack -> {
+                Harness h = new Harness(stack, shape, setup, stack.baseUrl(), stack.apiKey);
+                h.register(Set.of(PeerMain.Kind.apns));
+                List<Report.Run> runs = new ArrayList<>();
+                List<Double> ratios = new ArrayList<>();
+                int run = 0;
+                for (int round = 1; round <= rounds; round++) {
+                    Report.Run raw = h.rawRun(++run, measured, shape.rate(cl), inFlight, connections, cl);
+                    Report.Run gw = h.gatewayRun(++run, measured, shape.rate(cl), batches, mix, cl);
+                    runs.add(raw);
+                    runs.add(gw);
+                    double ratio = raw.deliveredPerSecond() > 0 ? gw.deliveredPerSecond() / raw.deliveredPerSecond() : 0;
+                    ratios.add(Report.round(ratio * 1000) / 1000);
+                    System.out.printf(Locale.ROOT, "round %d: raw %,.0f msg/s, gateway %,.0f msg/s, ratio %.3f%n",
+                            round, raw.deliveredPerSecond(), gw.deliveredPerSecond(), ratio);
+                }
+                return h.finish("compare", runs, ratios, cl);
+            });
+        }
+    }
+
+    // ---- shared machinery ---------------------------------------------------------------------------
+
+    interface StackBody {
+        int run(Stack stack) throws Exception;
+    }
+
+    /** Creates the run directory and stack, runs {@code body}, releases everything. */
+    static int withStack(Setup setup, Shape shape, Set<PeerMain.Kind> peers, boolean startGateway, StackBody body)
+            throws Exception {
+        Path dir = Files.createTempDirectory("herald-loadtest-");
+        int status = 2;
+        try (Stack stack = new Stack(dir, setup.app, setup.gatewayJar, setup.gatewayHeap, setup.capacity,
+                setup.extraConfig == null ? null : "  " + setup.extraConfig + "\n")) {
+            System.out.println("run directory " + dir);
+            try {
+                stack.startPeers(peers);
+                if (startGateway) {
+                    stack.startRedis(setup.redisUrl);
+                    stack.startGateway();
+                    System.out.printf("gateway pid %d ready on %s; peers: %s%n", stack.gateway().pid(), stack.baseUrl(),
+                            peers);
+                }
+            } catch (IOException | RuntimeException e) {
+                System.err.println("loadtest: cannot start: " + e.getMessage());
+                return 2;
+            }
+            status = body.run(stack);
+            return status;
+        } finally {
+            if (status == 0 && !setup.keepData) {
+                deleteTree(dir);
+            } else {
+                System.out.println("run directory kept: " + dir);
+            }
+        }
+    }
+
+    /** Runs against one stack: registration, gateway runs, raw runs, the final report. */
+    static final class Harness {
+        private final Stack stack;
+        private final Shape shape;
+        private final Setup setup;
+        private final ObjectMapper mapper = new ObjectMapper();
+        private final ExecutorService io = Executors.newFixedThreadPool(4, daemon("loadtest-http"));
+        private final ScheduledExecutorService timer = Executors.newSingleThreadScheduledExecutor(daemon("loadtest-retry"));
+        private final HeraldClient client;
+        private final String baseUrl;
+        private final String startedAt = Instant.now().toString();
+        private final int runBase = ThreadLocalRandom.current().nextInt(1_000, 1_000_000);
+
+        Harness(Stack stack, Shape shape, Setup setup, String baseUrl, String key) {
+            this.stack = stack;
+            this.shape = shape;
+            this.setup = setup;
+            this.baseUrl = baseUrl;
+            this.client = baseUrl == null ? null : HeraldClient.create(baseUrl, key, Duration.ofSeconds(60), io, mapper);
+        }
+
+        /** Registers users u0.. with a device (apns, fcm) and a phone (sms) as the mix needs, by bulk import. */
+        void register(Set<PeerMain.Kind> kinds) throws Exception {
+            long t0 = System.nanoTime();
+            for (int from = 0; from < shape.users; from += 10_000) {
+                int n = Math.min(10_000, shape.users - from);
+                HeraldClient.Response r = client.importUsers(setup.app, importBody(from, n, kinds))
+                        .get(120, TimeUnit.SECONDS);
+                if (r.status() != 200 || r.json() == null || r.json().path("imported").asInt() != n) {
+                    throw new IOException("user import failed: " + r.status() + " " + r.snippet());
+                }
+            }
+            System.out.printf(Locale.ROOT, "registered %,d users (%s) in %.2f s%n", shape.users, kinds,
+                    (System.nanoTime() - t0) / 1e9);
+        }
+
+        private byte[] importBody(int from, int n, Set<PeerMain.Kind> kinds) throws IOException {
+            ByteArrayOutputStream buf = new ByteArrayOutputStream(n * 200);
+            try (var g = mapper.getFactory().createGenerator(buf)) {
+                g.writeStartObject();
+                g.writeArrayFieldStart("users");
+                for (int u = from; u < from + n; u++) {
+                    String user = "u" + u;
+                    g.writeStartObject();
+                    g.writeStringField("user", user);
+                    if (kinds.contains(PeerMain.Kind.sms)) {
+                        g.writeStringField("phone", Drive.phone(u));
+                    }
+                    g.writeArrayFieldStart("devices");
+                    if (kinds.contains(PeerMain.Kind.apns)) {
+                        g.writeStartObject();
+                        g.writeStringField("id", "d1");
+                        g.writeStringField("platform", "apns");
+                        g.writeStringField("token", Drive.apnsToken(user));
+                        g.writeEndObject();
+                    }
+                    if (kinds.contains(PeerMain.Kind.fcm)) {
+                        g.writeStartObject();
+                        g.writeStringField("id", "d2");
+                        g.writeStringField("platform", "fcm");
+                        g.writeStringField("token", Drive.fcmToken(user));
+                        g.writeEndObject();
+                    }
+                    g.writeEndArray();
+                    g.writeEndObject();
+                }
+                g.writeEndArray();
+                g.writeEndObject();
+            }
+            return buf.toByteArray();
+        }
+
+        Report.Run gatewayRun(int n, long measured, double rate, Batches b, String[] mix, picocli.CommandLine cl)
+                throws Exception {
+            Tally t = new Tally(runBase + n, shape.warmup + measured, shape.warmup);
+            stack.tally(t);
+            Drive.GatewaySink sink = new Drive.GatewaySink(client, t, setup.app, shape.users, mix, b.batchSize, timer,
+                    mapper);
+            Sampler sampler = new Sampler(t, stack.gateway() == null ? -1 : stack.gateway().pid(), baseUrl);
+            String label = "gateway";
+            boolean done = measure(t, sampler, () -> new Drive(t, rate, b.concurrency,
+                    Duration.ofSeconds(shape.drainSeconds), System.out).run(sink, deadline(), label));
+            Report.Run r = Report.run("gateway", t, shape.describe(cl) + ", batches of " + b.batchSize + ", "
+                    + b.concurrency + " in flight, mix " + b.mix, done, sink.firstFailure.get(),
+                    sampler.processes(stack, t), Report.timeline(t, sampler.heapBySecond()));
+            Report.print(r, System.out);
+            return r;
+        }
+
+        Report.Run rawRun(int n, long measured, double rate, int inFlight, int connections, picocli.CommandLine cl)
+                throws Exception {
+            Tally t = new Tally(runBase + n, shape.warmup + measured, shape.warmup);
+            stack.tally(t);
+            Path peerDir = stack.peerDir(PeerMain.Kind.apns);
+            Sampler sampler = new Sampler(t, -1, null);
+            boolean done;
+            Drive.RawApnsSink sink = new Drive.RawApnsSink(t, shape.users, stack.peerPort(PeerMain.Kind.apns),
+                    peerDir.resolve("apns-cert.pem"), peerDir.resolve("apns-key.p8"), connections);
+            try (sink) {
+                done = measure(t, sampler, () -> new Drive(t, rate, inFlight, Duration.ofSeconds(shape.drainSeconds),
+                        System.out).run(sink, deadline(), "raw-apns"));
+            }
+            Report.Run r = Report.run("raw-apns", t, shape.describe(cl) + ", " + inFlight + " in flight, "
+                    + connections + " connection(s)", done, sink.firstFailure.get(), sampler.processes(stack, t),
+                    Report.timeline(t, null));
+            Report.print(r, System.out);
+            return r;
+        }
+
+        interface Body {
+            boolean run() throws Exception;
+        }
+
+        private boolean measure(Tally t, Sampler sampler, Body body) throws Exception {
+            sampler.start(stack);
+            try {
+                return body.run();
+            } finally {
+                sampler.stop();
+            }
+        }
+
+        private long deadline() {
+            return System.nanoTime() + TimeUnit.SECONDS.toNanos(shape.timeoutSeconds);
+        }
+
+        int finish(String scenario, List<Report.Run> runs, List<Double> ratios, picocli.CommandLine cl)
+                throws IOException {
+            timer.shutdownNow();
+            io.shutdownNow();
+            Double median = null;
+            if (ratios != null && !ratios.isEmpty()) {
+                List<Double> sorted = ratios.stream().sorted().toList();
+                int m = sorted.size();
+                median = m % 2 == 1 ? sorted.get(m / 2) : (sorted.get(m / 2 - 1) + sorted.get(m / 2)) / 2;
+            }
+            boolean ok = runs.stream().allMatch(Report.Run::ok);
+            String verdict = ok ? "every run passed the total-queue check"
+                    : runs.stream().filter(r -> !r.ok()).map(r -> r.name() + " #" + r.run() + ": " + r.verdict())
+                    .reduce((a, b) -> a + "; " + b).orElse("");
+            Map<String, Object> options = new LinkedHashMap<>();
+            options.put("messages", shape.messages);
+            options.put("warmup", shape.warmup);
+            options.put("rate", shape.rate);
+            options.put("users", shape.users);
+            options.put("gatewayHeap", setup.gatewayHeap);
+            options.put("capacity", setup.capacity);
+            options.put("cpus", Runtime.getRuntime().availableProcessors());
+            options.put("java", System.getProperty("java.version"));
+            Report.Summary s = new Report.Summary(scenario, startedAt, options, runs, ratios, median, ok, verdict);
+            Report.write(s, shape.out, mapper);
+            System.out.println();
+            if (median != null) {
+                System.out.printf(Locale.ROOT, "ratios gateway/raw: %s; median %.3f%n", ratios, median);
+            }
+            System.out.println((ok ? "PASS: " : "FAIL: ") + verdict);
+            System.out.println("results in " + shape.out.toAbsolutePath() + " (result.json, *.hgrm, report.png)");
+            return ok ? 0 : 1;
+        }
+    }
+
+    /**
+     * Samples the gateway once a second while a run goes (heap and direct memory from its
+     * {@code /metrics}) and measures the CPU time of every process of the stack over the run.
+     */
+    static final class Sampler {
+        private final Tally tally;
+        private final long gatewayPid;
+        private final HttpClient http = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(2)).build();
+        private final URI metrics;
+        private final long[] heapBySecond = new long[Tally.TIMELINE_SECONDS];
+        private final AtomicLong peakHeap = new AtomicLong(-1);
+        private final AtomicLong lastHeap = new AtomicLong(-1);
+        private final AtomicLong peakDirect = new AtomicLong(-1);
+        private final Map<String, Double> cpuAtStart = new LinkedHashMap<>();
+        private final Map<String, Long> pids = new LinkedHashMap<>();
+        private ScheduledExecutorService exec;
+
+        Sampler(Tally tally, long gatewayPid, String baseUrl) {
+            this.tally = tally;
+            this.gatewayPid = gatewayPid;
+            this.metrics = baseUrl == null ? null : URI.create(baseUrl + "/metrics");
+        }
+
+        void start(Stack stack) {
+            pids.put("driver", ProcessHandle.current().pid());
+            if (gatewayPid > 0) {
+                pids.put("gateway", gatewayPid);
+            }
+            if (stack.redisPid() > 0 && gatewayPid > 0) {
+                pids.put("redis", stack.redisPid());
+            }
+            for (PeerMain.Kind k : stack.started()) {
+                pids.put(k + "-peer", stack.peerPid(k));
+            }
+            pids.forEach((name, pid) -> cpuAtStart.put(name, ChildProcess.cpuSeconds(pid)));
+            exec = Executors.newSingleThreadScheduledExecutor(daemon("loadtest-sampler"));
+            if (metrics != null) {
+                exec.scheduleAtFixedRate(this::sample, 0, 1, TimeUnit.SECONDS);
+            }
+        }
+
+        void stop() {
+            exec.shutdownNow();
+            if (metrics != null) {
+                sample();
+            }
+        }
+
+        private void sample() {
+            try {
+                HttpResponse<String> r = http.send(HttpRequest.newBuilder(metrics).timeout(Duration.ofSeconds(2)).GET()
+                        .build(), HttpResponse.BodyHandlers.ofString());
+                long heap = 0;
+                long direct = -1;
+                for (String line : r.body().split("\n")) {
+                    if (line.startsWith("jvm_memory_used_bytes{") && line.contains("area=\"heap\"")) {
+                        heap += (long) Double.parseDouble(line.substring(line.lastIndexOf(' ') + 1));
+                    } else if (line.startsWith("jvm_buffer_memory_used_bytes{") && line.contains("id=\"direct\"")) {
+                        direct = (long) Double.parseDouble(line.substring(line.lastIndexOf(' ') + 1));
+                    }
+                }
+                heapBySecond[tally.second(Tally.nowMicros())] = heap;
+                peakHeap.accumulateAndGet(heap, Math::max);
+                lastHeap.set(heap);
+                peakDirect.accumulateAndGet(direct, Math::max);
+            } catch (IOException | RuntimeException e) {
+                // the gateway is busy or gone; a missing sample is a gap in the timeline
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+        }
+
+        long[] heapBySecond() {
+            return heapBySecond;
+        }
+
+        List<Report.Process> processes(Stack stack, Tally t) {
+            List<Report.Process> out = new ArrayList<>();
+            long messages = Math.max(1, t.total);
+            pids.forEach((name, pid) -> {
+                double cpu = ChildProcess.cpuSeconds(pid) - cpuAtStart.get(name);
+                boolean gw = name.equals("gateway");
+                out.add(new Report.Process(name, Report.round(cpu), Report.round(cpu * 1e6 / messages),
+                        ChildProcess.statusBytes(pid, "VmHWM"), gw ? peakHeap.get() : null, gw ? lastHeap.get() : null,
+                        gw ? peakDirect.get() : null));
+            });
+            return out;
+        }
+    }
+
+    static java.util.concurrent.ThreadFactory daemon(String name) {
+        AtomicLong n = new AtomicLong();
+        return r -> {
+            Thread t = new Thread(r, name + "-" + n.incrementAndGet());
+            t.setDaemon(true);
+            return t;
+        };
+    }
+
+    static void deleteTree(Path root) {
+        try (Stream<Path> paths = Files.walk(root)) {
+            for (Path p : paths.sorted(Comparator.reverseOrder()).toList()) {
+                Files.deleteIfExists(p);
+            }
+        } catch (IOException e) {
+            System.err.println("loadtest: cannot delete " + root + ": " + e.getMessage());
+        }
+    }
+}
