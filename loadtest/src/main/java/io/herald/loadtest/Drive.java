@@ -194,7 +194,8 @@ final class Drive {
     /**
      * HTTP batches into the gateway: {@code unit} messages per {@code POST /v1/batches}, each
      * naming its channel (chosen by {@code mix}: a repeating pattern of channels), its text
-     * carrying the marker. A 202 acknowledges the items it lists with an id; 429 is retried
+     * carrying the marker, and an {@code Idempotency-Key} of run and first message. A 202
+     * acknowledges the items it lists with an id; 429 is retried
      * after its {@code Retry-After}, keeping its slot, and its latency still runs from the first
      * intended time; any other answer is counted as failed and its messages as not acknowledged.
      */
@@ -207,10 +208,18 @@ final class Drive {
         private final int batchSize;
         private final ScheduledExecutorService timer;
         private final ObjectMapper mapper;
+        private final boolean retryIo;
+        private final long deadlineNanos;
         final AtomicReference<String> firstFailure = new AtomicReference<>();
 
+        /**
+         * @param retryIo retry a batch whose request failed in transport (the gateway is down)
+         *     every 250 ms until {@code deadlineNanos}, with the same {@code Idempotency-Key}
+         */
         GatewaySink(HeraldClient client, Tally tally, String app, int users, String[] mix, int batchSize,
-                    ScheduledExecutorService timer, ObjectMapper mapper) {
+                    ScheduledExecutorService timer, ObjectMapper mapper, boolean retryIo, long deadlineNanos) {
+            this.retryIo = retryIo;
+            this.deadlineNanos = deadlineNanos;
             this.client = client;
             this.tally = tally;
             this.app = app;
@@ -232,9 +241,12 @@ final class Drive {
         }
 
         private void post(byte[] body, long from, int n, long intendedMicros, Runnable done) {
-            client.postBatch(body).whenComplete((r, e) -> {
+            client.postBatch(body, "lt-" + tally.run + "-" + from).whenComplete((r, e) -> {
                 long now = Tally.nowMicros();
-                if (e != null) {
+                if (e != null && retryIo && System.nanoTime() < deadlineNanos) {
+                    tally.retriedRequests.increment();
+                    timer.schedule(() -> post(body, from, n, intendedMicros, done), 250, TimeUnit.MILLISECONDS);
+                } else if (e != null) {
                     tally.failedRequests.increment();
                     tally.notAcknowledged.add(n);
                     firstFailure.compareAndSet(null, "POST /v1/batches: " + e);

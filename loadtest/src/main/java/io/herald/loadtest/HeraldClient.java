@@ -151,13 +151,18 @@ public final class HeraldClient {
         return send(req);
     }
 
-    /** {@code POST /v1/batches} with a prepared JSON body. */
-    public CompletableFuture<Response> postBatch(byte[] body) {
-        HttpRequest req = request("/v1/batches")
+    /**
+     * {@code POST /v1/batches} with a prepared JSON body and, when not null, an
+     * {@code Idempotency-Key} (a retried batch with the same key is answered, not sent, again).
+     */
+    public CompletableFuture<Response> postBatch(byte[] body, String idempotencyKey) {
+        HttpRequest.Builder req = request("/v1/batches")
                 .header("Content-Type", "application/json")
-                .POST(HttpRequest.BodyPublishers.ofByteArray(body))
-                .build();
-        return send(req);
+                .POST(HttpRequest.BodyPublishers.ofByteArray(body));
+        if (idempotencyKey != null) {
+            req.header("Idempotency-Key", idempotencyKey);
+        }
+        return send(req.build());
     }
 
     /** {@code GET /v1/batches/{id}}. */

@@ -128,6 +128,10 @@ final class Scenarios {
                 + "config (e.g. 'apns { connections = 2 }').")
         String extraConfig;
 
+        @Option(names = "--gateway-jvm", split = " ", description = "Extra JVM options of the gateway, e.g. "
+                + "'-XX:StartFlightRecording=filename=gw.jfr'.")
+        List<String> gatewayJvm = List.of();
+
         @Option(names = "--redis-url", description = "Use this Redis instead of starting one (loopback).")
         String redisUrl;
 
@@ -315,6 +319,117 @@ final class Scenarios {
         }
     }
 
+    /**
+     * {@code crash}: load, SIGKILL the gateway at random moments, restart it on the same data and
+     * Redis, and run the total-queue check. A batch whose request failed because the gateway was
+     * down is retried with the same {@code Idempotency-Key} until it is answered. Passes when no
+     * acknowledged message is lost and duplicates stay within {@code --max-duplicates} (messages
+     * that were in flight to the peer when the gateway died are sent again after the replay).
+     */
+    @Command(name = "crash", mixinStandardHelpOptions = true,
+            description = "Kill -9 the gateway at random moments under load, restart it, and check that every "
+                    + "acknowledged message arrives (duplicates counted).")
+    static final class Crash implements Callable<Integer> {
+        @Spec
+        picocli.CommandLine.Model.CommandSpec spec;
+        @Mixin
+        Shape shape = new Shape();
+        @Mixin
+        Setup setup = new Setup();
+        @Mixin
+        Batches batches = new Batches();
+
+        @Option(names = "--kills", description = "SIGKILLs per run, at random moments. Default: ${DEFAULT-VALUE}")
+        int kills = 3;
+
+        @Option(names = "--runs", description = "Runs, each with its own random kill points. Default: ${DEFAULT-VALUE}")
+        int runs = 1;
+
+        @Option(names = "--max-duplicates", description = "Duplicate arrivals tolerated per kill (the in-flight "
+                + "window). Default: ${DEFAULT-VALUE}")
+        long maxDuplicates = 2_000;
+
+        @Option(names = "--seed", description = "Random seed of the kill points. Default: random")
+        Long seed;
+
+        @Override
+        public Integer call() throws Exception {
+            picocli.CommandLine cl = spec.commandLine();
+            long measured = shape.measured(cl);
+            double rate = shape.rate(cl);
+            String[] mix = batches.pattern(cl);
+            if (kills < 1 || runs < 1) {
+                throw new ParameterException(cl, "--kills and --runs must be >= 1");
+            }
+            java.util.Random random = new java.util.Random(seed != null ? seed : System.nanoTime());
+            return withStack(setup, shape, batches.kinds(cl), false, stack -> {
+                stack.startRedis(setup.redisUrl);
+                stack.fixGatewayPort();
+                stack.startGateway();
+                System.out.printf("gateway pid %d ready on %s%n", stack.gateway().pid(), stack.baseUrl());
+                Harness h = new Harness(stack, shape, setup, stack.baseUrl(), stack.apiKey);
+                h.register(batches.kinds(cl));
+                List<Report.Run> all = new ArrayList<>();
+                Map<Integer, Long> killsByRun = new java.util.HashMap<>();
+                long totalKills = 0;
+                for (int run = 1; run <= runs; run++) {
+                    // Kill window: the expected sending time (open loop), or a first guess at max rate.
+                    double seconds = rate > 0 ? (shape.warmup + measured) / rate : (shape.warmup + measured) / 3_000.0;
+                    long[] at = new long[kills];
+                    for (int k = 0; k < kills; k++) {
+                        at[k] = (long) ((0.1 + 0.8 * random.nextDouble()) * seconds * 1000);
+                    }
+                    java.util.Arrays.sort(at);
+                    List<String> log = java.util.Collections.synchronizedList(new ArrayList<>());
+                    Thread chaos = new Thread(() -> killAt(stack, at, log), "loadtest-chaos");
+                    chaos.setDaemon(true);
+                    Report.Run r = h.gatewayRun(run, measured, rate, batches, mix, cl, chaos);
+                    log.forEach(l -> System.out.println("  " + l));
+                    long k = log.stream().filter(l -> l.startsWith("killed")).count();
+                    totalKills += k;
+                    all.add(r);
+                    killsByRun.put(r.run(), k);
+                }
+                int status = h.finish("crash", all, null, r -> r.completed() && r.queue().lost() == 0
+                        && r.queue().unexpected() == 0 && r.failedRequests() == 0 && r.rejectedItems() == 0
+                        && r.queue().duplicated() <= maxDuplicates * killsByRun.getOrDefault(r.run(), 0L));
+                long acked = all.stream().mapToLong(r -> r.queue().acknowledged()).sum();
+                long lost = all.stream().mapToLong(r -> r.queue().lost()).sum();
+                long dup = all.stream().mapToLong(r -> r.queue().duplicated()).sum();
+                long unexpected = all.stream().mapToLong(r -> r.queue().unexpected()).sum();
+                System.out.printf(Locale.ROOT, "crash totals over %d run(s), %d kill(s): acknowledged %,d, lost %,d, "
+                        + "duplicated %,d, unexpected %,d%n", runs, totalKills, acked, lost, dup, unexpected);
+                return status;
+            });
+        }
+
+        /** Kills at the given offsets from the start of the load, each at least 2 s after the last restart. */
+        private static void killAt(Stack stack, long[] atMillis, List<String> log) {
+            long start = System.nanoTime();
+            long readyAt = start;
+            try {
+                for (long planned : atMillis) {
+                    long at = Math.max(planned, (readyAt - start) / 1_000_000 + 2_000);
+                    long wait = at - (System.nanoTime() - start) / 1_000_000;
+                    if (wait > 0) {
+                        Thread.sleep(wait);
+                    }
+                    long pid = stack.gateway().pid();
+                    stack.killGateway();
+                    long t0 = System.nanoTime();
+                    stack.startGateway();
+                    readyAt = System.nanoTime();
+                    log.add(String.format(Locale.ROOT, "killed gateway pid %d at %.1f s; restarted as pid %d, ready "
+                            + "in %.1f s", pid, at / 1000.0, stack.gateway().pid(), (System.nanoTime() - t0) / 1e9));
+                }
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt(); // the load ended before the next kill point
+            } catch (IOException e) {
+                log.add("restart failed: " + e.getMessage());
+            }
+        }
+    }
+
     // ---- shared machinery ---------------------------------------------------------------------------
 
     interface StackBody {
@@ -327,7 +442,7 @@ final class Scenarios {
         Path dir = Files.createTempDirectory("herald-loadtest-");
         int status = 2;
         try (Stack stack = new Stack(dir, setup.app, setup.gatewayJar, setup.gatewayHeap, setup.capacity,
-                setup.extraConfig == null ? null : "  " + setup.extraConfig + "\n")) {
+                setup.extraConfig == null ? null : "  " + setup.extraConfig + "\n", setup.gatewayJvm)) {
             System.out.println("run directory " + dir);
             try {
                 stack.startPeers(peers);
@@ -426,14 +541,32 @@ final class Scenarios {
 
         Report.Run gatewayRun(int n, long measured, double rate, Batches b, String[] mix, picocli.CommandLine cl)
                 throws Exception {
+            return gatewayRun(n, measured, rate, b, mix, cl, null);
+        }
+
+        /** A gateway run; {@code chaos}, when given, is started with the load and stopped after it. */
+        Report.Run gatewayRun(int n, long measured, double rate, Batches b, String[] mix, picocli.CommandLine cl,
+                              Thread chaos) throws Exception {
             Tally t = new Tally(runBase + n, shape.warmup + measured, shape.warmup);
             stack.tally(t);
+            long deadline = deadline();
             Drive.GatewaySink sink = new Drive.GatewaySink(client, t, setup.app, shape.users, mix, b.batchSize, timer,
-                    mapper);
+                    mapper, chaos != null, deadline);
             Sampler sampler = new Sampler(t, stack.gateway() == null ? -1 : stack.gateway().pid(), baseUrl);
             String label = "gateway";
-            boolean done = measure(t, sampler, () -> new Drive(t, rate, b.concurrency,
-                    Duration.ofSeconds(shape.drainSeconds), System.out).run(sink, deadline(), label));
+            if (chaos != null) {
+                chaos.start();
+            }
+            boolean done;
+            try {
+                done = measure(t, sampler, () -> new Drive(t, rate, b.concurrency,
+                        Duration.ofSeconds(shape.drainSeconds), System.out).run(sink, deadline, label));
+            } finally {
+                if (chaos != null) {
+                    chaos.interrupt();
+                    chaos.join();
+                }
+            }
             Report.Run r = Report.run("gateway", t, shape.describe(cl) + ", batches of " + b.batchSize + ", "
                     + b.concurrency + " in flight, mix " + b.mix, done, sink.firstFailure.get(),
                     sampler.processes(stack, t), Report.timeline(t, sampler.heapBySecond()));
@@ -480,6 +613,12 @@ final class Scenarios {
 
         int finish(String scenario, List<Report.Run> runs, List<Double> ratios, picocli.CommandLine cl)
                 throws IOException {
+            return finish(scenario, runs, ratios, Report.Run::ok);
+        }
+
+        /** Writes the summary; {@code passes} says whether a run passed (crash tolerates duplicates). */
+        int finish(String scenario, List<Report.Run> runs, List<Double> ratios,
+                   java.util.function.Predicate<Report.Run> passes) throws IOException {
             timer.shutdownNow();
             io.shutdownNow();
             Double median = null;
@@ -488,9 +627,9 @@ final class Scenarios {
                 int m = sorted.size();
                 median = m % 2 == 1 ? sorted.get(m / 2) : (sorted.get(m / 2 - 1) + sorted.get(m / 2)) / 2;
             }
-            boolean ok = runs.stream().allMatch(Report.Run::ok);
+            boolean ok = runs.stream().allMatch(passes);
             String verdict = ok ? "every run passed the total-queue check"
-                    : runs.stream().filter(r -> !r.ok()).map(r -> r.name() + " #" + r.run() + ": " + r.verdict())
+                    : runs.stream().filter(r -> !passes.test(r)).map(r -> r.name() + " #" + r.run() + ": " + r.verdict())
                     .reduce((a, b) -> a + "; " + b).orElse("");
             Map<String, Object> options = new LinkedHashMap<>();
             options.put("messages", shape.messages);
@@ -593,7 +732,11 @@ final class Scenarios {
             List<Report.Process> out = new ArrayList<>();
             long messages = Math.max(1, t.total);
             pids.forEach((name, pid) -> {
-                double cpu = ChildProcess.cpuSeconds(pid) - cpuAtStart.get(name);
+                double now = ChildProcess.cpuSeconds(pid);
+                if (now < 0) {
+                    return; // gone (a killed gateway): nothing to measure
+                }
+                double cpu = now - cpuAtStart.get(name);
                 boolean gw = name.equals("gateway");
                 out.add(new Report.Process(name, Report.round(cpu), Report.round(cpu * 1e6 / messages),
                         ChildProcess.statusBytes(pid, "VmHWM"), gw ? peakHeap.get() : null, gw ? lastHeap.get() : null,

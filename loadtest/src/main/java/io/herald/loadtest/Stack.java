@@ -46,6 +46,7 @@ final class Stack implements AutoCloseable {
     private final String gatewayHeap;
     private final int capacity;
     private final String extraConfig;
+    private final List<String> gatewayJvm;
     private final Map<PeerMain.Kind, ChildProcess> peers = new EnumMap<>(PeerMain.Kind.class);
     private final Map<PeerMain.Kind, Integer> peerPorts = new EnumMap<>(PeerMain.Kind.class);
     private final List<Socket> reports = new ArrayList<>();
@@ -54,9 +55,11 @@ final class Stack implements AutoCloseable {
     private String redisUrl;
     private ChildProcess gateway;
     private String baseUrl;
-    private int gatewayStarts;
+    private int gatewayPort;
 
-    Stack(Path dir, String app, Path gatewayJar, String gatewayHeap, int capacity, String extraConfig) {
+    Stack(Path dir, String app, Path gatewayJar, String gatewayHeap, int capacity, String extraConfig,
+          List<String> gatewayJvm) {
+        this.gatewayJvm = List.copyOf(gatewayJvm);
         this.dir = dir;
         this.app = app;
         this.apiKey = randomKey(32);
@@ -160,9 +163,9 @@ final class Stack implements AutoCloseable {
         }
         Path config = dir.resolve("herald-loadtest.conf");
         Files.writeString(config, hocon());
-        gatewayStarts++;
-        List<String> cmd = new ArrayList<>(List.of(ChildProcess.java(), "-Xmx" + gatewayHeap, "-jar",
-                gatewayJar.toString(), "--port", "0", "--data-dir", dir.resolve("data").toString(),
+        List<String> cmd = new ArrayList<>(List.of(ChildProcess.java(), "-Xmx" + gatewayHeap));
+        cmd.addAll(gatewayJvm);
+        cmd.addAll(List.of("-jar", gatewayJar.toString(), "--port", Integer.toString(gatewayPort), "--data-dir", dir.resolve("data").toString(),
                 "--api-key", app + ":" + apiKey, "--config", config.toString()));
         Map<String, String> env = new HashMap<>();
         // The gateway's environment overrides must not leak in from the caller's shell.
@@ -174,6 +177,16 @@ final class Stack implements AutoCloseable {
         gateway = ChildProcess.start("gateway", cmd, env, dir.resolve("gateway.log"), GATEWAY_READY,
                 Duration.ofSeconds(90));
         baseUrl = gateway.ready().group(1);
+    }
+
+    /**
+     * Keeps the gateway on one port across restarts (the crash scenario's clients keep their
+     * URL): picks a free loopback port now.
+     */
+    void fixGatewayPort() throws IOException {
+        try (java.net.ServerSocket s = new java.net.ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
+            gatewayPort = s.getLocalPort();
+        }
     }
 
     /** SIGKILL: the gateway dies mid-flight, as in a crash; Redis and the peers live on. */

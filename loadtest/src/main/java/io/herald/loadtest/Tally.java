@@ -48,6 +48,7 @@ public final class Tally {
     final LongAdder rejected = new LongAdder();
     final LongAdder rejections429 = new LongAdder();
     final LongAdder failedRequests = new LongAdder();
+    final LongAdder retriedRequests = new LongAdder();
     final LongAdder notAcknowledged = new LongAdder();
     final LongAdder arrivedCount = new LongAdder();
     final LongAdder duplicateArrivals = new LongAdder();
