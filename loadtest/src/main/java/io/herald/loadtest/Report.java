@@ -58,8 +58,9 @@ final class Report {
     record Process(String name, double cpuSeconds, double cpuMicrosPerMessage, long peakRssBytes,
                    Long peakHeapBytes, Long lastHeapBytes, Long peakDirectBytes) { }
 
-    /** One second of the timeline (seconds since the run started). */
-    record Second(int second, long sent, long acknowledged, long delivered, Long heapBytes) { }
+    /** One second of the timeline (seconds since the run started); e2e p99 of the arrivals in that second. */
+    @JsonInclude(JsonInclude.Include.NON_NULL)
+    record Second(int second, long sent, long acknowledged, long delivered, Long heapBytes, Double e2eP99Ms) { }
 
     /** One run. */
     @JsonInclude(JsonInclude.Include.NON_NULL)
@@ -117,7 +118,7 @@ final class Report {
     }
 
     /** The per-second timeline of a tally, up to its last event. */
-    static List<Second> timeline(Tally t, long[] heapBySecond) {
+    static List<Second> timeline(Tally t, long[] heapBySecond, long[] p99BySecond) {
         int last = 0;
         for (int s = 0; s < Tally.TIMELINE_SECONDS; s++) {
             if (t.sentPerSecond.get(s) + t.acknowledgedPerSecond.get(s) + t.deliveredPerSecond.get(s) > 0) {
@@ -127,8 +128,9 @@ final class Report {
         List<Second> out = new ArrayList<>(last + 1);
         for (int s = 0; s <= last; s++) {
             Long heap = heapBySecond != null && s < heapBySecond.length && heapBySecond[s] > 0 ? heapBySecond[s] : null;
+            Double p99 = p99BySecond != null && s < p99BySecond.length && p99BySecond[s] > 0 ? ms(p99BySecond[s]) : null;
             out.add(new Second(s, t.sentPerSecond.get(s), t.acknowledgedPerSecond.get(s),
-                    t.deliveredPerSecond.get(s), heap));
+                    t.deliveredPerSecond.get(s), heap, p99));
         }
         return out;
     }
@@ -181,7 +183,10 @@ final class Report {
         }
     }
 
-    /** Two charts side by side: delivered msg/s per second of each run; latency by percentile. */
+    /**
+     * Charts side by side: delivered msg/s per second of each run; latency by percentile; and,
+     * when the gateway was sampled, its heap and the e2e p99 per second.
+     */
     private static void chart(Summary s, Path file) throws IOException {
         XYChart tp = new XYChartBuilder().width(900).height(500).title("Delivered per second (at the peers)")
                 .xAxisTitle("seconds since the run started").yAxisTitle("messages/s").build();
@@ -206,13 +211,37 @@ final class Report {
             percentileSeries(lat, key + " e2e", r.endToEnd());
             percentileSeries(lat, key + (r.name().startsWith("raw") ? " 200" : " 202"), r.ingest());
         }
-        java.awt.image.BufferedImage a = BitmapEncoder.getBufferedImage(tp);
-        java.awt.image.BufferedImage b = BitmapEncoder.getBufferedImage(lat);
-        java.awt.image.BufferedImage both = new java.awt.image.BufferedImage(a.getWidth() + b.getWidth(),
-                Math.max(a.getHeight(), b.getHeight()), java.awt.image.BufferedImage.TYPE_INT_RGB);
+        XYChart mem = new XYChartBuilder().width(900).height(500).title("Gateway heap used and e2e p99, per second")
+                .xAxisTitle("seconds since the run started").yAxisTitle("MiB / ms").build();
+        mem.getStyler().setLegendPosition(Styler.LegendPosition.InsideNW).setMarkerSize(0)
+                .setChartBackgroundColor(java.awt.Color.WHITE);
+        for (Run r : s.runs()) {
+            List<Second> heap = r.timeline().stream().filter(x -> x.heapBytes() != null).toList();
+            if (heap.size() > 1) {
+                mem.addSeries(r.name() + " #" + r.run() + " heap MiB", heap.stream().mapToDouble(Second::second).toArray(),
+                        heap.stream().mapToDouble(x -> x.heapBytes() / 1048576.0).toArray()).setMarker(SeriesMarkers.NONE);
+            }
+            List<Second> p99 = r.timeline().stream().filter(x -> x.e2eP99Ms() != null).toList();
+            if (p99.size() > 1) {
+                mem.addSeries(r.name() + " #" + r.run() + " e2e p99 ms", p99.stream().mapToDouble(Second::second).toArray(),
+                        p99.stream().mapToDouble(Second::e2eP99Ms).toArray()).setMarker(SeriesMarkers.NONE);
+            }
+        }
+        List<java.awt.image.BufferedImage> panels = new ArrayList<>(List.of(BitmapEncoder.getBufferedImage(tp),
+                BitmapEncoder.getBufferedImage(lat)));
+        if (!mem.getSeriesMap().isEmpty()) {
+            panels.add(BitmapEncoder.getBufferedImage(mem));
+        }
+        int w = panels.stream().mapToInt(java.awt.image.BufferedImage::getWidth).sum();
+        int hgt = panels.stream().mapToInt(java.awt.image.BufferedImage::getHeight).max().orElse(1);
+        java.awt.image.BufferedImage both = new java.awt.image.BufferedImage(w, hgt,
+                java.awt.image.BufferedImage.TYPE_INT_RGB);
         java.awt.Graphics2D g = both.createGraphics();
-        g.drawImage(a, 0, 0, null);
-        g.drawImage(b, a.getWidth(), 0, null);
+        int x0 = 0;
+        for (java.awt.image.BufferedImage p : panels) {
+            g.drawImage(p, x0, 0, null);
+            x0 += p.getWidth();
+        }
         g.dispose();
         javax.imageio.ImageIO.write(both, "png", file.toFile());
     }

@@ -430,6 +430,72 @@ final class Scenarios {
         }
     }
 
+    /**
+     * {@code soak}: a long open-loop gateway run (default 10 minutes) that checks the gateway's
+     * heap and latency stay flat: the lowest heap sample of the last minute (the live set after a
+     * collection, roughly) against that of the first measured minute, and the end-to-end p99 of the
+     * last minute against the first.
+     */
+    @Command(name = "soak", mixinStandardHelpOptions = true,
+            description = "Long open-loop run (--rate N --duration S): flat heap and flat latency, or it fails.")
+    static final class Soak implements Callable<Integer> {
+        @Spec
+        picocli.CommandLine.Model.CommandSpec spec;
+        @Mixin
+        Shape shape = new Shape();
+        @Mixin
+        Setup setup = new Setup();
+        @Mixin
+        Batches batches = new Batches();
+
+        @Option(names = "--max-heap-growth", description = "Allowed growth of the last minute's lowest heap over "
+                + "the first's, MiB. Default: ${DEFAULT-VALUE}")
+        long maxHeapGrowthMib = 64;
+
+        @Option(names = "--max-p99-growth", description = "Allowed ratio of the last minute's e2e p99 to the "
+                + "first's. Default: ${DEFAULT-VALUE}")
+        double maxP99Growth = 2.0;
+
+        @Override
+        public Integer call() throws Exception {
+            picocli.CommandLine cl = spec.commandLine();
+            if (shape.rate.equals("max") || shape.duration == null || shape.duration < 180) {
+                throw new ParameterException(cl, "soak needs --rate N and --duration >= 180 (seconds)");
+            }
+            long measured = shape.measured(cl);
+            String[] mix = batches.pattern(cl);
+            return withStack(setup, shape, batches.kinds(cl), true, stack -> {
+                Harness h = new Harness(stack, shape, setup, stack.baseUrl(), stack.apiKey);
+                h.register(batches.kinds(cl));
+                Report.Run r = h.gatewayRun(1, measured, shape.rate(cl), batches, mix, cl);
+                List<Report.Second> tl = r.timeline();
+                int warm = (int) Math.ceil(shape.warmup / shape.rate(cl));
+                int last = tl.size() - 1;
+                long firstHeap = minHeap(tl, warm, warm + 60);
+                long lastHeap = minHeap(tl, last - 60, last);
+                double firstP99 = maxP99(tl, warm, warm + 60);
+                double lastP99 = maxP99(tl, last - 60, last);
+                boolean heapFlat = firstHeap > 0 && lastHeap - firstHeap <= maxHeapGrowthMib * 1_048_576L;
+                boolean latencyFlat = firstP99 > 0 && lastP99 <= Math.max(firstP99 * maxP99Growth, firstP99 + 20);
+                System.out.printf(Locale.ROOT, "soak: lowest heap first minute %s, last minute %s (%s); worst "
+                                + "per-second e2e p99 first minute %.1f ms, last minute %.1f ms (%s)%n",
+                        Report.mib(firstHeap), Report.mib(lastHeap), heapFlat ? "flat" : "GROWING", firstP99, lastP99,
+                        latencyFlat ? "flat" : "GROWING");
+                return h.finish("soak", List.of(r), null, run -> run.ok() && heapFlat && latencyFlat);
+            });
+        }
+
+        private static long minHeap(List<Report.Second> tl, int from, int to) {
+            return tl.subList(Math.max(0, from), Math.max(0, Math.min(tl.size(), to))).stream()
+                    .filter(s -> s.heapBytes() != null).mapToLong(Report.Second::heapBytes).min().orElse(-1);
+        }
+
+        private static double maxP99(List<Report.Second> tl, int from, int to) {
+            return tl.subList(Math.max(0, from), Math.max(0, Math.min(tl.size(), to))).stream()
+                    .filter(s -> s.e2eP99Ms() != null).mapToDouble(Report.Second::e2eP99Ms).max().orElse(-1);
+        }
+    }
+
     // ---- shared machinery ---------------------------------------------------------------------------
 
     interface StackBody {
@@ -569,7 +635,7 @@ final class Scenarios {
             }
             Report.Run r = Report.run("gateway", t, shape.describe(cl) + ", batches of " + b.batchSize + ", "
                     + b.concurrency + " in flight, mix " + b.mix, done, sink.firstFailure.get(),
-                    sampler.processes(stack, t), Report.timeline(t, sampler.heapBySecond()));
+                    sampler.processes(stack, t), Report.timeline(t, sampler.heapBySecond(), sampler.p99BySecond()));
             Report.print(r, System.out);
             return r;
         }
@@ -589,7 +655,7 @@ final class Scenarios {
             }
             Report.Run r = Report.run("raw-apns", t, shape.describe(cl) + ", " + inFlight + " in flight, "
                     + connections + " connection(s)", done, sink.firstFailure.get(), sampler.processes(stack, t),
-                    Report.timeline(t, null));
+                    Report.timeline(t, null, sampler.p99BySecond()));
             Report.print(r, System.out);
             return r;
         }
@@ -662,6 +728,7 @@ final class Scenarios {
         private final HttpClient http = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(2)).build();
         private final URI metrics;
         private final long[] heapBySecond = new long[Tally.TIMELINE_SECONDS];
+        private final long[] p99BySecond = new long[Tally.TIMELINE_SECONDS];
         private final AtomicLong peakHeap = new AtomicLong(-1);
         private final AtomicLong lastHeap = new AtomicLong(-1);
         private final AtomicLong peakDirect = new AtomicLong(-1);
@@ -688,9 +755,16 @@ final class Scenarios {
             }
             pids.forEach((name, pid) -> cpuAtStart.put(name, ChildProcess.cpuSeconds(pid)));
             exec = Executors.newSingleThreadScheduledExecutor(daemon("loadtest-sampler"));
-            if (metrics != null) {
-                exec.scheduleAtFixedRate(this::sample, 0, 1, TimeUnit.SECONDS);
-            }
+            tally.endToEndSinceLast(); // start the per-second view now
+            exec.scheduleAtFixedRate(() -> {
+                org.HdrHistogram.Histogram h = tally.endToEndSinceLast();
+                if (h.getTotalCount() > 0) {
+                    p99BySecond[tally.second(Tally.nowMicros())] = h.getValueAtPercentile(99);
+                }
+                if (metrics != null) {
+                    sample();
+                }
+            }, 1, 1, TimeUnit.SECONDS);
         }
 
         void stop() {
@@ -726,6 +800,10 @@ final class Scenarios {
 
         long[] heapBySecond() {
             return heapBySecond;
+        }
+
+        long[] p99BySecond() {
+            return p99BySecond;
         }
 
         List<Report.Process> processes(Stack stack, Tally t) {

@@ -38,6 +38,7 @@ public final class Tally {
     private final AtomicIntegerArray arrivals;
     private final Recorder ingest = new Recorder(MAX_LATENCY_MICROS, 3);
     private final Recorder endToEnd = new Recorder(MAX_LATENCY_MICROS, 3);
+    private final Recorder endToEndRecent = new Recorder(MAX_LATENCY_MICROS, 2);
     private final Histogram ingestAll = new Histogram(MAX_LATENCY_MICROS, 3);
     private final Histogram endToEndAll = new Histogram(MAX_LATENCY_MICROS, 3);
     final AtomicLongArray sentPerSecond = new AtomicLongArray(TIMELINE_SECONDS);
@@ -151,6 +152,7 @@ public final class Tally {
         if (measured(seq)) {
             measuredArrivals.increment();
             endToEnd.recordValue(clamp(arrivalMicros - intendedMicros));
+            endToEndRecent.recordValue(clamp(arrivalMicros - intendedMicros));
             lastMeasuredArrival.accumulateAndGet(arrivalMicros, Math::max);
         }
     }
@@ -201,6 +203,11 @@ public final class Tally {
     synchronized Histogram endToEndHistogram() {
         endToEndAll.add(endToEnd.getIntervalHistogram());
         return endToEndAll.copy();
+    }
+
+    /** End-to-end latencies recorded since the last call (the sampler's per-second view). */
+    Histogram endToEndSinceLast() {
+        return endToEndRecent.getIntervalHistogram();
     }
 
     int second(long micros) {
