@@ -102,8 +102,9 @@ public final class BatchCodec {
         for (Iterator<String> it = root.fieldNames(); it.hasNext(); ) {
             String name = it.next();
             if (!"app".equals(name) && !"messages".equals(name)) {
-                throw new BatchRejectedException(ErrorCode.UNKNOWN_FIELD, name,
-                        String.format("%s: unknown field (expected: one of app, messages)", name));
+                String f = ItemDecoder.printable(name, MAX_NAME_LENGTH);
+                throw new BatchRejectedException(ErrorCode.UNKNOWN_FIELD, f,
+                        String.format("%s: unknown field (expected: one of app, messages)", f));
             }
         }
         String app = readApp(root.get("app"));
@@ -181,12 +182,13 @@ public final class BatchCodec {
         return "body: exceeds a parser limit (" + firstLine(m) + ")";
     }
 
+    /** The first line of a parser message; it may quote the input, so it is made printable. */
     private static String firstLine(String s) {
         if (s == null) {
             return "unknown error";
         }
         int nl = s.indexOf('\n');
-        return nl < 0 ? s : s.substring(0, nl);
+        return ItemDecoder.printable(nl < 0 ? s : s.substring(0, nl), 300);
     }
 
     private static String readApp(JsonNode app) throws BatchRejectedException {

@@ -60,7 +60,7 @@ final class ItemDecoder {
         for (Iterator<String> it = obj.fieldNames(); it.hasNext(); ) {
             String name = it.next();
             if (!KNOWN_FIELDS.contains(name)) {
-                String f = p + "." + name;
+                String f = p + "." + printable(name, BatchCodec.MAX_NAME_LENGTH);
                 throw new Invalid(ErrorCode.UNKNOWN_FIELD, f, String.format(
                         "%s: unknown field (expected: one of id, user, apnsToken, fcmToken, title, body, data, "
                                 + "priority, ttlSeconds, collapseId, sound, badge, category, channel, fallback, smsBody, "
@@ -318,8 +318,9 @@ final class ItemDecoder {
         for (Iterator<String> it = o.fieldNames(); it.hasNext(); ) {
             String name = it.next();
             if (!ANDROID_FIELDS.contains(name)) {
-                throw new Invalid(ErrorCode.UNKNOWN_FIELD, a + "." + name, String.format(
-                        "%s.%s: unknown field (expected: one of type, collapseKey, channelId, image, clickAction)", a, name));
+                String f = a + "." + printable(name, BatchCodec.MAX_NAME_LENGTH);
+                throw new Invalid(ErrorCode.UNKNOWN_FIELD, f, String.format(
+                        "%s: unknown field (expected: one of type, collapseKey, channelId, image, clickAction)", f));
             }
         }
         String type = string(o, a, "type");
@@ -385,7 +386,7 @@ final class ItemDecoder {
         } else if (node.isObject()) {
             for (Iterator<Map.Entry<String, JsonNode>> it = node.fields(); it.hasNext(); ) {
                 Map.Entry<String, JsonNode> e = it.next();
-                String child = path + "." + e.getKey();
+                String child = path + "." + printable(e.getKey(), BatchCodec.MAX_NAME_LENGTH);
                 if (badCharIndex(e.getKey()) >= 0) {
                     checkText(e.getKey(), path);
                 }
@@ -442,6 +443,48 @@ final class ItemDecoder {
     }
 
     private static String abbreviate(String s) {
-        return s.length() <= 32 ? s : s.substring(0, 32) + "…";
+        return printable(s, 32);
+    }
+
+    /**
+     * Client text made safe to echo in an error message or field path: control characters and lone
+     * surrogates are written as JSON-style escapes (U+0000 becomes the six characters {@code \\u0000}),
+     * and at most {@code maxChars} code points are kept (then "…"), never splitting a surrogate pair.
+     * Responses stay valid Unicode even when the input was not.
+     */
+    static String printable(String s, int maxChars) {
+        int chars = 0;
+        boolean clean = true;
+        for (int i = 0; i < s.length() && clean; i++, chars++) {
+            char c = s.charAt(i);
+            if (Character.isHighSurrogate(c) && i + 1 < s.length() && Character.isLowSurrogate(s.charAt(i + 1))) {
+                i++;
+            } else if (Character.isSurrogate(c) || Character.isISOControl(c)) {
+                clean = false;
+            }
+        }
+        if (clean && chars <= maxChars) {
+            return s;
+        }
+        StringBuilder b = new StringBuilder(Math.min(s.length(), maxChars) + 8);
+        int kept = 0;
+        for (int i = 0; i < s.length(); kept++) {
+            if (kept == maxChars) {
+                b.append('…');
+                break;
+            }
+            char c = s.charAt(i);
+            if (Character.isHighSurrogate(c) && i + 1 < s.length() && Character.isLowSurrogate(s.charAt(i + 1))) {
+                b.append(c).append(s.charAt(i + 1));
+                i += 2;
+            } else if (Character.isSurrogate(c) || Character.isISOControl(c)) {
+                b.append(String.format("\\u%04X", (int) c));
+                i++;
+            } else {
+                b.append(c);
+                i++;
+            }
+        }
+        return b.toString();
     }
 }

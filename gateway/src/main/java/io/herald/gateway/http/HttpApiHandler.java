@@ -437,6 +437,9 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
 
     private static final java.util.Set<String> DEVICE_EVENTS = java.util.Set.of("delivered", "opened", "clicked",
             "dismissed");
+    /** The fields of one device receipt; anything else is refused, never silently dropped. */
+    private static final java.util.Set<String> RECEIPT_FIELDS = java.util.Set.of("messageId", "event", "at", "token",
+            "action");
 
     private void postReceipts(Request r) {
         if (!jsonContent(r)) {
@@ -479,7 +482,16 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
             String token = it.path("token").asText(null);
             String action = it.hasNonNull("action") ? it.get("action").asText() : null;
             ApiError err = null;
-            if (id == null || MessageIds.isBatchId(id)) {
+            String unknown = null;
+            for (Iterator<String> names = it.fieldNames(); names.hasNext() && unknown == null; ) {
+                String name = names.next();
+                unknown = RECEIPT_FIELDS.contains(name) ? null : name;
+            }
+            if (unknown != null) {
+                String f = p + (unknown.length() <= 64 ? unknown : unknown.substring(0, 64) + "…");
+                err = ApiError.of(ErrorCode.UNKNOWN_FIELD, f,
+                        f + ": unknown field (expected: messageId, event, at, token, action)");
+            } else if (id == null || MessageIds.isBatchId(id)) {
                 err = ApiError.of(ErrorCode.INVALID_FIELD, p + "messageId", p + "messageId: expected a message id");
             } else if (!DEVICE_EVENTS.contains(event)) {
                 err = ApiError.of(ErrorCode.INVALID_FIELD, p + "event",
