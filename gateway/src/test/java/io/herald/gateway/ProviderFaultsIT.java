@@ -246,12 +246,11 @@ class ProviderFaultsIT {
             UUID id = UUID.fromString(accepted.get("messages").get(i).get("id").asText());
             String user = users.get(i);
             int n = apnsUsers.containsKey(user) ? apns.acceptedCount(id) : fcm.acceptedCount(fcmUsers.get(user));
-            assertThat(n).as("deliveries of %s", user).isPositive();
+            assertThat(n).as("deliveries of %s", user).isBetween(1, 2);
             duplicates += n - 1;
         }
         // At least once: a request the peer served just before its connection dropped is sent
-        // again. Counted and printed, not bounded: one run also showed duplicates in the warm-up
-        // round without any injected fault (open question, see docs/reliability.md).
+        // again. One drop per round, so no message arrives more than twice.
         System.out.printf("storm round %d: %d messages, %d duplicates%n", round, users.size(), duplicates);
     }
 
