@@ -132,9 +132,10 @@ public final class Herald implements AutoCloseable {
         pipeline = new Pipeline(config, redis, journal, registry, limiter, store, connectors, metrics, tokens, links);
         resources.add(pipeline);
 
+        // Built before loadAll so that its script is loaded too (not found at its first EVALSHA).
+        scheduler = new DeferredScheduler(redis, journal, pipeline, config.scheduler().batch());
         Redis.Script.loadAll(redis);
         replayed = replay(journal);
-        scheduler = new DeferredScheduler(redis, journal, pipeline, config.scheduler().batch());
         scheduler.start(config.scheduler().interval());
         resources.add(scheduler);
 

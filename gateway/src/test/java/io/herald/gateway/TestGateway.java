@@ -54,9 +54,17 @@ final class TestGateway implements AutoCloseable {
 
     /** {@code config}: HOCON below {@code herald}, where {@code APP} stands for this gateway's app name. */
     TestGateway(String config) throws IOException {
+        this(config, null);
+    }
+
+    /**
+     * A gateway on the Redis at {@code ownedElsewhere} (a URI), which the caller owns (fault tests put a proxy
+     * or a server they restart there); null: REDIS_URL or a redis-server of its own.
+     */
+    TestGateway(String config, String ownedElsewhere) throws IOException {
         this.extraConfig = config;
         this.dir = Files.createTempDirectory("herald-it");
-        String external = System.getenv("REDIS_URL");
+        String external = ownedElsewhere != null ? ownedElsewhere : System.getenv("REDIS_URL");
         if (external != null && !external.isBlank()) {
             redis = null;
             redisUrl = external;

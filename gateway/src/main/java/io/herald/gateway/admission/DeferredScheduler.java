@@ -13,6 +13,7 @@ import org.slf4j.LoggerFactory;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.UUID;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
@@ -22,7 +23,10 @@ import java.util.concurrent.TimeUnit;
  * capacity, then one script atomically moves the due messages (up to the reserved count) from the
  * scheduler's sorted set into a new journal entry of this node, and publishes them with their
  * rate-limit slot marked reserved. Any node may promote any due message; the move is atomic, so
- * each is promoted once. One thread; owned by {@code Herald}, which closes it.
+ * each is promoted once. A promotion whose reply is lost (timeout, dropped connection) is asked
+ * again under the same request id on the next round, and the script hands back the entry it
+ * wrote, so no entry waits unprocessed until the next start. One thread; owned by
+ * {@code Herald}, which closes it.
  */
 public final class DeferredScheduler implements AutoCloseable {
     private static final Logger log = LoggerFactory.getLogger(DeferredScheduler.class);
@@ -32,6 +36,13 @@ public final class DeferredScheduler implements AutoCloseable {
     private final Pipeline pipeline;
     private final int batch;
     private final Redis.Script promote = new Redis.Script("/scripts/promote.lua");
+    /** How long a promotion's entry id is kept for a retry of the same call. */
+    private static final Duration REMEMBER = Duration.ofHours(1);
+
+    // Guarded by this (tick() is synchronized: the scheduler thread, and tests may call it too).
+    private String unanswered;
+    private int unansweredWant;
+    private int failures;
     private final ScheduledExecutorService executor = Executors.newSingleThreadScheduledExecutor(r -> {
         Thread t = new Thread(r, "herald-scheduler");
         t.setDaemon(true);
@@ -50,32 +61,57 @@ public final class DeferredScheduler implements AutoCloseable {
     }
 
     /** One round; public for tests that drive time themselves. Returns the number promoted. */
-    public int tick() {
-        // Reserve capacity only for what is due: reserving a full batch on every idle tick would
-        // hold permits that intake needs (a small pipeline would answer 429 for nothing).
-        long due;
-        try {
-            due = redis.async().zcount(Keys.deferred(), io.lettuce.core.Range.create(Double.NEGATIVE_INFINITY,
-                    (double) System.currentTimeMillis())).get(10, TimeUnit.SECONDS);
-        } catch (Exception e) {
-            log.warn("deferred messages not checked this round ({}); next round retries", e.toString());
-            return 0;
-        }
-        if (due == 0) {
-            return 0;
-        }
-        int want = (int) Math.min(batch, due);
-        while (want > 0 && !pipeline.tryReserve(want)) {
-            want /= 2;
-        }
-        if (want == 0) {
-            return 0;
+    public synchronized int tick() {
+        String requestId = unanswered;
+        int want;
+        if (requestId != null) {
+            // The last promotion's reply was lost: it may have moved messages into a journal entry
+            // that nobody would process before the next start. Ask again under the same id.
+            want = unansweredWant;
+            if (!pipeline.tryReserve(want)) {
+                return 0;
+            }
+        } else {
+            // Reserve capacity only for what is due: reserving a full batch on every idle tick would
+            // hold permits that intake needs (a small pipeline would answer 429 for nothing).
+            long due;
+            try {
+                due = redis.async().zcount(Keys.deferred(), io.lettuce.core.Range.create(Double.NEGATIVE_INFINITY,
+                        (double) System.currentTimeMillis())).get(10, TimeUnit.SECONDS);
+            } catch (Exception e) {
+                failed("deferred messages not checked", e);
+                return 0;
+            }
+            failures = 0;
+            if (due == 0) {
+                return 0;
+            }
+            want = (int) Math.min(batch, due);
+            while (want > 0 && !pipeline.tryReserve(want)) {
+                want /= 2;
+            }
+            if (want == 0) {
+                return 0;
+            }
+            requestId = UUID.randomUUID().toString();
         }
         int promoted = 0;
         try {
-            List<Object> reply = promote.<List<Object>>run(redis.async(), ScriptOutputType.MULTI,
-                    new String[] {Keys.deferred(), Keys.deferredData(), journal.stream()}, Integer.toString(want))
-                    .get(10, TimeUnit.SECONDS);
+            List<Object> reply;
+            try {
+                reply = promote.<List<Object>>run(redis.async(), ScriptOutputType.MULTI,
+                        new String[] {Keys.deferred(), Keys.deferredData(), journal.stream(), Keys.promotion(requestId)},
+                        Integer.toString(want), Long.toString(REMEMBER.toMillis()))
+                        .get(10, TimeUnit.SECONDS);
+            } catch (Exception e) {
+                unanswered = requestId;
+                unansweredWant = want;
+                failed("deferred messages not promoted", e);
+                return 0;
+            }
+            unanswered = null;
+            failures = 0;
+            redis.async().del(Keys.promotion(requestId)); // answered: no retry will ask for it
             if (reply.isEmpty()) {
                 return 0;
             }
@@ -88,10 +124,18 @@ public final class DeferredScheduler implements AutoCloseable {
             pipeline.publish(new JournalEntry(entryId, items.size()), items, false);
             return promoted;
         } catch (Exception e) {
-            log.warn("deferred messages not promoted this round ({}); next round retries", e.toString());
+            log.error("promoted deferred messages could not be published ({}); they stay in the journal", e.toString());
             return 0;
         } finally {
             pipeline.release(want - promoted);
+        }
+    }
+
+    /** Logs the first failure of a run of failures and every 100th, not one line per tick. */
+    private void failed(String what, Exception e) {
+        failures++;
+        if (failures == 1 || failures % 100 == 0) {
+            log.warn("{} ({}; {} rounds in a row); next round retries", what, e.toString(), failures);
         }
     }
 

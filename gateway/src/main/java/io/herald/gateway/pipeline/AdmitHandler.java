@@ -10,6 +10,7 @@ import org.slf4j.LoggerFactory;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.UUID;
 import java.util.function.BooleanSupplier;
 
 /**
@@ -25,6 +26,7 @@ final class AdmitHandler implements EventHandler<DeliveryEvent> {
     private final RateLimiter limiter;
     private final Metrics metrics;
     private final Duration wait;
+    private final Duration remember;
     private final BooleanSupplier stopping;
     private final List<DeliveryEvent> batch = new ArrayList<>();
 
@@ -35,6 +37,8 @@ final class AdmitHandler implements EventHandler<DeliveryEvent> {
         this.limiter = limiter;
         this.metrics = metrics;
         this.wait = wait;
+        // Attempts of one call are at most wait + 2 s backoff apart; keep verdicts well beyond that.
+        this.remember = Duration.ofMillis(Math.max(120_000, wait.toMillis() * 10));
         this.stopping = stopping;
     }
 
@@ -59,14 +63,19 @@ final class AdmitHandler implements EventHandler<DeliveryEvent> {
         for (DeliveryEvent e : batch) {
             checks.add(new RateLimiter.Check(e.item.app(), e.item.message().user(), e.item.deadline()));
         }
+        // One id for every attempt: a retry after a lost reply gets the first verdicts back
+        // instead of consuming the users' allowance again.
+        String requestId = UUID.randomUUID().toString();
         long[] verdicts = Stage.awaitRetrying(log, "admit", wait, stopping, () -> {
-            var f = limiter.check(connection.async(), checks);
+            var f = limiter.check(connection.async(), checks, requestId, remember);
             connection.flushCommands();
             return f;
         });
         if (verdicts == null) {
             return; // stopping: the messages stay in the journal for the next start
         }
+        // Answered: nobody retries this id now. Sent with the next batch's flush (else it expires).
+        connection.async().del(io.herald.gateway.redis.Keys.rateLimitRequest(requestId));
         int now = 0;
         int deferred = 0;
         int dropped = 0;

@@ -30,6 +30,16 @@ public final class Keys {
         return "herald:rl:{" + app + ":" + user + "}";
     }
 
+    /** The verdicts of one rate-limit call, kept briefly so a retry of that call returns them again. */
+    public static String rateLimitRequest(String requestId) {
+        return "herald:rlreq:" + requestId;
+    }
+
+    /** The journal entry one promotion call wrote, kept briefly so a retry of that call finds it. */
+    public static String promotion(String requestId) {
+        return "herald:{sched}:promoted:" + requestId;
+    }
+
     public static String journal(String nodeId) {
         return "herald:{sched}:journal:" + nodeId;
     }

@@ -13,6 +13,7 @@ import io.lettuce.core.api.async.RedisAsyncCommands;
 import io.lettuce.core.codec.StringCodec;
 import io.lettuce.core.resource.ClientResources;
 import io.lettuce.core.resource.DefaultClientResources;
+import io.lettuce.core.resource.Delay;
 
 import java.io.IOException;
 import java.io.InputStream;
@@ -29,10 +30,27 @@ import java.util.concurrent.TimeUnit;
  *
  * <p>Connections are {@link StatefulRedisConnection}s (thread-safe). A stage that batches
  * (ring handlers) gets a {@link #dedicated()} connection and flushes its own pipeline; others
- * share {@link #shared()}. Commands fail fast while disconnected (REJECT_COMMANDS) so ingest can
- * answer 503 at once instead of buffering without bound. Owned by {@code Herald}, which closes it.
+ * share {@link #shared()}. Owned by {@code Herald}, which closes it.
+ *
+ * <p>Faults (see docs/architecture.md, "Redis faults and command replay"): while disconnected,
+ * commands fail at once ({@code REJECT_COMMANDS}), so ingest answers 503 instead of buffering.
+ * With that setting Lettuce also fails, rather than replays after the reconnect, every command
+ * that was in flight when the connection dropped ("Connection disconnected"): a command runs at
+ * most once per call, and its caller decides whether to run it again. Callers that retry a
+ * command whose outcome they could not see (ring stages, the scheduler) make it idempotent
+ * themselves (rate-limit checks and promotions carry a request id). At most
+ * {@value #REQUEST_QUEUE} commands may wait per connection (unsent, or sent and unanswered: a
+ * timed-out command keeps its slot until Redis answers it), so a Redis that stops answering costs
+ * bounded memory and later commands fail fast. Reconnects are retried with equal jitter from
+ * 100 ms up to 2 s apart, so service resumes within about 2 s of Redis coming back.
  */
 public final class Redis implements AutoCloseable {
+    /**
+     * Commands that may wait per connection. The largest legitimate burst is one record-stage
+     * pipeline: 512 outcomes, each a transition plus up to 100 device invalidations, about 52,000.
+     */
+    public static final int REQUEST_QUEUE = 65_536;
+
     private final EmbeddedRedis embedded;
     private final ClientResources resources;
     private final RedisClient client;
@@ -65,11 +83,16 @@ public final class Redis implements AutoCloseable {
                     + e.getMessage());
         }
         uri.setTimeout(config.redis().commandTimeout());
-        ClientResources resources = DefaultClientResources.builder().ioThreadPoolSize(2).computationThreadPoolSize(2).build();
+        ClientResources resources = DefaultClientResources.builder().ioThreadPoolSize(2).computationThreadPoolSize(2)
+                // Lettuce's default backs off up to 30 s between attempts: 30 s of 503s after Redis is back.
+                .reconnectDelay(Delay.equalJitter(Duration.ofMillis(100), Duration.ofSeconds(2), 100, TimeUnit.MILLISECONDS))
+                .build();
         RedisClient client = RedisClient.create(resources, uri);
         client.setOptions(ClientOptions.builder()
                 .autoReconnect(true)
+                // Fail new commands while disconnected, and fail (do not replay) those in flight at the drop.
                 .disconnectedBehavior(ClientOptions.DisconnectedBehavior.REJECT_COMMANDS)
+                .requestQueueSize(REQUEST_QUEUE)
                 .timeoutOptions(TimeoutOptions.enabled(config.redis().commandTimeout()))
                 .build());
         try {

@@ -37,7 +37,9 @@ import java.util.function.Consumer;
 /**
  * The local APNs peer: Pushy's {@link MockApnsServer} (real HTTP/2 over TLS, self-signed
  * certificate) bound to 127.0.0.1 only, with a handler that can be scripted per device token to
- * accept, answer Unregistered (410), BadDeviceToken (400), 429 or 500/503, once or always. It
+ * accept, answer Unregistered (410), BadDeviceToken (400), ExpiredProviderToken (403), 429 or
+ * 500/503, once or always. Connection faults: {@link #dropConnections()} (TCP
+ * close without GOAWAY, as a crashed front end) and {@link #goAway()} (graceful HTTP/2 GOAWAY). It
  * counts what it accepted by {@code apns-id}, so tests and the load test can check that every
  * message arrived exactly once.
  *
@@ -50,7 +52,7 @@ public final class SandboxApns implements AutoCloseable {
     /** A scripted answer. */
     public enum Answer {
         ACCEPT, UNREGISTERED, BAD_DEVICE_TOKEN, PAYLOAD_TOO_LARGE, TOO_MANY_REQUESTS, INTERNAL_SERVER_ERROR,
-        SERVICE_UNAVAILABLE
+        SERVICE_UNAVAILABLE, EXPIRED_PROVIDER_TOKEN
     }
 
     private final MockApnsServer server;
@@ -58,6 +60,7 @@ public final class SandboxApns implements AutoCloseable {
     private final SelfSignedCertificate certificate;
     private final ApnsSigningKey signingKey;
     private final int port;
+    private final ChannelGroup allChannels;
     private final Map<String, Deque<Answer>> once = new ConcurrentHashMap<>();
     private final Map<String, Answer> always = new ConcurrentHashMap<>();
     private final Map<String, List<Long>> arrivals = new ConcurrentHashMap<>();
@@ -69,6 +72,7 @@ public final class SandboxApns implements AutoCloseable {
     private volatile boolean trackIds = true;
     private volatile Consumer<String> onPayload;
     private volatile String lastAuthorization;
+    private final AtomicInteger connectionsAccepted = new AtomicInteger();
 
     private SandboxApns(int port) throws Exception {
         this.certificate = new SelfSignedCertificate("localhost");
@@ -84,8 +88,12 @@ public final class SandboxApns implements AutoCloseable {
                 .setServerCredentials(new X509Certificate[] {certificate.cert()}, certificate.key(), null)
                 .setEventLoopGroup(group)
                 .setMaxConcurrentStreams(1500)
-                .setHandlerFactory(session -> handler())
+                .setHandlerFactory(session -> {
+                    connectionsAccepted.incrementAndGet(); // one handler per client connection
+                    return handler();
+                })
                 .build();
+        this.allChannels = channels(server);
         this.port = bindLoopback(server, port);
     }
 
@@ -131,6 +139,7 @@ public final class SandboxApns implements AutoCloseable {
                 case TOO_MANY_REQUESTS -> throw new RejectedNotificationException(RejectionReason.TOO_MANY_REQUESTS);
                 case INTERNAL_SERVER_ERROR -> throw new RejectedNotificationException(RejectionReason.INTERNAL_SERVER_ERROR);
                 case SERVICE_UNAVAILABLE -> throw new RejectedNotificationException(RejectionReason.SERVICE_UNAVAILABLE);
+                case EXPIRED_PROVIDER_TOKEN -> throw new RejectedNotificationException(RejectionReason.EXPIRED_PROVIDER_TOKEN);
                 default -> throw new IllegalStateException(answer.toString());
             }
         };
@@ -164,6 +173,49 @@ public final class SandboxApns implements AutoCloseable {
     /** Every request for {@code token} gets {@code answer} (after any scripted once-answers). */
     public void scriptAlways(String token, Answer answer) {
         always.put(token, answer);
+    }
+
+    /** Closes every client connection abruptly (TCP close, no GOAWAY); clients must reconnect. */
+    public void dropConnections() {
+        for (Channel ch : clientChannels()) {
+            ch.close().awaitUninterruptibly(5, TimeUnit.SECONDS);
+        }
+    }
+
+    /**
+     * Sends a graceful GOAWAY (NO_ERROR) on every client connection, naming the last stream the
+     * peer has seen: streams already sent are still answered, new requests must go to a new
+     * connection. The connection stays open until the client closes it.
+     */
+    public void goAway() {
+        for (Channel ch : clientChannels()) {
+            ch.eventLoop().execute(() -> {
+                io.netty.handler.codec.http2.Http2ConnectionHandler h =
+                        ch.pipeline().get(io.netty.handler.codec.http2.Http2ConnectionHandler.class);
+                if (h != null) {
+                    io.netty.channel.ChannelHandlerContext ctx = ch.pipeline().context(h);
+                    h.goAway(ctx, h.connection().remote().lastStreamCreated(),
+                            io.netty.handler.codec.http2.Http2Error.NO_ERROR.code(), io.netty.buffer.Unpooled.EMPTY_BUFFER,
+                            ctx.newPromise());
+                    ctx.flush();
+                }
+            });
+        }
+    }
+
+    /** Client connections accepted so far (reconnects count again). */
+    public int connectionsAccepted() {
+        return connectionsAccepted.get();
+    }
+
+    private List<Channel> clientChannels() {
+        List<Channel> out = new ArrayList<>();
+        for (Channel ch : allChannels) {
+            if (!(ch instanceof io.netty.channel.ServerChannel)) {
+                out.add(ch);
+            }
+        }
+        return out;
     }
 
     /** Arrival times (System.nanoTime) of requests for a scripted token. */
@@ -258,6 +310,13 @@ public final class SandboxApns implements AutoCloseable {
      * MockApnsServer.start(port) binds every interface; the sandbox must listen on loopback only,
      * so bind its bootstrap ourselves and register the channel where its shutdown will close it.
      */
+    /** MockApnsServer keeps every channel (listener and client connections) in this group. */
+    private static ChannelGroup channels(MockApnsServer server) throws Exception {
+        Field channelsField = server.getClass().getSuperclass().getDeclaredField("allChannels");
+        channelsField.setAccessible(true);
+        return (ChannelGroup) channelsField.get(server);
+    }
+
     private static int bindLoopback(MockApnsServer server, int port) throws Exception {
         Class<?> base = server.getClass().getSuperclass();
         Field bootstrapField = base.getDeclaredField("bootstrap");

@@ -1,0 +1,261 @@
+package io.herald.gateway;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.net.InetAddress;
+import java.net.InetSocketAddress;
+import java.net.ServerSocket;
+import java.net.Socket;
+import java.net.SocketException;
+import java.util.Arrays;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+
+/**
+ * A TCP proxy for fault tests: listens on 127.0.0.1 (port 0 at first) and forwards every
+ * connection to a target port on 127.0.0.1, with faults switched on and off while it runs:
+ * {@link #cut()} closes every connection and refuses new ones (the listener is closed, so a
+ * connect gets ECONNREFUSED), {@link #pause()} stops forwarding in both directions without closing
+ * anything (a black hole: bytes wait in the proxy), {@link #pauseReplies()} holds only the
+ * answers (the server runs the commands, the client never hears back), {@link #latency(long)} delays each chunk by
+ * that many milliseconds from the moment it was read (a long link, not a slow one: chunks stay
+ * pipelined), and {@link #restore()} undoes all of it, binding the same port again after a cut.
+ *
+ * <p>Plain blocking sockets, two threads per direction per connection (reader, delayed writer);
+ * meant for a handful of client connections. Thread-safe; the test that creates it must
+ * {@link #close()} it.
+ */
+final class FaultyProxy implements AutoCloseable {
+    private final int targetPort;
+    private final Set<Socket> sockets = ConcurrentHashMap.newKeySet();
+    private final Object gate = new Object();
+    private final AtomicInteger accepted = new AtomicInteger();
+    private volatile ServerSocket listener;
+    private volatile int port;
+    private volatile boolean pausedUp;
+    private volatile boolean pausedDown;
+    private volatile byte[] pauseRepliesOn;
+    private volatile long latencyMillis;
+    private volatile boolean closed;
+
+    FaultyProxy(int targetPort) throws IOException {
+        this.targetPort = targetPort;
+        listen(0);
+    }
+
+    private synchronized void listen(int onPort) throws IOException {
+        ServerSocket s = new ServerSocket();
+        s.setReuseAddress(true);
+        s.bind(new InetSocketAddress(InetAddress.getLoopbackAddress(), onPort), 64);
+        listener = s;
+        port = s.getLocalPort();
+        Thread t = new Thread(() -> acceptLoop(s), "faulty-proxy-accept-" + port);
+        t.setDaemon(true);
+        t.start();
+    }
+
+    int port() {
+        return port;
+    }
+
+    String redisUri() {
+        return "redis://127.0.0.1:" + port;
+    }
+
+    /** Connections accepted so far (a client that reconnects shows up here again). */
+    int acceptedConnections() {
+        return accepted.get();
+    }
+
+    /** Closes every connection and the listener: new connects are refused until {@link #restore()}. */
+    synchronized void cut() throws IOException {
+        ServerSocket s = listener;
+        listener = null;
+        if (s != null) {
+            s.close();
+        }
+        closeAll();
+    }
+
+    /** Stops forwarding: nothing is closed, bytes wait here until {@link #restore()}. */
+    void pause() {
+        pausedUp = true;
+        pausedDown = true;
+    }
+
+    /** Stops forwarding replies only: requests reach the server and run, their answers wait here. */
+    void pauseReplies() {
+        pausedDown = true;
+    }
+
+    /**
+     * Pauses replies (as {@link #pauseReplies()}) as soon as a client sends a chunk containing
+     * {@code marker}: that request still reaches the server, its answer is held.
+     */
+    void pauseRepliesAfterRequestContaining(String marker) {
+        pauseRepliesOn = marker.getBytes(java.nio.charset.StandardCharsets.UTF_8);
+    }
+
+    /** Delays every chunk by {@code millis} from when it was read, in both directions. */
+    void latency(long millis) {
+        latencyMillis = millis;
+    }
+
+    /** No faults: forwards again, without delay, and listens again on the same port after a cut. */
+    synchronized void restore() throws IOException {
+        latencyMillis = 0;
+        pauseRepliesOn = null;
+        synchronized (gate) {
+            pausedUp = false;
+            pausedDown = false;
+            gate.notifyAll();
+        }
+        if (listener == null && !closed) {
+            listen(port);
+        }
+    }
+
+    @Override
+    public synchronized void close() throws IOException {
+        closed = true;
+        cut();
+        synchronized (gate) {
+            pausedUp = false;
+            pausedDown = false;
+            gate.notifyAll();
+        }
+    }
+
+    private void closeAll() {
+        for (Socket s : sockets) {
+            try {
+                s.close();
+            } catch (IOException ignored) {
+                // closing anyway
+            }
+        }
+        sockets.clear();
+    }
+
+    private void acceptLoop(ServerSocket s) {
+        while (!s.isClosed()) {
+            Socket client;
+            try {
+                client = s.accept();
+            } catch (IOException e) {
+                return; // listener closed by cut() or close()
+            }
+            accepted.incrementAndGet();
+            Socket server = new Socket();
+            try {
+                client.setTcpNoDelay(true);
+                server.setTcpNoDelay(true);
+                server.connect(new InetSocketAddress(InetAddress.getLoopbackAddress(), targetPort), 2000);
+            } catch (IOException e) {
+                closeQuietly(client);
+                closeQuietly(server);
+                continue; // target down: the client sees its connection closed
+            }
+            sockets.add(client);
+            sockets.add(server);
+            String name = "faulty-proxy-" + client.getPort();
+            pipe(client, server, true, name + "-up");
+            pipe(server, client, false, name + "-down");
+        }
+    }
+
+    private record Chunk(long readAtNanos, byte[] bytes) {
+    }
+
+    private static final Chunk END = new Chunk(0, new byte[0]);
+
+    private void pipe(Socket from, Socket to, boolean up, String name) {
+        LinkedBlockingQueue<Chunk> queue = new LinkedBlockingQueue<>();
+        Thread reader = new Thread(() -> {
+            byte[] buf = new byte[16384];
+            try {
+                InputStream in = from.getInputStream();
+                int n;
+                while ((n = in.read(buf)) >= 0) {
+                    byte[] chunk = Arrays.copyOf(buf, n);
+                    byte[] marker = pauseRepliesOn;
+                    if (up && marker != null && contains(chunk, marker)) {
+                        pauseRepliesOn = null;
+                        pausedDown = true;
+                    }
+                    queue.add(new Chunk(System.nanoTime(), chunk));
+                }
+            } catch (IOException ignored) {
+                // closed
+            } finally {
+                queue.add(END);
+            }
+        }, name + "-read");
+        Thread writer = new Thread(() -> {
+            try {
+                OutputStream out = to.getOutputStream();
+                while (true) {
+                    Chunk c = queue.take();
+                    if (c == END) {
+                        break;
+                    }
+                    waitWhilePaused(up);
+                    long due = c.readAtNanos() + TimeUnit.MILLISECONDS.toNanos(latencyMillis);
+                    long wait = due - System.nanoTime();
+                    if (wait > 0) {
+                        TimeUnit.NANOSECONDS.sleep(wait); // the injected latency itself
+                    }
+                    waitWhilePaused(up);
+                    out.write(c.bytes());
+                    out.flush();
+                }
+            } catch (SocketException ignored) {
+                // closed by a cut
+            } catch (IOException | InterruptedException ignored) {
+                // closed
+            } finally {
+                closeQuietly(from);
+                closeQuietly(to);
+                sockets.remove(from);
+                sockets.remove(to);
+            }
+        }, name + "-write");
+        reader.setDaemon(true);
+        writer.setDaemon(true);
+        reader.start();
+        writer.start();
+    }
+
+    private void waitWhilePaused(boolean up) throws InterruptedException {
+        synchronized (gate) {
+            while ((up ? pausedUp : pausedDown) && !closed) {
+                gate.wait(10); // pauseRepliesAfterRequestContaining flips the flag without notifying
+            }
+        }
+    }
+
+    private static boolean contains(byte[] haystack, byte[] needle) {
+        outer:
+        for (int i = 0; i + needle.length <= haystack.length; i++) {
+            for (int j = 0; j < needle.length; j++) {
+                if (haystack[i + j] != needle[j]) {
+                    continue outer;
+                }
+            }
+            return true;
+        }
+        return false;
+    }
+
+    private static void closeQuietly(Socket s) {
+        try {
+            s.close();
+        } catch (IOException ignored) {
+            // closing anyway
+        }
+    }
+}
