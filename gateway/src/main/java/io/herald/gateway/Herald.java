@@ -88,6 +88,7 @@ public final class Herald implements AutoCloseable {
 
     private void startAll() {
         Metrics metrics = new Metrics();
+        resources.add(metrics);
         BatchCodec codec = BatchCodec.create(config.http().maxItemsPerBatch());
         ApiKeys keys = ApiKeys.load(config);
         boolean needSandbox = config.sandbox() == HeraldConfig.SandboxMode.ALWAYS

@@ -36,6 +36,8 @@ import static org.awaitility.Awaitility.await;
  */
 @Timeout(180)
 class DeadLetterIT {
+    /** These tests send a handful of messages; small rings keep the restarted gateways' heap small. */
+    static final String SMALL = "pipeline.capacity = 1024\n";
     TestGateway gw;
 
     @AfterEach
@@ -71,7 +73,7 @@ class DeadLetterIT {
 
     @Test
     void exhaustedRetriesAreListedThenRedrivenAndDeliveredOnce() throws Exception {
-        gw = new TestGateway("apns { max-attempts = 2, backoff-base = 20ms, backoff-max = 40ms }");
+        gw = new TestGateway(SMALL + "apns { max-attempts = 2, backoff-base = 20ms, backoff-max = 40ms }");
         String user = "dl-" + UUID.randomUUID();
         String token = TestGateway.token();
         gw.sandbox().scriptAlways(token, Answer.SERVICE_UNAVAILABLE);
@@ -138,7 +140,7 @@ class DeadLetterIT {
 
     @Test
     void badRedriveRequestsNameTheField() throws Exception {
-        gw = new TestGateway("");
+        gw = new TestGateway(SMALL);
         TestGateway.Response r = gw.send("POST", "/v1/dead-letters/redrive", "{\"ids\":[\"nope\"]}", gw.key);
         assertThat(r.status()).isEqualTo(422);
         assertThat(r.json().path("error").path("field").asText()).isEqualTo("ids[0]");
@@ -157,7 +159,7 @@ class DeadLetterIT {
     @Test
     void journalEntriesThatNoLongerDecodeBecomeDeadLettersAndDoNotBlockTheStart() throws Exception {
         // Stuck in retry until the restart, so the batch is still in the journal then.
-        gw = new TestGateway("apns { backoff-base = 10s, backoff-max = 10s, max-attempts = 50 }");
+        gw = new TestGateway(SMALL + "apns { backoff-base = 10s, backoff-max = 10s, max-attempts = 50 }");
         String user = "corrupt-" + UUID.randomUUID();
         String token = TestGateway.token();
         gw.sandbox().scriptAlways(token, Answer.INTERNAL_SERVER_ERROR);
@@ -225,7 +227,7 @@ class DeadLetterIT {
         // An APNs endpoint of the test's own that outlives the gateway's restarts: it fails the
         // message on every start, as a message that wedges (or crashes) the node would.
         try (SandboxApns apple = SandboxApns.start(0)) {
-            gw = new TestGateway(ownApns(dir, apple) + "\ndead-letters.max-replays = 1\n"
+            gw = new TestGateway(SMALL + ownApns(dir, apple) + "\ndead-letters.max-replays = 1\n"
                     + "apns { backoff-base = 10s, backoff-max = 10s, max-attempts = 50 }");
             String user = "wedged-" + UUID.randomUUID();
             String token = TestGateway.token();

@@ -33,11 +33,13 @@ import static org.awaitility.Awaitility.await;
 @Timeout(180)
 class IdempotencyIT {
     static final String KEY = "Idempotency-Key";
+    /** These tests send a handful of messages; small rings keep the gateways' heap small. */
+    static final String SMALL = "pipeline.capacity = 1024\n";
     static TestGateway gw;
 
     @BeforeAll
     static void start() throws Exception {
-        gw = new TestGateway("idempotency.in-progress-ttl = 2s");
+        gw = new TestGateway(SMALL + "idempotency.in-progress-ttl = 2s");
     }
 
     @AfterAll
@@ -247,7 +249,8 @@ class IdempotencyIT {
     @Test
     void aRetryAfterACrashGetsTheJournaledBatchWhichIsSentOnce() throws Exception {
         // The client sent the batch, the node journaled it and died before the client read the 202.
-        try (TestGateway g = new TestGateway("apns { backoff-base = 10s, backoff-max = 10s, max-attempts = 50 }")) {
+        try (TestGateway g = new TestGateway(SMALL
+                + "apns { backoff-base = 10s, backoff-max = 10s, max-attempts = 50 }")) {
             String campaign = "crash-" + UUID.randomUUID().toString().substring(0, 8);
             String token = TestGateway.token();
             g.sandbox().scriptAlways(token, SandboxApns.Answer.INTERNAL_SERVER_ERROR);
