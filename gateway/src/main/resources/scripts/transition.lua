@@ -1,9 +1,13 @@
 -- Moves one message to a new state, once: a message already terminal stays as it is.
 -- KEYS[1] message hash, KEYS[2] history list, KEYS[3] batch hash, KEYS[4] the app's event log,
--- KEYS[5..] funnel counter hashes (batch, app, campaign, variant, channel, time buckets).
+-- KEYS[5..] funnel counter hashes (batch, app, campaign, variant, channel, time buckets); with a
+-- dead letter (a.dead), KEYS[5] the app's dead-letter zset, KEYS[6] its data hash, counters from KEYS[7].
 -- ARGV[1] JSON: {label: 'deferred'|'accepted'|'failed:<r>'|'dropped:<r>', at, retention (ms),
 --   history: [JSON lines], meta: {field: value} written on the message (user, channel, labels),
---   stages: [funnel stages to count], ttls: [per counter key], event: JSON for the event log, minid}.
+--   stages: [funnel stages to count], ttls: [per counter key], event: JSON for the event log, minid,
+--   dead: {id, letter (JSON), item (JSON to redrive), max} or absent}.
+-- A dead letter is written only when the transition applies, so a message dies once per pass and is
+-- never listed without being failed. Its score is ms * 1000, made unique and rising ('#last').
 -- Batch state counts live in the batch hash as n:<label>; 'queued' starts at the accepted count.
 -- Terminal states (accepted, delivered, opened, clicked, failed, dropped) never change here
 -- (receipt.lua moves an accepted message on). Reply: 1 applied, 0 already terminal.
@@ -28,8 +32,29 @@ for _, line in ipairs(a.history) do
   redis.call('RPUSH', KEYS[2], line)
 end
 if cur ~= a.label then
-  count(a.stages, 5, a.ttls)
+  count(a.stages, a.dead and 7 or 5, a.ttls)
   log(KEYS[4], a.minid, a.event)
+end
+if a.dead then
+  local z, h, d = KEYS[5], KEYS[6], a.dead
+  local score = math.max(a.at * 1000, tonumber(redis.call('HGET', h, '#last') or '0') + 1)
+  local s = string.format('%.0f', score)
+  redis.call('ZADD', z, s, d.id)
+  redis.call('HSET', h, '#last', s, d.id, d.letter, 'i:' .. d.id, d.item)
+  -- bounded: nothing older than the retention, at most d.max letters (oldest go first)
+  local old = redis.call('ZRANGEBYSCORE', z, '-inf', string.format('(%.0f', (a.at - a.retention) * 1000),
+    'LIMIT', 0, 100)
+  local over = redis.call('ZCARD', z) - #old - d.max
+  if over > 0 then
+    local extra = redis.call('ZRANGE', z, #old, #old + math.min(over, 100) - 1)
+    for _, id in ipairs(extra) do old[#old + 1] = id end
+  end
+  for _, id in ipairs(old) do
+    redis.call('ZREM', z, id)
+    redis.call('HDEL', h, id, 'i:' .. id)
+  end
+  redis.call('PEXPIRE', z, a.retention)
+  redis.call('PEXPIRE', h, a.retention)
 end
 redis.call('PEXPIRE', KEYS[1], a.retention)
 redis.call('PEXPIRE', KEYS[2], a.retention)

@@ -17,6 +17,8 @@ import java.util.HashMap;
 import io.herald.gateway.http.ApiKeys;
 import io.herald.gateway.http.HttpApiHandler;
 import io.herald.gateway.http.HttpServer;
+import io.herald.gateway.journal.DeadLetters;
+import io.herald.gateway.journal.IdempotencyKeys;
 import io.herald.gateway.journal.Journal;
 import io.herald.gateway.journal.JournalEntry;
 import io.herald.gateway.journal.JournalItem;
@@ -86,6 +88,7 @@ public final class Herald implements AutoCloseable {
 
     private void startAll() {
         Metrics metrics = new Metrics();
+        resources.add(metrics);
         BatchCodec codec = BatchCodec.create(config.http().maxItemsPerBatch());
         ApiKeys keys = ApiKeys.load(config);
         boolean needSandbox = config.sandbox() == HeraldConfig.SandboxMode.ALWAYS
@@ -129,17 +132,22 @@ public final class Herald implements AutoCloseable {
         Map<String, Connector> connectors = Map.of(apns.platform(), apns, fcm.platform(), fcm, sms.platform(), sms);
         LinkTracker links = new LinkTracker(redis, codec.mapper(), config.receipts().tokenTtl(),
                 config.tracking().linkBaseUrl());
-        pipeline = new Pipeline(config, redis, journal, registry, limiter, store, connectors, metrics, tokens, links);
+        DeadLetters deadLetters = new DeadLetters(redis, journal, store, codec.mapper(), config.deadLetters().max());
+        IdempotencyKeys idempotency = new IdempotencyKeys(redis, config.idempotency().ttl(),
+                config.idempotency().inProgressTtl());
+        pipeline = new Pipeline(config, redis, journal, registry, limiter, store, connectors, metrics, tokens, links,
+                deadLetters);
         resources.add(pipeline);
 
         // Built before loadAll so that its script is loaded too (not found at its first EVALSHA).
         scheduler = new DeferredScheduler(redis, journal, pipeline, config.scheduler().batch());
         Redis.Script.loadAll(redis);
-        replayed = replay(journal);
+        replayed = replay(journal, deadLetters);
         scheduler.start(config.scheduler().interval());
         resources.add(scheduler);
 
-        api = new HttpApiHandler(config, codec, keys, journal, pipeline, store, registry, tokens, webhooks, links, metrics,
+        api = new HttpApiHandler(config, codec, keys, journal, idempotency, deadLetters, pipeline, store, registry, tokens,
+                webhooks, links, metrics,
                 () -> apns.ready() && fcm.ready() && sms.ready() && redis.ping(Duration.ofSeconds(1)));
         resources.add(api::close);
         http = new HttpServer(config.http(), api);
@@ -265,17 +273,31 @@ public final class Herald implements AutoCloseable {
         return sandboxSmsc;
     }
 
-    private int replay(Journal journal) {
+    /**
+     * Replays this node's journal. An entry replayed more than {@code dead-letters.max-replays} times
+     * (it never settles: it kills or wedges the node) and items that no longer decode become dead
+     * letters instead of being published again, so one bad entry can neither stop the start nor
+     * replay for ever.
+     */
+    private int replay(Journal journal, DeadLetters deadLetters) {
         int[] messages = {0};
+        Duration wait = config.pipeline().redisWait();
         try {
-            int entries = journal.replay((streamId, readmit, items) -> {
-                List<JournalItem> list = items;
+            int entries = journal.replay(entry -> {
+                boolean poison = entry.passes() - 1 > config.deadLetters().maxReplays();
+                if (poison || !entry.unreadable().isEmpty()) {
+                    deadLetters.file(entry, poison, wait);
+                }
+                List<JournalItem> list = entry.items();
+                if (poison || list.isEmpty()) {
+                    return;
+                }
                 while (!pipeline.tryReserve(list.size())) {
                     Thread.sleep(5); // start-up thread; intake is not open yet
                 }
-                pipeline.publish(new JournalEntry(streamId, list.size()), list, true);
+                pipeline.publish(new JournalEntry(entry.streamId(), list.size()), list, true);
                 messages[0] += list.size();
-            }, config.pipeline().redisWait());
+            }, wait);
             if (entries > 0) {
                 log.info("replayed {} journal entries ({} messages) left unfinished by the last run",
                         entries, messages[0]);

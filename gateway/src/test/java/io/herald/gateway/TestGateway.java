@@ -91,8 +91,19 @@ final class TestGateway implements AutoCloseable {
 
     /** Halts this gateway abruptly (as a crash) and starts a new one on the same Redis and node id. */
     void restart() {
+        restart(() -> { });
+    }
+
+    /** As {@link #restart()}, running {@code whileStopped} (on the same Redis) between the halt and the start. */
+    void restart(Runnable whileStopped) {
         herald.halt();
+        whileStopped.run();
         herald = Herald.start(config());
+    }
+
+    /** A plain connection to this gateway's Redis (tests that inspect or damage stored data); close it. */
+    io.lettuce.core.RedisClient redisClient() {
+        return io.lettuce.core.RedisClient.create(redisUrl);
     }
 
     @Override
@@ -124,8 +135,16 @@ final class TestGateway implements AutoCloseable {
     }
 
     Response send(String method, String path, String body, String apiKey) {
+        return send(method, path, body, apiKey, List.of());
+    }
+
+    /** {@code headers}: name, value, name, value, ... (a name may repeat). */
+    Response send(String method, String path, String body, String apiKey, List<String> headers) {
         HttpRequest.Builder b = HttpRequest.newBuilder(URI.create(herald.baseUrl() + path))
                 .timeout(Duration.ofSeconds(30));
+        for (int i = 0; i + 1 < headers.size(); i += 2) {
+            b.header(headers.get(i), headers.get(i + 1));
+        }
         if (apiKey != null) {
             b.header("Authorization", "Bearer " + apiKey);
         }

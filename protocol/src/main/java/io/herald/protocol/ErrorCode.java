@@ -24,6 +24,12 @@ public enum ErrorCode {
     UNKNOWN_APP("unknown_app", 404),
     METHOD_NOT_ALLOWED("method_not_allowed", 405),
     UNSUPPORTED_MEDIA_TYPE("unsupported_media_type", 415),
+    /** A request header is malformed (the error's field names the header). */
+    INVALID_HEADER("invalid_header", 400),
+    /** An {@code Idempotency-Key} already used with a different request body. */
+    IDEMPOTENCY_KEY_REUSED("idempotency_key_reused", 422),
+    /** An {@code Idempotency-Key} whose first request is still being processed. */
+    IDEMPOTENCY_KEY_IN_PROGRESS("idempotency_key_in_progress", 409),
     OVERLOADED("overloaded", 429),
     UNAVAILABLE("unavailable", 503),
     INTERNAL("internal", 500);

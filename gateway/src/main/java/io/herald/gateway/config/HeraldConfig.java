@@ -43,7 +43,9 @@ public record HeraldConfig(
         Receipts receipts,
         Tracking tracking,
         Map<String, AppConfig> apps,
-        List<InitialKey> initialKeys) {
+        List<InitialKey> initialKeys,
+        Idempotency idempotency,
+        DeadLetters deadLetters) {
 
     /** Whether APNs traffic goes to the local sandbox peer. */
     public enum SandboxMode { AUTO, ALWAYS, NEVER }
@@ -88,6 +90,19 @@ public record HeraldConfig(
     /** Retention of the event log and of the funnel time-series buckets. */
     public record Tracking(String linkBaseUrl, Duration eventRetention, Duration minuteBuckets, Duration hourBuckets,
                            Duration dayBuckets) { }
+
+    /**
+     * {@code Idempotency-Key} on {@code POST /v1/batches}: a completed key is kept {@code ttl}; a
+     * claim whose request never completed (a crashed node) lapses after {@code inProgressTtl}.
+     */
+    public record Idempotency(Duration ttl, Duration inProgressTtl) { }
+
+    /**
+     * Dead letters: at most {@code max} per app (oldest dropped first, none kept past
+     * {@code retention}); a journal entry replayed {@code maxReplays} times without settling is
+     * dead-lettered at the next start.
+     */
+    public record DeadLetters(int max, int maxReplays) { }
 
     /** An API key given in clear at start (command line or environment), hashed on load. */
     public record InitialKey(String app, String key) {
@@ -253,10 +268,14 @@ public record HeraldConfig(
                             + " is too short (expected: at least 16 characters)");
                 }
             }
+            Idempotency idempotency = new Idempotency(positiveDuration(h, "idempotency.ttl"),
+                    positiveDuration(h, "idempotency.in-progress-ttl"));
+            DeadLetters deadLetters = new DeadLetters(positive(h, "dead-letters.max"),
+                    positive(h, "dead-letters.max-replays"));
             return new HeraldConfig(h.getString("node-id"), Path.of(h.getString("data-dir")), http, redis, pipeline,
                     scheduler, h.getDuration("retention"), h.getString("data-key"), h.getDuration("shutdown.drain-timeout"),
                     sandbox, h.getBoolean("sandbox-record-ids"), apns, fcm, sms, receipts, tracking,
-                    Collections.unmodifiableMap(apps), List.copyOf(initialKeys));
+                    Collections.unmodifiableMap(apps), List.copyOf(initialKeys), idempotency, deadLetters);
         } catch (ConfigException e) {
             throw new StartupException("configuration is invalid: " + e.getMessage());
         }
@@ -267,7 +286,7 @@ public record HeraldConfig(
         Http h = new Http(http.host(), port, http.maxBodyBytes(), http.maxItemsPerBatch(), http.maxHeaderBytes(),
                 http.maxInitialLineBytes(), http.requestTimeout(), http.idleTimeout());
         return new HeraldConfig(nodeId, dataDir, h, redis, pipeline, scheduler, retention, dataKey, drainTimeout, sandbox,
-                sandboxRecordIds, apns, fcm, sms, receipts, tracking, apps, initialKeys);
+                sandboxRecordIds, apns, fcm, sms, receipts, tracking, apps, initialKeys, idempotency, deadLetters);
     }
 
     static void validateAppName(String name) {
@@ -389,6 +408,14 @@ public record HeraldConfig(
             throw new StartupException(path + ": " + v + " (expected: > 0)");
         }
         return v;
+    }
+
+    private static Duration positiveDuration(Config c, String path) {
+        Duration d = c.getDuration(path);
+        if (d.toMillis() < 1) {
+            throw new StartupException("herald." + path + ": " + d + " (expected: >= 1ms)");
+        }
+        return d;
     }
 
     private static int bytes(Config c, String path) {

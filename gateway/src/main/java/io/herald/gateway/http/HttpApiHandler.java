@@ -4,6 +4,8 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.herald.gateway.MessageIds;
+import io.herald.gateway.journal.DeadLetters;
+import io.herald.gateway.journal.IdempotencyKeys;
 import io.herald.gateway.journal.Journal;
 import io.herald.gateway.journal.JournalEntry;
 import io.herald.gateway.journal.JournalItem;
@@ -53,7 +55,9 @@ import java.util.regex.Pattern;
  * <p>Intake ({@code POST /v1/batches}): authenticate, decode and validate per item (on an intake
  * thread, not the event loop), reserve
  * pipeline capacity (none: 429 + Retry-After at once), journal to Redis (failure: 503), publish
- * to the ring, answer 202. Nothing here blocks the event loop: Redis calls are asynchronous and
+ * to the ring, answer 202. With an {@code Idempotency-Key}, the key is claimed before the journal
+ * append and completed by it ({@link IdempotencyKeys}): a repeat gets the first answer, another body
+ * 422, a repeat while the first is running 409. Nothing here blocks the event loop: Redis calls are asynchronous and
  * the answer is written from their callback. While a request is answered the connection does not
  * read, so a client cannot pile up work (and HTTP/1.1 answers stay in order).
  */
@@ -64,6 +68,8 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
     private final BatchCodec codec;
     private final ApiKeys keys;
     private final Journal journal;
+    private final IdempotencyKeys idempotency;
+    private final DeadLetters deadLetters;
     private final Pipeline pipeline;
     private final MessageStore store;
     private final UserRegistry registry;
@@ -84,6 +90,7 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
     private final int maxReceipts;
 
     public HttpApiHandler(io.herald.gateway.config.HeraldConfig config, BatchCodec codec, ApiKeys keys, Journal journal,
+                          IdempotencyKeys idempotency, DeadLetters deadLetters,
                           Pipeline pipeline, MessageStore store, UserRegistry registry,
                           io.herald.protocol.ReceiptTokens tokens, io.herald.gateway.tracking.WebhookDispatcher webhooks,
                           io.herald.gateway.tracking.LinkTracker links, Metrics metrics, BooleanSupplier ready) {
@@ -96,6 +103,8 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
         this.codec = codec;
         this.keys = keys;
         this.journal = journal;
+        this.idempotency = idempotency;
+        this.deadLetters = deadLetters;
         this.pipeline = pipeline;
         this.store = store;
         this.registry = registry;
@@ -128,7 +137,7 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
         QueryStringDecoder qs = new QueryStringDecoder(req.uri());
         Request r = new Request(ctx, req.method(), qs.path(), qs.parameters(), keepAlive,
                 req.headers().get(HttpHeaderNames.AUTHORIZATION), req.headers().get(HttpHeaderNames.CONTENT_TYPE),
-                ByteBufUtil.getBytes(req.content()), System.nanoTime());
+                req.headers().getAll(IdempotencyKeys.HEADER), ByteBufUtil.getBytes(req.content()), System.nanoTime());
         try {
             route(r);
         } catch (RuntimeException e) {
@@ -245,6 +254,18 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
             } else {
                 getEvents(r, app);
             }
+        } else if (seg.length == 2 && seg[1].equals("dead-letters")) {
+            if (!r.method.equals(HttpMethod.GET)) {
+                methodNotAllowed(r, "GET");
+            } else {
+                getDeadLetters(r, app);
+            }
+        } else if (seg.length == 3 && seg[1].equals("dead-letters") && seg[2].equals("redrive")) {
+            if (!r.method.equals(HttpMethod.POST)) {
+                methodNotAllowed(r, "POST");
+            } else {
+                redrive(r, app);
+            }
         } else if (seg.length == 3 && seg[1].equals("batches")) {
             if (!r.method.equals(HttpMethod.GET)) {
                 methodNotAllowed(r, "GET");
@@ -312,6 +333,17 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
         if (!jsonContent(r)) {
             return;
         }
+        String idempotencyKey = null;
+        if (!r.idempotencyKeys.isEmpty()) {
+            String problem = IdempotencyKeys.invalid(r.idempotencyKeys);
+            if (problem != null) {
+                metrics.batch(400);
+                r.error(HttpResponseStatus.BAD_REQUEST, ApiError.of(ErrorCode.INVALID_HEADER, IdempotencyKeys.HEADER,
+                        problem));
+                return;
+            }
+            idempotencyKey = r.idempotencyKeys.get(0);
+        }
         DecodedBatch batch;
         try {
             batch = codec.decode(r.body);
@@ -343,17 +375,79 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
                             + " messages in flight; retry after 1 s"));
             return;
         }
-        long now = System.currentTimeMillis();
         String bid = batchId.toString();
+        Journal.Prepared prepared;
+        try {
+            prepared = journal.prepare(app, bid, System.currentTimeMillis(), batch);
+        } catch (RuntimeException e) {
+            pipeline.release(accepted);
+            throw e;
+        }
+        if (idempotencyKey == null) {
+            append(r, prepared, null);
+            return;
+        }
+        idempotency.claim(app, idempotencyKey, r.body, bid).whenComplete((verdict, error) -> {
+            if (error != null) {
+                pipeline.release(accepted);
+                metrics.batch(503);
+                unavailable(r, error);
+                return;
+            }
+            if (verdict.state() == IdempotencyKeys.State.CLAIMED) {
+                append(r, prepared, verdict.claim());
+                return;
+            }
+            pipeline.release(accepted);
+            switch (verdict.state()) {
+                case DONE -> {
+                    metrics.batch(202);
+                    r.replayed = true;
+                    r.json(HttpResponseStatus.ACCEPTED, response(UUID.fromString(verdict.batchId()), batch, true));
+                }
+                case IN_PROGRESS -> inProgress(r, "a request with this key is still being processed");
+                default -> {
+                    metrics.batch(422);
+                    r.error(HttpResponseStatus.UNPROCESSABLE_ENTITY, ApiError.of(ErrorCode.IDEMPOTENCY_KEY_REUSED,
+                            IdempotencyKeys.HEADER, IdempotencyKeys.HEADER + ": already used with another request body "
+                                    + "(expected: the same body, or a new key for a new batch)"));
+                }
+            }
+        });
+    }
+
+    private void inProgress(Request r, String why) {
+        metrics.batch(409);
+        r.retryAfter = 1;
+        r.error(HttpResponseStatus.CONFLICT, ApiError.of(ErrorCode.IDEMPOTENCY_KEY_IN_PROGRESS, IdempotencyKeys.HEADER,
+                IdempotencyKeys.HEADER + ": " + why + "; retry after 1 s for its answer"));
+    }
+
+    /**
+     * Journals a batch whose capacity is reserved, then publishes it and answers 202. With an
+     * idempotency claim, the key is marked done by the same script as the XADD; a failure frees the
+     * claim (a key already done stays: the entry may be in even if the reply was lost).
+     */
+    private void append(Request r, Journal.Prepared prepared, IdempotencyKeys.Claim claim) {
+        DecodedBatch batch = prepared.batch();
+        int accepted = batch.acceptedCount();
         CompletableFuture<String> journaled;
         try {
-            journaled = journal.append(app, bid, now, batch);
+            journaled = journal.append(prepared, claim);
         } catch (RuntimeException e) {
             journaled = CompletableFuture.failedFuture(e);
         }
         journaled.whenComplete((entryId, error) -> {
-            if (error != null) {
+            if (error != null || entryId == null) {
                 pipeline.release(accepted);
+                if (error == null) {
+                    // Our claim lapsed and another request holds the key now: it answers for it.
+                    inProgress(r, "another request with this key took over");
+                    return;
+                }
+                if (claim != null) {
+                    idempotency.release(claim);
+                }
                 metrics.batch(503);
                 log.warn("batch not journaled: {}", error.toString());
                 r.retryAfter = 1;
@@ -361,16 +455,18 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
                         "cannot record the batch durably right now (storage unavailable); nothing was accepted, retry"));
                 return;
             }
+            String bid = prepared.batchId();
             List<JournalItem> items = new ArrayList<>(accepted);
             for (DecodedBatch.Item item : batch.items()) {
                 if (item.ok()) {
-                    items.add(new JournalItem(app, bid, item.index(), now, item.message(), false));
+                    items.add(new JournalItem(prepared.app(), bid, item.index(), prepared.acceptedAt(), item.message(),
+                            false));
                 }
             }
             pipeline.publish(new JournalEntry(entryId, accepted), items, false);
             metrics.ingested(accepted, batch.rejectedCount());
             metrics.batch(202);
-            r.json(HttpResponseStatus.ACCEPTED, response(batchId, batch, true));
+            r.json(HttpResponseStatus.ACCEPTED, response(UUID.fromString(bid), batch, true));
         });
     }
 
@@ -693,6 +789,110 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
                 out.put("next", last);
             }
             r.json(HttpResponseStatus.OK, out);
+        });
+    }
+
+    /** {@code GET /v1/dead-letters?cursor=&limit=}: the app's dead letters, oldest first. */
+    private void getDeadLetters(Request r, String app) {
+        String cursor = query(r, "cursor");
+        if (cursor != null && !cursor.matches("\\d{1,18}")) {
+            r.error(HttpResponseStatus.BAD_REQUEST, ApiError.of(ErrorCode.INVALID_FIELD, "cursor",
+                    "cursor: '" + cursor + "' (expected: the next value of a previous page)"));
+            return;
+        }
+        int limit;
+        try {
+            limit = query(r, "limit") == null ? 100 : Integer.parseInt(query(r, "limit"));
+        } catch (NumberFormatException e) {
+            limit = -1;
+        }
+        if (limit < 1 || limit > DeadLetters.MAX_PER_CALL) {
+            r.error(HttpResponseStatus.BAD_REQUEST, ApiError.of(ErrorCode.INVALID_FIELD, "limit",
+                    "limit: '" + query(r, "limit") + "' (expected: 1.." + DeadLetters.MAX_PER_CALL + ")"));
+            return;
+        }
+        deadLetters.page(app, cursor == null ? null : Long.parseLong(cursor), limit).whenComplete((page, e) -> {
+            if (e != null) {
+                unavailable(r, e);
+            } else {
+                r.json(HttpResponseStatus.OK, page);
+            }
+        });
+    }
+
+    /**
+     * {@code POST /v1/dead-letters/redrive} with {@code {"ids":[...]}} (those letters) or no body /
+     * {@code {}} (the oldest, up to 1000): back through the journal with a fresh attempt budget.
+     */
+    private void redrive(Request r, String app) {
+        List<String> ids = null;
+        if (r.body.length > 0) {
+            if (!jsonContent(r)) {
+                return;
+            }
+            JsonNode body = jsonBody(r);
+            if (body == null) {
+                return;
+            }
+            for (Iterator<String> it = body.fieldNames(); it.hasNext(); ) {
+                String f = it.next();
+                if (!f.equals("ids")) {
+                    r.error(HttpResponseStatus.UNPROCESSABLE_ENTITY, ApiError.of(ErrorCode.UNKNOWN_FIELD, f,
+                            f + ": unknown field (expected: ids, or an empty body for the oldest letters)"));
+                    return;
+                }
+            }
+            JsonNode list = body.get("ids");
+            if (list != null) {
+                if (!list.isArray() || list.isEmpty() || list.size() > DeadLetters.MAX_PER_CALL) {
+                    r.error(HttpResponseStatus.UNPROCESSABLE_ENTITY, ApiError.of(ErrorCode.INVALID_FIELD, "ids",
+                            "ids: expected an array of 1.." + DeadLetters.MAX_PER_CALL + " message ids"));
+                    return;
+                }
+                java.util.LinkedHashSet<String> unique = new java.util.LinkedHashSet<>();
+                for (int i = 0; i < list.size(); i++) {
+                    UUID id = MessageIds.parse(list.get(i).textValue());
+                    if (id == null || MessageIds.isBatchId(id)) {
+                        r.error(HttpResponseStatus.UNPROCESSABLE_ENTITY, ApiError.of(ErrorCode.INVALID_FIELD,
+                                "ids[" + i + "]", "ids[" + i + "]: expected a message id"));
+                        return;
+                    }
+                    unique.add(id.toString());
+                }
+                ids = List.copyOf(unique);
+            }
+        }
+        int want = ids != null ? ids.size() : DeadLetters.MAX_PER_CALL;
+        boolean reserved = pipeline.tryReserve(want);
+        while (!reserved && ids == null && want > 1) {
+            want /= 2;
+            reserved = pipeline.tryReserve(want);
+        }
+        if (!reserved) {
+            r.retryAfter = 1;
+            r.error(HttpResponseStatus.TOO_MANY_REQUESTS, ApiError.of(ErrorCode.OVERLOADED, null,
+                    "pipeline full: " + pipeline.inUse() + " of " + pipeline.capacity()
+                            + " messages in flight; retry after 1 s"));
+            return;
+        }
+        int permits = want;
+        CompletableFuture<DeadLetters.Redriven> f;
+        try {
+            f = deadLetters.redrive(app, ids, permits);
+        } catch (RuntimeException e) {
+            f = CompletableFuture.failedFuture(e);
+        }
+        f.whenComplete((done, e) -> {
+            if (e != null) {
+                pipeline.release(permits);
+                unavailable(r, e);
+                return;
+            }
+            if (done.entryId() != null) {
+                pipeline.publish(new JournalEntry(done.entryId(), done.items().size()), done.items(), false);
+            }
+            pipeline.release(permits - done.items().size());
+            r.json(HttpResponseStatus.OK, done.answer());
         });
     }
 
@@ -1056,14 +1256,20 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
         final boolean keepAlive;
         final String authorization;
         final String contentType;
+        /** Values of the Idempotency-Key header (empty when absent). */
+        final List<String> idempotencyKeys;
         final byte[] body;
         final long startNanos;
         int retryAfter;
+        /** True: the answer repeats an earlier one (same Idempotency-Key and body). */
+        boolean replayed;
         String allow;
         String location;
 
         Request(ChannelHandlerContext ctx, HttpMethod method, String path, java.util.Map<String, List<String>> query,
-                boolean keepAlive, String authorization, String contentType, byte[] body, long startNanos) {
+                boolean keepAlive, String authorization, String contentType, List<String> idempotencyKeys, byte[] body,
+                long startNanos) {
+            this.idempotencyKeys = idempotencyKeys;
             this.ctx = ctx;
             this.method = method;
             this.path = path;
@@ -1110,6 +1316,9 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
             }
             if (location != null) {
                 resp.headers().set(HttpHeaderNames.LOCATION, location);
+            }
+            if (replayed) {
+                resp.headers().set("Idempotent-Replayed", "true");
             }
             if (!keepAlive) {
                 resp.headers().set(HttpHeaderNames.CONNECTION, HttpHeaderValues.CLOSE);

@@ -9,6 +9,7 @@ import io.herald.protocol.BatchCodec;
 import io.herald.protocol.DecodedBatch;
 import io.herald.protocol.Message;
 import io.lettuce.core.Range;
+import io.lettuce.core.ScriptOutputType;
 import io.lettuce.core.StreamMessage;
 import io.lettuce.core.api.async.RedisAsyncCommands;
 import io.lettuce.core.Limit;
@@ -31,19 +32,25 @@ import java.util.concurrent.TimeUnit;
  * {@link #replay} hands back whatever is still in the stream.
  *
  * <p>Entry kinds: {@code k=b} (a client batch: one JSON document with app, batch id, acceptance
- * time and the items) and {@code k=r} (re-admitted deferred messages, one field per message,
- * written atomically by the scheduler's script). Durability is Redis's: AOF with
+ * time and the items) and {@code k=r} (re-admitted messages, one field per message, written
+ * atomically by the scheduler's script or a dead-letter redrive). A batch sent with an
+ * Idempotency-Key is appended by a script that also marks the key done ({@link IdempotencyKeys}).
+ * Replay never stops at a bad entry: items that no longer decode, and entries replayed too often,
+ * go to {@link DeadLetters}; entries that cannot be read at all are set aside. Durability is Redis's: AOF with
  * {@code appendfsync everysec} on the embedded server, so a power loss can cost up to a second of
  * acknowledged batches; {@code always} closes that gap at a throughput cost. Thread-safe.
  */
 public final class Journal {
+    private static final org.slf4j.Logger log = org.slf4j.LoggerFactory.getLogger(Journal.class);
     private final Redis redis;
     private final BatchCodec codec;
     private final ObjectMapper mapper;
     private final String stream;
+    private final String nodeId;
     private final long retentionMillis;
 
     private final io.herald.gateway.tracking.Funnels funnels;
+    private final Redis.Script idempotentAppend = new Redis.Script("/scripts/idempotent-append.lua");
 
     public Journal(Redis redis, BatchCodec codec, String nodeId, Duration retention,
                    io.herald.gateway.tracking.Funnels funnels) {
@@ -52,6 +59,7 @@ public final class Journal {
         this.codec = codec;
         this.mapper = codec.mapper();
         this.stream = Keys.journal(nodeId);
+        this.nodeId = nodeId;
         this.retentionMillis = retention.toMillis();
     }
 
@@ -60,14 +68,33 @@ public final class Journal {
     }
 
     /**
+     * A batch ready to journal: the entry JSON is encoded here, on the caller's (intake) thread, so
+     * that {@link #append} does no heavy work on whatever thread calls it (a Redis I/O thread after
+     * an idempotency claim). Immutable.
+     */
+    public record Prepared(String app, String batchId, long acceptedAt, DecodedBatch batch, String entry) { }
+
+    /** Encodes the journal entry of a batch (CPU work: every accepted item as JSON). */
+    public Prepared prepare(String app, String batchId, long acceptedAt, DecodedBatch batch) {
+        return new Prepared(app, batchId, acceptedAt, batch,
+                new String(encodeBatch(app, batchId, acceptedAt, batch), StandardCharsets.UTF_8));
+    }
+
+    /**
      * Records the batch (its status hash with counts) and journals its accepted items. The future
      * completes with the stream entry id once Redis has both; it fails when Redis cannot take them.
+     *
+     * <p>With a {@code claim} (an Idempotency-Key this request holds) the XADD is
+     * {@code idempotent-append.lua}: the entry and the key's {@code done} mark are written in one
+     * step. The future then completes with {@code null} when the claim lapsed and another request
+     * took the key over: nothing was journaled (only an unreachable batch hash is left, to expire).
+     * The funnel's {@code submitted} counts are added only once the entry is in.
      */
-    public CompletableFuture<String> append(String app, String batchId, long acceptedAt, DecodedBatch batch) {
-        byte[] entry = encodeBatch(app, batchId, acceptedAt, batch);
+    public CompletableFuture<String> append(Prepared p, IdempotencyKeys.Claim claim) {
+        DecodedBatch batch = p.batch();
         Map<String, String> status = new HashMap<>();
-        status.put("app", app);
-        status.put("at", Long.toString(acceptedAt));
+        status.put("app", p.app());
+        status.put("at", Long.toString(p.acceptedAt()));
         status.put("total", Integer.toString(batch.items().size()));
         status.put("accepted", Integer.toString(batch.acceptedCount()));
         status.put("rejected", Integer.toString(batch.rejectedCount()));
@@ -82,33 +109,43 @@ public final class Journal {
             status.put("rej", rej.toString());
         }
         RedisAsyncCommands<String, String> cmd = redis.async();
-        String key = Keys.batch(batchId);
+        String key = Keys.batch(p.batchId());
         CompletableFuture<Long> hset = cmd.hset(key, status).toCompletableFuture();
         CompletableFuture<Boolean> expire = cmd.pexpire(key, retentionMillis).toCompletableFuture();
-        CompletableFuture<String> xadd = cmd.xadd(stream, "k", "b", "e", new String(entry, StandardCharsets.UTF_8))
-                .toCompletableFuture();
-        // Funnel: 'submitted' per batch, app, campaign, variant and time bucket (after the XADD).
+        CompletableFuture<String> xadd = claim == null
+                ? cmd.xadd(stream, "k", "b", "e", p.entry()).toCompletableFuture()
+                : idempotentAppend.<String>run(cmd, ScriptOutputType.VALUE, new String[] {stream, claim.redisKey()},
+                        p.batchId(), claim.bodyHash(), p.entry(), Long.toString(claim.keepMillis()));
+        return CompletableFuture.allOf(hset, expire, xadd).thenApply(v -> {
+            String entryId = xadd.join();
+            if (entryId != null) {
+                countSubmitted(cmd, p);
+            }
+            return entryId;
+        });
+    }
+
+    /** Funnel: 'submitted' per batch, app, campaign, variant and time bucket (after the entry is in). */
+    private void countSubmitted(RedisAsyncCommands<String, String> cmd, Prepared p) {
         Map<String, Integer> groups = new HashMap<>();
-        for (DecodedBatch.Item item : batch.items()) {
+        for (DecodedBatch.Item item : p.batch().items()) {
             if (item.ok()) {
                 Message m = item.message();
                 groups.merge(m.campaign() + "\u0000" + m.variant(), 1, Integer::sum);
             }
         }
-        List<CompletableFuture<?>> counts = new ArrayList<>();
         for (Map.Entry<String, Integer> g : groups.entrySet()) {
             String[] cv = g.getKey().split("\u0000", -1);
-            var counters = funnels.counters(app, batchId, cv[0].equals("null") ? null : cv[0],
-                    cv[1].equals("null") ? null : cv[1], null, acceptedAt);
+            var counters = funnels.counters(p.app(), p.batchId(), cv[0].equals("null") ? null : cv[0],
+                    cv[1].equals("null") ? null : cv[1], null, p.acceptedAt());
             for (int i = 0; i < counters.keys().size(); i++) {
                 String counter = counters.keys().get(i);
-                counts.add(cmd.hincrby(counter, "submitted", g.getValue()).toCompletableFuture());
+                cmd.hincrby(counter, "submitted", g.getValue());
                 if (counters.ttls().get(i) > 0) {
-                    counts.add(cmd.pexpire(counter, counters.ttls().get(i)).toCompletableFuture());
+                    cmd.pexpire(counter, counters.ttls().get(i));
                 }
             }
         }
-        return CompletableFuture.allOf(hset, expire, xadd).thenApply(v -> xadd.join());
     }
 
     /** Deletes settled entries. */
@@ -116,29 +153,85 @@ public final class Journal {
         return cmd.xdel(stream, ids).toCompletableFuture();
     }
 
-    /** The items of an entry, in order. */
-    public List<JournalItem> parse(Map<String, String> body) {
+    /**
+     * One journal entry read back at start: the items that decode, and those that do not.
+     * {@code passes} counts how often the entry has now been processed (the first, live pass
+     * included), so 2 on its first replay. Immutable.
+     */
+    public record Replayed(String streamId, int passes, List<JournalItem> items, List<Unreadable> unreadable) { }
+
+    /**
+     * An item that no longer decodes (corrupt, or written in a format this version does not read),
+     * with where it belongs; {@code item} is its JSON in the {@link #encodeItem} layout, kept so a
+     * redrive after a fix can try again. Immutable.
+     */
+    public record Unreadable(String app, String batchId, int index, long acceptedAt, String item, String error) {
+        public String messageId() {
+            return io.herald.gateway.MessageIds.messageId(java.util.UUID.fromString(batchId), index).toString();
+        }
+    }
+
+    /**
+     * The items of an entry, in order; items that do not decode are set apart. Null when the entry
+     * cannot be read at all: no app, batch and index to file an item under.
+     */
+    Replayed parse(String streamId, int passes, Map<String, String> body) {
+        List<JournalItem> items = new ArrayList<>();
+        List<Unreadable> unreadable = new ArrayList<>(0);
         try {
-            List<JournalItem> items = new ArrayList<>();
             if ("b".equals(body.get("k"))) {
                 JsonNode root = mapper.readTree(body.get("e"));
-                String app = root.get("app").asText();
-                String batch = root.get("b").asText();
-                long at = root.get("at").asLong();
+                String app = root.get("app").textValue();
+                String batch = root.get("b").textValue();
+                long at = root.get("at").longValue();
+                if (app == null || batch == null) {
+                    return null;
+                }
+                java.util.UUID.fromString(batch);
                 for (JsonNode item : root.get("items")) {
-                    items.add(new JournalItem(app, batch, item.get("i").asInt(), at, message(item.get("m")), false));
+                    int index = item.get("i").intValue();
+                    try {
+                        items.add(new JournalItem(app, batch, index, at, message(item.get("m")), false));
+                    } catch (IOException | RuntimeException e) {
+                        com.fasterxml.jackson.databind.node.ObjectNode raw = mapper.createObjectNode();
+                        raw.put("app", app).put("b", batch).put("i", index).put("at", at).set("m", item.get("m"));
+                        unreadable.add(new Unreadable(app, batch, index, at, raw.toString(), rootMessage(e)));
+                    }
                 }
             } else {
                 for (Map.Entry<String, String> e : body.entrySet()) {
-                    if (!e.getKey().equals("k")) {
+                    if (e.getKey().equals("k")) {
+                        continue;
+                    }
+                    try {
                         items.add(decodeItem(e.getValue()));
+                    } catch (IOException | RuntimeException ex) {
+                        JsonNode n = mapper.readTree(e.getValue());
+                        String batch = n.get("b").textValue();
+                        java.util.UUID.fromString(batch);
+                        unreadable.add(new Unreadable(n.get("app").textValue(), batch, n.get("i").intValue(),
+                                n.get("at").longValue(), e.getValue(), rootMessage(ex)));
                     }
                 }
             }
-            return items;
-        } catch (IOException e) {
-            throw new UncheckedIOException("journal entry is not readable", e);
+        } catch (IOException | RuntimeException e) {
+            return null;
         }
+        for (Unreadable u : unreadable) {
+            if (u.app() == null || u.batchId() == null) {
+                return null;
+            }
+        }
+        return new Replayed(streamId, passes, items, unreadable);
+    }
+
+    private static String rootMessage(Throwable e) {
+        Throwable t = e;
+        while (t.getCause() != null && t.getCause() != t) {
+            t = t.getCause();
+        }
+        String m = t.getMessage() == null ? "" : ": " + t.getMessage().split("\n")[0];
+        return t.getClass().getSimpleName() + (m.length() > 300 ? m.substring(0, 300) : m);
     }
 
     /** JSON of one item for the deferred store (always marked reserved when read back). */
@@ -167,7 +260,11 @@ public final class Journal {
     }
 
     private Message message(JsonNode node) throws IOException {
-        return codec.decodeMessage(mapper.writeValueAsBytes(node));
+        Message m = node == null || !node.isObject() ? null : codec.decodeMessage(mapper.writeValueAsBytes(node));
+        if (m == null) {
+            throw new IOException("m: expected a message object");
+        }
+        return m;
     }
 
     private byte[] encodeBatch(String app, String batchId, long acceptedAt, DecodedBatch batch) {
@@ -197,15 +294,25 @@ public final class Journal {
 
     /** Receives replayed entries, oldest first. */
     public interface ReplaySink {
-        void entry(String streamId, boolean readmit, List<JournalItem> items) throws Exception;
+        void entry(Replayed entry) throws Exception;
     }
 
     /**
      * Reads the whole stream, oldest first, page by page, and hands each entry to {@code sink}.
      * Runs at start-up, before intake opens, so the stream only holds unfinished entries.
+     *
+     * <p>Each entry's pass count is stored ({@code herald:{sched}:replays:<node>}) <em>before</em> the
+     * sink sees it, so an entry that kills the process every time it is processed still counts up
+     * (the sink dead-letters it past {@code dead-letters.max-replays}). Counts of entries no longer in
+     * the stream are dropped at the end. An entry that cannot be read at all is moved, as it was, to
+     * {@code herald:{sched}:journal-unreadable:<node>} with an error in the log: it neither blocks the
+     * start nor vanishes.
      */
     public int replay(ReplaySink sink, Duration wait) throws Exception {
         RedisAsyncCommands<String, String> cmd = redis.async();
+        String counts = Keys.replays(nodeId);
+        Map<String, String> before = cmd.hgetall(counts).get(wait.toMillis(), TimeUnit.MILLISECONDS);
+        java.util.Set<String> seen = new java.util.HashSet<>();
         String from = "-";
         int entries = 0;
         while (true) {
@@ -217,13 +324,46 @@ public final class Journal {
                     continue;
                 }
                 progressed = true;
-                sink.entry(m.getId(), !"b".equals(m.getBody().get("k")), parse(m.getBody()));
-                entries++;
                 from = m.getId();
+                seen.add(m.getId());
+                int passes = parsePasses(before.get(m.getId())) + 1;
+                cmd.hset(counts, m.getId(), Integer.toString(passes)).get(wait.toMillis(), TimeUnit.MILLISECONDS);
+                Replayed entry = parse(m.getId(), passes, m.getBody());
+                if (entry == null) {
+                    setAside(cmd, m, wait);
+                    continue;
+                }
+                sink.entry(entry);
+                entries++;
             }
             if (!progressed) {
-                return entries;
+                break;
             }
         }
+        String[] stale = before.keySet().stream().filter(id -> !seen.contains(id)).toArray(String[]::new);
+        if (stale.length > 0) {
+            cmd.hdel(counts, stale).get(wait.toMillis(), TimeUnit.MILLISECONDS);
+        }
+        return entries;
+    }
+
+    private static int parsePasses(String s) {
+        try {
+            return s == null ? 1 : Integer.parseInt(s);
+        } catch (NumberFormatException e) {
+            return 1;
+        }
+    }
+
+    /** Moves an unreadable entry out of the journal, fields unchanged (copy first, so a crash keeps it). */
+    private void setAside(RedisAsyncCommands<String, String> cmd, StreamMessage<String, String> m, Duration wait)
+            throws Exception {
+        String kept = Keys.unreadableEntries(nodeId);
+        Map<String, String> fields = new java.util.LinkedHashMap<>(m.getBody());
+        fields.put("journal-id", m.getId());
+        cmd.xadd(kept, fields).get(wait.toMillis(), TimeUnit.MILLISECONDS);
+        cmd.xdel(stream, m.getId()).get(wait.toMillis(), TimeUnit.MILLISECONDS);
+        log.error("journal entry {} of {} cannot be read (no app, batch and index in it); moved unchanged to {} "
+                + "for inspection", m.getId(), stream, kept);
     }
 }

@@ -19,10 +19,13 @@ import java.util.function.Supplier;
  * The gateway's meters, named once here, exported as Prometheus text on {@code GET /metrics}.
  * Counters and timers are Micrometer's (thread-safe, lock-free on the hot path); meters with a
  * tag are cached per tag value, so tag values must come from a small closed set (verdicts,
- * outcome reasons), never from user input. Owned by {@code Herald}.
+ * outcome reasons), never from user input. Owned by {@code Herald}, which closes it: the GC meters
+ * listen on the JVM's (process-wide) GC beans, and until closed that listener keeps this registry,
+ * its gauges and what they read (the pipeline's rings) reachable.
  */
-public final class Metrics {
+public final class Metrics implements AutoCloseable {
     private final PrometheusMeterRegistry registry = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
+    private final JvmGcMetrics gc = new JvmGcMetrics();
     private final Counter ingestAccepted;
     private final Counter ingestRejected;
     private final Timer ingestLatency;
@@ -36,7 +39,7 @@ public final class Metrics {
 
     public Metrics() {
         new JvmMemoryMetrics().bindTo(registry);
-        new JvmGcMetrics().bindTo(registry);
+        gc.bindTo(registry);
         new JvmThreadMetrics().bindTo(registry);
         new ProcessorMetrics().bindTo(registry);
         ingestAccepted = Counter.builder("herald.ingest.messages").tag("outcome", "accepted")
@@ -104,5 +107,12 @@ public final class Metrics {
     /** The Prometheus text exposition. */
     public String scrape() {
         return registry.scrape();
+    }
+
+    /** Detaches from the JVM's GC beans and closes the registry. */
+    @Override
+    public void close() {
+        gc.close();
+        registry.close();
     }
 }

@@ -60,7 +60,8 @@ public final class Pipeline implements AutoCloseable {
 
     public Pipeline(HeraldConfig config, Redis redis, Journal journal, UserRegistry registry, RateLimiter limiter,
                     MessageStore store, Map<String, Connector> connectors, Metrics metrics,
-                    io.herald.protocol.ReceiptTokens tokens, io.herald.gateway.tracking.LinkTracker links) {
+                    io.herald.protocol.ReceiptTokens tokens, io.herald.gateway.tracking.LinkTracker links,
+                    io.herald.gateway.journal.DeadLetters deadLetters) {
         this.capacity = config.pipeline().capacity();
         int ringSize = Integer.highestOneBit(Math.max(capacity, 512) - 1) << 2;
         int maxBatch = config.pipeline().handlerBatch();
@@ -75,7 +76,7 @@ public final class Pipeline implements AutoCloseable {
         outcomes = new Disruptor<>(OutcomeEvent::new, ringSize, threads("herald-record"), ProducerType.MULTI,
                 new SleepingWaitStrategy(100, 100_000));
 
-        RecordHandler record = new RecordHandler(redis.dedicated(), store, registry, journal, metrics, wait,
+        RecordHandler record = new RecordHandler(redis.dedicated(), store, registry, journal, deadLetters, metrics, wait,
                 halted::get, this::release);
         outcomes.handleEventsWith(processor(record, maxBatch, new LoggingExceptionHandler<>("record")));
         ResolveHandler resolve = new ResolveHandler(redis.dedicated(), registry, store, config.apps(), wait, halted::get);

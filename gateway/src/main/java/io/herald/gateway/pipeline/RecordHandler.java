@@ -1,5 +1,6 @@
 package io.herald.gateway.pipeline;
 
+import io.herald.gateway.journal.DeadLetters;
 import io.herald.gateway.journal.Journal;
 import io.herald.gateway.journal.JournalEntry;
 import io.herald.gateway.metrics.Metrics;
@@ -26,6 +27,8 @@ import java.util.function.IntConsumer;
  * pipelined round trip writes every state change (script per message), device invalidation and
  * deferral (the message into the scheduler's sorted set); a second deletes the journal entries
  * whose messages are now all settled. Only then are the messages' capacity permits released.
+ * A failure worth re-driving ({@code retries_exhausted}, {@code internal}) is filed as a dead letter
+ * by the same script as its state change.
  * Runs on its own thread; the only writer of message states besides replays of itself.
  */
 final class RecordHandler implements EventHandler<OutcomeEvent> {
@@ -35,6 +38,7 @@ final class RecordHandler implements EventHandler<OutcomeEvent> {
     private final MessageStore store;
     private final UserRegistry registry;
     private final Journal journal;
+    private final DeadLetters deadLetters;
     private final Metrics metrics;
     private final Duration wait;
     private final BooleanSupplier stopping;
@@ -42,7 +46,9 @@ final class RecordHandler implements EventHandler<OutcomeEvent> {
     private final List<OutcomeEvent> batch = new ArrayList<>();
 
     RecordHandler(StatefulRedisConnection<String, String> connection, MessageStore store, UserRegistry registry,
-                  Journal journal, Metrics metrics, Duration wait, BooleanSupplier stopping, IntConsumer release) {
+                  Journal journal, DeadLetters deadLetters, Metrics metrics, Duration wait, BooleanSupplier stopping,
+                  IntConsumer release) {
+        this.deadLetters = deadLetters;
         this.connection = connection;
         this.connection.setAutoFlushCommands(false);
         this.store = store;
@@ -86,8 +92,9 @@ final class RecordHandler implements EventHandler<OutcomeEvent> {
                             all.add(registry.invalidate(cmd, inv.app(), inv.user(), inv.deviceId(), inv.token(),
                                     inv.reason(), inv.at()));
                         }
-                        all.add(store.transition(cmd, o.item, o.label, System.currentTimeMillis(), o.history,
-                                o.channel, o.invalidations.size()));
+                        long at = System.currentTimeMillis();
+                        all.add(store.transition(cmd, o.item, o.label, at, o.history, o.channel,
+                                o.invalidations.size(), deadLetters.letterFor(o.item, o.label, o.history, at)));
                     }
                 }
             }

@@ -51,4 +51,32 @@ public final class Keys {
     public static String deferredData() {
         return "herald:{sched}:deferred-data";
     }
+
+    /**
+     * An Idempotency-Key of an app: {@code keyHash} is the SHA-256 (hex) of the header value. Tagged
+     * {@code {sched}} like the journal, so one script can journal a batch and mark its key done.
+     */
+    public static String idempotency(String app, String keyHash) {
+        return "herald:{sched}:idem:" + app + ":" + keyHash;
+    }
+
+    /** An app's dead letters: message id scored by when it died (ms * 1000, unique and rising). */
+    public static String deadLetters(String app) {
+        return "herald:{sched}:dead:" + app;
+    }
+
+    /** An app's dead letters' data: {@code <id>} -> letter JSON, {@code i:<id>} -> the item to redrive. */
+    public static String deadLetterData(String app) {
+        return "herald:{sched}:dead-data:" + app;
+    }
+
+    /** How often each unsettled journal entry of a node has been processed (entry id -> passes). */
+    public static String replays(String nodeId) {
+        return "herald:{sched}:replays:" + nodeId;
+    }
+
+    /** Journal entries of a node that could not be read at all (no app to file them under), kept as they were. */
+    public static String unreadableEntries(String nodeId) {
+        return "herald:{sched}:journal-unreadable:" + nodeId;
+    }
 }

@@ -221,9 +221,40 @@ public final class MessageStore {
     public CompletableFuture<Boolean> transition(RedisAsyncCommands<String, String> cmd,
                                                  io.herald.gateway.journal.JournalItem item, String label, long at,
                                                  List<String> history, String channel, int invalidated) {
+        return transition(cmd, item, label, at, history, channel, invalidated, null);
+    }
+
+    /**
+     * As above; with a {@code letter}, the message is also filed as a dead letter of its app, in the
+     * same script and only if the transition applies (see {@code DeadLetters}).
+     */
+    public CompletableFuture<Boolean> transition(RedisAsyncCommands<String, String> cmd,
+                                                 io.herald.gateway.journal.JournalItem item, String label, long at,
+                                                 List<String> history, String channel, int invalidated,
+                                                 io.herald.gateway.journal.DeadLetters.Letter letter) {
         io.herald.protocol.Message m = item.message();
-        String user = m.user() != null ? m.user() : "-";
-        Funnels.Counters counters = funnels.counters(item.app(), item.batchId(), m.campaign(), m.variant(), channel, at);
+        return apply(cmd, item.app(), item.batchId(), item.index(), item.messageId(), m.user(), m.campaign(),
+                m.variant(), label, at, history, channel, invalidated, letter);
+    }
+
+    /**
+     * Fails a message whose journaled form no longer decodes (so only its place is known), filing
+     * {@code letter} as its dead letter.
+     */
+    public CompletableFuture<Boolean> failUnreadable(RedisAsyncCommands<String, String> cmd, String app,
+                                                     String batchId, int index, String messageId, String label,
+                                                     long at, List<String> history,
+                                                     io.herald.gateway.journal.DeadLetters.Letter letter) {
+        return apply(cmd, app, batchId, index, messageId, null, null, null, label, at, history, null, 0, letter);
+    }
+
+    private CompletableFuture<Boolean> apply(RedisAsyncCommands<String, String> cmd, String app, String batchId,
+                                             int index, String messageId, String messageUser, String campaign,
+                                             String variant, String label, long at, List<String> history,
+                                             String channel, int invalidated,
+                                             io.herald.gateway.journal.DeadLetters.Letter letter) {
+        String user = messageUser != null ? messageUser : "-";
+        Funnels.Counters counters = funnels.counters(app, batchId, campaign, variant, channel, at);
         ObjectNode a = mapper.createObjectNode();
         a.put("label", label);
         a.put("at", at);
@@ -231,16 +262,16 @@ public final class MessageStore {
         ArrayNode h = a.putArray("history");
         history.forEach(h::add);
         ObjectNode meta = a.putObject("meta");
-        meta.put("app", item.app());
+        meta.put("app", app);
         meta.put("u", user);
         if (channel != null) {
             meta.put("ch", channel);
         }
-        if (m.campaign() != null) {
-            meta.put("cp", m.campaign());
+        if (campaign != null) {
+            meta.put("cp", campaign);
         }
-        if (m.variant() != null) {
-            meta.put("vr", m.variant());
+        if (variant != null) {
+            meta.put("vr", variant);
         }
         ArrayNode stages = a.putArray("stages");
         Funnels.stages(label).forEach(stages::add);
@@ -250,17 +281,27 @@ public final class MessageStore {
         ArrayNode ttls = a.putArray("ttls");
         counters.ttls().forEach(ttls::add);
         int colon = label.indexOf(':');
-        a.put("event", eventJson(item.app(), item.messageId(), item.batchId(), user, channel,
+        a.put("event", eventJson(app, messageId, batchId, user, channel,
                 colon < 0 ? label : label.substring(0, colon), colon < 0 ? null : label.substring(colon + 1), at,
-                m.campaign(), m.variant(), null));
+                campaign, variant, null));
         a.put("minid", minId(at));
-        String[] keys = new String[4 + counters.keys().size()];
-        keys[0] = Keys.message(item.batchId(), item.index());
-        keys[1] = Keys.history(item.batchId(), item.index());
-        keys[2] = Keys.batch(item.batchId());
-        keys[3] = eventLog(item.app());
+        int first = 4;
+        if (letter != null) {
+            a.putObject("dead").put("id", messageId).put("letter", letter.json()).put("item", letter.item())
+                    .put("max", letter.max());
+            first = 6;
+        }
+        String[] keys = new String[first + counters.keys().size()];
+        keys[0] = Keys.message(batchId, index);
+        keys[1] = Keys.history(batchId, index);
+        keys[2] = Keys.batch(batchId);
+        keys[3] = eventLog(app);
+        if (letter != null) {
+            keys[4] = Keys.deadLetters(app);
+            keys[5] = Keys.deadLetterData(app);
+        }
         for (int i = 0; i < counters.keys().size(); i++) {
-            keys[4 + i] = counters.keys().get(i);
+            keys[first + i] = counters.keys().get(i);
         }
         return transition.<Long>run(cmd, ScriptOutputType.INTEGER, keys, a.toString()).thenApply(n -> n == 1L);
     }
