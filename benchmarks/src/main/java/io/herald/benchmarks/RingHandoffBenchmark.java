@@ -84,6 +84,11 @@ import java.util.concurrent.locks.LockSupport;
  * do no work besides touching the event, so the score is the hand-off alone; in the gateway,
  * every stage but dispatch also waits for a Redis round trip per batch.
  *
+ * <p>{@link #burst} reports the mean time per event. {@link #single} and {@link #singleAfterIdle}
+ * are latencies and run in {@link Mode#SampleTime}: read their median ({@code p0.50}) and tail,
+ * which on a shared machine are far steadier than the mean (one preemption of a few milliseconds
+ * moves the mean of thousands of samples).
+ *
  * <p>The producer waits for completion the same way in every variant (spin briefly, then park
  * until the last stage unparks it), so that cost is common to all and cancels in the ratios. Each
  * measurement iteration prints the CPU time the consumer threads used per event and in total
@@ -236,8 +241,10 @@ public class RingHandoffBenchmark {
         return handOff(BURST);
     }
 
-    /** Publishes one event and waits until the last stage has seen it. */
+    /** Publishes one event and waits until the last stage has seen it; sampled, for percentiles. */
     @Benchmark
+    @BenchmarkMode(Mode.SampleTime)
+    @OutputTimeUnit(TimeUnit.MICROSECONDS)
     public long single() {
         return handOff(1);
     }
@@ -248,6 +255,8 @@ public class RingHandoffBenchmark {
      * stages have gone from spinning or yielding to their deepest wait.
      */
     @Benchmark
+    @BenchmarkMode(Mode.SampleTime)
+    @OutputTimeUnit(TimeUnit.MICROSECONDS)
     public long singleAfterIdle(Idle idle) {
         return handOff(1);
     }
