@@ -25,8 +25,11 @@ import org.openjdk.jmh.annotations.OutputTimeUnit;
 import org.openjdk.jmh.annotations.Scope;
 import org.openjdk.jmh.annotations.Setup;
 import org.openjdk.jmh.annotations.State;
+import org.openjdk.jmh.annotations.TearDown;
 import org.openjdk.jmh.annotations.Warmup;
 
+import java.lang.management.ManagementFactory;
+import java.lang.management.ThreadMXBean;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.Arrays;
@@ -61,6 +64,10 @@ import java.util.concurrent.TimeUnit;
  * {@code data} object with a nested object, collapse id, Android options), decoded and validated
  * by {@link BatchCodec} as intake does. Set-up fails unless every baseline produces exactly the
  * bytes Herald's encoder produces, so no variant does less work by writing something else.
+ *
+ * <p>Each iteration also prints the benchmark thread's CPU time per operation ({@link CpuClock});
+ * on a shared machine compare those, and the allocation figures of {@code -prof gc}, rather than
+ * the wall-clock scores alone.
  *
  * <p>Thread safety: the state is {@link Scope#Benchmark} and read-only after set-up (the message's
  * {@code data} tree is never mutated: the per-delivery variants copy it or only read it), and
@@ -140,19 +147,22 @@ public class ApnsPayloadBenchmark {
 
     /** Herald: {@link ApnsPayloads#encode}, string checks and a streaming generator. */
     @Benchmark
-    public byte[] apnsPayloads() {
+    public byte[] apnsPayloads(CpuClock clock) {
+        clock.ops++;
         return ApnsPayloads.encode(withReceipt);
     }
 
     /** Baseline: an {@link ObjectNode} tree sharing the data nodes, written by {@link ObjectMapper}. */
     @Benchmark
-    public byte[] apnsJacksonTree() throws JsonProcessingException {
+    public byte[] apnsJacksonTree(CpuClock clock) throws JsonProcessingException {
+        clock.ops++;
         return apnsTree(withReceipt, null);
     }
 
     /** Baseline: nested {@link LinkedHashMap}s (data values as JsonNodes), written by {@link ObjectMapper}. */
     @Benchmark
-    public byte[] apnsJacksonMap() throws JsonProcessingException {
+    public byte[] apnsJacksonMap(CpuClock clock) throws JsonProcessingException {
+        clock.ops++;
         return apnsMap(withReceipt);
     }
 
@@ -160,13 +170,15 @@ public class ApnsPayloadBenchmark {
 
     /** Gateway: DispatchHandler.withReceiptData, then ApnsPayloads.encodeToString as ApnsConnector. */
     @Benchmark
-    public String apnsPerDelivery() {
+    public String apnsPerDelivery(CpuClock clock) {
+        clock.ops++;
         return ApnsPayloads.encodeToString(withReceiptData(message, expiry()));
     }
 
     /** Baseline: same token and bytes; tree around the original data nodes, written as a String. */
     @Benchmark
-    public String apnsPerDeliveryJacksonTree() throws JsonProcessingException {
+    public String apnsPerDeliveryJacksonTree(CpuClock clock) throws JsonProcessingException {
+        clock.ops++;
         return MAPPER.writeValueAsString(apnsTreeNode(message, receiptBlock(expiry())));
     }
 
@@ -174,14 +186,45 @@ public class ApnsPayloadBenchmark {
 
     /** Herald: {@link FcmPayloads#encode}. */
     @Benchmark
-    public byte[] fcmPayloads() {
+    public byte[] fcmPayloads(CpuClock clock) {
+        clock.ops++;
         return FcmPayloads.encode(withReceipt, fcmToken);
     }
 
     /** Baseline: the same request body as an {@link ObjectNode} tree written by {@link ObjectMapper}. */
     @Benchmark
-    public byte[] fcmJacksonTree() throws JsonProcessingException {
+    public byte[] fcmJacksonTree(CpuClock clock) throws JsonProcessingException {
+        clock.ops++;
         return fcmTree(withReceipt, fcmToken);
+    }
+
+    /**
+     * CPU time of the benchmark thread per operation, printed after each iteration as
+     * {@code [cpu: N ns/op]}. Unlike the score (wall time), it does not grow when other processes
+     * take the core away, so on a shared machine it is the steadier basis for ratios. It leaves
+     * out work done on other threads (garbage collection: see {@code -prof gc} for bytes
+     * allocated per operation). Per thread; JMH owns it.
+     */
+    @State(Scope.Thread)
+    public static class CpuClock {
+        private static final ThreadMXBean THREADS = ManagementFactory.getThreadMXBean();
+        /** Operations of the current iteration; each benchmark method increments it. */
+        long ops;
+        private long cpuAtStart;
+
+        /** Starts the iteration's clock. */
+        @Setup(Level.Iteration)
+        public void start() {
+            ops = 0;
+            cpuAtStart = THREADS.getCurrentThreadCpuTime();
+        }
+
+        /** Prints the iteration's CPU time per operation. */
+        @TearDown(Level.Iteration)
+        public void stop() {
+            long cpu = THREADS.getCurrentThreadCpuTime() - cpuAtStart;
+            System.out.printf(" [cpu: %.0f ns/op]", (double) cpu / Math.max(1, ops));
+        }
     }
 
     // ---- helpers ----

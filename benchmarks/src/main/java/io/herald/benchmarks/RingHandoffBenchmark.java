@@ -34,6 +34,7 @@ import java.lang.management.ManagementFactory;
 import java.lang.management.ThreadMXBean;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.SplittableRandom;
 import java.util.concurrent.ArrayBlockingQueue;
 import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.CopyOnWriteArrayList;
@@ -56,8 +57,8 @@ import java.util.concurrent.locks.LockSupport;
  *   <li>{@link #single}: one event, then wait for it, back to back: the round trip of one
  *       message through the stages when the next one follows at once (the stages are still
  *       awake);</li>
- *   <li>{@link #singleAfterIdle}: the same after {@value #IDLE_MICROS} µs of idleness (set-up per
- *       invocation, not measured): what a lone request to a quiet gateway sees, once every stage
+ *   <li>{@link #singleAfterIdle}: the same after {@value #IDLE_MICROS} µs (plus random jitter) of
+ *       idleness (set-up per invocation, not measured): what a lone request to a quiet gateway sees, once every stage
  *       has fallen back to its deepest wait (for {@code sleeping}: parked in 100 µs naps).</li>
  * </ul>
  *
@@ -119,6 +120,8 @@ public class RingHandoffBenchmark {
     static final int MAX_BATCH = 512;
     /** How long the ring is left idle before each {@link #singleAfterIdle} event. */
     static final int IDLE_MICROS = 1000;
+    /** Random extra idle time, so events do not arrive in step with the stages' naps. */
+    static final int IDLE_JITTER_MICROS = 250;
     /** Producer spins this often on the completion before it parks. */
     static final int WAIT_SPINS = 100;
 
@@ -261,13 +264,26 @@ public class RingHandoffBenchmark {
         return handOff(1);
     }
 
-    /** Leaves the ring idle before each {@link #singleAfterIdle} invocation (not measured). */
+    /**
+     * Leaves the ring idle before each {@link #singleAfterIdle} invocation (not measured). The
+     * producer busy-waits rather than sleeps: a timed park would end on the same kernel timer tick
+     * as a sleeping stage's 100 µs nap (timer slack coalesces them), so the event would tend to
+     * arrive just as the stage wakes and the measured latency would be too good. A random extra
+     * 0..{@value #IDLE_JITTER_MICROS} µs spreads arrivals evenly over the stages' nap cycle.
+     * Per thread; JMH owns it.
+     */
     @State(Scope.Thread)
     public static class Idle {
-        /** Parks the producer for {@value #IDLE_MICROS} µs. */
+        private final SplittableRandom random = new SplittableRandom(7);
+
+        /** Spins for {@value #IDLE_MICROS} µs plus a random jitter. */
         @Setup(Level.Invocation)
         public void pause() {
-            LockSupport.parkNanos(TimeUnit.MICROSECONDS.toNanos(IDLE_MICROS));
+            long until = System.nanoTime() + TimeUnit.MICROSECONDS.toNanos(IDLE_MICROS)
+                    + random.nextLong(TimeUnit.MICROSECONDS.toNanos(IDLE_JITTER_MICROS));
+            while (System.nanoTime() < until) {
+                Thread.onSpinWait();
+            }
         }
     }
 
