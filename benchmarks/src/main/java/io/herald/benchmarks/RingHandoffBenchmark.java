@@ -266,11 +266,12 @@ public class RingHandoffBenchmark {
 
     /**
      * Leaves the ring idle before each {@link #singleAfterIdle} invocation (not measured). The
-     * producer busy-waits rather than sleeps: a timed park would end on the same kernel timer tick
-     * as a sleeping stage's 100 µs nap (timer slack coalesces them), so the event would tend to
-     * arrive just as the stage wakes and the measured latency would be too good. A random extra
-     * 0..{@value #IDLE_JITTER_MICROS} µs spreads arrivals evenly over the stages' nap cycle.
-     * Per thread; JMH owns it.
+     * producer busy-waits rather than parks, so when the event is published does not depend on
+     * the producer's own timer wake-up, which could fall in step with the stages' timed naps; a
+     * random extra 0..{@value #IDLE_JITTER_MICROS} µs spreads arrivals over the nap cycle. The
+     * trade-off: the producer holds a core while it waits. On a shared machine the result still
+     * depends on load (a stage in its {@code Thread.yield()} phase picks an event up at once), so
+     * compare runs made side by side. Per thread; JMH owns it.
      */
     @State(Scope.Thread)
     public static class Idle {
