@@ -122,7 +122,7 @@ final class Scenarios {
         String gatewayHeap = "512m";
 
         @Option(names = "--capacity", description = "herald.pipeline.capacity of the gateway. Default: ${DEFAULT-VALUE}")
-        int capacity = 131_072;
+        int capacity = 32_768;
 
         @Option(names = "--gateway-config", description = "Extra HOCON lines inside herald { } of the gateway's "
                 + "config (e.g. 'apns { connections = 2 }').")
@@ -310,7 +310,7 @@ final class Scenarios {
                     runs.add(raw);
                     runs.add(gw);
                     double ratio = raw.deliveredPerSecond() > 0 ? gw.deliveredPerSecond() / raw.deliveredPerSecond() : 0;
-                    ratios.add(Report.round(ratio * 1000) / 1000);
+                    ratios.add(Math.round(ratio * 1000) / 1000.0);
                     System.out.printf(Locale.ROOT, "round %d: raw %,.0f msg/s, gateway %,.0f msg/s, ratio %.3f%n",
                             round, raw.deliveredPerSecond(), gw.deliveredPerSecond(), ratio);
                 }
