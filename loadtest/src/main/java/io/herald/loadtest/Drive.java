@@ -195,7 +195,8 @@ final class Drive {
      * HTTP batches into the gateway: {@code unit} messages per {@code POST /v1/batches}, each
      * naming its channel (chosen by {@code mix}: a repeating pattern of channels), its text
      * carrying the marker, and an {@code Idempotency-Key} of run and first message. A 202
-     * acknowledges the items it lists with an id; 429 is retried
+     * acknowledges the items it lists with an id; 429, 503 and 409 (the key's first request still
+     * running) are retried
      * after its {@code Retry-After}, keeping its slot, and its latency still runs from the first
      * intended time; any other answer is counted as failed and its messages as not acknowledged.
      */
@@ -269,7 +270,10 @@ final class Drive {
                         }
                     }
                     done.run();
-                } else if (r.status() == 429 || r.status() == 503) {
+                } else if (r.status() == 429 || r.status() == 503
+                        || (r.status() == 409 && r.snippet().contains("idempotency_key_in_progress"))) {
+                    // Full, storage unavailable, or this key's first request still running (its
+                    // node may have died holding the claim): ask again after Retry-After.
                     tally.rejections429.increment();
                     long delayMillis = r.retryAfterSeconds() >= 0 ? Math.max(100, r.retryAfterSeconds() * 1000L) : 1000L;
                     timer.schedule(() -> post(body, from, n, intendedMicros, done), delayMillis, TimeUnit.MILLISECONDS);

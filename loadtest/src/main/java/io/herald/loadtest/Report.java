@@ -137,9 +137,9 @@ final class Report {
 
     // ---- rendering --------------------------------------------------------------------------------
 
-    static void print(Run r, PrintStream out) {
+    static void print(Run r, boolean passed, PrintStream out) {
         out.printf(Locale.ROOT, "%n== %s (run %d, %s) — %s: %s%n", r.name(), r.run(), r.shape(),
-                r.ok() ? "PASS" : "FAIL", r.verdict());
+                passed ? "PASS" : "FAIL", r.verdict());
         out.printf(Locale.ROOT, "  delivered      %,12.0f msg/s   (%,d measured messages in %.2f s, %,d warm-up excluded)%n",
                 r.deliveredPerSecond(), r.messages(), r.measuredSeconds(), r.warmup());
         out.printf(Locale.ROOT, "  %-14s %8s %8s %8s %8s %8s   (ms)%n", "latency", "p50", "p90", "p99", "p99.9", "max");

@@ -1,17 +1,16 @@
 /**
- * Herald's end-to-end load driver ({@code loadtest/target/loadtest.jar}, main class
- * {@link io.herald.loadtest.LoadTest}).
+ * The load and fault driver ({@code loadtest.jar}): measures Herald end to end against the limit
+ * of the machine, with every part in its own process.
  *
- * <p>The {@code gateway} scenario ({@link io.herald.loadtest.GatewayScenario}) drives one gateway
- * over its public HTTP API exactly as a client would: it registers users' devices, posts batches
- * with bounded concurrency, then follows every accepted batch to completion through the status
- * API, and reports ingest latency, ingest and end-to-end throughput and every non-delivered
- * message by reason ({@link io.herald.loadtest.LoadReport}). By default it starts the gateway
- * itself as a child process from the gateway's shaded jar ({@link io.herald.loadtest.GatewayProcess});
- * deliveries go to the gateway's built-in APNs sandbox peer.
- *
- * <p>Safety: the driver only ever talks to loopback addresses ({@link io.herald.loadtest.HeraldClient}
- * refuses anything else) and every run is bounded by a deadline. Everything the driver starts (the
- * child gateway and its descendants, temporary directories) it also stops or deletes.
+ * <p>Flow of a run: {@link io.herald.loadtest.Scenarios} (the picocli commands {@code gateway},
+ * {@code raw-apns}, {@code compare}, {@code crash}, {@code soak}) builds a
+ * {@link io.herald.loadtest.Stack} of child processes ({@link io.herald.loadtest.ChildProcess}:
+ * provider peers from {@link io.herald.loadtest.PeerMain}, the embedded {@code redis-server}, the
+ * gateway jar), registers users over the HTTP API ({@link io.herald.loadtest.HeraldClient},
+ * loopback only), then {@link io.herald.loadtest.Drive} sends on a load shape (open loop at a
+ * fixed rate, or max with bounded requests in flight) through a sink (HTTP batches, or Pushy
+ * straight to the APNs peer). Every message carries a marker the peers report back on arrival;
+ * {@link io.herald.loadtest.Tally} keeps the books (acknowledged, arrived, latency) and runs the
+ * total-queue check; {@link io.herald.loadtest.Report} prints and writes the figures.
  */
 package io.herald.loadtest;
