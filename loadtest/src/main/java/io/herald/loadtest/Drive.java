@@ -242,6 +242,7 @@ final class Drive {
         }
 
         private void post(byte[] body, long from, int n, long intendedMicros, Runnable done) {
+            long attemptMicros = Tally.nowMicros();
             client.postBatch(body, "lt-" + tally.run + "-" + from).whenComplete((r, e) -> {
                 long now = Tally.nowMicros();
                 if (e != null && retryIo && System.nanoTime() < deadlineNanos) {
@@ -275,6 +276,7 @@ final class Drive {
                     // Full, storage unavailable, or this key's first request still running (its
                     // node may have died holding the claim): ask again after Retry-After.
                     tally.rejections429.increment();
+                    tally.rejectionLatency(now - attemptMicros);
                     long delayMillis = r.retryAfterSeconds() >= 0 ? Math.max(100, r.retryAfterSeconds() * 1000L) : 1000L;
                     timer.schedule(() -> post(body, from, n, intendedMicros, done), delayMillis, TimeUnit.MILLISECONDS);
                 } else {

@@ -66,7 +66,8 @@ final class Report {
     @JsonInclude(JsonInclude.Include.NON_NULL)
     record Run(String name, int run, String shape, long messages, long warmup, boolean completed, String verdict,
                double deliveredPerSecond, double measuredSeconds, Latency ingestMs, Latency endToEndMs,
-               long rejections429, long failedRequests, long rejectedItems, String firstFailure, Queue queue,
+               long rejections429, Latency rejectionMs, long failedRequests, long rejectedItems, String firstFailure,
+               Queue queue,
                List<Process> processes, List<Second> timeline,
                @com.fasterxml.jackson.annotation.JsonIgnore Histogram ingest,
                @com.fasterxml.jackson.annotation.JsonIgnore Histogram endToEnd) {
@@ -113,7 +114,8 @@ final class Report {
         Histogram ingest = t.ingestHistogram();
         Histogram e2e = t.endToEndHistogram();
         return new Run(name, t.run, shape, t.total - t.warmup, t.warmup, completed, verdict, round(rate),
-                round(seconds), Latency.of(ingest), Latency.of(e2e), t.rejections429.sum(), t.failedRequests.sum(),
+                round(seconds), Latency.of(ingest), Latency.of(e2e), t.rejections429.sum(),
+                Latency.of(t.rejectionHistogram()), t.failedRequests.sum(),
                 t.rejected.sum(), firstFailure, q, processes, timeline, ingest, e2e);
     }
 
@@ -145,6 +147,9 @@ final class Report {
         out.printf(Locale.ROOT, "  %-14s %8s %8s %8s %8s %8s   (ms)%n", "latency", "p50", "p90", "p99", "p99.9", "max");
         latencyRow(out, r.name().startsWith("raw") ? "send -> 200" : "ingest (202)", r.ingestMs());
         latencyRow(out, "end to end", r.endToEndMs());
+        if (r.rejectionMs().count() > 0) {
+            latencyRow(out, "429/503 answer", r.rejectionMs());
+        }
         out.printf(Locale.ROOT, "  total queue    acknowledged %,d  arrived %,d  lost %,d  duplicated %,d  unexpected %,d%n",
                 r.queue().acknowledged(), r.queue().arrived(), r.queue().lost(), r.queue().duplicated(),
                 r.queue().unexpected());

@@ -142,6 +142,15 @@ final class Scenarios {
         boolean keepData;
     }
 
+    /** Raw-run options: Pushy's connections and notifications in flight. */
+    static final class Raw {
+        @Option(names = "--in-flight", description = "Raw: notifications in flight. Default: ${DEFAULT-VALUE}")
+        int inFlight = 100;
+
+        @Option(names = "--connections", description = "Raw: HTTP/2 connections. Default: ${DEFAULT-VALUE}")
+        int connections = 1;
+    }
+
     /** Gateway-run options. */
     static final class Batches {
         @Option(names = "--batch-size", description = "Messages per POST /v1/batches. Default: ${DEFAULT-VALUE}")
@@ -247,12 +256,8 @@ final class Scenarios {
         Shape shape = new Shape();
         @Mixin
         Setup setup = new Setup();
-
-        @Option(names = "--in-flight", description = "Notifications in flight. Default: ${DEFAULT-VALUE}")
-        int inFlight = 100;
-
-        @Option(names = "--connections", description = "HTTP/2 connections. Default: ${DEFAULT-VALUE}")
-        int connections = 1;
+        @Mixin
+        Raw raw = new Raw();
 
         @Override
         public Integer call() throws Exception {
@@ -260,7 +265,7 @@ final class Scenarios {
             long measured = shape.measured(cl);
             return withStack(setup, shape, Set.of(PeerMain.Kind.apns), false, stack -> {
                 Harness h = new Harness(stack, shape, setup, null, null);
-                Report.Run r = h.rawRun(1, measured, shape.rate(cl), inFlight, connections, cl);
+                Report.Run r = h.rawRun(1, measured, shape.rate(cl), raw.inFlight, raw.connections, cl);
                 return h.finish("raw-apns", List.of(r), null, cl);
             });
         }
@@ -280,14 +285,11 @@ final class Scenarios {
         @Mixin
         Batches batches = new Batches();
 
+        @Mixin
+        Raw raw = new Raw();
+
         @Option(names = "--rounds", description = "Rounds (raw then gateway each). Default: ${DEFAULT-VALUE}")
         int rounds = 3;
-
-        @Option(names = "--in-flight", description = "Raw: notifications in flight. Default: ${DEFAULT-VALUE}")
-        int inFlight = 100;
-
-        @Option(names = "--connections", description = "Raw: HTTP/2 connections. Default: ${DEFAULT-VALUE}")
-        int connections = 1;
 
         @Override
         public Integer call() throws Exception {
@@ -305,14 +307,14 @@ final class Scenarios {
                 List<Double> ratios = new ArrayList<>();
                 int run = 0;
                 for (int round = 1; round <= rounds; round++) {
-                    Report.Run raw = h.rawRun(++run, measured, shape.rate(cl), inFlight, connections, cl);
+                    Report.Run r = h.rawRun(++run, measured, shape.rate(cl), raw.inFlight, raw.connections, cl);
                     Report.Run gw = h.gatewayRun(++run, measured, shape.rate(cl), batches, mix, cl);
-                    runs.add(raw);
+                    runs.add(r);
                     runs.add(gw);
-                    double ratio = raw.deliveredPerSecond() > 0 ? gw.deliveredPerSecond() / raw.deliveredPerSecond() : 0;
+                    double ratio = r.deliveredPerSecond() > 0 ? gw.deliveredPerSecond() / r.deliveredPerSecond() : 0;
                     ratios.add(Math.round(ratio * 1000) / 1000.0);
                     System.out.printf(Locale.ROOT, "round %d: raw %,.0f msg/s, gateway %,.0f msg/s, ratio %.3f%n",
-                            round, raw.deliveredPerSecond(), gw.deliveredPerSecond(), ratio);
+                            round, r.deliveredPerSecond(), gw.deliveredPerSecond(), ratio);
                 }
                 return h.finish("compare", runs, ratios, cl);
             });

@@ -41,6 +41,7 @@ public final class Tally {
     private final Recorder endToEndRecent = new Recorder(MAX_LATENCY_MICROS, 2);
     private final Histogram ingestAll = new Histogram(MAX_LATENCY_MICROS, 3);
     private final Histogram endToEndAll = new Histogram(MAX_LATENCY_MICROS, 3);
+    private final Recorder rejection = new Recorder(MAX_LATENCY_MICROS, 3);
     final AtomicLongArray sentPerSecond = new AtomicLongArray(TIMELINE_SECONDS);
     final AtomicLongArray acknowledgedPerSecond = new AtomicLongArray(TIMELINE_SECONDS);
     final AtomicLongArray deliveredPerSecond = new AtomicLongArray(TIMELINE_SECONDS);
@@ -133,6 +134,16 @@ public final class Tally {
         if (measured(firstSeq)) {
             ingest.recordValue(clamp(latencyMicros));
         }
+    }
+
+    /** A request answered 429/503 after {@code latencyMicros} from when that attempt was sent. */
+    void rejectionLatency(long latencyMicros) {
+        rejection.recordValue(clamp(latencyMicros));
+    }
+
+    /** Latency of the 429/503 answers (how fast overload is refused). */
+    Histogram rejectionHistogram() {
+        return rejection.getIntervalHistogram();
     }
 
     /** A peer reported an arrival. */

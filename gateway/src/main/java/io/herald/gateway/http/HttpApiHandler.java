@@ -344,6 +344,19 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
             }
             idempotencyKey = r.idempotencyKeys.get(0);
         }
+        // Overloaded: refuse before decoding, so that under sustained overload a 429 costs no JSON
+        // work (the load test at 2x capacity spent most of intake's CPU decoding batches it then
+        // refused). "Almost full" = less than 1% of the permits free: a small batch that might
+        // still fit is refused too, and retries after a second like any other 429.
+        long free = pipeline.capacity() - pipeline.inUse();
+        if (free < Math.max(1, pipeline.capacity() / 100)) {
+            metrics.batch(429);
+            r.retryAfter = 1;
+            r.error(HttpResponseStatus.TOO_MANY_REQUESTS, ApiError.of(ErrorCode.OVERLOADED, null,
+                    "pipeline full: " + pipeline.inUse() + " of " + pipeline.capacity()
+                            + " messages in flight; retry after 1 s"));
+            return;
+        }
         DecodedBatch batch;
         try {
             batch = codec.decode(r.body);
