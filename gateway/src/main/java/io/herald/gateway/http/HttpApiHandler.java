@@ -329,6 +329,14 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
 
     // ---- intake ---------------------------------------------------------------------------
 
+    /** 429 {@code overloaded} + {@code Retry-After: 1}: the pipeline has no permits for this request. */
+    private void pipelineFull(Request r) {
+        r.retryAfter = 1;
+        r.error(HttpResponseStatus.TOO_MANY_REQUESTS, ApiError.of(ErrorCode.OVERLOADED, null,
+                "pipeline full: " + pipeline.inUse() + " of " + pipeline.capacity()
+                        + " messages in flight; retry after 1 s"));
+    }
+
     private void postBatch(Request r, String app) {
         if (!jsonContent(r)) {
             return;
@@ -351,10 +359,7 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
         long free = pipeline.capacity() - pipeline.inUse();
         if (free < Math.max(1, pipeline.capacity() / 100)) {
             metrics.batch(429);
-            r.retryAfter = 1;
-            r.error(HttpResponseStatus.TOO_MANY_REQUESTS, ApiError.of(ErrorCode.OVERLOADED, null,
-                    "pipeline full: " + pipeline.inUse() + " of " + pipeline.capacity()
-                            + " messages in flight; retry after 1 s"));
+            pipelineFull(r);
             return;
         }
         DecodedBatch batch;
@@ -382,10 +387,7 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
         }
         if (!pipeline.tryReserve(accepted)) {
             metrics.batch(429);
-            r.retryAfter = 1;
-            r.error(HttpResponseStatus.TOO_MANY_REQUESTS, ApiError.of(ErrorCode.OVERLOADED, null,
-                    "pipeline full: " + pipeline.inUse() + " of " + pipeline.capacity()
-                            + " messages in flight; retry after 1 s"));
+            pipelineFull(r);
             return;
         }
         String bid = batchId.toString();
@@ -882,10 +884,7 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
             reserved = pipeline.tryReserve(want);
         }
         if (!reserved) {
-            r.retryAfter = 1;
-            r.error(HttpResponseStatus.TOO_MANY_REQUESTS, ApiError.of(ErrorCode.OVERLOADED, null,
-                    "pipeline full: " + pipeline.inUse() + " of " + pipeline.capacity()
-                            + " messages in flight; retry after 1 s"));
+            pipelineFull(r);
             return;
         }
         int permits = want;
