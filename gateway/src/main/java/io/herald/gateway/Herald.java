@@ -151,7 +151,9 @@ public final class Herald implements AutoCloseable {
         readiness.require("apns: connector closed", apns::ready)
                 .require("fcm: no access token yet", fcm::ready)
                 .require("sms: no bind to the SMSC", sms::ready)
-                .require("redis: no answer to PING within 1 s", () -> redis.ping(Duration.ofSeconds(1)));
+                .probe("redis: no answer to PING within 1 s", () -> redis.async().ping(), Duration.ofMillis(250),
+                        Duration.ofSeconds(1));
+        resources.add(readiness);
         api = new HttpApiHandler(config, codec, keys, journal, idempotency, deadLetters, pipeline, store, registry, tokens,
                 webhooks, links, metrics, readiness);
         resources.add(api::close);
