@@ -17,6 +17,7 @@ import java.util.HashMap;
 import io.herald.gateway.http.ApiKeys;
 import io.herald.gateway.http.HttpApiHandler;
 import io.herald.gateway.http.HttpServer;
+import io.herald.gateway.http.Readiness;
 import io.herald.gateway.journal.DeadLetters;
 import io.herald.gateway.journal.IdempotencyKeys;
 import io.herald.gateway.journal.Journal;
@@ -66,6 +67,7 @@ public final class Herald implements AutoCloseable {
     private SandboxSmsc sandboxSmsc;
     private Pipeline pipeline;
     private DeferredScheduler scheduler;
+    private final Readiness readiness = new Readiness();
     private HttpApiHandler api;
     private HttpServer http;
     private int replayed;
@@ -146,9 +148,14 @@ public final class Herald implements AutoCloseable {
         scheduler.start(config.scheduler().interval());
         resources.add(scheduler);
 
+        readiness.require("apns: connector closed", apns::ready)
+                .require("fcm: no access token yet", fcm::ready)
+                .require("sms: no bind to the SMSC", sms::ready)
+                .probe("redis: no answer to PING within 1 s", () -> redis.async().ping(), Duration.ofMillis(250),
+                        Duration.ofSeconds(1));
+        resources.add(readiness);
         api = new HttpApiHandler(config, codec, keys, journal, idempotency, deadLetters, pipeline, store, registry, tokens,
-                webhooks, links, metrics,
-                () -> apns.ready() && fcm.ready() && sms.ready() && redis.ping(Duration.ofSeconds(1)));
+                webhooks, links, metrics, readiness);
         resources.add(api::close);
         http = new HttpServer(config.http(), api);
         resources.add(http);
@@ -361,9 +368,7 @@ public final class Herald implements AutoCloseable {
         if (!closed.compareAndSet(false, true)) {
             return;
         }
-        if (api != null) {
-            api.drain();
-        }
+        readiness.drain();
         if (http != null) {
             http.stopAccepting();
         }

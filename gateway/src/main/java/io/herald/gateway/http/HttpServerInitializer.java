@@ -94,7 +94,7 @@ final class HttpServerInitializer extends ChannelInitializer<SocketChannel> {
             if (deadline == null && ctx != null) {
                 // Written through this handler's context, after the codec, so the answer is encoded.
                 deadline = ctx.executor().schedule(() -> {
-                    HttpApiHandler.sendError(ctx, HttpResponseStatus.REQUEST_TIMEOUT,
+                    Exchange.sendError(ctx, HttpResponseStatus.REQUEST_TIMEOUT,
                             new ApiError("request_timeout", "request not received completely within "
                                     + timeoutMillis + " ms", null), false);
                 }, timeoutMillis, TimeUnit.MILLISECONDS);
@@ -143,7 +143,7 @@ final class HttpServerInitializer extends ChannelInitializer<SocketChannel> {
         @Override
         protected void handleOversizedMessage(ChannelHandlerContext ctx, HttpMessage oversized) {
             if (oversized instanceof HttpRequest) {
-                HttpApiHandler.sendError(ctx, HttpResponseStatus.REQUEST_ENTITY_TOO_LARGE,
+                Exchange.sendError(ctx, HttpResponseStatus.REQUEST_ENTITY_TOO_LARGE,
                         ApiError.of(ErrorCode.BODY_TOO_LARGE, null, "body: over " + max
                                 + " bytes (expected: <= " + max + ")"), false)
                         .addListener(ChannelFutureListener.CLOSE);
