@@ -37,16 +37,6 @@ public final class MessageStore {
     private final Redis.Script receipt = new Redis.Script("/scripts/funnel.lua", "/scripts/receipt.lua");
     private io.lettuce.core.api.StatefulRedisConnection<String, String> receiptConnection;
 
-    /** The app's event log: a Redis Stream of every state change, trimmed by time. */
-    public static String eventLog(String app) {
-        return "herald:ev:{" + app + "}";
-    }
-
-    /** A user's engagement: last open and click, opens by hour of day (UTC), total opens. */
-    public static String engagement(String app, String user) {
-        return "herald:eng:{" + app + ":" + user + "}";
-    }
-
     public Funnels funnels() {
         return funnels;
     }
@@ -180,8 +170,8 @@ public final class MessageStore {
         keys[0] = Keys.message(batchId, index);
         keys[1] = Keys.history(batchId, index);
         keys[2] = Keys.batch(batchId);
-        keys[3] = eventLog(app);
-        keys[4] = engagement(app, user);
+        keys[3] = Keys.events(app);
+        keys[4] = Keys.engagement(app, user);
         for (int i = 0; i < counters.keys().size(); i++) {
             keys[5 + i] = counters.keys().get(i);
         }
@@ -191,7 +181,7 @@ public final class MessageStore {
     /** A page of the app's event log after a cursor (exclusive). */
     public CompletableFuture<List<io.lettuce.core.StreamMessage<String, String>>> events(String app,
             io.lettuce.core.Range<String> range, int limit) {
-        return redis.async().xrange(eventLog(app), range, io.lettuce.core.Limit.from(limit)).toCompletableFuture();
+        return redis.async().xrange(Keys.events(app), range, io.lettuce.core.Limit.from(limit)).toCompletableFuture();
     }
 
     public MessageStore(Redis redis, ObjectMapper mapper, Duration retention, Duration eventRetention, Funnels funnels) {
@@ -295,7 +285,7 @@ public final class MessageStore {
         keys[0] = Keys.message(batchId, index);
         keys[1] = Keys.history(batchId, index);
         keys[2] = Keys.batch(batchId);
-        keys[3] = eventLog(app);
+        keys[3] = Keys.events(app);
         if (letter != null) {
             keys[4] = Keys.deadLetters(app);
             keys[5] = Keys.deadLetterData(app);
