@@ -1,6 +1,6 @@
 package io.herald.gateway;
 
-import io.herald.gateway.admission.DeferredScheduler;
+import io.herald.gateway.pipeline.DeferredScheduler;
 import io.herald.gateway.admission.RateLimiter;
 import io.herald.gateway.config.HeraldConfig;
 import io.herald.gateway.connector.Connector;
