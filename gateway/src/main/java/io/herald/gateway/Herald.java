@@ -101,7 +101,9 @@ public final class Herald implements AutoCloseable {
             log.warn("APNs sandbox: apps without credentials deliver to the local peer on 127.0.0.1:{}, not to Apple",
                     sandbox.port());
         }
-        apns = new ApnsConnector(config, sandbox, metrics); // loads credentials: fails before Redis is touched
+        // loads credentials: fails before Redis is touched
+        apns = new ApnsConnector(config, sandbox == null ? null : new ApnsConnector.SandboxPeer(sandbox.host(),
+                sandbox.port(), sandbox.certificate(), sandbox.signingKey()), metrics);
         resources.add(apns);
         fcm = startFcm(metrics);
         redis = Redis.connect(config);
