@@ -1,6 +1,6 @@
 package io.herald.gateway;
 
-import io.herald.gateway.admission.DeferredScheduler;
+import io.herald.gateway.pipeline.DeferredScheduler;
 import io.herald.gateway.admission.RateLimiter;
 import io.herald.gateway.config.HeraldConfig;
 import io.herald.gateway.connector.Connector;
@@ -103,7 +103,9 @@ public final class Herald implements AutoCloseable {
             log.warn("APNs sandbox: apps without credentials deliver to the local peer on 127.0.0.1:{}, not to Apple",
                     sandbox.port());
         }
-        apns = new ApnsConnector(config, sandbox, metrics); // loads credentials: fails before Redis is touched
+        // loads credentials: fails before Redis is touched
+        apns = new ApnsConnector(config, sandbox == null ? null : new ApnsConnector.SandboxPeer(sandbox.host(),
+                sandbox.port(), sandbox.certificate(), sandbox.signingKey()), metrics);
         resources.add(apns);
         fcm = startFcm(metrics);
         redis = Redis.connect(config);

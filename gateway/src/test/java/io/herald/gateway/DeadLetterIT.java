@@ -5,6 +5,7 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.herald.gateway.redis.Keys;
 import io.herald.gateway.sandbox.SandboxApns;
 import io.herald.gateway.sandbox.SandboxApns.Answer;
+import io.herald.gateway.tracking.MessageIds;
 import io.lettuce.core.Range;
 import io.lettuce.core.RedisClient;
 import io.lettuce.core.StreamMessage;

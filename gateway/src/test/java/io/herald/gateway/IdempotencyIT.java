@@ -3,6 +3,7 @@ package io.herald.gateway;
 import com.fasterxml.jackson.databind.JsonNode;
 import io.herald.gateway.journal.IdempotencyKeys;
 import io.herald.gateway.sandbox.SandboxApns;
+import io.herald.gateway.tracking.MessageIds;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;

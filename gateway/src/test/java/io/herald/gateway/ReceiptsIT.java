@@ -2,6 +2,7 @@ package io.herald.gateway;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.sun.net.httpserver.HttpServer;
+import io.herald.gateway.redis.Keys;
 import io.herald.protocol.ReceiptTokens;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
@@ -198,7 +199,7 @@ class ReceiptsIT {
         assertThat(openedOrClicked).hasSize(10);
 
         // Engagement history of a user who opened.
-        String eng = gw.herald.redis().shared().sync().hget("herald:eng:{" + gw.app + ":spring-A-0}", "opens");
+        String eng = gw.herald.redis().shared().sync().hget(Keys.engagement(gw.app, "spring-A-0"), "opens");
         assertThat(eng).isEqualTo("1");
 
         // Webhook: failed 3 times, then every event of the log arrives exactly once, signed.

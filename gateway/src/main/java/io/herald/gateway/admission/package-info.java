@@ -1,6 +1,6 @@
 /**
  * Admission: whether and when a message may go. {@link io.herald.gateway.admission.RateLimiter}
- * (per-user GCRA in Redis, batched) and {@link io.herald.gateway.admission.DeferredScheduler}
- * (re-admits deferred messages when their time comes, through the journal).
+ * (per-user GCRA in Redis, batched). A message over its limit is deferred to its reserved slot;
+ * {@code pipeline.DeferredScheduler} re-admits it then.
  */
 package io.herald.gateway.admission;

@@ -1,7 +1,7 @@
 package io.herald.gateway.http;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import io.herald.gateway.MessageIds;
+import io.herald.gateway.tracking.MessageIds;
 import io.herald.gateway.journal.DeadLetters;
 import io.herald.gateway.journal.JournalEntry;
 import io.herald.gateway.pipeline.Pipeline;

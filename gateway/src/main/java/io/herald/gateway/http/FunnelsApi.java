@@ -2,7 +2,7 @@ package io.herald.gateway.http;
 
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import io.herald.gateway.MessageIds;
+import io.herald.gateway.tracking.MessageIds;
 import io.herald.gateway.tracking.Funnels;
 import io.herald.gateway.tracking.MessageStore;
 import io.herald.protocol.ApiError;

@@ -3,7 +3,7 @@ package io.herald.gateway.http;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import io.herald.gateway.MessageIds;
+import io.herald.gateway.tracking.MessageIds;
 import io.herald.gateway.config.HeraldConfig;
 import io.herald.gateway.tracking.LinkTracker;
 import io.herald.gateway.tracking.MessageStore;

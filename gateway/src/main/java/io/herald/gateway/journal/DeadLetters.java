@@ -4,9 +4,9 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import io.herald.gateway.MessageIds;
 import io.herald.gateway.redis.Keys;
 import io.herald.gateway.redis.Redis;
+import io.herald.gateway.tracking.MessageIds;
 import io.herald.gateway.tracking.MessageStore;
 import io.lettuce.core.KeyValue;
 import io.lettuce.core.Limit;
@@ -79,15 +79,12 @@ public final class DeadLetters {
         this.max = max;
     }
 
-    /** A letter as {@code transition.lua} files it: the listed JSON, the item JSON to redrive, the cap. Immutable. */
-    public record Letter(String json, String item, int max) { }
-
     /**
      * The letter for a record-stage outcome, or null when {@code label} is not a dead-letter reason.
      * {@code attempts} counts the provider attempts in the history (at least 1); {@code error} is the
      * detail of the last failure there (the giving-up note of the retries, or the exception).
      */
-    public Letter letterFor(JournalItem item, String label, List<String> history, long at) {
+    public MessageStore.Letter letterFor(JournalItem item, String label, List<String> history, long at) {
         String reason = label.startsWith("failed:") ? label.substring(7) : null;
         if (reason == null || !REASONS.contains(reason)) {
             return null;
@@ -112,8 +109,8 @@ public final class DeadLetters {
                 Math.max(1, attempts), error, at, journal.encodeItem(item));
     }
 
-    private Letter letter(String app, String batchId, int index, String user, String clientId, String reason,
-                          int attempts, String error, long at, String item) {
+    private MessageStore.Letter letter(String app, String batchId, int index, String user, String clientId,
+                                       String reason, int attempts, String error, long at, String item) {
         ObjectNode n = mapper.createObjectNode();
         n.put("id", MessageIds.messageId(UUID.fromString(batchId), index).toString());
         n.put("app", app);
@@ -131,7 +128,7 @@ public final class DeadLetters {
             n.put("error", error);
         }
         n.put("at", at);
-        return new Letter(n.toString(), item, max);
+        return new MessageStore.Letter(n.toString(), item, max);
     }
 
     /**
@@ -158,15 +155,16 @@ public final class DeadLetters {
                 if (MessageStore.terminal(state) || ("deferred".equals(state) && !item.reserved())) {
                     continue;
                 }
-                Letter l = letter(item.app(), item.batchId(), item.index(), item.message().user(),
+                MessageStore.Letter l = letter(item.app(), item.batchId(), item.index(), item.message().user(),
                         item.message().id(), "poison", entry.passes(), detail, now, journal.encodeItem(item));
-                writes.add(store.transition(cmd, item, "failed:poison", now,
-                        List.of(store.historyLine(now, "failed:poison", null, detail)), null, 0, l));
+                writes.add(store.transition(cmd, item.app(), item.batchId(), item.index(), item.message(),
+                        "failed:poison", now, List.of(store.historyLine(now, "failed:poison", null, detail)), null, 0,
+                        l));
             }
         }
         for (Journal.Unreadable u : entry.unreadable()) {
             String detail = "journaled message does not decode: " + u.error();
-            Letter l = letter(u.app(), u.batchId(), u.index(), null, null, "undecodable", entry.passes(), detail, now,
+            MessageStore.Letter l = letter(u.app(), u.batchId(), u.index(), null, null, "undecodable", entry.passes(), detail, now,
                     u.item());
             writes.add(store.failUnreadable(cmd, u.app(), u.batchId(), u.index(), u.messageId(), "failed:undecodable",
                     now, List.of(store.historyLine(now, "failed:undecodable", null, detail)), l));

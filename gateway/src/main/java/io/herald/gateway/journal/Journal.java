@@ -167,7 +167,7 @@ public final class Journal {
      */
     public record Unreadable(String app, String batchId, int index, long acceptedAt, String item, String error) {
         public String messageId() {
-            return io.herald.gateway.MessageIds.messageId(java.util.UUID.fromString(batchId), index).toString();
+            return io.herald.gateway.tracking.MessageIds.messageId(java.util.UUID.fromString(batchId), index).toString();
         }
     }
 

@@ -11,7 +11,7 @@ public record JournalItem(String app, String batchId, int index, long acceptedAt
 
     /** The message id (a UUID string) derived from batch and index. */
     public String messageId() {
-        return io.herald.gateway.MessageIds.messageId(java.util.UUID.fromString(batchId), index).toString();
+        return io.herald.gateway.tracking.MessageIds.messageId(java.util.UUID.fromString(batchId), index).toString();
     }
 
     /** Epoch ms after which the message is worthless: accepted time + ttl. */

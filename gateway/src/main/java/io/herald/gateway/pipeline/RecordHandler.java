@@ -84,8 +84,8 @@ final class RecordHandler implements EventHandler<OutcomeEvent> {
                         String id = o.item.messageId();
                         all.add(cmd.hset(Keys.deferredData(), id, journal.encodeItem(o.item)).toCompletableFuture());
                         all.add(cmd.zadd(Keys.deferred(), (double) o.due, id).toCompletableFuture());
-                        all.add(store.transition(cmd, o.item, "deferred", System.currentTimeMillis(), o.history,
-                                null, 0));
+                        all.add(store.transition(cmd, o.item.app(), o.item.batchId(), o.item.index(),
+                                o.item.message(), "deferred", System.currentTimeMillis(), o.history, null, 0));
                     }
                     case DONE -> {
                         for (OutcomeEvent.Invalidation inv : o.invalidations) {
@@ -93,8 +93,8 @@ final class RecordHandler implements EventHandler<OutcomeEvent> {
                                     inv.reason(), inv.at()));
                         }
                         long at = System.currentTimeMillis();
-                        all.add(store.transition(cmd, o.item, o.label, at, o.history, o.channel,
-                                o.invalidations.size(), deadLetters.letterFor(o.item, o.label, o.history, at)));
+                        all.add(store.transition(cmd, o.item.app(), o.item.batchId(), o.item.index(),
+                                o.item.message(), o.label, at, o.history, o.channel, o.invalidations.size(), deadLetters.letterFor(o.item, o.label, o.history, at)));
                     }
                 }
             }

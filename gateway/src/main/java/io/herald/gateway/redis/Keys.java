@@ -1,10 +1,19 @@
 package io.herald.gateway.redis;
 
 /**
- * Every Redis key Herald writes, in one place. Keys that a script touches together share a hash
- * tag so the script stays valid on Redis Cluster: a batch's keys are tagged by batch id, a
- * user's keys (devices, rate limit) by app and user, the scheduler's and journal's keys by
- * {@code {sched}}. Stateless.
+ * Every Redis key Herald reads or writes, built here and nowhere else: code that needs a key calls
+ * one of these builders, and Lua scripts receive every key they touch in {@code KEYS[]} (no script
+ * builds a key name from a prefix; the comment at the top of each script in
+ * {@code resources/scripts} says which key each {@code KEYS[i]} is).
+ *
+ * <p>Hash tags: every key carries exactly one hash tag {@code {...}}, so Redis Cluster slots it
+ * by that part alone ({@code KeysTest} checks each builder). Keys that one script or one
+ * {@code MULTI} touches together share a tag: a batch's keys (batch, messages, histories, batch
+ * funnel) by batch id; a user's keys (devices, rate limit, engagement) by app and user; an app's
+ * event log, funnels, webhook lists and SMSC part ids by app; the journal, scheduler,
+ * idempotency and dead-letter keys by {@code {sched}}. A script that touches keys of several
+ * tags (transition.lua, receipt.lua, redrive.lua, gcra.lua over many users) runs on a single
+ * Redis; on a cluster it would be refused as cross-slot. Stateless.
  */
 public final class Keys {
     private Keys() {
@@ -32,7 +41,7 @@ public final class Keys {
 
     /** The verdicts of one rate-limit call, kept briefly so a retry of that call returns them again. */
     public static String rateLimitRequest(String requestId) {
-        return "herald:rlreq:" + requestId;
+        return "herald:rlreq:{" + requestId + "}";
     }
 
     /** The journal entry one promotion call wrote, kept briefly so a retry of that call finds it. */
@@ -78,5 +87,59 @@ public final class Keys {
     /** Journal entries of a node that could not be read at all (no app to file them under), kept as they were. */
     public static String unreadableEntries(String nodeId) {
         return "herald:{sched}:journal-unreadable:" + nodeId;
+    }
+
+    /** The app's event log: a Redis Stream of every state change, trimmed by time; webhooks read it. */
+    public static String events(String app) {
+        return "herald:ev:{" + app + "}";
+    }
+
+    /** A user's engagement: last open and click, opens by hour of day (UTC), total opens. */
+    public static String engagement(String app, String user) {
+        return "herald:eng:{" + app + ":" + user + "}";
+    }
+
+    /** A batch's funnel counters (a hash: stage -> count). */
+    public static String funnelBatch(String batchId) {
+        return "herald:f:b:{" + batchId + "}";
+    }
+
+    /**
+     * An app's funnel counters: the whole app ({@code campaign == null}), a campaign, or a variant of
+     * a campaign.
+     */
+    public static String funnel(String app, String campaign, String variant) {
+        String k = "herald:f:{" + app + "}:" + (campaign == null ? "all" : "c:" + campaign);
+        return variant == null ? k : k + ":v:" + variant;
+    }
+
+    /** One time bucket ({@code bucket} m, h or d, starting at {@code start} epoch ms) of {@link #funnel}. */
+    public static String funnelBucket(String app, String campaign, String variant, String bucket, long start) {
+        return funnel(app, campaign, variant) + ":" + bucket + ":" + start;
+    }
+
+    /** An app's funnel counters of one channel (apns, fcm, sms), from acceptance on. */
+    public static String funnelChannel(String app, String channel) {
+        return "herald:f:{" + app + "}:ch:" + channel;
+    }
+
+    /** A tracked link: its short code -> the target URL and the message it was sent in. */
+    public static String link(String code) {
+        return "herald:link:{" + code + "}";
+    }
+
+    /** An app's webhook dead letters: a list, newest first. */
+    public static String webhookDeadLetters(String app) {
+        return "herald:whdead:{" + app + "}";
+    }
+
+    /** An app's webhook dead letters queued again for posting: a list, oldest at the right end. */
+    public static String webhookRedrive(String app) {
+        return "herald:whredrive:{" + app + "}";
+    }
+
+    /** The message an SMSC's id of one submitted SMS part belongs to (normalised id), for its delivery receipt. */
+    public static String smscPart(String app, String normalisedId) {
+        return "herald:smsc:{" + app + "}:" + normalisedId;
     }
 }

@@ -63,7 +63,7 @@ public final class UserRegistry {
                         return CompletableFuture.completedFuture(up);
                     }
                     // Funnel: opt-outs of the app (the same hash the tracking counters use).
-                    return redis.async().hincrby("herald:f:{" + app + "}:all", "opt_out", optOuts).toCompletableFuture()
+                    return redis.async().hincrby(Keys.funnel(app, null, null), "opt_out", optOuts).toCompletableFuture()
                             .thenApply(n -> up);
                 });
     }
@@ -119,7 +119,7 @@ public final class UserRegistry {
                     all.add(profile.<List<Object>>run(cmd, io.lettuce.core.ScriptOutputType.MULTI, new String[] {key},
                             p.toString(), now).thenCompose(reply -> (Long) reply.get(1) == 0
                             ? CompletableFuture.completedFuture(0L)
-                            : redis.async().hincrby("herald:f:{" + app + "}:all", "opt_out", (Long) reply.get(1))
+                            : redis.async().hincrby(Keys.funnel(app, null, null), "opt_out", (Long) reply.get(1))
                                     .toCompletableFuture()));
                 }
                 if (!u.devices().isEmpty()) {

@@ -3,6 +3,7 @@ package io.herald.gateway.tracking;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.herald.gateway.redis.Keys;
 import io.herald.gateway.redis.Redis;
 
 import java.time.Duration;
@@ -63,39 +64,30 @@ public final class Funnels {
         List<String> keys = new ArrayList<>(16);
         List<Long> ttls = new ArrayList<>(16);
         if (batchId != null) {
-            keys.add(batchKey(batchId));
+            keys.add(Keys.funnelBatch(batchId));
             ttls.add(retention);
         }
-        scope(keys, ttls, scopeKey(app, null, null), at);
+        scope(keys, ttls, app, null, null, at);
         if (campaign != null) {
-            scope(keys, ttls, scopeKey(app, campaign, null), at);
+            scope(keys, ttls, app, campaign, null, at);
             if (variant != null) {
-                scope(keys, ttls, scopeKey(app, campaign, variant), at);
+                scope(keys, ttls, app, campaign, variant, at);
             }
         }
         if (channel != null) {
-            keys.add("herald:f:{" + app + "}:ch:" + channel);
+            keys.add(Keys.funnelChannel(app, channel));
             ttls.add(0L);
         }
         return new Counters(keys, ttls);
     }
 
-    private void scope(List<String> keys, List<Long> ttls, String base, long at) {
-        keys.add(base);
+    private void scope(List<String> keys, List<Long> ttls, String app, String campaign, String variant, long at) {
+        keys.add(Keys.funnel(app, campaign, variant));
         ttls.add(0L);
         for (Bucket b : Bucket.values()) {
-            keys.add(base + ":" + b.code + ":" + (at - at % b.millis));
+            keys.add(Keys.funnelBucket(app, campaign, variant, b.code, at - at % b.millis));
             ttls.add(bucketTtl[b.ordinal()]);
         }
-    }
-
-    static String batchKey(String batchId) {
-        return "herald:f:b:{" + batchId + "}";
-    }
-
-    static String scopeKey(String app, String campaign, String variant) {
-        String k = "herald:f:{" + app + "}:" + (campaign == null ? "all" : "c:" + campaign);
-        return variant == null ? k : k + ":v:" + variant;
     }
 
     /** The stages a state label counts in: the label and, for failures and drops, its kind. */
@@ -106,16 +98,16 @@ public final class Funnels {
 
     /** The funnel of a batch (counts and rates), or of an app / campaign / variant scope. */
     public CompletableFuture<ObjectNode> batchFunnel(String batchId) {
-        return read(batchKey(batchId));
+        return read(Keys.funnelBatch(batchId));
     }
 
     /** The funnel of one channel (apns, fcm, sms) of an app: counts from acceptance on. */
     public CompletableFuture<ObjectNode> channelFunnel(String app, String channel) {
-        return read("herald:f:{" + app + "}:ch:" + channel);
+        return read(Keys.funnelChannel(app, channel));
     }
 
     public CompletableFuture<ObjectNode> scopeFunnel(String app, String campaign, String variant) {
-        return read(scopeKey(app, campaign, variant));
+        return read(Keys.funnel(app, campaign, variant));
     }
 
     private CompletableFuture<ObjectNode> read(String key) {
@@ -147,7 +139,6 @@ public final class Funnels {
     /** Time series for a scope between two instants (inclusive buckets), at most 1,000 buckets. */
     public CompletableFuture<ObjectNode> series(String app, String campaign, String variant, Bucket bucket, long from,
                                                 long to) {
-        String base = scopeKey(app, campaign, variant) + ":" + bucket.code + ":";
         List<Long> starts = new ArrayList<>();
         for (long t = from - from % bucket.millis; t <= to && starts.size() < 1000; t += bucket.millis) {
             starts.add(t);
@@ -155,7 +146,7 @@ public final class Funnels {
         List<CompletableFuture<Map<String, String>>> reads = new ArrayList<>(starts.size());
         var cmd = redis.async();
         for (long t : starts) {
-            reads.add(cmd.hgetall(base + t).toCompletableFuture());
+            reads.add(cmd.hgetall(Keys.funnelBucket(app, campaign, variant, bucket.code, t)).toCompletableFuture());
         }
         return CompletableFuture.allOf(reads.toArray(new CompletableFuture<?>[0])).thenApply(v -> {
             ObjectNode out = mapper.createObjectNode();

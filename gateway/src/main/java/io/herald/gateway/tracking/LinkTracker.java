@@ -2,6 +2,7 @@ package io.herald.gateway.tracking;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import io.herald.gateway.redis.Keys;
 import io.herald.gateway.redis.Redis;
 import io.lettuce.core.SetArgs;
 
@@ -48,10 +49,6 @@ public final class LinkTracker {
         return s.endsWith("/") ? s.substring(0, s.length() - 1) : s;
     }
 
-    public static String key(String code) {
-        return "herald:link:" + code;
-    }
-
     /** The text with its links replaced by tracked ones; completes once the codes are stored. */
     public CompletableFuture<String> rewrite(String app, String messageId, String text) {
         Matcher m = URL.matcher(text);
@@ -60,7 +57,7 @@ public final class LinkTracker {
         while (m.find()) {
             String code = code();
             String json = mapper.createObjectNode().put("url", m.group()).put("app", app).put("id", messageId).toString();
-            writes.add(redis.async().set(key(code), json, SetArgs.Builder.px(ttlMillis)).toCompletableFuture());
+            writes.add(redis.async().set(Keys.link(code), json, SetArgs.Builder.px(ttlMillis)).toCompletableFuture());
             m.appendReplacement(out, Matcher.quoteReplacement(base + "/r/" + code));
         }
         m.appendTail(out);
@@ -75,7 +72,7 @@ public final class LinkTracker {
         if (!code.matches("[A-Za-z0-9]{10}")) {
             return CompletableFuture.completedFuture(null);
         }
-        return redis.async().get(key(code)).toCompletableFuture().thenApply(json -> {
+        return redis.async().get(Keys.link(code)).toCompletableFuture().thenApply(json -> {
             if (json == null) {
                 return null;
             }

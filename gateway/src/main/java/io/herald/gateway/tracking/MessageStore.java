@@ -3,7 +3,6 @@ package io.herald.gateway.tracking;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import io.herald.gateway.MessageIds;
 import io.herald.gateway.redis.Keys;
 import io.herald.gateway.redis.Redis;
 import io.lettuce.core.ScriptOutputType;
@@ -36,16 +35,6 @@ public final class MessageStore {
     private final Redis.Script transition = new Redis.Script("/scripts/funnel.lua", "/scripts/transition.lua");
     private final Redis.Script receipt = new Redis.Script("/scripts/funnel.lua", "/scripts/receipt.lua");
     private io.lettuce.core.api.StatefulRedisConnection<String, String> receiptConnection;
-
-    /** The app's event log: a Redis Stream of every state change, trimmed by time. */
-    public static String eventLog(String app) {
-        return "herald:ev:{" + app + "}";
-    }
-
-    /** A user's engagement: last open and click, opens by hour of day (UTC), total opens. */
-    public static String engagement(String app, String user) {
-        return "herald:eng:{" + app + ":" + user + "}";
-    }
 
     public Funnels funnels() {
         return funnels;
@@ -180,8 +169,8 @@ public final class MessageStore {
         keys[0] = Keys.message(batchId, index);
         keys[1] = Keys.history(batchId, index);
         keys[2] = Keys.batch(batchId);
-        keys[3] = eventLog(app);
-        keys[4] = engagement(app, user);
+        keys[3] = Keys.events(app);
+        keys[4] = Keys.engagement(app, user);
         for (int i = 0; i < counters.keys().size(); i++) {
             keys[5 + i] = counters.keys().get(i);
         }
@@ -191,7 +180,7 @@ public final class MessageStore {
     /** A page of the app's event log after a cursor (exclusive). */
     public CompletableFuture<List<io.lettuce.core.StreamMessage<String, String>>> events(String app,
             io.lettuce.core.Range<String> range, int limit) {
-        return redis.async().xrange(eventLog(app), range, io.lettuce.core.Limit.from(limit)).toCompletableFuture();
+        return redis.async().xrange(Keys.events(app), range, io.lettuce.core.Limit.from(limit)).toCompletableFuture();
     }
 
     public MessageStore(Redis redis, ObjectMapper mapper, Duration retention, Duration eventRetention, Funnels funnels) {
@@ -214,27 +203,34 @@ public final class MessageStore {
     }
 
     /**
-     * Queues a state change on the caller's connection, with the funnel counts and the event log
-     * entry it implies. {@code channel} is the channel that accepted the message (or null);
-     * {@code invalidated} the number of devices found dead. Completes with true when it applied.
+     * A dead letter as {@code transition.lua} files it with the message's failure: the listed JSON,
+     * the item JSON to redrive, the cap of the app's letters. Built by {@code DeadLetters}. Immutable.
      */
-    public CompletableFuture<Boolean> transition(RedisAsyncCommands<String, String> cmd,
-                                                 io.herald.gateway.journal.JournalItem item, String label, long at,
+    public record Letter(String json, String item, int max) { }
+
+    /**
+     * Queues a state change of message {@code index} of batch {@code batchId} of {@code app} on the
+     * caller's connection, with the funnel counts and the event log entry it implies. {@code channel}
+     * is the channel that accepted the message (or null); {@code invalidated} the number of devices
+     * found dead. Completes with true when it applied.
+     */
+    public CompletableFuture<Boolean> transition(RedisAsyncCommands<String, String> cmd, String app, String batchId,
+                                                 int index, io.herald.protocol.Message message, String label, long at,
                                                  List<String> history, String channel, int invalidated) {
-        return transition(cmd, item, label, at, history, channel, invalidated, null);
+        return transition(cmd, app, batchId, index, message, label, at, history, channel, invalidated, null);
     }
 
     /**
      * As above; with a {@code letter}, the message is also filed as a dead letter of its app, in the
      * same script and only if the transition applies (see {@code DeadLetters}).
      */
-    public CompletableFuture<Boolean> transition(RedisAsyncCommands<String, String> cmd,
-                                                 io.herald.gateway.journal.JournalItem item, String label, long at,
+    public CompletableFuture<Boolean> transition(RedisAsyncCommands<String, String> cmd, String app, String batchId,
+                                                 int index, io.herald.protocol.Message message, String label, long at,
                                                  List<String> history, String channel, int invalidated,
-                                                 io.herald.gateway.journal.DeadLetters.Letter letter) {
-        io.herald.protocol.Message m = item.message();
-        return apply(cmd, item.app(), item.batchId(), item.index(), item.messageId(), m.user(), m.campaign(),
-                m.variant(), label, at, history, channel, invalidated, letter);
+                                                 Letter letter) {
+        String messageId = MessageIds.messageId(UUID.fromString(batchId), index).toString();
+        return apply(cmd, app, batchId, index, messageId, message.user(), message.campaign(), message.variant(),
+                label, at, history, channel, invalidated, letter);
     }
 
     /**
@@ -243,16 +239,14 @@ public final class MessageStore {
      */
     public CompletableFuture<Boolean> failUnreadable(RedisAsyncCommands<String, String> cmd, String app,
                                                      String batchId, int index, String messageId, String label,
-                                                     long at, List<String> history,
-                                                     io.herald.gateway.journal.DeadLetters.Letter letter) {
+                                                     long at, List<String> history, Letter letter) {
         return apply(cmd, app, batchId, index, messageId, null, null, null, label, at, history, null, 0, letter);
     }
 
     private CompletableFuture<Boolean> apply(RedisAsyncCommands<String, String> cmd, String app, String batchId,
                                              int index, String messageId, String messageUser, String campaign,
                                              String variant, String label, long at, List<String> history,
-                                             String channel, int invalidated,
-                                             io.herald.gateway.journal.DeadLetters.Letter letter) {
+                                             String channel, int invalidated, Letter letter) {
         String user = messageUser != null ? messageUser : "-";
         Funnels.Counters counters = funnels.counters(app, batchId, campaign, variant, channel, at);
         ObjectNode a = mapper.createObjectNode();
@@ -295,7 +289,7 @@ public final class MessageStore {
         keys[0] = Keys.message(batchId, index);
         keys[1] = Keys.history(batchId, index);
         keys[2] = Keys.batch(batchId);
-        keys[3] = eventLog(app);
+        keys[3] = Keys.events(app);
         if (letter != null) {
             keys[4] = Keys.deadLetters(app);
             keys[5] = Keys.deadLetterData(app);

@@ -5,6 +5,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.herald.gateway.metrics.Metrics;
+import io.herald.gateway.redis.Keys;
 import io.lettuce.core.Consumer;
 import io.lettuce.core.ScriptOutputType;
 import io.lettuce.core.StreamMessage;
@@ -182,21 +183,6 @@ public final class WebhookDispatcher implements AutoCloseable {
         }
     }
 
-    /** The app's event log, as {@link MessageStore} writes it. */
-    static String eventLog(String app) {
-        return "herald:ev:{" + app + "}";
-    }
-
-    /** The app's dead letters: a list, newest first. */
-    static String deadLetters(String app) {
-        return "herald:whdead:{" + app + "}";
-    }
-
-    /** Dead letters queued again by {@link #redrive}: a list, oldest at the right end. */
-    static String redriveQueue(String app) {
-        return "herald:whredrive:{" + app + "}";
-    }
-
     /** Starts one daemon thread per endpoint. Returns at once: the consumer groups are created by the threads. */
     public void start() {
         if (closed.get()) {
@@ -219,7 +205,7 @@ public final class WebhookDispatcher implements AutoCloseable {
         if (limit < 1) {
             return CompletableFuture.failedFuture(new IllegalArgumentException("limit: " + limit + " (expected: >= 1)"));
         }
-        return connection.async().lrange(deadLetters(app), 0, limit - 1L).toCompletableFuture();
+        return connection.async().lrange(Keys.webhookDeadLetters(app), 0, limit - 1L).toCompletableFuture();
     }
 
     /**
@@ -234,7 +220,7 @@ public final class WebhookDispatcher implements AutoCloseable {
                     new IllegalArgumentException("app: " + app + " (expected: an app with a webhook endpoint)"));
         }
         RedisAsyncCommands<String, String> cmd = connection.async();
-        return cmd.<Long>eval(REDRIVE_LUA, ScriptOutputType.INTEGER, deadLetters(app), redriveQueue(app))
+        return cmd.<Long>eval(REDRIVE_LUA, ScriptOutputType.INTEGER, Keys.webhookDeadLetters(app), Keys.webhookRedrive(app))
                 .toCompletableFuture()
                 .thenApply(n -> {
                     loop.wake.release();
@@ -295,7 +281,7 @@ public final class WebhookDispatcher implements AutoCloseable {
 
         Loop(Endpoint endpoint) {
             this.endpoint = endpoint;
-            this.stream = eventLog(endpoint.app());
+            this.stream = Keys.events(endpoint.app());
             this.thread = new Thread(this, "herald-webhook-" + endpoint.app());
             this.thread.setDaemon(true);
             try {
@@ -346,7 +332,7 @@ public final class WebhookDispatcher implements AutoCloseable {
                 pendingDone = false;
             }
             RedisAsyncCommands<String, String> cmd = connection.async();
-            String redriven = await(cmd.lindex(redriveQueue(endpoint.app()), -1));
+            String redriven = await(cmd.lindex(Keys.webhookRedrive(endpoint.app()), -1));
             if (redriven != null) {
                 JsonNode dead;
                 try {
@@ -356,7 +342,7 @@ public final class WebhookDispatcher implements AutoCloseable {
                 }
                 if (dead == null || !dead.path("body").isObject()) {
                     log.warn("webhooks for app {}: a redriven dead letter is not a batch, dropped", endpoint.app());
-                    await(cmd.rpop(redriveQueue(endpoint.app())));
+                    await(cmd.rpop(Keys.webhookRedrive(endpoint.app())));
                     return;
                 }
                 Batch batch = new Batch(dead.path("delivery").asText(UUID.randomUUID().toString()),
@@ -450,8 +436,8 @@ public final class WebhookDispatcher implements AutoCloseable {
                     dead.put("delivery", batch.delivery());
                     dead.set("body", mapper.readTree(batch.body()));
                     RedisAsyncCommands<String, String> cmd = connection.async();
-                    await(cmd.lpush(deadLetters(endpoint.app()), dead.toString()));
-                    await(cmd.ltrim(deadLetters(endpoint.app()), 0, DEAD_LETTER_CAP - 1));
+                    await(cmd.lpush(Keys.webhookDeadLetters(endpoint.app()), dead.toString()));
+                    await(cmd.ltrim(Keys.webhookDeadLetters(endpoint.app()), 0, DEAD_LETTER_CAP - 1));
                     break;
                 }
                 metrics.connectorOutcome("webhook", "retry");
@@ -462,7 +448,7 @@ public final class WebhookDispatcher implements AutoCloseable {
             }
             RedisAsyncCommands<String, String> cmd = connection.async();
             if (redriven) {
-                await(cmd.rpop(redriveQueue(endpoint.app())));
+                await(cmd.rpop(Keys.webhookRedrive(endpoint.app())));
             } else {
                 await(cmd.xack(stream, GROUP, batch.streamIds().toArray(String[]::new)));
             }

@@ -5,6 +5,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.sun.net.httpserver.HttpServer;
 import io.herald.gateway.metrics.Metrics;
 import io.herald.gateway.redis.EmbeddedRedis;
+import io.herald.gateway.redis.Keys;
 import io.lettuce.core.Consumer;
 import io.lettuce.core.RedisClient;
 import io.lettuce.core.XReadArgs;
@@ -144,7 +145,7 @@ class WebhookDispatcherIT {
         e.put("batch", "b-1");
         e.put("campaign", "spring");
         try {
-            sync.xadd(WebhookDispatcher.eventLog(APP), Map.of("e", JSON.writeValueAsString(e)));
+            sync.xadd(Keys.events(APP), Map.of("e", JSON.writeValueAsString(e)));
         } catch (IOException ex) {
             throw new AssertionError(ex);
         }
@@ -216,7 +217,7 @@ class WebhookDispatcherIT {
         assertThat(metrics.scrape()).contains("connector=\"webhook\",outcome=\"retry\"} 3.0");
         // Everything acked: nothing left pending in the group.
         await().atMost(Duration.ofSeconds(5)).until(() ->
-                sync.xpending(WebhookDispatcher.eventLog(APP), WebhookDispatcher.GROUP).getCount() == 0);
+                sync.xpending(Keys.events(APP), WebhookDispatcher.GROUP).getCount() == 0);
     }
 
     @Test
@@ -239,7 +240,7 @@ class WebhookDispatcherIT {
         assertThat(deadIds).containsExactlyElementsOf(written);
         assertThat(arrivals).hasSize(3).extracting(Arrival::delivery).containsOnly(letter.get("delivery").asText());
         assertThat(metrics.scrape()).contains("connector=\"webhook\",outcome=\"dead\"} 1.0");
-        assertThat(sync.xpending(WebhookDispatcher.eventLog(APP), WebhookDispatcher.GROUP).getCount()).isZero();
+        assertThat(sync.xpending(Keys.events(APP), WebhookDispatcher.GROUP).getCount()).isZero();
 
         answer = n -> 204;
         assertThat(d.redrive(APP).get()).isEqualTo(1);
@@ -269,8 +270,8 @@ class WebhookDispatcherIT {
         // A crash between reading and acking: entries pending for our consumer, never posted.
         List<String> pending = writeEvents(2);
         sync.xreadgroup(Consumer.from(WebhookDispatcher.GROUP, WebhookDispatcher.CONSUMER),
-                XReadArgs.Builder.count(5), StreamOffset.lastConsumed(WebhookDispatcher.eventLog(APP)));
-        assertThat(sync.xpending(WebhookDispatcher.eventLog(APP), WebhookDispatcher.GROUP).getCount()).isEqualTo(5);
+                XReadArgs.Builder.count(5), StreamOffset.lastConsumed(Keys.events(APP)));
+        assertThat(sync.xpending(Keys.events(APP), WebhookDispatcher.GROUP).getCount()).isEqualTo(5);
         assertThat(deliveredCounts()).hasSize(2);
 
         dispatcher(endpoint(10, 3)).start();
@@ -281,7 +282,7 @@ class WebhookDispatcherIT {
         await().atMost(Duration.ofSeconds(10)).until(() -> deliveredCounts().keySet().containsAll(all));
         assertThat(deliveredCounts()).hasSize(7).allSatisfy((id, count) -> assertThat(count).isEqualTo(1L));
         await().atMost(Duration.ofSeconds(5)).until(() ->
-                sync.xpending(WebhookDispatcher.eventLog(APP), WebhookDispatcher.GROUP).getCount() == 0);
+                sync.xpending(Keys.events(APP), WebhookDispatcher.GROUP).getCount() == 0);
     }
 
     @Test

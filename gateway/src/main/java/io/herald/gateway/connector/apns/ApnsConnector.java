@@ -14,7 +14,6 @@ import io.herald.gateway.connector.Delivery;
 import io.herald.gateway.connector.DeliveryResult;
 import io.herald.gateway.connector.Retries;
 import io.herald.gateway.metrics.Metrics;
-import io.herald.gateway.sandbox.SandboxApns;
 import io.herald.protocol.ApnsPayloads;
 import io.herald.protocol.Priority;
 import io.netty.channel.nio.NioEventLoopGroup;
@@ -23,6 +22,7 @@ import io.netty.util.Timer;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
+import java.security.cert.X509Certificate;
 import java.time.Duration;
 import java.time.Instant;
 import java.util.ArrayList;
@@ -46,7 +46,7 @@ import java.util.concurrent.atomic.AtomicInteger;
  * are retried with exponential backoff and equal jitter (a random wait between half and all of
  * {@code backoff-base * 2^(attempt-1)}, capped at {@code backoff-max}) up to {@code apns.max-attempts}, then the
  * delivery fails {@code retries_exhausted}. An app without credentials (or every app, when
- * sandbox mode is on) is sent to the local {@link SandboxApns} peer. Thread-safe; owned and
+ * sandbox mode is on) is sent to the local sandbox peer ({@link SandboxPeer}). Thread-safe; owned and
  * closed by {@code Herald}.
  */
 public final class ApnsConnector implements Connector {
@@ -66,7 +66,14 @@ public final class ApnsConnector implements Connector {
     private final AtomicInteger pending = new AtomicInteger();
     private final AtomicBoolean closed = new AtomicBoolean();
 
-    public ApnsConnector(HeraldConfig config, SandboxApns sandbox, Metrics metrics) {
+    /**
+     * Where the local APNs sandbox peer listens, the certificate it serves and the key to sign
+     * with ({@code Herald} starts the peer, {@code sandbox.SandboxApns}). Immutable.
+     */
+    public record SandboxPeer(String host, int port, X509Certificate certificate, ApnsSigningKey signingKey) { }
+
+    /** {@code sandbox} is null when no sandbox peer runs (an app that needs it then fails start-up). */
+    public ApnsConnector(HeraldConfig config, SandboxPeer sandbox, Metrics metrics) {
         this.tuning = config.apns();
         this.metrics = metrics;
         this.group = new NioEventLoopGroup(2, r -> {
@@ -105,7 +112,7 @@ public final class ApnsConnector implements Connector {
                 .setConnectionTimeout(Duration.ofSeconds(10)).setGracefulShutdownTimeout(Duration.ofSeconds(2));
     }
 
-    private ApnsClient sandboxClient(SandboxApns sandbox) {
+    private ApnsClient sandboxClient(SandboxPeer sandbox) {
         try {
             return base().setApnsServer(sandbox.host(), sandbox.port())
                     .setTrustedServerCertificateChain(sandbox.certificate())

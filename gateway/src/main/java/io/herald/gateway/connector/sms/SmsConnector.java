@@ -6,6 +6,7 @@ import io.herald.gateway.connector.DeliveryResult;
 import io.herald.gateway.connector.Retries;
 import io.herald.gateway.connector.ReceiptListener;
 import io.herald.gateway.metrics.Metrics;
+import io.herald.gateway.redis.Keys;
 import io.lettuce.core.SetArgs;
 import io.lettuce.core.api.StatefulRedisConnection;
 import io.netty.util.HashedWheelTimer;
@@ -597,14 +598,10 @@ public final class SmsConnector implements Connector {
         return String.format("0000%02d%02d%02d%02d000R", s / 86_400, s % 86_400 / 3_600, s % 3_600 / 60, s % 60);
     }
 
-    static String receiptKey(String app, String normalisedId) {
-        return "herald:smsc:{" + app + "}:" + normalisedId;
-    }
-
     private void storeReceiptKey(Attempt a, String id, int part, int total) {
         String value = part == total - 1 ? a.delivery.messageId().toString()
                 : a.delivery.messageId() + "#" + (part + 1) + "/" + total;
-        redis.async().set(receiptKey(a.pool.app, id), value, SetArgs.Builder.px(settings.receiptIdTtl().toMillis()))
+        redis.async().set(Keys.smscPart(a.pool.app, id), value, SetArgs.Builder.px(settings.receiptIdTtl().toMillis()))
                 .whenComplete((ok, e) -> {
                     if (e != null) {
                         log.warn("sms {}: cannot store SMSC id {} of message {} ({}); its receipt will be ignored",
@@ -670,7 +667,7 @@ public final class SmsConnector implements Connector {
         if (closed.get()) {
             return;
         }
-        redis.async().getdel(receiptKey(app, id)).whenComplete((value, e) -> {
+        redis.async().getdel(Keys.smscPart(app, id)).whenComplete((value, e) -> {
             if (value == null) {
                 if (tries < RECEIPT_LOOKUP_RETRY_MS.length) {
                     timer.newTimeout(t -> resolve(app, receipt, id, tries + 1), RECEIPT_LOOKUP_RETRY_MS[tries],

@@ -5,6 +5,7 @@ import io.herald.gateway.connector.DeliveryResult;
 import io.herald.gateway.connector.Target;
 import io.herald.gateway.metrics.Metrics;
 import io.herald.gateway.redis.EmbeddedRedis;
+import io.herald.gateway.redis.Keys;
 import io.herald.gateway.sandbox.SandboxSmsc;
 import io.herald.gateway.sandbox.SandboxSmsc.Answer;
 import io.herald.protocol.BatchCodec;
@@ -151,7 +152,7 @@ class SmsConnectorIT {
         start(1, 1_000, 1);
         UUID id = send(number(1), "ttl check");
         DeliveryResult r = awaitResult(id);
-        String key = SmsConnector.receiptKey(APP, r.providerId());
+        String key = Keys.smscPart(APP, r.providerId());
         waiting().atMost(Duration.ofSeconds(5)).until(() -> redis.sync().get(key) != null);
         assertThat(redis.sync().get(key)).isEqualTo(id.toString());
         assertThat(redis.sync().pttl(key)).isBetween(Duration.ofHours(71).toMillis(), Duration.ofHours(72).toMillis());
@@ -184,7 +185,7 @@ class SmsConnectorIT {
 
         // All five part receipts are resolved (their keys consumed), and the message is reported once.
         waiting().atMost(Duration.ofSeconds(20)).until(() -> parts.stream()
-                .noneMatch(p -> redis.sync().exists(SmsConnector.receiptKey(APP, SmscReceipt.normaliseId(p.messageId()))) > 0));
+                .noneMatch(p -> redis.sync().exists(Keys.smscPart(APP, SmscReceipt.normaliseId(p.messageId()))) > 0));
         waiting().atMost(Duration.ofSeconds(5)).until(() -> receipts.containsKey(id));
         assertThat(receipts.get(id)).containsExactly("delivered");
     }

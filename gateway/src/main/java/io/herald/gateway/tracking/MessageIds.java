@@ -1,4 +1,4 @@
-package io.herald.gateway;
+package io.herald.gateway.tracking;
 
 import java.security.SecureRandom;
 import java.util.UUID;

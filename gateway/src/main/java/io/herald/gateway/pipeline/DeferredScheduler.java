@@ -1,9 +1,8 @@
-package io.herald.gateway.admission;
+package io.herald.gateway.pipeline;
 
 import io.herald.gateway.journal.Journal;
 import io.herald.gateway.journal.JournalEntry;
 import io.herald.gateway.journal.JournalItem;
-import io.herald.gateway.pipeline.Pipeline;
 import io.herald.gateway.redis.Keys;
 import io.herald.gateway.redis.Redis;
 import io.lettuce.core.ScriptOutputType;
