@@ -6,6 +6,8 @@ import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
+import java.io.PrintStream;
+import java.io.PrintWriter;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -47,11 +49,32 @@ public final class HeraldMain implements Callable<Integer> {
             + "(env HERALD_SANDBOX). Default auto.")
     String sandbox;
 
+    private final Map<String, String> env;
+    private final PrintStream out;
+    private final PrintStream err;
+
+    HeraldMain(Map<String, String> env, PrintStream out, PrintStream err) {
+        this.env = env;
+        this.out = out;
+        this.err = err;
+    }
+
     public static void main(String[] args) {
-        int code = new CommandLine(new HeraldMain()).execute(args);
+        int code = execute(args, System.getenv(), System.out, System.err);
         if (code != 0) {
             System.exit(code);
         }
+    }
+
+    /**
+     * Runs the command line with {@code env} as the environment, printing to {@code out} and
+     * {@code err}; returns the exit status (blocks until the gateway stops once it has started).
+     */
+    static int execute(String[] args, Map<String, String> env, PrintStream out, PrintStream err) {
+        CommandLine cmd = new CommandLine(new HeraldMain(env, out, err));
+        cmd.setOut(new PrintWriter(out, true));
+        cmd.setErr(new PrintWriter(err, true));
+        return cmd.execute(args);
     }
 
     @Override
@@ -75,16 +98,16 @@ public final class HeraldMain implements Callable<Integer> {
                 overrides.put("sandbox", sandbox);
             }
             List<HeraldConfig.InitialKey> keys = new ArrayList<>();
-            String envKey = System.getenv("HERALD_API_KEY");
+            String envKey = env.get("HERALD_API_KEY");
             if (envKey != null && !envKey.isBlank()) {
                 keys.add(parseKey(envKey, "HERALD_API_KEY"));
             }
             for (String k : apiKeys) {
                 keys.add(parseKey(k, "--api-key"));
             }
-            herald = Herald.start(HeraldConfig.load(config, overrides, keys));
+            herald = Herald.start(HeraldConfig.load(config, env, overrides, keys));
         } catch (StartupException e) {
-            System.err.println("herald: cannot start: " + e.getMessage());
+            err.println("herald: cannot start: " + e.getMessage());
             return 2;
         }
         CountDownLatch stopped = new CountDownLatch(1);
@@ -92,8 +115,8 @@ public final class HeraldMain implements Callable<Integer> {
             herald.close();
             stopped.countDown();
         }, "herald-shutdown"));
-        System.out.println("herald ready on " + herald.baseUrl());
-        System.out.flush();
+        out.println("herald ready on " + herald.baseUrl());
+        out.flush();
         stopped.await();
         return 0;
     }

@@ -180,6 +180,12 @@ public record HeraldConfig(
      * {@code overrides} (dotted keys below {@code herald}, e.g. {@code http.port}).
      */
     public static HeraldConfig load(Path file, Map<String, Object> overrides, List<InitialKey> initialKeys) {
+        return load(file, System.getenv(), overrides, initialKeys);
+    }
+
+    /** As {@link #load(Path, Map, List)}, with {@code env} standing for the process environment. */
+    public static HeraldConfig load(Path file, Map<String, String> env, Map<String, Object> overrides,
+                                    List<InitialKey> initialKeys) {
         Config root;
         try {
             Config fileConfig = ConfigFactory.empty();
@@ -193,7 +199,9 @@ public record HeraldConfig(
             for (Map.Entry<String, Object> e : overrides.entrySet()) {
                 over = over.withValue("herald." + e.getKey(), ConfigValueFactory.fromAnyRef(e.getValue()));
             }
-            root = over.withFallback(fileConfig).withFallback(ConfigFactory.defaultReference()).resolve();
+            Config merged = over.withFallback(fileConfig).withFallback(ConfigFactory.defaultReferenceUnresolved());
+            root = merged.withFallback(ConfigValueFactory.fromMap(env).toConfig())
+                    .resolve(com.typesafe.config.ConfigResolveOptions.noSystem());
         } catch (ConfigException e) {
             throw new StartupException("configuration is invalid: " + e.getMessage());
         }
