@@ -1,7 +1,7 @@
 package io.herald.gateway.pipeline;
 
 import com.lmax.disruptor.EventHandler;
-import io.herald.gateway.config.HeraldConfig;
+import io.herald.gateway.config.AppConfig;
 import io.herald.gateway.connector.Target;
 import io.herald.gateway.registry.Device;
 import io.herald.gateway.registry.UserProfile;
@@ -41,13 +41,13 @@ final class ResolveHandler implements EventHandler<DeliveryEvent> {
     private final StatefulRedisConnection<String, String> connection;
     private final UserRegistry registry;
     private final MessageStore store;
-    private final Map<String, HeraldConfig.AppConfig> apps;
+    private final Map<String, AppConfig> apps;
     private final Duration wait;
     private final BooleanSupplier stopping;
     private final List<DeliveryEvent> batch = new ArrayList<>();
 
     ResolveHandler(StatefulRedisConnection<String, String> connection, UserRegistry registry, MessageStore store,
-                   Map<String, HeraldConfig.AppConfig> apps, Duration wait, BooleanSupplier stopping) {
+                   Map<String, AppConfig> apps, Duration wait, BooleanSupplier stopping) {
         this.connection = connection;
         this.connection.setAutoFlushCommands(false);
         this.registry = registry;
@@ -107,7 +107,7 @@ final class ResolveHandler implements EventHandler<DeliveryEvent> {
                     continue;
                 }
             }
-            HeraldConfig.AppConfig app = apps.get(e.item.app());
+            AppConfig app = apps.get(e.item.app());
             if (app == null) {
                 e.drop = "unknown_app"; // replayed from the journal after the app left the config
                 continue;
@@ -129,7 +129,7 @@ final class ResolveHandler implements EventHandler<DeliveryEvent> {
         }
     }
 
-    private void plan(DeliveryEvent e, HeraldConfig.AppConfig app, Message m, UserRegistry.User user, long now) {
+    private void plan(DeliveryEvent e, AppConfig app, Message m, UserRegistry.User user, long now) {
         LinkedHashSet<String> channels = new LinkedHashSet<>();
         if (m.channel() == Channel.AUTO) {
             channels.addAll(user.profile().channels().isEmpty() ? app.channels().order() : user.profile().channels());
