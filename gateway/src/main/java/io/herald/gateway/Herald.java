@@ -158,7 +158,8 @@ public final class Herald implements AutoCloseable {
 
         api = new HttpApiHandler(config, codec, keys, journal, idempotency, deadLetters, pipeline, store, registry, tokens,
                 webhooks, links, metrics,
-                () -> apns.ready() && fcm.ready() && sms.ready() && redis.ping(Duration.ofSeconds(1)));
+                () -> pipeline.stalled().isEmpty() && apns.ready() && fcm.ready() && sms.ready()
+                        && redis.ping(Duration.ofSeconds(1)));
         resources.add(api::close);
         http = new HttpServer(config.http(), api);
         resources.add(http);

@@ -142,7 +142,7 @@ final class ConfigReader {
 
         Section ps = top.section("pipeline");
         HeraldConfig.Pipeline pipeline = new HeraldConfig.Pipeline(ps.between("capacity", 1, MAX_CAPACITY),
-                ps.atLeast("handler-batch", 1), ps.positive("redis-wait"));
+                ps.atLeast("handler-batch", 1), ps.positive("redis-wait"), ps.positive("stall-after"));
         if (pipeline.capacity() < http.maxItemsPerBatch()) {
             throw new StartupException("herald.pipeline.capacity: " + pipeline.capacity()
                     + " is below herald.http.max-items-per-batch (" + http.maxItemsPerBatch() + "): a full batch "

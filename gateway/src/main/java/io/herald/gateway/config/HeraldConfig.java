@@ -80,8 +80,11 @@ public record HeraldConfig(
         }
     }
 
-    /** Ring capacity and handler batching. */
-    public record Pipeline(int capacity, int handlerBatch, Duration redisWait) { }
+    /**
+     * Ring capacity and handler batching. A ring stage whose Redis round trip has not completed
+     * for {@code stallAfter} (retries included) counts as stalled: the node reports unready.
+     */
+    public record Pipeline(int capacity, int handlerBatch, Duration redisWait, Duration stallAfter) { }
 
     /** Deferred-message scheduler. */
     public record Scheduler(Duration interval, int batch) { }

@@ -43,6 +43,7 @@ import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.Iterator;
 import java.util.List;
+import java.util.Optional;
 import java.util.UUID;
 import java.util.concurrent.CompletableFuture;
 import java.util.function.BooleanSupplier;
@@ -337,8 +338,23 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
                         + " messages in flight; retry after 1 s"));
     }
 
+    /** 503 {@code unavailable} + {@code Retry-After: 1} while a pipeline stage is stalled: nothing it took would settle. */
+    private boolean stalled(Request r) {
+        Optional<String> why = pipeline.stalled();
+        why.ifPresent(w -> {
+            r.retryAfter = 1;
+            r.error(HttpResponseStatus.SERVICE_UNAVAILABLE, ApiError.of(ErrorCode.UNAVAILABLE, null,
+                    "not ready: " + w + "; nothing was accepted, retry later"));
+        });
+        return why.isPresent();
+    }
+
     private void postBatch(Request r, String app) {
         if (!jsonContent(r)) {
+            return;
+        }
+        if (stalled(r)) {
+            metrics.batch(503);
             return;
         }
         String idempotencyKey = null;
@@ -876,6 +892,9 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
                 }
                 ids = List.copyOf(unique);
             }
+        }
+        if (stalled(r)) {
+            return;
         }
         int want = ids != null ? ids.size() : DeadLetters.MAX_PER_CALL;
         boolean reserved = pipeline.tryReserve(want);
