@@ -1,6 +1,7 @@
 package io.herald.benchmarks;
 
 import io.herald.gateway.admission.RateLimiter;
+import io.herald.gateway.config.AppConfig;
 import io.herald.gateway.config.HeraldConfig;
 import io.herald.gateway.redis.EmbeddedRedis;
 import io.lettuce.core.RedisClient;
@@ -99,10 +100,9 @@ public class RateLimiterBenchmark {
         connection = client.connect();
         commands = connection.async();
 
-        HeraldConfig.AppConfig base = HeraldConfig.load(null, Map.of(), List.of()).apps().get("demo");
-        HeraldConfig.AppConfig app = new HeraldConfig.AppConfig(APP, List.of(),
-                new HeraldConfig.RateLimit(1_000_000, Duration.ofSeconds(1), 1_000_000), base.channels(), base.apns(),
-                base.fcm(), base.sms(), base.webhook());
+        AppConfig base = HeraldConfig.load(null, Map.of(), List.of()).apps().get("demo");
+        AppConfig app = base.toBuilder().name(APP)
+                .rateLimit(new AppConfig.RateLimit(1_000_000, Duration.ofSeconds(1), 1_000_000)).build();
         limiter = new RateLimiter(Map.of(APP, app));
 
         // Deadline far beyond the trial: only matters for limited checks, of which there must be none.

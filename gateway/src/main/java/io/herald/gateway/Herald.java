@@ -2,6 +2,7 @@ package io.herald.gateway;
 
 import io.herald.gateway.pipeline.DeferredScheduler;
 import io.herald.gateway.admission.RateLimiter;
+import io.herald.gateway.config.AppConfig;
 import io.herald.gateway.config.HeraldConfig;
 import io.herald.gateway.connector.Connector;
 import io.herald.gateway.config.StartupException;
@@ -76,15 +77,24 @@ public final class Herald implements AutoCloseable {
         this.config = config;
     }
 
-    /** Starts a node; on failure everything already started is stopped and the exception rethrown. */
+    /**
+     * Starts a node; on failure everything already started is stopped and a {@link StartupException}
+     * thrown (one line; a library's own exception is wrapped, its stack trace logged at DEBUG only).
+     */
     public static Herald start(HeraldConfig config) {
         Herald h = new Herald(config);
         try {
             h.startAll();
             return h;
-        } catch (RuntimeException e) {
+        } catch (StartupException e) {
             h.stopAll(Duration.ZERO);
             throw e;
+        } catch (RuntimeException e) {
+            h.stopAll(Duration.ZERO);
+            log.debug("start-up failed", e);
+            throw new StartupException("start-up failed: " + e.getClass().getSimpleName() + ": "
+                    + String.valueOf(e.getMessage()).replaceAll("\\s*\\R\\s*", " ")
+                    + " (a setting Herald does not check yet; the stack trace is logged with HERALD_LOG_LEVEL=DEBUG)", e);
         }
     }
 
@@ -121,8 +131,8 @@ public final class Herald implements AutoCloseable {
                 PersonalDataCipher.load(config.dataKey(), config.dataDir()));
         RateLimiter limiter = new RateLimiter(config.apps());
         List<WebhookDispatcher.Endpoint> endpoints = new java.util.ArrayList<>();
-        for (HeraldConfig.AppConfig app : config.apps().values()) {
-            HeraldConfig.Webhook w = app.webhook();
+        for (AppConfig app : config.apps().values()) {
+            AppConfig.Webhook w = app.webhook();
             if (w.enabled()) {
                 endpoints.add(new WebhookDispatcher.Endpoint(app.name(), URI.create(w.url()), w.secret(), w.batchSize(),
                         w.maxAttempts(), w.backoffBase(), w.backoffMax()));
@@ -150,7 +160,8 @@ public final class Herald implements AutoCloseable {
         scheduler.start(config.scheduler().interval());
         resources.add(scheduler);
 
-        readiness.require("apns: connector closed", apns::ready)
+        readiness.require(pipeline::stalled)
+                .require("apns: connector closed", apns::ready)
                 .require("fcm: no access token yet", fcm::ready)
                 .require("sms: no bind to the SMSC", sms::ready)
                 .probe("redis: no answer to PING within 1 s", () -> redis.async().ping(), Duration.ofMillis(250),
@@ -172,8 +183,8 @@ public final class Herald implements AutoCloseable {
     /** FCM: a project per app, the local peer for apps without a service account. */
     private FcmConnector startFcm(Metrics metrics) {
         Map<String, FcmConnector.Project> projects = new HashMap<>();
-        for (HeraldConfig.AppConfig app : config.apps().values()) {
-            HeraldConfig.Fcm f = app.fcm();
+        for (AppConfig app : config.apps().values()) {
+            AppConfig.Fcm f = app.fcm();
             if (sandboxed(f.hasCredentials())) {
                 if (sandboxFcm == null) {
                     sandboxFcm = SandboxFcm.start();
@@ -213,8 +224,8 @@ public final class Herald implements AutoCloseable {
     /** SMS: an SMPP account per app, the local SMSC for apps without one; receipts move messages on. */
     private SmsConnector startSms(MessageStore store, Metrics metrics) {
         Map<String, SmsConnector.Account> accounts = new HashMap<>();
-        for (HeraldConfig.AppConfig app : config.apps().values()) {
-            HeraldConfig.Sms s = app.sms();
+        for (AppConfig app : config.apps().values()) {
+            AppConfig.Sms s = app.sms();
             if (sandboxed(s.hasAccount())) {
                 if (sandboxSmsc == null) {
                     sandboxSmsc = SandboxSmsc.start(0).credentials("herald", "sandbox");

@@ -2,10 +2,14 @@ package io.herald.gateway;
 
 import io.herald.gateway.config.HeraldConfig;
 import io.herald.gateway.config.StartupException;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
+import java.io.PrintStream;
+import java.io.PrintWriter;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -16,13 +20,17 @@ import java.util.concurrent.CountDownLatch;
 
 /**
  * The gateway's command line. Prints exactly one line {@code herald ready on http://HOST:PORT}
- * when it accepts traffic, stops gracefully on SIGTERM/SIGINT, and on a misconfiguration prints
- * one line {@code herald: cannot start: ...} and exits with status 2.
+ * when it accepts traffic, stops gracefully on SIGTERM/SIGINT, and on a misconfiguration (a bad
+ * option, setting or environment variable) prints one line {@code herald: cannot start: ...}, no
+ * stack trace, and exits with status 2. Options override environment variables, which override
+ * the {@code --config} file (see {@link HeraldConfig}).
  */
 @Command(name = "herald", mixinStandardHelpOptions = true, version = "herald 0.1.0",
         description = "High-throughput push gateway. With no options: embedded Redis, sandbox APNs peer, "
                 + "127.0.0.1:8080, data in ./data.")
 public final class HeraldMain implements Callable<Integer> {
+    private static final Logger log = LoggerFactory.getLogger(HeraldMain.class);
+
     @Option(names = "--config", description = "HOCON config file (see README for every key).")
     Path config;
 
@@ -47,11 +55,36 @@ public final class HeraldMain implements Callable<Integer> {
             + "(env HERALD_SANDBOX). Default auto.")
     String sandbox;
 
+    private final Map<String, String> env;
+    private final PrintStream out;
+    private final PrintStream err;
+
+    HeraldMain(Map<String, String> env, PrintStream out, PrintStream err) {
+        this.env = env;
+        this.out = out;
+        this.err = err;
+    }
+
     public static void main(String[] args) {
-        int code = new CommandLine(new HeraldMain()).execute(args);
+        int code = execute(args, System.getenv(), System.out, System.err);
         if (code != 0) {
             System.exit(code);
         }
+    }
+
+    /**
+     * Runs the command line with {@code env} as the environment, printing to {@code out} and
+     * {@code err}; returns the exit status (blocks until the gateway stops once it has started).
+     */
+    static int execute(String[] args, Map<String, String> env, PrintStream out, PrintStream err) {
+        CommandLine cmd = new CommandLine(new HeraldMain(env, out, err));
+        cmd.setOut(new PrintWriter(out, true));
+        cmd.setErr(new PrintWriter(err, true));
+        cmd.setParameterExceptionHandler((e, a) -> {
+            err.println("herald: cannot start: " + oneLine(e.getMessage()) + " (see herald --help)");
+            return 2;
+        });
+        return cmd.execute(args);
     }
 
     @Override
@@ -75,16 +108,19 @@ public final class HeraldMain implements Callable<Integer> {
                 overrides.put("sandbox", sandbox);
             }
             List<HeraldConfig.InitialKey> keys = new ArrayList<>();
-            String envKey = System.getenv("HERALD_API_KEY");
-            if (envKey != null && !envKey.isBlank()) {
-                keys.add(parseKey(envKey, "HERALD_API_KEY"));
-            }
             for (String k : apiKeys) {
-                keys.add(parseKey(k, "--api-key"));
+                keys.add(HeraldConfig.InitialKey.parse(k, "--api-key"));
             }
-            herald = Herald.start(HeraldConfig.load(config, overrides, keys));
+            herald = Herald.start(HeraldConfig.load(config, env, overrides, keys));
         } catch (StartupException e) {
-            System.err.println("herald: cannot start: " + e.getMessage());
+            err.println("herald: cannot start: " + oneLine(e.getMessage()));
+            return 2;
+        } catch (RuntimeException e) {
+            // Herald.start maps what it knows; anything else is a bug, still told in one line.
+            log.debug("start-up failed", e);
+            err.println("herald: cannot start: unexpected " + e.getClass().getSimpleName() + ": "
+                    + oneLine(String.valueOf(e.getMessage())) + " (a bug: report it with the output of "
+                    + "HERALD_LOG_LEVEL=DEBUG)");
             return 2;
         }
         CountDownLatch stopped = new CountDownLatch(1);
@@ -92,17 +128,13 @@ public final class HeraldMain implements Callable<Integer> {
             herald.close();
             stopped.countDown();
         }, "herald-shutdown"));
-        System.out.println("herald ready on " + herald.baseUrl());
-        System.out.flush();
+        out.println("herald ready on " + herald.baseUrl());
+        out.flush();
         stopped.await();
         return 0;
     }
 
-    private static HeraldConfig.InitialKey parseKey(String s, String source) {
-        int colon = s.indexOf(':');
-        if (colon <= 0 || colon == s.length() - 1) {
-            throw new StartupException(source + ": expected APP:KEY (e.g. demo:my-long-secret-key)");
-        }
-        return new HeraldConfig.InitialKey(s.substring(0, colon), s.substring(colon + 1));
+    private static String oneLine(String s) {
+        return s.replaceAll("\\s*\\R\\s*", " ").trim();
     }
 }

@@ -38,7 +38,7 @@ import static org.awaitility.Awaitility.await;
 @Timeout(180)
 class DeadLetterIT {
     /** These tests send a handful of messages; small rings keep the restarted gateways' heap small. */
-    static final String SMALL = "pipeline.capacity = 1024\n";
+    static final String SMALL = "pipeline.capacity = 1024\nhttp.max-items-per-batch = 1024\n";
     TestGateway gw;
 
     @AfterEach

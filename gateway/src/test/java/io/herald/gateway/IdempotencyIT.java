@@ -35,7 +35,7 @@ import static org.awaitility.Awaitility.await;
 class IdempotencyIT {
     static final String KEY = "Idempotency-Key";
     /** These tests send a handful of messages; small rings keep the gateways' heap small. */
-    static final String SMALL = "pipeline.capacity = 1024\n";
+    static final String SMALL = "pipeline.capacity = 1024\nhttp.max-items-per-batch = 1024\n";
     static TestGateway gw;
 
     @BeforeAll

@@ -24,7 +24,7 @@ class OverloadIT {
 
     @BeforeAll
     static void start() throws Exception {
-        gw = new TestGateway("pipeline.capacity = 64\napns { backoff-base = 1s, max-attempts = 3 }");
+        gw = new TestGateway("pipeline.capacity = 64\nhttp.max-items-per-batch = 64\napns { backoff-base = 1s, max-attempts = 3 }");
     }
 
     @AfterAll

@@ -2,7 +2,7 @@ package io.herald.gateway;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import io.herald.gateway.admission.RateLimiter;
-import io.herald.gateway.config.HeraldConfig;
+import io.herald.gateway.config.AppConfig;
 import io.lettuce.core.api.StatefulRedisConnection;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
@@ -99,7 +99,7 @@ class RateLimitIT {
 
     @Test
     void oneScriptCallChecksManyUsersExactly() throws Exception {
-        HeraldConfig.AppConfig app = gw.config().apps().get(gw.app);
+        AppConfig app = gw.config().apps().get(gw.app);
         RateLimiter limiter = new RateLimiter(java.util.Map.of(gw.app, app));
         try (StatefulRedisConnection<String, String> c = gw.herald.redis().dedicated()) {
             List<RateLimiter.Check> checks = new ArrayList<>();

@@ -192,7 +192,8 @@ class RedisFaultsIT {
         proxy = new FaultyProxy(redis.port());
         int capacity = 100;
         // Slow, not down: round trips stay well inside the command timeout (2 s here, on a shared 2-core machine).
-        gw = new TestGateway("redis.command-timeout = 2s\npipeline.redis-wait = 4s\npipeline.capacity = " + capacity,
+        gw = new TestGateway("redis.command-timeout = 2s\npipeline.redis-wait = 4s\npipeline.capacity = " + capacity
+                + "\nhttp.max-items-per-batch = " + capacity,
                 proxy.redisUri());
         List<String> users = users(30);
         proxy.latency(40); // 80 ms round trips, well under the 500 ms command timeout

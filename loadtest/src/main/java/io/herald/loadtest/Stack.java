@@ -241,6 +241,8 @@ final class Stack implements AutoCloseable {
                 + "  sandbox = false\n"
                 + "  apps { \"" + this.app + "\" {\n" + app + "  } }\n"
                 + "  pipeline { capacity = " + capacity + " }\n"
+                // The gateway refuses a capacity below its largest batch (such a batch could never fit).
+                + "  http { max-items-per-batch = " + Math.min(capacity, 10_000) + " }\n"
                 + extraConfig
                 + "}\n";
     }

@@ -1,6 +1,6 @@
 package io.herald.gateway.admission;
 
-import io.herald.gateway.config.HeraldConfig;
+import io.herald.gateway.config.AppConfig;
 import io.herald.gateway.redis.Keys;
 import io.herald.gateway.redis.Redis;
 import io.lettuce.core.ScriptOutputType;
@@ -30,10 +30,10 @@ public final class RateLimiter {
     /** Verdict value: drop, the first free slot is past the message's deadline. */
     public static final long DROP = -1;
 
-    private final Map<String, HeraldConfig.AppConfig> apps;
+    private final Map<String, AppConfig> apps;
     private final Redis.Script gcra = new Redis.Script("/scripts/gcra.lua");
 
-    public RateLimiter(Map<String, HeraldConfig.AppConfig> apps) {
+    public RateLimiter(Map<String, AppConfig> apps) {
         this.apps = apps;
     }
 
@@ -65,7 +65,7 @@ public final class RateLimiter {
         args[0] = Long.toString(Math.max(1, remember.toMillis()));
         for (int i = 0; i < checks.size(); i++) {
             Check c = checks.get(i);
-            HeraldConfig.RateLimit rl = apps.get(c.app()).rateLimit();
+            AppConfig.RateLimit rl = apps.get(c.app()).rateLimit();
             double interval = rl.emissionIntervalMillis();
             keys[i] = Keys.rateLimit(c.app(), c.user());
             args[i * 3 + 1] = Double.toString(interval);

@@ -1,5 +1,6 @@
 package io.herald.gateway.http;
 
+import io.herald.gateway.config.AppConfig;
 import io.herald.gateway.config.HeraldConfig;
 import io.herald.gateway.config.StartupException;
 
@@ -38,7 +39,7 @@ public final class ApiKeys {
     /** Loads every source of keys; generates the first key when there is none. */
     public static ApiKeys load(HeraldConfig config) {
         Map<String, String> byHash = new HashMap<>();
-        for (HeraldConfig.AppConfig app : config.apps().values()) {
+        for (AppConfig app : config.apps().values()) {
             for (String h : app.apiKeyHashes()) {
                 byHash.put(h, app.name());
             }

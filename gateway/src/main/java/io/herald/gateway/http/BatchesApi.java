@@ -22,6 +22,7 @@ import org.slf4j.LoggerFactory;
 
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Optional;
 import java.util.UUID;
 import java.util.concurrent.CompletableFuture;
 
@@ -81,10 +82,29 @@ final class BatchesApi {
                         + " messages in flight; retry after 1 s"));
     }
 
+    /**
+     * 503 {@code unavailable} + {@code Retry-After: 1} while a pipeline stage is stalled (its Redis
+     * round trips have failed for longer than {@code pipeline.stall-after}): nothing taken now would
+     * settle. Answers true when it answered.
+     */
+    static boolean stalled(Exchange x, Pipeline pipeline) {
+        Optional<String> why = pipeline.stalled();
+        why.ifPresent(w -> {
+            x.header(HttpHeaderNames.RETRY_AFTER, 1);
+            x.error(HttpResponseStatus.SERVICE_UNAVAILABLE, ApiError.of(ErrorCode.UNAVAILABLE, null,
+                    "not ready: " + w + "; nothing was accepted, retry later"));
+        });
+        return why.isPresent();
+    }
+
     /** On an intake thread. */
     private void post(Exchange x) {
         String app = x.app();
         if (!x.jsonContent()) {
+            return;
+        }
+        if (stalled(x, pipeline)) {
+            metrics.batch(503);
             return;
         }
         List<String> keys = x.headers(IdempotencyKeys.HEADER);

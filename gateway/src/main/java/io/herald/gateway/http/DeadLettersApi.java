@@ -111,6 +111,9 @@ final class DeadLettersApi {
                 ids = List.copyOf(unique);
             }
         }
+        if (BatchesApi.stalled(x, pipeline)) {
+            return;
+        }
         int want = ids != null ? ids.size() : DeadLetters.MAX_PER_CALL;
         boolean reserved = pipeline.tryReserve(want);
         while (!reserved && ids == null && want > 1) {

@@ -8,6 +8,7 @@ import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
+import java.util.Optional;
 import java.util.function.BooleanSupplier;
 import java.util.function.Supplier;
 
@@ -27,7 +28,13 @@ import java.util.function.Supplier;
  * (stopping the probe thread) before what the probes talk to.
  */
 public final class Readiness implements AutoCloseable {
-    private record Condition(String reason, BooleanSupplier ok) {
+    private record Condition(String reason, BooleanSupplier ok, Supplier<Optional<String>> problem) {
+        String failing() {
+            if (problem != null) {
+                return problem.get().orElse(null);
+            }
+            return ok.getAsBoolean() ? null : reason;
+        }
     }
 
     private final List<Condition> conditions = new CopyOnWriteArrayList<>();
@@ -39,7 +46,16 @@ public final class Readiness implements AutoCloseable {
      * {@code reason}. {@code ok} runs on an event loop: it must only read state, never wait.
      */
     public Readiness require(String reason, BooleanSupplier ok) {
-        conditions.add(new Condition(reason, ok));
+        conditions.add(new Condition(reason, ok, null));
+        return this;
+    }
+
+    /**
+     * Adds a condition that names its own reason: while {@code problem} answers a reason the node is
+     * not ready (e.g. "resolve stage stalled since ..."). Same rule as above: it only reads state.
+     */
+    public Readiness require(Supplier<Optional<String>> problem) {
+        conditions.add(new Condition(null, null, problem));
         return this;
     }
 
@@ -79,8 +95,9 @@ public final class Readiness implements AutoCloseable {
             return "draining";
         }
         for (Condition c : conditions) {
-            if (!c.ok().getAsBoolean()) {
-                return c.reason();
+            String why = c.failing();
+            if (why != null) {
+                return why;
             }
         }
         return null;

@@ -4,14 +4,11 @@ import io.herald.gateway.admission.RateLimiter;
 import io.herald.gateway.metrics.Metrics;
 import io.lettuce.core.api.StatefulRedisConnection;
 import com.lmax.disruptor.EventHandler;
-import org.slf4j.Logger;
-import org.slf4j.LoggerFactory;
 
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.UUID;
-import java.util.function.BooleanSupplier;
 
 /**
  * Stage 2: may it go now. All live messages of a handler batch that are addressed to a user are
@@ -20,26 +17,23 @@ import java.util.function.BooleanSupplier;
  * messages (slot already reserved) and direct token sends pass through. Runs on its own thread.
  */
 final class AdmitHandler implements EventHandler<DeliveryEvent> {
-    private static final Logger log = LoggerFactory.getLogger(AdmitHandler.class);
 
     private final StatefulRedisConnection<String, String> connection;
     private final RateLimiter limiter;
     private final Metrics metrics;
-    private final Duration wait;
+    private final Stage stage;
     private final Duration remember;
-    private final BooleanSupplier stopping;
     private final List<DeliveryEvent> batch = new ArrayList<>();
 
     AdmitHandler(StatefulRedisConnection<String, String> connection, RateLimiter limiter, Metrics metrics,
-                 Duration wait, BooleanSupplier stopping) {
+                 Stage stage) {
         this.connection = connection;
         this.connection.setAutoFlushCommands(false);
         this.limiter = limiter;
         this.metrics = metrics;
-        this.wait = wait;
+        this.stage = stage;
         // Attempts of one call are at most wait + 2 s backoff apart; keep verdicts well beyond that.
-        this.remember = Duration.ofMillis(Math.max(120_000, wait.toMillis() * 10));
-        this.stopping = stopping;
+        this.remember = Duration.ofMillis(Math.max(120_000, stage.redisWait().toMillis() * 10));
     }
 
     @Override
@@ -66,7 +60,7 @@ final class AdmitHandler implements EventHandler<DeliveryEvent> {
         // One id for every attempt: a retry after a lost reply gets the first verdicts back
         // instead of consuming the users' allowance again.
         String requestId = UUID.randomUUID().toString();
-        long[] verdicts = Stage.awaitRetrying(log, "admit", wait, stopping, () -> {
+        long[] verdicts = stage.awaitRetrying("admit", () -> {
             var f = limiter.check(connection.async(), checks, requestId, remember);
             connection.flushCommands();
             return f;

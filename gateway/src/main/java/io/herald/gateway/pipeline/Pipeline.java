@@ -25,6 +25,7 @@ import org.slf4j.LoggerFactory;
 import java.time.Duration;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import java.util.concurrent.ThreadFactory;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
@@ -45,7 +46,9 @@ import java.util.concurrent.atomic.AtomicLong;
  * blocks: no permit means 429 for intake); the record stage releases it once the message's
  * outcome is durable. With {@code capacity} permits, both rings (each at least twice the
  * capacity) always have room, so publication never waits. Every message yields exactly one
- * outcome. Thread-safe; owned by {@code Herald}, which closes it.
+ * outcome. A Redis stage (resolve, admit, record) whose round trip has been pending longer than
+ * {@code pipeline.stall-after} is reported by {@link #stalled()}, which readiness and intake
+ * consult. Thread-safe; owned by {@code Herald}, which closes it.
  */
 public final class Pipeline implements AutoCloseable {
     private static final Logger log = LoggerFactory.getLogger(Pipeline.class);
@@ -57,6 +60,7 @@ public final class Pipeline implements AutoCloseable {
     private final Disruptor<OutcomeEvent> outcomes;
     private final RingBuffer<DeliveryEvent> deliveryRing;
     private final RingBuffer<OutcomeEvent> outcomeRing;
+    private final List<Stage> stages;
 
     public Pipeline(HeraldConfig config, Redis redis, Journal journal, UserRegistry registry, RateLimiter limiter,
                     MessageStore store, Map<String, Connector> connectors, Metrics metrics,
@@ -78,11 +82,17 @@ public final class Pipeline implements AutoCloseable {
         outcomes = new Disruptor<>(OutcomeEvent::new, ringSize, threads("herald-record"), ProducerType.MULTI,
                 new SleepingWaitStrategy(100, 100_000));
 
-        RecordHandler record = new RecordHandler(redis.dedicated(), store, registry, journal, deadLetters, metrics, wait,
-                halted::get, this::release);
+        Duration stallAfter = config.pipeline().stallAfter();
+        Stage recordStage = new Stage("record", LoggerFactory.getLogger(RecordHandler.class), wait, stallAfter, halted::get);
+        Stage resolveStage = new Stage("resolve", LoggerFactory.getLogger(ResolveHandler.class), wait, stallAfter,
+                halted::get);
+        Stage admitStage = new Stage("admit", LoggerFactory.getLogger(AdmitHandler.class), wait, stallAfter, halted::get);
+        stages = List.of(resolveStage, admitStage, recordStage);
+        RecordHandler record = new RecordHandler(redis.dedicated(), store, registry, journal, deadLetters, metrics,
+                recordStage, this::release);
         outcomes.handleEventsWith(processor(record, maxBatch, new LoggingExceptionHandler<>("record")));
-        ResolveHandler resolve = new ResolveHandler(redis.dedicated(), registry, store, config.apps(), wait, halted::get);
-        AdmitHandler admit = new AdmitHandler(redis.dedicated(), limiter, metrics, wait, halted::get);
+        ResolveHandler resolve = new ResolveHandler(redis.dedicated(), registry, store, config.apps(), resolveStage);
+        AdmitHandler admit = new AdmitHandler(redis.dedicated(), limiter, metrics, admitStage);
         DispatchHandler dispatch = new DispatchHandler(connectors, this::publishOutcome, store, metrics, tokens,
                 config.receipts().tokenTtl(), links, trackLinksByApp(config), halted::get);
         deliveries.handleEventsWith(processor(resolve, maxBatch, new LoggingExceptionHandler<>("resolve")))
@@ -125,6 +135,21 @@ public final class Pipeline implements AutoCloseable {
 
     public int capacity() {
         return capacity;
+    }
+
+    /**
+     * Why the pipeline cannot make progress, if it cannot: "X stage stalled since T: ..." for the
+     * first stage whose Redis round trip has been pending longer than {@code pipeline.stall-after}.
+     * Non-blocking (volatile reads); readiness and intake ask it per request.
+     */
+    public Optional<String> stalled() {
+        for (Stage s : stages) {
+            Optional<String> c = s.condition();
+            if (c.isPresent()) {
+                return c;
+            }
+        }
+        return Optional.empty();
     }
 
     public long ringRemaining() {

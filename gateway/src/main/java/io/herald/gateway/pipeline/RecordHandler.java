@@ -10,16 +10,12 @@ import io.herald.gateway.tracking.MessageStore;
 import io.lettuce.core.api.StatefulRedisConnection;
 import io.lettuce.core.api.async.RedisAsyncCommands;
 import com.lmax.disruptor.EventHandler;
-import org.slf4j.Logger;
-import org.slf4j.LoggerFactory;
 
-import java.time.Duration;
 import java.util.ArrayList;
 import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Set;
 import java.util.concurrent.CompletableFuture;
-import java.util.function.BooleanSupplier;
 import java.util.function.IntConsumer;
 
 /**
@@ -32,7 +28,6 @@ import java.util.function.IntConsumer;
  * Runs on its own thread; the only writer of message states besides replays of itself.
  */
 final class RecordHandler implements EventHandler<OutcomeEvent> {
-    private static final Logger log = LoggerFactory.getLogger(RecordHandler.class);
 
     private final StatefulRedisConnection<String, String> connection;
     private final MessageStore store;
@@ -40,13 +35,12 @@ final class RecordHandler implements EventHandler<OutcomeEvent> {
     private final Journal journal;
     private final DeadLetters deadLetters;
     private final Metrics metrics;
-    private final Duration wait;
-    private final BooleanSupplier stopping;
+    private final Stage stage;
     private final IntConsumer release;
     private final List<OutcomeEvent> batch = new ArrayList<>();
 
     RecordHandler(StatefulRedisConnection<String, String> connection, MessageStore store, UserRegistry registry,
-                  Journal journal, DeadLetters deadLetters, Metrics metrics, Duration wait, BooleanSupplier stopping,
+                  Journal journal, DeadLetters deadLetters, Metrics metrics, Stage stage,
                   IntConsumer release) {
         this.deadLetters = deadLetters;
         this.connection = connection;
@@ -55,8 +49,7 @@ final class RecordHandler implements EventHandler<OutcomeEvent> {
         this.registry = registry;
         this.journal = journal;
         this.metrics = metrics;
-        this.wait = wait;
-        this.stopping = stopping;
+        this.stage = stage;
         this.release = release;
     }
 
@@ -74,7 +67,7 @@ final class RecordHandler implements EventHandler<OutcomeEvent> {
 
     private void record() {
         long start = System.nanoTime();
-        Boolean written = Stage.awaitRetrying(log, "record", wait, stopping, () -> {
+        Boolean written = stage.awaitRetrying("record", () -> {
             RedisAsyncCommands<String, String> cmd = connection.async();
             List<CompletableFuture<?>> all = new ArrayList<>(batch.size() * 2);
             for (OutcomeEvent o : batch) {
@@ -119,7 +112,7 @@ final class RecordHandler implements EventHandler<OutcomeEvent> {
         }
         if (!finished.isEmpty()) {
             String[] ids = finished.stream().map(JournalEntry::streamId).toArray(String[]::new);
-            Stage.awaitRetrying(log, "journal ack", wait, stopping, () -> {
+            stage.awaitRetrying("journal ack", () -> {
                 var f = journal.delete(connection.async(), ids);
                 connection.flushCommands();
                 return f;

@@ -1,7 +1,7 @@
 package io.herald.gateway.pipeline;
 
 import com.lmax.disruptor.EventHandler;
-import io.herald.gateway.config.HeraldConfig;
+import io.herald.gateway.config.AppConfig;
 import io.herald.gateway.connector.Target;
 import io.herald.gateway.registry.Device;
 import io.herald.gateway.registry.UserProfile;
@@ -11,17 +11,13 @@ import io.herald.protocol.Channel;
 import io.herald.protocol.Message;
 import io.lettuce.core.api.StatefulRedisConnection;
 import io.lettuce.core.api.async.RedisAsyncCommands;
-import org.slf4j.Logger;
-import org.slf4j.LoggerFactory;
 
-import java.time.Duration;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
-import java.util.function.BooleanSupplier;
 
 /**
  * Stage 1: where the message may go. For each handler batch, one pipelined round trip reads every
@@ -36,25 +32,22 @@ import java.util.function.BooleanSupplier;
  * else {@code dropped:no_channel}. Direct token sends go to that token only. Runs on its own thread.
  */
 final class ResolveHandler implements EventHandler<DeliveryEvent> {
-    private static final Logger log = LoggerFactory.getLogger(ResolveHandler.class);
 
     private final StatefulRedisConnection<String, String> connection;
     private final UserRegistry registry;
     private final MessageStore store;
-    private final Map<String, HeraldConfig.AppConfig> apps;
-    private final Duration wait;
-    private final BooleanSupplier stopping;
+    private final Map<String, AppConfig> apps;
+    private final Stage stage;
     private final List<DeliveryEvent> batch = new ArrayList<>();
 
     ResolveHandler(StatefulRedisConnection<String, String> connection, UserRegistry registry, MessageStore store,
-                   Map<String, HeraldConfig.AppConfig> apps, Duration wait, BooleanSupplier stopping) {
+                   Map<String, AppConfig> apps, Stage stage) {
         this.connection = connection;
         this.connection.setAutoFlushCommands(false);
         this.registry = registry;
         this.store = store;
         this.apps = apps;
-        this.wait = wait;
-        this.stopping = stopping;
+        this.stage = stage;
     }
 
     @Override
@@ -72,7 +65,7 @@ final class ResolveHandler implements EventHandler<DeliveryEvent> {
     private void resolve() {
         Map<String, Map<String, String>> users = new HashMap<>();
         Map<DeliveryEvent, String> states = new HashMap<>();
-        Stage.awaitRetrying(log, "resolve", wait, stopping, () -> {
+        stage.awaitRetrying("resolve", () -> {
             users.clear();
             states.clear();
             RedisAsyncCommands<String, String> cmd = connection.async();
@@ -107,7 +100,7 @@ final class ResolveHandler implements EventHandler<DeliveryEvent> {
                     continue;
                 }
             }
-            HeraldConfig.AppConfig app = apps.get(e.item.app());
+            AppConfig app = apps.get(e.item.app());
             if (app == null) {
                 e.drop = "unknown_app"; // replayed from the journal after the app left the config
                 continue;
@@ -129,7 +122,7 @@ final class ResolveHandler implements EventHandler<DeliveryEvent> {
         }
     }
 
-    private void plan(DeliveryEvent e, HeraldConfig.AppConfig app, Message m, UserRegistry.User user, long now) {
+    private void plan(DeliveryEvent e, AppConfig app, Message m, UserRegistry.User user, long now) {
         LinkedHashSet<String> channels = new LinkedHashSet<>();
         if (m.channel() == Channel.AUTO) {
             channels.addAll(user.profile().channels().isEmpty() ? app.channels().order() : user.profile().channels());

@@ -53,6 +53,18 @@ public final class EmbeddedRedis implements AutoCloseable {
 
     /** Starts a server on {@code port} (0 = pick a free one). */
     public static EmbeddedRedis start(Path dir, int port) {
+        return start(dir, port, List.of());
+    }
+
+    /**
+     * Starts a server with extra {@code redis-server} options after ours (e.g. {@code
+     * --cluster-enabled yes}: tests of topologies Herald refuses).
+     */
+    public static EmbeddedRedis start(Path dir, List<String> extraArgs) {
+        return start(dir, 0, extraArgs);
+    }
+
+    private static EmbeddedRedis start(Path dir, int port, List<String> extraArgs) {
         try {
             Files.createDirectories(dir);
         } catch (IOException e) {
@@ -64,7 +76,7 @@ public final class EmbeddedRedis implements AutoCloseable {
         for (int attempt = 0; attempt < 5; attempt++) {
             int p = port != 0 ? port : freePort();
             try {
-                return launch(binary, dir, p);
+                return launch(binary, dir, p, extraArgs);
             } catch (StartupException e) {
                 last = e;
                 if (port != 0) {
@@ -75,11 +87,12 @@ public final class EmbeddedRedis implements AutoCloseable {
         throw last;
     }
 
-    private static EmbeddedRedis launch(Path binary, Path dir, int port) {
+    private static EmbeddedRedis launch(Path binary, Path dir, int port, List<String> extraArgs) {
         List<String> cmd = new ArrayList<>(List.of(binary.toString(),
                 "--port", Integer.toString(port), "--bind", "127.0.0.1", "--dir", dir.toAbsolutePath().toString(),
                 "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--daemonize", "no",
                 "--protected-mode", "yes", "--loglevel", "warning", "--logfile", ""));
+        cmd.addAll(extraArgs);
         Process process;
         try {
             process = new ProcessBuilder(cmd).redirectErrorStream(true).start();

@@ -4,6 +4,7 @@ import io.herald.gateway.config.HeraldConfig;
 import io.herald.gateway.config.StartupException;
 import io.lettuce.core.ClientOptions;
 import io.lettuce.core.RedisClient;
+import io.lettuce.core.RedisCommandExecutionException;
 import io.lettuce.core.RedisConnectionException;
 import io.lettuce.core.RedisURI;
 import io.lettuce.core.ScriptOutputType;
@@ -98,7 +99,18 @@ public final class Redis implements AutoCloseable {
         try {
             StatefulRedisConnection<String, String> shared = client.connect(StringCodec.UTF8);
             shared.sync().ping();
+            if (clusterNode(shared)) {
+                shared.close();
+                client.shutdown();
+                resources.shutdown();
+                closeQuietly(embedded);
+                throw new StartupException("herald.redis.url / REDIS_URL: " + redact(url) + " is a Redis Cluster "
+                        + "node; Herald needs a standalone Redis (cluster support, redis.cluster, is not built yet): "
+                        + "point it at a standalone server or unset it for the embedded one");
+            }
             return new Redis(embedded, resources, client, shared);
+        } catch (StartupException e) {
+            throw e;
         } catch (RedisConnectionException e) {
             client.shutdown();
             resources.shutdown();
@@ -112,6 +124,21 @@ public final class Redis implements AutoCloseable {
             throw new StartupException("Redis at " + redact(url) + " refused us (" + rootMessage(e)
                     + "): check the password and database in REDIS_URL");
         }
+    }
+
+    /**
+     * Whether the server is a Redis Cluster node ({@code INFO cluster}: {@code cluster_enabled:1}).
+     * Multi-key scripts and the journal would meet MOVED / CROSSSLOT there. A server that hides
+     * INFO (some managed services) counts as standalone.
+     */
+    private static boolean clusterNode(StatefulRedisConnection<String, String> c) {
+        String info;
+        try {
+            info = c.sync().info("cluster");
+        } catch (RedisCommandExecutionException e) {
+            return false;
+        }
+        return info != null && info.lines().anyMatch(l -> l.trim().equals("cluster_enabled:1"));
     }
 
     /** A connection shared by callers that issue independent commands. */

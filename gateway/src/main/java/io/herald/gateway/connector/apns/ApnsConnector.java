@@ -7,6 +7,7 @@ import com.eatthepath.pushy.apns.PushNotificationResponse;
 import com.eatthepath.pushy.apns.PushType;
 import com.eatthepath.pushy.apns.auth.ApnsSigningKey;
 import com.eatthepath.pushy.apns.util.SimpleApnsPushNotification;
+import io.herald.gateway.config.AppConfig;
 import io.herald.gateway.config.HeraldConfig;
 import io.herald.gateway.config.StartupException;
 import io.herald.gateway.connector.Connector;
@@ -82,7 +83,7 @@ public final class ApnsConnector implements Connector {
             return t;
         });
         try {
-            for (HeraldConfig.AppConfig app : config.apps().values()) {
+            for (AppConfig app : config.apps().values()) {
                 topics.put(app.name(), app.apns().topic());
                 boolean toSandbox = config.sandbox() == HeraldConfig.SandboxMode.ALWAYS
                         || (config.sandbox() == HeraldConfig.SandboxMode.AUTO && !app.apns().hasCredentials());
@@ -124,8 +125,8 @@ public final class ApnsConnector implements Connector {
         }
     }
 
-    private ApnsClient realClient(HeraldConfig.AppConfig app, String host) {
-        HeraldConfig.Apns a = app.apns();
+    private ApnsClient realClient(AppConfig app, String host) {
+        AppConfig.Apns a = app.apns();
         String where = "herald.apps." + app.name() + ".apns";
         ApnsClientBuilder b = base().setApnsServer(host, a.port());
         try {
