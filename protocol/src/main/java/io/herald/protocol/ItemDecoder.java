@@ -292,14 +292,12 @@ final class ItemDecoder {
         return m.fallback() != null && m.fallback().stream().anyMatch(c -> c.allows(platform));
     }
 
-    static final java.util.regex.Pattern LABEL = java.util.regex.Pattern.compile("[A-Za-z0-9._:-]{1,64}");
-
-    /** A tracking label: 1..64 chars of A-Z a-z 0-9 . _ : - (they become Redis key parts and metric-free tags). */
+    /** A tracking label, see {@link Message#isLabel}. */
     private static String label(ObjectNode obj, String p, String name) throws Invalid {
         String s = string(obj, p, name);
-        if (s != null && !LABEL.matcher(s).matches()) {
+        if (s != null && !Message.isLabel(s)) {
             throw new Invalid(ErrorCode.INVALID_FIELD, p + "." + name, String.format(
-                    "%s.%s: \"%s\" (expected: 1..64 characters of A-Z a-z 0-9 . _ : -)", p, name, abbreviate(s)));
+                    "%s.%s: \"%s\" (expected: %s)", p, name, abbreviate(s), Message.LABEL_RULE));
         }
         return s;
     }

@@ -456,4 +456,24 @@ class BatchCodecTest {
         assertThat(accepted("{'user':'u','channel':'sms','body':'b','data':{'d':'" + "y".repeat(5000) + "'}}").channel())
                 .isEqualTo(Channel.SMS);
     }
+
+    @Test
+    void refusesCampaignAndVariantLabelsThatContainTheKeySeparator() throws Exception {
+        // "a:v:b" would count in the funnel of variant "b" of campaign "a" (herald:f:{app}:c:a:v:b).
+        assertItemError("{'user':'u','body':'b','campaign':'a:v:b'}", ErrorCode.INVALID_FIELD, "messages[0].campaign");
+        assertItemError("{'user':'u','body':'b','campaign':'a','variant':'b:m:0'}", ErrorCode.INVALID_FIELD,
+                "messages[0].variant");
+        assertItemError("{'user':'u','body':'b','campaign':'spring sale'}", ErrorCode.INVALID_FIELD,
+                "messages[0].campaign");
+        assertItemError("{'user':'u','body':'b','campaign':''}", ErrorCode.INVALID_FIELD, "messages[0].campaign");
+        assertItemError("{'user':'u','body':'b','campaign':'" + "c".repeat(65) + "'}", ErrorCode.INVALID_FIELD,
+                "messages[0].campaign");
+        assertThat(single("{'user':'u','body':'b','campaign':'a:v:b'}").error().message())
+                .contains("A-Z a-z 0-9 . _ -").doesNotContain(": -)");
+        Message m = accepted("{'user':'u','body':'b','campaign':'" + "c".repeat(64) + "','variant':'Spring_2025.v-1'}");
+        assertThat(m.campaign()).hasSize(64);
+        assertThat(m.variant()).isEqualTo("Spring_2025.v-1");
+        assertThat(Message.isLabel("a:v:b")).isFalse();
+        assertThat(Message.isLabel(null)).isFalse();
+    }
 }

@@ -19,6 +19,7 @@ import io.herald.protocol.BatchCodec;
 import io.herald.protocol.BatchRejectedException;
 import io.herald.protocol.DecodedBatch;
 import io.herald.protocol.ErrorCode;
+import io.herald.protocol.Message;
 import io.netty.buffer.ByteBufUtil;
 import io.netty.buffer.Unpooled;
 import io.netty.channel.ChannelFuture;
@@ -711,9 +712,7 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
 
     private void getCampaignFunnel(Request r, String app, String campaign) {
         String variant = query(r, "variant");
-        if (campaign == null || !campaign.matches("[A-Za-z0-9._:-]{1,64}")
-                || (variant != null && !variant.matches("[A-Za-z0-9._:-]{1,64}"))) {
-            notFound(r, "campaign");
+        if (badLabel(r, "campaign", campaign) || variant != null && badLabel(r, "variant", variant)) {
             return;
         }
         store.funnels().scopeFunnel(app, campaign, variant).whenComplete((f, e) -> {
@@ -727,6 +726,16 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
                 r.json(HttpResponseStatus.OK, f);
             }
         });
+    }
+
+    /** Answers 400 {@code invalid_field} naming {@code name} when {@code value} is not a campaign/variant label. */
+    private static boolean badLabel(Request r, String name, String value) {
+        if (Message.isLabel(value)) {
+            return false;
+        }
+        r.error(HttpResponseStatus.BAD_REQUEST, ApiError.of(ErrorCode.INVALID_FIELD, name,
+                String.format("%s: not a label (expected: %s)", name, Message.LABEL_RULE)));
+        return true;
     }
 
     private void getStats(Request r, String app) {
@@ -752,7 +761,12 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
                     "bucket: minute, hour or day; to >= from"));
             return;
         }
-        store.funnels().series(app, query(r, "campaign"), query(r, "variant"), bucket, from, to).whenComplete((s2, e) -> {
+        String campaign = query(r, "campaign");
+        String variant = query(r, "variant");
+        if (campaign != null && badLabel(r, "campaign", campaign) || variant != null && badLabel(r, "variant", variant)) {
+            return;
+        }
+        store.funnels().series(app, campaign, variant, bucket, from, to).whenComplete((s2, e) -> {
             if (e != null) {
                 unavailable(r, e);
             } else {
