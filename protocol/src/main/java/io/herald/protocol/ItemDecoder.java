@@ -110,10 +110,6 @@ final class ItemDecoder {
 
         String title = string(obj, p, "title");
         String body = string(obj, p, "body");
-        if ((title == null || title.isBlank()) && (body == null || body.isBlank())) {
-            throw new Invalid(ErrorCode.MISSING_FIELD, p + ".body",
-                    String.format("%s.body: missing or blank (expected: a non-blank title or body)", p));
-        }
 
         ObjectNode data = null;
         JsonNode dataNode = present(obj, "data");
@@ -234,6 +230,22 @@ final class ItemDecoder {
         if (smsBody != null && (smsBody.isBlank() || smsBody.length() > MAX_SMS_CHARS)) {
             throw new Invalid(ErrorCode.INVALID_FIELD, p + ".smsBody", String.format(
                     "%s.smsBody: %s chars (expected: 1..%s chars, not blank)", p, smsBody.length(), MAX_SMS_CHARS));
+        }
+
+        if ((title == null || title.isBlank()) && (body == null || body.isBlank())) {
+            // An SMS-only message (channel sms, no push fallback) needs only its SMS text.
+            boolean smsOnly = user != null && channel == Channel.SMS
+                    && (fallback == null || fallback.stream().allMatch(c -> c == Channel.SMS));
+            if (!smsOnly) {
+                throw new Invalid(ErrorCode.MISSING_FIELD, p + ".body", channel == Channel.SMS
+                        ? String.format("%s.body: missing or blank (expected: a non-blank title or body for the push "
+                                + "channel in fallback; smsBody is only the SMS text)", p)
+                        : String.format("%s.body: missing or blank (expected: a non-blank title or body)", p));
+            }
+            if (smsBody == null) {
+                throw new Invalid(ErrorCode.MISSING_FIELD, p + ".smsBody", String.format(
+                        "%s.smsBody: missing (expected: the SMS text, or a non-blank title or body)", p));
+            }
         }
 
         Message.Android android = android(obj, p);

@@ -20,7 +20,8 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
  * @param apnsToken a raw APNs device token in lowercase hex (direct send), or {@code null}
  * @param fcmToken a raw FCM registration token (direct send), or {@code null}
  * @param title the alert title, or {@code null}
- * @param body the alert body, or {@code null}
+ * @param body the alert body, or {@code null} (a push needs a title or a body; a message that can only
+ *     go by SMS may have neither when it has an {@code smsBody})
  * @param data custom top-level payload fields (never containing {@code "aps"}), or {@code null}
  * @param priority the delivery priority; {@code null} becomes {@link Priority#HIGH}
  * @param ttlSeconds seconds APNs may keep retrying, 0..2419200 (28 days); the API default is 86400

@@ -476,4 +476,28 @@ class BatchCodecTest {
         assertThat(Message.isLabel("a:v:b")).isFalse();
         assertThat(Message.isLabel(null)).isFalse();
     }
+
+    @Test
+    void anSmsOnlyMessageNeedsOnlyItsSmsText() throws Exception {
+        Message m = accepted("{'user':'u','channel':'sms','smsBody':'Your code is 1234'}");
+        assertThat(m.channel()).isEqualTo(Channel.SMS);
+        assertThat(m.title()).isNull();
+        assertThat(m.body()).isNull();
+        assertThat(m.smsBody()).isEqualTo("Your code is 1234");
+        assertThat(codec.decodeMessage(codec.encodeMessage(m))).isEqualTo(m);
+        assertThat(accepted("{'user':'u','channel':'sms','fallback':['sms'],'smsBody':'x'}").smsBody()).isEqualTo("x");
+        // Without smsBody, the SMS text is made of title and body: one of the three is needed.
+        assertItemError("{'user':'u','channel':'sms'}", ErrorCode.MISSING_FIELD, "messages[0].smsBody");
+        assertItemError("{'user':'u','channel':'sms','body':' '}", ErrorCode.MISSING_FIELD, "messages[0].smsBody");
+        // A channel that may be push needs a push text, whatever the SMS text.
+        assertItemError("{'user':'u','smsBody':'x'}", ErrorCode.MISSING_FIELD, "messages[0].body");
+        assertItemError("{'user':'u','channel':'push','smsBody':'x'}", ErrorCode.MISSING_FIELD, "messages[0].body");
+        // So does a push fallback of an SMS message; the error names it.
+        DecodedBatch.Item fallback = single("{'user':'u','channel':'sms','fallback':['push'],'smsBody':'x'}");
+        assertThat(fallback.error().code()).isEqualTo(ErrorCode.MISSING_FIELD.wire());
+        assertThat(fallback.error().field()).isEqualTo("messages[0].body");
+        assertThat(fallback.error().message()).contains("fallback");
+        assertItemError("{'user':'u','channel':'sms','fallback':['fcm'],'smsBody':'x'}", ErrorCode.MISSING_FIELD,
+                "messages[0].body");
+    }
 }
