@@ -138,4 +138,31 @@ class MessageMetricsIT {
         // The counts move where the script's answer arrives, a moment after the state is readable.
         await().atMost(Duration.ofSeconds(10)).untilAsserted(() -> assertThat(messageStates()).isEqualTo(expected));
     }
+
+    /**
+     * A retried record round trip runs transition.lua again: a repeat of a terminal change answers
+     * 0 and a repeat of {@code deferred} (not terminal) answers 2, so neither counts twice.
+     */
+    @Test
+    void aTransitionWrittenTwiceCountsOnce() throws Exception {
+        io.herald.gateway.metrics.Metrics metrics = new io.herald.gateway.metrics.Metrics();
+        try (metrics) {
+            var redis = gw.herald.redis();
+            var mapper = TestGateway.JSON;
+            Duration day = Duration.ofDays(1);
+            var store = new io.herald.gateway.tracking.MessageStore(redis, mapper, day, day,
+                    new io.herald.gateway.tracking.Funnels(redis, mapper, day, day, day, day), metrics);
+            var message = new io.herald.protocol.Message(null, "twice-" + UUID.randomUUID(), null, null, "t", null, null,
+                    null, 86_400, null, null, null, null, null, null, null, null, null, null, null);
+            var item = new io.herald.gateway.journal.JournalItem(gw.app, MessageIds.newBatchId().toString(), 0,
+                    System.currentTimeMillis(), message, false);
+            var cmd = redis.shared().async();
+            for (String label : List.of("deferred", "deferred", "accepted", "accepted")) {
+                store.transition(cmd, item, label, System.currentTimeMillis(), List.of(), "apns", 0)
+                        .get(10, java.util.concurrent.TimeUnit.SECONDS);
+            }
+            assertThat(metrics.scrape()).containsPattern("herald_messages_total\\{state=\"deferred\"}\\s+1\\.0")
+                    .containsPattern("herald_messages_total\\{state=\"accepted\"}\\s+1\\.0");
+        }
+    }
 }
