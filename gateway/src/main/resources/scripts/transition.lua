@@ -10,7 +10,8 @@
 -- never listed without being failed. Its score is ms * 1000, made unique and rising ('#last').
 -- Batch state counts live in the batch hash as n:<label>; 'queued' starts at the accepted count.
 -- Terminal states (accepted, delivered, opened, clicked, failed, dropped) never change here
--- (receipt.lua moves an accepted message on). Reply: 1 applied, 0 already terminal.
+-- (receipt.lua moves an accepted message on). Reply: 1 applied, 0 already terminal, 2 already in
+-- this state (a retried 'deferred': the counters net to zero and count nothing).
 local a = cjson.decode(ARGV[1])
 local cur = redis.call('HGET', KEYS[1], 'state')
 if cur then
@@ -58,4 +59,5 @@ if a.dead then
 end
 redis.call('PEXPIRE', KEYS[1], a.retention)
 redis.call('PEXPIRE', KEYS[2], a.retention)
+if cur == a.label then return 2 end
 return 1

@@ -126,7 +126,7 @@ public final class Herald implements AutoCloseable {
         ReceiptTokens tokens = ReceiptKeys.load(config);
         Journal journal = new Journal(redis, codec, config.nodeId(), config.retention(), funnels);
         MessageStore store = new MessageStore(redis, codec.mapper(), config.retention(),
-                config.tracking().eventRetention(), funnels);
+                config.tracking().eventRetention(), funnels, metrics);
         UserRegistry registry = new UserRegistry(redis, codec.mapper(),
                 PersonalDataCipher.load(config.dataKey(), config.dataDir()));
         RateLimiter limiter = new RateLimiter(config.apps());

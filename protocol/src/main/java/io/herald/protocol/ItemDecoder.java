@@ -110,10 +110,6 @@ final class ItemDecoder {
 
         String title = string(obj, p, "title");
         String body = string(obj, p, "body");
-        if ((title == null || title.isBlank()) && (body == null || body.isBlank())) {
-            throw new Invalid(ErrorCode.MISSING_FIELD, p + ".body",
-                    String.format("%s.body: missing or blank (expected: a non-blank title or body)", p));
-        }
 
         ObjectNode data = null;
         JsonNode dataNode = present(obj, "data");
@@ -236,6 +232,22 @@ final class ItemDecoder {
                     "%s.smsBody: %s chars (expected: 1..%s chars, not blank)", p, smsBody.length(), MAX_SMS_CHARS));
         }
 
+        if ((title == null || title.isBlank()) && (body == null || body.isBlank())) {
+            // An SMS-only message (channel sms, no push fallback) needs only its SMS text.
+            boolean smsOnly = user != null && channel == Channel.SMS
+                    && (fallback == null || fallback.stream().allMatch(c -> c == Channel.SMS));
+            if (!smsOnly) {
+                throw new Invalid(ErrorCode.MISSING_FIELD, p + ".body", channel == Channel.SMS
+                        ? String.format("%s.body: missing or blank (expected: a non-blank title or body for the push "
+                                + "channel in fallback; smsBody is only the SMS text)", p)
+                        : String.format("%s.body: missing or blank (expected: a non-blank title or body)", p));
+            }
+            if (smsBody == null) {
+                throw new Invalid(ErrorCode.MISSING_FIELD, p + ".smsBody", String.format(
+                        "%s.smsBody: missing (expected: the SMS text, or a non-blank title or body)", p));
+            }
+        }
+
         Message.Android android = android(obj, p);
         String campaign = label(obj, p, "campaign");
         String variant = label(obj, p, "variant");
@@ -292,14 +304,12 @@ final class ItemDecoder {
         return m.fallback() != null && m.fallback().stream().anyMatch(c -> c.allows(platform));
     }
 
-    static final java.util.regex.Pattern LABEL = java.util.regex.Pattern.compile("[A-Za-z0-9._:-]{1,64}");
-
-    /** A tracking label: 1..64 chars of A-Z a-z 0-9 . _ : - (they become Redis key parts and metric-free tags). */
+    /** A tracking label, see {@link Message#isLabel}. */
     private static String label(ObjectNode obj, String p, String name) throws Invalid {
         String s = string(obj, p, name);
-        if (s != null && !LABEL.matcher(s).matches()) {
+        if (s != null && !Message.isLabel(s)) {
             throw new Invalid(ErrorCode.INVALID_FIELD, p + "." + name, String.format(
-                    "%s.%s: \"%s\" (expected: 1..64 characters of A-Z a-z 0-9 . _ : -)", p, name, abbreviate(s)));
+                    "%s.%s: \"%s\" (expected: %s)", p, name, abbreviate(s), Message.LABEL_RULE));
         }
         return s;
     }

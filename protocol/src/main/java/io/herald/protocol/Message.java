@@ -20,7 +20,8 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
  * @param apnsToken a raw APNs device token in lowercase hex (direct send), or {@code null}
  * @param fcmToken a raw FCM registration token (direct send), or {@code null}
  * @param title the alert title, or {@code null}
- * @param body the alert body, or {@code null}
+ * @param body the alert body, or {@code null} (a push needs a title or a body; a message that can only
+ *     go by SMS may have neither when it has an {@code smsBody})
  * @param data custom top-level payload fields (never containing {@code "aps"}), or {@code null}
  * @param priority the delivery priority; {@code null} becomes {@link Priority#HIGH}
  * @param ttlSeconds seconds APNs may keep retrying, 0..2419200 (28 days); the API default is 86400
@@ -33,8 +34,8 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
  *     dead, permanent rejection); {@code null} = the app's default
  * @param smsBody the SMS text; {@code null} = title and body joined by a line break
  * @param android FCM options, or {@code null}
- * @param campaign a campaign label for tracking (funnels per campaign), or {@code null}
- * @param variant a variant label within the campaign (A/B), or {@code null}
+ * @param campaign a campaign label for tracking (funnels per campaign; see {@link #isLabel}), or {@code null}
+ * @param variant a variant label within the campaign (A/B; see {@link #isLabel}), or {@code null}
  * @param trackLinks whether links in the SMS text become tracked short links; {@code null} = the
  *     app's default ({@code sms.track-links})
  */
@@ -66,6 +67,21 @@ public record Message(
 
     /** The TTL applied when a message does not specify one: one day. */
     static final int DEFAULT_TTL_SECONDS = 86_400;
+
+    private static final java.util.regex.Pattern LABEL = java.util.regex.Pattern.compile("[A-Za-z0-9._-]{1,64}");
+
+    /** What {@link #isLabel} accepts, worded for error messages. */
+    public static final String LABEL_RULE = "1..64 characters of A-Z a-z 0-9 . _ -";
+
+    /**
+     * True when {@code s} may be a {@code campaign} or {@code variant} label: 1..64 characters of
+     * A-Z a-z 0-9 {@code . _ -}. Labels become parts of Redis key names, where {@code :} separates
+     * the parts, so {@code :} is not allowed: campaign {@code a:v:b} would otherwise count in the
+     * same funnel as variant {@code b} of campaign {@code a}.
+     */
+    public static boolean isLabel(String s) {
+        return s != null && LABEL.matcher(s).matches();
+    }
 
     /** The largest TTL accepted: 28 days. */
     static final int MAX_TTL_SECONDS = 2_419_200;

@@ -456,4 +456,48 @@ class BatchCodecTest {
         assertThat(accepted("{'user':'u','channel':'sms','body':'b','data':{'d':'" + "y".repeat(5000) + "'}}").channel())
                 .isEqualTo(Channel.SMS);
     }
+
+    @Test
+    void refusesCampaignAndVariantLabelsThatContainTheKeySeparator() throws Exception {
+        // "a:v:b" would count in the funnel of variant "b" of campaign "a" (herald:f:{app}:c:a:v:b).
+        assertItemError("{'user':'u','body':'b','campaign':'a:v:b'}", ErrorCode.INVALID_FIELD, "messages[0].campaign");
+        assertItemError("{'user':'u','body':'b','campaign':'a','variant':'b:m:0'}", ErrorCode.INVALID_FIELD,
+                "messages[0].variant");
+        assertItemError("{'user':'u','body':'b','campaign':'spring sale'}", ErrorCode.INVALID_FIELD,
+                "messages[0].campaign");
+        assertItemError("{'user':'u','body':'b','campaign':''}", ErrorCode.INVALID_FIELD, "messages[0].campaign");
+        assertItemError("{'user':'u','body':'b','campaign':'" + "c".repeat(65) + "'}", ErrorCode.INVALID_FIELD,
+                "messages[0].campaign");
+        assertThat(single("{'user':'u','body':'b','campaign':'a:v:b'}").error().message())
+                .contains("A-Z a-z 0-9 . _ -").doesNotContain(": -)");
+        Message m = accepted("{'user':'u','body':'b','campaign':'" + "c".repeat(64) + "','variant':'Spring_2025.v-1'}");
+        assertThat(m.campaign()).hasSize(64);
+        assertThat(m.variant()).isEqualTo("Spring_2025.v-1");
+        assertThat(Message.isLabel("a:v:b")).isFalse();
+        assertThat(Message.isLabel(null)).isFalse();
+    }
+
+    @Test
+    void anSmsOnlyMessageNeedsOnlyItsSmsText() throws Exception {
+        Message m = accepted("{'user':'u','channel':'sms','smsBody':'Your code is 1234'}");
+        assertThat(m.channel()).isEqualTo(Channel.SMS);
+        assertThat(m.title()).isNull();
+        assertThat(m.body()).isNull();
+        assertThat(m.smsBody()).isEqualTo("Your code is 1234");
+        assertThat(codec.decodeMessage(codec.encodeMessage(m))).isEqualTo(m);
+        assertThat(accepted("{'user':'u','channel':'sms','fallback':['sms'],'smsBody':'x'}").smsBody()).isEqualTo("x");
+        // Without smsBody, the SMS text is made of title and body: one of the three is needed.
+        assertItemError("{'user':'u','channel':'sms'}", ErrorCode.MISSING_FIELD, "messages[0].smsBody");
+        assertItemError("{'user':'u','channel':'sms','body':' '}", ErrorCode.MISSING_FIELD, "messages[0].smsBody");
+        // A channel that may be push needs a push text, whatever the SMS text.
+        assertItemError("{'user':'u','smsBody':'x'}", ErrorCode.MISSING_FIELD, "messages[0].body");
+        assertItemError("{'user':'u','channel':'push','smsBody':'x'}", ErrorCode.MISSING_FIELD, "messages[0].body");
+        // So does a push fallback of an SMS message; the error names it.
+        DecodedBatch.Item fallback = single("{'user':'u','channel':'sms','fallback':['push'],'smsBody':'x'}");
+        assertThat(fallback.error().code()).isEqualTo(ErrorCode.MISSING_FIELD.wire());
+        assertThat(fallback.error().field()).isEqualTo("messages[0].body");
+        assertThat(fallback.error().message()).contains("fallback");
+        assertItemError("{'user':'u','channel':'sms','fallback':['fcm'],'smsBody':'x'}", ErrorCode.MISSING_FIELD,
+                "messages[0].body");
+    }
 }

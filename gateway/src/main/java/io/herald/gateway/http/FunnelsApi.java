@@ -7,6 +7,7 @@ import io.herald.gateway.tracking.Funnels;
 import io.herald.gateway.tracking.MessageStore;
 import io.herald.protocol.ApiError;
 import io.herald.protocol.ErrorCode;
+import io.herald.protocol.Message;
 import io.lettuce.core.Range;
 import io.lettuce.core.StreamMessage;
 import io.netty.handler.codec.http.HttpResponseStatus;
@@ -91,13 +92,21 @@ final class FunnelsApi {
                 });
     }
 
+    /** Answers 400 {@code invalid_field} naming {@code name} when {@code value} is not a campaign/variant label. */
+    private static boolean badLabel(Exchange x, String name, String value) {
+        if (Message.isLabel(value)) {
+            return false;
+        }
+        x.error(HttpResponseStatus.BAD_REQUEST, ApiError.of(ErrorCode.INVALID_FIELD, name,
+                String.format("%s: not a label (expected: %s)", name, Message.LABEL_RULE)));
+        return true;
+    }
+
     private void campaignFunnel(Exchange x) {
         String app = x.app();
         String campaign = x.param("campaign");
         String variant = x.query("variant");
-        if (campaign == null || !campaign.matches("[A-Za-z0-9._:-]{1,64}")
-                || (variant != null && !variant.matches("[A-Za-z0-9._:-]{1,64}"))) {
-            x.notFound("campaign");
+        if (badLabel(x, "campaign", campaign) || variant != null && badLabel(x, "variant", variant)) {
             return;
         }
         store.funnels().scopeFunnel(app, campaign, variant).whenComplete((f, e) -> {
@@ -137,7 +146,12 @@ final class FunnelsApi {
                     "bucket: minute, hour or day; to >= from"));
             return;
         }
-        store.funnels().series(app, x.query("campaign"), x.query("variant"), bucket, from, to).whenComplete((s2, e) -> {
+        String campaign = x.query("campaign");
+        String variant = x.query("variant");
+        if (campaign != null && badLabel(x, "campaign", campaign) || variant != null && badLabel(x, "variant", variant)) {
+            return;
+        }
+        store.funnels().series(app, campaign, variant, bucket, from, to).whenComplete((s2, e) -> {
             if (e != null) {
                 x.unavailable(e);
             } else {

@@ -36,6 +36,8 @@ public final class Metrics implements AutoCloseable {
     private final ConcurrentHashMap<String, Counter> verdicts = new ConcurrentHashMap<>();
     private final ConcurrentHashMap<String, Counter> outcomes = new ConcurrentHashMap<>();
     private final ConcurrentHashMap<String, Counter> states = new ConcurrentHashMap<>();
+    /** Most distinct {@code state} tag values of {@code herald_messages_total} (reasons come from providers). */
+    static final int MAX_STATE_LABELS = 64;
 
     public Metrics() {
         new JvmMemoryMetrics().bindTo(registry);
@@ -86,10 +88,26 @@ public final class Metrics implements AutoCloseable {
                 .description("Provider answers by connector and outcome").register(registry)).increment();
     }
 
-    /** A message reached a state (label such as accepted, failed:unregistered, deferred). */
+    /**
+     * A message reached a state: the label as stored ({@code deferred}, {@code accepted},
+     * {@code delivered}, {@code opened}, {@code clicked}, {@code failed:<reason>},
+     * {@code dropped:<reason>}) or {@code dismissed} for a dismiss receipt. Callers count only a
+     * change that applied, once. Reasons come from providers, so after {@value #MAX_STATE_LABELS}
+     * distinct labels a new one counts as {@code <state>:other}.
+     */
     public void state(String label) {
-        states.computeIfAbsent(label, l -> Counter.builder("herald.messages").tag("state", l)
-                .description("Messages by state reached").register(registry)).increment();
+        Counter c = states.get(label);
+        if (c == null) {
+            String tag = label;
+            if (states.size() >= MAX_STATE_LABELS) {
+                int colon = label.indexOf(':');
+                tag = colon < 0 ? "other" : label.substring(0, colon) + ":other";
+            }
+            String t = tag;
+            c = states.computeIfAbsent(tag, l -> Counter.builder("herald.messages").tag("state", t)
+                    .description("Messages by state reached (each change counted once)").register(registry));
+        }
+        c.increment();
     }
 
     public void smsSegments(int n) {

@@ -104,10 +104,7 @@ final class RecordHandler implements EventHandler<OutcomeEvent> {
                 finished.add(o.entry);
             }
             if (o.kind == OutcomeEvent.Kind.DONE) {
-                metrics.state(o.label);
-                metrics.deliveryLatency(now - o.item.acceptedAt());
-            } else if (o.kind == OutcomeEvent.Kind.DEFERRED) {
-                metrics.state("deferred");
+                metrics.deliveryLatency(now - o.item.acceptedAt()); // states are counted by MessageStore
             }
         }
         if (!finished.isEmpty()) {

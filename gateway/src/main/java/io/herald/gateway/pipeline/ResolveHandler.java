@@ -27,7 +27,8 @@ import java.util.concurrent.CompletableFuture;
  * <p>The plan: the message's channel ({@code auto} = the user's channel order, else the app's),
  * then its fallback channels (or the app's default fallback), each kept only if the user has not
  * opted out of it ({@code push} consent covers apns and fcm) and has somewhere to receive it
- * (active devices of the platform, a phone number for sms). Skipped channels are noted in the
+ * (active devices of the platform, a phone number for sms) and, for push, the message has a title
+ * or body (an SMS-only message needs only its SMS text). Skipped channels are noted in the
  * message's history. Nothing left: {@code dropped:opted_out} when consent ruled out every channel,
  * else {@code dropped:no_channel}. Direct token sends go to that token only. Runs on its own thread.
  */
@@ -137,7 +138,13 @@ final class ResolveHandler implements EventHandler<DeliveryEvent> {
         List<DeliveryEvent.Step> plan = new ArrayList<>(channels.size());
         List<String> notes = new ArrayList<>(0);
         int optedOut = 0;
+        boolean pushText = m.title() != null && !m.title().isBlank() || m.body() != null && !m.body().isBlank();
         for (String channel : channels) {
+            if (!pushText && !channel.equals("sms")) {
+                // An SMS-only message (intake let it in without title or body) meets the app's push fallback.
+                notes.add(store.historyLine(now, "skipped", channel, null, "no_push_text"));
+                continue;
+            }
             String consent = channel.equals("sms") ? "sms" : "push";
             if (user.profile().optedOut(consent)) {
                 optedOut++;

@@ -44,8 +44,10 @@ import java.util.function.Consumer;
  * message arrived exactly once.
  *
  * <p>Clients trust {@link #certificate()} and sign with {@link #signingKey()} (tokens are not
- * verified: this is a rehearsal peer, not a security boundary). Thread-safe; the creator owns it
- * and must {@link #close()} it.
+ * verified: this is a rehearsal peer, not a security boundary), or, on a peer started with a
+ * trusted client certificate, present that certificate (TLS client auth, as for Apple's .p12
+ * certificates). Unregistered answers carry a timestamp that can be scripted per token
+ * ({@link #unregisteredAt}). Thread-safe; the creator owns it and must {@link #close()} it.
  */
 public final class SandboxApns implements AutoCloseable {
 
@@ -73,8 +75,12 @@ public final class SandboxApns implements AutoCloseable {
     private volatile Consumer<String> onPayload;
     private volatile String lastAuthorization;
     private final AtomicInteger connectionsAccepted = new AtomicInteger();
+    private final Map<String, Instant> unregisteredAt = new ConcurrentHashMap<>();
+    private final X509Certificate trustedClient;
+    private volatile X509Certificate lastClientCertificate;
 
-    private SandboxApns(int port) throws Exception {
+    private SandboxApns(int port, X509Certificate trustedClient) throws Exception {
+        this.trustedClient = trustedClient;
         this.certificate = new SelfSignedCertificate("localhost");
         KeyPairGenerator gen = KeyPairGenerator.getInstance("EC");
         gen.initialize(new ECGenParameterSpec("secp256r1"));
@@ -84,31 +90,62 @@ public final class SandboxApns implements AutoCloseable {
             t.setDaemon(true);
             return t;
         });
-        this.server = new MockApnsServerBuilder()
+        MockApnsServerBuilder builder = new MockApnsServerBuilder()
                 .setServerCredentials(new X509Certificate[] {certificate.cert()}, certificate.key(), null)
                 .setEventLoopGroup(group)
                 .setMaxConcurrentStreams(1500)
                 .setHandlerFactory(session -> {
                     connectionsAccepted.incrementAndGet(); // one handler per client connection
-                    return handler();
-                })
-                .build();
+                    X509Certificate client = clientCertificate(session);
+                    if (client != null) {
+                        lastClientCertificate = client;
+                    }
+                    return handler(trustedClient != null && client == null);
+                });
+        if (trustedClient != null) {
+            // Pushy's (misnamed) setter for the certificates client certificates must chain to; the TLS
+            // handshake then fails for any other client certificate.
+            builder.setTrustedServerCertificateChain(trustedClient);
+        }
+        this.server = builder.build();
         this.allChannels = channels(server);
         this.port = bindLoopback(server, port);
     }
 
     /** Starts a peer on 127.0.0.1:{@code port} (0 = a free port). */
     public static SandboxApns start(int port) {
+        return start(port, null);
+    }
+
+    /**
+     * Starts a peer that, as APNs does for certificate-based connections, serves only clients that
+     * present a TLS client certificate chaining to {@code trustedClient}: another certificate fails
+     * the handshake, none gets 403 {@code MissingProviderToken} for every request. Null: no client
+     * certificate needed (provider tokens, not verified).
+     */
+    public static SandboxApns start(int port, X509Certificate trustedClient) {
         try {
-            return new SandboxApns(port);
+            return new SandboxApns(port, trustedClient);
         } catch (Exception e) {
             throw new IllegalStateException("cannot start the APNs sandbox on 127.0.0.1:" + port + ": " + e, e);
         }
     }
 
-    private PushNotificationHandler handler() {
+    private static X509Certificate clientCertificate(javax.net.ssl.SSLSession session) {
+        try {
+            java.security.cert.Certificate[] chain = session.getPeerCertificates();
+            return chain.length > 0 && chain[0] instanceof X509Certificate c ? c : null;
+        } catch (javax.net.ssl.SSLPeerUnverifiedException e) {
+            return null; // the client sent no certificate
+        }
+    }
+
+    private PushNotificationHandler handler(boolean noClientCertificate) {
         return (Http2Headers headers, io.netty.buffer.ByteBuf payload) -> {
             requestsTotal.incrementAndGet();
+            if (noClientCertificate) {
+                throw new RejectedNotificationException(RejectionReason.MISSING_PROVIDER_TOKEN);
+            }
             CharSequence auth = headers.get("authorization");
             if (auth != null) {
                 lastAuthorization = auth.toString();
@@ -133,7 +170,8 @@ public final class SandboxApns implements AutoCloseable {
                     }
                     acceptedTotal.incrementAndGet();
                 }
-                case UNREGISTERED -> throw new UnregisteredDeviceTokenException(Instant.now());
+                case UNREGISTERED -> throw new UnregisteredDeviceTokenException(
+                        unregisteredAt.getOrDefault(token, Instant.now()));
                 case BAD_DEVICE_TOKEN -> throw new RejectedNotificationException(RejectionReason.BAD_DEVICE_TOKEN);
                 case PAYLOAD_TOO_LARGE -> throw new RejectedNotificationException(RejectionReason.PAYLOAD_TOO_LARGE);
                 case TOO_MANY_REQUESTS -> throw new RejectedNotificationException(RejectionReason.TOO_MANY_REQUESTS);
@@ -168,6 +206,14 @@ public final class SandboxApns implements AutoCloseable {
         synchronized (q) {
             q.addAll(List.of(answers));
         }
+    }
+
+    /**
+     * Unregistered (410) answers for {@code token} carry {@code at} as the time Apple learnt the
+     * token was dead (default: now).
+     */
+    public void unregisteredAt(String token, Instant at) {
+        unregisteredAt.put(token, at);
     }
 
     /** Every request for {@code token} gets {@code answer} (after any scripted once-answers). */
@@ -245,6 +291,11 @@ public final class SandboxApns implements AutoCloseable {
         Map<UUID, Integer> out = new java.util.HashMap<>();
         accepted.forEach((k, v) -> out.put(k, v.get()));
         return out;
+    }
+
+    /** The TLS client certificate of the latest connection that presented one, or null. */
+    public X509Certificate lastClientCertificate() {
+        return lastClientCertificate;
     }
 
     /** The {@code authorization} header of the latest request (a provider token: {@code bearer <JWT>}). */

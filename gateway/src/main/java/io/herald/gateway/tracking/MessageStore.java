@@ -3,6 +3,7 @@ package io.herald.gateway.tracking;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.herald.gateway.metrics.Metrics;
 import io.herald.gateway.redis.Keys;
 import io.herald.gateway.redis.Redis;
 import io.lettuce.core.ScriptOutputType;
@@ -24,7 +25,9 @@ import java.util.concurrent.CompletableFuture;
  * which makes replays and retries of the record stage harmless); the API reads through
  * {@link #batchStatus} and {@link #messageStatus}. State labels are {@code queued},
  * {@code deferred}, {@code accepted}, {@code failed:<reason>} and {@code dropped:<reason>}.
- * Thread-safe; stateless apart from Redis.
+ * Every change that applied, and only those, is counted in {@code herald_messages_total} here, where
+ * the script's answer arrives: a replayed or repeated change, and a receipt answered
+ * {@code no_change}, count nothing. Thread-safe; stateless apart from Redis.
  */
 public final class MessageStore {
     private final Redis redis;
@@ -32,6 +35,7 @@ public final class MessageStore {
     private final long retentionMillis;
     private final long eventRetentionMillis;
     private final Funnels funnels;
+    private final Metrics metrics;
     private final Redis.Script transition = new Redis.Script("/scripts/funnel.lua", "/scripts/transition.lua");
     private final Redis.Script receipt = new Redis.Script("/scripts/funnel.lua", "/scripts/receipt.lua");
     private io.lettuce.core.api.StatefulRedisConnection<String, String> receiptConnection;
@@ -138,6 +142,10 @@ public final class MessageStore {
                     long n = runs.get(j).join();
                     out[runIndex.get(j)] = n == 1 ? ReceiptStatus.APPLIED
                             : n == -1 ? ReceiptStatus.NOT_YET_ACCEPTED : ReceiptStatus.DUPLICATE;
+                    if (n == 1) {
+                        ReceiptIn r = items.get(runIndex.get(j));
+                        metrics.state("failed".equals(r.event()) ? "failed:" + r.reason() : r.event());
+                    }
                 }
                 return List.of(out);
             });
@@ -183,8 +191,10 @@ public final class MessageStore {
         return redis.async().xrange(Keys.events(app), range, io.lettuce.core.Limit.from(limit)).toCompletableFuture();
     }
 
-    public MessageStore(Redis redis, ObjectMapper mapper, Duration retention, Duration eventRetention, Funnels funnels) {
+    public MessageStore(Redis redis, ObjectMapper mapper, Duration retention, Duration eventRetention, Funnels funnels,
+                        Metrics metrics) {
         this.redis = redis;
+        this.metrics = metrics;
         this.mapper = mapper;
         this.retentionMillis = retention.toMillis();
         this.eventRetentionMillis = eventRetention.toMillis();
@@ -212,7 +222,8 @@ public final class MessageStore {
      * Queues a state change of message {@code index} of batch {@code batchId} of {@code app} on the
      * caller's connection, with the funnel counts and the event log entry it implies. {@code channel}
      * is the channel that accepted the message (or null); {@code invalidated} the number of devices
-     * found dead. Completes with true when it applied.
+     * found dead. Completes with true when it applied (a repeat of the state the message is already
+     * in, or a change of a terminal message, gives false).
      */
     public CompletableFuture<Boolean> transition(RedisAsyncCommands<String, String> cmd, String app, String batchId,
                                                  int index, io.herald.protocol.Message message, String label, long at,
@@ -297,7 +308,12 @@ public final class MessageStore {
         for (int i = 0; i < counters.keys().size(); i++) {
             keys[first + i] = counters.keys().get(i);
         }
-        return transition.<Long>run(cmd, ScriptOutputType.INTEGER, keys, a.toString()).thenApply(n -> n == 1L);
+        return transition.<Long>run(cmd, ScriptOutputType.INTEGER, keys, a.toString()).thenApply(n -> {
+            if (n == 1L) {
+                metrics.state(label); // here, where the change is known to have applied: counted once
+            }
+            return n == 1L;
+        });
     }
 
     /** Queues a read of a message's current state label (null = still queued) on the caller's connection. */
