@@ -1,9 +1,8 @@
 package io.herald.gateway;
 
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
@@ -31,19 +30,11 @@ import static org.awaitility.Awaitility.await;
  */
 @Timeout(120)
 class HostileClientsIT {
-    static TestGateway gw;
+    @RegisterExtension
+    static final GatewayExtension gateway =
+            GatewayExtension.withConfig("http { max-body-bytes = 65536, request-timeout = 1s, idle-timeout = 2s }");
 
-    @BeforeAll
-    static void start() throws Exception {
-        gw = new TestGateway("http { max-body-bytes = 65536, request-timeout = 1s, idle-timeout = 2s }");
-    }
-
-    @AfterAll
-    static void stop() {
-        gw.close();
-    }
-
-    private static Socket connect() throws IOException {
+    private static Socket connect(TestGateway gw) throws IOException {
         Socket s = new Socket(gw.herald.address().getAddress(), gw.herald.address().getPort());
         s.setSoTimeout(20_000);
         return s;
@@ -55,8 +46,8 @@ class HostileClientsIT {
     }
 
     @Test
-    void headersThatNeverEndGet408WithinTheRequestTimeout() throws Exception {
-        try (Socket s = connect()) {
+    void headersThatNeverEndGet408WithinTheRequestTimeout(TestGateway gw) throws Exception {
+        try (Socket s = connect(gw)) {
             long start = System.nanoTime();
             // No blank line: the headers never end. The deadline starts at the first byte.
             write(s, "POST /v1/batches HTTP/1.1\r\nHost: x\r\nContent-Type: appl");
@@ -68,11 +59,11 @@ class HostileClientsIT {
     }
 
     @Test
-    void idleConnectionsAreClosedBeforeAndBetweenRequests() throws Exception {
-        try (Socket silent = connect()) {
+    void idleConnectionsAreClosedBeforeAndBetweenRequests(TestGateway gw) throws Exception {
+        try (Socket silent = connect(gw)) {
             assertThat(silent.getInputStream().read()).as("closed without a byte sent").isEqualTo(-1);
         }
-        try (Socket keepAlive = connect()) {
+        try (Socket keepAlive = connect(gw)) {
             write(keepAlive, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
             Response r = Response.read(keepAlive.getInputStream());
             assertThat(r.status).isEqualTo(200);
@@ -81,8 +72,8 @@ class HostileClientsIT {
     }
 
     @Test
-    void aBodyOverTheLimitIsRefusedBeforeItIsSent() throws Exception {
-        try (Socket s = connect()) {
+    void aBodyOverTheLimitIsRefusedBeforeItIsSent(TestGateway gw) throws Exception {
+        try (Socket s = connect(gw)) {
             write(s, "POST /v1/batches HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + gw.key
                     + "\r\nContent-Type: application/json\r\nContent-Length: 100000000\r\n\r\n{\"app\":");
             // 100 MB announced, 7 bytes sent: the answer comes without waiting for the rest.
@@ -93,8 +84,8 @@ class HostileClientsIT {
     }
 
     @Test
-    void expectContinueWithAHugeLengthIsRefusedWithoutAContinue() throws Exception {
-        try (Socket s = connect()) {
+    void expectContinueWithAHugeLengthIsRefusedWithoutAContinue(TestGateway gw) throws Exception {
+        try (Socket s = connect(gw)) {
             write(s, "POST /v1/batches HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + gw.key
                     + "\r\nContent-Type: application/json\r\nContent-Length: 100000000\r\nExpect: 100-continue\r\n\r\n");
             Response r = Response.read(s.getInputStream());
@@ -103,9 +94,9 @@ class HostileClientsIT {
     }
 
     @Test
-    void pipelinedRequestsAreAnsweredOneAtATimeInOrder() throws Exception {
+    void pipelinedRequestsAreAnsweredOneAtATimeInOrder(TestGateway gw) throws Exception {
         String batch = "{\"app\":\"" + gw.app + "\",\"messages\":[" + TestGateway.msg("pipelined", "t") + "]}";
-        try (Socket s = connect()) {
+        try (Socket s = connect(gw)) {
             // One write: a batch (answered after a Redis round trip on another thread), then two quick reads.
             write(s, "POST /v1/batches HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + gw.key
                     + "\r\nContent-Type: application/json\r\nContent-Length: "
@@ -121,7 +112,7 @@ class HostileClientsIT {
     }
 
     @Test
-    void aClientThatNeverReadsIsThrottledThenClosedWhileOthersAreServed() throws Exception {
+    void aClientThatNeverReadsIsThrottledThenClosedWhileOthersAreServed(TestGateway gw) throws Exception {
         byte[] request = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n".getBytes(StandardCharsets.US_ASCII);
         ByteBuffer chunk = ByteBuffer.allocate(request.length * 2048);
         while (chunk.remaining() >= request.length) {
@@ -162,21 +153,21 @@ class HostileClientsIT {
                     written.get(), stalledPolls.get());
             assertThat(closedByServer).as("the gateway closed the connection").isTrue();
         }
-        assertThat(exchange("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").status).isEqualTo(200);
+        assertThat(exchange(gw, "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").status).isEqualTo(200);
     }
 
     @Test
-    void wellBehavedClientsAreServedWhileHostileOnesHang() throws Exception {
+    void wellBehavedClientsAreServedWhileHostileOnesHang(TestGateway gw) throws Exception {
         List<Socket> hostile = new ArrayList<>();
         try {
             for (int i = 0; i < 20; i++) {
-                Socket s = connect();
+                Socket s = connect(gw);
                 hostile.add(s);
                 write(s, i % 2 == 0 ? "POST /v1/batches HTTP/1.1\r\nHost: x\r\nContent-Le"
                         : "POST /v1/batches HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{\"app\":");
             }
             String batch = "{\"app\":\"" + gw.app + "\",\"messages\":[" + TestGateway.msg("polite", "t") + "]}";
-            Response r = exchange("POST /v1/batches HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + gw.key
+            Response r = exchange(gw, "POST /v1/batches HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + gw.key
                     + "\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: "
                     + batch.getBytes(StandardCharsets.UTF_8).length + "\r\n\r\n" + batch);
             assertThat(r.status).isEqualTo(202);
@@ -192,8 +183,8 @@ class HostileClientsIT {
     }
 
     /** One request on a new connection; the answer. */
-    private static Response exchange(String request) throws IOException {
-        try (Socket s = connect()) {
+    private static Response exchange(TestGateway gw, String request) throws IOException {
+        try (Socket s = connect(gw)) {
             write(s, request);
             return Response.read(s.getInputStream());
         }

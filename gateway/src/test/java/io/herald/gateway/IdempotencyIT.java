@@ -3,10 +3,9 @@ package io.herald.gateway;
 import com.fasterxml.jackson.databind.JsonNode;
 import io.herald.gateway.journal.IdempotencyKeys;
 import io.herald.gateway.sandbox.SandboxApns;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
 import java.net.Socket;
 import java.nio.charset.StandardCharsets;
@@ -35,17 +34,9 @@ class IdempotencyIT {
     static final String KEY = "Idempotency-Key";
     /** These tests send a handful of messages; small rings keep the gateways' heap small. */
     static final String SMALL = "pipeline.capacity = 1024\n";
-    static TestGateway gw;
-
-    @BeforeAll
-    static void start() throws Exception {
-        gw = new TestGateway(SMALL + "idempotency.in-progress-ttl = 2s");
-    }
-
-    @AfterAll
-    static void stop() {
-        gw.close();
-    }
+    @RegisterExtension
+    static final GatewayExtension gateway =
+            GatewayExtension.withConfig(SMALL + "idempotency.in-progress-ttl = 2s");
 
     /** A body of {@code n} messages to a fresh user with a fresh device, in campaign {@code campaign}. */
     private static String body(TestGateway g, String campaign, int n, String token) {
@@ -77,7 +68,7 @@ class IdempotencyIT {
     }
 
     @Test
-    void sameKeyAndBodyGetTheSameAnswerAndOneSend() {
+    void sameKeyAndBodyGetTheSameAnswerAndOneSend(TestGateway gw) {
         String campaign = "same-" + UUID.randomUUID().toString().substring(0, 8);
         String token = TestGateway.token();
         gw.sandbox().scriptOnce(token); // nothing scripted: only makes the peer log each arrival
@@ -105,7 +96,7 @@ class IdempotencyIT {
     }
 
     @Test
-    void sameKeyWithAnotherBodyIs422NamingTheHeader() {
+    void sameKeyWithAnotherBodyIs422NamingTheHeader(TestGateway gw) {
         String campaign = "reuse-" + UUID.randomUUID().toString().substring(0, 8);
         String key = "reuse-" + UUID.randomUUID();
         String body = body(gw, campaign, 1, TestGateway.token());
@@ -125,7 +116,7 @@ class IdempotencyIT {
     }
 
     @Test
-    void aKeyHeldByAnUnfinishedRequestIs409UntilItsClaimLapses() {
+    void aKeyHeldByAnUnfinishedRequestIs409UntilItsClaimLapses(TestGateway gw) {
         String campaign = "held-" + UUID.randomUUID().toString().substring(0, 8);
         String key = "held-" + UUID.randomUUID();
         String body = body(gw, campaign, 2, TestGateway.token());
@@ -164,7 +155,7 @@ class IdempotencyIT {
     }
 
     @Test
-    void concurrentRequestsWithOneKeyMakeOneBatch() throws Exception {
+    void concurrentRequestsWithOneKeyMakeOneBatch(TestGateway gw) throws Exception {
         String campaign = "race-" + UUID.randomUUID().toString().substring(0, 8);
         String key = "race-" + UUID.randomUUID();
         String body = body(gw, campaign, 5, TestGateway.token());
@@ -205,7 +196,7 @@ class IdempotencyIT {
     }
 
     @Test
-    void keysBelongToOneApp() {
+    void keysBelongToOneApp(TestGateway gw) {
         String key = "shared-" + UUID.randomUUID();
         String mine = body(gw, "scope-a", 1, TestGateway.token());
         TestGateway.Response a = post(gw, mine, KEY, key);
@@ -221,7 +212,7 @@ class IdempotencyIT {
     }
 
     @Test
-    void malformedKeysAre400NamingTheHeader() throws Exception {
+    void malformedKeysAre400NamingTheHeader(TestGateway gw) throws Exception {
         String body = body(gw, "bad-keys", 1, TestGateway.token());
         for (List<String> headers : List.of(List.of(KEY, "k".repeat(256)), List.of(KEY, "tab\there"),
                 List.of(KEY, "one", KEY, "two"))) {
@@ -247,7 +238,7 @@ class IdempotencyIT {
     }
 
     @Test
-    void aRetryAfterACrashGetsTheJournaledBatchWhichIsSentOnce() throws Exception {
+    void aRetryAfterACrashGetsTheJournaledBatchWhichIsSentOnce(TestGateway gw) throws Exception {
         // The client sent the batch, the node journaled it and died before the client read the 202.
         try (TestGateway g = new TestGateway(SMALL
                 + "apns { backoff-base = 10s, backoff-max = 10s, max-attempts = 50 }")) {
