@@ -5,6 +5,8 @@ import io.herald.gateway.sandbox.SandboxApns.Answer;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.extension.RegisterExtension;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
 
 import java.time.Duration;
 import java.util.List;
@@ -77,29 +79,26 @@ class ApnsOutcomesIT {
         assertThat(gw.sandbox().acceptedCount(UUID.fromString(m.get("id").asText()))).isEqualTo(1);
     }
 
-    @Test
-    void givesUpAfterMaxAttemptsWithRetriesExhausted(TestGateway gw) {
-        String user = "exhaust-" + UUID.randomUUID();
+    /**
+     * An answer that ends the message as failed: a transient one after every attempt (max-attempts
+     * = 4), a permanent one at the first, never retried. Neither says the token is dead, so the
+     * device stays active.
+     */
+    @ParameterizedTest(name = "{0} -> failed {1} after {2} attempt(s)")
+    @CsvSource({
+        "SERVICE_UNAVAILABLE, retries_exhausted, 4",
+        "PAYLOAD_TOO_LARGE,   payload_too_large, 1",
+    })
+    void aFailingAnswerEndsTheMessageFailedAfterItsAttemptsAndKeepsTheDevice(Answer answer, String reason,
+            int attempts, TestGateway gw) {
+        String user = answer.name().toLowerCase(java.util.Locale.ROOT) + "-" + UUID.randomUUID();
         String token = TestGateway.token();
-        gw.sandbox().scriptAlways(token, Answer.SERVICE_UNAVAILABLE);
+        gw.sandbox().scriptAlways(token, answer);
         gw.device(user, "phone", token);
         JsonNode m = sendAndWait(gw, user);
         assertThat(m.get("state").asText()).isEqualTo("failed");
-        assertThat(m.get("reason").asText()).isEqualTo("retries_exhausted");
-        assertThat(gw.sandbox().arrivals(token)).hasSize(4);
-    }
-
-    @Test
-    void permanentRejectionIsNeverRetried(TestGateway gw) {
-        String user = "perm-" + UUID.randomUUID();
-        String token = TestGateway.token();
-        gw.sandbox().scriptAlways(token, Answer.PAYLOAD_TOO_LARGE);
-        gw.device(user, "phone", token);
-        JsonNode m = sendAndWait(gw, user);
-        assertThat(m.get("state").asText()).isEqualTo("failed");
-        assertThat(m.get("reason").asText()).isEqualTo("payload_too_large");
-        assertThat(gw.sandbox().arrivals(token)).hasSize(1);
-        // The device stays active: a too-large payload says nothing about the token.
+        assertThat(m.get("reason").asText()).isEqualTo(reason);
+        assertThat(gw.sandbox().arrivals(token)).hasSize(attempts);
         JsonNode devices = gw.get("/v1/apps/" + gw.app + "/users/" + user).json().get("devices");
         assertThat(devices.get(0).get("state").asText()).isEqualTo("active");
     }
