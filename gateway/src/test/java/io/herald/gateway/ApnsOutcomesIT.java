@@ -2,10 +2,11 @@ package io.herald.gateway;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import io.herald.gateway.sandbox.SandboxApns.Answer;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.extension.RegisterExtension;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
 
 import java.time.Duration;
 import java.util.List;
@@ -18,19 +19,11 @@ import static org.awaitility.Awaitility.await;
 @Timeout(120)
 class ApnsOutcomesIT {
     static final long BACKOFF_MS = 300;
-    static TestGateway gw;
+    @RegisterExtension
+    static final GatewayExtension gateway =
+            GatewayExtension.withConfig("apns { backoff-base = " + BACKOFF_MS + "ms, max-attempts = 4 }");
 
-    @BeforeAll
-    static void start() throws Exception {
-        gw = new TestGateway("apns { backoff-base = " + BACKOFF_MS + "ms, max-attempts = 4 }");
-    }
-
-    @AfterAll
-    static void stop() {
-        gw.close();
-    }
-
-    private JsonNode sendAndWait(String user) {
+    private static JsonNode sendAndWait(TestGateway gw, String user) {
         JsonNode accepted = gw.batch(List.of(TestGateway.msg(user, "t")));
         String batchId = accepted.get("batchId").asText();
         await().atMost(Duration.ofSeconds(30)).until(() -> gw.batchStatus(batchId).get("done").asBoolean());
@@ -38,14 +31,14 @@ class ApnsOutcomesIT {
     }
 
     @Test
-    void unregisteredTokenInvalidatesTheDeviceAndLaterMessagesSkipIt() {
+    void unregisteredTokenInvalidatesTheDeviceAndLaterMessagesSkipIt(TestGateway gw) {
         String user = "unreg-" + UUID.randomUUID();
         String dead = TestGateway.token();
         String alive = TestGateway.token();
         gw.sandbox().scriptAlways(dead, Answer.UNREGISTERED);
         gw.device(user, "old-phone", dead);
 
-        JsonNode first = sendAndWait(user);
+        JsonNode first = sendAndWait(gw, user);
         assertThat(first.get("state").asText()).isEqualTo("failed");
         assertThat(first.get("reason").asText()).isEqualTo("unregistered");
 
@@ -55,20 +48,20 @@ class ApnsOutcomesIT {
         assertThat(devices.get(0).get("invalidatedAt").asLong()).isPositive();
 
         gw.device(user, "new-phone", alive);
-        JsonNode second = sendAndWait(user);
+        JsonNode second = sendAndWait(gw, user);
         assertThat(second.get("state").asText()).isEqualTo("accepted");
         assertThat(gw.sandbox().arrivals(dead)).as("requests to the dead token").hasSize(1);
         assertThat(gw.sandbox().acceptedCount(UUID.fromString(second.get("id").asText()))).isEqualTo(1);
     }
 
     @Test
-    void retriesServerErrorsWithBackoffThenDelivers() {
+    void retriesServerErrorsWithBackoffThenDelivers(TestGateway gw) {
         String user = "retry-" + UUID.randomUUID();
         String token = TestGateway.token();
         gw.sandbox().scriptOnce(token, Answer.INTERNAL_SERVER_ERROR, Answer.INTERNAL_SERVER_ERROR);
         gw.device(user, "phone", token);
 
-        JsonNode m = sendAndWait(user);
+        JsonNode m = sendAndWait(gw, user);
         assertThat(m.get("state").asText()).isEqualTo("accepted");
         List<Long> arrivals = gw.sandbox().arrivals(token);
         assertThat(arrivals).hasSize(3);
@@ -86,29 +79,26 @@ class ApnsOutcomesIT {
         assertThat(gw.sandbox().acceptedCount(UUID.fromString(m.get("id").asText()))).isEqualTo(1);
     }
 
-    @Test
-    void givesUpAfterMaxAttemptsWithRetriesExhausted() {
-        String user = "exhaust-" + UUID.randomUUID();
+    /**
+     * An answer that ends the message as failed: a transient one after every attempt (max-attempts
+     * = 4), a permanent one at the first, never retried. Neither says the token is dead, so the
+     * device stays active.
+     */
+    @ParameterizedTest(name = "{0} -> failed {1} after {2} attempt(s)")
+    @CsvSource({
+        "SERVICE_UNAVAILABLE, retries_exhausted, 4",
+        "PAYLOAD_TOO_LARGE,   payload_too_large, 1",
+    })
+    void aFailingAnswerEndsTheMessageFailedAfterItsAttemptsAndKeepsTheDevice(Answer answer, String reason,
+            int attempts, TestGateway gw) {
+        String user = answer.name().toLowerCase(java.util.Locale.ROOT) + "-" + UUID.randomUUID();
         String token = TestGateway.token();
-        gw.sandbox().scriptAlways(token, Answer.SERVICE_UNAVAILABLE);
+        gw.sandbox().scriptAlways(token, answer);
         gw.device(user, "phone", token);
-        JsonNode m = sendAndWait(user);
+        JsonNode m = sendAndWait(gw, user);
         assertThat(m.get("state").asText()).isEqualTo("failed");
-        assertThat(m.get("reason").asText()).isEqualTo("retries_exhausted");
-        assertThat(gw.sandbox().arrivals(token)).hasSize(4);
-    }
-
-    @Test
-    void permanentRejectionIsNeverRetried() {
-        String user = "perm-" + UUID.randomUUID();
-        String token = TestGateway.token();
-        gw.sandbox().scriptAlways(token, Answer.PAYLOAD_TOO_LARGE);
-        gw.device(user, "phone", token);
-        JsonNode m = sendAndWait(user);
-        assertThat(m.get("state").asText()).isEqualTo("failed");
-        assertThat(m.get("reason").asText()).isEqualTo("payload_too_large");
-        assertThat(gw.sandbox().arrivals(token)).hasSize(1);
-        // The device stays active: a too-large payload says nothing about the token.
+        assertThat(m.get("reason").asText()).isEqualTo(reason);
+        assertThat(gw.sandbox().arrivals(token)).hasSize(attempts);
         JsonNode devices = gw.get("/v1/apps/" + gw.app + "/users/" + user).json().get("devices");
         assertThat(devices.get(0).get("state").asText()).isEqualTo("active");
     }

@@ -1,10 +1,9 @@
 package io.herald.gateway;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
 import java.net.URI;
 import java.net.http.HttpClient;
@@ -24,59 +23,51 @@ import static org.awaitility.Awaitility.await;
 /** Every bad input gets its documented status and code, and the good part of a batch still goes. */
 @Timeout(120)
 class BadInputIT {
-    static TestGateway gw;
+    @RegisterExtension
+    static final GatewayExtension gateway =
+            GatewayExtension.withConfig("http { max-body-bytes = 65536, max-items-per-batch = 10, request-timeout = 1s }");
 
-    @BeforeAll
-    static void start() throws Exception {
-        gw = new TestGateway("http { max-body-bytes = 65536, max-items-per-batch = 10, request-timeout = 1s }");
-    }
-
-    @AfterAll
-    static void stop() {
-        gw.close();
-    }
-
-    private TestGateway.Response post(String body) {
+    private TestGateway.Response post(TestGateway gw, String body) {
         return gw.post("/v1/batches", body);
     }
 
     @Test
-    void malformedJsonIs400() {
-        TestGateway.Response r = post("{\"app\":\"" + gw.app + "\",\"messages\":[");
+    void malformedJsonIs400(TestGateway gw) {
+        TestGateway.Response r = post(gw, "{\"app\":\"" + gw.app + "\",\"messages\":[");
         assertThat(r.status()).isEqualTo(400);
         assertThat(r.errorCode()).isEqualTo("malformed_json");
     }
 
     @Test
-    void deepNestingIs400WithoutStackOverflow() {
-        TestGateway.Response r = post("{\"app\":\"" + gw.app + "\",\"messages\":" + "[".repeat(5000) + "]".repeat(5000) + "}");
+    void deepNestingIs400WithoutStackOverflow(TestGateway gw) {
+        TestGateway.Response r = post(gw, "{\"app\":\"" + gw.app + "\",\"messages\":" + "[".repeat(5000) + "]".repeat(5000) + "}");
         assertThat(r.status()).isEqualTo(400);
         assertThat(r.errorCode()).isEqualTo("malformed_json");
     }
 
     @Test
-    void bodyOverTheLimitIs413() {
+    void bodyOverTheLimitIs413(TestGateway gw) {
         String big = "x".repeat(70_000);
-        TestGateway.Response r = post("{\"app\":\"" + gw.app + "\",\"messages\":[{\"user\":\"u\",\"title\":\"" + big + "\"}]}");
+        TestGateway.Response r = post(gw, "{\"app\":\"" + gw.app + "\",\"messages\":[{\"user\":\"u\",\"title\":\"" + big + "\"}]}");
         assertThat(r.status()).isEqualTo(413);
         assertThat(r.errorCode()).isEqualTo("body_too_large");
     }
 
     @Test
-    void tooManyItemsIs413NamingTheLimit() {
+    void tooManyItemsIs413NamingTheLimit(TestGateway gw) {
         List<String> messages = new ArrayList<>();
         for (int i = 0; i < 11; i++) {
             messages.add(TestGateway.msg("u" + i, "t"));
         }
-        TestGateway.Response r = post("{\"app\":\"" + gw.app + "\",\"messages\":[" + String.join(",", messages) + "]}");
+        TestGateway.Response r = post(gw, "{\"app\":\"" + gw.app + "\",\"messages\":[" + String.join(",", messages) + "]}");
         assertThat(r.status()).isEqualTo(413);
         assertThat(r.errorCode()).isEqualTo("too_many_items");
         assertThat(r.json().get("error").get("message").asText()).contains("10");
     }
 
     @Test
-    void emptyBatchIs422() {
-        TestGateway.Response r = post("{\"app\":\"" + gw.app + "\",\"messages\":[]}");
+    void emptyBatchIs422(TestGateway gw) {
+        TestGateway.Response r = post(gw, "{\"app\":\"" + gw.app + "\",\"messages\":[]}");
         assertThat(r.status()).isEqualTo(422);
         assertThat(r.errorCode()).isEqualTo("empty_batch");
         assertThat(r.json().get("error").get("field").asText()).isEqualTo("messages");
@@ -84,18 +75,18 @@ class BadInputIT {
     }
 
     @Test
-    void hugeNumbersAndPropertyNamesAre400NamingTheLimitAndAHugeStringFailsOnlyItsItem() {
-        TestGateway.Response number = post("{\"app\":\"" + gw.app + "\",\"messages\":[{\"user\":\"u\",\"title\":\"t\","
+    void hugeNumbersAndPropertyNamesAre400NamingTheLimitAndAHugeStringFailsOnlyItsItem(TestGateway gw) {
+        TestGateway.Response number = post(gw, "{\"app\":\"" + gw.app + "\",\"messages\":[{\"user\":\"u\",\"title\":\"t\","
                 + "\"badge\":" + "9".repeat(40) + "}]}");
         assertThat(number.status()).isEqualTo(400);
         assertThat(number.errorCode()).isEqualTo("malformed_json");
         assertThat(number.json().get("error").get("message").asText()).contains("number too long").contains("32");
-        TestGateway.Response name = post("{\"app\":\"" + gw.app + "\",\"messages\":[{\"user\":\"u\",\"title\":\"t\","
+        TestGateway.Response name = post(gw, "{\"app\":\"" + gw.app + "\",\"messages\":[{\"user\":\"u\",\"title\":\"t\","
                 + "\"data\":{\"" + "k".repeat(300) + "\":1}}]}");
         assertThat(name.status()).isEqualTo(400);
         assertThat(name.json().get("error").get("message").asText()).contains("field name too long").contains("256");
         // A 60 KB string is within the body limit (64 KiB here) and the parser's, but not the payload limit.
-        TestGateway.Response string = post("{\"app\":\"" + gw.app + "\",\"messages\":[" + TestGateway.msg("u", "ok") + ","
+        TestGateway.Response string = post(gw, "{\"app\":\"" + gw.app + "\",\"messages\":[" + TestGateway.msg("u", "ok") + ","
                 + "{\"user\":\"u\",\"title\":\"" + "s".repeat(60_000) + "\"}]}");
         assertThat(string.status()).isEqualTo(202);
         assertThat(string.json().get("accepted").asInt()).isEqualTo(1);
@@ -103,8 +94,8 @@ class BadInputIT {
     }
 
     @Test
-    void badTokensAndAnItemNamingAnAppFailPerItemWhileTheRestIsAccepted() {
-        JsonNode r = post("{\"app\":\"" + gw.app + "\",\"messages\":["
+    void badTokensAndAnItemNamingAnAppFailPerItemWhileTheRestIsAccepted(TestGateway gw) {
+        JsonNode r = post(gw, "{\"app\":\"" + gw.app + "\",\"messages\":["
                 + "{\"apnsToken\":\"zz-not-hex\",\"title\":\"t\"},"
                 + "{\"apnsToken\":\"abc\",\"title\":\"t\"},"
                 + "{\"fcmToken\":\"has spaces and ! marks\",\"title\":\"t\"},"
@@ -124,7 +115,7 @@ class BadInputIT {
     }
 
     @Test
-    void badUtf8IsRejectedLoneSurrogatesAndNulFailPerItemAndEmojiAndRtlArriveIntact() throws Exception {
+    void badUtf8IsRejectedLoneSurrogatesAndNulFailPerItemAndEmojiAndRtlArriveIntact(TestGateway gw) throws Exception {
         // Raw bytes that are not UTF-8 (0xC3 0x28) inside a string: the whole body is malformed.
         byte[] head = ("{\"app\":\"" + gw.app + "\",\"messages\":[{\"user\":\"u\",\"title\":\"")
                 .getBytes(StandardCharsets.UTF_8);
@@ -134,7 +125,7 @@ class BadInputIT {
         bad[head.length] = (byte) 0xC3;
         bad[head.length + 1] = 0x28;
         System.arraycopy(tail, 0, bad, head.length + 2, tail.length);
-        HttpResponse<byte[]> badUtf8 = postBytes(bad);
+        HttpResponse<byte[]> badUtf8 = postBytes(gw, bad);
         assertThat(badUtf8.statusCode()).isEqualTo(400);
         assertThat(strictUtf8(badUtf8.body())).contains("\"code\":\"malformed_json\"");
 
@@ -147,7 +138,7 @@ class BadInputIT {
                 + "{\"user\":\"unicode\",\"title\":\"t\",\"x\\udc00\\u0007\":1},"
                 + "{\"user\":\"unicode\",\"title\":" + TestGateway.JSON.writeValueAsString(title) + ",\"body\":"
                 + TestGateway.JSON.writeValueAsString(body) + ",\"data\":{\"ключ\":\"😀\"}}]}";
-        HttpResponse<byte[]> raw = postBytes(json.getBytes(StandardCharsets.UTF_8));
+        HttpResponse<byte[]> raw = postBytes(gw, json.getBytes(StandardCharsets.UTF_8));
         assertThat(raw.statusCode()).isEqualTo(202);
         JsonNode r = TestGateway.JSON.readTree(strictUtf8(raw.body()));
         JsonNode items = r.get("messages");
@@ -171,11 +162,11 @@ class BadInputIT {
     }
 
     @Test
-    void oversizedPayloadAndUnknownFieldFailPerItemWhileTheRestIsDelivered() {
+    void oversizedPayloadAndUnknownFieldFailPerItemWhileTheRestIsDelivered(TestGateway gw) {
         gw.device("ok1", "phone", TestGateway.token());
         gw.device("ok2", "phone", TestGateway.token());
         String huge = "y".repeat(5000);
-        JsonNode r = post("{\"app\":\"" + gw.app + "\",\"messages\":[" + TestGateway.msg("ok1", "a") + ","
+        JsonNode r = post(gw, "{\"app\":\"" + gw.app + "\",\"messages\":[" + TestGateway.msg("ok1", "a") + ","
                 + "{\"user\":\"ok1\",\"title\":\"" + huge + "\"},"
                 + "{\"user\":\"ok2\",\"title\":\"t\",\"sneaky\":true},"
                 + "{\"user\":\"ok2\",\"title\":\"t\",\"collapseId\":\"" + "c".repeat(65) + "\"},"
@@ -199,7 +190,7 @@ class BadInputIT {
     }
 
     @Test
-    void aRequestThatNeverCompletesGets408AndTheConnectionIsClosed() throws Exception {
+    void aRequestThatNeverCompletesGets408AndTheConnectionIsClosed(TestGateway gw) throws Exception {
         try (java.net.Socket socket = new java.net.Socket(gw.herald.address().getAddress(), gw.herald.address().getPort())) {
             socket.setSoTimeout(20_000);
             socket.getOutputStream().write(("POST /v1/batches HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"app\"")
@@ -213,14 +204,14 @@ class BadInputIT {
     }
 
     @Test
-    void unknownAppIs404() {
-        TestGateway.Response r = post("{\"app\":\"no-such-app\",\"messages\":[" + TestGateway.msg("u", "t") + "]}");
+    void unknownAppIs404(TestGateway gw) {
+        TestGateway.Response r = post(gw, "{\"app\":\"no-such-app\",\"messages\":[" + TestGateway.msg("u", "t") + "]}");
         assertThat(r.status()).isEqualTo(404);
         assertThat(r.errorCode()).isEqualTo("unknown_app");
     }
 
     @Test
-    void missingOrWrongApiKeyIs401WithTheSameMessage() throws Exception {
+    void missingOrWrongApiKeyIs401WithTheSameMessage(TestGateway gw) throws Exception {
         String body = "{\"app\":\"" + gw.app + "\",\"messages\":[" + TestGateway.msg("u", "t") + "]}";
         TestGateway.Response missing = gw.send("POST", "/v1/batches", body, null);
         TestGateway.Response wrong = gw.send("POST", "/v1/batches", body, "not-the-key-" + gw.key);
@@ -232,7 +223,7 @@ class BadInputIT {
         String changed = gw.key.substring(0, gw.key.length() - 1) + (gw.key.endsWith("0") ? "1" : "0");
         for (String authorization : List.of("Basic " + gw.key, "Bearer", "Bearer ", "Bearer " + "k".repeat(600),
                 "Bearer " + changed, gw.key)) {
-            HttpResponse<String> r = sendAuthorization(authorization, body);
+            HttpResponse<String> r = sendAuthorization(gw, authorization, body);
             assertThat(r.statusCode()).as(authorization).isEqualTo(401);
             assertThat(TestGateway.JSON.readTree(r.body())).as(authorization).isEqualTo(missing.json());
         }
@@ -241,7 +232,7 @@ class BadInputIT {
     }
 
     @Test
-    void anotherAppsBatchMessageAndUsersAre404() {
+    void anotherAppsBatchMessageAndUsersAre404(TestGateway gw) {
         gw.device("mine", "phone", TestGateway.token());
         JsonNode r = gw.batch(List.of(TestGateway.msg("mine", "t")));
         String batchId = r.get("batchId").asText();
@@ -268,14 +259,14 @@ class BadInputIT {
     }
 
     @Test
-    void unknownAndPrivilegedFieldsAreRejectedNeverApplied() {
-        TestGateway.Response top = post("{\"app\":\"" + gw.app + "\",\"priority\":\"high\",\"messages\":["
+    void unknownAndPrivilegedFieldsAreRejectedNeverApplied(TestGateway gw) {
+        TestGateway.Response top = post(gw, "{\"app\":\"" + gw.app + "\",\"priority\":\"high\",\"messages\":["
                 + TestGateway.msg("u", "t") + "]}");
         assertThat(top.status()).isEqualTo(422);
         assertThat(top.errorCode()).isEqualTo("unknown_field");
         assertThat(top.json().get("error").get("field").asText()).isEqualTo("priority");
 
-        JsonNode items = post("{\"app\":\"" + gw.app + "\",\"messages\":["
+        JsonNode items = post(gw, "{\"app\":\"" + gw.app + "\",\"messages\":["
                 + "{\"user\":\"u\",\"title\":\"t\",\"state\":\"delivered\"},"
                 + "{\"user\":\"u\",\"title\":\"t\",\"reserved\":true},"
                 + "{\"user\":\"u\",\"title\":\"t\",\"android\":{\"priority\":\"HIGH\"}},"
@@ -309,34 +300,34 @@ class BadInputIT {
     }
 
     @Test
-    void aClickBeforeTheDeliveredReceiptMovesStateForwardOnlyAndRepeatsAreNoOps() {
+    void aClickBeforeTheDeliveredReceiptMovesStateForwardOnlyAndRepeatsAreNoOps(TestGateway gw) {
         gw.device("clicker", "phone", TestGateway.token());
         String id = gw.batch(List.of(TestGateway.msg("clicker", "t"))).get("messages").get(0).get("id").asText();
         await().atMost(Duration.ofSeconds(30)).until(() -> gw.message(id).get("state").asText().equals("accepted"));
         String token = TestGateway.receiptTokens().sign(id, "clicker", System.currentTimeMillis() / 1000 + 3600);
-        assertThat(receipt(id, "clicked", token)).isEqualTo("applied");
-        assertThat(receipt(id, "delivered", token)).isEqualTo("no_change");
-        assertThat(receipt(id, "opened", token)).isEqualTo("no_change");
-        assertThat(receipt(id, "clicked", token)).isEqualTo("no_change");
+        assertThat(receipt(gw, id, "clicked", token)).isEqualTo("applied");
+        assertThat(receipt(gw, id, "delivered", token)).isEqualTo("no_change");
+        assertThat(receipt(gw, id, "opened", token)).isEqualTo("no_change");
+        assertThat(receipt(gw, id, "clicked", token)).isEqualTo("no_change");
         assertThat(gw.message(id).get("state").asText()).isEqualTo("clicked");
     }
 
     /** Posts one device receipt; returns its result ("applied", "no_change"), failing on any other answer. */
-    private String receipt(String id, String event, String token) {
+    private String receipt(TestGateway gw, String id, String event, String token) {
         TestGateway.Response r = gw.send("POST", "/v1/receipts", "{\"receipts\":[{\"messageId\":\"" + id
                 + "\",\"event\":\"" + event + "\",\"token\":\"" + token + "\"}]}", null);
         assertThat(r.status()).as(r.raw().body()).isEqualTo(200);
         return r.json().get("receipts").get(0).get("result").asText();
     }
 
-    private HttpResponse<byte[]> postBytes(byte[] body) throws Exception {
+    private HttpResponse<byte[]> postBytes(TestGateway gw, byte[] body) throws Exception {
         return HttpClient.newHttpClient().send(HttpRequest.newBuilder(URI.create(gw.herald.baseUrl() + "/v1/batches"))
                 .timeout(Duration.ofSeconds(30)).header("Authorization", "Bearer " + gw.key)
                 .header("Content-Type", "application/json").POST(HttpRequest.BodyPublishers.ofByteArray(body)).build(),
                 HttpResponse.BodyHandlers.ofByteArray());
     }
 
-    private HttpResponse<String> sendAuthorization(String authorization, String body) throws Exception {
+    private HttpResponse<String> sendAuthorization(TestGateway gw, String authorization, String body) throws Exception {
         return HttpClient.newHttpClient().send(HttpRequest.newBuilder(URI.create(gw.herald.baseUrl() + "/v1/batches"))
                 .timeout(Duration.ofSeconds(30)).header("Authorization", authorization)
                 .header("Content-Type", "application/json").POST(HttpRequest.BodyPublishers.ofString(body)).build(),
@@ -365,7 +356,7 @@ class BadInputIT {
     }
 
     @Test
-    void wrongContentTypeIs415AndBadDeviceBodiesAre422() {
+    void wrongContentTypeIs415AndBadDeviceBodiesAre422(TestGateway gw) {
         TestGateway.Response r = gw.send("PUT", "/v1/apps/" + gw.app + "/users/u/devices/d",
                 "{\"platform\":\"apns\",\"token\":\"zz\"}", gw.key);
         assertThat(r.status()).isEqualTo(422);

@@ -4,10 +4,9 @@ import com.fasterxml.jackson.databind.JsonNode;
 import io.herald.gateway.redis.Keys;
 import io.herald.gateway.sandbox.SandboxApns;
 import io.herald.gateway.sandbox.SandboxFcm;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
 import java.time.Duration;
 import java.util.ArrayList;
@@ -25,17 +24,9 @@ import static org.awaitility.Awaitility.await;
  */
 @Timeout(180)
 class ChannelsIT {
-    static TestGateway gw;
-
-    @BeforeAll
-    static void start() throws Exception {
-        gw = new TestGateway("apns { backoff-base = 50ms, max-attempts = 2 }");
-    }
-
-    @AfterAll
-    static void stop() {
-        gw.close();
-    }
+    @RegisterExtension
+    static final GatewayExtension gateway =
+            GatewayExtension.withConfig("apns { backoff-base = 50ms, max-attempts = 2 }");
 
     static String fcmToken() {
         return "fcm:" + UUID.randomUUID() + "-" + ThreadLocalRandom.current().nextInt(1_000_000);
@@ -45,19 +36,19 @@ class ChannelsIT {
         return "+4477009" + (10000 + ThreadLocalRandom.current().nextInt(89999));
     }
 
-    private void fcmDevice(String user, String id, String token) {
+    private void fcmDevice(TestGateway gw, String user, String id, String token) {
         TestGateway.Response r = gw.send("PUT", "/v1/apps/" + gw.app + "/users/" + user + "/devices/" + id,
                 "{\"platform\":\"fcm\",\"token\":\"" + token + "\"}", gw.key);
         assertThat(r.status()).as(r.raw().body()).isEqualTo(200);
     }
 
-    private JsonNode profile(String user, String json) {
+    private JsonNode profile(TestGateway gw, String user, String json) {
         TestGateway.Response r = gw.send("PUT", "/v1/apps/" + gw.app + "/users/" + user, json, gw.key);
         assertThat(r.status()).as(r.raw().body()).isEqualTo(200);
         return r.json();
     }
 
-    private JsonNode sendOne(String message) {
+    private JsonNode sendOne(TestGateway gw, String message) {
         JsonNode accepted = gw.batch(List.of(message));
         String batchId = accepted.get("batchId").asText();
         await().atMost(Duration.ofSeconds(60)).until(() -> gw.batchStatus(batchId).get("done").asBoolean());
@@ -72,14 +63,14 @@ class ChannelsIT {
     }
 
     @Test
-    void androidDevicesGetFcmAndUnregisteredTokensAreInvalidated() {
+    void androidDevicesGetFcmAndUnregisteredTokensAreInvalidated(TestGateway gw) {
         String user = "android-" + UUID.randomUUID();
         String good = fcmToken();
         String dead = fcmToken();
         gw.herald.sandboxFcm().scriptAlways(dead, SandboxFcm.Answer.UNREGISTERED);
-        fcmDevice(user, "pixel", good);
-        fcmDevice(user, "old-pixel", dead);
-        JsonNode m = sendOne("{\"user\":\"" + user + "\",\"title\":\"Hi\",\"body\":\"from FCM\","
+        fcmDevice(gw, user, "pixel", good);
+        fcmDevice(gw, user, "old-pixel", dead);
+        JsonNode m = sendOne(gw, "{\"user\":\"" + user + "\",\"title\":\"Hi\",\"body\":\"from FCM\","
                 + "\"android\":{\"channelId\":\"orders\"}}");
         assertThat(m.get("state").asText()).isEqualTo("accepted");
         assertThat(gw.herald.sandboxFcm().acceptedCount(good)).isEqualTo(1);
@@ -89,17 +80,17 @@ class ChannelsIT {
             assertThat(d.get("state").asText()).isEqualTo(d.get("id").asText().equals("old-pixel") ? "invalidated" : "active");
         }
         // The next message goes to the live token only.
-        sendOne(TestGateway.msg(user, "again"));
+        sendOne(gw, TestGateway.msg(user, "again"));
         assertThat(gw.herald.sandboxFcm().receivedCount(dead)).isEqualTo(1);
         assertThat(gw.herald.sandboxFcm().acceptedCount(good)).isEqualTo(2);
     }
 
     @Test
-    void aUserWithOnlyAPhoneGetsAnSmsThatEndsDeliveredByItsReceipt() {
+    void aUserWithOnlyAPhoneGetsAnSmsThatEndsDeliveredByItsReceipt(TestGateway gw) {
         String user = "sms-" + UUID.randomUUID();
         String phone = phone();
-        profile(user, "{\"phone\":\"" + phone + "\"}");
-        JsonNode m = sendOne("{\"user\":\"" + user + "\",\"title\":\"Code\",\"body\":\"Your code is 4242\"}");
+        profile(gw, user, "{\"phone\":\"" + phone + "\"}");
+        JsonNode m = sendOne(gw, "{\"user\":\"" + user + "\",\"title\":\"Code\",\"body\":\"Your code is 4242\"}");
         await().atMost(Duration.ofSeconds(30)).until(() -> gw.message(m.get("id").asText()).get("state").asText()
                 .equals("delivered"));
         JsonNode done = gw.message(m.get("id").asText());
@@ -111,16 +102,16 @@ class ChannelsIT {
     }
 
     @Test
-    void aLongChineseTextGoesAsUcs2SegmentsAndTheCountIsRecorded() {
+    void aLongChineseTextGoesAsUcs2SegmentsAndTheCountIsRecorded(TestGateway gw) {
         String user = "zh-" + UUID.randomUUID();
         String phone = phone();
-        profile(user, "{\"phone\":\"" + phone + "\"}");
+        profile(gw, user, "{\"phone\":\"" + phone + "\"}");
         StringBuilder text = new StringBuilder();
         while (text.length() < 300) {
             text.append("您的订单已发货，请注意查收。");
         }
         String body = text.substring(0, 300);
-        JsonNode m = sendOne("{\"user\":\"" + user + "\",\"channel\":\"sms\",\"title\":\"t\",\"smsBody\":\"" + body + "\"}");
+        JsonNode m = sendOne(gw, "{\"user\":\"" + user + "\",\"channel\":\"sms\",\"title\":\"t\",\"smsBody\":\"" + body + "\"}");
         assertThat(gw.herald.sandboxSmsc().parts(phone)).hasSize(5);
         assertThat(gw.herald.sandboxSmsc().texts(phone)).containsExactly(body);
         JsonNode accepted = null;
@@ -134,14 +125,14 @@ class ChannelsIT {
     }
 
     @Test
-    void anUnregisteredIosTokenFallsBackToSms() {
+    void anUnregisteredIosTokenFallsBackToSms(TestGateway gw) {
         String user = "fallback-" + UUID.randomUUID();
         String token = TestGateway.token();
         String phone = phone();
         gw.sandbox().scriptAlways(token, SandboxApns.Answer.UNREGISTERED);
         gw.device(user, "iphone", token);
-        profile(user, "{\"phone\":\"" + phone + "\"}");
-        JsonNode m = sendOne("{\"user\":\"" + user + "\",\"channel\":\"push\",\"fallback\":[\"sms\"],"
+        profile(gw, user, "{\"phone\":\"" + phone + "\"}");
+        JsonNode m = sendOne(gw, "{\"user\":\"" + user + "\",\"channel\":\"push\",\"fallback\":[\"sms\"],"
                 + "\"title\":\"Parcel\",\"body\":\"arrives today\"}");
         await().atMost(Duration.ofSeconds(30)).until(() -> gw.message(m.get("id").asText()).get("state").asText()
                 .equals("delivered"));
@@ -154,14 +145,14 @@ class ChannelsIT {
     }
 
     @Test
-    void anOptedOutUserGetsNothingAndTheReasonIsVisible() {
+    void anOptedOutUserGetsNothingAndTheReasonIsVisible(TestGateway gw) {
         String user = "optout-" + UUID.randomUUID();
         String token = TestGateway.token();
         String phone = phone();
         gw.device(user, "iphone", token);
-        profile(user, "{\"phone\":\"" + phone + "\",\"consent\":{\"push\":\"opted_out\",\"sms\":\"opted_out\"},"
+        profile(gw, user, "{\"phone\":\"" + phone + "\",\"consent\":{\"push\":\"opted_out\",\"sms\":\"opted_out\"},"
                 + "\"consentSource\":\"preferences-page\"}");
-        JsonNode m = sendOne(TestGateway.msg(user, "promo"));
+        JsonNode m = sendOne(gw, TestGateway.msg(user, "promo"));
         assertThat(m.get("state").asText()).isEqualTo("dropped");
         assertThat(m.get("reason").asText()).isEqualTo("opted_out");
         assertThat(states(m)).containsSubsequence("skipped@push", "skipped@sms", "dropped:opted_out");
@@ -174,16 +165,16 @@ class ChannelsIT {
 
         // Opted out of SMS only and no device: nothing allowed and nowhere to send -> no_channel.
         String other = "nochannel-" + UUID.randomUUID();
-        profile(other, "{\"phone\":\"" + phone() + "\",\"consent\":{\"sms\":\"opted_out\"}}");
-        JsonNode n = sendOne(TestGateway.msg(other, "promo"));
+        profile(gw, other, "{\"phone\":\"" + phone() + "\",\"consent\":{\"sms\":\"opted_out\"}}");
+        JsonNode n = sendOne(gw, TestGateway.msg(other, "promo"));
         assertThat(n.get("reason").asText()).isEqualTo("no_channel");
     }
 
     @Test
-    void phoneNumbersAreEncryptedAtRestAndMaskedInReads() {
+    void phoneNumbersAreEncryptedAtRestAndMaskedInReads(TestGateway gw) {
         String user = "pii-" + UUID.randomUUID();
         String phone = "+447700900123";
-        JsonNode p = profile(user, "{\"phone\":\"" + phone + "\",\"locale\":\"en-GB\",\"timeZone\":\"Europe/London\"}");
+        JsonNode p = profile(gw, user, "{\"phone\":\"" + phone + "\",\"locale\":\"en-GB\",\"timeZone\":\"Europe/London\"}");
         assertThat(p.get("phone").asText()).isEqualTo("+44********23");
         assertThat(p.get("locale").asText()).isEqualTo("en-GB");
         String raw = gw.herald.redis().shared().sync().hget(Keys.devices(gw.app, user), "@profile");
@@ -200,7 +191,7 @@ class ChannelsIT {
     }
 
     @Test
-    void bulkImportStoresEveryUserAndReportsBadItems() {
+    void bulkImportStoresEveryUserAndReportsBadItems(TestGateway gw) {
         // 20,000 here (paranoid leak detection makes every Redis command slow in tests); the
         // 100,000-user figure is measured against the jar, see README.
         int total = 20_000;
@@ -237,12 +228,12 @@ class ChannelsIT {
     }
 
     @Test
-    void aTrackedSmsLinkRedirectsAndCountsOneClick() {
+    void aTrackedSmsLinkRedirectsAndCountsOneClick(TestGateway gw) {
         String user = "links-" + UUID.randomUUID();
         String phone = phone();
-        profile(user, "{\"phone\":\"" + phone + "\"}");
+        profile(gw, user, "{\"phone\":\"" + phone + "\"}");
         String original = "https://shop.example/o/42?x=1";
-        JsonNode m = sendOne("{\"user\":\"" + user + "\",\"channel\":\"sms\",\"campaign\":\"links\",\"title\":\"Order\","
+        JsonNode m = sendOne(gw, "{\"user\":\"" + user + "\",\"channel\":\"sms\",\"campaign\":\"links\",\"title\":\"Order\","
                 + "\"smsBody\":\"Your order: " + original + " thanks\",\"trackLinks\":true}");
         String text = gw.herald.sandboxSmsc().texts(phone).get(0);
         assertThat(text).doesNotContain(original).contains(gw.herald.baseUrl() + "/r/").endsWith(" thanks");

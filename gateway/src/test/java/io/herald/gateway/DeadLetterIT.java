@@ -10,9 +10,9 @@ import io.lettuce.core.Range;
 import io.lettuce.core.RedisClient;
 import io.lettuce.core.StreamMessage;
 import io.lettuce.core.api.sync.RedisCommands;
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.api.io.TempDir;
 
 import java.nio.charset.StandardCharsets;
@@ -39,16 +39,11 @@ import static org.awaitility.Awaitility.await;
 class DeadLetterIT {
     /** These tests send a handful of messages; small rings keep the restarted gateways' heap small. */
     static final String SMALL = "pipeline.capacity = 1024\nhttp.max-items-per-batch = 1024\n";
-    TestGateway gw;
+    /** A gateway per test: some restart theirs. Tests that need other settings say so with {@code @Config}. */
+    @RegisterExtension
+    static final GatewayExtension gateway = GatewayExtension.withConfig(SMALL).perTest();
 
-    @AfterEach
-    void stop() {
-        if (gw != null) {
-            gw.close();
-        }
-    }
-
-    private String send(String user, int n) {
+    private String send(TestGateway gw, String user, int n) {
         List<String> messages = new ArrayList<>();
         for (int i = 0; i < n; i++) {
             messages.add(TestGateway.msg(user, "m" + i));
@@ -56,39 +51,39 @@ class DeadLetterIT {
         return gw.batch(messages).get("batchId").asText();
     }
 
-    private void awaitDone(String batchId) {
+    private void awaitDone(TestGateway gw, String batchId) {
         await().atMost(Duration.ofSeconds(60)).until(() -> gw.batchStatus(batchId).get("done").asBoolean());
     }
 
-    private JsonNode letters(String query, String apiKey) {
+    private JsonNode letters(TestGateway gw, String query, String apiKey) {
         TestGateway.Response r = gw.send("GET", "/v1/dead-letters" + query, null, apiKey);
         assertThat(r.status()).as(r.raw().body()).isEqualTo(200);
         return r.json();
     }
 
-    private JsonNode redrive(String body, String apiKey) {
+    private JsonNode redrive(TestGateway gw, String body, String apiKey) {
         TestGateway.Response r = gw.send("POST", "/v1/dead-letters/redrive", body, apiKey);
         assertThat(r.status()).as(r.raw().body()).isEqualTo(200);
         return r.json();
     }
 
     @Test
-    void exhaustedRetriesAreListedThenRedrivenAndDeliveredOnce() throws Exception {
-        gw = new TestGateway(SMALL + "apns { max-attempts = 2, backoff-base = 20ms, backoff-max = 40ms }");
+    @GatewayExtension.Config(SMALL + "apns { max-attempts = 2, backoff-base = 20ms, backoff-max = 40ms }")
+    void exhaustedRetriesAreListedThenRedrivenAndDeliveredOnce(TestGateway gw) throws Exception {
         String user = "dl-" + UUID.randomUUID();
         String token = TestGateway.token();
         gw.sandbox().scriptAlways(token, Answer.SERVICE_UNAVAILABLE);
         gw.device(user, "phone", token);
-        String batchId = send(user, 3);
-        awaitDone(batchId);
+        String batchId = send(gw, user, 3);
+        awaitDone(gw, batchId);
         assertThat(gw.batchStatus(batchId).path("reasons").path("failed:retries_exhausted").asInt()).isEqualTo(3);
         assertThat(gw.sandbox().arrivals(token)).hasSize(6);
 
-        JsonNode page1 = letters("?limit=2", gw.key);
+        JsonNode page1 = letters(gw, "?limit=2", gw.key);
         assertThat(page1.get("deadLetters")).hasSize(2);
-        JsonNode page2 = letters("?limit=2&cursor=" + page1.get("next").asText(), gw.key);
+        JsonNode page2 = letters(gw, "?limit=2&cursor=" + page1.get("next").asText(), gw.key);
         assertThat(page2.get("deadLetters")).hasSize(1);
-        assertThat(letters("?cursor=" + page2.get("next").asText(), gw.key).get("deadLetters")).isEmpty();
+        assertThat(letters(gw, "?cursor=" + page2.get("next").asText(), gw.key).get("deadLetters")).isEmpty();
         List<String> ids = new ArrayList<>();
         for (JsonNode l : List.of(page1.get("deadLetters").get(0), page1.get("deadLetters").get(1),
                 page2.get("deadLetters").get(0))) {
@@ -105,21 +100,21 @@ class DeadLetterIT {
         assertThat(ids).doesNotHaveDuplicates();
 
         // Another tenant sees none of them and cannot redrive them.
-        assertThat(letters("", gw.otherKey).get("deadLetters")).isEmpty();
-        JsonNode foreign = redrive("{\"ids\":[\"" + String.join("\",\"", ids) + "\"]}", gw.otherKey);
+        assertThat(letters(gw, "", gw.otherKey).get("deadLetters")).isEmpty();
+        JsonNode foreign = redrive(gw, "{\"ids\":[\"" + String.join("\",\"", ids) + "\"]}", gw.otherKey);
         assertThat(foreign.get("redriven").asInt()).isZero();
         assertThat(foreign.get("notFound")).hasSize(3);
 
         gw.sandbox().scriptAlways(token, Answer.ACCEPT);
-        JsonNode two = redrive("{\"ids\":[\"" + ids.get(0) + "\",\"" + ids.get(1) + "\"]}", gw.key);
+        JsonNode two = redrive(gw, "{\"ids\":[\"" + ids.get(0) + "\",\"" + ids.get(1) + "\"]}", gw.key);
         assertThat(two.get("redriven").asInt()).isEqualTo(2);
         assertThat(two.get("remaining").asInt()).isEqualTo(1);
-        JsonNode rest = redrive(null, gw.key); // no body: the oldest letters, here the last one
+        JsonNode rest = redrive(gw, null, gw.key); // no body: the oldest letters, here the last one
         assertThat(rest.get("redriven").asInt()).isEqualTo(1);
         assertThat(rest.get("ids").get(0).asText()).isEqualTo(ids.get(2));
         assertThat(rest.get("remaining").asInt()).isZero();
 
-        awaitDone(batchId);
+        awaitDone(gw, batchId);
         JsonNode status = gw.batchStatus(batchId);
         assertThat(status.get("states").get("accepted").asInt()).isEqualTo(3);
         assertThat(status.get("states").get("failed").asInt()).isZero();
@@ -131,17 +126,16 @@ class DeadLetterIT {
             m.get("history").forEach(h -> states.add(h.get("state").asText()));
             assertThat(states).containsSubsequence("retry_failed", "redriven", "accepted");
         }
-        assertThat(letters("", gw.key).get("deadLetters")).isEmpty();
+        assertThat(letters(gw, "", gw.key).get("deadLetters")).isEmpty();
         // Re-driving again finds nothing and sends nothing.
-        JsonNode again = redrive("{\"ids\":[\"" + ids.get(0) + "\"]}", gw.key);
+        JsonNode again = redrive(gw, "{\"ids\":[\"" + ids.get(0) + "\"]}", gw.key);
         assertThat(again.get("redriven").asInt()).isZero();
         assertThat(again.get("notFound")).hasSize(1);
         assertThat(gw.sandbox().acceptedCount(UUID.fromString(ids.get(0)))).isEqualTo(1);
     }
 
     @Test
-    void badRedriveRequestsNameTheField() throws Exception {
-        gw = new TestGateway(SMALL);
+    void badRedriveRequestsNameTheField(TestGateway gw) throws Exception {
         TestGateway.Response r = gw.send("POST", "/v1/dead-letters/redrive", "{\"ids\":[\"nope\"]}", gw.key);
         assertThat(r.status()).isEqualTo(422);
         assertThat(r.json().path("error").path("field").asText()).isEqualTo("ids[0]");
@@ -157,15 +151,15 @@ class DeadLetterIT {
         assertThat(gw.send("POST", "/v1/dead-letters/redrive", null, "wrong-key-0123456789").status()).isEqualTo(401);
     }
 
+    // Stuck in retry until the restart, so the batch is still in the journal then.
     @Test
-    void journalEntriesThatNoLongerDecodeBecomeDeadLettersAndDoNotBlockTheStart() throws Exception {
-        // Stuck in retry until the restart, so the batch is still in the journal then.
-        gw = new TestGateway(SMALL + "apns { backoff-base = 10s, backoff-max = 10s, max-attempts = 50 }");
+    @GatewayExtension.Config(SMALL + "apns { backoff-base = 10s, backoff-max = 10s, max-attempts = 50 }")
+    void journalEntriesThatNoLongerDecodeBecomeDeadLettersAndDoNotBlockTheStart(TestGateway gw) throws Exception {
         String user = "corrupt-" + UUID.randomUUID();
         String token = TestGateway.token();
         gw.sandbox().scriptAlways(token, Answer.INTERNAL_SERVER_ERROR);
         gw.device(user, "phone", token);
-        String batchId = send(user, 2);
+        String batchId = send(gw, user, 2);
         SandboxApns first = gw.sandbox();
         await().atMost(Duration.ofSeconds(30)).until(() -> first.arrivals(token).size() >= 2);
         String badId = MessageIds.messageId(UUID.fromString(batchId), 0).toString();
@@ -192,14 +186,14 @@ class DeadLetterIT {
             });
             assertThat(gw.herald.replayed()).as("the message that still decodes").isEqualTo(1);
 
-            awaitDone(batchId);
+            awaitDone(gw, batchId);
             JsonNode status = gw.batchStatus(batchId);
             assertThat(status.get("states").get("accepted").asInt()).isEqualTo(1);
             assertThat(status.path("reasons").path("failed:undecodable").asInt()).isEqualTo(1);
             assertThat(gw.sandbox().acceptedCount(UUID.fromString(goodId))).isEqualTo(1);
             assertThat(gw.sandbox().acceptedCount(UUID.fromString(badId))).isZero();
 
-            JsonNode letters = letters("", gw.key).get("deadLetters");
+            JsonNode letters = letters(gw, "", gw.key).get("deadLetters");
             assertThat(letters).hasSize(1);
             assertThat(letters.get(0).get("id").asText()).isEqualTo(badId);
             assertThat(letters.get(0).get("reason").asText()).isEqualTo("undecodable");
@@ -207,10 +201,10 @@ class DeadLetterIT {
             assertThat(gw.message(badId).get("state").asText()).isEqualTo("failed");
 
             // It still does not decode: a redrive leaves it where it is, and says so.
-            JsonNode r = redrive("{\"ids\":[\"" + badId + "\"]}", gw.key);
+            JsonNode r = redrive(gw, "{\"ids\":[\"" + badId + "\"]}", gw.key);
             assertThat(r.get("redriven").asInt()).isZero();
             assertThat(r.get("undecodable").get(0).asText()).isEqualTo(badId);
-            assertThat(letters("", gw.key).get("deadLetters")).hasSize(1);
+            assertThat(letters(gw, "", gw.key).get("deadLetters")).hasSize(1);
 
             // The garbage entry left the journal, unchanged, for an operator; the journal empties.
             List<StreamMessage<String, String>> kept = redis.xrange(Keys.unreadableEntries(gw.nodeId),
@@ -227,14 +221,15 @@ class DeadLetterIT {
     void anEntryThatNeverSettlesIsDeadLetteredAfterMaxReplaysThenRedriven(@TempDir Path dir) throws Exception {
         // An APNs endpoint of the test's own that outlives the gateway's restarts: it fails the
         // message on every start, as a message that wedges (or crashes) the node would.
-        try (SandboxApns apple = SandboxApns.start(0)) {
-            gw = new TestGateway(SMALL + ownApns(dir, apple) + "\ndead-letters.max-replays = 1\n"
-                    + "apns { backoff-base = 10s, backoff-max = 10s, max-attempts = 50 }");
+        // Its gateway is configured with that endpoint, so it is not the extension's.
+        try (SandboxApns apple = SandboxApns.start(0);
+             TestGateway gw = new TestGateway(SMALL + ownApns(dir, apple) + "\ndead-letters.max-replays = 1\n"
+                     + "apns { backoff-base = 10s, backoff-max = 10s, max-attempts = 50 }")) {
             String user = "wedged-" + UUID.randomUUID();
             String token = TestGateway.token();
             apple.scriptAlways(token, Answer.INTERNAL_SERVER_ERROR);
             gw.device(user, "phone", token);
-            String batchId = send(user, 1);
+            String batchId = send(gw, user, 1);
             String id = MessageIds.messageId(UUID.fromString(batchId), 0).toString();
             await().atMost(Duration.ofSeconds(30)).until(() -> apple.arrivals(token).size() == 1);
 
@@ -246,7 +241,7 @@ class DeadLetterIT {
             JsonNode m = gw.message(id);
             assertThat(m.get("state").asText()).isEqualTo("failed");
             assertThat(m.get("reason").asText()).isEqualTo("poison");
-            JsonNode letter = letters("", gw.key).get("deadLetters").get(0);
+            JsonNode letter = letters(gw, "", gw.key).get("deadLetters").get(0);
             assertThat(letter.get("id").asText()).isEqualTo(id);
             assertThat(letter.get("reason").asText()).isEqualTo("poison");
             assertThat(letter.get("attempts").asInt()).isEqualTo(3);
@@ -254,8 +249,8 @@ class DeadLetterIT {
             assertThat(apple.arrivals(token)).hasSize(2);
 
             apple.scriptAlways(token, Answer.ACCEPT);
-            assertThat(redrive("{\"ids\":[\"" + id + "\"]}", gw.key).get("redriven").asInt()).isEqualTo(1);
-            awaitDone(batchId);
+            assertThat(redrive(gw, "{\"ids\":[\"" + id + "\"]}", gw.key).get("redriven").asInt()).isEqualTo(1);
+            awaitDone(gw, batchId);
             assertThat(gw.message(id).get("state").asText()).isEqualTo("accepted");
             assertThat(apple.acceptedCount(UUID.fromString(id))).isEqualTo(1);
         }

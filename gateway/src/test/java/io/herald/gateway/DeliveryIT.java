@@ -1,10 +1,9 @@
 package io.herald.gateway;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
 import java.time.Duration;
 import java.util.ArrayList;
@@ -19,20 +18,11 @@ import static org.awaitility.Awaitility.await;
 /** End to end through the real Redis and the APNs peer over HTTP/2 + TLS. */
 @Timeout(180)
 class DeliveryIT {
-    static TestGateway gw;
-
-    @BeforeAll
-    static void start() throws Exception {
-        gw = new TestGateway("");
-    }
-
-    @AfterAll
-    static void stop() {
-        gw.close();
-    }
+    @RegisterExtension
+    static final GatewayExtension gateway = GatewayExtension.withConfig("");
 
     @Test
-    void deliversEveryMessageOfA5000MessageBatchExactlyOnce() {
+    void deliversEveryMessageOfA5000MessageBatchExactlyOnce(TestGateway gw) {
         int users = 1000;
         for (int u = 0; u < users; u++) {
             gw.device("u" + u, "phone", TestGateway.token());
@@ -71,7 +61,7 @@ class DeliveryIT {
     }
 
     @Test
-    void directTokenSendsAndUsersWithoutDevicesEndInTheirStates() {
+    void directTokenSendsAndUsersWithoutDevicesEndInTheirStates(TestGateway gw) {
         String token = TestGateway.token();
         JsonNode accepted = gw.batch(List.of(
                 "{\"apnsToken\":\"" + token + "\",\"title\":\"direct\"}",
@@ -90,7 +80,7 @@ class DeliveryIT {
     }
 
     @Test
-    void registersListsAndDeletesDevices() {
+    void registersListsAndDeletesDevices(TestGateway gw) {
         String user = "dev-" + UUID.randomUUID();
         String token = TestGateway.token();
         gw.device(user, "ipad", token);
@@ -106,7 +96,7 @@ class DeliveryIT {
     }
 
     @Test
-    void healthReadinessAndMetricsAnswer() {
+    void healthReadinessAndMetricsAnswer(TestGateway gw) {
         assertThat(gw.send("GET", "/healthz", null, null).status()).isEqualTo(200);
         assertThat(gw.send("GET", "/readyz", null, null).json().get("status").asText()).isEqualTo("ready");
         TestGateway.Response metrics = gw.send("GET", "/metrics", null, null);

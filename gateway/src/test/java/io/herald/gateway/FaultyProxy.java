@@ -16,26 +16,35 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 
 /**
- * A TCP proxy for fault tests: listens on 127.0.0.1 (port 0 at first) and forwards every
- * connection to a target port on 127.0.0.1, with faults switched on and off while it runs:
- * {@link #cut()} closes every connection and refuses new ones (the listener is closed, so a
- * connect gets ECONNREFUSED), {@link #pause()} stops forwarding in both directions without closing
- * anything (a black hole: bytes wait in the proxy), {@link #pauseReplies()} holds only the
- * answers (the server runs the commands, the client never hears back), {@link #latency(long)} delays each chunk by
- * that many milliseconds from the moment it was read (a long link, not a slow one: chunks stay
- * pipelined), and {@link #restore()} undoes all of it, binding the same port again after a cut.
+ * A TCP proxy for fault tests: listens on 127.0.0.1 (port 0, kept until {@link #close()}) and
+ * forwards every connection to a target port on 127.0.0.1, with faults switched on and off while
+ * it runs: {@link #cut()} closes every connection and drops new ones (each is accepted and reset
+ * at once, so a client sees its connection die before a byte arrives), {@link #pause()} stops
+ * forwarding in both directions without closing anything (a black hole: bytes wait in the proxy),
+ * {@link #pauseReplies()} holds only the answers (the server runs the commands, the client never
+ * hears back), {@link #latency(long)} delays each chunk by that many milliseconds from the moment
+ * it was read (a long link, not a slow one: chunks stay pipelined), {@link #target(int)} forwards
+ * new connections elsewhere (a server restarted on another port), and {@link #restore()} undoes
+ * the faults.
+ *
+ * <p>The listener stays bound for the proxy's whole life, through cuts: a port released during a
+ * cut could be handed to any other socket before the proxy bound it again (RedisFaultsIT once
+ * failed with {@code BindException} that way). The trade-off: a cut proxy resets connections
+ * instead of refusing them, which clients handle alike (connection failed, reconnect later).
  *
  * <p>Plain blocking sockets, two threads per direction per connection (reader, delayed writer);
  * meant for a handful of client connections. Thread-safe; the test that creates it must
  * {@link #close()} it.
  */
 final class FaultyProxy implements AutoCloseable {
-    private final int targetPort;
+    private final ServerSocket listener;
+    private final int port;
     private final Set<Socket> sockets = ConcurrentHashMap.newKeySet();
     private final Object gate = new Object();
     private final AtomicInteger accepted = new AtomicInteger();
-    private volatile ServerSocket listener;
-    private volatile int port;
+    private volatile int targetPort;
+    /** Guarded by {@code this}: connections are registered and cut under the same lock. */
+    private boolean cutOff;
     private volatile boolean pausedUp;
     private volatile boolean pausedDown;
     private volatile byte[] pauseRepliesOn;
@@ -44,16 +53,11 @@ final class FaultyProxy implements AutoCloseable {
 
     FaultyProxy(int targetPort) throws IOException {
         this.targetPort = targetPort;
-        listen(0);
-    }
-
-    private synchronized void listen(int onPort) throws IOException {
         ServerSocket s = new ServerSocket();
-        s.setReuseAddress(true);
-        s.bind(new InetSocketAddress(InetAddress.getLoopbackAddress(), onPort), 64);
+        s.bind(new InetSocketAddress(InetAddress.getLoopbackAddress(), 0), 64);
         listener = s;
         port = s.getLocalPort();
-        Thread t = new Thread(() -> acceptLoop(s), "faulty-proxy-accept-" + port);
+        Thread t = new Thread(this::acceptLoop, "faulty-proxy-accept-" + port);
         t.setDaemon(true);
         t.start();
     }
@@ -66,18 +70,19 @@ final class FaultyProxy implements AutoCloseable {
         return "redis://127.0.0.1:" + port;
     }
 
-    /** Connections accepted so far (a client that reconnects shows up here again). */
+    /** Connections forwarded so far (a client that reconnects shows up here again; dropped ones do not). */
     int acceptedConnections() {
         return accepted.get();
     }
 
-    /** Closes every connection and the listener: new connects are refused until {@link #restore()}. */
-    synchronized void cut() throws IOException {
-        ServerSocket s = listener;
-        listener = null;
-        if (s != null) {
-            s.close();
-        }
+    /** Forwards connections made from now on to {@code port} (those already open stay where they are). */
+    void target(int port) {
+        targetPort = port;
+    }
+
+    /** Closes every connection; new ones are dropped until {@link #restore()}. The port stays ours. */
+    synchronized void cut() {
+        cutOff = true;
         closeAll();
     }
 
@@ -105,8 +110,8 @@ final class FaultyProxy implements AutoCloseable {
         latencyMillis = millis;
     }
 
-    /** No faults: forwards again, without delay, and listens again on the same port after a cut. */
-    synchronized void restore() throws IOException {
+    /** No faults: forwards again, without delay, and takes new connections again after a cut. */
+    synchronized void restore() {
         latencyMillis = 0;
         pauseRepliesOn = null;
         synchronized (gate) {
@@ -114,8 +119,8 @@ final class FaultyProxy implements AutoCloseable {
             pausedDown = false;
             gate.notifyAll();
         }
-        if (listener == null && !closed) {
-            listen(port);
+        if (!closed) {
+            cutOff = false;
         }
     }
 
@@ -123,6 +128,7 @@ final class FaultyProxy implements AutoCloseable {
     public synchronized void close() throws IOException {
         closed = true;
         cut();
+        listener.close();
         synchronized (gate) {
             pausedUp = false;
             pausedDown = false;
@@ -141,15 +147,18 @@ final class FaultyProxy implements AutoCloseable {
         sockets.clear();
     }
 
-    private void acceptLoop(ServerSocket s) {
-        while (!s.isClosed()) {
+    private void acceptLoop() {
+        while (!listener.isClosed()) {
             Socket client;
             try {
-                client = s.accept();
+                client = listener.accept();
             } catch (IOException e) {
-                return; // listener closed by cut() or close()
+                return; // listener closed by close()
             }
-            accepted.incrementAndGet();
+            if (isCutOff()) {
+                reset(client);
+                continue;
+            }
             Socket server = new Socket();
             try {
                 client.setTcpNoDelay(true);
@@ -160,12 +169,35 @@ final class FaultyProxy implements AutoCloseable {
                 closeQuietly(server);
                 continue; // target down: the client sees its connection closed
             }
-            sockets.add(client);
-            sockets.add(server);
+            synchronized (this) {
+                // A cut while this connection was being set up must close it too.
+                if (cutOff) {
+                    reset(client);
+                    closeQuietly(server);
+                    continue;
+                }
+                accepted.incrementAndGet();
+                sockets.add(client);
+                sockets.add(server);
+            }
             String name = "faulty-proxy-" + client.getPort();
             pipe(client, server, true, name + "-up");
             pipe(server, client, false, name + "-down");
         }
+    }
+
+    private synchronized boolean isCutOff() {
+        return cutOff;
+    }
+
+    /** Closes with RST (linger 0): the client's connection fails at once, as near to a refusal as a listening port gets. */
+    private static void reset(Socket s) {
+        try {
+            s.setSoLinger(true, 0);
+        } catch (IOException ignored) {
+            // closing anyway
+        }
+        closeQuietly(s);
     }
 
     private record Chunk(long readAtNanos, byte[] bytes) {

@@ -4,10 +4,9 @@ import com.fasterxml.jackson.databind.JsonNode;
 import io.herald.gateway.journal.IdempotencyKeys;
 import io.herald.gateway.sandbox.SandboxApns;
 import io.herald.gateway.tracking.MessageIds;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
 import java.net.Socket;
 import java.nio.charset.StandardCharsets;
@@ -36,17 +35,9 @@ class IdempotencyIT {
     static final String KEY = "Idempotency-Key";
     /** These tests send a handful of messages; small rings keep the gateways' heap small. */
     static final String SMALL = "pipeline.capacity = 1024\nhttp.max-items-per-batch = 1024\n";
-    static TestGateway gw;
-
-    @BeforeAll
-    static void start() throws Exception {
-        gw = new TestGateway(SMALL + "idempotency.in-progress-ttl = 2s");
-    }
-
-    @AfterAll
-    static void stop() {
-        gw.close();
-    }
+    @RegisterExtension
+    static final GatewayExtension gateway =
+            GatewayExtension.withConfig(SMALL + "idempotency.in-progress-ttl = 2s");
 
     /** A body of {@code n} messages to a fresh user with a fresh device, in campaign {@code campaign}. */
     private static String body(TestGateway g, String campaign, int n, String token) {
@@ -78,7 +69,7 @@ class IdempotencyIT {
     }
 
     @Test
-    void sameKeyAndBodyGetTheSameAnswerAndOneSend() {
+    void sameKeyAndBodyGetTheSameAnswerAndOneSend(TestGateway gw) {
         String campaign = "same-" + UUID.randomUUID().toString().substring(0, 8);
         String token = TestGateway.token();
         gw.sandbox().scriptOnce(token); // nothing scripted: only makes the peer log each arrival
@@ -106,7 +97,7 @@ class IdempotencyIT {
     }
 
     @Test
-    void sameKeyWithAnotherBodyIs422NamingTheHeader() {
+    void sameKeyWithAnotherBodyIs422NamingTheHeader(TestGateway gw) {
         String campaign = "reuse-" + UUID.randomUUID().toString().substring(0, 8);
         String key = "reuse-" + UUID.randomUUID();
         String body = body(gw, campaign, 1, TestGateway.token());
@@ -126,7 +117,7 @@ class IdempotencyIT {
     }
 
     @Test
-    void aKeyHeldByAnUnfinishedRequestIs409UntilItsClaimLapses() {
+    void aKeyHeldByAnUnfinishedRequestIs409UntilItsClaimLapses(TestGateway gw) {
         String campaign = "held-" + UUID.randomUUID().toString().substring(0, 8);
         String key = "held-" + UUID.randomUUID();
         String body = body(gw, campaign, 2, TestGateway.token());
@@ -165,7 +156,7 @@ class IdempotencyIT {
     }
 
     @Test
-    void concurrentRequestsWithOneKeyMakeOneBatch() throws Exception {
+    void concurrentRequestsWithOneKeyMakeOneBatch(TestGateway gw) throws Exception {
         String campaign = "race-" + UUID.randomUUID().toString().substring(0, 8);
         String key = "race-" + UUID.randomUUID();
         String body = body(gw, campaign, 5, TestGateway.token());
@@ -206,7 +197,7 @@ class IdempotencyIT {
     }
 
     @Test
-    void keysBelongToOneApp() {
+    void keysBelongToOneApp(TestGateway gw) {
         String key = "shared-" + UUID.randomUUID();
         String mine = body(gw, "scope-a", 1, TestGateway.token());
         TestGateway.Response a = post(gw, mine, KEY, key);
@@ -222,7 +213,7 @@ class IdempotencyIT {
     }
 
     @Test
-    void malformedKeysAre400NamingTheHeader() throws Exception {
+    void malformedKeysAre400NamingTheHeader(TestGateway gw) throws Exception {
         String body = body(gw, "bad-keys", 1, TestGateway.token());
         for (List<String> headers : List.of(List.of(KEY, "k".repeat(256)), List.of(KEY, "tab\there"),
                 List.of(KEY, "one", KEY, "two"))) {
@@ -248,7 +239,7 @@ class IdempotencyIT {
     }
 
     @Test
-    void aRetryAfterACrashGetsTheJournaledBatchWhichIsSentOnce() throws Exception {
+    void aRetryAfterACrashGetsTheJournaledBatchWhichIsSentOnce(TestGateway gw) throws Exception {
         // The client sent the batch, the node journaled it and died before the client read the 202.
         try (TestGateway g = new TestGateway(SMALL
                 + "apns { backoff-base = 10s, backoff-max = 10s, max-attempts = 50 }")) {

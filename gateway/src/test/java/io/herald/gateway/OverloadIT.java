@@ -2,10 +2,9 @@ package io.herald.gateway;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import io.herald.gateway.sandbox.SandboxApns;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
 import java.time.Duration;
 import java.util.ArrayList;
@@ -20,20 +19,12 @@ import static org.awaitility.Awaitility.await;
 /** A full pipeline answers 429 + Retry-After at once, and loses nothing it accepted. */
 @Timeout(120)
 class OverloadIT {
-    static TestGateway gw;
-
-    @BeforeAll
-    static void start() throws Exception {
-        gw = new TestGateway("pipeline.capacity = 64\nhttp.max-items-per-batch = 64\napns { backoff-base = 1s, max-attempts = 3 }");
-    }
-
-    @AfterAll
-    static void stop() {
-        gw.close();
-    }
+    @RegisterExtension
+    static final GatewayExtension gateway =
+            GatewayExtension.withConfig("pipeline.capacity = 64\nhttp.max-items-per-batch = 64\napns { backoff-base = 1s, max-attempts = 3 }");
 
     @Test
-    void aBurstBeyondCapacityGets429AndEveryAcceptedMessageIsDelivered() {
+    void aBurstBeyondCapacityGets429AndEveryAcceptedMessageIsDelivered(TestGateway gw) {
         List<String> first = new ArrayList<>();
         for (int u = 0; u < 50; u++) {
             String token = TestGateway.token();

@@ -3,10 +3,9 @@ package io.herald.gateway;
 import com.fasterxml.jackson.databind.JsonNode;
 import io.herald.gateway.sandbox.SandboxApns;
 import io.herald.gateway.sandbox.SandboxFcm;
-import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
 import java.time.Duration;
 import java.util.ArrayList;
@@ -34,21 +33,13 @@ class ProviderFaultsIT {
     static final Duration BASE = Duration.ofMillis(200);
     static final int MAX_ATTEMPTS = 4;
     // One gateway per test: a storm must not leave connections behind for the next test.
-    static TestGateway gw;
-
-    @BeforeEach
-    void start() throws Exception {
-        gw = new TestGateway("apns { backoff-base = 200ms, backoff-max = 2s, max-attempts = 4 }\n"
-                + "fcm { backoff-base = 200ms, backoff-max = 2s, max-attempts = 4, quota-backoff = 300ms }");
-    }
-
-    @AfterEach
-    void stop() {
-        gw.close();
-    }
+    @RegisterExtension
+    static final GatewayExtension gateway = GatewayExtension.withConfig(
+            "apns { backoff-base = 200ms, backoff-max = 2s, max-attempts = 4 }\n"
+            + "fcm { backoff-base = 200ms, backoff-max = 2s, max-attempts = 4, quota-backoff = 300ms }").perTest();
 
     @Test
-    void apnsAnswersAreRetriedPerClassWithJitterWithinTheBudget() {
+    void apnsAnswersAreRetriedPerClassWithJitterWithinTheBudget(TestGateway gw) {
         SandboxApns apns = gw.sandbox();
         Map<String, String> tokens = new LinkedHashMap<>(); // user -> token
         Map<String, SandboxApns.Answer[]> once = new LinkedHashMap<>();
@@ -72,7 +63,7 @@ class ProviderFaultsIT {
         tokens.put("down" + tag, down);
         tokens.forEach((user, token) -> gw.device(user, "phone", token));
 
-        Map<String, JsonNode> messages = sendAndSettle(tokens.keySet());
+        Map<String, JsonNode> messages = sendAndSettle(gw, tokens.keySet());
 
         // 429, 503 and ExpiredProviderToken: retried, then accepted, one retry note per failure.
         assertAccepted(messages.get("throttled" + tag), 1, "429");
@@ -114,14 +105,14 @@ class ProviderFaultsIT {
         apns.scriptOnce(expired, SandboxApns.Answer.EXPIRED_PROVIDER_TOKEN);
         gw.device("expired-jwt" + tag, "phone", expired);
         int connections = apns.connectionsAccepted();
-        JsonNode renewed = sendAndSettle(Set.of("expired-jwt" + tag)).get("expired-jwt" + tag);
+        JsonNode renewed = sendAndSettle(gw, Set.of("expired-jwt" + tag)).get("expired-jwt" + tag);
         assertAccepted(renewed, 1, "ExpiredProviderToken");
         assertThat(apns.arrivals(expired)).hasSize(2);
         assertThat(apns.connectionsAccepted()).as("a new connection after the expired token").isGreaterThan(connections);
     }
 
     @Test
-    void fcmAnswersAreRetriedPerClassAndHonourRetryAfter() {
+    void fcmAnswersAreRetriedPerClassAndHonourRetryAfter(TestGateway gw) {
         SandboxFcm fcm = gw.herald.sandboxFcm();
         fcm.unavailableRetryAfter(1);
         fcm.slowDelay(Duration.ofMillis(1500));
@@ -143,10 +134,10 @@ class ProviderFaultsIT {
         String down = fcmToken();
         fcm.scriptAlways(down, SandboxFcm.Answer.INTERNAL);
         tokens.put("down" + tag, down);
-        tokens.forEach(ProviderFaultsIT::fcmDevice);
+        tokens.forEach((user, token) -> fcmDevice(gw, user, token));
         long issued = fcm.tokensIssued();
 
-        Map<String, JsonNode> messages = sendAndSettle(tokens.keySet());
+        Map<String, JsonNode> messages = sendAndSettle(gw, tokens.keySet());
 
         // 503 with Retry-After: 1 waits the second Google asked for, not the 100-200 ms backoff.
         assertAccepted(messages.get("unavailable" + tag), 1, "503");
@@ -173,18 +164,18 @@ class ProviderFaultsIT {
     }
 
     @Test
-    void aStormOfResetsGoAwaysAndErrorsReconnectsLosesNothingAndLeavesNoThreads() {
+    void aStormOfResetsGoAwaysAndErrorsReconnectsLosesNothingAndLeavesNoThreads(TestGateway gw) {
         SandboxApns apns = gw.sandbox();
         SandboxFcm fcm = gw.herald.sandboxFcm();
         fcm.slowDelay(Duration.ofMillis(500));
         // Warm up: every connection and thread the gateway needs exists before the baseline.
-        storm(apns, fcm, 0, 1);
+        storm(gw, apns, fcm, 0, 1);
         int threadsBefore = liveThreads().size();
         Set<String> namesBefore = liveThreads();
         int apnsConnections = apns.connectionsAccepted();
 
         for (int round = 1; round <= 3; round++) {
-            storm(apns, fcm, round, 2);
+            storm(gw, apns, fcm, round, 2);
         }
 
         assertThat(apns.connectionsAccepted()).as("APNs reconnects").isGreaterThan(apnsConnections);
@@ -201,7 +192,7 @@ class ProviderFaultsIT {
      * every connection dropped and a GOAWAY on the new ones, while 429/503/500 answers are
      * scripted on others. Every acknowledged message is accepted by its peer at least once.
      */
-    private void storm(SandboxApns apns, SandboxFcm fcm, int round, int faults) {
+    private void storm(TestGateway gw, SandboxApns apns, SandboxFcm fcm, int round, int faults) {
         String tag = "-s" + round + "-" + UUID.randomUUID().toString().substring(0, 6);
         Map<String, String> apnsUsers = new LinkedHashMap<>();
         Map<String, String> fcmUsers = new LinkedHashMap<>();
@@ -223,7 +214,7 @@ class ProviderFaultsIT {
             fcmUsers.put("f" + i + tag, ft);
         }
         apnsUsers.forEach((u, t) -> gw.device(u, "phone", t));
-        fcmUsers.forEach(ProviderFaultsIT::fcmDevice);
+        fcmUsers.forEach((user, token) -> fcmDevice(gw, user, token));
         List<String> users = new ArrayList<>(apnsUsers.keySet());
         users.addAll(fcmUsers.keySet());
         JsonNode accepted = gw.batch(users.stream().map(u -> TestGateway.msg(u, "storm")).toList());
@@ -256,7 +247,7 @@ class ProviderFaultsIT {
 
     // ---- helpers ----------------------------------------------------------------------------
 
-    private static Map<String, JsonNode> sendAndSettle(Set<String> users) {
+    private static Map<String, JsonNode> sendAndSettle(TestGateway gw, Set<String> users) {
         List<String> order = new ArrayList<>(users);
         JsonNode accepted = gw.batch(order.stream().map(u -> TestGateway.msg(u, "fault")).toList());
         String batchId = accepted.get("batchId").asText();
@@ -294,7 +285,7 @@ class ProviderFaultsIT {
         return "fcm:" + UUID.randomUUID();
     }
 
-    private static void fcmDevice(String user, String token) {
+    private static void fcmDevice(TestGateway gw, String user, String token) {
         TestGateway.Response r = gw.send("PUT", "/v1/apps/" + gw.app + "/users/" + user + "/devices/pixel",
                 "{\"platform\":\"fcm\",\"token\":\"" + token + "\"}", gw.key);
         assertThat(r.status()).as(r.raw().body()).isEqualTo(200);

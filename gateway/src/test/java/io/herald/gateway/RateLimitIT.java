@@ -4,10 +4,9 @@ import com.fasterxml.jackson.databind.JsonNode;
 import io.herald.gateway.admission.RateLimiter;
 import io.herald.gateway.config.AppConfig;
 import io.lettuce.core.api.StatefulRedisConnection;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
 import java.time.Duration;
 import java.util.ArrayList;
@@ -24,20 +23,12 @@ class RateLimitIT {
     static final int N = 5;
     static final long PERIOD_MS = 3000;
     static final long INTERVAL_MS = PERIOD_MS / N;
-    static TestGateway gw;
-
-    @BeforeAll
-    static void start() throws Exception {
-        gw = new TestGateway("apps.APP.rate-limit { rate = " + N + ", period = " + PERIOD_MS + "ms, burst = " + N + " }");
-    }
-
-    @AfterAll
-    static void stop() {
-        gw.close();
-    }
+    @RegisterExtension
+    static final GatewayExtension gateway = GatewayExtension.withConfig(
+            "apps.APP.rate-limit { rate = " + N + ", period = " + PERIOD_MS + "ms, burst = " + N + " }");
 
     @Test
-    void userSent3NGetsNNowAndTheRestAtTheirSlots() {
+    void userSent3NGetsNNowAndTheRestAtTheirSlots(TestGateway gw) {
         String user = "rl-" + UUID.randomUUID();
         gw.device(user, "phone", TestGateway.token());
         List<String> messages = new ArrayList<>();
@@ -81,7 +72,7 @@ class RateLimitIT {
     }
 
     @Test
-    void aMessageWhoseSlotComesAfterItsTtlIsDroppedRateLimited() {
+    void aMessageWhoseSlotComesAfterItsTtlIsDroppedRateLimited(TestGateway gw) {
         String user = "ttl-" + UUID.randomUUID();
         gw.device(user, "phone", TestGateway.token());
         List<String> messages = new ArrayList<>();
@@ -98,7 +89,7 @@ class RateLimitIT {
     }
 
     @Test
-    void oneScriptCallChecksManyUsersExactly() throws Exception {
+    void oneScriptCallChecksManyUsersExactly(TestGateway gw) throws Exception {
         AppConfig app = gw.config().apps().get(gw.app);
         RateLimiter limiter = new RateLimiter(java.util.Map.of(gw.app, app));
         try (StatefulRedisConnection<String, String> c = gw.herald.redis().dedicated()) {

@@ -8,6 +8,7 @@ import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
 import javax.crypto.Mac;
 import javax.crypto.spec.SecretKeySpec;
@@ -31,14 +32,18 @@ import static org.awaitility.Awaitility.await;
 @Timeout(300)
 class ReceiptsIT {
     static final String SECRET = "webhook-secret-0123456789";
-    static TestGateway gw;
     static HttpServer receiver;
+    /** Started by the first test, after {@link #startReceiver()}: its webhook names the receiver's port. */
+    @RegisterExtension
+    static final GatewayExtension gateway = GatewayExtension.withConfig(() -> "apps.APP.webhook {"
+            + " url = \"http://127.0.0.1:" + receiver.getAddress().getPort() + "/hook\", secret = \"" + SECRET + "\","
+            + " batch-size = 50, backoff-base = 50ms, max-attempts = 10 }");
     static final AtomicInteger failuresLeft = new AtomicInteger(3);
     static final Map<String, AtomicInteger> eventsReceived = new ConcurrentHashMap<>();
     static final AtomicInteger badSignatures = new AtomicInteger();
 
     @BeforeAll
-    static void start() throws Exception {
+    static void startReceiver() throws Exception {
         receiver = HttpServer.create(new InetSocketAddress(InetAddress.getLoopbackAddress(), 0), 0);
         receiver.createContext("/hook", ex -> {
             byte[] body = ex.getRequestBody().readAllBytes();
@@ -67,17 +72,14 @@ class ReceiptsIT {
             ex.close();
         });
         receiver.start();
-        gw = new TestGateway("apps.APP.webhook { url = \"http://127.0.0.1:" + receiver.getAddress().getPort()
-                + "/hook\", secret = \"" + SECRET + "\", batch-size = 50, backoff-base = 50ms, max-attempts = 10 }");
     }
 
     @AfterAll
-    static void stop() {
-        gw.close();
+    static void stopReceiver() {
         receiver.stop(0);
     }
 
-    private TestGateway.Response receipts(List<String> items) {
+    private TestGateway.Response receipts(TestGateway gw, List<String> items) {
         return gw.send("POST", "/v1/receipts", "{\"receipts\":[" + String.join(",", items) + "]}", null);
     }
 
@@ -85,7 +87,7 @@ class ReceiptsIT {
         return "{\"messageId\":\"" + id + "\",\"event\":\"" + event + "\",\"token\":\"" + token + "\"}";
     }
 
-    private List<String> sendCampaign(String campaign, int users, int perVariant) {
+    private List<String> sendCampaign(TestGateway gw, String campaign, int users, int perVariant) {
         List<String> messages = new ArrayList<>();
         for (String variant : List.of("A", "B")) {
             for (int i = 0; i < perVariant; i++) {
@@ -109,8 +111,8 @@ class ReceiptsIT {
     }
 
     @Test
-    void devicesReceiptsGiveExactFunnelsThatOnlyMoveForward() throws Exception {
-        List<String> ids = sendCampaign("spring", 10, 10);
+    void devicesReceiptsGiveExactFunnelsThatOnlyMoveForward(TestGateway gw) throws Exception {
+        List<String> ids = sendCampaign(gw, "spring", 10, 10);
         String batchId = ids.remove(0);
         // The token is in the push payload Apple would hand the app.
         JsonNode payload = TestGateway.JSON.readTree(gw.sandbox().payload(UUID.fromString(ids.get(0))));
@@ -142,7 +144,7 @@ class ReceiptsIT {
             r.add(receipt(ids.get(i), "opened", t));
             r.add(receipt(ids.get(i), "delivered", t));
         }
-        TestGateway.Response resp = receipts(r);
+        TestGateway.Response resp = receipts(gw, r);
         assertThat(resp.status()).as(resp.raw().body()).isEqualTo(200);
 
         JsonNode a = gw.get("/v1/campaigns/spring/funnel?variant=A").json().get("counts");
@@ -212,8 +214,8 @@ class ReceiptsIT {
     }
 
     @Test
-    void forgedExpiredCrossMessageAndTamperedReceiptsAre401AndCountNothing() throws Exception {
-        List<String> ids = sendCampaign("summer", 3, 3);
+    void forgedExpiredCrossMessageAndTamperedReceiptsAre401AndCountNothing(TestGateway gw) throws Exception {
+        List<String> ids = sendCampaign(gw, "summer", 3, 3);
         ids.remove(0);
         String id = ids.get(0);
         String user = "summer-A-0";
@@ -224,7 +226,7 @@ class ReceiptsIT {
         String otherMessage = tokens.sign(ids.get(1), "summer-A-1", exp);
         String expired = tokens.sign(id, user, System.currentTimeMillis() / 1000 - 10);
         String tamperedId = id.substring(0, 35) + (id.endsWith("1") ? "2" : "1");
-        TestGateway.Response resp = receipts(List.of(
+        TestGateway.Response resp = receipts(gw, List.of(
                 receipt(id, "opened", forger.sign(id, user, exp)),
                 receipt(id, "opened", otherMessage),
                 receipt(id, "opened", expired),
@@ -239,14 +241,14 @@ class ReceiptsIT {
         assertThat(counts.get("opened").asInt()).isZero();
         assertThat(counts.get("delivered").asInt()).isZero();
         // The genuine one still works, once.
-        assertThat(receipts(List.of(receipt(id, "opened", good))).status()).isEqualTo(200);
-        assertThat(receipts(List.of(receipt(id, "opened", good))).json().get("receipts").get(0).get("result").asText())
+        assertThat(receipts(gw, List.of(receipt(id, "opened", good))).status()).isEqualTo(200);
+        assertThat(receipts(gw, List.of(receipt(id, "opened", good))).json().get("receipts").get(0).get("result").asText())
                 .isEqualTo("no_change");
         assertThat(gw.get("/v1/campaigns/summer/funnel").json().get("counts").get("opened").asInt()).isEqualTo(1);
     }
 
     @Test
-    void oneHundredThousandReceiptsInBatchesAreAllCounted() throws Exception {
+    void oneHundredThousandReceiptsInBatchesAreAllCounted(TestGateway gw) throws Exception {
         int messages = 25_000;
         List<String> users = new ArrayList<>();
         for (int u = 0; u < 500; u++) {
@@ -286,7 +288,7 @@ class ReceiptsIT {
         assertThat(all).hasSize(100_000);
         int applied = 0;
         for (int from = 0; from < all.size(); from += 1000) {
-            TestGateway.Response resp = receipts(all.subList(from, from + 1000));
+            TestGateway.Response resp = receipts(gw, all.subList(from, from + 1000));
             assertThat(resp.status()).isEqualTo(200);
             applied += resp.json().get("applied").asInt();
         }
@@ -298,7 +300,7 @@ class ReceiptsIT {
     }
 
     @Test
-    void receiptsFromEveryChannelGiveExactFunnelsPerChannel() {
+    void receiptsFromEveryChannelGiveExactFunnelsPerChannel(TestGateway gw) {
         String run = UUID.randomUUID().toString().substring(0, 6);
         List<String> messages = new ArrayList<>();
         List<String> owners = new ArrayList<>();
@@ -337,7 +339,7 @@ class ReceiptsIT {
             }
         }
         assertThat(r).hasSize(5);
-        assertThat(receipts(r).json().get("applied").asInt()).isEqualTo(5);
+        assertThat(receipts(gw, r).json().get("applied").asInt()).isEqualTo(5);
 
         JsonNode c = gw.get("/v1/campaigns/mixed-" + run + "/funnel").json().get("counts");
         assertThat(c.get("submitted").asInt()).isEqualTo(12);

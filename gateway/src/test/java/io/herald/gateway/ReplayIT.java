@@ -2,9 +2,9 @@ package io.herald.gateway;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import io.herald.gateway.sandbox.SandboxApns;
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
 import java.time.Duration;
 import java.util.ArrayList;
@@ -23,19 +23,14 @@ import static org.awaitility.Awaitility.await;
  */
 @Timeout(120)
 class ReplayIT {
-    TestGateway gw;
+    /** A gateway per test, each configured for its test: both stop theirs abruptly. */
+    @RegisterExtension
+    static final GatewayExtension gateway = GatewayExtension.withConfig("").perTest();
 
-    @AfterEach
-    void stop() {
-        if (gw != null) {
-            gw.close();
-        }
-    }
-
+    // Long backoff: undelivered messages sit in retry when the gateway dies.
     @Test
-    void acknowledgedMessagesSurviveAnAbruptStopAndAreDeliveredOnce() throws Exception {
-        // Long backoff: undelivered messages sit in retry when the gateway dies.
-        gw = new TestGateway("apns { backoff-base = 10s, backoff-max = 10s, max-attempts = 50 }");
+    @GatewayExtension.Config("apns { backoff-base = 10s, backoff-max = 10s, max-attempts = 50 }")
+    void acknowledgedMessagesSurviveAnAbruptStopAndAreDeliveredOnce(TestGateway gw) throws Exception {
         SandboxApns first = gw.sandbox();
 
         // A batch that completes before the crash.
@@ -90,8 +85,8 @@ class ReplayIT {
     }
 
     @Test
-    void deferredMessagesSurviveARestartAndKeepTheirSlot() throws Exception {
-        gw = new TestGateway("apps.APP.rate-limit { rate = 2, period = 2s, burst = 2 }");
+    @GatewayExtension.Config("apps.APP.rate-limit { rate = 2, period = 2s, burst = 2 }")
+    void deferredMessagesSurviveARestartAndKeepTheirSlot(TestGateway gw) throws Exception {
         String user = "deferred-" + UUID.randomUUID();
         gw.device(user, "phone", TestGateway.token());
         List<String> messages = new ArrayList<>();

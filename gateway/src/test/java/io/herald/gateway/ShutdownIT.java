@@ -5,9 +5,9 @@ import com.typesafe.config.ConfigFactory;
 import io.herald.gateway.config.HeraldConfig;
 import io.herald.gateway.config.StartupException;
 import io.herald.gateway.redis.Keys;
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.api.io.TempDir;
 
 import java.nio.file.Files;
@@ -23,18 +23,12 @@ import static org.awaitility.Awaitility.await;
 /** Graceful stop drains what it accepted; misconfigured credentials stop the start with one line. */
 @Timeout(120)
 class ShutdownIT {
-    TestGateway gw;
-
-    @AfterEach
-    void stop() {
-        if (gw != null) {
-            gw.close();
-        }
-    }
+    /** A gateway per test: the drain test closes and restarts its own. */
+    @RegisterExtension
+    static final GatewayExtension gateway = GatewayExtension.withConfig("").perTest();
 
     @Test
-    void gracefulCloseDrainsAcceptedMessagesAndEmptiesTheJournal() throws Exception {
-        gw = new TestGateway("");
+    void gracefulCloseDrainsAcceptedMessagesAndEmptiesTheJournal(TestGateway gw) throws Exception {
         for (int u = 0; u < 100; u++) {
             gw.device("u" + u, "phone", TestGateway.token());
         }

@@ -98,15 +98,17 @@ class TokenAuthIT {
         Files.writeString(p8, "-----BEGIN PRIVATE KEY-----\n"
                 + Base64.getMimeEncoder().encodeToString(gen.generateKeyPair().getPrivate().getEncoded())
                 + "\n-----END PRIVATE KEY-----\n");
-        int closedPort;
-        try (java.net.ServerSocket s = new java.net.ServerSocket(0, 1, java.net.InetAddress.getLoopbackAddress())) {
-            closedPort = s.getLocalPort();
-        }
-        try (EmbeddedRedis redis = EmbeddedRedis.start(dir.resolve("redis"))) {
+        // A port that refuses connections for the whole test: bound, so no other socket can take
+        // it, but never listening (a port found free and released could be anyone's by now).
+        try (java.net.Socket refusing = new java.net.Socket();
+             EmbeddedRedis redis = EmbeddedRedis.start(dir.resolve("redis"))) {
+            refusing.setReuseAddress(false);
+            refusing.bind(new java.net.InetSocketAddress(java.net.InetAddress.getLoopbackAddress(), 0));
+            int closedPort = refusing.getLocalPort();
             String hocon = "herald { data-dir = \"" + dir.resolve("data") + "\", http.port = 0, sandbox = false\n"
                     + "redis.url = \"" + redis.uri() + "\"\napns { max-attempts = 3, backoff-base = 100ms }\n"
                     + "apps.shop.apns { topic = com.example.shop, signing-key-file = \"" + p8 + "\", team-id = TEAM123456,"
-                    + " key-id = KEY1234567, production-host = localhost, port = " + closedPort + " } }";
+                    + " key-id = KEY1234567, production-host = \"127.0.0.1\", port = " + closedPort + " } }";
             HeraldConfig config = HeraldConfig.fromConfig(ConfigFactory.parseString(hocon)
                     .withFallback(ConfigFactory.defaultReference()).resolve(),
                     List.of(new HeraldConfig.InitialKey("shop", "shop-key-0123456789abcdef")));

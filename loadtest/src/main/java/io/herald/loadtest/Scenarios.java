@@ -366,7 +366,7 @@ final class Scenarios {
             java.util.Random random = new java.util.Random(seed != null ? seed : System.nanoTime());
             return withStack(setup, shape, batches.kinds(cl), false, stack -> {
                 stack.startRedis(setup.redisUrl);
-                stack.fixGatewayPort();
+                stack.keepGatewayPort();
                 stack.startGateway();
                 System.out.printf("gateway pid %d ready on %s%n", stack.gateway().pid(), stack.baseUrl());
                 Harness h = new Harness(stack, shape, setup, stack.baseUrl(), stack.apiKey);

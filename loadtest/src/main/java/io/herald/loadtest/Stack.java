@@ -56,6 +56,7 @@ final class Stack implements AutoCloseable {
     private ChildProcess gateway;
     private String baseUrl;
     private int gatewayPort;
+    private boolean keepGatewayPort;
 
     Stack(Path dir, String app, Path gatewayJar, String gatewayHeap, int capacity, String extraConfig,
           List<String> gatewayJvm) {
@@ -177,16 +178,19 @@ final class Stack implements AutoCloseable {
         gateway = ChildProcess.start("gateway", cmd, env, dir.resolve("gateway.log"), GATEWAY_READY,
                 Duration.ofSeconds(90));
         baseUrl = gateway.ready().group(1);
+        if (keepGatewayPort) {
+            gatewayPort = java.net.URI.create(baseUrl).getPort();
+        }
     }
 
     /**
      * Keeps the gateway on one port across restarts (the crash scenario's clients keep their
-     * URL): picks a free loopback port now.
+     * URL): the first start binds port 0, later starts the port it got. No port is picked free
+     * and released before the first bind; a restart binds its old port again, as a restarted
+     * production gateway does, and fails with the gateway's own bind error if it was taken.
      */
-    void fixGatewayPort() throws IOException {
-        try (java.net.ServerSocket s = new java.net.ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
-            gatewayPort = s.getLocalPort();
-        }
+    void keepGatewayPort() {
+        keepGatewayPort = true;
     }
 
     /** SIGKILL: the gateway dies mid-flight, as in a crash; Redis and the peers live on. */

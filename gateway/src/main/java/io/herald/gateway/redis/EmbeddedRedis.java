@@ -9,20 +9,29 @@ import java.io.IOException;
 import java.io.InputStream;
 import java.io.InputStreamReader;
 import java.net.InetAddress;
+import java.net.InetSocketAddress;
 import java.net.ServerSocket;
+import java.net.Socket;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
-import java.util.concurrent.TimeoutException;
+import java.util.function.IntSupplier;
 
 /**
  * A real {@code redis-server} process owned by this gateway (or by a test): bound to 127.0.0.1 on
  * a free port, AOF on ({@code appendfsync everysec}), data in a directory of ours.
+ *
+ * <p>The port: Redis cannot be handed a socket we bound, and {@code port 0} turns its TCP listener
+ * off rather than picking one (a unix socket would need a native transport in every client), so
+ * the port is chosen here and may be taken by another socket between the choice and Redis's bind.
+ * Two checks make that harmless: a redis-server that exits with "Address already in use" is
+ * started again on another port (up to {@value #ATTEMPTS} times), and the server counts as up only
+ * when the process answering {@code INFO server} on the port reports our process id, so whatever
+ * else listens there is never taken for our Redis.
  *
  * <p>The binary is the {@code redis-server} on {@code PATH} when there is one, else the Linux
  * binary bundled in the {@code com.github.codemonstur:embedded-redis} jar, extracted into the
@@ -32,6 +41,7 @@ import java.util.concurrent.TimeoutException;
 public final class EmbeddedRedis implements AutoCloseable {
     private static final Logger log = LoggerFactory.getLogger(EmbeddedRedis.class);
     private static final String BUNDLED = "/redis-server-6.2.6-v5-linux-amd64";
+    static final int ATTEMPTS = 10;
 
     private final Process process;
     private final int port;
@@ -48,43 +58,70 @@ public final class EmbeddedRedis implements AutoCloseable {
 
     /** Starts a server whose files live in {@code dir}, on a free port; waits until it accepts. */
     public static EmbeddedRedis start(Path dir) {
-        return start(dir, 0);
-    }
-
-    /** Starts a server on {@code port} (0 = pick a free one). */
-    public static EmbeddedRedis start(Path dir, int port) {
-        return start(dir, port, List.of());
+        return start(dir, EmbeddedRedis::freePort, List.of());
     }
 
     /**
-     * Starts a server with extra {@code redis-server} options after ours (e.g. {@code
+     * As {@link #start(Path)}, with extra {@code redis-server} options after ours (e.g. {@code
      * --cluster-enabled yes}: tests of topologies Herald refuses).
      */
     public static EmbeddedRedis start(Path dir, List<String> extraArgs) {
-        return start(dir, 0, extraArgs);
+        return start(dir, EmbeddedRedis::freePort, extraArgs);
     }
 
-    private static EmbeddedRedis start(Path dir, int port, List<String> extraArgs) {
+    /**
+     * Starts a server on {@code port} (0 = pick a free one). A fixed port that is taken fails the
+     * start; it is not retried elsewhere, since the caller asked for that port.
+     */
+    public static EmbeddedRedis start(Path dir, int port) {
+        if (port == 0) {
+            return start(dir);
+        }
+        Path binary = prepare(dir);
+        try {
+            return launch(binary, dir, port, List.of());
+        } catch (PortTaken e) {
+            throw new StartupException("port " + port + " on 127.0.0.1 is in use, the embedded Redis cannot bind it"
+                    + " (free the port or set REDIS_URL)");
+        }
+    }
+
+    /** Starts a server on the first port from {@code ports} that redis-server manages to bind. */
+    static EmbeddedRedis start(Path dir, IntSupplier ports) {
+        return start(dir, ports, List.of());
+    }
+
+    private static EmbeddedRedis start(Path dir, IntSupplier ports, List<String> extraArgs) {
+        Path binary = prepare(dir);
+        for (int attempt = 1; ; attempt++) {
+            int port = ports.getAsInt();
+            try {
+                return launch(binary, dir, port, extraArgs);
+            } catch (PortTaken e) {
+                if (attempt == ATTEMPTS) {
+                    throw new StartupException("the embedded Redis found all " + ATTEMPTS + " free ports it tried taken"
+                            + " before it could bind them, the last " + port + " (set REDIS_URL)");
+                }
+                log.debug("port {} was taken before redis-server could bind it; trying another", port);
+            }
+        }
+    }
+
+    private static Path prepare(Path dir) {
         try {
             Files.createDirectories(dir);
         } catch (IOException e) {
             throw new StartupException("cannot create Redis data directory " + dir + ": " + e.getMessage()
                     + " (set --data-dir / HERALD_DATA_DIR to a writable directory)");
         }
-        Path binary = findBinary(dir);
-        StartupException last = null;
-        for (int attempt = 0; attempt < 5; attempt++) {
-            int p = port != 0 ? port : freePort();
-            try {
-                return launch(binary, dir, p, extraArgs);
-            } catch (StartupException e) {
-                last = e;
-                if (port != 0) {
-                    break;
-                }
-            }
+        return findBinary(dir);
+    }
+
+    /** redis-server could not bind its port: someone else holds it. Internal; stackless. */
+    private static final class PortTaken extends RuntimeException {
+        PortTaken() {
+            super(null, null, false, false);
         }
-        throw last;
     }
 
     private static EmbeddedRedis launch(Path binary, Path dir, int port, List<String> extraArgs) {
@@ -100,35 +137,37 @@ public final class EmbeddedRedis implements AutoCloseable {
             throw new StartupException("cannot run " + binary + ": " + e.getMessage()
                     + " (install redis-server or set REDIS_URL)");
         }
-        CompletableFuture<Void> ready = new CompletableFuture<>();
         StringBuilder output = new StringBuilder();
-        Thread reader = new Thread(() -> pump(process.getInputStream(), output, ready), "herald-redis-log");
+        Thread reader = new Thread(() -> pump(process.getInputStream(), output), "herald-redis-log");
         reader.setDaemon(true);
         reader.start();
         long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
-        while (System.nanoTime() < deadline) {
-            if (!process.isAlive()) {
-                throw new StartupException("redis-server exited at start (port " + port + "): "
-                        + lastLine(output) + " (free the port or set REDIS_URL)");
+        try {
+            while (System.nanoTime() < deadline) {
+                if (!process.isAlive()) {
+                    reader.join(2_000); // the rest of what it said
+                    if (text(output).contains("Address already in use")) {
+                        throw new PortTaken();
+                    }
+                    throw new StartupException("redis-server exited at start (port " + port + "): "
+                            + lastLine(output) + " (set REDIS_URL to use another Redis)");
+                }
+                if (answersAs(port, process.pid())) {
+                    log.info("embedded Redis {} on 127.0.0.1:{} (AOF in {})", binary.getFileName(), port, dir);
+                    return new EmbeddedRedis(process, port, dir);
+                }
+                process.waitFor(20, TimeUnit.MILLISECONDS); // an exit ends the wait early
             }
-            if (canConnect(port)) {
-                log.info("embedded Redis {} on 127.0.0.1:{} (AOF in {})", binary.getFileName(), port, dir);
-                return new EmbeddedRedis(process, port, dir);
-            }
-            try {
-                ready.get(20, TimeUnit.MILLISECONDS);
-            } catch (TimeoutException ignored) {
-                // poll again
-            } catch (Exception e) {
-                // reader ended; loop checks liveness
-            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            process.destroyForcibly();
+            throw new StartupException("interrupted while starting redis-server on port " + port);
         }
         process.destroyForcibly();
-        throw new StartupException("redis-server did not accept connections on port " + port
-                + " within 20s: " + lastLine(output));
+        throw new StartupException("redis-server did not answer on port " + port + " within 20s: " + lastLine(output));
     }
 
-    private static void pump(InputStream in, StringBuilder output, CompletableFuture<Void> ready) {
+    private static void pump(InputStream in, StringBuilder output) {
         try (BufferedReader r = new BufferedReader(new InputStreamReader(in, StandardCharsets.UTF_8))) {
             String line;
             while ((line = r.readLine()) != null) {
@@ -137,35 +176,63 @@ public final class EmbeddedRedis implements AutoCloseable {
                         output.append(line).append('\n');
                     }
                 }
-                if (line.contains("Ready to accept connections")) {
-                    ready.complete(null);
-                }
             }
         } catch (IOException ignored) {
             // process ended
         }
     }
 
-    private static String lastLine(StringBuilder output) {
+    private static String text(StringBuilder output) {
         synchronized (output) {
-            String s = output.toString().trim();
-            int i = s.lastIndexOf('\n');
-            return i < 0 ? s : s.substring(i + 1);
+            return output.toString();
         }
     }
 
-    private static boolean canConnect(int port) {
-        try (java.net.Socket s = new java.net.Socket()) {
-            s.connect(new java.net.InetSocketAddress(InetAddress.getLoopbackAddress(), port), 200);
-            return true;
-        } catch (IOException e) {
+    private static String lastLine(StringBuilder output) {
+        String s = text(output).trim();
+        int i = s.lastIndexOf('\n');
+        return i < 0 ? s : s.substring(i + 1);
+    }
+
+    /**
+     * Whether the server on {@code port} is the process {@code pid}: its {@code INFO server}
+     * reports that {@code process_id}. False while nothing listens, or when a stranger does.
+     */
+    static boolean answersAs(int port, long pid) {
+        try (Socket s = new Socket()) {
+            s.connect(new InetSocketAddress(InetAddress.getLoopbackAddress(), port), 200);
+            s.setSoTimeout(250); // Redis answers in microseconds; a miss only means one more try
+            s.getOutputStream().write("INFO server\r\n".getBytes(StandardCharsets.US_ASCII));
+            InputStream in = s.getInputStream();
+            String header = readLine(in, 32);
+            if (header == null || !header.startsWith("$")) {
+                return false; // an error (-LOADING ...) or not Redis
+            }
+            int length = Integer.parseInt(header.substring(1));
+            String info = new String(in.readNBytes(Math.min(length, 65_536)), StandardCharsets.UTF_8);
+            return info.contains("\nprocess_id:" + pid + "\r");
+        } catch (IOException | NumberFormatException e) {
             return false;
         }
     }
 
+    /** One CRLF-terminated line of at most {@code max} bytes, or null (end of stream, or longer). */
+    private static String readLine(InputStream in, int max) throws IOException {
+        StringBuilder line = new StringBuilder();
+        int c;
+        while ((c = in.read()) >= 0 && line.length() <= max) {
+            if (c == '\n') {
+                int n = line.length();
+                return n > 0 && line.charAt(n - 1) == '\r' ? line.substring(0, n - 1) : line.toString();
+            }
+            line.append((char) c);
+        }
+        return null;
+    }
+
     private static int freePort() {
         try (ServerSocket s = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
-            return s.getLocalPort();
+            return s.getLocalPort(); // released here: see the class comment for what covers the gap
         } catch (IOException e) {
             throw new StartupException("no free TCP port on 127.0.0.1 for the embedded Redis: " + e.getMessage());
         }

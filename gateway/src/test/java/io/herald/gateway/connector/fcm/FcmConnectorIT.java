@@ -15,6 +15,8 @@ import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
 
 import java.nio.file.Path;
 import java.time.Duration;
@@ -129,33 +131,25 @@ class FcmConnectorIT {
         assertThat(body).contains("\"token\":\"fcm-").contains("\"priority\":\"HIGH\"").contains("\"ttl\":\"3600s\"");
     }
 
-    @Test
-    void unregisteredAndInvalidTokensInvalidateTheDevice() {
-        connect();
-        String dead = token();
-        String bogus = token();
-        sandbox.scriptAlways(dead, Answer.UNREGISTERED);
-        sandbox.scriptAlways(bogus, Answer.INVALID_ARGUMENT);
-        DeliveryResult r1 = resultOf(send(dead));
-        DeliveryResult r2 = resultOf(send(bogus));
-        assertThat(r1.status()).isEqualTo(Status.INVALIDATED);
-        assertThat(r1.reason()).isEqualTo("unregistered");
-        assertThat(r1.invalidatedAt()).isPositive();
-        assertThat(r2.status()).isEqualTo(Status.INVALIDATED);
-        assertThat(r2.reason()).isEqualTo("invalid_argument");
-        assertThat(sandbox.receivedCount(dead)).isEqualTo(1);
-        assertThat(sandbox.receivedCount(bogus)).isEqualTo(1);
-    }
-
-    @Test
-    void senderIdMismatchIsNeverRetried() {
+    /**
+     * A permanent answer ends the delivery at the first attempt, with no retry: a dead or invalid
+     * token invalidates the device, a sender mismatch fails the message and leaves the device alone.
+     */
+    @ParameterizedTest(name = "{0} -> {1} {2}")
+    @CsvSource({
+        "UNREGISTERED,       INVALIDATED, unregistered",
+        "INVALID_ARGUMENT,   INVALIDATED, invalid_argument",
+        "SENDER_ID_MISMATCH, FAILED,      sender_id_mismatch",
+    })
+    void aPermanentAnswerEndsTheDeliveryAtTheFirstAttempt(Answer answer, Status status, String reason) {
         connect();
         String t = token();
-        sandbox.scriptAlways(t, Answer.SENDER_ID_MISMATCH);
+        sandbox.scriptAlways(t, answer);
         DeliveryResult r = resultOf(send(t));
-        assertThat(r.status()).isEqualTo(Status.FAILED);
-        assertThat(r.reason()).isEqualTo("sender_id_mismatch");
-        assertThat(r.notes()).isEmpty();
+        assertThat(r.status()).isEqualTo(status);
+        assertThat(r.reason()).isEqualTo(reason);
+        assertThat(r.notes()).as("retry notes").isEmpty();
+        assertThat(r.invalidatedAt() > 0).as("invalidatedAt set").isEqualTo(status == Status.INVALIDATED);
         assertThat(sandbox.receivedCount(t)).isEqualTo(1);
     }
 
