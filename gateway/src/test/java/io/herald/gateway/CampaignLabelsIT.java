@@ -1,10 +1,9 @@
 package io.herald.gateway;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
 import java.util.List;
 import java.util.UUID;
@@ -18,20 +17,11 @@ import static org.assertj.core.api.Assertions.assertThat;
  */
 @Timeout(120)
 class CampaignLabelsIT {
-    static TestGateway gw;
-
-    @BeforeAll
-    static void start() throws Exception {
-        gw = new TestGateway("");
-    }
-
-    @AfterAll
-    static void stop() {
-        gw.close();
-    }
+    @RegisterExtension
+    static final GatewayExtension gateway = GatewayExtension.withConfig("");
 
     @Test
-    void aCampaignLabelThatWouldCollideWithAVariantIsRefusedPerItem() {
+    void aCampaignLabelThatWouldCollideWithAVariantIsRefusedPerItem(TestGateway gw) {
         String c = "c" + UUID.randomUUID().toString().substring(0, 8);
         String user = "labels-" + UUID.randomUUID();
         gw.device(user, "phone", TestGateway.token());
@@ -59,7 +49,7 @@ class CampaignLabelsIT {
     }
 
     @Test
-    void funnelAndStatsRoutesRefuseLabelsOutsideTheAlphabetNamingTheParameter() {
+    void funnelAndStatsRoutesRefuseLabelsOutsideTheAlphabetNamingTheParameter(TestGateway gw) {
         for (String path : List.of("/v1/campaigns/a:v:b/funnel", "/v1/stats?campaign=a:v:b")) {
             TestGateway.Response r = gw.get(path);
             assertThat(r.status()).as(path).isEqualTo(400);

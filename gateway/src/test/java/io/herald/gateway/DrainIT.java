@@ -2,9 +2,9 @@ package io.herald.gateway;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import io.herald.gateway.sandbox.SandboxApns;
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
@@ -32,19 +32,14 @@ import static org.awaitility.Awaitility.await;
  */
 @Timeout(120)
 class DrainIT {
-    TestGateway gw;
-
-    @AfterEach
-    void stop() {
-        if (gw != null) {
-            gw.close();
-        }
-    }
+    /** A gateway of its own: the test drains it. */
+    @RegisterExtension
+    static final GatewayExtension gateway = GatewayExtension.withConfig(
+            "apns { backoff-base = 200ms, backoff-max = 200ms, max-attempts = 1000 }\n"
+            + "shutdown.drain-timeout = 60s").perTest();
 
     @Test
-    void whileDrainingV1AndReadyzAnswer503AndHealthzStays200() throws Exception {
-        gw = new TestGateway("apns { backoff-base = 200ms, backoff-max = 200ms, max-attempts = 1000 }\n"
-                + "shutdown.drain-timeout = 60s");
+    void whileDrainingV1AndReadyzAnswer503AndHealthzStays200(TestGateway gw) throws Exception {
         SandboxApns sandbox = gw.sandbox();
         String user = "draining-" + UUID.randomUUID();
         String token = TestGateway.token();

@@ -2,10 +2,9 @@ package io.herald.gateway;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import io.herald.gateway.sandbox.SandboxApns;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
 import java.time.Duration;
 import java.time.Instant;
@@ -21,20 +20,11 @@ import static org.awaitility.Awaitility.await;
  */
 @Timeout(120)
 class InvalidationTimeIT {
-    static TestGateway gw;
-
-    @BeforeAll
-    static void start() throws Exception {
-        gw = new TestGateway("");
-    }
-
-    @AfterAll
-    static void stop() {
-        gw.close();
-    }
+    @RegisterExtension
+    static final GatewayExtension gateway = GatewayExtension.withConfig("");
 
     @Test
-    void anUnregisteredDeviceIsInvalidatedAtApplesTimestamp() {
+    void anUnregisteredDeviceIsInvalidatedAtApplesTimestamp(TestGateway gw) {
         Instant apple = Instant.parse("2024-03-05T06:07:08.009Z");
         String user = "uninstalled-" + UUID.randomUUID();
         String token = TestGateway.token();

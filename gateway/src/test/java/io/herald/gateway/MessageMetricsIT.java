@@ -4,10 +4,9 @@ import com.fasterxml.jackson.databind.JsonNode;
 import io.herald.gateway.sandbox.SandboxApns;
 import io.herald.gateway.sandbox.SandboxSmsc;
 import io.herald.protocol.ReceiptTokens;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
 import java.time.Duration;
 import java.util.ArrayList;
@@ -33,20 +32,11 @@ class MessageMetricsIT {
     private static final Pattern SERIES = Pattern.compile("^herald_messages_total\\{([^}]*)}\\s+(\\S+)", Pattern.MULTILINE);
     private static final Pattern STATE = Pattern.compile("state=\"([^\"]*)\"");
 
-    static TestGateway gw;
-
-    @BeforeAll
-    static void start() throws Exception {
-        gw = new TestGateway("");
-    }
-
-    @AfterAll
-    static void stop() {
-        gw.close();
-    }
+    @RegisterExtension
+    static final GatewayExtension gateway = GatewayExtension.withConfig("");
 
     /** The {@code herald_messages_total} series of the gateway's /metrics, by state label. */
-    private static Map<String, Long> messageStates() {
+    private static Map<String, Long> messageStates(TestGateway gw) {
         TestGateway.Response r = gw.send("GET", "/metrics", null, null);
         assertThat(r.status()).isEqualTo(200);
         Map<String, Long> out = new TreeMap<>();
@@ -68,8 +58,8 @@ class MessageMetricsIT {
     }
 
     @Test
-    void everyStateAMessageReachesIsCountedOnceAndRepeatedReceiptsCountNothing() {
-        Map<String, Long> before = messageStates();
+    void everyStateAMessageReachesIsCountedOnceAndRepeatedReceiptsCountNothing(TestGateway gw) {
+        Map<String, Long> before = messageStates(gw);
 
         // Five push messages the sandbox accepts, one to a token it reports Unregistered.
         List<String> users = new ArrayList<>();
@@ -136,7 +126,7 @@ class MessageMetricsIT {
         expected.merge("clicked", 1L, Long::sum);         // m2
         expected.merge("dismissed", 1L, Long::sum);       // m4
         // The counts move where the script's answer arrives, a moment after the state is readable.
-        await().atMost(Duration.ofSeconds(10)).untilAsserted(() -> assertThat(messageStates()).isEqualTo(expected));
+        await().atMost(Duration.ofSeconds(10)).untilAsserted(() -> assertThat(messageStates(gw)).isEqualTo(expected));
     }
 
     /**
@@ -144,7 +134,7 @@ class MessageMetricsIT {
      * 0 and a repeat of {@code deferred} (not terminal) answers 2, so neither counts twice.
      */
     @Test
-    void aTransitionWrittenTwiceCountsOnce() throws Exception {
+    void aTransitionWrittenTwiceCountsOnce(TestGateway gw) throws Exception {
         io.herald.gateway.metrics.Metrics metrics = new io.herald.gateway.metrics.Metrics();
         try (metrics) {
             var redis = gw.herald.redis();

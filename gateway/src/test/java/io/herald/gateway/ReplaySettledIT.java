@@ -3,9 +3,9 @@ package io.herald.gateway;
 import com.fasterxml.jackson.databind.JsonNode;
 import io.herald.gateway.redis.Keys;
 import io.herald.gateway.sandbox.SandboxApns;
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
 import java.time.Duration;
 import java.util.ArrayList;
@@ -24,19 +24,16 @@ import static org.awaitility.Awaitility.await;
  */
 @Timeout(120)
 class ReplaySettledIT {
-    TestGateway gw;
-
-    @AfterEach
-    void stop() {
-        if (gw != null) {
-            gw.close();
-        }
-    }
+    /**
+     * A gateway of its own: the test halts it and starts another on the same Redis. Long backoff: the
+     * stuck messages are waiting for a retry when the gateway dies.
+     */
+    @RegisterExtension
+    static final GatewayExtension gateway =
+            GatewayExtension.withConfig("apns { backoff-base = 10s, backoff-max = 10s, max-attempts = 50 }").perTest();
 
     @Test
-    void aReplayedEntrySendsOnlyItsUnsettledMessages() throws Exception {
-        // Long backoff: the stuck messages are waiting for a retry when the gateway dies.
-        gw = new TestGateway("apns { backoff-base = 10s, backoff-max = 10s, max-attempts = 50 }");
+    void aReplayedEntrySendsOnlyItsUnsettledMessages(TestGateway gw) throws Exception {
         SandboxApns first = gw.sandbox();
         List<String> messages = new ArrayList<>();
         List<String> stuckTokens = new ArrayList<>();

@@ -1,10 +1,9 @@
 package io.herald.gateway;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
 import java.time.Duration;
 import java.util.ArrayList;
@@ -23,24 +22,15 @@ import static org.awaitility.Awaitility.await;
  */
 @Timeout(120)
 class SmsOnlyIT {
-    static TestGateway gw;
-
-    @BeforeAll
-    static void start() throws Exception {
-        // The app's default fallback for a named channel is push: an SMS-only message must not meet it.
-        gw = new TestGateway("apps.APP.channels.fallback = [push]");
-    }
-
-    @AfterAll
-    static void stop() {
-        gw.close();
-    }
+    /** The app's default fallback for a named channel is push: an SMS-only message must not meet it. */
+    @RegisterExtension
+    static final GatewayExtension gateway = GatewayExtension.withConfig("apps.APP.channels.fallback = [push]");
 
     private static String phone() {
         return "+4477009" + (10000 + ThreadLocalRandom.current().nextInt(89999));
     }
 
-    private static String userWithPhone(String phone) {
+    private static String userWithPhone(TestGateway gw, String phone) {
         String user = "sms-only-" + UUID.randomUUID();
         TestGateway.Response r = gw.send("PUT", "/v1/apps/" + gw.app + "/users/" + user,
                 "{\"phone\":\"" + phone + "\"}", gw.key);
@@ -48,7 +38,7 @@ class SmsOnlyIT {
         return user;
     }
 
-    private static JsonNode sendAndSettle(String message) {
+    private static JsonNode sendAndSettle(TestGateway gw, String message) {
         JsonNode accepted = gw.batch(List.of(message));
         String batchId = accepted.get("batchId").asText();
         await().atMost(Duration.ofSeconds(60)).until(() -> gw.batchStatus(batchId).get("done").asBoolean());
@@ -64,11 +54,12 @@ class SmsOnlyIT {
     }
 
     @Test
-    void anSmsMessageWithOnlyAnSmsBodyIsDeliveredAsThatText() {
+    void anSmsMessageWithOnlyAnSmsBodyIsDeliveredAsThatText(TestGateway gw) {
         String phone = phone();
-        String user = userWithPhone(phone);
+        String user = userWithPhone(gw, phone);
         gw.device(user, "phone", TestGateway.token()); // a push device the app's fallback would use
-        JsonNode m = sendAndSettle("{\"user\":\"" + user + "\",\"channel\":\"sms\",\"smsBody\":\"Your code is 4242\"}");
+        JsonNode m = sendAndSettle(gw, "{\"user\":\"" + user
+                + "\",\"channel\":\"sms\",\"smsBody\":\"Your code is 4242\"}");
         await().atMost(Duration.ofSeconds(30)).until(() -> gw.message(m.get("id").asText()).get("state").asText()
                 .equals("delivered"));
         assertThat(gw.herald.sandboxSmsc().texts(phone)).containsExactly("Your code is 4242");
@@ -78,18 +69,18 @@ class SmsOnlyIT {
     }
 
     @Test
-    void theAppsPushFallbackIsSkippedForAMessageWithoutPushText() {
+    void theAppsPushFallbackIsSkippedForAMessageWithoutPushText(TestGateway gw) {
         String user = "no-phone-" + UUID.randomUUID();
         gw.device(user, "phone", TestGateway.token());
-        JsonNode m = sendAndSettle("{\"user\":\"" + user + "\",\"channel\":\"sms\",\"smsBody\":\"hello\"}");
+        JsonNode m = sendAndSettle(gw, "{\"user\":\"" + user + "\",\"channel\":\"sms\",\"smsBody\":\"hello\"}");
         assertThat(m.get("state").asText()).isEqualTo("dropped");
         assertThat(m.get("reason").asText()).isEqualTo("no_channel");
         assertThat(states(m)).containsSubsequence("skipped@sms:no_phone", "skipped@push:no_push_text");
     }
 
     @Test
-    void anSmsBodyWithAPushFallbackStillNeedsAPushTextNamingBody() {
-        String user = userWithPhone(phone());
+    void anSmsBodyWithAPushFallbackStillNeedsAPushTextNamingBody(TestGateway gw) {
+        String user = userWithPhone(gw, phone());
         TestGateway.Response r = gw.post("/v1/batches", "{\"app\":\"" + gw.app + "\",\"messages\":[{\"user\":\"" + user
                 + "\",\"channel\":\"sms\",\"fallback\":[\"push\"],\"smsBody\":\"hi\"}]}");
         assertThat(r.status()).as(r.raw().body()).isEqualTo(422);
