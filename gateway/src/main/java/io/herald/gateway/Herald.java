@@ -124,7 +124,7 @@ public final class Herald implements AutoCloseable {
                         w.maxAttempts(), w.backoffBase(), w.backoffMax()));
             }
         }
-        WebhookDispatcher webhooks = new WebhookDispatcher(redis.dedicated(), endpoints, metrics);
+        WebhookDispatcher webhooks = new WebhookDispatcher(redis.dedicated(), config.nodeId(), endpoints, metrics);
         webhooks.start();
         resources.add(webhooks);
         resources.add(receiptRetries::shutdownNow);
