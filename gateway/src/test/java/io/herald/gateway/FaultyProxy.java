@@ -23,7 +23,9 @@ import java.util.concurrent.atomic.AtomicInteger;
  * anything (a black hole: bytes wait in the proxy), {@link #pauseReplies()} holds only the
  * answers (the server runs the commands, the client never hears back), {@link #latency(long)} delays each chunk by
  * that many milliseconds from the moment it was read (a long link, not a slow one: chunks stay
- * pipelined), and {@link #restore()} undoes all of it, binding the same port again after a cut.
+ * pipelined), {@link #holdRequestsContaining(String)} stalls the one connection that sends a given
+ * request (that request and every later one on it wait here, other connections go on), and
+ * {@link #restore()} undoes all of it, binding the same port again after a cut.
  *
  * <p>Plain blocking sockets, two threads per direction per connection (reader, delayed writer);
  * meant for a handful of client connections. Thread-safe; the test that creates it must
@@ -39,6 +41,8 @@ final class FaultyProxy implements AutoCloseable {
     private volatile boolean pausedUp;
     private volatile boolean pausedDown;
     private volatile byte[] pauseRepliesOn;
+    private volatile byte[] holdOn;
+    private final Set<java.util.concurrent.atomic.AtomicBoolean> holds = ConcurrentHashMap.newKeySet();
     private volatile long latencyMillis;
     private volatile boolean closed;
 
@@ -100,6 +104,20 @@ final class FaultyProxy implements AutoCloseable {
         pauseRepliesOn = marker.getBytes(java.nio.charset.StandardCharsets.UTF_8);
     }
 
+    /**
+     * Stalls the first connection that sends a request containing {@code marker} (spread over two
+     * reads or not): that request does not reach the server, nor does anything else sent on that
+     * connection, until {@link #restore()} (or a cut, which drops it all). Other connections go on.
+     */
+    void holdRequestsContaining(String marker) {
+        holdOn = marker.getBytes(java.nio.charset.StandardCharsets.UTF_8);
+    }
+
+    /** True once a connection is stalled by {@link #holdRequestsContaining(String)}. */
+    boolean holding() {
+        return holds.stream().anyMatch(java.util.concurrent.atomic.AtomicBoolean::get);
+    }
+
     /** Delays every chunk by {@code millis} from when it was read, in both directions. */
     void latency(long millis) {
         latencyMillis = millis;
@@ -109,9 +127,11 @@ final class FaultyProxy implements AutoCloseable {
     synchronized void restore() throws IOException {
         latencyMillis = 0;
         pauseRepliesOn = null;
+        holdOn = null;
         synchronized (gate) {
             pausedUp = false;
             pausedDown = false;
+            holds.forEach(h -> h.set(false));
             gate.notifyAll();
         }
         if (listener == null && !closed) {
@@ -175,8 +195,11 @@ final class FaultyProxy implements AutoCloseable {
 
     private void pipe(Socket from, Socket to, boolean up, String name) {
         LinkedBlockingQueue<Chunk> queue = new LinkedBlockingQueue<>();
+        java.util.concurrent.atomic.AtomicBoolean held = new java.util.concurrent.atomic.AtomicBoolean();
+        holds.add(held);
         Thread reader = new Thread(() -> {
             byte[] buf = new byte[16384];
+            byte[] tail = new byte[0];
             try {
                 InputStream in = from.getInputStream();
                 int n;
@@ -186,6 +209,20 @@ final class FaultyProxy implements AutoCloseable {
                     if (up && marker != null && contains(chunk, marker)) {
                         pauseRepliesOn = null;
                         pausedDown = true;
+                    }
+                    byte[] hold = holdOn;
+                    if (up && hold != null) {
+                        byte[] seen = Arrays.copyOf(tail, tail.length + n);
+                        System.arraycopy(chunk, 0, seen, tail.length, n);
+                        if (contains(seen, hold)) {
+                            synchronized (this) { // one connection only
+                                if (holdOn != null) {
+                                    holdOn = null;
+                                    held.set(true);
+                                }
+                            }
+                        }
+                        tail = Arrays.copyOfRange(seen, Math.max(0, seen.length - hold.length + 1), seen.length);
                     }
                     queue.add(new Chunk(System.nanoTime(), chunk));
                 }
@@ -203,13 +240,13 @@ final class FaultyProxy implements AutoCloseable {
                     if (c == END) {
                         break;
                     }
-                    waitWhilePaused(up);
+                    waitWhilePaused(up, held);
                     long due = c.readAtNanos() + TimeUnit.MILLISECONDS.toNanos(latencyMillis);
                     long wait = due - System.nanoTime();
                     if (wait > 0) {
                         TimeUnit.NANOSECONDS.sleep(wait); // the injected latency itself
                     }
-                    waitWhilePaused(up);
+                    waitWhilePaused(up, held);
                     out.write(c.bytes());
                     out.flush();
                 }
@@ -222,6 +259,7 @@ final class FaultyProxy implements AutoCloseable {
                 closeQuietly(to);
                 sockets.remove(from);
                 sockets.remove(to);
+                holds.remove(held);
             }
         }, name + "-write");
         reader.setDaemon(true);
@@ -230,9 +268,10 @@ final class FaultyProxy implements AutoCloseable {
         writer.start();
     }
 
-    private void waitWhilePaused(boolean up) throws InterruptedException {
+    private void waitWhilePaused(boolean up, java.util.concurrent.atomic.AtomicBoolean held)
+            throws InterruptedException {
         synchronized (gate) {
-            while ((up ? pausedUp : pausedDown) && !closed) {
+            while ((up ? pausedUp || held.get() : pausedDown) && !closed) {
                 gate.wait(10); // pauseRepliesAfterRequestContaining flips the flag without notifying
             }
         }
