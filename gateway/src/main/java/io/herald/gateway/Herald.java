@@ -34,6 +34,7 @@ import io.herald.gateway.tracking.Funnels;
 import io.herald.gateway.tracking.MessageStore;
 import io.herald.gateway.tracking.LinkTracker;
 import io.herald.gateway.tracking.ReceiptKeys;
+import io.herald.gateway.tracking.SmsReceipts;
 import io.herald.gateway.tracking.WebhookDispatcher;
 import io.herald.protocol.ReceiptTokens;
 import io.herald.protocol.BatchCodec;
@@ -138,10 +139,9 @@ public final class Herald implements AutoCloseable {
                         w.maxAttempts(), w.backoffBase(), w.backoffMax()));
             }
         }
-        WebhookDispatcher webhooks = new WebhookDispatcher(redis.dedicated(), endpoints, metrics);
+        WebhookDispatcher webhooks = new WebhookDispatcher(redis.dedicated(), config.nodeId(), endpoints, metrics);
         webhooks.start();
         resources.add(webhooks);
-        resources.add(receiptRetries::shutdownNow);
         sms = startSms(store, metrics);
         Map<String, Connector> connectors = Map.of(apns.platform(), apns, fcm.platform(), fcm, sms.platform(), sms);
         LinkTracker links = new LinkTracker(redis, codec.mapper(), config.receipts().tokenTtl(),
@@ -241,37 +241,15 @@ public final class Herald implements AutoCloseable {
             }
         }
         HeraldConfig.SmsTuning t = config.sms();
+        // Receipts are parked in Redis until the message's acceptance is recorded, at most as long as an SMSC id lives.
+        SmsReceipts receipts = new SmsReceipts(redis, store, metrics, accounts.keySet(), t.receiptIdTtl(),
+                SmsReceipts.DEFAULT_MAX_PARKED, SmsReceipts.DEFAULT_SWEEP_EVERY);
+        resources.add(receipts);
+        receipts.start();
         SmsConnector c = new SmsConnector(new SmsConnector.Settings(t.maxAttempts(), t.backoffBase(), t.backoffMax(),
-                t.receiptIdTtl()), accounts, redis.dedicated(), (app, id, status, reason, at) ->
-                receiptRetries.execute(() -> smsReceipt(store, // off the connector's (Redis I/O) thread
-                        new MessageStore.ReceiptIn(id, status, reason, at, null, null, "smsc"), 0)), metrics);
+                t.receiptIdTtl()), accounts, redis.dedicated(), receipts::onReceipt, metrics);
         resources.add(c);
         return c;
-    }
-
-    private final java.util.concurrent.ScheduledExecutorService receiptRetries =
-            java.util.concurrent.Executors.newSingleThreadScheduledExecutor(r -> {
-                Thread t = new Thread(r, "herald-receipt-retry");
-                t.setDaemon(true);
-                return t;
-            });
-
-    /**
-     * Records an SMS delivery receipt. A receipt can overtake the recording of the message's
-     * acceptance (the SMSC answers within milliseconds): it is retried a few times, 50 ms to 5 s apart.
-     */
-    private void smsReceipt(MessageStore store, MessageStore.ReceiptIn receipt, int attempt) {
-        store.receipts(List.of(receipt), null).whenCompleteAsync((statuses, e) -> {
-            boolean again = e != null || statuses.get(0) == MessageStore.ReceiptStatus.NOT_YET_ACCEPTED
-                    || statuses.get(0) == MessageStore.ReceiptStatus.UNKNOWN_MESSAGE;
-            if (again && attempt < 8 && !receiptRetries.isShutdown()) {
-                receiptRetries.schedule(() -> smsReceipt(store, receipt, attempt + 1),
-                        Math.min(5000, 50L << attempt), java.util.concurrent.TimeUnit.MILLISECONDS);
-            } else if (again) {
-                log.warn("SMS receipt for {} not recorded: {}", receipt.messageId(),
-                        e != null ? e.toString() : statuses.get(0));
-            }
-        }, receiptRetries);
     }
 
     private static X509Certificate[] readCertificates(Path file, String key) {

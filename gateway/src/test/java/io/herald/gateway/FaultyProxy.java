@@ -24,8 +24,10 @@ import java.util.concurrent.atomic.AtomicInteger;
  * {@link #pauseReplies()} holds only the answers (the server runs the commands, the client never
  * hears back), {@link #latency(long)} delays each chunk by that many milliseconds from the moment
  * it was read (a long link, not a slow one: chunks stay pipelined), {@link #target(int)} forwards
- * new connections elsewhere (a server restarted on another port), and {@link #restore()} undoes
- * the faults.
+ * new connections elsewhere (a server restarted on another port),
+ * {@link #holdRequestsContaining(String)} stalls the one connection that sends a given request (that
+ * request and every later one on it wait here, other connections go on), and {@link #restore()}
+ * undoes the faults.
  *
  * <p>The listener stays bound for the proxy's whole life, through cuts: a port released during a
  * cut could be handed to any other socket before the proxy bound it again (RedisFaultsIT once
@@ -48,6 +50,8 @@ final class FaultyProxy implements AutoCloseable {
     private volatile boolean pausedUp;
     private volatile boolean pausedDown;
     private volatile byte[] pauseRepliesOn;
+    private volatile byte[] holdOn;
+    private final Set<java.util.concurrent.atomic.AtomicBoolean> holds = ConcurrentHashMap.newKeySet();
     private volatile long latencyMillis;
     private volatile boolean closed;
 
@@ -105,6 +109,20 @@ final class FaultyProxy implements AutoCloseable {
         pauseRepliesOn = marker.getBytes(java.nio.charset.StandardCharsets.UTF_8);
     }
 
+    /**
+     * Stalls the first connection that sends a request containing {@code marker} (spread over two
+     * reads or not): that request does not reach the server, nor does anything else sent on that
+     * connection, until {@link #restore()} (or a cut, which drops it all). Other connections go on.
+     */
+    void holdRequestsContaining(String marker) {
+        holdOn = marker.getBytes(java.nio.charset.StandardCharsets.UTF_8);
+    }
+
+    /** True once a connection is stalled by {@link #holdRequestsContaining(String)}. */
+    boolean holding() {
+        return holds.stream().anyMatch(java.util.concurrent.atomic.AtomicBoolean::get);
+    }
+
     /** Delays every chunk by {@code millis} from when it was read, in both directions. */
     void latency(long millis) {
         latencyMillis = millis;
@@ -114,9 +132,11 @@ final class FaultyProxy implements AutoCloseable {
     synchronized void restore() {
         latencyMillis = 0;
         pauseRepliesOn = null;
+        holdOn = null;
         synchronized (gate) {
             pausedUp = false;
             pausedDown = false;
+            holds.forEach(h -> h.set(false));
             gate.notifyAll();
         }
         if (!closed) {
@@ -207,8 +227,11 @@ final class FaultyProxy implements AutoCloseable {
 
     private void pipe(Socket from, Socket to, boolean up, String name) {
         LinkedBlockingQueue<Chunk> queue = new LinkedBlockingQueue<>();
+        java.util.concurrent.atomic.AtomicBoolean held = new java.util.concurrent.atomic.AtomicBoolean();
+        holds.add(held);
         Thread reader = new Thread(() -> {
             byte[] buf = new byte[16384];
+            byte[] tail = new byte[0];
             try {
                 InputStream in = from.getInputStream();
                 int n;
@@ -218,6 +241,20 @@ final class FaultyProxy implements AutoCloseable {
                     if (up && marker != null && contains(chunk, marker)) {
                         pauseRepliesOn = null;
                         pausedDown = true;
+                    }
+                    byte[] hold = holdOn;
+                    if (up && hold != null) {
+                        byte[] seen = Arrays.copyOf(tail, tail.length + n);
+                        System.arraycopy(chunk, 0, seen, tail.length, n);
+                        if (contains(seen, hold)) {
+                            synchronized (this) { // one connection only
+                                if (holdOn != null) {
+                                    holdOn = null;
+                                    held.set(true);
+                                }
+                            }
+                        }
+                        tail = Arrays.copyOfRange(seen, Math.max(0, seen.length - hold.length + 1), seen.length);
                     }
                     queue.add(new Chunk(System.nanoTime(), chunk));
                 }
@@ -235,13 +272,13 @@ final class FaultyProxy implements AutoCloseable {
                     if (c == END) {
                         break;
                     }
-                    waitWhilePaused(up);
+                    waitWhilePaused(up, held);
                     long due = c.readAtNanos() + TimeUnit.MILLISECONDS.toNanos(latencyMillis);
                     long wait = due - System.nanoTime();
                     if (wait > 0) {
                         TimeUnit.NANOSECONDS.sleep(wait); // the injected latency itself
                     }
-                    waitWhilePaused(up);
+                    waitWhilePaused(up, held);
                     out.write(c.bytes());
                     out.flush();
                 }
@@ -254,6 +291,7 @@ final class FaultyProxy implements AutoCloseable {
                 closeQuietly(to);
                 sockets.remove(from);
                 sockets.remove(to);
+                holds.remove(held);
             }
         }, name + "-write");
         reader.setDaemon(true);
@@ -262,9 +300,10 @@ final class FaultyProxy implements AutoCloseable {
         writer.start();
     }
 
-    private void waitWhilePaused(boolean up) throws InterruptedException {
+    private void waitWhilePaused(boolean up, java.util.concurrent.atomic.AtomicBoolean held)
+            throws InterruptedException {
         synchronized (gate) {
-            while ((up ? pausedUp : pausedDown) && !closed) {
+            while ((up ? pausedUp || held.get() : pausedDown) && !closed) {
                 gate.wait(10); // pauseRepliesAfterRequestContaining flips the flag without notifying
             }
         }

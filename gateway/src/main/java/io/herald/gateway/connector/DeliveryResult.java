@@ -26,6 +26,11 @@ public record DeliveryResult(Status status, String reason, long invalidatedAt, l
         /** Permanently rejected and the token is dead: the device must be invalidated. */
         INVALIDATED,
         /** Permanently failed (permanent rejection, or retries exhausted). */
-        FAILED
+        FAILED,
+        /**
+         * The message's deadline passed while it waited in the connector (a quota pause), so it was
+         * never handed to the provider; the message ends {@code dropped:expired}, without fallback.
+         */
+        EXPIRED
     }
 }

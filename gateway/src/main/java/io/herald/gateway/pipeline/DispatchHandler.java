@@ -198,6 +198,7 @@ final class DispatchHandler implements EventHandler<DeliveryEvent> {
             // Last result of this step: only this thread gets here for the step.
             String channel = plan.get(step).channel();
             boolean accepted = false;
+            boolean expired = false;
             String acceptedBy = null;
             String firstFailure = null;
             synchronized (results) {
@@ -235,8 +236,17 @@ final class DispatchHandler implements EventHandler<DeliveryEvent> {
                             history.add(store.historyLine(result.at(), "failed:" + result.reason(), platform, device,
                                     null));
                         }
+                        case EXPIRED -> expired = true; // its note is among result.notes()
                     }
                 }
+            }
+            if (!accepted && expired) {
+                // Past the deadline: no later channel may send it either.
+                history.addAll(trailing);
+                history.add(store.historyLine(System.currentTimeMillis(), "dropped:expired", channel, null, null));
+                outcomes.publish(OutcomeEvent.Kind.DONE, entry, item, "dropped:expired", 0, history, invalidations,
+                        null);
+                return;
             }
             if (!accepted && step + 1 < plan.size()) {
                 step++;

@@ -142,4 +142,18 @@ public final class Keys {
     public static String smscPart(String app, String normalisedId) {
         return "herald:smsc:{" + app + "}:" + normalisedId;
     }
+
+    /**
+     * The SMS part receipts of one message: {@code n} = its part count, {@code <part>} = that part's
+     * receipt (JSON), {@code @parked} = when the first one arrived before {@code accepted} was
+     * recorded. In the batch's slot, so the script that records {@code accepted} applies them.
+     */
+    public static String smsParts(String batchId, int index) {
+        return "herald:sp:{" + batchId + "}:" + index;
+    }
+
+    /** An app's messages with SMS receipts parked before their acceptance, scored by when to look at them next. */
+    public static String parkedReceipts(String app) {
+        return "herald:parked:{" + app + "}";
+    }
 }

@@ -72,7 +72,9 @@ import java.util.concurrent.atomic.AtomicLong;
  * reassembles concatenated texts, and after {@link #receiptDelay} sends a delivery receipt
  * (deliver_sm, esm_class 0x04, {@code id:... stat:DELIVRD ...}) on the session that submitted,
  * or on another bound session of the same system id when that one is gone (as SMSCs queue
- * receipts). Answers are scriptable per destination number, once or always.
+ * receipts). Answers are scriptable per destination number, once or always, and receipts per
+ * part ({@link #receipts(ReceiptScript)}: one part of a concatenated text may fail while the others
+ * are delivered, or get no receipt at all).
  *
  * <p>Receipts always carry the decimal id, so with hex ids on the ESME must normalise to match.
  * Not a security boundary and not a carrier model (no real queueing, no throughput limit: use
@@ -113,6 +115,16 @@ public final class SandboxSmsc implements AutoCloseable {
         }
     }
 
+    /**
+     * Decides the receipt of one accepted part: a final state ({@code DELIVRD}, {@code UNDELIV},
+     * {@code EXPIRED}, {@code REJECTD}, ...) or null for no receipt at all. Called on a session
+     * thread for every accepted submit_sm (so a part count or a send count can be kept); keep it short.
+     */
+    @FunctionalInterface
+    public interface ReceiptScript {
+        String stat(String number, Part part);
+    }
+
     private record PendingReceipt(String number, String sourceAddr, String systemId, SMPPServerSession session,
                                   String stat, String text, LocalDateTime submitted) {
     }
@@ -142,6 +154,7 @@ public final class SandboxSmsc implements AutoCloseable {
     private volatile String password;
     private volatile long receiptDelayMs = 50;
     private volatile java.util.function.Consumer<String> onText;
+    private volatile ReceiptScript receiptScript;
     private volatile boolean hexIds;
     private volatile boolean track = true;
     private volatile boolean closed;
@@ -298,7 +311,11 @@ public final class SandboxSmsc implements AutoCloseable {
                 case RECEIPT_REJECTED -> "REJECTD";
                 default -> "DELIVRD";
             };
-            if ((sm.getRegisteredDelivery() & 0x03) != 0) {
+            ReceiptScript script = receiptScript;
+            if (script != null) {
+                stat = script.stat(number, part);
+            }
+            if (stat != null && (sm.getRegisteredDelivery() & 0x03) != 0) {
                 pendingReceipts.put(id, new PendingReceipt(number, sm.getSourceAddr(), sysId, session, stat,
                         part.text(), LocalDateTime.now()));
             }
@@ -473,6 +490,15 @@ public final class SandboxSmsc implements AutoCloseable {
     /** How long after submit_sm_resp the receipt is sent (default 50 ms). */
     public SandboxSmsc receiptDelay(Duration delay) {
         this.receiptDelayMs = Math.max(0, delay.toMillis());
+        return this;
+    }
+
+    /**
+     * Every accepted part's receipt state comes from {@code script} (null: from the scripted
+     * {@link Answer}, DELIVRD by default), e.g. {@code (number, part) -> part.sequence() == 1 ? "UNDELIV" : "DELIVRD"}.
+     */
+    public SandboxSmsc receipts(ReceiptScript script) {
+        this.receiptScript = script;
         return this;
     }
 

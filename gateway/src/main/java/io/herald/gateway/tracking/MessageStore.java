@@ -22,7 +22,9 @@ import java.util.concurrent.CompletableFuture;
 /**
  * Message states, their history and batch counts in Redis. The record stage writes through
  * {@link #transition} (one script per message, pipelined; a terminal state never changes again,
- * which makes replays and retries of the record stage harmless); the API reads through
+ * which makes replays and retries of the record stage harmless); receipts move an accepted message
+ * on through {@link #receipts} (devices) and {@link #smsPartReceipt} (SMS, per part, parked in Redis
+ * when they come before the acceptance is recorded); the API reads through
  * {@link #batchStatus} and {@link #messageStatus}. State labels are {@code queued},
  * {@code deferred}, {@code accepted}, {@code failed:<reason>} and {@code dropped:<reason>}.
  * Every change that applied, and only those, is counted in {@code herald_messages_total} here, where
@@ -36,8 +38,11 @@ public final class MessageStore {
     private final long eventRetentionMillis;
     private final Funnels funnels;
     private final Metrics metrics;
-    private final Redis.Script transition = new Redis.Script("/scripts/funnel.lua", "/scripts/transition.lua");
-    private final Redis.Script receipt = new Redis.Script("/scripts/funnel.lua", "/scripts/receipt.lua");
+    private final Redis.Script transition = new Redis.Script("/scripts/funnel.lua", "/scripts/sms-parts.lua",
+            "/scripts/transition.lua");
+    private final Redis.Script receipt = new Redis.Script("/scripts/funnel.lua", "/scripts/sms-parts.lua",
+            "/scripts/receipt.lua");
+    private final Redis.Script parked = new Redis.Script("/scripts/parked-receipts.lua");
     private io.lettuce.core.api.StatefulRedisConnection<String, String> receiptConnection;
 
     public Funnels funnels() {
@@ -173,16 +178,157 @@ public final class MessageStore {
                 r.at(), campaign, variant, r.action()));
         a.put("minid", minId(r.at()));
         a.put("hour", java.time.Instant.ofEpochMilli(r.at()).atZone(java.time.ZoneOffset.UTC).getHour());
-        String[] keys = new String[5 + counters.keys().size()];
+        return receipt.run(cmd, ScriptOutputType.INTEGER, receiptKeys(app, batchId, index, user, counters),
+                a.toString());
+    }
+
+    private static String[] receiptKeys(String app, String batchId, int index, String user,
+                                        Funnels.Counters counters) {
+        String[] keys = new String[6 + counters.keys().size()];
         keys[0] = Keys.message(batchId, index);
         keys[1] = Keys.history(batchId, index);
         keys[2] = Keys.batch(batchId);
         keys[3] = Keys.events(app);
         keys[4] = Keys.engagement(app, user);
+        keys[5] = Keys.smsParts(batchId, index);
         for (int i = 0; i < counters.keys().size(); i++) {
-            keys[5 + i] = counters.keys().get(i);
+            keys[6 + i] = counters.keys().get(i);
         }
-        return receipt.run(cmd, ScriptOutputType.INTEGER, keys, a.toString());
+        return keys;
+    }
+
+    /** What became of one SMS part receipt. */
+    public enum PartReceiptStatus {
+        /** The message moved on: delivered (every part is), or failed (this part failed). */
+        APPLIED,
+        /** Recorded for an accepted message; other parts have not reported yet. */
+        PART_RECORDED,
+        /** Kept for a message not yet recorded as accepted; applied when it is. */
+        PARKED,
+        /** Not yet accepted and not allowed to park (the app's bound is reached): noted in the history, dropped. */
+        NOT_PARKED,
+        /** This part had already reported, or the message is past the point a receipt changes it. */
+        DUPLICATE,
+        /** No such message of this app. */
+        UNKNOWN_MESSAGE
+    }
+
+    /**
+     * Applies part {@code part} of {@code parts} of an SMS delivery report ({@code event}
+     * {@code delivered} or {@code failed} with {@code reason}) to message {@code messageId} of
+     * {@code app}. Before the message is recorded as accepted the receipt is parked in Redis (when
+     * {@code park}; {@code parkedNote} is the history line otherwise) for {@code keepFor}, and the
+     * script that records {@code accepted} applies it. Reads the message's record, then runs
+     * {@code receipt.lua}: two round trips on the store's receipt connection.
+     */
+    public CompletableFuture<PartReceiptStatus> smsPartReceipt(String app, UUID messageId, int part, int parts,
+                                                               String event, String reason, long at, boolean park,
+                                                               String refusedNote, Duration keepFor) {
+        return smsPartReceipt(app, messageId, part, parts, event, reason, at, park, refusedNote, keepFor, true);
+    }
+
+    private synchronized CompletableFuture<PartReceiptStatus> smsPartReceipt(String app, UUID messageId, int part,
+            int parts, String event, String reason, long at, boolean park, String refusedNote, Duration keepFor,
+            boolean again) {
+        UUID batch = MessageIds.batchOf(messageId);
+        if (batch == null || part < 1 || part > parts) {
+            return CompletableFuture.completedFuture(PartReceiptStatus.UNKNOWN_MESSAGE);
+        }
+        String batchId = batch.toString();
+        int index = MessageIds.indexOf(messageId);
+        RedisAsyncCommands<String, String> cmd = receiptConnection.async();
+        CompletableFuture<List<io.lettuce.core.KeyValue<String, String>>> meta = cmd.hmget(
+                Keys.message(batchId, index), "app", "u", "cp", "vr").toCompletableFuture();
+        receiptConnection.flushCommands();
+        return meta.thenCompose(kv -> {
+            String recorded = kv.get(0).getValueOrElse(null);
+            if (recorded != null && !recorded.equals(app)) {
+                return CompletableFuture.completedFuture(PartReceiptStatus.UNKNOWN_MESSAGE);
+            }
+            String user = kv.get(1).getValueOrElse("-");
+            String campaign = kv.get(2).getValueOrElse(null);
+            String variant = kv.get(3).getValueOrElse(null);
+            Funnels.Counters counters = funnels.counters(app, batchId, campaign, variant, "sms", at);
+            String label = "failed".equals(event) ? "failed:" + reason : event;
+            ObjectNode a = mapper.createObjectNode();
+            a.put("event", event);
+            if (reason != null) {
+                a.put("reason", reason);
+            }
+            a.put("at", at);
+            a.put("retention", retentionMillis);
+            a.put("history", historyLine(at, label, "sms", null, "receipt from smsc"));
+            ArrayNode ttls = a.putArray("ttls");
+            counters.ttls().forEach(ttls::add);
+            a.put("event_json", eventJson(app, messageId.toString(), batchId, user, "sms", event, reason, at, campaign,
+                    variant, null));
+            a.put("minid", minId(at));
+            a.put("hour", java.time.Instant.ofEpochMilli(at).atZone(java.time.ZoneOffset.UTC).getHour());
+            a.put("part", part);
+            a.put("parts", parts);
+            ObjectNode kept = mapper.createObjectNode().put("s", event).put("at", at);
+            if (reason != null) {
+                kept.put("r", reason);
+            }
+            a.put("receipt", kept.toString());
+            a.put("app", app);
+            a.put("park", park);
+            a.put("parts_ttl", keepFor.toMillis());
+            a.put("meta", recorded != null);
+            if (refusedNote != null) {
+                a.put("refused", historyLine(at, "receipt_ignored", "sms", null, refusedNote));
+            }
+            CompletableFuture<Long> run;
+            synchronized (this) {
+                run = receipt.run(receiptConnection.async(), ScriptOutputType.INTEGER,
+                        receiptKeys(app, batchId, index, user, counters), a.toString());
+                receiptConnection.flushCommands();
+            }
+            return run.thenCompose(n -> {
+                if (n == -3 && again) { // accepted since the read: read the record again, once
+                    return smsPartReceipt(app, messageId, part, parts, event, reason, at, park, refusedNote, keepFor,
+                            false);
+                }
+                if (n == 1) {
+                    metrics.state(label); // the message moved on: counted once, here
+                }
+                return CompletableFuture.completedFuture(switch (n.intValue()) {
+                    case 1 -> PartReceiptStatus.APPLIED;
+                    case 2 -> PartReceiptStatus.PARKED;
+                    case 3 -> PartReceiptStatus.PART_RECORDED;
+                    case -1 -> PartReceiptStatus.NOT_PARKED;
+                    case -2 -> PartReceiptStatus.UNKNOWN_MESSAGE;
+                    default -> PartReceiptStatus.DUPLICATE;
+                });
+            });
+        });
+    }
+
+    /** What the sweeper found for one message with parked SMS receipts. */
+    public record ParkedCheck(int code, long parkedAt, int receipts) {
+        /** Nothing parked any more: applied, discarded, or waiting after acceptance. */
+        public static final int GONE = 0;
+        /** Still parked. */
+        public static final int PARKED = 1;
+        /** Parked too long: dropped now, with a line in the message's history. */
+        public static final int EXPIRED = 2;
+    }
+
+    /**
+     * Checks the SMS receipts parked for {@code messageId}: receipts parked for longer than
+     * {@code keepFor} at {@code now} are dropped and the message's history says why.
+     */
+    public CompletableFuture<ParkedCheck> checkParked(UUID messageId, long now, Duration keepFor) {
+        UUID batch = MessageIds.batchOf(messageId);
+        if (batch == null) {
+            return CompletableFuture.completedFuture(new ParkedCheck(ParkedCheck.GONE, 0, 0));
+        }
+        String batchId = batch.toString();
+        int index = MessageIds.indexOf(messageId);
+        String[] keys = {Keys.smsParts(batchId, index), Keys.message(batchId, index), Keys.history(batchId, index)};
+        return parked.<List<Long>>run(redis.async(), ScriptOutputType.MULTI, keys, Long.toString(now),
+                Long.toString(keepFor.toMillis()), Long.toString(retentionMillis))
+                .thenApply(r -> new ParkedCheck(r.get(0).intValue(), r.get(1), r.get(2).intValue()));
     }
 
     /** A page of the app's event log after a cursor (exclusive). */
@@ -290,20 +436,21 @@ public final class MessageStore {
                 colon < 0 ? label : label.substring(0, colon), colon < 0 ? null : label.substring(colon + 1), at,
                 campaign, variant, null));
         a.put("minid", minId(at));
-        int first = 4;
+        int first = 5;
         if (letter != null) {
             a.putObject("dead").put("id", messageId).put("letter", letter.json()).put("item", letter.item())
                     .put("max", letter.max());
-            first = 6;
+            first = 7;
         }
         String[] keys = new String[first + counters.keys().size()];
         keys[0] = Keys.message(batchId, index);
         keys[1] = Keys.history(batchId, index);
         keys[2] = Keys.batch(batchId);
         keys[3] = Keys.events(app);
+        keys[4] = Keys.smsParts(batchId, index);
         if (letter != null) {
-            keys[4] = Keys.deadLetters(app);
-            keys[5] = Keys.deadLetterData(app);
+            keys[5] = Keys.deadLetters(app);
+            keys[6] = Keys.deadLetterData(app);
         }
         for (int i = 0; i < counters.keys().size(); i++) {
             keys[first + i] = counters.keys().get(i);

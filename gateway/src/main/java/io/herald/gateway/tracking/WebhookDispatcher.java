@@ -9,11 +9,13 @@ import io.herald.gateway.redis.Keys;
 import io.lettuce.core.Consumer;
 import io.lettuce.core.ScriptOutputType;
 import io.lettuce.core.StreamMessage;
+import io.lettuce.core.XAutoClaimArgs;
 import io.lettuce.core.XGroupCreateArgs;
 import io.lettuce.core.XReadArgs;
 import io.lettuce.core.XReadArgs.StreamOffset;
 import io.lettuce.core.api.StatefulRedisConnection;
 import io.lettuce.core.api.async.RedisAsyncCommands;
+import io.lettuce.core.models.stream.ClaimedMessages;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -70,8 +72,16 @@ import static java.util.Objects.requireNonNull;
  * stream ids). Receivers dedupe on {@code Herald-Delivery} (and, to be safe across a change of
  * batch size, on event {@code id} + {@code event}). Order is per app: one batch in flight per app,
  * batches in stream order, except that a redriven dead letter arrives after newer events;
- * receivers that care order by {@code at}. One endpoint per app; run the dispatcher on one node
- * (the consumer name is fixed, so a second node would post the same pending batches).
+ * receivers that care order by {@code at}. One endpoint per app.
+ *
+ * <p><b>Several nodes.</b> Each node reads as consumer {@code <node id>} of the one group, so the
+ * nodes share an app's new events between them (order then holds per node, not per app), and a
+ * node that restarts posts again only what <em>it</em> had read and not acked, never a batch another
+ * node is still sending. A node that dies for good leaves its batches pending under its name:
+ * every node runs {@code XAUTOCLAIM} now and then and takes over entries nobody has touched for
+ * {@code claimIdle}, by default longer than the worst case of one batch's delivery (every attempt
+ * timing out, every backoff at its cap, plus a minute), so a live node's batch is never taken from
+ * it. The cost: a dead node's events reach the receiver that much later.
  *
  * <p><b>Slow or dead receivers.</b> A receiver that answers slowly or not at all only slows its
  * own loop: the backlog stays in the Redis stream (memory here is bounded by one batch per
@@ -92,7 +102,6 @@ public final class WebhookDispatcher implements AutoCloseable {
     private static final Logger log = LoggerFactory.getLogger(WebhookDispatcher.class);
 
     static final String GROUP = "webhook";
-    static final String CONSUMER = "herald";
     static final int DEAD_LETTER_CAP = 10_000;
     static final long IDLE_POLL_MILLIS = 200;
     static final Duration HTTP_TIMEOUT = Duration.ofSeconds(10);
@@ -153,6 +162,8 @@ public final class WebhookDispatcher implements AutoCloseable {
     }
 
     private final StatefulRedisConnection<String, String> connection;
+    private final String nodeId;
+    private final Duration claimIdle;
     private final Map<String, Loop> loops = new HashMap<>();
     private final Metrics metrics;
     private final ObjectMapper mapper = new ObjectMapper();
@@ -171,9 +182,27 @@ public final class WebhookDispatcher implements AutoCloseable {
     private final AtomicBoolean closed = new AtomicBoolean();
     private final CountDownLatch stopping = new CountDownLatch(1);
 
-    public WebhookDispatcher(StatefulRedisConnection<String, String> connection, List<Endpoint> endpoints,
-                             Metrics metrics) {
+    /**
+     * A dispatcher reading as consumer {@code nodeId}; another node's pending batches are claimed after
+     * {@link #defaultClaimIdle(Endpoint)}.
+     */
+    public WebhookDispatcher(StatefulRedisConnection<String, String> connection, String nodeId,
+                             List<Endpoint> endpoints, Metrics metrics) {
+        this(connection, nodeId, endpoints, metrics, null);
+    }
+
+    /** As above; {@code claimIdle} (null = the endpoint's default) is how long a batch stays another node's. */
+    WebhookDispatcher(StatefulRedisConnection<String, String> connection, String nodeId, List<Endpoint> endpoints,
+                      Metrics metrics, Duration claimIdle) {
         this.connection = requireNonNull(connection, "connection");
+        this.nodeId = requireNonNull(nodeId, "nodeId");
+        if (nodeId.isEmpty()) {
+            throw new IllegalArgumentException("nodeId: '' (expected: this node's id)");
+        }
+        if (claimIdle != null && (claimIdle.isNegative() || claimIdle.isZero())) {
+            throw new IllegalArgumentException("claimIdle: " + claimIdle + " (expected: > 0)");
+        }
+        this.claimIdle = claimIdle;
         this.metrics = requireNonNull(metrics, "metrics");
         for (Endpoint e : requireNonNull(endpoints, "endpoints")) {
             requireNonNull(e, "endpoint");
@@ -252,6 +281,21 @@ public final class WebhookDispatcher implements AutoCloseable {
         httpExecutor.shutdownNow();
     }
 
+    /**
+     * How long a batch may stay pending under another node's name before this node takes it over:
+     * one minute more than the longest a live node can spend on one batch (every attempt hitting
+     * both HTTP timeouts, every backoff at its cap).
+     */
+    static Duration defaultClaimIdle(Endpoint e) {
+        Duration d = Duration.ofMinutes(1).plus(HTTP_TIMEOUT.multipliedBy(2L * e.maxAttempts()));
+        for (int attempt = 1; attempt < e.maxAttempts(); attempt++) {
+            Duration cap = attempt > 30 ? e.backoffMax()
+                    : e.backoffBase().multipliedBy(1L << (attempt - 1));
+            d = d.plus(cap.compareTo(e.backoffMax()) > 0 ? e.backoffMax() : cap);
+        }
+        return d;
+    }
+
     /** Equal jitter: a random wait in [cap/2, cap], cap = min(max, base * 2^(attempt-1)). */
     static long backoffMillis(Duration base, Duration max, int attempt) {
         return io.herald.gateway.connector.Retries.backoffMillis(base, max, attempt);
@@ -274,13 +318,20 @@ public final class WebhookDispatcher implements AutoCloseable {
         final Thread thread;
         final Semaphore wake = new Semaphore(0);
         final Mac mac;
-        final Consumer<String> consumer = Consumer.from(GROUP, CONSUMER);
+        final Consumer<String> consumer = Consumer.from(GROUP, nodeId);
+        final Duration claimAfter;
+        final long claimEveryNanos;
         boolean groupReady;
         boolean pendingDone;
         int redisFailures;
+        String claimCursor = "0-0";
+        long nextClaimNanos = System.nanoTime();
 
         Loop(Endpoint endpoint) {
             this.endpoint = endpoint;
+            this.claimAfter = claimIdle != null ? claimIdle : defaultClaimIdle(endpoint);
+            this.claimEveryNanos = Math.max(TimeUnit.MILLISECONDS.toNanos(50),
+                    Math.min(TimeUnit.SECONDS.toNanos(30), claimAfter.toNanos() / 4));
             this.stream = Keys.events(endpoint.app());
             this.thread = new Thread(this, "herald-webhook-" + endpoint.app());
             this.thread.setDaemon(true);
@@ -324,7 +375,10 @@ public final class WebhookDispatcher implements AutoCloseable {
             }
         }
 
-        /** One unit of work: create the group, or post one redriven batch, one pending batch or one new batch. */
+        /**
+         * One unit of work: create the group, or post one redriven batch, one batch of our own pending
+         * entries, one batch claimed from a dead node or one new batch.
+         */
         private void step() throws Exception {
             if (!groupReady) {
                 createGroup();
@@ -359,6 +413,22 @@ public final class WebhookDispatcher implements AutoCloseable {
                     pendingDone = true;
                     return;
                 }
+            } else if (System.nanoTime() - nextClaimNanos >= 0) {
+                // Entries another node read and left untouched for claimAfter: that node is gone.
+                ClaimedMessages<String, String> claimed = await(cmd.xautoclaim(stream,
+                        XAutoClaimArgs.Builder.xautoclaim(consumer, claimAfter, claimCursor)
+                                .count(endpoint.batchSize())));
+                claimCursor = claimed.getId() == null ? "0-0" : claimed.getId();
+                if ("0-0".equals(claimCursor)) {
+                    nextClaimNanos = System.nanoTime() + claimEveryNanos;
+                }
+                entries = claimed.getMessages();
+                if (entries.isEmpty()) {
+                    return;
+                }
+                metrics.connectorOutcome("webhook", "claimed");
+                log.info("webhooks for app {}: took over {} events another node left pending for over {}",
+                        endpoint.app(), entries.size(), claimAfter);
             } else {
                 entries = await(cmd.xreadgroup(consumer, XReadArgs.Builder.count(endpoint.batchSize()),
                         StreamOffset.lastConsumed(stream)));

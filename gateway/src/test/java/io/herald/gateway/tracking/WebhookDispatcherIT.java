@@ -35,6 +35,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.UUID;
 import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
@@ -63,6 +64,7 @@ class WebhookDispatcherIT {
     StatefulRedisConnection<String, String> connection;
     RedisCommands<String, String> sync;
     HttpServer server;
+    final java.util.concurrent.ExecutorService receiverThreads = java.util.concurrent.Executors.newCachedThreadPool();
     final List<Arrival> arrivals = new CopyOnWriteArrayList<>();
     final AtomicInteger calls = new AtomicInteger();
     volatile IntUnaryOperator answer = n -> 200;
@@ -96,6 +98,7 @@ class WebhookDispatcherIT {
         connection = client.connect(StringCodec.UTF8);
         sync = connection.sync();
         server = HttpServer.create(new InetSocketAddress("127.0.0.1", 0), 0);
+        server.setExecutor(receiverThreads); // a hanging answer holds up no other request
         server.createContext("/hooks", exchange -> {
             long now = System.nanoTime();
             String body;
@@ -116,6 +119,7 @@ class WebhookDispatcherIT {
     void stop() {
         dispatchers.forEach(WebhookDispatcher::close);
         server.stop(0);
+        receiverThreads.shutdownNow();
         connection.close();
         client.shutdown(Duration.ZERO, Duration.ofSeconds(2));
         redis.close();
@@ -127,7 +131,12 @@ class WebhookDispatcherIT {
     }
 
     private WebhookDispatcher dispatcher(WebhookDispatcher.Endpoint endpoint) {
-        WebhookDispatcher d = new WebhookDispatcher(connection, List.of(endpoint), metrics);
+        return dispatcher("node-1", endpoint, null);
+    }
+
+    /** A dispatcher of node {@code nodeId}; {@code claimIdle} null: the default for the endpoint. */
+    private WebhookDispatcher dispatcher(String nodeId, WebhookDispatcher.Endpoint endpoint, Duration claimIdle) {
+        WebhookDispatcher d = new WebhookDispatcher(connection, nodeId, List.of(endpoint), metrics, claimIdle);
         dispatchers.add(d);
         return d;
     }
@@ -269,7 +278,7 @@ class WebhookDispatcherIT {
         List<String> whileStopped = writeEvents(3);
         // A crash between reading and acking: entries pending for our consumer, never posted.
         List<String> pending = writeEvents(2);
-        sync.xreadgroup(Consumer.from(WebhookDispatcher.GROUP, WebhookDispatcher.CONSUMER),
+        sync.xreadgroup(Consumer.from(WebhookDispatcher.GROUP, "node-1"),
                 XReadArgs.Builder.count(5), StreamOffset.lastConsumed(Keys.events(APP)));
         assertThat(sync.xpending(Keys.events(APP), WebhookDispatcher.GROUP).getCount()).isEqualTo(5);
         assertThat(deliveredCounts()).hasSize(2);
@@ -291,7 +300,77 @@ class WebhookDispatcherIT {
         assertThat(e.toString()).doesNotContain(SECRET).contains("secret=***");
         assertThatThrownBy(() -> new WebhookDispatcher.Endpoint(APP, e.url(), SECRET, 0, 3, BASE, BASE))
                 .hasMessage("batchSize: 0 (expected: >= 1)");
-        assertThatThrownBy(() -> new WebhookDispatcher(connection, List.of(e, e), metrics))
+        assertThatThrownBy(() -> new WebhookDispatcher(connection, "node-1", List.of(e, e), metrics))
                 .hasMessageContaining("one per app");
+        assertThatThrownBy(() -> new WebhookDispatcher(connection, "", List.of(e), metrics))
+                .hasMessage("nodeId: '' (expected: this node's id)");
+    }
+
+    @Test
+    void anotherNodeNeverPostsTheBatchALiveNodeIsStillSending() throws Exception {
+        CountDownLatch inFlight = new CountDownLatch(1);
+        CountDownLatch release = new CountDownLatch(1);
+        answer = n -> {
+            if (n == 1) { // node a's first batch hangs in the receiver until released
+                inFlight.countDown();
+                try {
+                    release.await(30, TimeUnit.SECONDS);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
+            }
+            return 200;
+        };
+        List<String> first = writeEvents(3);
+        dispatcher("node-a", endpoint(10, 3), null).start();
+        assertThat(inFlight.await(10, TimeUnit.SECONDS)).isTrue();
+
+        // Node b starts (or restarts) while a is posting: it reads its own pending entries (none), then new ones.
+        dispatcher("node-b", endpoint(10, 3), null).start();
+        List<String> later = writeEvents(2);
+        await().atMost(Duration.ofSeconds(10)).until(() -> deliveredCounts().keySet().containsAll(later));
+        assertThat(calls.get()).as("posts: a's batch (still hanging) and b's new one").isEqualTo(2);
+
+        release.countDown();
+        List<String> all = new ArrayList<>(first);
+        all.addAll(later);
+        await().atMost(Duration.ofSeconds(10)).until(() -> deliveredCounts().keySet().containsAll(all));
+        await().atMost(Duration.ofSeconds(5)).until(() ->
+                sync.xpending(Keys.events(APP), WebhookDispatcher.GROUP).getCount() == 0);
+        assertThat(deliveredCounts()).hasSize(5).allSatisfy((id, count) -> assertThat(count).isEqualTo(1L));
+        assertThat(arrivals).hasSize(2);
+    }
+
+    @Test
+    void aDeadNodesPendingBatchIsTakenOverByALiveNodeAfterTheClaimIdle() {
+        String stream = Keys.events(APP);
+        sync.xgroupCreate(StreamOffset.from(stream, "0-0"), WebhookDispatcher.GROUP,
+                io.lettuce.core.XGroupCreateArgs.Builder.mkstream());
+        // Node "gone" read these and died before posting them.
+        List<String> orphaned = writeEvents(4);
+        sync.xreadgroup(Consumer.from(WebhookDispatcher.GROUP, "gone"), XReadArgs.Builder.count(10),
+                StreamOffset.lastConsumed(stream));
+        assertThat(sync.xpending(stream, WebhookDispatcher.GROUP).getCount()).isEqualTo(4);
+
+        dispatcher("node-b", endpoint(10, 3), Duration.ofMillis(300)).start();
+        List<String> fresh = writeEvents(1);
+
+        List<String> all = new ArrayList<>(orphaned);
+        all.addAll(fresh);
+        await().atMost(Duration.ofSeconds(10)).until(() -> deliveredCounts().keySet().containsAll(all));
+        await().atMost(Duration.ofSeconds(5)).until(() -> sync.xpending(stream, WebhookDispatcher.GROUP).getCount() == 0);
+        assertThat(deliveredCounts()).hasSize(5).allSatisfy((id, count) -> assertThat(count).isEqualTo(1L));
+        assertThat(metrics.scrape()).contains("connector=\"webhook\",outcome=\"claimed\"} 1.0");
+    }
+
+    @Test
+    void theDefaultClaimIdleOutlastsTheSlowestDeliveryOfABatch() {
+        // 8 attempts: 7 backoffs (1+2+4+8+16+32+64 s, all under the 5 min cap), 8 x 2 x 10 s of HTTP timeouts, 1 min.
+        WebhookDispatcher.Endpoint e = new WebhookDispatcher.Endpoint(APP, URI.create("https://example.com/h"), SECRET,
+                100, 8, Duration.ofSeconds(1), Duration.ofMinutes(5));
+        assertThat(WebhookDispatcher.defaultClaimIdle(e)).isEqualTo(Duration.ofSeconds(127 + 160 + 60));
+        WebhookDispatcher.Endpoint capped = new WebhookDispatcher.Endpoint(APP, e.url(), SECRET, 100, 4,
+                Duration.ofSeconds(10), Duration.ofSeconds(15));
+        assertThat(WebhookDispatcher.defaultClaimIdle(capped)).isEqualTo(Duration.ofSeconds(10 + 15 + 15 + 80 + 60));
     }
 }

@@ -60,7 +60,9 @@ import java.util.concurrent.atomic.AtomicInteger;
  * SENDER_ID_MISMATCH, ...) are permanent and never retried; 401 refreshes the token and resends
  * once; 429 pauses the whole project for max(Retry-After, quota backoff), the backoff starting at
  * {@code quotaBackoff} and doubling on repeated 429s until a success, and the message waits
- * without spending an attempt; 503 waits for Retry-After when given; 5xx and transport failures
+ * without spending an attempt, but never past its deadline: a delivery with a TTL whose deadline
+ * passes while it waits (in a pause, checked every second, or for a free stream) is reported
+ * EXPIRED, never sent, and gives its capacity permit back; 503 waits for Retry-After when given; 5xx and transport failures
  * are retried with exponential backoff and equal jitter up to {@code maxAttempts}, then the
  * delivery fails {@code retries_exhausted}. Each retry adds a history note.
  *

@@ -49,6 +49,8 @@ final class FcmProject {
     /** Times an unprocessed request (refused stream, GOAWAY) is resent without counting an attempt. */
     private static final int MAX_FREE_RESENDS = 10;
     private static final long MAX_QUOTA_BACKOFF_MS = Duration.ofMinutes(30).toMillis();
+    /** While paused, waiting deliveries past their deadline are dropped this often (and when the pause ends). */
+    static final long EXPIRY_SWEEP_MS = 1_000;
 
     final String projectId;
     private final FcmConnector owner;
@@ -70,6 +72,7 @@ final class FcmProject {
     private long pauseStarted;
     private long pausedUntil;
     private long quotaBackoffMillis;
+    private boolean sweepScheduled;
 
     private final AtomicReference<String> accessToken = new AtomicReference<>();
     private final AtomicBoolean refreshing = new AtomicBoolean();
@@ -126,19 +129,41 @@ final class FcmProject {
     // ---- sending ----------------------------------------------------------------------------
 
     void submit(Attempt a) {
+        boolean sweep;
         synchronized (lock) {
             waiting.addLast(a);
+            sweep = sweepNeeded();
+        }
+        if (sweep) {
+            owner.schedule(this::sweepExpired, EXPIRY_SWEEP_MS);
         }
         drain();
     }
 
     private void requeueFirst(Attempt a) {
+        boolean sweep;
         synchronized (lock) {
             waiting.addFirst(a);
+            sweep = sweepNeeded();
+        }
+        if (sweep) {
+            owner.schedule(this::sweepExpired, EXPIRY_SWEEP_MS);
         }
     }
 
-    /** Sends waiting deliveries while there is a token, no quota pause and a free stream. */
+    /** Under the lock: true (and marked scheduled) when paused and no expiry sweep is scheduled yet. */
+    private boolean sweepNeeded() {
+        if (sweepScheduled || !everPaused || System.nanoTime() - pausedUntil >= 0) {
+            return false;
+        }
+        sweepScheduled = true;
+        return true;
+    }
+
+    /**
+     * Sends waiting deliveries while there is a token, no quota pause and a free stream; one whose
+     * deadline has passed meanwhile is dropped as expired instead.
+     */
     void drain() {
         while (true) {
             FcmConnection c;
@@ -157,9 +182,56 @@ final class FcmProject {
                     return; // a finished stream or a new connection drains again
                 }
                 a = waiting.pollFirst();
-                c.active++;
+                if (!expired(a, System.currentTimeMillis())) {
+                    c.active++;
+                } else {
+                    c = null;
+                }
             }
-            dispatch(c, a, token);
+            if (c == null) {
+                expire(a, "waited in the send queue");
+            } else {
+                dispatch(c, a, token);
+            }
+        }
+    }
+
+    /** True when the delivery has a TTL and its deadline has passed. */
+    private static boolean expired(Attempt a, long now) {
+        return a.delivery.message().ttlSeconds() > 0 && now >= a.delivery.deadline();
+    }
+
+    /** Reports a delivery that never reached FCM before its deadline: EXPIRED, its permit goes back. */
+    private void expire(Attempt a, String why) {
+        long now = System.currentTimeMillis();
+        owner.metrics().connectorOutcome("fcm", "expired");
+        a.notes.add(FcmConnector.note(now, "expired", a.delivery, why + "; deadline passed, not sent"));
+        owner.finish(a, new DeliveryResult(DeliveryResult.Status.EXPIRED, "expired", 0, now, a.notes));
+    }
+
+    /**
+     * While the project is paused: drops waiting deliveries whose deadline has passed, so a long
+     * pause (up to 30 minutes) holds no expired message and its capacity permit; runs again every
+     * {@value #EXPIRY_SWEEP_MS} ms until the pause ends or nothing waits.
+     */
+    private void sweepExpired() {
+        List<Attempt> expired = new ArrayList<>();
+        boolean again;
+        synchronized (lock) {
+            sweepScheduled = false;
+            if (closed) {
+                return;
+            }
+            long now = System.currentTimeMillis();
+            waiting.removeIf(a -> expired(a, now) && expired.add(a));
+            again = !waiting.isEmpty() && everPaused && System.nanoTime() - pausedUntil < 0;
+            sweepScheduled = again;
+        }
+        for (Attempt a : expired) {
+            expire(a, "waited out a quota pause");
+        }
+        if (again) {
+            owner.schedule(this::sweepExpired, EXPIRY_SWEEP_MS);
         }
     }
 
@@ -243,6 +315,10 @@ final class FcmProject {
             case QUOTA -> {
                 a.attempts--;
                 long pause = pauseForQuota(o.retryAfterMillis(), a.sentAt);
+                if (expired(a, now)) {
+                    expire(a, o.detail());
+                    return;
+                }
                 a.notes.add(FcmConnector.note(now, "retry", a.delivery, o.detail() + "; project paused for "
                         + pause + " ms, resent after the pause (not counted as an attempt)"));
                 requeueFirst(a);
@@ -313,6 +389,7 @@ final class FcmProject {
      */
     private long pauseForQuota(long retryAfterMillis, long sentAt) {
         long pauseMs;
+        boolean sweep;
         synchronized (lock) {
             long now = System.nanoTime();
             if (everPaused && sentAt - pauseStarted < 0) {
@@ -324,9 +401,13 @@ final class FcmProject {
             everPaused = true;
             pauseStarted = now;
             pausedUntil = now + TimeUnit.MILLISECONDS.toNanos(pauseMs);
+            sweep = sweepNeeded();
         }
         log.warn("FCM project {}: over quota (429), pausing sends for {} ms", projectId, pauseMs);
         owner.schedule(this::drain, pauseMs);
+        if (sweep) {
+            owner.schedule(this::sweepExpired, EXPIRY_SWEEP_MS);
+        }
         return pauseMs;
     }
 

@@ -78,14 +78,14 @@ import java.util.concurrent.locks.LockSupport;
  * A lost bind is rebound with the same backoff; queued messages wait for it.
  *
  * <p>Receipts: each accepted part's id is stored as {@code herald:smsc:{app}:<normalised id>}
- * with a TTL of {@code receiptIdTtl}: the value is the message id for the last part and
- * {@code <message id>#<part>/<total>} for earlier ones, so a multi-part message is reported
- * once, by the receipt of its last part (the earlier parts' receipts are only counted). Receipts
- * (deliver_sm with the SMSC-receipt esm_class) are acknowledged at once, then resolved with
- * GETDEL (Redis 6.2+; a second receipt for the same id finds nothing, so each message is reported
- * once even across gateway nodes) and passed to the {@link ReceiptListener}; a miss is retried a
- * few times, since a receipt can overtake the SET of its id. Trade-off: a receipt acknowledged
- * but not resolved when the process dies is lost (receipts are advisory).
+ * with a TTL of {@code receiptIdTtl}: the value is the message id for a single-part text and
+ * {@code <message id>#<part>/<total>} for every part of a concatenated one, so each part's receipt
+ * is reported with its part number (the listener decides the message: delivered only when every
+ * part is). Receipts (deliver_sm with the SMSC-receipt esm_class) are acknowledged at once, then
+ * resolved with GETDEL (Redis 6.2+; a second receipt for the same id finds nothing, so each part
+ * is reported once even across gateway nodes) and passed to the {@link ReceiptListener}; a miss
+ * is retried a few times, since a receipt can overtake the SET of its id. Trade-off: a receipt
+ * acknowledged but not resolved when the process dies is lost (receipts are advisory).
  *
  * <p>Costs: one platform thread per window slot (binds x window per account) plus jsmpp's
  * reader, processor and enquire_link threads per session; keep windows modest (10 to 50) and
@@ -599,7 +599,7 @@ public final class SmsConnector implements Connector {
     }
 
     private void storeReceiptKey(Attempt a, String id, int part, int total) {
-        String value = part == total - 1 ? a.delivery.messageId().toString()
+        String value = total == 1 ? a.delivery.messageId().toString()
                 : a.delivery.messageId() + "#" + (part + 1) + "/" + total;
         redis.async().set(Keys.smscPart(a.pool.app, id), value, SetArgs.Builder.px(settings.receiptIdTtl().toMillis()))
                 .whenComplete((ok, e) -> {
@@ -679,21 +679,26 @@ public final class SmsConnector implements Connector {
                 }
                 return;
             }
+            // "<message id>" (a single part) or "<message id>#<part>/<parts>"
             int hash = value.indexOf('#');
-            if (hash >= 0) {
-                metrics.connectorOutcome("sms", "receipt_part_" + receipt.outcome());
-                return; // an earlier part: the last part's receipt reports the message
-            }
+            int slash = value.indexOf('/', hash + 1);
             UUID messageId;
+            int part = 1;
+            int parts = 1;
             try {
-                messageId = UUID.fromString(value);
-            } catch (IllegalArgumentException bad) {
-                log.warn("sms {}: SMSC id {} maps to {}, not a message id", app, id, value);
+                messageId = UUID.fromString(hash < 0 ? value : value.substring(0, hash));
+                if (hash >= 0) {
+                    part = Integer.parseInt(value.substring(hash + 1, slash));
+                    parts = Integer.parseInt(value.substring(slash + 1));
+                }
+            } catch (IllegalArgumentException | IndexOutOfBoundsException bad) {
+                log.warn("sms {}: SMSC id {} maps to {}, not a message id and part", app, id, value);
                 return;
             }
             metrics.connectorOutcome("sms", "receipt_" + receipt.stat().toLowerCase(java.util.Locale.ROOT));
             try {
-                receipts.onReceipt(app, messageId, receipt.outcome(), receipt.reason(), System.currentTimeMillis());
+                receipts.onReceipt(app, messageId, part, parts, receipt.outcome(), receipt.reason(),
+                        System.currentTimeMillis());
             } catch (RuntimeException listenerFailure) {
                 log.error("sms {}: receipt listener failed for {}", app, messageId, listenerFailure);
             }

@@ -83,8 +83,9 @@ class SmsConnectorIT {
         SmsConnector.Account account = new SmsConnector.Account(APP, smsc.host(), smsc.port(), "herald", "secret",
                 binds, rate, window, "Herald");
         connector = new SmsConnector(SETTINGS, Map.of(APP, account), redis,
-                (app, id, status, reason, at) -> receipts.computeIfAbsent(id, k -> Collections.synchronizedList(
-                        new ArrayList<>())).add(reason == null ? status : status + ":" + reason),
+                (app, id, part, parts, status, reason, at) -> receipts.computeIfAbsent(id,
+                        k -> Collections.synchronizedList(new ArrayList<>())).add((parts > 1 ? part + "/" + parts + " " : "")
+                        + (reason == null ? status : status + ":" + reason)),
                 new Metrics());
         waiting().atMost(Duration.ofSeconds(10)).until(connector::ready);
         return connector;
@@ -183,11 +184,25 @@ class SmsConnectorIT {
         assertThat(smsc.texts(number(2))).containsExactly(text);
         assertThat(r.providerId()).isEqualTo(SmscReceipt.normaliseId(parts.get(4).messageId()));
 
-        // All five part receipts are resolved (their keys consumed), and the message is reported once.
+        // All five part receipts are resolved (their keys consumed), and each part is reported once, with its number.
         waiting().atMost(Duration.ofSeconds(20)).until(() -> parts.stream()
                 .noneMatch(p -> redis.sync().exists(Keys.smscPart(APP, SmscReceipt.normaliseId(p.messageId()))) > 0));
-        waiting().atMost(Duration.ofSeconds(5)).until(() -> receipts.containsKey(id));
-        assertThat(receipts.get(id)).containsExactly("delivered");
+        waiting().atMost(Duration.ofSeconds(5)).until(() -> receipts.containsKey(id) && receipts.get(id).size() == 5);
+        assertThat(receipts.get(id)).containsExactlyInAnyOrder("1/5 delivered", "2/5 delivered", "3/5 delivered",
+                "4/5 delivered", "5/5 delivered");
+    }
+
+    @Test
+    void eachPartOfAConcatenatedTextReportsItsOwnReceipt() {
+        smsc = SandboxSmsc.start(0).credentials("herald", "secret")
+                .receipts((number, part) -> part.sequence() == 1 ? "UNDELIV" : "DELIVRD");
+        start(1, 1_000, 2);
+        UUID id = send(number(8), "x".repeat(200)); // GSM 7-bit: two parts of 153 and 47 characters
+        DeliveryResult r = awaitResult(id);
+        assertThat(r.status()).isEqualTo(DeliveryResult.Status.ACCEPTED);
+        assertThat(r.segments()).isEqualTo(2);
+        waiting().atMost(Duration.ofSeconds(20)).until(() -> receipts.containsKey(id) && receipts.get(id).size() == 2);
+        assertThat(receipts.get(id)).containsExactlyInAnyOrder("1/2 failed:undelivered", "2/2 delivered");
     }
 
     @Test
