@@ -15,7 +15,8 @@
 -- before 'accepted' (parked by receipt.lua) are applied right after it, in this call, when the
 -- message was accepted by SMS; any other end discards them with a history line saying why.
 -- Reply: 1 applied, 0 already terminal, 2 already in this state (a retried 'deferred': the
--- counters net to zero and count nothing).
+-- counters net to zero and count nothing), 3 applied and parked SMS receipts then settled the
+-- message too (the caller reads the state it settled in).
 local a = cjson.decode(ARGV[1])
 local cur = redis.call('HGET', KEYS[1], 'state')
 if cur then
@@ -41,6 +42,7 @@ if cur ~= a.label then
   count(a.stages, first, a.ttls)
   log(KEYS[4], a.minid, a.event)
 end
+local settled = false
 if a.label ~= 'deferred' and redis.call('EXISTS', KEYS[5]) == 1 then
   if a.label == 'accepted' and a.meta.ch == 'sms' then
     local label, part, n, got, at = parts_verdict(KEYS[5])
@@ -48,6 +50,7 @@ if a.label ~= 'deferred' and redis.call('EXISTS', KEYS[5]) == 1 then
       redis.call('DEL', KEYS[5])
       sms_settle(KEYS[1], KEYS[2], KEYS[3], KEYS[4], first, a.ttls, a.minid, label, part, n, math.max(at, a.at),
         a.event, ' (arrived before accepted)')
+      settled = true
     else
       redis.call('HDEL', KEYS[5], '@parked') -- no longer parked: waiting for the other parts
     end
@@ -83,4 +86,5 @@ end
 redis.call('PEXPIRE', KEYS[1], a.retention)
 redis.call('PEXPIRE', KEYS[2], a.retention)
 if cur == a.label then return 2 end
+if settled then return 3 end
 return 1

@@ -26,8 +26,8 @@ import java.util.concurrent.atomic.AtomicInteger;
  * it was read (a long link, not a slow one: chunks stay pipelined), {@link #target(int)} forwards
  * new connections elsewhere (a server restarted on another port),
  * {@link #holdRequestsContaining(String)} stalls the one connection that sends a given request (that
- * request and every later one on it wait here, other connections go on), and {@link #restore()}
- * undoes the faults.
+ * request and every later one on it wait here, other connections go on; {@link #dropHeld()} then
+ * closes it without forwarding them), and {@link #restore()} undoes the faults.
  *
  * <p>The listener stays bound for the proxy's whole life, through cuts: a port released during a
  * cut could be handed to any other socket before the proxy bound it again (RedisFaultsIT once
@@ -51,7 +51,8 @@ final class FaultyProxy implements AutoCloseable {
     private volatile boolean pausedDown;
     private volatile byte[] pauseRepliesOn;
     private volatile byte[] holdOn;
-    private final Set<java.util.concurrent.atomic.AtomicBoolean> holds = ConcurrentHashMap.newKeySet();
+    /** Each connection's hold flag (set once it sent the held request), with its two sockets. */
+    private final java.util.Map<java.util.concurrent.atomic.AtomicBoolean, Socket[]> holds = new ConcurrentHashMap<>();
     private volatile long latencyMillis;
     private volatile boolean closed;
 
@@ -120,7 +121,24 @@ final class FaultyProxy implements AutoCloseable {
 
     /** True once a connection is stalled by {@link #holdRequestsContaining(String)}. */
     boolean holding() {
-        return holds.stream().anyMatch(java.util.concurrent.atomic.AtomicBoolean::get);
+        return holds.keySet().stream().anyMatch(java.util.concurrent.atomic.AtomicBoolean::get);
+    }
+
+    /**
+     * Closes the stalled connection: what it held never reaches the server (as if the client had
+     * died with its requests unsent). The listener and other connections are not touched.
+     */
+    void dropHeld() {
+        holds.forEach((held, pair) -> {
+            if (held.get()) {
+                closeQuietly(pair[0]);
+                closeQuietly(pair[1]);
+                synchronized (gate) {
+                    held.set(false);
+                    gate.notifyAll();
+                }
+            }
+        });
     }
 
     /** Delays every chunk by {@code millis} from when it was read, in both directions. */
@@ -136,7 +154,7 @@ final class FaultyProxy implements AutoCloseable {
         synchronized (gate) {
             pausedUp = false;
             pausedDown = false;
-            holds.forEach(h -> h.set(false));
+            holds.keySet().forEach(h -> h.set(false));
             gate.notifyAll();
         }
         if (!closed) {
@@ -228,7 +246,7 @@ final class FaultyProxy implements AutoCloseable {
     private void pipe(Socket from, Socket to, boolean up, String name) {
         LinkedBlockingQueue<Chunk> queue = new LinkedBlockingQueue<>();
         java.util.concurrent.atomic.AtomicBoolean held = new java.util.concurrent.atomic.AtomicBoolean();
-        holds.add(held);
+        holds.put(held, new Socket[] {from, to});
         Thread reader = new Thread(() -> {
             byte[] buf = new byte[16384];
             byte[] tail = new byte[0];

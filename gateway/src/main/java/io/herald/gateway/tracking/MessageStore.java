@@ -455,11 +455,19 @@ public final class MessageStore {
         for (int i = 0; i < counters.keys().size(); i++) {
             keys[first + i] = counters.keys().get(i);
         }
-        return transition.<Long>run(cmd, ScriptOutputType.INTEGER, keys, a.toString()).thenApply(n -> {
-            if (n == 1L) {
+        return transition.<Long>run(cmd, ScriptOutputType.INTEGER, keys, a.toString()).thenCompose(n -> {
+            if (n == 1L || n == 3L) {
                 metrics.state(label); // here, where the change is known to have applied: counted once
             }
-            return n == 1L;
+            if (n == 3L) { // parked SMS receipts settled it right after: count the state they left
+                return redis.async().hget(keys[0], "state").toCompletableFuture().thenApply(settled -> { // autoflushed
+                    if (settled != null) {
+                        metrics.state(settled);
+                    }
+                    return true;
+                });
+            }
+            return CompletableFuture.completedFuture(n == 1L);
         });
     }
 
