@@ -49,18 +49,27 @@ final class UsersApi {
                 .httpStatus()), e.error);
     }
 
-    private void getUser(Exchange x) {
+    /** The path's user of an app the key owns, or null once the 404 or the user id's error is answered. */
+    private static String checkedUser(Exchange x) {
         if (!x.ownApp()) {
-            return;
+            return null;
         }
-        String app = x.app();
         String user = x.param("user");
         try {
             UserRequests.checkUser(user);
         } catch (UserRequests.Invalid e) {
             invalid(x, e);
+            return null;
+        }
+        return user;
+    }
+
+    private void getUser(Exchange x) {
+        String user = checkedUser(x);
+        if (user == null) {
             return;
         }
+        String app = x.app();
         registry.get(app, user).whenComplete((u, e) -> {
             if (e != null) {
                 x.unavailable(e);
@@ -107,17 +116,11 @@ final class UsersApi {
     }
 
     private void deleteUser(Exchange x) {
-        if (!x.ownApp()) {
+        String user = checkedUser(x);
+        if (user == null) {
             return;
         }
         String app = x.app();
-        String user = x.param("user");
-        try {
-            UserRequests.checkUser(user);
-        } catch (UserRequests.Invalid e) {
-            invalid(x, e);
-            return;
-        }
         registry.deleteUser(app, user).whenComplete((deleted, e) -> {
             if (e != null) {
                 x.unavailable(e);
