@@ -5,6 +5,6 @@
  * delivery receipts matched to messages through Redis ({@code herald:smsc:{app}:<smsc id>}).
  * {@link io.herald.gateway.connector.sms.SmsText} picks GSM 7-bit or UCS-2 and splits long texts
  * into concatenated parts. The local peer for tests and demos is
- * {@link io.herald.gateway.sandbox.SandboxSmsc}.
+ * {@code sandbox.SandboxSmsc} (the sandbox depends on this package, not the other way).
  */
 package io.herald.gateway.connector.sms;
