@@ -1,104 +1,135 @@
--- A receipt for an accepted message: from the provider (SMS delivery report: delivered or
--- failed) or from the device (delivered, opened, clicked, dismissed). State only moves forward:
--- accepted < delivered < opened < clicked; a later stage counts the stages it skipped (a click
--- without an open counts as open and click); a repeated or older receipt changes nothing.
--- An SMS delivery report is per part (a.part of a.parts): the message is delivered when every
--- part is, failed as soon as one part fails (sms-parts.lua). A part receipt that comes before the
--- message is recorded as accepted is parked in the message's part hash, durably, and applied by
--- transition.lua when it records accepted; a part receipt repeated counts once.
--- KEYS[1] message hash, KEYS[2] history list, KEYS[3] batch hash, KEYS[4] the app's event log,
--- KEYS[5] the user's engagement hash, KEYS[6] the message's SMS part receipts (Keys.smsParts),
--- KEYS[7..] funnel counter hashes.
--- ARGV[1] JSON: {event, reason, at, retention, history (JSON line), ttls, event_json, minid, hour};
--- an SMS part receipt adds {part, parts, receipt (JSON kept per part), app, park (true: may be
--- parked), parts_ttl (ms), meta (true: the caller read the message's record), refused (history
--- line for a receipt that may not be parked)}.
--- Reply: 1 applied, 0 no-op (repeat, older stage, or failed / dropped), -1 not accepted yet (a
--- device receipt: the caller may retry; an SMS part that may not be parked: noted in the history),
--- 2 parked, 3 part recorded (other parts missing), -2 no such message of a.app, -3 accepted since
--- the caller read the record (read it again: the counters depend on it).
-local a = cjson.decode(ARGV[1])
+-- Receipts for messages of one batch, in one call (one slot: the batch's tag): from devices
+-- (delivered, opened, clicked, dismissed, failed) or from the SMSC (one SMS part: delivered or
+-- failed). State only moves forward: accepted < delivered < opened < clicked; a later stage counts
+-- the stages it skipped (a click without an open counts as open and click); a repeated or older
+-- receipt changes nothing. An SMS is delivered when every part is, failed as soon as one part
+-- fails; a part receipt that comes before the message is recorded as accepted is parked in the
+-- message's part hash, durably, and applied by record.lua when it records accepted.
+-- KEYS[1] batch hash, KEYS[2] the batch's outbox, KEYS[3..] message chunks and SMS part hashes.
+-- ARGV[1] request id, ARGV[2] retention of a new chunk (ms), ARGV[3] outbox lifetime (ms), ARGV[4]
+-- the app, then 12 per receipt: chunk key index, field (index), event, reason, at (ms), history
+-- detail, action, part (0: a device receipt), parts, the part's receipt JSON, SMS part key index,
+-- '1' when a part may be parked (else: the detail of the history line saying it was not) .. US ..
+-- how long it stays parked (ms).
+-- Reply {codes, facts, ''}: one char per receipt: '1' applied, '0' no-op (repeat, older stage,
+-- failed / dropped), 'n' not accepted yet (device: the caller may retry; SMS part that may not be
+-- parked: noted in the history), 'p' parked, 'r' part recorded (other parts missing), 'u' no such
+-- message of this app. Facts as in record.lua (engagement is derived from them).
+local rid, retention, outboxTtl, app = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local prior = redis.call('HGET', KEYS[2], rid)
+if prior then
+  local e = string.find(prior, RS, 1, true)
+  return {e and string.sub(prior, 1, e - 1) or prior, e and string.sub(prior, e + 1) or '', ''}
+end
 local rank = {accepted = 1, delivered = 2, opened = 3, clicked = 4}
 local order = {'accepted', 'delivered', 'opened', 'clicked'}
-local cur = redis.call('HGET', KEYS[1], 'state')
-if a.part then
-  if not cur or cur == 'queued' or cur == 'deferred' then
-    if not a.park then
-      if a.refused then
-        redis.call('RPUSH', KEYS[2], a.refused)
-        redis.call('PEXPIRE', KEYS[2], a.retention)
+local W = 12
+local m = (#ARGV - 4) / W
+local byChunk = {}
+for j = 0, m - 1 do
+  local b = 4 + j * W
+  local ki = tonumber(ARGV[b + 1])
+  local t = byChunk[ki]
+  if not t then t = {}; byChunk[ki] = t end
+  t[#t + 1] = ARGV[b + 2]
+end
+local vals = load_chunks(3, byChunk)
+local batchApp = redis.call('HGET', KEYS[1], 'app')
+local dirty = {}
+local counts = {}
+local codes, facts = {}, {}
+local function put(ki, fld, f, rest)
+  vals[ki][fld] = rec_join(f, rest)
+  local d = dirty[ki]
+  if not d then d = {}; dirty[ki] = d end
+  d[fld] = true
+end
+local function move(ki, fld, f, rest, cur, label, at, ch, detail, action, stages)
+  f[1], f[2] = label, b36(at)
+  bump(counts, 'n:' .. cur, -1)
+  bump(counts, 'n:' .. label, 1)
+  for _, s in ipairs(stages) do bump(counts, 'f:' .. s, 1) end
+  put(ki, fld, f, rest .. hist(at, label, ch, '', detail))
+  facts[#facts + 1] = fact(fld, label, at, f, action, stages)
+end
+for j = 0, m - 1 do
+  local b = 4 + j * W
+  local ki, fld, event, reason, at = tonumber(ARGV[b + 1]), ARGV[b + 2], ARGV[b + 3], ARGV[b + 4], tonumber(ARGV[b + 5])
+  local detail, action, part = ARGV[b + 6], ARGV[b + 7], tonumber(ARGV[b + 8])
+  local f, rest = rec_parse(vals[ki][fld] or nil)
+  local cur = f and f[1] or nil
+  local code = '0'
+  if batchApp ~= app then
+    code = 'u'
+  elseif part > 0 then
+    local parts, pk = tonumber(ARGV[b + 9]), KEYS[tonumber(ARGV[b + 11])]
+    local park, keep = string.match(ARGV[b + 12], '^(.*)\31(%d+)$')
+    keep = tonumber(keep)
+    if not cur or cur == 'queued' or cur == 'deferred' then
+      if park ~= '1' then
+        if park ~= '' then
+          if not f then f = {'queued', '', '', '', '', '', ''} end
+          put(ki, fld, f, rest .. hist(at, 'receipt_ignored', 'sms', '', park))
+        end
+        code = 'n'
+      else
+        local added = redis.call('HSETNX', pk, tostring(part), ARGV[b + 10])
+        redis.call('HSET', pk, 'n', parts)
+        redis.call('HSETNX', pk, '@parked', string.format('%.0f', at))
+        redis.call('PEXPIRE', pk, keep)
+        code = added == 1 and 'p' or '0'
       end
-      return -1
+    elseif cur == 'accepted' and f[3] == 'sms' then
+      local label, p, n, sat
+      if parts > 1 then
+        if redis.call('HSETNX', pk, tostring(part), ARGV[b + 10]) == 1 then
+          redis.call('HSET', pk, 'n', parts)
+          redis.call('PEXPIRE', pk, keep)
+          local _
+          label, p, n, _, sat = parts_verdict(pk)
+          code = 'r'
+          if label then redis.call('DEL', pk) end
+        end
+      else
+        label = event == 'failed' and ('failed:' .. reason) or 'delivered'
+        p, n, sat = 1, 1, at
+      end
+      if label then
+        move(ki, fld, f, rest, cur, label, sat, 'sms', sms_detail(label, p, n, ''), '', stages_of(label))
+        code = '1'
+      end
     end
-    if redis.call('HGET', KEYS[3], 'app') ~= a.app then return -2 end
-    local added = redis.call('HSETNX', KEYS[6], a.part, a.receipt)
-    redis.call('HSET', KEYS[6], 'n', a.parts)
-    redis.call('HSETNX', KEYS[6], '@parked', a.at)
-    redis.call('PEXPIRE', KEYS[6], a.parts_ttl)
-    if added == 0 then return 0 end
-    return 2
-  end
-  if cur ~= 'accepted' or redis.call('HGET', KEYS[1], 'ch') ~= 'sms' then return 0 end
-  if not a.meta then return -3 end
-  local label, part, n, at
-  if a.parts > 1 then
-    if redis.call('HSETNX', KEYS[6], a.part, a.receipt) == 0 then return 0 end
-    redis.call('HSET', KEYS[6], 'n', a.parts)
-    redis.call('PEXPIRE', KEYS[6], a.parts_ttl)
-    local got
-    label, part, n, got, at = parts_verdict(KEYS[6])
-    if not label then return 3 end
-    redis.call('DEL', KEYS[6])
+  elseif not cur or not rank[cur] then
+    if not cur or cur == 'queued' or cur == 'deferred' then code = 'n' end
+  elseif event == 'dismissed' then
+    if f[7] == '' then
+      f[7] = b36(at)
+      put(ki, fld, f, rest .. hist(at, 'dismissed', f[3], '', detail))
+      bump(counts, 'f:dismissed', 1)
+      facts[#facts + 1] = fact(fld, 'dismissed', at, f, action, {'dismissed'})
+      code = '1'
+    end
+  elseif event == 'failed' then
+    if cur == 'accepted' then
+      local label = 'failed:' .. reason
+      move(ki, fld, f, rest, cur, label, at, f[3], detail, action, {'failed', label})
+      code = '1'
+    end
   else
-    label = a.event == 'failed' and ('failed:' .. a.reason) or 'delivered'
-    part, n, at = 1, 1, a.at
+    local curRank, newRank = rank[cur], rank[event]
+    if newRank and newRank > curRank then
+      local stages = {}
+      for r = curRank + 1, newRank do stages[#stages + 1] = order[r] end
+      move(ki, fld, f, rest, cur, event, at, f[3], detail, action, stages)
+      code = '1'
+    end
   end
-  sms_settle(KEYS[1], KEYS[2], KEYS[3], KEYS[4], 7, a.ttls, a.minid, label, part, n, at, a.event_json, '')
-  redis.call('PEXPIRE', KEYS[1], a.retention)
-  redis.call('PEXPIRE', KEYS[2], a.retention)
-  return 1
+  codes[#codes + 1] = code
 end
-local curRank = cur and rank[cur]
-if not curRank then
-  if not cur or cur == 'deferred' then return -1 end
-  return 0
+store_chunks(vals, dirty, retention)
+add_counts(KEYS[1], counts)
+local c, fs = table.concat(codes), table.concat(facts, RS)
+if #facts > 0 then
+  outbox_put(KEYS[2], rid, c .. RS .. fs, '', outboxTtl)
 end
-if a.event == 'dismissed' then
-  if redis.call('HSETNX', KEYS[1], 'dismissed', a.at) == 0 then return 0 end
-  redis.call('RPUSH', KEYS[2], a.history)
-  count({'dismissed'}, 7, a.ttls)
-  log(KEYS[4], a.minid, a.event_json)
-  return 1
-end
-local label
-local stages = {}
-if a.event == 'failed' then
-  if curRank ~= 1 then return 0 end
-  label = 'failed:' .. a.reason
-  stages = {'failed', label}
-else
-  local newRank = rank[a.event]
-  if not newRank or newRank <= curRank then return 0 end
-  label = a.event
-  for r = curRank + 1, newRank do
-    stages[#stages + 1] = order[r]
-  end
-end
-redis.call('HSET', KEYS[1], 'state', label, 'at', a.at)
-redis.call('HINCRBY', KEYS[3], 'n:' .. cur, -1)
-redis.call('HINCRBY', KEYS[3], 'n:' .. label, 1)
-redis.call('RPUSH', KEYS[2], a.history)
-count(stages, 7, a.ttls)
-log(KEYS[4], a.minid, a.event_json)
-for _, s in ipairs(stages) do
-  if s == 'opened' then
-    redis.call('HSET', KEYS[5], 'lastOpen', a.at)
-    redis.call('HINCRBY', KEYS[5], 'h' .. a.hour, 1)
-    redis.call('HINCRBY', KEYS[5], 'opens', 1)
-  elseif s == 'clicked' then
-    redis.call('HSET', KEYS[5], 'lastClick', a.at)
-  end
-end
-redis.call('PEXPIRE', KEYS[1], a.retention)
-redis.call('PEXPIRE', KEYS[2], a.retention)
-return 1
+return {c, fs, ''}

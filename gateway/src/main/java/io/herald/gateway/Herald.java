@@ -122,12 +122,14 @@ public final class Herald implements AutoCloseable {
         redis = Redis.connect(config);
         resources.add(redis);
 
-        Funnels funnels = new Funnels(redis, codec.mapper(), config.retention(), config.tracking().minuteBuckets(),
+        Funnels funnels = new Funnels(redis, codec.mapper(), config.retention().aggregates(), config.tracking().minuteBuckets(),
                 config.tracking().hourBuckets(), config.tracking().dayBuckets());
         ReceiptTokens tokens = ReceiptKeys.load(config);
-        Journal journal = new Journal(redis, codec, config.nodeId(), config.retention(), funnels);
-        MessageStore store = new MessageStore(redis, codec.mapper(), config.retention(),
+        Journal journal = new Journal(redis, codec, config.nodeId(), config.retention().messages(), funnels);
+        MessageStore store = new MessageStore(redis, codec.mapper(), config.retention().messages(),
                 config.tracking().eventRetention(), funnels, metrics);
+        resources.add(store);
+        store.startSweeper(List.copyOf(config.apps().keySet()), Duration.ofSeconds(30));
         UserRegistry registry = new UserRegistry(redis, codec.mapper(),
                 PersonalDataCipher.load(config.dataKey(), config.dataDir()));
         RateLimiter limiter = new RateLimiter(config.apps());

@@ -147,7 +147,8 @@ class MessageMetricsIT {
             String batchId = io.herald.gateway.tracking.MessageIds.newBatchId().toString();
             var cmd = redis.shared().async();
             for (String label : List.of("deferred", "deferred", "accepted", "accepted")) {
-                store.transition(cmd, gw.app, batchId, 0, message, label, System.currentTimeMillis(), List.of(), "apns", 0)
+                store.record(cmd, List.of(new io.herald.gateway.tracking.MessageStore.Change(gw.app, batchId, 0,
+                        message.user(), null, null, label, System.currentTimeMillis(), List.of(), "apns", 0, null)))
                         .get(10, java.util.concurrent.TimeUnit.SECONDS);
             }
             assertThat(metrics.scrape()).containsPattern("herald_messages_total\\{state=\"deferred\"}\\s+1\\.0")

@@ -200,7 +200,14 @@ final class ConfigReader {
         Section ds = top.section("dead-letters");
         HeraldConfig.DeadLetters deadLetters = new HeraldConfig.DeadLetters(ds.atLeast("max", 1),
                 ds.atLeast("max-replays", 1));
-        return new HeraldConfig(nodeId, Path.of(dataDir), http, redis, pipeline, scheduler, top.positive("retention"),
+        if (top.c().hasPath("retention")
+                && top.c().getValue("retention").valueType() != com.typesafe.config.ConfigValueType.OBJECT) {
+            throw new StartupException("herald.retention is a section since 0.2: set retention.messages (state and "
+                    + "history of each message, default 72h) and retention.aggregates (funnels, default 90d) instead");
+        }
+        Section rt = top.section("retention");
+        HeraldConfig.Retention retention = new HeraldConfig.Retention(rt.positive("messages"), rt.positive("aggregates"));
+        return new HeraldConfig(nodeId, Path.of(dataDir), http, redis, pipeline, scheduler, retention,
                 top.string("data-key"), top.section("shutdown").nonNegative("drain-timeout"), sandbox,
                 top.bool("sandbox-record-ids"), apns, fcm, sms, receipts, tracking, apps, List.copyOf(initialKeys),
                 idempotency, deadLetters);

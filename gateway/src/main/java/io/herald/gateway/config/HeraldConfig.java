@@ -30,7 +30,7 @@ public record HeraldConfig(
         Redis redis,
         Pipeline pipeline,
         Scheduler scheduler,
-        Duration retention,
+        Retention retention,
         String dataKey,
         Duration drainTimeout,
         SandboxMode sandbox,
@@ -108,6 +108,13 @@ public record HeraldConfig(
             return "Receipts[keyId=" + keyId + ", key=<redacted>, tokenTtl=" + tokenTtl + "]";
         }
     }
+
+    /**
+     * How long Redis keeps what Herald writes: per-message detail (state, history, batch counts)
+     * {@code messages}; funnel totals per app, campaign, variant and channel {@code aggregates}
+     * after their last change (time buckets have their own, under {@code tracking}).
+     */
+    public record Retention(Duration messages, Duration aggregates) { }
 
     /** Retention of the event log and of the funnel time-series buckets. */
     public record Tracking(String linkBaseUrl, Duration eventRetention, Duration minuteBuckets, Duration hourBuckets,

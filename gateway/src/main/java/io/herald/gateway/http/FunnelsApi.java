@@ -2,6 +2,7 @@ package io.herald.gateway.http;
 
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.herald.gateway.tracking.EventLog;
 import io.herald.gateway.tracking.MessageIds;
 import io.herald.gateway.tracking.Funnels;
 import io.herald.gateway.tracking.MessageStore;
@@ -173,14 +174,18 @@ final class FunnelsApi {
         } catch (NumberFormatException e) {
             limit = -1;
         }
-        if (limit < 1 || limit > 1000 || (cursor != null && !cursor.matches("\\d+-\\d+"))) {
+        if (limit < 1 || limit > 1000 || (cursor != null && !cursor.matches("\\d+-\\d+(\\.\\d+)?"))) {
             x.error(HttpResponseStatus.BAD_REQUEST, ApiError.of(ErrorCode.INVALID_FIELD, "cursor",
-                    "cursor: an id from a previous page (n-n); limit: 1..1000"));
+                    "cursor: an id from a previous page (n-n or n-n.n); limit: 1..1000"));
             return;
         }
         int n = limit;
+        // A cursor inside a packed entry (entry.position) reads that entry again and skips what was seen.
+        int dot = cursor == null ? -1 : cursor.indexOf('.');
+        String entry = dot < 0 ? cursor : cursor.substring(0, dot);
+        int seen = dot < 0 ? 0 : Integer.parseInt(cursor.substring(dot + 1));
         Range<String> range = cursor == null ? Range.create("-", "+")
-                : Range.from(Range.Boundary.excluding(cursor),
+                : Range.from(dot < 0 ? Range.Boundary.excluding(entry) : Range.Boundary.including(entry),
                         Range.Boundary.unbounded());
         store.events(app, range, n).whenComplete((page, e) -> {
             if (e != null) {
@@ -191,14 +196,18 @@ final class FunnelsApi {
             ArrayNode events = out.putArray("events");
             String last = cursor;
             for (StreamMessage<String, String> m : page) {
-                try {
-                    ObjectNode ev = (ObjectNode) x.mapper().readTree(m.getBody().get("e"));
-                    ev.put("cursor", m.getId());
-                    events.add(ev);
-                } catch (Exception ex) {
-                    continue;
+                List<ObjectNode> expanded = EventLog.expand(x.mapper(), app, m);
+                int from = m.getId().equals(entry) ? seen : 0;
+                for (int i = from; i < expanded.size() && events.size() < n; i++) {
+                    events.add(expanded.get(i));
+                    last = expanded.get(i).get("cursor").asText();
                 }
-                last = m.getId();
+                if (events.size() >= n) {
+                    break;
+                }
+                if (expanded.isEmpty()) {
+                    last = m.getId();
+                }
             }
             if (last != null) {
                 out.put("next", last);

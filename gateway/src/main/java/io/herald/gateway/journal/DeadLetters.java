@@ -140,7 +140,7 @@ public final class DeadLetters {
     public int file(Journal.Replayed entry, boolean poison, Duration wait) throws Exception {
         RedisAsyncCommands<String, String> cmd = redis.async();
         long now = System.currentTimeMillis();
-        List<CompletableFuture<Boolean>> writes = new ArrayList<>();
+        List<MessageStore.Change> changes = new ArrayList<>();
         if (poison) {
             List<CompletableFuture<String>> states = new ArrayList<>();
             for (JournalItem item : entry.items()) {
@@ -157,20 +157,20 @@ public final class DeadLetters {
                 }
                 MessageStore.Letter l = letter(item.app(), item.batchId(), item.index(), item.message().user(),
                         item.message().id(), "poison", entry.passes(), detail, now, journal.encodeItem(item));
-                writes.add(store.transition(cmd, item.app(), item.batchId(), item.index(), item.message(),
-                        "failed:poison", now, List.of(store.historyLine(now, "failed:poison", null, detail)), null, 0,
-                        l));
+                changes.add(new MessageStore.Change(item.app(), item.batchId(), item.index(), item.message().user(),
+                        item.message().campaign(), item.message().variant(), "failed:poison", now,
+                        List.of(store.historyLine(now, "failed:poison", null, detail)), null, 0, l));
             }
         }
         for (Journal.Unreadable u : entry.unreadable()) {
             String detail = "journaled message does not decode: " + u.error();
             MessageStore.Letter l = letter(u.app(), u.batchId(), u.index(), null, null, "undecodable", entry.passes(), detail, now,
                     u.item());
-            writes.add(store.failUnreadable(cmd, u.app(), u.batchId(), u.index(), u.messageId(), "failed:undecodable",
-                    now, List.of(store.historyLine(now, "failed:undecodable", null, detail)), l));
+            changes.add(new MessageStore.Change(u.app(), u.batchId(), u.index(), null, null, null, "failed:undecodable",
+                    now, List.of(store.historyLine(now, "failed:undecodable", null, detail)), null, 0, l));
         }
-        CompletableFuture.allOf(writes.toArray(new CompletableFuture<?>[0])).get(wait.toMillis(), TimeUnit.MILLISECONDS);
-        int filed = (int) writes.stream().filter(CompletableFuture::join).count();
+        int filed = changes.isEmpty() ? 0 : (int) store.record(cmd, changes).get(wait.toMillis(), TimeUnit.MILLISECONDS)
+                .stream().filter(Boolean::booleanValue).count();
         if (poison || entry.items().isEmpty()) {
             journal.delete(cmd, entry.streamId()).get(wait.toMillis(), TimeUnit.MILLISECONDS);
         }
@@ -287,7 +287,7 @@ public final class DeadLetters {
     }
 
     private String[] keys(String app, Set<String> ids) {
-        String[] keys = new String[3 + 3 * ids.size()];
+        String[] keys = new String[3 + 2 * ids.size()];
         keys[0] = Keys.deadLetters(app);
         keys[1] = Keys.deadLetterData(app);
         keys[2] = journal.stream();
@@ -296,8 +296,7 @@ public final class DeadLetters {
             UUID m = UUID.fromString(id);
             String batch = MessageIds.batchOf(m).toString();
             int index = MessageIds.indexOf(m);
-            keys[k++] = Keys.message(batch, index);
-            keys[k++] = Keys.history(batch, index);
+            keys[k++] = MessageStore.chunkKey(batch, index);
             keys[k++] = Keys.batch(batch);
         }
         return keys;
@@ -305,12 +304,13 @@ public final class DeadLetters {
 
     private String[] args(Set<String> ids) {
         long now = System.currentTimeMillis();
-        String[] args = new String[2 + ids.size()];
+        String[] args = new String[3 + ids.size()];
         args[0] = Long.toString(now);
-        args[1] = store.historyLine(now, "redriven", null, "re-driven from the dead letters");
-        int i = 2;
+        args[1] = "re-driven from the dead letters";
+        args[2] = "";
+        int i = 3;
         for (String id : ids) {
-            args[i++] = id;
+            args[i++] = id + '\u001f' + MessageIds.indexOf(UUID.fromString(id));
         }
         return args;
     }

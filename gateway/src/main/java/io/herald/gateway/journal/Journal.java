@@ -99,6 +99,9 @@ public final class Journal {
         status.put("accepted", Integer.toString(batch.acceptedCount()));
         status.put("rejected", Integer.toString(batch.rejectedCount()));
         status.put("n:queued", Integer.toString(batch.acceptedCount()));
+        if (batch.acceptedCount() > 0) {
+            status.put("f:submitted", Integer.toString(batch.acceptedCount()));
+        }
         if (batch.rejectedCount() > 0) {
             StringBuilder rej = new StringBuilder();
             for (DecodedBatch.Item item : batch.items()) {
@@ -125,7 +128,7 @@ public final class Journal {
         });
     }
 
-    /** Funnel: 'submitted' per batch, app, campaign, variant and time bucket (after the entry is in). */
+    /** Funnel: 'submitted' per app, campaign, variant and time bucket (after the entry is in). */
     private void countSubmitted(RedisAsyncCommands<String, String> cmd, Prepared p) {
         Map<String, Integer> groups = new HashMap<>();
         for (DecodedBatch.Item item : p.batch().items()) {
@@ -136,14 +139,10 @@ public final class Journal {
         }
         for (Map.Entry<String, Integer> g : groups.entrySet()) {
             String[] cv = g.getKey().split("\u0000", -1);
-            var counters = funnels.counters(p.app(), p.batchId(), cv[0].equals("null") ? null : cv[0],
-                    cv[1].equals("null") ? null : cv[1], null, p.acceptedAt());
-            for (int i = 0; i < counters.keys().size(); i++) {
-                String counter = counters.keys().get(i);
-                cmd.hincrby(counter, "submitted", g.getValue());
-                if (counters.ttls().get(i) > 0) {
-                    cmd.pexpire(counter, counters.ttls().get(i));
-                }
+            for (io.herald.gateway.tracking.Funnels.Counter counter : funnels.counters(p.app(), cv[0].equals("null") ? null : cv[0],
+                    cv[1].equals("null") ? null : cv[1], null, p.acceptedAt(), System.currentTimeMillis())) {
+                cmd.hincrby(counter.key(), "submitted", g.getValue());
+                cmd.pexpireat(counter.key(), counter.expireAt());
             }
         }
     }

@@ -20,8 +20,9 @@ import java.util.function.IntConsumer;
 
 /**
  * Stage 4, on the outcome ring: make each message's outcome durable. Per handler batch, one
- * pipelined round trip writes every state change (script per message), device invalidation and
- * deferral (the message into the scheduler's sorted set); a second deletes the journal entries
+ * pipelined round trip writes every state change ({@link MessageStore#record}: one script call per
+ * batch, then the app's funnels once per app), device invalidation and deferral (the message into
+ * the scheduler's sorted set); a second deletes the journal entries
  * whose messages are now all settled. Only then are the messages' capacity permits released.
  * A failure worth re-driving ({@code retries_exhausted}, {@code internal}) is filed as a dead letter
  * by the same script as its state change.
@@ -65,11 +66,20 @@ final class RecordHandler implements EventHandler<OutcomeEvent> {
         }
     }
 
+    private static MessageStore.Change change(OutcomeEvent o, String label, long at, String channel, int invalidated,
+                                              MessageStore.Letter letter) {
+        io.herald.protocol.Message m = o.item.message();
+        return new MessageStore.Change(o.item.app(), o.item.batchId(), o.item.index(), m.user(), m.campaign(),
+                m.variant(), label, at, o.history, channel, invalidated, letter);
+    }
+
     private void record() {
         long start = System.nanoTime();
         Boolean written = stage.awaitRetrying("record", () -> {
             RedisAsyncCommands<String, String> cmd = connection.async();
-            List<CompletableFuture<?>> all = new ArrayList<>(batch.size() * 2);
+            List<CompletableFuture<?>> all = new ArrayList<>(batch.size());
+            List<MessageStore.Change> changes = new ArrayList<>(batch.size());
+            long at = System.currentTimeMillis();
             for (OutcomeEvent o : batch) {
                 switch (o.kind) {
                     case SKIPPED -> { }
@@ -77,19 +87,20 @@ final class RecordHandler implements EventHandler<OutcomeEvent> {
                         String id = o.item.messageId();
                         all.add(cmd.hset(Keys.deferredData(), id, journal.encodeItem(o.item)).toCompletableFuture());
                         all.add(cmd.zadd(Keys.deferred(), (double) o.due, id).toCompletableFuture());
-                        all.add(store.transition(cmd, o.item.app(), o.item.batchId(), o.item.index(),
-                                o.item.message(), "deferred", System.currentTimeMillis(), o.history, null, 0));
+                        changes.add(change(o, "deferred", at, null, 0, null));
                     }
                     case DONE -> {
                         for (OutcomeEvent.Invalidation inv : o.invalidations) {
                             all.add(registry.invalidate(cmd, inv.app(), inv.user(), inv.deviceId(), inv.token(),
                                     inv.reason(), inv.at()));
                         }
-                        long at = System.currentTimeMillis();
-                        all.add(store.transition(cmd, o.item.app(), o.item.batchId(), o.item.index(),
-                                o.item.message(), o.label, at, o.history, o.channel, o.invalidations.size(), deadLetters.letterFor(o.item, o.label, o.history, at)));
+                        changes.add(change(o, o.label, at, o.channel, o.invalidations.size(),
+                                deadLetters.letterFor(o.item, o.label, o.history, at)));
                     }
                 }
+            }
+            if (!changes.isEmpty()) {
+                all.add(store.record(cmd, changes));
             }
             connection.flushCommands();
             return CompletableFuture.allOf(all.toArray(new CompletableFuture<?>[0])).thenApply(v -> Boolean.TRUE);

@@ -8,12 +8,12 @@ package io.herald.gateway.redis;
  *
  * <p>Hash tags: every key carries exactly one hash tag {@code {...}}, so Redis Cluster slots it
  * by that part alone ({@code KeysTest} checks each builder). Keys that one script or one
- * {@code MULTI} touches together share a tag: a batch's keys (batch, messages, histories, batch
- * funnel) by batch id; a user's keys (devices, rate limit, engagement) by app and user; an app's
- * event log, funnels, webhook lists and SMSC part ids by app; the journal, scheduler,
- * idempotency and dead-letter keys by {@code {sched}}. A script that touches keys of several
- * tags (transition.lua, receipt.lua, redrive.lua, gcra.lua over many users) runs on a single
- * Redis; on a cluster it would be refused as cross-slot. Stateless.
+ * {@code MULTI} touches together share a tag: a batch's keys (batch, message chunks, outbox, SMS
+ * parts) by batch id; a user's keys (devices, rate limit, engagement) by app and user; an app's
+ * event log, funnels, flush markers, webhook lists and SMSC part ids by app; the journal, scheduler,
+ * idempotency and dead-letter keys by {@code {sched}}. record.lua and receipt.lua touch one batch's
+ * slot, flush.lua one app's; a script that touches keys of several tags (redrive.lua, gcra.lua over
+ * many users) runs on a single Redis; on a cluster it would be refused as cross-slot. Stateless.
  */
 public final class Keys {
     private Keys() {
@@ -23,12 +23,26 @@ public final class Keys {
         return "herald:b:{" + batchId + "}";
     }
 
-    public static String message(String batchId, int index) {
-        return "herald:m:{" + batchId + "}:" + index;
+    /**
+     * One chunk of a batch's message records: a hash, field = the message's index, value = its
+     * compact record (state, history; {@code MessageStore}). Chunk {@code n} holds indexes
+     * {@code n * 128 .. n * 128 + 127}.
+     */
+    public static String messages(String batchId, int chunk) {
+        return "herald:m:{" + batchId + "}:" + chunk;
     }
 
-    public static String history(String batchId, int index) {
-        return "herald:h:{" + batchId + "}:" + index;
+    /**
+     * A batch's outbox: per record or receipt call (field = its request id) the facts of the changes
+     * that applied, until they are counted in the app's funnels ({@code MessageStore}).
+     */
+    public static String outbox(String batchId) {
+        return "herald:ob:{" + batchId + "}";
+    }
+
+    /** An app's markers of record and receipt calls not yet counted in its funnels (batch|request id, scored by ms). */
+    public static String flushMarkers(String app) {
+        return "herald:fm:{" + app + "}";
     }
 
     public static String devices(String app, String user) {
@@ -97,11 +111,6 @@ public final class Keys {
     /** A user's engagement: last open and click, opens by hour of day (UTC), total opens. */
     public static String engagement(String app, String user) {
         return "herald:eng:{" + app + ":" + user + "}";
-    }
-
-    /** A batch's funnel counters (a hash: stage -> count). */
-    public static String funnelBatch(String batchId) {
-        return "herald:f:b:{" + batchId + "}";
     }
 
     /**

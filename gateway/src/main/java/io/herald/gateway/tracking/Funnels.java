@@ -17,10 +17,12 @@ import java.util.concurrent.CompletableFuture;
  * Funnel counters: how many messages reached each stage (submitted, deferred, accepted by the
  * provider, delivered, opened, clicked, dismissed, failed and dropped by reason, devices
  * invalidated, opt-outs), per batch, app, campaign, campaign variant and channel, and per time
- * bucket (minute, hour, day) for app, campaign and variant. The counters are incremented inside
- * the same script that changes a message's state, so a replayed or repeated event never counts
- * twice and no increment is lost. Each counter is a Redis hash (field = stage); buckets expire
- * after their retention. Stateless, thread-safe.
+ * bucket (minute, hour, day) for app, campaign and variant. A batch's funnel is counted in its
+ * batch hash by the script that changes its messages' states; the app-side counters are added up
+ * per handler batch and written by {@code flush.lua} exactly once per applied change (see
+ * {@code MessageStore}), so a replayed or repeated event never counts twice and no increment is
+ * lost. Each counter is a Redis hash (field = stage); totals expire {@code retention.aggregates}
+ * after their last change, buckets after their own retention. Stateless, thread-safe.
  */
 public final class Funnels {
     /** Time bucket sizes. */
@@ -45,48 +47,62 @@ public final class Funnels {
         }
     }
 
+    private static final long DAY = 86_400_000L;
     private final Redis redis;
     private final ObjectMapper mapper;
-    private final long retention;
+    private final long aggregates;
     private final long[] bucketTtl;
 
-    public Funnels(Redis redis, ObjectMapper mapper, Duration retention, Duration minutes, Duration hours, Duration days) {
+    /**
+     * Funnels whose totals (per app, campaign, variant, channel) are kept {@code aggregates} after
+     * their last change, and whose time buckets are kept {@code minutes}, {@code hours} and
+     * {@code days} after they end.
+     */
+    public Funnels(Redis redis, ObjectMapper mapper, Duration aggregates, Duration minutes, Duration hours,
+                   Duration days) {
         this.redis = redis;
         this.mapper = mapper;
-        this.retention = retention.toMillis();
+        this.aggregates = aggregates.toMillis();
         this.bucketTtl = new long[] {minutes.toMillis(), hours.toMillis(), days.toMillis()};
     }
 
-    /** Counter keys an event of this message counts in, with their expiries (0 = none). */
-    public record Counters(List<String> keys, List<Long> ttls) { }
+    /**
+     * A counter hash an event counts in, and its expiry: {@code PEXPIREAT expireAt} when the key has
+     * none or less than {@code refreshBelow} ms left (so a total's expiry is moved on about once a
+     * day, a bucket's set once). Immutable.
+     */
+    public record Counter(String key, long expireAt, long refreshBelow) { }
 
-    public Counters counters(String app, String batchId, String campaign, String variant, String channel, long at) {
-        List<String> keys = new ArrayList<>(16);
-        List<Long> ttls = new ArrayList<>(16);
-        if (batchId != null) {
-            keys.add(Keys.funnelBatch(batchId));
-            ttls.add(retention);
-        }
-        scope(keys, ttls, app, null, null, at);
+    /**
+     * The app-side counters an event at {@code at} of a message of {@code app} (campaign, variant and
+     * channel may be null) counts in, written at {@code now}. The batch's own funnel lives in the
+     * batch hash ({@code f:<stage>}).
+     */
+    public List<Counter> counters(String app, String campaign, String variant, String channel, long at, long now) {
+        List<Counter> out = new ArrayList<>(14);
+        scope(out, app, null, null, at, now);
         if (campaign != null) {
-            scope(keys, ttls, app, campaign, null, at);
+            scope(out, app, campaign, null, at, now);
             if (variant != null) {
-                scope(keys, ttls, app, campaign, variant, at);
+                scope(out, app, campaign, variant, at, now);
             }
         }
         if (channel != null) {
-            keys.add(Keys.funnelChannel(app, channel));
-            ttls.add(0L);
+            out.add(total(Keys.funnelChannel(app, channel), now));
         }
-        return new Counters(keys, ttls);
+        return out;
     }
 
-    private void scope(List<String> keys, List<Long> ttls, String app, String campaign, String variant, long at) {
-        keys.add(Keys.funnel(app, campaign, variant));
-        ttls.add(0L);
+    private Counter total(String key, long now) {
+        return new Counter(key, now + aggregates, aggregates - Math.min(DAY, aggregates / 2));
+    }
+
+    private void scope(List<Counter> out, String app, String campaign, String variant, long at, long now) {
+        out.add(total(Keys.funnel(app, campaign, variant), now));
         for (Bucket b : Bucket.values()) {
-            keys.add(Keys.funnelBucket(app, campaign, variant, b.code, at - at % b.millis));
-            ttls.add(bucketTtl[b.ordinal()]);
+            long start = at - at % b.millis;
+            out.add(new Counter(Keys.funnelBucket(app, campaign, variant, b.code, start),
+                    start + b.millis + bucketTtl[b.ordinal()], 0));
         }
     }
 
@@ -98,7 +114,15 @@ public final class Funnels {
 
     /** The funnel of a batch (counts and rates), or of an app / campaign / variant scope. */
     public CompletableFuture<ObjectNode> batchFunnel(String batchId) {
-        return read(Keys.funnelBatch(batchId));
+        return redis.async().hgetall(Keys.batch(batchId)).toCompletableFuture().thenApply(h -> {
+            Map<String, String> f = new TreeMap<>();
+            h.forEach((k, v) -> {
+                if (k.startsWith("f:")) {
+                    f.put(k.substring(2), v);
+                }
+            });
+            return funnelJson(f);
+        });
     }
 
     /** The funnel of one channel (apns, fcm, sms) of an app: counts from acceptance on. */

@@ -6,81 +6,490 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.herald.gateway.metrics.Metrics;
 import io.herald.gateway.redis.Keys;
 import io.herald.gateway.redis.Redis;
+import io.lettuce.core.Limit;
+import io.lettuce.core.Range;
 import io.lettuce.core.ScriptOutputType;
+import io.lettuce.core.api.StatefulRedisConnection;
 import io.lettuce.core.api.async.RedisAsyncCommands;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
-import java.io.IOException;
 import java.time.Duration;
+import java.time.Instant;
+import java.time.ZoneOffset;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.Collection;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.TreeMap;
 import java.util.UUID;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.TimeUnit;
+import java.util.function.Function;
 
 /**
- * Message states, their history and batch counts in Redis. The record stage writes through
- * {@link #transition} (one script per message, pipelined; a terminal state never changes again,
- * which makes replays and retries of the record stage harmless); receipts move an accepted message
- * on through {@link #receipts} (devices) and {@link #smsPartReceipt} (SMS, per part, parked in Redis
- * when they come before the acceptance is recorded); the API reads through
- * {@link #batchStatus} and {@link #messageStatus}. State labels are {@code queued},
- * {@code deferred}, {@code accepted}, {@code failed:<reason>} and {@code dropped:<reason>}.
- * Every change that applied, and only those, is counted in {@code herald_messages_total} here, where
- * the script's answer arrives: a replayed or repeated change, and a receipt answered
- * {@code no_change}, count nothing. Thread-safe; stateless apart from Redis.
+ * Message states, their history, batch counts and funnel aggregates in Redis, written in bulk.
+ *
+ * <p><b>Layout.</b> A batch's messages live in chunk hashes of 128 messages ({@code Keys.messages}),
+ * one compact string per message (state, time, channel, user, campaign, variant, then the history
+ * entries; see {@code record-lib.lua}): small enough for Redis's compact hash encoding. The batch
+ * hash holds the batch's counts per state ({@code n:<label>}) and its funnel ({@code f:<stage>}).
+ *
+ * <p><b>Writing.</b> {@link #record} applies the outcomes of a handler batch with one
+ * {@code record.lua} call per batch (one slot), {@link #receipts} the receipts of a request with one
+ * {@code receipt.lua} call per batch. A terminal state never changes in {@code record.lua}, which
+ * makes replays and retries of the record stage harmless; receipts only move a state forward. Each
+ * call also writes the <i>facts</i> of the changes that applied (what they mean for the app's
+ * funnels, the event log and engagement) to the batch's outbox, in the same script. The app's side
+ * is then written by {@code flush.lua} (the app's slot), for all calls of the handler batch or
+ * request at once: counters added up per key (one HSET each), one event-log entry. Exactly once: a
+ * marker per call ({@code batch|request id}) is added to the app's marker set before the call and
+ * the flush that removes it is the one that counts. If the process dies between the call and its
+ * flush, the sweeper ({@link #sweep}, every node, every 30 s) finds markers older than a minute and
+ * flushes their outbox entries; a marker whose call never ran is dropped. Dead letters are filed
+ * with the flush (their filing is idempotent by message id). Engagement (opens, clicks) is written
+ * after the flush that counted it: at most once.
+ *
+ * <p>Every change that applied is counted in {@code herald_messages_total} here, where the script's
+ * answer arrives; a replayed or repeated change counts nothing. Thread-safe: the receipt connection
+ * is used under this object's lock; {@link #record} uses the caller's connection.
  */
-public final class MessageStore {
+public final class MessageStore implements AutoCloseable {
+    private static final Logger log = LoggerFactory.getLogger(MessageStore.class);
+    static final char US = '\u001f';
+    static final char RS = '\u001e';
+    /** Messages per chunk hash: 2^7, at most the default hash-max-listpack-entries (128). */
+    public static final int CHUNK_BITS = 7;
+    /** How long an outbox entry is kept (the sweeper flushes a lost one long before). */
+    static final long OUTBOX_TTL_MILLIS = 3_600_000L;
+    /** A marker older than this is the sweeper's: its call died before its flush. */
+    static final long SWEEP_AFTER_MILLIS = 60_000L;
+    private static final String[] STATES = {"queued", "deferred", "accepted", "delivered", "opened", "clicked",
+        "failed", "dropped"};
+
     private final Redis redis;
     private final ObjectMapper mapper;
     private final long retentionMillis;
     private final long eventRetentionMillis;
     private final Funnels funnels;
     private final Metrics metrics;
-    private final Redis.Script transition = new Redis.Script("/scripts/funnel.lua", "/scripts/sms-parts.lua",
-            "/scripts/transition.lua");
-    private final Redis.Script receipt = new Redis.Script("/scripts/funnel.lua", "/scripts/sms-parts.lua",
-            "/scripts/receipt.lua");
-    private final Redis.Script parked = new Redis.Script("/scripts/parked-receipts.lua");
-    private io.lettuce.core.api.StatefulRedisConnection<String, String> receiptConnection;
+    private final Redis.Script recordScript = new Redis.Script("/scripts/record-lib.lua", "/scripts/record.lua");
+    private final Redis.Script receiptScript = new Redis.Script("/scripts/record-lib.lua", "/scripts/receipt.lua");
+    private final Redis.Script flushScript = new Redis.Script("/scripts/flush.lua");
+    private final Redis.Script letterScript = new Redis.Script("/scripts/dead-letters.lua");
+    private final Redis.Script engagementScript = new Redis.Script("/scripts/engagement.lua");
+    private final Redis.Script parked = new Redis.Script("/scripts/record-lib.lua", "/scripts/parked-receipts.lua");
+    private final StatefulRedisConnection<String, String> receiptConnection;
+    private volatile ScheduledExecutorService sweeper;
+
+    public MessageStore(Redis redis, ObjectMapper mapper, Duration retention, Duration eventRetention, Funnels funnels,
+                        Metrics metrics) {
+        this.redis = redis;
+        this.metrics = metrics;
+        this.mapper = mapper;
+        this.retentionMillis = retention.toMillis();
+        this.eventRetentionMillis = eventRetention.toMillis();
+        this.funnels = funnels;
+        // Opened here, on the start-up thread: opening a connection blocks, and receipts may arrive
+        // on a Redis I/O thread, which must never block on Redis.
+        this.receiptConnection = redis.dedicated();
+        this.receiptConnection.setAutoFlushCommands(false);
+    }
 
     public Funnels funnels() {
         return funnels;
     }
 
-    private String eventJson(String app, String messageId, String batchId, String user, String channel, String event,
-                             String reason, long at, String campaign, String variant, String action) {
-        ObjectNode e = mapper.createObjectNode();
-        e.put("id", messageId);
-        e.put("app", app);
-        if (user != null && !user.equals("-")) {
-            e.put("user", user);
-        }
-        if (channel != null) {
-            e.put("channel", channel);
-        }
-        e.put("event", event);
-        if (reason != null) {
-            e.put("reason", reason);
-        }
-        e.put("at", at);
-        e.put("batch", batchId);
-        if (campaign != null) {
-            e.put("campaign", campaign);
-        }
-        if (variant != null) {
-            e.put("variant", variant);
-        }
-        if (action != null) {
-            e.put("action", action);
-        }
-        return e.toString();
+    /** The chunk a message's record lives in. */
+    public static String chunkKey(String batchId, int index) {
+        return Keys.messages(batchId, index >>> CHUNK_BITS);
     }
 
-    private String minId(long now) {
-        return (now - eventRetentionMillis) + "-0";
+    /** True for labels no message leaves. */
+    public static boolean terminal(String label) {
+        return label != null && (label.startsWith("accepted") || label.startsWith("delivered")
+                || label.startsWith("opened") || label.startsWith("clicked")
+                || label.startsWith("failed") || label.startsWith("dropped"));
     }
+
+    /**
+     * A dead letter as {@code dead-letters.lua} files it with the message's failure: the listed JSON,
+     * the item JSON to redrive, the cap of the app's letters. Built by {@code DeadLetters}. Immutable.
+     */
+    public record Letter(String json, String item, int max) { }
+
+    /**
+     * One outcome to record: message {@code index} of batch {@code batchId} of {@code app} (its
+     * {@code user}, {@code campaign}, {@code variant}: may be null) moves to {@code label} at
+     * {@code at}, with {@code history} entries ({@link #historyLine}), the {@code channel} that
+     * accepted it (or null), {@code invalidated} devices found dead, and a dead {@code letter} to file
+     * if the change applies (or null). Immutable.
+     */
+    public record Change(String app, String batchId, int index, String user, String campaign, String variant,
+                         String label, long at, List<String> history, String channel, int invalidated, Letter letter) {
+        public Change {
+            history = List.copyOf(history);
+        }
+    }
+
+    /** A compact history entry (see {@code record-lib.lua}). */
+    public String historyLine(long at, String state, String device, String detail) {
+        return historyLine(at, state, null, device, detail);
+    }
+
+    /** A compact history entry naming the channel (apns, fcm, sms, push). */
+    public String historyLine(long at, String state, String channel, String device, String detail) {
+        StringBuilder b = new StringBuilder(48);
+        b.append(RS).append(Long.toString(at, 36)).append(US).append(state).append(US);
+        clean(b, channel);
+        b.append(US);
+        clean(b, device);
+        b.append(US);
+        clean(b, detail);
+        return b.toString();
+    }
+
+    private static void clean(StringBuilder b, String s) {
+        if (s == null) {
+            return;
+        }
+        for (int i = 0; i < s.length(); i++) {
+            char c = s.charAt(i);
+            b.append(c < 0x20 ? ' ' : c);
+        }
+    }
+
+    private static String orEmpty(String s) {
+        return s == null ? "" : s;
+    }
+
+    // ---------------------------------------------------------------- recording outcomes
+
+    /** What one batch-slot call answered, and what its flush needs. */
+    private record Call(String app, String batchId, String member, String codes, String facts, String letters,
+                        boolean again) { }
+
+    /**
+     * Records {@code changes} on the caller's connection (flushed here): per batch one
+     * {@code record.lua} call, then per app one flush. Completes, after the flush, with one flag per
+     * change: true when it applied (a repeat of the state the message is already in, or a change of
+     * a terminal message, gives false).
+     */
+    public CompletableFuture<List<Boolean>> record(RedisAsyncCommands<String, String> cmd, List<Change> changes) {
+        Map<String, List<Integer>> byBatch = new LinkedHashMap<>();
+        for (int i = 0; i < changes.size(); i++) {
+            byBatch.computeIfAbsent(changes.get(i).batchId(), k -> new ArrayList<>()).add(i);
+        }
+        long now = System.currentTimeMillis();
+        List<CompletableFuture<Call>> calls = new ArrayList<>(byBatch.size());
+        for (Map.Entry<String, List<Integer>> g : byBatch.entrySet()) {
+            String batchId = g.getKey();
+            String app = changes.get(g.getValue().get(0)).app();
+            String rid = UUID.randomUUID().toString();
+            String member = batchId + "|" + rid;
+            cmd.zadd(Keys.flushMarkers(app), (double) now, member);
+            List<String> keys = new ArrayList<>();
+            keys.add(Keys.batch(batchId));
+            keys.add(Keys.outbox(batchId));
+            Map<String, Integer> keyIndex = new HashMap<>();
+            List<String> args = new ArrayList<>(3 + 12 * g.getValue().size());
+            args.add(rid);
+            args.add(Long.toString(retentionMillis));
+            args.add(Long.toString(OUTBOX_TTL_MILLIS));
+            for (int i : g.getValue()) {
+                Change c = changes.get(i);
+                args.add(Integer.toString(indexOf(keys, keyIndex, chunkKey(batchId, c.index()))));
+                args.add(Integer.toString(c.index()));
+                args.add(c.label());
+                args.add(Long.toString(c.at()));
+                args.add(orEmpty(c.channel()));
+                args.add(c.user() != null ? c.user() : "-");
+                args.add(orEmpty(c.campaign()));
+                args.add(orEmpty(c.variant()));
+                args.add(String.join("", c.history()));
+                args.add("deferred".equals(c.label()) ? "0"
+                        : Integer.toString(indexOf(keys, keyIndex, Keys.smsParts(batchId, c.index()))));
+                args.add(Integer.toString(c.invalidated()));
+                Letter l = c.letter();
+                args.add(l == null ? "" : MessageIds.messageId(UUID.fromString(batchId), c.index()) + "" + US
+                        + l.json() + US + l.item());
+            }
+            CompletableFuture<List<Object>> run = recordScript.run(cmd, ScriptOutputType.MULTI,
+                    keys.toArray(String[]::new), args.toArray(String[]::new));
+            calls.add(run.thenApply(r -> new Call(app, batchId, member, (String) r.get(0), (String) r.get(1),
+                    (String) r.get(2), r.size() > 3)));
+        }
+        cmd.getStatefulConnection().flushCommands();
+        int maxLetters = changes.stream().filter(c -> c.letter() != null).mapToInt(c -> c.letter().max()).max()
+                .orElse(0);
+        return CompletableFuture.allOf(calls.toArray(new CompletableFuture<?>[0])).thenCompose(v -> {
+            List<Call> done = calls.stream().map(CompletableFuture::join).toList();
+            Boolean[] applied = new Boolean[changes.size()];
+            int k = 0;
+            for (Map.Entry<String, List<Integer>> g : byBatch.entrySet()) {
+                Call call = done.get(k++);
+                List<Integer> idx = g.getValue();
+                for (int j = 0; j < idx.size(); j++) {
+                    char code = j < call.codes().length() ? call.codes().charAt(j) : '0';
+                    applied[idx.get(j)] = code == '1' || code == '3';
+                }
+                if (!call.again()) {
+                    countStates(call.facts());
+                }
+            }
+            return flush(cmd, done, now, maxLetters, null).thenApply(x -> Arrays.asList(applied));
+        });
+    }
+
+    private static int indexOf(List<String> keys, Map<String, Integer> index, String key) {
+        return index.computeIfAbsent(key, x -> {
+            keys.add(x);
+            return keys.size();
+        });
+    }
+
+    private void countStates(String facts) {
+        if (facts == null || facts.isEmpty()) {
+            return;
+        }
+        for (String f : EventLog.split(facts, RS)) {
+            List<String> p = EventLog.split(f, US);
+            if (p.size() == 10) {
+                metrics.state(p.get(2).isEmpty() ? p.get(1) : p.get(1) + ":" + p.get(2));
+            }
+        }
+    }
+
+    /**
+     * The app side of finished calls: dead letters, then per app one {@code flush.lua}, then
+     * engagement; calls with no facts only lose their marker. {@code lock}, when given, is held while
+     * commands are queued (the receipt connection).
+     */
+    private CompletableFuture<Void> flush(RedisAsyncCommands<String, String> cmd, List<Call> calls, long now,
+                                          int maxLetters, Object lock) {
+        Map<String, List<Call>> byApp = new LinkedHashMap<>();
+        for (Call c : calls) {
+            byApp.computeIfAbsent(c.app(), a -> new ArrayList<>()).add(c);
+        }
+        List<CompletableFuture<?>> all = new ArrayList<>();
+        Object guard = lock != null ? lock : new Object();
+        synchronized (guard) {
+            for (Map.Entry<String, List<Call>> e : byApp.entrySet()) {
+                String app = e.getKey();
+                List<String> letters = new ArrayList<>();
+                List<Call> withFacts = new ArrayList<>();
+                for (Call c : e.getValue()) {
+                    if (!c.letters().isEmpty()) {
+                        letters.addAll(EventLog.split(c.letters(), RS));
+                    }
+                    if (c.facts().isEmpty() && c.letters().isEmpty()) {
+                        all.add(cmd.zrem(Keys.flushMarkers(app), c.member()).toCompletableFuture());
+                    } else {
+                        withFacts.add(c);
+                    }
+                }
+                if (!letters.isEmpty()) {
+                    List<String> args = new ArrayList<>(letters.size() + 3);
+                    args.add(Long.toString(now));
+                    args.add(Long.toString(retentionMillis));
+                    args.add(Integer.toString(Math.max(1, maxLetters)));
+                    args.addAll(letters);
+                    all.add(letterScript.run(cmd, ScriptOutputType.INTEGER,
+                            new String[] {Keys.deadLetters(app), Keys.deadLetterData(app)}, args.toArray(String[]::new)));
+                }
+                if (!withFacts.isEmpty()) {
+                    all.add(flushApp(cmd, app, withFacts, now, guard));
+                }
+            }
+            cmd.getStatefulConnection().flushCommands();
+        }
+        return CompletableFuture.allOf(all.toArray(new CompletableFuture<?>[0]));
+    }
+
+    private CompletableFuture<Void> flushApp(RedisAsyncCommands<String, String> cmd, String app, List<Call> calls,
+                                             long now, Object guard) {
+        List<String> keys = new ArrayList<>();
+        keys.add(Keys.flushMarkers(app));
+        keys.add(Keys.events(app));
+        Map<String, Integer> keyIndex = new LinkedHashMap<>();
+        List<String> expiries = new ArrayList<>();
+        List<String> members = new ArrayList<>();
+        List<List<String[]>> factsByCall = new ArrayList<>();
+        for (Call c : calls) {
+            List<String[]> facts = new ArrayList<>();
+            if (!c.facts().isEmpty()) {
+                for (String f : EventLog.split(c.facts(), RS)) {
+                    String[] p = EventLog.split(f, US).toArray(String[]::new);
+                    if (p.length == 10) {
+                        facts.add(p);
+                    }
+                }
+            }
+            factsByCall.add(facts);
+            Map<Integer, Map<String, Integer>> deltas = new TreeMap<>();
+            StringBuilder lines = new StringBuilder();
+            boolean first = true;
+            for (String[] p : facts) {
+                long at = Long.parseLong(p[3]);
+                for (Funnels.Counter counter : funnels.counters(app, nullIfEmpty(p[6]), nullIfEmpty(p[7]),
+                        nullIfEmpty(p[5]), at, now)) {
+                    int ki = keyIndex.computeIfAbsent(counter.key(), x -> {
+                        expiries.add(counter.expireAt() + "," + counter.refreshBelow());
+                        return keyIndex.size() + 1;
+                    });
+                    Map<String, Integer> d = deltas.computeIfAbsent(ki, x -> new TreeMap<>());
+                    for (String stage : p[9].split(",")) {
+                        d.merge(stage, 1, Integer::sum);
+                    }
+                }
+                EventLog.appendLine(lines, first ? c.batchId() : null, p);
+                first = false;
+            }
+            StringBuilder ds = new StringBuilder();
+            deltas.forEach((ki, d) -> d.forEach((stage, n) -> {
+                if (ds.length() > 0) {
+                    ds.append(US);
+                }
+                ds.append(ki).append(US).append(stage).append(US).append(n);
+            }));
+            members.add(c.member());
+            members.add(ds.toString());
+            members.add(lines.toString());
+        }
+        keys.addAll(keyIndex.keySet());
+        List<String> args = new ArrayList<>(2 + expiries.size() + members.size());
+        args.add((now - eventRetentionMillis) + "-0");
+        args.add(Long.toString(now));
+        args.addAll(expiries);
+        args.addAll(members);
+        CompletableFuture<String> run = flushScript.run(cmd, ScriptOutputType.VALUE, keys.toArray(String[]::new),
+                args.toArray(String[]::new));
+        return run.thenCompose(applied -> {
+            Map<String, long[]> engagement = new LinkedHashMap<>();
+            for (int i = 0; i < calls.size(); i++) {
+                if (applied.charAt(i) != '1') {
+                    continue;
+                }
+                for (String[] p : factsByCall.get(i)) {
+                    boolean open = p[9].contains("opened");
+                    boolean click = p[9].contains("clicked");
+                    if (!open && !click || p[4].isEmpty() || p[4].equals("-")) {
+                        continue;
+                    }
+                    long at = Long.parseLong(p[3]);
+                    long[] e = engagement.computeIfAbsent(p[4], u -> new long[26]);
+                    if (open) {
+                        e[0] = Math.max(e[0], at);
+                        e[2 + Instant.ofEpochMilli(at).atZone(ZoneOffset.UTC).getHour()]++;
+                    }
+                    if (click) {
+                        e[1] = Math.max(e[1], at);
+                    }
+                }
+            }
+            if (engagement.isEmpty()) {
+                return CompletableFuture.completedFuture(null);
+            }
+            List<CompletableFuture<?>> writes = new ArrayList<>();
+            synchronized (guard) {
+                engagement.forEach((user, e) -> {
+                    List<String> a = new ArrayList<>();
+                    a.add(Long.toString(e[0]));
+                    a.add(Long.toString(e[1]));
+                    for (int h = 0; h < 24; h++) {
+                        if (e[2 + h] > 0) {
+                            a.add(Integer.toString(h));
+                            a.add(Long.toString(e[2 + h]));
+                        }
+                    }
+                    writes.add(engagementScript.run(cmd, ScriptOutputType.INTEGER,
+                            new String[] {Keys.engagement(app, user)}, a.toArray(String[]::new)));
+                });
+                cmd.getStatefulConnection().flushCommands();
+            }
+            return CompletableFuture.allOf(writes.toArray(new CompletableFuture<?>[0]));
+        });
+    }
+
+    private static String nullIfEmpty(String s) {
+        return s == null || s.isEmpty() ? null : s;
+    }
+
+    /**
+     * Flushes the calls of {@code app} whose marker is older than a minute at {@code now}: their
+     * process died between the call and its flush. Markers whose call left no outbox entry are
+     * dropped. Completes with the number of calls flushed. Safe on every node at once.
+     */
+    public CompletableFuture<Integer> sweep(String app, long now) {
+        RedisAsyncCommands<String, String> cmd = redis.async();
+        return cmd.zrangebyscore(Keys.flushMarkers(app), Range.create(0.0, (double) (now - SWEEP_AFTER_MILLIS)),
+                Limit.from(200)).toCompletableFuture().thenCompose(members -> {
+                    List<CompletableFuture<Call>> calls = new ArrayList<>();
+                    for (String member : members) {
+                        int bar = member.indexOf('|');
+                        if (bar < 0) {
+                            cmd.zrem(Keys.flushMarkers(app), member);
+                            continue;
+                        }
+                        String batchId = member.substring(0, bar);
+                        String rid = member.substring(bar + 1);
+                        calls.add(cmd.hmget(Keys.outbox(batchId), rid, rid + ":l").toCompletableFuture()
+                                .thenApply(kv -> {
+                                    String v = kv.get(0).getValueOrElse("");
+                                    int rs = v.indexOf(RS);
+                                    return new Call(app, batchId, member, rs < 0 ? v : v.substring(0, rs),
+                                            rs < 0 ? "" : v.substring(rs + 1), kv.get(1).getValueOrElse(""), true);
+                                }));
+                    }
+                    return CompletableFuture.allOf(calls.toArray(new CompletableFuture<?>[0])).thenCompose(v -> {
+                        List<Call> found = calls.stream().map(CompletableFuture::join).toList();
+                        long withFacts = found.stream().filter(c -> !c.facts().isEmpty() || !c.letters().isEmpty())
+                                .count();
+                        if (withFacts > 0) {
+                            log.warn("app {}: {} recorded change set(s) were not counted in the funnels (a node "
+                                    + "stopped between the two steps): counting them now", app, withFacts);
+                        }
+                        return flush(cmd, found, now, 10_000, null).thenApply(x -> (int) withFacts);
+                    });
+                });
+    }
+
+    /** Sweeps {@code apps} every {@code every} on a thread of its own, until {@link #close()}. */
+    public synchronized void startSweeper(Collection<String> apps, Duration every) {
+        if (sweeper != null) {
+            return;
+        }
+        ScheduledExecutorService s = Executors.newSingleThreadScheduledExecutor(r -> {
+            Thread t = new Thread(r, "herald-funnel-sweeper");
+            t.setDaemon(true);
+            return t;
+        });
+        s.scheduleWithFixedDelay(() -> {
+            for (String app : apps) {
+                try {
+                    sweep(app, System.currentTimeMillis()).get(30, TimeUnit.SECONDS);
+                } catch (Exception e) {
+                    log.debug("funnel sweep of app {} failed: {}", app, e.toString());
+                }
+            }
+        }, every.toMillis(), every.toMillis(), TimeUnit.MILLISECONDS);
+        sweeper = s;
+    }
+
+    @Override
+    public void close() {
+        ScheduledExecutorService s = sweeper;
+        if (s != null) {
+            s.shutdownNow();
+        }
+    }
+
+    // ---------------------------------------------------------------- receipts
 
     /** One receipt: for a message, an event (delivered, opened, clicked, dismissed, failed), from a device or provider. */
     public record ReceiptIn(UUID messageId, String event, String reason, long at, String token, String action,
@@ -90,111 +499,152 @@ public final class MessageStore {
     public enum ReceiptStatus { APPLIED, DUPLICATE, NOT_YET_ACCEPTED, UNKNOWN_MESSAGE, INVALID_TOKEN, EXPIRED_TOKEN }
 
     /**
-     * Applies receipts: reads each message's record (app, user, channel, labels) in one pipelined
-     * round trip, checks the tokens when {@code tokens} is given (device receipts; provider receipts
-     * come from our own connectors and carry none), then runs {@code receipt.lua} for each valid
-     * one in a second round trip. Statuses come back in input order.
+     * Applies receipts: reads each message's record (for the user its token is signed for) in one
+     * pipelined round trip, checks the tokens when {@code tokens} is given (device receipts; provider
+     * receipts come from our own connectors and carry none), then runs {@code receipt.lua} once per
+     * batch and flushes per app. Statuses come back in input order.
      */
-    public synchronized CompletableFuture<List<ReceiptStatus>> receipts(List<ReceiptIn> items,
-                                                                        io.herald.protocol.ReceiptTokens tokens) {
-        RedisAsyncCommands<String, String> cmd = receiptConnection.async();
-        List<CompletableFuture<List<io.lettuce.core.KeyValue<String, String>>>> metas = new ArrayList<>(items.size());
-        for (ReceiptIn r : items) {
-            UUID batch = MessageIds.batchOf(r.messageId());
-            if (batch == null) {
-                metas.add(CompletableFuture.completedFuture(null));
-            } else {
-                metas.add(cmd.hmget(Keys.message(batch.toString(), MessageIds.indexOf(r.messageId())),
-                        "app", "u", "ch", "cp", "vr", "state").toCompletableFuture());
+    public CompletableFuture<List<ReceiptStatus>> receipts(List<ReceiptIn> items,
+                                                           io.herald.protocol.ReceiptTokens tokens) {
+        List<CompletableFuture<List<io.lettuce.core.KeyValue<String, String>>>> heads = new ArrayList<>(items.size());
+        List<CompletableFuture<String>> apps = new ArrayList<>(items.size());
+        synchronized (this) {
+            RedisAsyncCommands<String, String> cmd = receiptConnection.async();
+            for (ReceiptIn r : items) {
+                UUID batch = MessageIds.batchOf(r.messageId());
+                if (batch == null) {
+                    heads.add(CompletableFuture.completedFuture(null));
+                    apps.add(CompletableFuture.completedFuture(null));
+                } else {
+                    int index = MessageIds.indexOf(r.messageId());
+                    heads.add(cmd.hmget(chunkKey(batch.toString(), index), Integer.toString(index))
+                            .toCompletableFuture());
+                    apps.add(cmd.hget(Keys.batch(batch.toString()), "app").toCompletableFuture());
+                }
             }
+            receiptConnection.flushCommands();
         }
-        receiptConnection.flushCommands();
-        return CompletableFuture.allOf(metas.toArray(new CompletableFuture<?>[0])).thenCompose(v -> {
+        List<CompletableFuture<?>> reads = new ArrayList<>(heads);
+        reads.addAll(apps);
+        return CompletableFuture.allOf(reads.toArray(new CompletableFuture<?>[0])).thenCompose(v -> {
             ReceiptStatus[] out = new ReceiptStatus[items.size()];
-            List<CompletableFuture<Long>> runs = new ArrayList<>();
-            List<Integer> runIndex = new ArrayList<>();
             long nowSec = System.currentTimeMillis() / 1000;
-            synchronized (this) {
-                RedisAsyncCommands<String, String> c2 = receiptConnection.async();
-                for (int i = 0; i < items.size(); i++) {
-                    ReceiptIn r = items.get(i);
-                    List<io.lettuce.core.KeyValue<String, String>> kv = metas.get(i).join();
-                    String app = kv == null ? null : kv.get(0).getValueOrElse(null);
-                    if (app == null) {
-                        out[i] = ReceiptStatus.UNKNOWN_MESSAGE;
+            Map<String, List<Integer>> byBatch = new LinkedHashMap<>();
+            Map<String, String> appOf = new HashMap<>();
+            for (int i = 0; i < items.size(); i++) {
+                ReceiptIn r = items.get(i);
+                var kv = heads.get(i).join();
+                String app = apps.get(i).join();
+                String head = kv == null ? null : kv.get(0).getValueOrElse(null);
+                if (app == null || head == null) {
+                    out[i] = ReceiptStatus.UNKNOWN_MESSAGE;
+                    continue;
+                }
+                List<String> f = EventLog.split(head.indexOf(RS) < 0 ? head : head.substring(0, head.indexOf(RS)), US);
+                String user = f.size() > 3 ? f.get(3) : "-";
+                if (tokens != null) {
+                    var verdict = tokens.verify(r.token(), r.messageId().toString(), user, nowSec);
+                    if (verdict == io.herald.protocol.ReceiptTokens.Verdict.EXPIRED) {
+                        out[i] = ReceiptStatus.EXPIRED_TOKEN;
                         continue;
                     }
-                    String user = kv.get(1).getValueOrElse("-");
-                    if (tokens != null) {
-                        var verdict = tokens.verify(r.token(), r.messageId().toString(), user, nowSec);
-                        if (verdict == io.herald.protocol.ReceiptTokens.Verdict.EXPIRED) {
-                            out[i] = ReceiptStatus.EXPIRED_TOKEN;
-                            continue;
-                        }
-                        if (verdict != io.herald.protocol.ReceiptTokens.Verdict.VALID) {
-                            out[i] = ReceiptStatus.INVALID_TOKEN;
-                            continue;
-                        }
+                    if (verdict != io.herald.protocol.ReceiptTokens.Verdict.VALID) {
+                        out[i] = ReceiptStatus.INVALID_TOKEN;
+                        continue;
                     }
-                    runs.add(receipt(c2, app, r, user, kv.get(2).getValueOrElse(null), kv.get(3).getValueOrElse(null),
-                            kv.get(4).getValueOrElse(null)));
-                    runIndex.add(i);
                 }
-                receiptConnection.flushCommands();
+                String batchId = MessageIds.batchOf(r.messageId()).toString();
+                byBatch.computeIfAbsent(batchId, b -> new ArrayList<>()).add(i);
+                appOf.put(batchId, app);
             }
-            return CompletableFuture.allOf(runs.toArray(new CompletableFuture<?>[0])).thenApply(x -> {
-                for (int j = 0; j < runs.size(); j++) {
-                    long n = runs.get(j).join();
-                    out[runIndex.get(j)] = n == 1 ? ReceiptStatus.APPLIED
-                            : n == -1 ? ReceiptStatus.NOT_YET_ACCEPTED : ReceiptStatus.DUPLICATE;
-                    if (n == 1) {
-                        ReceiptIn r = items.get(runIndex.get(j));
-                        metrics.state("failed".equals(r.event()) ? "failed:" + r.reason() : r.event());
-                    }
+            List<PartIn> parts = new ArrayList<>();
+            Map<String, List<PartIn>> grouped = new LinkedHashMap<>();
+            byBatch.forEach((batchId, idx) -> {
+                List<PartIn> g = new ArrayList<>();
+                for (int i : idx) {
+                    ReceiptIn r = items.get(i);
+                    String label = "failed".equals(r.event()) ? "failed:" + r.reason() : r.event();
+                    g.add(new PartIn(MessageIds.indexOf(r.messageId()), r.event(), r.reason(), r.at(),
+                            "receipt from " + r.source() + (r.action() != null ? ", action " + r.action() : ""),
+                            r.action(), 0, 0, null, null, label));
                 }
+                grouped.put(batchId, g);
+                parts.addAll(g);
+            });
+            return applyReceipts(appOf, grouped).thenApply(codes -> {
+                byBatch.forEach((batchId, idx) -> {
+                    String c = codes.get(batchId);
+                    for (int j = 0; j < idx.size(); j++) {
+                        char code = j < c.length() ? c.charAt(j) : '0';
+                        out[idx.get(j)] = switch (code) {
+                            case '1' -> ReceiptStatus.APPLIED;
+                            case 'n' -> ReceiptStatus.NOT_YET_ACCEPTED;
+                            case 'u' -> ReceiptStatus.UNKNOWN_MESSAGE;
+                            default -> ReceiptStatus.DUPLICATE;
+                        };
+                    }
+                });
                 return List.of(out);
             });
         });
     }
 
-    private CompletableFuture<Long> receipt(RedisAsyncCommands<String, String> cmd, String app, ReceiptIn r,
-                                            String user, String channel, String campaign, String variant) {
-        String batchId = MessageIds.batchOf(r.messageId()).toString();
-        int index = MessageIds.indexOf(r.messageId());
-        Funnels.Counters counters = funnels.counters(app, batchId, campaign, variant, channel, r.at());
-        String label = "failed".equals(r.event()) ? "failed:" + r.reason() : r.event();
-        ObjectNode a = mapper.createObjectNode();
-        a.put("event", r.event());
-        if (r.reason() != null) {
-            a.put("reason", r.reason());
-        }
-        a.put("at", r.at());
-        a.put("retention", retentionMillis);
-        a.put("history", historyLine(r.at(), label, channel, null,
-                "receipt from " + r.source() + (r.action() != null ? ", action " + r.action() : "")));
-        ArrayNode ttls = a.putArray("ttls");
-        counters.ttls().forEach(ttls::add);
-        a.put("event_json", eventJson(app, r.messageId().toString(), batchId, user, channel, r.event(), r.reason(),
-                r.at(), campaign, variant, r.action()));
-        a.put("minid", minId(r.at()));
-        a.put("hour", java.time.Instant.ofEpochMilli(r.at()).atZone(java.time.ZoneOffset.UTC).getHour());
-        return receipt.run(cmd, ScriptOutputType.INTEGER, receiptKeys(app, batchId, index, user, counters),
-                a.toString());
-    }
+    /** One receipt as receipt.lua takes it ({@code part} 0: from a device). */
+    private record PartIn(int index, String event, String reason, long at, String detail, String action, int part,
+                          int parts, String receipt, String park, String label) { }
 
-    private static String[] receiptKeys(String app, String batchId, int index, String user,
-                                        Funnels.Counters counters) {
-        String[] keys = new String[6 + counters.keys().size()];
-        keys[0] = Keys.message(batchId, index);
-        keys[1] = Keys.history(batchId, index);
-        keys[2] = Keys.batch(batchId);
-        keys[3] = Keys.events(app);
-        keys[4] = Keys.engagement(app, user);
-        keys[5] = Keys.smsParts(batchId, index);
-        for (int i = 0; i < counters.keys().size(); i++) {
-            keys[6 + i] = counters.keys().get(i);
+    /** Runs receipt.lua per batch and flushes; completes with each batch's codes. */
+    private CompletableFuture<Map<String, String>> applyReceipts(Map<String, String> appOf,
+                                                                 Map<String, List<PartIn>> grouped) {
+        long now = System.currentTimeMillis();
+        List<CompletableFuture<Call>> calls = new ArrayList<>();
+        synchronized (this) {
+            RedisAsyncCommands<String, String> cmd = receiptConnection.async();
+            grouped.forEach((batchId, g) -> {
+                String app = appOf.get(batchId);
+                String rid = UUID.randomUUID().toString();
+                String member = batchId + "|" + rid;
+                cmd.zadd(Keys.flushMarkers(app), (double) now, member);
+                List<String> keys = new ArrayList<>();
+                keys.add(Keys.batch(batchId));
+                keys.add(Keys.outbox(batchId));
+                Map<String, Integer> keyIndex = new HashMap<>();
+                List<String> args = new ArrayList<>();
+                args.add(rid);
+                args.add(Long.toString(retentionMillis));
+                args.add(Long.toString(OUTBOX_TTL_MILLIS));
+                args.add(app);
+                for (PartIn p : g) {
+                    args.add(Integer.toString(indexOf(keys, keyIndex, chunkKey(batchId, p.index()))));
+                    args.add(Integer.toString(p.index()));
+                    args.add(p.event());
+                    args.add(orEmpty(p.reason()));
+                    args.add(Long.toString(p.at()));
+                    args.add(p.detail());
+                    args.add(orEmpty(p.action()));
+                    args.add(Integer.toString(p.part()));
+                    args.add(Integer.toString(p.parts()));
+                    args.add(orEmpty(p.receipt()));
+                    args.add(p.part() > 0 ? Integer.toString(indexOf(keys, keyIndex, Keys.smsParts(batchId, p.index())))
+                            : "0");
+                    args.add(p.park() == null ? "" : p.park());
+                }
+                CompletableFuture<List<Object>> run = receiptScript.run(cmd, ScriptOutputType.MULTI,
+                        keys.toArray(String[]::new), args.toArray(String[]::new));
+                calls.add(run.thenApply(r -> new Call(app, batchId, member, (String) r.get(0), (String) r.get(1), "",
+                        false)));
+            });
+            receiptConnection.flushCommands();
         }
-        return keys;
+        return CompletableFuture.allOf(calls.toArray(new CompletableFuture<?>[0])).thenCompose(v -> {
+            List<Call> done = calls.stream().map(CompletableFuture::join).toList();
+            Map<String, String> codes = new HashMap<>();
+            for (Call c : done) {
+                codes.put(c.batchId(), c.codes());
+                countStates(c.facts());
+            }
+            return flush(receiptConnection.async(), done, now, 0, this).thenApply(x -> codes);
+        });
     }
 
     /** What became of one SMS part receipt. */
@@ -217,90 +667,37 @@ public final class MessageStore {
      * Applies part {@code part} of {@code parts} of an SMS delivery report ({@code event}
      * {@code delivered} or {@code failed} with {@code reason}) to message {@code messageId} of
      * {@code app}. Before the message is recorded as accepted the receipt is parked in Redis (when
-     * {@code park}; {@code parkedNote} is the history line otherwise) for {@code keepFor}, and the
-     * script that records {@code accepted} applies it. Reads the message's record, then runs
-     * {@code receipt.lua}: two round trips on the store's receipt connection.
+     * {@code park}; {@code refusedNote} is the history line's detail otherwise) for {@code keepFor},
+     * and the script that records {@code accepted} applies it. One {@code receipt.lua} call, then
+     * the flush.
      */
     public CompletableFuture<PartReceiptStatus> smsPartReceipt(String app, UUID messageId, int part, int parts,
                                                                String event, String reason, long at, boolean park,
                                                                String refusedNote, Duration keepFor) {
-        return smsPartReceipt(app, messageId, part, parts, event, reason, at, park, refusedNote, keepFor, true);
-    }
-
-    private synchronized CompletableFuture<PartReceiptStatus> smsPartReceipt(String app, UUID messageId, int part,
-            int parts, String event, String reason, long at, boolean park, String refusedNote, Duration keepFor,
-            boolean again) {
         UUID batch = MessageIds.batchOf(messageId);
         if (batch == null || part < 1 || part > parts) {
             return CompletableFuture.completedFuture(PartReceiptStatus.UNKNOWN_MESSAGE);
         }
         String batchId = batch.toString();
-        int index = MessageIds.indexOf(messageId);
-        RedisAsyncCommands<String, String> cmd = receiptConnection.async();
-        CompletableFuture<List<io.lettuce.core.KeyValue<String, String>>> meta = cmd.hmget(
-                Keys.message(batchId, index), "app", "u", "cp", "vr").toCompletableFuture();
-        receiptConnection.flushCommands();
-        return meta.thenCompose(kv -> {
-            String recorded = kv.get(0).getValueOrElse(null);
-            if (recorded != null && !recorded.equals(app)) {
-                return CompletableFuture.completedFuture(PartReceiptStatus.UNKNOWN_MESSAGE);
-            }
-            String user = kv.get(1).getValueOrElse("-");
-            String campaign = kv.get(2).getValueOrElse(null);
-            String variant = kv.get(3).getValueOrElse(null);
-            Funnels.Counters counters = funnels.counters(app, batchId, campaign, variant, "sms", at);
-            String label = "failed".equals(event) ? "failed:" + reason : event;
-            ObjectNode a = mapper.createObjectNode();
-            a.put("event", event);
-            if (reason != null) {
-                a.put("reason", reason);
-            }
-            a.put("at", at);
-            a.put("retention", retentionMillis);
-            a.put("history", historyLine(at, label, "sms", null, "receipt from smsc"));
-            ArrayNode ttls = a.putArray("ttls");
-            counters.ttls().forEach(ttls::add);
-            a.put("event_json", eventJson(app, messageId.toString(), batchId, user, "sms", event, reason, at, campaign,
-                    variant, null));
-            a.put("minid", minId(at));
-            a.put("hour", java.time.Instant.ofEpochMilli(at).atZone(java.time.ZoneOffset.UTC).getHour());
-            a.put("part", part);
-            a.put("parts", parts);
-            ObjectNode kept = mapper.createObjectNode().put("s", event).put("at", at);
-            if (reason != null) {
-                kept.put("r", reason);
-            }
-            a.put("receipt", kept.toString());
-            a.put("app", app);
-            a.put("park", park);
-            a.put("parts_ttl", keepFor.toMillis());
-            a.put("meta", recorded != null);
-            if (refusedNote != null) {
-                a.put("refused", historyLine(at, "receipt_ignored", "sms", null, refusedNote));
-            }
-            CompletableFuture<Long> run;
-            synchronized (this) {
-                run = receipt.run(receiptConnection.async(), ScriptOutputType.INTEGER,
-                        receiptKeys(app, batchId, index, user, counters), a.toString());
-                receiptConnection.flushCommands();
-            }
-            return run.thenCompose(n -> {
-                if (n == -3 && again) { // accepted since the read: read the record again, once
-                    return smsPartReceipt(app, messageId, part, parts, event, reason, at, park, refusedNote, keepFor,
-                            false);
-                }
-                if (n == 1) {
-                    metrics.state(label); // the message moved on: counted once, here
-                }
-                return CompletableFuture.completedFuture(switch (n.intValue()) {
-                    case 1 -> PartReceiptStatus.APPLIED;
-                    case 2 -> PartReceiptStatus.PARKED;
-                    case 3 -> PartReceiptStatus.PART_RECORDED;
-                    case -1 -> PartReceiptStatus.NOT_PARKED;
-                    case -2 -> PartReceiptStatus.UNKNOWN_MESSAGE;
-                    default -> PartReceiptStatus.DUPLICATE;
-                });
-            });
+        ObjectNode kept = mapper.createObjectNode().put("s", event).put("at", at);
+        if (reason != null) {
+            kept.put("r", reason);
+        }
+        String parkArg = (park ? "1" : refusedNote == null ? "" : refusedNote.replace(US, ' ')) + US + keepFor.toMillis();
+        PartIn p = new PartIn(MessageIds.indexOf(messageId), event, reason, at, "receipt from smsc", null, part, parts,
+                kept.toString(), parkArg, null);
+        Map<String, List<PartIn>> grouped = new LinkedHashMap<>();
+        grouped.put(batchId, List.of(p));
+        return applyReceipts(Map.of(batchId, app), grouped).thenApply(codes -> {
+            String c = codes.get(batchId);
+            return switch (c.isEmpty() ? '0' : c.charAt(0)) {
+                case '1' -> PartReceiptStatus.APPLIED;
+                case 'p' -> PartReceiptStatus.PARKED;
+                case 'r' -> PartReceiptStatus.PART_RECORDED;
+                case 'n' -> PartReceiptStatus.NOT_PARKED;
+                case 'u' -> PartReceiptStatus.UNKNOWN_MESSAGE;
+                default -> PartReceiptStatus.DUPLICATE;
+            };
         });
     }
 
@@ -325,11 +722,13 @@ public final class MessageStore {
         }
         String batchId = batch.toString();
         int index = MessageIds.indexOf(messageId);
-        String[] keys = {Keys.smsParts(batchId, index), Keys.message(batchId, index), Keys.history(batchId, index)};
+        String[] keys = {Keys.smsParts(batchId, index), chunkKey(batchId, index)};
         return parked.<List<Long>>run(redis.async(), ScriptOutputType.MULTI, keys, Long.toString(now),
-                Long.toString(keepFor.toMillis()), Long.toString(retentionMillis))
+                Long.toString(keepFor.toMillis()), Long.toString(retentionMillis), Integer.toString(index))
                 .thenApply(r -> new ParkedCheck(r.get(0).intValue(), r.get(1), r.get(2).intValue()));
     }
+
+    // ---------------------------------------------------------------- reading
 
     /** A page of the app's event log after a cursor (exclusive). */
     public CompletableFuture<List<io.lettuce.core.StreamMessage<String, String>>> events(String app,
@@ -337,165 +736,19 @@ public final class MessageStore {
         return redis.async().xrange(Keys.events(app), range, io.lettuce.core.Limit.from(limit)).toCompletableFuture();
     }
 
-    public MessageStore(Redis redis, ObjectMapper mapper, Duration retention, Duration eventRetention, Funnels funnels,
-                        Metrics metrics) {
-        this.redis = redis;
-        this.metrics = metrics;
-        this.mapper = mapper;
-        this.retentionMillis = retention.toMillis();
-        this.eventRetentionMillis = eventRetention.toMillis();
-        this.funnels = funnels;
-        // Opened here, on the start-up thread: opening a connection blocks, and receipts may arrive
-        // on a Redis I/O thread, which must never block on Redis.
-        this.receiptConnection = redis.dedicated();
-        this.receiptConnection.setAutoFlushCommands(false);
-    }
-
-    /** True for labels no message leaves. */
-    public static boolean terminal(String label) {
-        return label != null && (label.startsWith("accepted") || label.startsWith("delivered")
-                || label.startsWith("opened") || label.startsWith("clicked")
-                || label.startsWith("failed") || label.startsWith("dropped"));
-    }
-
-    /**
-     * A dead letter as {@code transition.lua} files it with the message's failure: the listed JSON,
-     * the item JSON to redrive, the cap of the app's letters. Built by {@code DeadLetters}. Immutable.
-     */
-    public record Letter(String json, String item, int max) { }
-
-    /**
-     * Queues a state change of message {@code index} of batch {@code batchId} of {@code app} on the
-     * caller's connection, with the funnel counts and the event log entry it implies. {@code channel}
-     * is the channel that accepted the message (or null); {@code invalidated} the number of devices
-     * found dead. Completes with true when it applied (a repeat of the state the message is already
-     * in, or a change of a terminal message, gives false).
-     */
-    public CompletableFuture<Boolean> transition(RedisAsyncCommands<String, String> cmd, String app, String batchId,
-                                                 int index, io.herald.protocol.Message message, String label, long at,
-                                                 List<String> history, String channel, int invalidated) {
-        return transition(cmd, app, batchId, index, message, label, at, history, channel, invalidated, null);
-    }
-
-    /**
-     * As above; with a {@code letter}, the message is also filed as a dead letter of its app, in the
-     * same script and only if the transition applies (see {@code DeadLetters}).
-     */
-    public CompletableFuture<Boolean> transition(RedisAsyncCommands<String, String> cmd, String app, String batchId,
-                                                 int index, io.herald.protocol.Message message, String label, long at,
-                                                 List<String> history, String channel, int invalidated,
-                                                 Letter letter) {
-        String messageId = MessageIds.messageId(UUID.fromString(batchId), index).toString();
-        return apply(cmd, app, batchId, index, messageId, message.user(), message.campaign(), message.variant(),
-                label, at, history, channel, invalidated, letter);
-    }
-
-    /**
-     * Fails a message whose journaled form no longer decodes (so only its place is known), filing
-     * {@code letter} as its dead letter.
-     */
-    public CompletableFuture<Boolean> failUnreadable(RedisAsyncCommands<String, String> cmd, String app,
-                                                     String batchId, int index, String messageId, String label,
-                                                     long at, List<String> history, Letter letter) {
-        return apply(cmd, app, batchId, index, messageId, null, null, null, label, at, history, null, 0, letter);
-    }
-
-    private CompletableFuture<Boolean> apply(RedisAsyncCommands<String, String> cmd, String app, String batchId,
-                                             int index, String messageId, String messageUser, String campaign,
-                                             String variant, String label, long at, List<String> history,
-                                             String channel, int invalidated, Letter letter) {
-        String user = messageUser != null ? messageUser : "-";
-        Funnels.Counters counters = funnels.counters(app, batchId, campaign, variant, channel, at);
-        ObjectNode a = mapper.createObjectNode();
-        a.put("label", label);
-        a.put("at", at);
-        a.put("retention", retentionMillis);
-        ArrayNode h = a.putArray("history");
-        history.forEach(h::add);
-        ObjectNode meta = a.putObject("meta");
-        meta.put("app", app);
-        meta.put("u", user);
-        if (channel != null) {
-            meta.put("ch", channel);
-        }
-        if (campaign != null) {
-            meta.put("cp", campaign);
-        }
-        if (variant != null) {
-            meta.put("vr", variant);
-        }
-        ArrayNode stages = a.putArray("stages");
-        Funnels.stages(label).forEach(stages::add);
-        for (int i = 0; i < invalidated; i++) {
-            stages.add("invalidated");
-        }
-        ArrayNode ttls = a.putArray("ttls");
-        counters.ttls().forEach(ttls::add);
-        int colon = label.indexOf(':');
-        a.put("event", eventJson(app, messageId, batchId, user, channel,
-                colon < 0 ? label : label.substring(0, colon), colon < 0 ? null : label.substring(colon + 1), at,
-                campaign, variant, null));
-        a.put("minid", minId(at));
-        int first = 5;
-        if (letter != null) {
-            a.putObject("dead").put("id", messageId).put("letter", letter.json()).put("item", letter.item())
-                    .put("max", letter.max());
-            first = 7;
-        }
-        String[] keys = new String[first + counters.keys().size()];
-        keys[0] = Keys.message(batchId, index);
-        keys[1] = Keys.history(batchId, index);
-        keys[2] = Keys.batch(batchId);
-        keys[3] = Keys.events(app);
-        keys[4] = Keys.smsParts(batchId, index);
-        if (letter != null) {
-            keys[5] = Keys.deadLetters(app);
-            keys[6] = Keys.deadLetterData(app);
-        }
-        for (int i = 0; i < counters.keys().size(); i++) {
-            keys[first + i] = counters.keys().get(i);
-        }
-        return transition.<Long>run(cmd, ScriptOutputType.INTEGER, keys, a.toString()).thenCompose(n -> {
-            if (n == 1L || n == 3L) {
-                metrics.state(label); // here, where the change is known to have applied: counted once
-            }
-            if (n == 3L) { // parked SMS receipts settled it right after: count the state they left
-                return redis.async().hget(keys[0], "state").toCompletableFuture().thenApply(settled -> { // autoflushed
-                    if (settled != null) {
-                        metrics.state(settled);
-                    }
-                    return true;
-                });
-            }
-            return CompletableFuture.completedFuture(n == 1L);
-        });
-    }
-
     /** Queues a read of a message's current state label (null = still queued) on the caller's connection. */
     public CompletableFuture<String> state(RedisAsyncCommands<String, String> cmd, String batchId, int index) {
-        return cmd.hget(Keys.message(batchId, index), "state").toCompletableFuture();
+        return cmd.hget(chunkKey(batchId, index), Integer.toString(index)).toCompletableFuture()
+                .thenApply(MessageStore::stateOf);
     }
 
-    /** A JSON history line. */
-    public String historyLine(long at, String state, String device, String detail) {
-        return historyLine(at, state, null, device, detail);
-    }
-
-    /** A JSON history line naming the channel (apns, fcm, sms, push). */
-    public String historyLine(long at, String state, String channel, String device, String detail) {
-        ObjectNode n = mapper.createObjectNode();
-        n.put("at", at);
-        n.put("state", state);
-        if (channel != null) {
-            n.put("channel", channel);
+    private static String stateOf(String record) {
+        if (record == null) {
+            return null;
         }
-        if (device != null) {
-            n.put("device", device);
-        }
-        if (detail != null) {
-            n.put("detail", detail);
-        }
-        return n.toString();
+        int end = record.indexOf(US);
+        String s = end < 0 ? record : record.substring(0, end);
+        return "queued".equals(s) ? null : s;
     }
 
     /** The status of a batch of {@code app}, or null when it does not exist for that app. */
@@ -550,9 +803,9 @@ public final class MessageStore {
         RedisAsyncCommands<String, String> cmd = redis.async();
         CompletableFuture<List<String>> batchInfo = cmd.hmget(Keys.batch(batchId), "app", "at", "total", "rej")
                 .toCompletableFuture().thenApply(l -> l.stream().map(kv -> kv.getValueOrElse(null)).toList());
-        CompletableFuture<Map<String, String>> msg = cmd.hgetall(Keys.message(batchId, index)).toCompletableFuture();
-        CompletableFuture<List<String>> history = cmd.lrange(Keys.history(batchId, index), 0, -1).toCompletableFuture();
-        return CompletableFuture.allOf(batchInfo, msg, history).thenApply(v -> {
+        CompletableFuture<String> msg = cmd.hget(chunkKey(batchId, index), Integer.toString(index))
+                .toCompletableFuture();
+        return CompletableFuture.allOf(batchInfo, msg).thenApply(v -> {
             List<String> b = batchInfo.join();
             if (b.get(0) == null || !app.equals(b.get(0)) || index >= Integer.parseInt(b.get(2))) {
                 return null;
@@ -560,29 +813,55 @@ public final class MessageStore {
             if (b.get(3) != null && Arrays.asList(b.get(3).split(",")).contains(Integer.toString(index))) {
                 return null;
             }
-            Map<String, String> m = msg.join();
+            String record = msg.join();
+            List<String> head = record == null ? List.of()
+                    : EventLog.split(record.indexOf(RS) < 0 ? record : record.substring(0, record.indexOf(RS)), US);
             ObjectNode out = mapper.createObjectNode();
             out.put("id", messageId.toString());
             out.put("batchId", batchId);
             out.put("index", index);
-            String label = m.getOrDefault("state", "queued");
+            String label = head.isEmpty() ? "queued" : head.get(0);
             int colon = label.indexOf(':');
             out.put("state", colon < 0 ? label : label.substring(0, colon));
             if (colon >= 0) {
                 out.put("reason", label.substring(colon + 1));
             }
             long created = Long.parseLong(b.get(1));
-            out.put("updatedAt", m.containsKey("at") ? Long.parseLong(m.get("at")) : created);
+            out.put("updatedAt", head.size() > 1 && !head.get(1).isEmpty() ? Long.parseLong(head.get(1), 36) : created);
             ArrayNode hist = out.putArray("history");
             hist.addObject().put("at", created).put("state", "queued");
-            for (String line : history.join()) {
-                try {
-                    hist.add(mapper.readTree(line));
-                } catch (IOException e) {
-                    hist.addObject().put("raw", line);
-                }
-            }
+            historyOf(mapper, record).forEach(hist::add);
             return out;
         });
+    }
+
+    /** The history entries of a record (none for null), as the API shows them. */
+    static List<ObjectNode> historyOf(ObjectMapper mapper, String record) {
+        List<ObjectNode> out = new ArrayList<>();
+        if (record == null) {
+            return out;
+        }
+        List<String> entries = EventLog.split(record, RS);
+        for (int i = 1; i < entries.size(); i++) {
+            List<String> f = EventLog.split(entries.get(i), US);
+            ObjectNode h = mapper.createObjectNode();
+            if (f.size() != 5) {
+                out.add(h.put("raw", entries.get(i)));
+                continue;
+            }
+            h.put("at", Long.parseLong(f.get(0), 36));
+            h.put("state", f.get(1));
+            if (!f.get(2).isEmpty()) {
+                h.put("channel", f.get(2));
+            }
+            if (!f.get(3).isEmpty()) {
+                h.put("device", f.get(3));
+            }
+            if (!f.get(4).isEmpty()) {
+                h.put("detail", f.get(4));
+            }
+            out.add(h);
+        }
+        return out;
     }
 }

@@ -465,16 +465,18 @@ public final class WebhookDispatcher implements AutoCloseable {
             List<String> ids = new ArrayList<>(entries.size());
             for (StreamMessage<String, String> m : entries) {
                 ids.add(m.getId());
-                String e = m.getBody() == null ? null : m.getBody().get("e");
-                if (e == null) {
+                if (m.getBody() == null || m.getBody().isEmpty()) {
                     log.warn("webhooks for app {}: event {} was trimmed from the log before delivery",
                             endpoint.app(), m.getId());
                     continue;
                 }
-                try {
-                    events.add(mapper.readTree(e));
-                } catch (IOException ex) {
-                    log.warn("webhooks for app {}: event {} is not JSON, skipped", endpoint.app(), m.getId());
+                List<ObjectNode> expanded = EventLog.expand(mapper, endpoint.app(), m);
+                if (expanded.isEmpty()) {
+                    log.warn("webhooks for app {}: entry {} holds no event, skipped", endpoint.app(), m.getId());
+                }
+                for (ObjectNode ev : expanded) {
+                    ev.remove("cursor");
+                    events.add(ev);
                 }
             }
             String first = ids.get(0);

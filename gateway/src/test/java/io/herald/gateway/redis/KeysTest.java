@@ -70,8 +70,9 @@ class KeysTest {
 
     @Test
     void tagsFollowTheRuleOfTheClassComment() {
-        assertThat(tag(Keys.message("b", 1))).isEqualTo(tag(Keys.batch("b"))).isEqualTo(tag(Keys.history("b", 2)))
-                .isEqualTo(tag(Keys.funnelBatch("b")));
+        assertThat(tag(Keys.messages("b", 1))).isEqualTo(tag(Keys.batch("b"))).isEqualTo(tag(Keys.outbox("b")))
+                .isEqualTo(tag(Keys.smsParts("b", 2)));
+        assertThat(tag(Keys.flushMarkers("a"))).isEqualTo(tag(Keys.events("a")));
         assertThat(tag(Keys.devices("a", "u"))).isEqualTo(tag(Keys.rateLimit("a", "u")))
                 .isEqualTo(tag(Keys.engagement("a", "u")));
         assertThat(tag(Keys.journal("n"))).isEqualTo(tag(Keys.deferred())).isEqualTo(tag(Keys.deferredData()))

@@ -108,9 +108,11 @@ class SmsReceiptsIT {
     /** Records an outcome as the record stage does (here on a fresh store: nothing carried over in memory). */
     private boolean record(JournalItem item, String label, String channel) throws Exception {
         try (Redis other = connect()) {
-            return store(other).transition(other.async(), item.app(), item.batchId(), item.index(), item.message(), label, System.currentTimeMillis(),
-                    List.of(store.historyLine(System.currentTimeMillis(), label, channel, null, null)), channel, 0)
-                    .get(5, TimeUnit.SECONDS);
+            long now = System.currentTimeMillis();
+            return store(other).record(other.async(), List.of(new MessageStore.Change(item.app(), item.batchId(),
+                    item.index(), item.message().user(), null, null, label, now,
+                    List.of(store.historyLine(now, label, channel, null, null)), channel, 0, null)))
+                    .get(5, TimeUnit.SECONDS).get(0);
         }
     }
 
@@ -121,14 +123,13 @@ class SmsReceiptsIT {
     }
 
     private String state(JournalItem item) {
-        return sync.hget(Keys.message(item.batchId(), item.index()), "state");
+        return store.state(redis.async(), item.batchId(), item.index()).join();
     }
 
     private List<JsonNode> history(JournalItem item) throws Exception {
         List<JsonNode> out = new ArrayList<>();
-        for (String line : sync.lrange(Keys.history(item.batchId(), item.index()), 0, -1)) {
-            out.add(JSON.readTree(line));
-        }
+        out.addAll(MessageStore.historyOf(JSON, sync.hget(MessageStore.chunkKey(item.batchId(), item.index()),
+                Integer.toString(item.index()))));
         return out;
     }
 
@@ -137,7 +138,13 @@ class SmsReceiptsIT {
     }
 
     private Map<String, String> funnel(JournalItem item) {
-        return sync.hgetall(Keys.funnelBatch(item.batchId()));
+        Map<String, String> f = new java.util.TreeMap<>();
+        sync.hgetall(Keys.batch(item.batchId())).forEach((k, v) -> {
+            if (k.startsWith("f:")) {
+                f.put(k.substring(2), v);
+            }
+        });
+        return f;
     }
 
     @Test
@@ -305,7 +312,7 @@ class SmsReceiptsIT {
         JsonNode note = history(b.get(1)).get(0);
         assertThat(note.get("state").asText()).isEqualTo("receipt_ignored");
         assertThat(note.get("detail").asText()).contains("dropped: 1 messages already have receipts waiting");
-        assertThat(sync.pttl(Keys.history(b.get(1).batchId(), 1))).isPositive();
+        assertThat(sync.pttl(MessageStore.chunkKey(b.get(1).batchId(), 1))).isPositive();
         assertThat(record(b.get(1), "accepted", "sms")).isTrue();
         assertThat(state(b.get(1))).isEqualTo("accepted");
         assertThat(record(b.get(0), "accepted", "sms")).isTrue();
