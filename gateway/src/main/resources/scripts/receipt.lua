@@ -7,7 +7,7 @@
 -- message's part hash, durably, and applied by record.lua when it records accepted.
 -- KEYS[1] batch hash, KEYS[2] the batch's outbox, KEYS[3..] message chunks and SMS part hashes.
 -- ARGV[1] request id, ARGV[2] retention of a new chunk (ms), ARGV[3] outbox lifetime (ms), ARGV[4]
--- the app, then 12 per receipt: chunk key index, field (index), event, reason, at (ms), history
+-- the app, then one per receipt, 12 GS-separated fields: chunk key index, field (index), event, reason, at (ms), history
 -- detail, action, part (0: a device receipt), parts, the part's receipt JSON, SMS part key index,
 -- '1' when a part may be parked (else: the detail of the history line saying it was not) .. US ..
 -- how long it stays parked (ms).
@@ -23,15 +23,15 @@ if prior then
 end
 local rank = {accepted = 1, delivered = 2, opened = 3, clicked = 4}
 local order = {'accepted', 'delivered', 'opened', 'clicked'}
-local W = 12
-local m = (#ARGV - 4) / W
+local A = {}
 local byChunk = {}
-for j = 0, m - 1 do
-  local b = 4 + j * W
-  local ki = tonumber(ARGV[b + 1])
+for j = 5, #ARGV do
+  local a = args_of(ARGV[j])
+  A[#A + 1] = a
+  local ki = tonumber(a[1])
   local t = byChunk[ki]
   if not t then t = {}; byChunk[ki] = t end
-  t[#t + 1] = ARGV[b + 2]
+  t[#t + 1] = a[2]
 end
 local vals = load_chunks(3, byChunk)
 local batchApp = redis.call('HGET', KEYS[1], 'app')
@@ -52,18 +52,17 @@ local function move(ki, fld, f, rest, cur, label, at, ch, detail, action, stages
   put(ki, fld, f, rest .. hist(at, label, ch, '', detail))
   facts[#facts + 1] = fact(fld, label, at, f, action, stages)
 end
-for j = 0, m - 1 do
-  local b = 4 + j * W
-  local ki, fld, event, reason, at = tonumber(ARGV[b + 1]), ARGV[b + 2], ARGV[b + 3], ARGV[b + 4], tonumber(ARGV[b + 5])
-  local detail, action, part = ARGV[b + 6], ARGV[b + 7], tonumber(ARGV[b + 8])
+for _, a in ipairs(A) do
+  local ki, fld, event, reason, at = tonumber(a[1]), a[2], a[3], a[4], tonumber(a[5])
+  local detail, action, part = a[6], a[7], tonumber(a[8])
   local f, rest = rec_parse(vals[ki][fld] or nil)
   local cur = f and f[1] or nil
   local code = '0'
   if batchApp ~= app then
     code = 'u'
   elseif part > 0 then
-    local parts, pk = tonumber(ARGV[b + 9]), KEYS[tonumber(ARGV[b + 11])]
-    local park, keep = string.match(ARGV[b + 12], '^(.*)\31(%d+)$')
+    local parts, pk = tonumber(a[9]), KEYS[tonumber(a[11])]
+    local park, keep = string.match(a[12], '^(.*)\31(%d+)$')
     keep = tonumber(keep)
     if not cur or cur == 'queued' or cur == 'deferred' then
       if park ~= '1' then
@@ -73,7 +72,7 @@ for j = 0, m - 1 do
         end
         code = 'n'
       else
-        local added = redis.call('HSETNX', pk, tostring(part), ARGV[b + 10])
+        local added = redis.call('HSETNX', pk, tostring(part), a[10])
         redis.call('HSET', pk, 'n', parts)
         redis.call('HSETNX', pk, '@parked', string.format('%.0f', at))
         redis.call('PEXPIRE', pk, keep)
@@ -82,7 +81,7 @@ for j = 0, m - 1 do
     elseif cur == 'accepted' and f[3] == 'sms' then
       local label, p, n, sat
       if parts > 1 then
-        if redis.call('HSETNX', pk, tostring(part), ARGV[b + 10]) == 1 then
+        if redis.call('HSETNX', pk, tostring(part), a[10]) == 1 then
           redis.call('HSET', pk, 'n', parts)
           redis.call('PEXPIRE', pk, keep)
           local _

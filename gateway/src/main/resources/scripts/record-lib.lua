@@ -35,6 +35,13 @@ local function rec_parse(v)
   return f, rest
 end
 
+-- One message's arguments: GS-separated (\29) fields.
+local function args_of(s)
+  local t = {}
+  for x in string.gmatch(s .. '\29', '([^\29]*)\29') do t[#t + 1] = x end
+  return t
+end
+
 local function rec_join(f, rest)
   return table.concat(f, US, 1, 7) .. rest
 end

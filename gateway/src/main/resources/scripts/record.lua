@@ -5,7 +5,8 @@
 -- any other end discards them with a history line saying why.
 -- KEYS[1] batch hash, KEYS[2] the batch's outbox, KEYS[3..] message chunks and SMS part hashes.
 -- ARGV[1] request id (a retry of the same call answers as the first), ARGV[2] retention of a new
--- chunk (ms), ARGV[3] outbox lifetime (ms), then 12 per message: chunk key index, field (index),
+-- chunk (ms), ARGV[3] outbox lifetime (ms), then one per message, 12 GS-separated (\29) fields: chunk
+-- key index, field (index),
 -- label ('deferred' | 'accepted' | 'failed:<r>' | 'dropped:<r>'), at (ms), channel, user, campaign,
 -- variant, history entries (RS-prefixed), SMS part key index (0: none), devices invalidated,
 -- dead letter ('' or id US letter US item US max: filed only when the change applies).
@@ -21,44 +22,43 @@ if prior[1] then
   local e = string.find(s, RS, 1, true)
   return {e and string.sub(s, 1, e - 1) or s, e and string.sub(s, e + 1) or '', prior[2] or ''}
 end
-local W = 12
-local m = (#ARGV - 3) / W
+local A = {}
 local byChunk = {}
-for j = 0, m - 1 do
-  local b = 3 + j * W
-  local ki = tonumber(ARGV[b + 1])
+for j = 4, #ARGV do
+  local a = args_of(ARGV[j])
+  A[#A + 1] = a
+  local ki = tonumber(a[1])
   local t = byChunk[ki]
   if not t then t = {}; byChunk[ki] = t end
-  t[#t + 1] = ARGV[b + 2]
+  t[#t + 1] = a[2]
 end
 local vals = load_chunks(3, byChunk)
 local dirty = {}
 local counts = {}
 local codes, facts, letters = {}, {}, {}
-for j = 0, m - 1 do
-  local b = 3 + j * W
-  local ki, fld, label, at = tonumber(ARGV[b + 1]), ARGV[b + 2], ARGV[b + 3], tonumber(ARGV[b + 4])
+for _, a in ipairs(A) do
+  local ki, fld, label, at = tonumber(a[1]), a[2], a[3], tonumber(a[4])
   local f, rest = rec_parse(vals[ki][fld] or nil)
   local cur = f and f[1] or 'queued'
   if is_terminal(cur) then
     codes[#codes + 1] = '0'
   else
-    local ch = ARGV[b + 5]
+    local ch = a[5]
     if ch == '' and f then ch = f[3] end
-    local nf = {label, b36(at), ch, ARGV[b + 6], ARGV[b + 7], ARGV[b + 8], f and f[7] or ''}
-    rest = rest .. ARGV[b + 9]
+    local nf = {label, b36(at), ch, a[6], a[7], a[8], f and f[7] or ''}
+    rest = rest .. a[9]
     bump(counts, 'n:' .. cur, -1)
     bump(counts, 'n:' .. label, 1)
     local code = '2'
     if cur ~= label then
       code = '1'
       local stages = stages_of(label)
-      for _ = 1, tonumber(ARGV[b + 11]) do stages[#stages + 1] = 'invalidated' end
+      for _ = 1, tonumber(a[11]) do stages[#stages + 1] = 'invalidated' end
       for _, s in ipairs(stages) do bump(counts, 'f:' .. s, 1) end
       facts[#facts + 1] = fact(fld, label, at, nf, '', stages)
-      if ARGV[b + 12] ~= '' then letters[#letters + 1] = ARGV[b + 12] end
+      if a[12] ~= '' then letters[#letters + 1] = a[12] end
     end
-    local pk = tonumber(ARGV[b + 10])
+    local pk = tonumber(a[10])
     if pk > 0 and label ~= 'deferred' and redis.call('EXISTS', KEYS[pk]) == 1 then
       if label == 'accepted' and ch == 'sms' then
         local settled, part, n, _, pat = parts_verdict(KEYS[pk])

@@ -119,7 +119,7 @@ class SmsDeliveryReceiptsIT {
         smsc.receipts((number, part) -> submits.incrementAndGet() == 1 ? "DELIVRD" : null);
         // The record stage's write of "accepted" stalls in the proxy (its connection only): the
         // receipt overtakes it, however long it takes.
-        proxy.holdRequestsContaining("\"label\":\"accepted\"");
+        proxy.holdRequestsContaining("\u001daccepted\u001d"); // record.lua's argument of a change to accepted
 
         String id = sms(user, "Your code is 4242");
         await().atMost(Duration.ofSeconds(30)).until(() -> smsc.receiptsSent() == 1);

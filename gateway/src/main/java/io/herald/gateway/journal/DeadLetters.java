@@ -69,7 +69,7 @@ public final class DeadLetters {
     private final MessageStore store;
     private final ObjectMapper mapper;
     private final int max;
-    private final Redis.Script redrive = new Redis.Script("/scripts/redrive.lua");
+    private final Redis.Script redrive = new Redis.Script("/scripts/record-lib.lua", "/scripts/redrive.lua");
 
     public DeadLetters(Redis redis, Journal journal, MessageStore store, ObjectMapper mapper, int max) {
         this.redis = redis;
@@ -92,17 +92,13 @@ public final class DeadLetters {
         int attempts = 0;
         String error = null;
         for (String line : history) {
-            try {
-                JsonNode h = mapper.readTree(line);
-                String state = h.path("state").asText();
-                if (state.startsWith("retry")) {
-                    attempts++;
-                }
-                if (h.hasNonNull("detail") && (state.equals("retry_failed") || state.startsWith("failed"))) {
-                    error = h.get("detail").asText();
-                }
-            } catch (IOException e) {
-                // a history line we did not write: not counted
+            JsonNode h = MessageStore.parseHistoryLine(mapper, line);
+            String state = h.path("state").asText();
+            if (state.startsWith("retry")) {
+                attempts++;
+            }
+            if (h.hasNonNull("detail") && (state.equals("retry_failed") || state.startsWith("failed"))) {
+                error = h.get("detail").asText();
             }
         }
         return letter(item.app(), item.batchId(), item.index(), item.message().user(), item.message().id(), reason,

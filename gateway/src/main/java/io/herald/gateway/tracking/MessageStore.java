@@ -63,6 +63,8 @@ public final class MessageStore implements AutoCloseable {
     private static final Logger log = LoggerFactory.getLogger(MessageStore.class);
     static final char US = '\u001f';
     static final char RS = '\u001e';
+    /** Separates the fields of one message's script argument. */
+    private static final String GS = "\u001d";
     /** Messages per chunk hash: 2^7, at most the default hash-max-listpack-entries (128). */
     public static final int CHUNK_BITS = 7;
     /** How long an outbox entry is kept (the sweeper flushes a lost one long before). */
@@ -164,6 +166,52 @@ public final class MessageStore implements AutoCloseable {
         }
     }
 
+    /**
+     * The history entries joined in the record's format; JSON lines (the connectors' notes:
+     * {@code {at, state, device?, detail?}}) are converted.
+     */
+    private String compact(List<String> history) {
+        StringBuilder b = new StringBuilder();
+        for (String h : history) {
+            if (h.isEmpty() || h.charAt(0) != '{') {
+                b.append(h);
+                continue;
+            }
+            ObjectNode n = parseHistoryLine(mapper, h);
+            b.append(historyLine(n.path("at").asLong(System.currentTimeMillis()), n.path("state").asText("note"),
+                    n.hasNonNull("channel") ? n.get("channel").asText() : null,
+                    n.hasNonNull("device") ? n.get("device").asText() : null,
+                    n.hasNonNull("detail") ? n.get("detail").asText() : null));
+        }
+        return b.toString();
+    }
+
+    /**
+     * One history line, in the record's format or as a connector's JSON note, as the API shows it
+     * ({@code at, state, channel?, device?, detail?}); a line that is neither comes back as {@code raw}.
+     */
+    public static ObjectNode parseHistoryLine(ObjectMapper mapper, String line) {
+        if (!line.isEmpty() && line.charAt(0) == '{') {
+            try {
+                return (ObjectNode) mapper.readTree(line);
+            } catch (java.io.IOException | ClassCastException e) {
+                return mapper.createObjectNode().put("raw", line);
+            }
+        }
+        List<ObjectNode> one = historyOf(mapper, "x" + line);
+        return one.isEmpty() ? mapper.createObjectNode().put("raw", line) : one.get(0);
+    }
+
+    /** Text with control characters (the record's separators among them) turned into spaces. */
+    private static String plain(String s) {
+        if (s == null) {
+            return null;
+        }
+        StringBuilder b = new StringBuilder(s.length());
+        clean(b, s);
+        return b.toString();
+    }
+
     private static String orEmpty(String s) {
         return s == null ? "" : s;
     }
@@ -197,27 +245,28 @@ public final class MessageStore implements AutoCloseable {
             keys.add(Keys.batch(batchId));
             keys.add(Keys.outbox(batchId));
             Map<String, Integer> keyIndex = new HashMap<>();
-            List<String> args = new ArrayList<>(3 + 12 * g.getValue().size());
+            List<String> args = new ArrayList<>(3 + g.getValue().size());
             args.add(rid);
             args.add(Long.toString(retentionMillis));
             args.add(Long.toString(OUTBOX_TTL_MILLIS));
             for (int i : g.getValue()) {
                 Change c = changes.get(i);
-                args.add(Integer.toString(indexOf(keys, keyIndex, chunkKey(batchId, c.index()))));
-                args.add(Integer.toString(c.index()));
-                args.add(c.label());
-                args.add(Long.toString(c.at()));
-                args.add(orEmpty(c.channel()));
-                args.add(c.user() != null ? c.user() : "-");
-                args.add(orEmpty(c.campaign()));
-                args.add(orEmpty(c.variant()));
-                args.add(String.join("", c.history()));
-                args.add("deferred".equals(c.label()) ? "0"
-                        : Integer.toString(indexOf(keys, keyIndex, Keys.smsParts(batchId, c.index()))));
-                args.add(Integer.toString(c.invalidated()));
                 Letter l = c.letter();
-                args.add(l == null ? "" : MessageIds.messageId(UUID.fromString(batchId), c.index()) + "" + US
-                        + l.json() + US + l.item());
+                args.add(String.join(GS,
+                        Integer.toString(indexOf(keys, keyIndex, chunkKey(batchId, c.index()))),
+                        Integer.toString(c.index()),
+                        c.label(),
+                        Long.toString(c.at()),
+                        orEmpty(c.channel()),
+                        c.user() != null ? c.user() : "-",
+                        orEmpty(c.campaign()),
+                        orEmpty(c.variant()),
+                        compact(c.history()),
+                        !mayHaveSmsReceipts(c) ? "0"
+                                : Integer.toString(indexOf(keys, keyIndex, Keys.smsParts(batchId, c.index()))),
+                        Integer.toString(c.invalidated()),
+                        l == null ? "" : MessageIds.messageId(UUID.fromString(batchId), c.index()) + "" + US
+                                + l.json() + US + l.item()));
             }
             CompletableFuture<List<Object>> run = recordScript.run(cmd, ScriptOutputType.MULTI,
                     keys.toArray(String[]::new), args.toArray(String[]::new));
@@ -244,6 +293,26 @@ public final class MessageStore implements AutoCloseable {
             }
             return flush(cmd, done, now, maxLetters, null).thenApply(x -> Arrays.asList(applied));
         });
+    }
+
+    /**
+     * True when SMS part receipts may wait for this change: it ends a message that was sent by SMS
+     * in this pass (accepted by SMS, or an SMS attempt in its history). Other ends leave receipts
+     * parked by an earlier pass to the SMS receipt sweeper, which drops them when they expire.
+     */
+    private static boolean mayHaveSmsReceipts(Change c) {
+        if ("deferred".equals(c.label())) {
+            return false;
+        }
+        if ("sms".equals(c.channel())) {
+            return true;
+        }
+        for (String h : c.history()) {
+            if (h.contains(US + "sms" + US)) {
+                return true;
+            }
+        }
+        return false;
     }
 
     private static int indexOf(List<String> keys, Map<String, Integer> index, String key) {
@@ -564,9 +633,9 @@ public final class MessageStore implements AutoCloseable {
                 for (int i : idx) {
                     ReceiptIn r = items.get(i);
                     String label = "failed".equals(r.event()) ? "failed:" + r.reason() : r.event();
-                    g.add(new PartIn(MessageIds.indexOf(r.messageId()), r.event(), r.reason(), r.at(),
-                            "receipt from " + r.source() + (r.action() != null ? ", action " + r.action() : ""),
-                            r.action(), 0, 0, null, null, label));
+                    g.add(new PartIn(MessageIds.indexOf(r.messageId()), r.event(), plain(r.reason()), r.at(),
+                            plain("receipt from " + r.source() + (r.action() != null ? ", action " + r.action() : "")),
+                            plain(r.action()), 0, 0, null, null, label));
                 }
                 grouped.put(batchId, g);
                 parts.addAll(g);
@@ -615,19 +684,20 @@ public final class MessageStore implements AutoCloseable {
                 args.add(Long.toString(OUTBOX_TTL_MILLIS));
                 args.add(app);
                 for (PartIn p : g) {
-                    args.add(Integer.toString(indexOf(keys, keyIndex, chunkKey(batchId, p.index()))));
-                    args.add(Integer.toString(p.index()));
-                    args.add(p.event());
-                    args.add(orEmpty(p.reason()));
-                    args.add(Long.toString(p.at()));
-                    args.add(p.detail());
-                    args.add(orEmpty(p.action()));
-                    args.add(Integer.toString(p.part()));
-                    args.add(Integer.toString(p.parts()));
-                    args.add(orEmpty(p.receipt()));
-                    args.add(p.part() > 0 ? Integer.toString(indexOf(keys, keyIndex, Keys.smsParts(batchId, p.index())))
-                            : "0");
-                    args.add(p.park() == null ? "" : p.park());
+                    args.add(String.join(GS,
+                            Integer.toString(indexOf(keys, keyIndex, chunkKey(batchId, p.index()))),
+                            Integer.toString(p.index()),
+                            p.event(),
+                            orEmpty(p.reason()),
+                            Long.toString(p.at()),
+                            p.detail(),
+                            orEmpty(p.action()),
+                            Integer.toString(p.part()),
+                            Integer.toString(p.parts()),
+                            orEmpty(p.receipt()),
+                            p.part() > 0 ? Integer.toString(indexOf(keys, keyIndex, Keys.smsParts(batchId, p.index())))
+                                    : "0",
+                            p.park() == null ? "" : p.park()));
                 }
                 CompletableFuture<List<Object>> run = receiptScript.run(cmd, ScriptOutputType.MULTI,
                         keys.toArray(String[]::new), args.toArray(String[]::new));
@@ -683,7 +753,7 @@ public final class MessageStore implements AutoCloseable {
         if (reason != null) {
             kept.put("r", reason);
         }
-        String parkArg = (park ? "1" : refusedNote == null ? "" : refusedNote.replace(US, ' ')) + US + keepFor.toMillis();
+        String parkArg = (park ? "1" : refusedNote == null ? "" : plain(refusedNote)) + US + keepFor.toMillis();
         PartIn p = new PartIn(MessageIds.indexOf(messageId), event, reason, at, "receipt from smsc", null, part, parts,
                 kept.toString(), parkArg, null);
         Map<String, List<PartIn>> grouped = new LinkedHashMap<>();

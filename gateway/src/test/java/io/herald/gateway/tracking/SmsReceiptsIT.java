@@ -109,9 +109,13 @@ class SmsReceiptsIT {
     private boolean record(JournalItem item, String label, String channel) throws Exception {
         try (Redis other = connect()) {
             long now = System.currentTimeMillis();
+            // As the dispatch stage writes it: the SMS attempt is in the history however the message ended.
+            List<String> history = channel == null || channel.equals("sms")
+                    ? List.of(store.historyLine(now, label, "sms", null, null))
+                    : List.of(store.historyLine(now, "failed:smsc_error", "sms", null, null),
+                            store.historyLine(now, label, channel, null, null));
             return store(other).record(other.async(), List.of(new MessageStore.Change(item.app(), item.batchId(),
-                    item.index(), item.message().user(), null, null, label, now,
-                    List.of(store.historyLine(now, label, channel, null, null)), channel, 0, null)))
+                    item.index(), item.message().user(), null, null, label, now, history, channel, 0, null)))
                     .get(5, TimeUnit.SECONDS).get(0);
         }
     }
