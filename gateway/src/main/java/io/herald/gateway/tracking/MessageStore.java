@@ -229,6 +229,12 @@ public final class MessageStore implements AutoCloseable {
      * a terminal message, gives false).
      */
     public CompletableFuture<List<Boolean>> record(RedisAsyncCommands<String, String> cmd, List<Change> changes) {
+        return record(cmd, changes, true);
+    }
+
+    /** As above; {@code flush} false stops after the batch-slot calls, as a process that died there would. */
+    CompletableFuture<List<Boolean>> record(RedisAsyncCommands<String, String> cmd, List<Change> changes,
+                                            boolean flush) {
         Map<String, List<Integer>> byBatch = new LinkedHashMap<>();
         for (int i = 0; i < changes.size(); i++) {
             byBatch.computeIfAbsent(changes.get(i).batchId(), k -> new ArrayList<>()).add(i);
@@ -290,6 +296,9 @@ public final class MessageStore implements AutoCloseable {
                 if (!call.again()) {
                     countStates(call.facts());
                 }
+            }
+            if (!flush) {
+                return CompletableFuture.completedFuture(Arrays.asList(applied));
             }
             return flush(cmd, done, now, maxLetters, null).thenApply(x -> Arrays.asList(applied));
         });
