@@ -75,17 +75,51 @@ final class Drive {
      * ({@code deadlineNanos}) passed first.
      */
     boolean run(Sink sink, long deadlineNanos, String label) throws InterruptedException {
+        return run(sink, deadlineNanos, label, null);
+    }
+
+    /** Called once between the warm-up and the measured part, with nothing in flight. */
+    interface Boundary {
+        void reached() throws InterruptedException;
+    }
+
+    /**
+     * As {@link #run(Sink, long, String)}; with a {@code boundary}, the warm-up messages are sent
+     * first (the last request cut at the boundary), every request answered and every acknowledged
+     * warm-up message drained (up to the drain timeout), then {@code boundary} runs, and the
+     * measured part starts afresh: in open loop, measured message {@code i} is due at
+     * {@code boundary end + (i - warmup) / rate}.
+     */
+    boolean run(Sink sink, long deadlineNanos, String label, Boundary boundary) throws InterruptedException {
         Semaphore slots = new Semaphore(maxInFlight);
         int unit = sink.unit();
         long startNanos = System.nanoTime();
         long startMicros = Tally.nowMicros();
+        long scheduleFrom = 0;
         Thread bar = progressBar(label);
         try {
-            for (long from = 0; from < tally.total; from += unit) {
-                int n = (int) Math.min(unit, tally.total - from);
+            int n;
+            for (long from = 0; from < tally.total; from += n) {
+                n = (int) Math.min(unit, tally.total - from);
+                if (boundary != null && from < tally.warmup) {
+                    n = (int) Math.min(n, tally.warmup - from);
+                }
+                if (boundary != null && from == tally.warmup) {
+                    if (!slots.tryAcquire(maxInFlight, Math.max(0, deadlineNanos - System.nanoTime()),
+                            TimeUnit.NANOSECONDS)) {
+                        tally.notAcknowledged.add(tally.total - from);
+                        return false;
+                    }
+                    slots.release(maxInFlight);
+                    drain(Math.min(deadlineNanos, System.nanoTime() + drainTimeout.toNanos()));
+                    boundary.reached();
+                    startNanos = System.nanoTime();
+                    startMicros = Tally.nowMicros();
+                    scheduleFrom = from;
+                }
                 long intendedNanos;
                 if (rate > 0) {
-                    intendedNanos = startNanos + (long) (from * 1e9 / rate);
+                    intendedNanos = startNanos + (long) ((from - scheduleFrom) * 1e9 / rate);
                     long wait;
                     while ((wait = intendedNanos - System.nanoTime()) > 0) {
                         LockSupport.parkNanos(Math.min(wait, 1_000_000L));
@@ -108,18 +142,22 @@ final class Drive {
             if (!slots.tryAcquire(maxInFlight, Math.max(0, deadlineNanos - System.nanoTime()), TimeUnit.NANOSECONDS)) {
                 return false;
             }
-            long drainEnd = Math.min(deadlineNanos, System.nanoTime() + drainTimeout.toNanos());
-            while (tally.acknowledgedArrived() < tally.acknowledgedCount.sum()) {
-                if (System.nanoTime() > drainEnd) {
-                    return false;
-                }
-                Thread.sleep(50); // polling a counter; not synchronisation of a test
-            }
-            return true;
+            return drain(Math.min(deadlineNanos, System.nanoTime() + drainTimeout.toNanos()));
         } finally {
             bar.interrupt();
             bar.join();
         }
+    }
+
+    /** Waits until every acknowledged message has arrived; false when {@code drainEnd} passed first. */
+    private boolean drain(long drainEnd) throws InterruptedException {
+        while (tally.acknowledgedArrived() < tally.acknowledgedCount.sum()) {
+            if (System.nanoTime() > drainEnd) {
+                return false;
+            }
+            Thread.sleep(50); // polling a counter; not synchronisation of a test
+        }
+        return true;
     }
 
     private Thread progressBar(String label) {

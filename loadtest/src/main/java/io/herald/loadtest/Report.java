@@ -58,6 +58,22 @@ final class Report {
     record Process(String name, double cpuSeconds, double cpuMicrosPerMessage, long peakRssBytes,
                    Long peakHeapBytes, Long lastHeapBytes, Long peakDirectBytes) { }
 
+    /**
+     * What Redis did for the measured part of a gateway run (see {@link RedisStats}): calls by the
+     * gateway per delivered message, in all, of write commands (each command a script runs counted
+     * under its own name), and of script calls ({@code EVALSHA}, never writes themselves); the 10
+     * commands with the most calls; {@code used_memory} before the part and after it drained, and
+     * its growth per message (bytes per retained message); {@code DBSIZE} at the end. {@code
+     * settled}: Redis had gone quiet at both readings.
+     */
+    record Redis(long messages, long calls, double callsPerMessage, long writes, double writesPerMessage,
+                 long scriptCalls, double scriptCallsPerMessage, List<RedisCommand> topCommands,
+                 long usedMemoryBeforeBytes, long usedMemoryBytes, double bytesPerMessage, long dbsize,
+                 boolean settled) { }
+
+    /** One command's calls over the measured part, per message, and whether it is a write. */
+    record RedisCommand(String name, long calls, double perMessage, boolean write) { }
+
     /** One second of the timeline (seconds since the run started); e2e p99 of the arrivals in that second. */
     @JsonInclude(JsonInclude.Include.NON_NULL)
     record Second(int second, long sent, long acknowledged, long delivered, Long heapBytes, Double e2eP99Ms) { }
@@ -68,7 +84,7 @@ final class Report {
                double deliveredPerSecond, double measuredSeconds, Latency ingestMs, Latency endToEndMs,
                long rejections429, Latency rejectionMs, long failedRequests, long rejectedItems, String firstFailure,
                Queue queue,
-               List<Process> processes, List<Second> timeline,
+               List<Process> processes, Redis redis, List<Second> timeline,
                @com.fasterxml.jackson.annotation.JsonIgnore Histogram ingest,
                @com.fasterxml.jackson.annotation.JsonIgnore Histogram endToEnd) {
         boolean ok() {
@@ -84,6 +100,12 @@ final class Report {
     /** Builds a run from a finished tally; the processes are measured by the caller. */
     static Run run(String name, Tally t, String shape, boolean completed, String firstFailure,
                    List<Process> processes, List<Second> timeline) {
+        return run(name, t, shape, completed, firstFailure, processes, null, timeline);
+    }
+
+    /** As above, with what Redis did over the measured part ({@code redis}: null when not measured). */
+    static Run run(String name, Tally t, String shape, boolean completed, String firstFailure,
+                   List<Process> processes, Redis redis, List<Second> timeline) {
         Queue q = t.queueCheck();
         long firstIntended = t.firstMeasuredIntended.get();
         long lastArrival = t.lastMeasuredArrival.get();
@@ -116,7 +138,7 @@ final class Report {
         return new Run(name, t.run, shape, t.total - t.warmup, t.warmup, completed, verdict, round(rate),
                 round(seconds), Latency.of(ingest), Latency.of(e2e), t.rejections429.sum(),
                 Latency.of(t.rejectionHistogram()), t.failedRequests.sum(),
-                t.rejected.sum(), firstFailure, q, processes, timeline, ingest, e2e);
+                t.rejected.sum(), firstFailure, q, processes, redis, timeline, ingest, e2e);
     }
 
     /** The per-second timeline of a tally, up to its last event. */
@@ -163,6 +185,25 @@ final class Report {
                     p.cpuMicrosPerMessage(), mib(p.peakRssBytes()),
                     p.peakHeapBytes() == null ? "" : "  peak heap " + mib(p.peakHeapBytes()) + "  last heap "
                             + mib(p.lastHeapBytes()) + "  peak direct " + mib(p.peakDirectBytes()));
+        }
+        if (r.redis() != null) {
+            redis(r.redis(), out);
+        }
+    }
+
+    private static void redis(Redis x, PrintStream out) {
+        out.printf(Locale.ROOT, "  redis calls    %.2f/msg  writes %.2f/msg  scripts %.2f/msg   (%,d calls over %,d "
+                        + "delivered messages%s)%n", x.callsPerMessage(), x.writesPerMessage(), x.scriptCallsPerMessage(),
+                x.calls(), x.messages(), x.settled() ? "" : "; Redis NOT quiet at a reading");
+        out.printf(Locale.ROOT, "  redis memory   %,.1f B/retained msg  used_memory %s -> %s  dbsize %,d%n",
+                x.bytesPerMessage(), mib(x.usedMemoryBeforeBytes()), mib(x.usedMemoryBytes()), x.dbsize());
+        List<RedisCommand> top = x.topCommands();
+        for (int i = 0; i < top.size(); i += 5) {
+            StringBuilder line = new StringBuilder();
+            for (RedisCommand c : top.subList(i, Math.min(top.size(), i + 5))) {
+                line.append(String.format(Locale.ROOT, "%-10s %6.2f%s  ", c.name(), c.perMessage(), c.write() ? "w" : " "));
+            }
+            out.printf(Locale.ROOT, "  %-14s %s%n", i == 0 ? "redis top/msg" : "", line.toString().stripTrailing());
         }
     }
 

@@ -132,7 +132,8 @@ final class Scenarios {
                 + "'-XX:StartFlightRecording=filename=gw.jfr'.")
         List<String> gatewayJvm = List.of();
 
-        @Option(names = "--redis-url", description = "Use this Redis instead of starting one (loopback).")
+        @Option(names = "--redis-url", description = "Use this Redis instead of starting one (loopback); "
+                + "with --url, the gateway's Redis, read for the Redis figures.")
         String redisUrl;
 
         @Option(names = "--app", description = "App to send as. Default: ${DEFAULT-VALUE}")
@@ -239,6 +240,7 @@ final class Scenarios {
                 }
                 Harness h = new Harness(stack, shape, setup, url != null ? HeraldClient.requireLoopback(url).toString()
                         : stack.baseUrl(), url != null ? apiKey : stack.apiKey);
+                h.redisFigures = true;
                 h.register(batches.kinds(cl));
                 Report.Run r = h.gatewayRun(1, measured, shape.rate(cl), batches, mix, cl);
                 return h.finish("gateway", List.of(r), null, cl);
@@ -302,6 +304,7 @@ final class Scenarios {
             String[] mix = batches.pattern(cl);
             return withStack(setup, shape, Set.of(PeerMain.Kind.apns), true, stack -> {
                 Harness h = new Harness(stack, shape, setup, stack.baseUrl(), stack.apiKey);
+                h.redisFigures = true;
                 h.register(Set.of(PeerMain.Kind.apns));
                 List<Report.Run> runs = new ArrayList<>();
                 List<Double> ratios = new ArrayList<>();
@@ -313,8 +316,10 @@ final class Scenarios {
                     runs.add(gw);
                     double ratio = r.deliveredPerSecond() > 0 ? gw.deliveredPerSecond() / r.deliveredPerSecond() : 0;
                     ratios.add(Math.round(ratio * 1000) / 1000.0);
-                    System.out.printf(Locale.ROOT, "round %d: raw %,.0f msg/s, gateway %,.0f msg/s, ratio %.3f%n",
-                            round, r.deliveredPerSecond(), gw.deliveredPerSecond(), ratio);
+                    System.out.printf(Locale.ROOT, "round %d: raw %,.0f msg/s, gateway %,.0f msg/s, ratio %.3f%s%n",
+                            round, r.deliveredPerSecond(), gw.deliveredPerSecond(), ratio, gw.redis() == null ? ""
+                                    : String.format(Locale.ROOT, ", Redis writes %.2f/msg (calls %.2f/msg)",
+                                    gw.redis().writesPerMessage(), gw.redis().callsPerMessage()));
                 }
                 return h.finish("compare", runs, ratios, cl);
             });
@@ -546,6 +551,11 @@ final class Scenarios {
         private final String baseUrl;
         private final String startedAt = Instant.now().toString();
         private final int runBase = ThreadLocalRandom.current().nextInt(1_000, 1_000_000);
+        /**
+         * Whether gateway runs measure Redis ({@link RedisStats}): the load pauses between warm-up
+         * and measured part until Redis is quiet. Off for crash and soak, whose load must not pause.
+         */
+        boolean redisFigures;
         /** Whether a run passed: the total-queue check by default; crash tolerates bounded duplicates. */
         java.util.function.Predicate<Report.Run> passes = Report.Run::ok;
 
@@ -627,20 +637,69 @@ final class Scenarios {
                 chaos.start();
             }
             boolean done;
+            RedisStats redis = redisFigures ? openRedisStats() : null;
+            java.util.concurrent.atomic.AtomicReference<RedisStats.Snapshot> before =
+                    new java.util.concurrent.atomic.AtomicReference<>();
+            Drive.Boundary boundary = redis == null ? null : () -> before.set(redisSettle(redis));
+            Report.Redis redisResult = null;
             try {
-                done = measure(t, sampler, () -> new Drive(t, rate, b.concurrency,
-                        Duration.ofSeconds(shape.drainSeconds), System.out).run(sink, deadline, label));
+                try {
+                    done = measure(t, sampler, () -> new Drive(t, rate, b.concurrency,
+                            Duration.ofSeconds(shape.drainSeconds), System.out).run(sink, deadline, label, boundary));
+                } finally {
+                    if (chaos != null) {
+                        chaos.interrupt();
+                        chaos.join();
+                    }
+                }
+                RedisStats.Snapshot after = before.get() == null ? null : redisSettle(redis);
+                if (after != null) {
+                    try {
+                        redisResult = redis.figures(before.get(), after, t.measuredArrivals.sum());
+                    } catch (RuntimeException e) {
+                        System.err.println("loadtest: no Redis figures, Redis could not be read: " + e);
+                    }
+                }
             } finally {
-                if (chaos != null) {
-                    chaos.interrupt();
-                    chaos.join();
+                if (redis != null) {
+                    redis.close();
                 }
             }
             Report.Run r = Report.run("gateway", t, shape.describe(cl) + ", batches of " + b.batchSize + ", "
                     + b.concurrency + " in flight, mix " + b.mix, done, sink.firstFailure.get(),
-                    sampler.processes(stack, t), Report.timeline(t, sampler.heapBySecond(), sampler.p99BySecond()));
+                    sampler.processes(stack, t), redisResult,
+                    Report.timeline(t, sampler.heapBySecond(), sampler.p99BySecond()));
             Report.print(r, passes.test(r), System.out);
             return r;
+        }
+
+        /** A connection for Redis figures: the stack's Redis, else --redis-url; null when neither is known. */
+        private RedisStats openRedisStats() {
+            String url = stack.redisUrl() != null ? stack.redisUrl() : setup.redisUrl;
+            if (url == null) {
+                System.out.println("no Redis figures: the gateway's Redis is unknown (pass --redis-url with --url)");
+                return null;
+            }
+            try {
+                return RedisStats.open(url);
+            } catch (RuntimeException e) {
+                System.err.println("loadtest: no Redis figures, cannot connect to " + url + ": " + e);
+                return null;
+            }
+        }
+
+        /** Redis's counters once it is quiet; null (and a line why) when Redis cannot be read. */
+        private static RedisStats.Snapshot redisSettle(RedisStats redis) throws InterruptedException {
+            try {
+                RedisStats.Snapshot s = redis.settle();
+                if (!s.settled()) {
+                    System.out.println("Redis was not quiet after 30 s; its counters are read anyway");
+                }
+                return s;
+            } catch (RuntimeException e) {
+                System.err.println("loadtest: no Redis figures, Redis could not be read: " + e);
+                return null;
+            }
         }
 
         Report.Run rawRun(int n, long measured, double rate, int inFlight, int connections, picocli.CommandLine cl)

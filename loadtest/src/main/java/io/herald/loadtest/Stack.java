@@ -152,6 +152,11 @@ final class Stack implements AutoCloseable {
         }
     }
 
+    /** The Redis URL the gateway was given, or null before {@link #startRedis}. */
+    String redisUrl() {
+        return redisUrl;
+    }
+
     long redisPid() {
         return redis == null ? -1 : redis.pid();
     }

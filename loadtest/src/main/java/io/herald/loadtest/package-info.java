@@ -11,6 +11,8 @@
  * fixed rate, or max with bounded requests in flight) through a sink (HTTP batches, or Pushy
  * straight to the APNs peer). Every message carries a marker the peers report back on arrival;
  * {@link io.herald.loadtest.Tally} keeps the books (acknowledged, arrived, latency) and runs the
- * total-queue check; {@link io.herald.loadtest.Report} prints and writes the figures.
+ * total-queue check; {@link io.herald.loadtest.RedisStats} reads what Redis did per message in a
+ * gateway run (commandstats, memory); {@link io.herald.loadtest.Report} prints and writes the
+ * figures.
  */
 package io.herald.loadtest;
