@@ -67,7 +67,10 @@ public final class MessageStore implements AutoCloseable {
     private static final String GS = "\u001d";
     /** Messages per chunk hash: 2^7, at most the default hash-max-listpack-entries (128). */
     public static final int CHUNK_BITS = 7;
-    /** How long an outbox entry is kept (the sweeper flushes a lost one long before). */
+    /**
+     * How long an outbox entry is kept at most: the flush deletes it; one whose flush answer was lost
+     * expires (the sweeper flushes a lost one long before).
+     */
     static final long OUTBOX_TTL_MILLIS = 3_600_000L;
     /** A marker older than this is the sweeper's: its call died before its flush. */
     static final long SWEEP_AFTER_MILLIS = 60_000L;
@@ -448,6 +451,13 @@ public final class MessageStore implements AutoCloseable {
         CompletableFuture<String> run = flushScript.run(cmd, ScriptOutputType.VALUE, keys.toArray(String[]::new),
                 args.toArray(String[]::new));
         return run.thenCompose(applied -> {
+            synchronized (guard) { // counted (here or before): the outbox entries are done
+                for (Call c : calls) {
+                    cmd.hdel(Keys.outbox(c.batchId()), c.member().substring(c.member().indexOf('|') + 1),
+                            c.member().substring(c.member().indexOf('|') + 1) + ":l");
+                }
+                cmd.getStatefulConnection().flushCommands();
+            }
             Map<String, long[]> engagement = new LinkedHashMap<>();
             for (int i = 0; i < calls.size(); i++) {
                 if (applied.charAt(i) != '1') {

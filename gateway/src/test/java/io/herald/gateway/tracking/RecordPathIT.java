@@ -145,6 +145,8 @@ class RecordPathIT {
         assertThat(sync.hgetall(Keys.batch(b))).containsEntry("n:accepted", "10"); // the batch side is in
         assertThat(appFunnel()).doesNotContainKey("accepted");
         assertThat(sync.zcard(Keys.flushMarkers(APP))).isEqualTo(1);
+        assertThat(sync.hlen(Keys.outbox(b))).isEqualTo(1);
+        assertThat(sync.pttl(Keys.outbox(b))).isPositive().isLessThanOrEqualTo(MessageStore.OUTBOX_TTL_MILLIS);
 
         // A replay of the same outcomes applies nothing and cannot recount them.
         assertThat(record(accepted(b, 0, 10, at), true)).containsOnly(false);
@@ -160,6 +162,7 @@ class RecordPathIT {
         assertThat(appFunnel()).containsEntry("accepted", "10");
         assertThat(events()).isEqualTo(10);
         assertThat(sync.zcard(Keys.flushMarkers(APP))).isZero();
+        assertThat(sync.hlen(Keys.outbox(b))).isZero();
 
         // Two sweepers (every node sweeps) and later sweeps find nothing more to count.
         assertThat(store.sweep(APP, now + 10 * MessageStore.SWEEP_AFTER_MILLIS).get(5, TimeUnit.SECONDS)).isZero();
@@ -210,7 +213,7 @@ class RecordPathIT {
         long hourStart = at - at % 3_600_000L;
         long bucket = sync.pttl(Keys.funnelBucket(APP, null, null, "h", hourStart));
         assertThat(bucket).isPositive().isLessThanOrEqualTo(3_600_000L + Duration.ofDays(2).toMillis());
-        assertThat(sync.pttl(Keys.outbox(b))).isPositive().isLessThanOrEqualTo(MessageStore.OUTBOX_TTL_MILLIS);
+        assertThat(sync.hlen(Keys.outbox(b))).isZero(); // counted: the facts are gone
     }
 
     @Test
