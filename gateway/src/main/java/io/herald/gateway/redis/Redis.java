@@ -67,6 +67,25 @@ public final class Redis implements AutoCloseable {
         connections.add(shared);
     }
 
+    /**
+     * Message records (MessageStore) are 70-130 bytes; Redis keeps their chunk hashes compact only
+     * when its hash value limit is above that (default 64). Says so once at start; a server that
+     * refuses CONFIG GET (managed Redis) is left alone.
+     */
+    private static void warnIfRecordsWouldNotBeCompact(StatefulRedisConnection<String, String> c) {
+        try {
+            java.util.Map<String, String> v = c.sync().configGet("hash-max-*-value");
+            long limit = v.values().stream().mapToLong(Long::parseLong).max().orElse(256);
+            if (limit < 128) {
+                org.slf4j.LoggerFactory.getLogger(Redis.class).warn("Redis hash-max-listpack-value is {}: message "
+                        + "records will take about 120 instead of 75 bytes each; set hash-max-listpack-value 256 "
+                        + "(hash-max-ziplist-value on Redis 6.2) in redis.conf (README: Sizing Redis)", limit);
+            }
+        } catch (RuntimeException e) {
+            // CONFIG is not available: nothing to say
+        }
+    }
+
     /** Connects (starting the embedded server when configured so); fails with one clear line. */
     public static Redis connect(HeraldConfig config) {
         EmbeddedRedis embedded = null;
@@ -108,6 +127,7 @@ public final class Redis implements AutoCloseable {
                         + "node; Herald needs a standalone Redis (cluster support, redis.cluster, is not built yet): "
                         + "point it at a standalone server or unset it for the embedded one");
             }
+            warnIfRecordsWouldNotBeCompact(shared);
             return new Redis(embedded, resources, client, shared);
         } catch (StartupException e) {
             throw e;

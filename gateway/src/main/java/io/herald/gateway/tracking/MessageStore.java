@@ -451,7 +451,8 @@ public final class MessageStore implements AutoCloseable {
         CompletableFuture<String> run = flushScript.run(cmd, ScriptOutputType.VALUE, keys.toArray(String[]::new),
                 args.toArray(String[]::new));
         return run.thenCompose(applied -> {
-            synchronized (guard) { // counted (here or before): the outbox entries are done
+            synchronized (guard) { // counted (here or before): the outbox entries are done (not awaited:
+                // an entry whose delete is lost expires after OUTBOX_TTL_MILLIS)
                 for (Call c : calls) {
                     cmd.hdel(Keys.outbox(c.batchId()), c.member().substring(c.member().indexOf('|') + 1),
                             c.member().substring(c.member().indexOf('|') + 1) + ":l");

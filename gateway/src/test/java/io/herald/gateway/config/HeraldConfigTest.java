@@ -68,6 +68,25 @@ class HeraldConfigTest {
     }
 
     @Test
+    void retentionIsSplitIntoMessagesAndAggregatesAndTheOldScalarFailsWithOneLine(@TempDir Path dir)
+            throws Exception {
+        HeraldConfig d = HeraldConfig.load(null, Map.of(), List.of());
+        assertThat(d.retention().messages()).isEqualTo(java.time.Duration.ofHours(72));
+        assertThat(d.retention().aggregates()).isEqualTo(java.time.Duration.ofDays(90));
+        Path conf = dir.resolve("herald.conf");
+        Files.writeString(conf, "herald.retention = 7d");
+        assertThatThrownBy(() -> HeraldConfig.load(conf, Map.of(), List.of()))
+                .isInstanceOf(StartupException.class)
+                .hasMessageContaining("retention.messages")
+                .hasMessageContaining("retention.aggregates")
+                .satisfies(e -> assertThat(e.getMessage()).doesNotContain("\n"));
+        Files.writeString(conf, "herald.retention { messages = 1d, aggregates = 30d }");
+        HeraldConfig c = HeraldConfig.load(conf, Map.of(), List.of());
+        assertThat(c.retention().messages()).isEqualTo(java.time.Duration.ofDays(1));
+        assertThat(c.retention().aggregates()).isEqualTo(java.time.Duration.ofDays(30));
+    }
+
+    @Test
     void badRedisUriIsRejectedAtLoad() {
         assertThatThrownBy(() -> HeraldConfig.load(null, Map.of("redis.url", "localhost:6379"), List.of()))
                 .isInstanceOf(StartupException.class)
