@@ -136,6 +136,8 @@ public class ApnsPayloadBenchmark {
         same("apnsJacksonMap", apns, apnsMap(withReceipt));
         same("apnsPerDelivery", apns, ApnsPayloads.encodeToString(withReceiptData(message, expiry))
                 .getBytes(StandardCharsets.UTF_8));
+        same("apnsPerDeliveryDeepCopy", apns, new String(ApnsPayloads.encode(withReceiptDataDeepCopy(message, expiry)),
+                StandardCharsets.UTF_8).getBytes(StandardCharsets.UTF_8));
         same("apnsPerDeliveryJacksonTree", apns, MAPPER.writeValueAsString(apnsTreeNode(message, receiptBlock(expiry)))
                 .getBytes(StandardCharsets.UTF_8));
         byte[] fcm = FcmPayloads.encode(withReceipt, fcmToken);
@@ -173,6 +175,16 @@ public class ApnsPayloadBenchmark {
     public String apnsPerDelivery(CpuClock clock) {
         clock.ops++;
         return ApnsPayloads.encodeToString(withReceiptData(message, expiry()));
+    }
+
+    /**
+     * The per-delivery path as it was before 2026-12-01, kept as the side-by-side reference for
+     * {@link #apnsPerDelivery}: deep copy of {@code data}, UTF-8 bytes, then a String of them.
+     */
+    @Benchmark
+    public String apnsPerDeliveryDeepCopy(CpuClock clock) {
+        clock.ops++;
+        return new String(ApnsPayloads.encode(withReceiptDataDeepCopy(message, expiry())), StandardCharsets.UTF_8);
     }
 
     /** Baseline: same token and bytes; tree around the original data nodes, written as a String. */
@@ -234,12 +246,24 @@ public class ApnsPayloadBenchmark {
     }
 
     /**
-     * What {@code DispatchHandler.withReceiptData} does (gateway, pipeline package): copy
-     * {@code data}, add {@code herald: {id, t}}, rebuild the message around the copy.
+     * What {@code DispatchHandler.withReceiptData} does (gateway, pipeline package): a shallow copy
+     * of {@code data} (its nodes shared), add {@code herald: {id, t}}, rebuild the message.
      */
     private Message withReceiptData(Message m, long expiry) {
+        ObjectNode data = JsonNodeFactory.instance.objectNode();
+        if (m.data() != null) {
+            data.setAll(m.data());
+        }
+        return withReceiptIn(m, data, expiry);
+    }
+
+    /** As the gateway did before 2026-12-01: a deep copy of {@code data}. */
+    private Message withReceiptDataDeepCopy(Message m, long expiry) {
+        return withReceiptIn(m, m.data() != null ? m.data().deepCopy() : JsonNodeFactory.instance.objectNode(), expiry);
+    }
+
+    private Message withReceiptIn(Message m, ObjectNode data, long expiry) {
         String recipient = m.user() != null ? m.user() : "-";
-        ObjectNode data = m.data() != null ? m.data().deepCopy() : JsonNodeFactory.instance.objectNode();
         ObjectNode herald = data.putObject("herald");
         herald.put("id", messageId);
         herald.put("t", tokens.sign(messageId, recipient, expiry));

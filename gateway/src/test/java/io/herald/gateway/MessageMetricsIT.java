@@ -130,7 +130,7 @@ class MessageMetricsIT {
     }
 
     /**
-     * A retried record round trip runs transition.lua again: a repeat of a terminal change answers
+     * A retried record round trip runs record.lua again: a repeat of a terminal change answers
      * 0 and a repeat of {@code deferred} (not terminal) answers 2, so neither counts twice.
      */
     @Test

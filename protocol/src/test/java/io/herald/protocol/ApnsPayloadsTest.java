@@ -59,6 +59,17 @@ class ApnsPayloadsTest {
     void encodeToStringMatchesEncode() {
         Message m = message("t", "b", null, "s", 1, "c");
         assertThat(ApnsPayloads.encodeToString(m).getBytes(StandardCharsets.UTF_8)).isEqualTo(ApnsPayloads.encode(m));
+        // Two writers (chars and UTF-8 bytes): the same text for emoji, CJK, RTL, escapes and nesting.
+        ObjectNode data = MAPPER.createObjectNode();
+        data.put("q", "\"quoted\" \\ back\tslash\u0001 \u2028");
+        data.putObject("deep").putArray("a").add("\ud83c\udf89 \u4f60\u597d").add(1.5).add(true).addNull();
+        Message rich = message("\u0645\u0631\u062d\u0628\u0627 \ud83d\ude80", "caf\u00e9 </script>", data, null, null, null);
+        assertThat(ApnsPayloads.encodeToString(rich).getBytes(StandardCharsets.UTF_8))
+                .isEqualTo(ApnsPayloads.encode(rich));
+        ObjectNode aps = MAPPER.createObjectNode();
+        aps.putObject("aps");
+        assertThatThrownBy(() -> ApnsPayloads.encodeToString(message(null, "b", aps, null, null, null)))
+                .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("data.aps");
     }
 
     @Test
@@ -79,6 +90,11 @@ class ApnsPayloadsTest {
         data.putArray("k").add("x\udc00");
         assertThatThrownBy(() -> ApnsPayloads.encode(message(null, "b", data, null, null, null)))
                 .isInstanceOf(IllegalArgumentException.class)
-                .hasMessageContaining("data");
+                .hasMessageContaining("data.k[0]");
+        ObjectNode deep = MAPPER.createObjectNode();
+        deep.put("ok", "fine").putObject("o").put("k\u0000", 1);
+        assertThatThrownBy(() -> ApnsPayloads.encodeToString(message(null, "b", deep, null, null, null)))
+                .isInstanceOf(IllegalArgumentException.class)
+                .hasMessageContaining("data.o");
     }
 }

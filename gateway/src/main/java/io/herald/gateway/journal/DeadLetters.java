@@ -33,8 +33,9 @@ import java.util.concurrent.TimeUnit;
  * can be listed and re-driven, never silently dropped.
  *
  * <p>What dies, always as the terminal state {@code failed:<reason>} written by
- * {@code transition.lua} together with the letter (one script: a message is never failed without
- * its letter, nor listed without being failed):
+ * {@code record.lua}, which keeps the letter in the batch's outbox in the same call; the flush files
+ * it ({@code dead-letters.lua}, idempotent by message id), and a flush lost to a crash is finished
+ * by the sweeper, so a message is never failed without its letter, nor listed without being failed:
  * <ul>
  *   <li>{@code retries_exhausted}: retryable provider failures (429, 5xx, connection) hit
  *       {@code max-attempts}; {@code internal}: processing the message threw. Filed by the record

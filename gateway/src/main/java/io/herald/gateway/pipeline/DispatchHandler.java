@@ -105,7 +105,12 @@ final class DispatchHandler implements EventHandler<DeliveryEvent> {
         Message m = item.message();
         String recipient = m.user() != null ? m.user() : "-";
         long expiry = System.currentTimeMillis() / 1000 + tokenTtlSeconds;
-        ObjectNode data = m.data() != null ? m.data().deepCopy() : JsonNodeFactory.instance.objectNode();
+        // A shallow copy: the message's own data nodes are shared (nothing mutates them after
+        // intake), only the top-level object that gains "herald" is new.
+        ObjectNode data = JsonNodeFactory.instance.objectNode();
+        if (m.data() != null) {
+            data.setAll(m.data());
+        }
         ObjectNode herald = data.putObject("herald");
         herald.put("id", item.messageId());
         herald.put("t", tokens.sign(item.messageId(), recipient, expiry));

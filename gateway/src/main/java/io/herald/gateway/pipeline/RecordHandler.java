@@ -25,7 +25,8 @@ import java.util.function.IntConsumer;
  * the scheduler's sorted set); a second deletes the journal entries
  * whose messages are now all settled. Only then are the messages' capacity permits released.
  * A failure worth re-driving ({@code retries_exhausted}, {@code internal}) is filed as a dead letter
- * by the same script as its state change.
+ * through the same {@code record.lua} call as its state change (kept in the batch's outbox, filed by
+ * the flush).
  * Runs on its own thread; the only writer of message states besides replays of itself.
  */
 final class RecordHandler implements EventHandler<OutcomeEvent> {

@@ -35,7 +35,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.awaitility.Awaitility.await;
 
 /**
- * SMS part receipts against a real redis-server: receipt.lua, transition.lua and
+ * SMS part receipts against a real redis-server: receipt.lua, record.lua and
  * parked-receipts.lua through {@link MessageStore}, and the parking bounds of {@link SmsReceipts}.
  * The order of receipts and acceptance is driven directly, as the record stage and the SMSC would
  * interleave them.
