@@ -157,6 +157,10 @@ public final class BatchCodec {
                     : e.getMessage();
             throw new BatchRejectedException(ErrorCode.MALFORMED_JSON, null,
                     "body: malformed JSON (" + firstLine(detail) + ")");
+        } catch (NumberFormatException e) {
+            // Jackson's BigDecimal parser refuses exponents it cannot represent (e.g. 9e99999...9).
+            throw new BatchRejectedException(ErrorCode.MALFORMED_JSON, null,
+                    "body: a number out of range (expected: a decimal with an exponent below 10^9)");
         }
     }
 

@@ -134,6 +134,10 @@ class BatchCodecTest {
         assertRejected(utf8("   "), ErrorCode.MALFORMED_JSON, null);
         assertRejected(utf8("[1,2]"), ErrorCode.MALFORMED_JSON, null);
         assertRejected(utf8("\"str\""), ErrorCode.MALFORMED_JSON, null);
+        // Found by the fuzz test: an exponent Jackson's BigDecimal parser refuses threw out of decode.
+        assertRejected(utf8("9e999999999999999999999999999999"), ErrorCode.MALFORMED_JSON, null);
+        assertRejected(utf8("{'app':'demo','messages':[{'user':'u','body':'b','data':{'n':9e999999999999999999999999999999}}]}"
+                .replace('\'', '"')), ErrorCode.MALFORMED_JSON, null);
         assertRejected(utf8("{'app':'demo','messages':[{'user':'u','body':'b'}]} trailing".replace('\'', '"')),
                 ErrorCode.MALFORMED_JSON, null);
         assertRejected(utf8("{'app':'demo','messages':[{'user':'u','body':'b'}]}{}".replace('\'', '"')),
