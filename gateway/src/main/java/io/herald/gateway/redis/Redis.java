@@ -16,11 +16,13 @@ import io.lettuce.core.resource.ClientResources;
 import io.lettuce.core.resource.DefaultClientResources;
 import io.lettuce.core.resource.Delay;
 
+import org.slf4j.LoggerFactory;
 import java.io.IOException;
 import java.io.InputStream;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.TimeUnit;
@@ -74,10 +76,10 @@ public final class Redis implements AutoCloseable {
      */
     private static void warnIfRecordsWouldNotBeCompact(StatefulRedisConnection<String, String> c) {
         try {
-            java.util.Map<String, String> v = c.sync().configGet("hash-max-*-value");
+            Map<String, String> v = c.sync().configGet("hash-max-*-value");
             long limit = v.values().stream().mapToLong(Long::parseLong).max().orElse(256);
             if (limit < 128) {
-                org.slf4j.LoggerFactory.getLogger(Redis.class).warn("Redis hash-max-listpack-value is {}: message "
+                LoggerFactory.getLogger(Redis.class).warn("Redis hash-max-listpack-value is {}: message "
                         + "records will take about 120 instead of 75 bytes each; set hash-max-listpack-value 256 "
                         + "(hash-max-ziplist-value on Redis 6.2) in redis.conf (README: Sizing Redis)", limit);
             }
