@@ -1,16 +1,22 @@
--- Files dead letters of one app (one slot: {sched}), each a message whose change to failed applied
--- in record.lua; filing the same letter again (a retried flush) changes nothing but its score.
--- KEYS[1] the app's dead-letter zset, KEYS[2] its data hash.
--- ARGV[1] now (ms), ARGV[2] retention (ms), ARGV[3] the most letters kept, ARGV[4..] letters:
--- id US letter JSON US item JSON.
--- Scores are ms * 1000, unique and rising ('#last'). Bounded: nothing older than the retention, at
--- most max letters (the oldest go first).
+-- Files dead letters of one app into one shard (one slot: the shard's tag), each a message whose
+-- change to failed applied in record.lua; filing the same letter again (a retried flush) changes
+-- nothing.
+-- KEYS[1] the app's dead-letter zset of the shard, KEYS[2] its data hash.
+-- ARGV[1] now (ms), ARGV[2] retention (ms), ARGV[3] the most letters kept in this shard, ARGV[4]
+-- the shard, ARGV[5] the shard count, ARGV[6..] letters: id US letter JSON US item JSON.
+-- Scores are about ms * 1000, unique and rising ('#last') and equal to the shard modulo the shard
+-- count, so scores are unique over all shards and a page merged from them has a total order.
+-- Bounded: nothing older than the retention, at most max letters (the oldest go first).
 local z, h = KEYS[1], KEYS[2]
 local now, retention, max = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-for j = 4, #ARGV do
+local shard, shards = tonumber(ARGV[4]), tonumber(ARGV[5])
+for j = 6, #ARGV do
   local id, letter, item = string.match(ARGV[j], '^([^\31]*)\31([^\31]*)\31(.*)$')
   if redis.call('ZSCORE', z, id) == false then
-    local score = math.max(now * 1000, tonumber(redis.call('HGET', h, '#last') or '0') + 1)
+    local base = now * 1000
+    local score = base - math.fmod(base, shards) + shard
+    local last = tonumber(redis.call('HGET', h, '#last') or '-1')
+    if score <= last then score = last + shards end
     local s = string.format('%.0f', score)
     redis.call('ZADD', z, s, id)
     redis.call('HSET', h, '#last', s, id, letter, 'i:' .. id, item)

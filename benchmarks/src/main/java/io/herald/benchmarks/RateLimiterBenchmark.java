@@ -1,12 +1,13 @@
 package io.herald.benchmarks;
 
+import io.herald.gateway.redis.Redis;
 import io.herald.gateway.admission.RateLimiter;
 import io.herald.gateway.config.AppConfig;
 import io.herald.gateway.config.HeraldConfig;
 import io.herald.gateway.redis.EmbeddedRedis;
 import io.lettuce.core.RedisClient;
-import io.lettuce.core.api.StatefulRedisConnection;
-import io.lettuce.core.api.async.RedisAsyncCommands;
+
+import io.lettuce.core.cluster.api.async.RedisClusterAsyncCommands;
 import org.openjdk.jmh.annotations.Benchmark;
 import org.openjdk.jmh.annotations.BenchmarkMode;
 import org.openjdk.jmh.annotations.Fork;
@@ -82,8 +83,8 @@ public class RateLimiterBenchmark {
     private Path dir;
     private EmbeddedRedis redis;
     private RedisClient client;
-    private StatefulRedisConnection<String, String> connection;
-    private RedisAsyncCommands<String, String> commands;
+    private Redis.Connection connection;
+    private RedisClusterAsyncCommands<String, String> commands;
     private RateLimiter limiter;
     private List<List<RateLimiter.Check>> batches;
     private List<List<RateLimiter.Check>> singles;
@@ -97,7 +98,7 @@ public class RateLimiterBenchmark {
         dir = Files.createTempDirectory("herald-bench-redis");
         redis = EmbeddedRedis.start(dir);
         client = RedisClient.create(redis.uri());
-        connection = client.connect();
+        connection = Redis.Connection.of(client.connect());
         commands = connection.async();
 
         AppConfig base = HeraldConfig.load(null, Map.of(), List.of()).apps().get("demo");

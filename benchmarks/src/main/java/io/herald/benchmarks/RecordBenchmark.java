@@ -10,7 +10,7 @@ import io.herald.gateway.redis.Redis;
 import io.herald.gateway.tracking.Funnels;
 import io.herald.gateway.tracking.MessageIds;
 import io.herald.gateway.tracking.MessageStore;
-import io.lettuce.core.api.async.RedisAsyncCommands;
+import io.lettuce.core.cluster.api.async.RedisClusterAsyncCommands;
 import org.openjdk.jmh.annotations.Benchmark;
 import org.openjdk.jmh.annotations.BenchmarkMode;
 import org.openjdk.jmh.annotations.Fork;
@@ -72,7 +72,7 @@ public class RecordBenchmark {
     private EmbeddedRedis embedded;
     private Redis redis;
     private MessageStore store;
-    private RedisAsyncCommands<String, String> cmd;
+    private RedisClusterAsyncCommands<String, String> cmd;
     private final ObjectMapper mapper = new ObjectMapper();
     private List<MessageStore.Change> pending;
     private List<MessageStore.ReceiptIn> receipts;
@@ -91,8 +91,9 @@ public class RecordBenchmark {
         Duration d = Duration.ofDays(2);
         store = new MessageStore(redis, mapper, Duration.ofHours(72), Duration.ofDays(7),
                 new Funnels(redis, mapper, Duration.ofDays(90), d, d, d), new Metrics());
-        cmd = redis.dedicated().async();
-        cmd.getStatefulConnection().setAutoFlushCommands(false);
+        Redis.Connection c = redis.dedicated();
+        c.setAutoFlushCommands(false);
+        cmd = c.async();
         before = calls();
     }
 

@@ -24,6 +24,7 @@ import io.herald.gateway.journal.IdempotencyKeys;
 import io.herald.gateway.journal.Journal;
 import io.herald.gateway.journal.JournalEntry;
 import io.herald.gateway.journal.JournalItem;
+import io.herald.gateway.journal.NodeLeases;
 import io.herald.gateway.metrics.Metrics;
 import io.herald.gateway.pipeline.Pipeline;
 import io.herald.gateway.redis.Redis;
@@ -46,6 +47,7 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 
 /**
@@ -69,6 +71,7 @@ public final class Herald implements AutoCloseable {
     private SandboxSmsc sandboxSmsc;
     private Pipeline pipeline;
     private DeferredScheduler scheduler;
+    private NodeLeases leases;
     private final Readiness readiness = new Readiness();
     private HttpApiHandler api;
     private HttpServer http;
@@ -132,7 +135,7 @@ public final class Herald implements AutoCloseable {
         store.startSweeper(List.copyOf(config.apps().keySet()), Duration.ofSeconds(30));
         UserRegistry registry = new UserRegistry(redis, codec.mapper(),
                 PersonalDataCipher.load(config.dataKey(), config.dataDir()));
-        RateLimiter limiter = new RateLimiter(config.apps());
+        RateLimiter limiter = new RateLimiter(config.apps(), redis::slotOf);
         List<WebhookDispatcher.Endpoint> endpoints = new java.util.ArrayList<>();
         for (AppConfig app : config.apps().values()) {
             AppConfig.Webhook w = app.webhook();
@@ -157,8 +160,18 @@ public final class Herald implements AutoCloseable {
 
         // Built before loadAll so that its script is loaded too (not found at its first EVALSHA).
         scheduler = new DeferredScheduler(redis, journal, pipeline, config.scheduler().batch());
+        leases = new NodeLeases(redis, journal, config.redis().nodeLease(), config.pipeline().redisWait(),
+                other -> replay(other, deadLetters));
         Redis.Script.loadAll(redis);
-        replayed = replay(journal, deadLetters);
+        leases.acquireOwn(config.redis().nodeLease().multipliedBy(3).plusSeconds(30));
+        resources.add(leases);
+        try {
+            replayed = replay(journal, deadLetters);
+        } catch (Exception e) {
+            throw new io.herald.gateway.config.StartupException("cannot replay the journal of node " + config.nodeId()
+                    + ": " + e.getMessage() + " (check Redis; entries stay until a start succeeds)", e);
+        }
+        leases.start();
         scheduler.start(config.scheduler().interval());
         resources.add(scheduler);
 
@@ -274,15 +287,16 @@ public final class Herald implements AutoCloseable {
     }
 
     /**
-     * Replays this node's journal. An entry replayed more than {@code dead-letters.max-replays} times
+     * Replays a node's journal: this node's at start, another's taken over ({@link NodeLeases}).
+     * An entry replayed more than {@code dead-letters.max-replays} times
      * (it never settles: it kills or wedges the node) and items that no longer decode become dead
      * letters instead of being published again, so one bad entry can neither stop the start nor
      * replay for ever.
      */
-    private int replay(Journal journal, DeadLetters deadLetters) {
+    private int replay(Journal journal, DeadLetters deadLetters) throws Exception {
         int[] messages = {0};
         Duration wait = config.pipeline().redisWait();
-        try {
+        {
             int entries = journal.replay(entry -> {
                 boolean poison = entry.passes() - 1 > config.deadLetters().maxReplays();
                 if (poison || !entry.unreadable().isEmpty()) {
@@ -292,20 +306,26 @@ public final class Herald implements AutoCloseable {
                 if (poison || list.isEmpty()) {
                     return;
                 }
-                while (!pipeline.tryReserve(list.size())) {
-                    Thread.sleep(5); // start-up thread; intake is not open yet
+                if (entry.redrive()) {
+                    // A redrive entry: its messages go back to queued first (again, if that was done).
+                    list = deadLetters.requeue(redis.async(), list).get(wait.toMillis(), TimeUnit.MILLISECONDS);
+                    if (list.isEmpty()) {
+                        Journal.delete(redis.async(), entry.stream(), entry.streamId())
+                                .get(wait.toMillis(), TimeUnit.MILLISECONDS);
+                        return;
+                    }
                 }
-                pipeline.publish(new JournalEntry(entry.streamId(), list.size()), list, true);
+                while (!pipeline.tryReserve(list.size())) {
+                    Thread.sleep(5); // start-up (intake is not open yet) or takeover thread
+                }
+                pipeline.publish(new JournalEntry(entry.stream(), entry.streamId(), list.size()), list, true);
                 messages[0] += list.size();
             }, wait);
             if (entries > 0) {
-                log.info("replayed {} journal entries ({} messages) left unfinished by the last run",
-                        entries, messages[0]);
+                log.info("replayed {} journal entries ({} messages) of node {} left unfinished by its last run",
+                        entries, messages[0], journal.nodeId());
             }
             return messages[0];
-        } catch (Exception e) {
-            throw new io.herald.gateway.config.StartupException("cannot replay the journal " + journal.stream()
-                    + ": " + e.getMessage() + " (check Redis; entries stay until a start succeeds)", e);
         }
     }
 
@@ -335,6 +355,11 @@ public final class Herald implements AutoCloseable {
         return scheduler;
     }
 
+    /** This node's lease and the journals of other nodes it has taken over. */
+    public NodeLeases leases() {
+        return leases;
+    }
+
     /** Messages replayed from the journal at start. */
     public int replayed() {
         return replayed;
@@ -351,6 +376,9 @@ public final class Herald implements AutoCloseable {
 
     /** Abrupt stop, as close to a crash as a test can get in-process: no draining, no more writes. */
     public void halt() {
+        if (leases != null) {
+            leases.halt(); // a crash renews nothing and releases nothing
+        }
         if (pipeline != null) {
             pipeline.halt();
         }

@@ -91,8 +91,9 @@ class RateLimitIT {
     @Test
     void oneScriptCallChecksManyUsersExactly(TestGateway gw) throws Exception {
         AppConfig app = gw.config().apps().get(gw.app);
-        RateLimiter limiter = new RateLimiter(java.util.Map.of(gw.app, app));
-        try (StatefulRedisConnection<String, String> c = gw.herald.redis().dedicated()) {
+        RateLimiter limiter = new RateLimiter(java.util.Map.of(gw.app, app), gw.herald.redis()::slotOf);
+        {
+            io.herald.gateway.redis.Redis.Connection c = gw.herald.redis().dedicated();
             List<RateLimiter.Check> checks = new ArrayList<>();
             long far = System.currentTimeMillis() + 3_600_000;
             String a = "a-" + UUID.randomUUID();

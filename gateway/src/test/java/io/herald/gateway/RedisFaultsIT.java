@@ -293,12 +293,11 @@ class RedisFaultsIT {
         await().atMost(FAST).until(() -> gw.herald.pipeline().inUse() == 0); // nothing else talks to Redis
         RedisClient direct = RedisClient.create(redis.uri());
         try (StatefulRedisConnection<String, String> server = direct.connect()) {
-            await().atMost(FAST).until(() -> !server.sync().zrangebyscore(Keys.deferred(),
-                    io.lettuce.core.Range.create(Double.NEGATIVE_INFINITY, (double) System.currentTimeMillis())).isEmpty());
+            await().atMost(FAST).until(() -> gw.deferred(server.sync(), true) > 0);
             proxy.pauseRepliesAfterRequestContaining("EVAL"); // the promotion runs; its answer never arrives
             assertThat(gw.herald.scheduler().tick()).isZero();
-            assertThat(server.sync().zcard(Keys.deferred())).as("moved out of the deferred set").isZero();
-            assertThat(server.sync().xlen(Keys.journal(gw.nodeId))).as("into a journal entry").isEqualTo(1);
+            assertThat(gw.deferred(server.sync(), false)).as("moved out of the deferred set").isZero();
+            assertThat(gw.journalLength(server.sync())).as("into a journal entry").isEqualTo(1);
             proxy.cut();
             proxy.restore();
             await().atMost(Duration.ofSeconds(10)).until(() -> gw.herald.scheduler().tick() == 1);
@@ -308,7 +307,7 @@ class RedisFaultsIT {
             Totals totals = totals(ids(accepted));
             assertThat(totals.lost()).isZero();
             assertThat(totals.duplicated()).isZero();
-            await().atMost(FAST).until(() -> server.sync().xlen(Keys.journal(gw.nodeId)) == 0);
+            await().atMost(FAST).until(() -> gw.journalLength(server.sync()) == 0);
         } finally {
             direct.shutdown();
         }
@@ -339,7 +338,7 @@ class RedisFaultsIT {
     }
 
     private long journalLength() {
-        return gw.herald.redis().shared().sync().xlen(Keys.journal(gw.nodeId));
+        return gw.journalLength();
     }
 
     /** The total-queue check: acknowledged ids against what the APNs peer accepted. */

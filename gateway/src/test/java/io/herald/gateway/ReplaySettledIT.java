@@ -74,7 +74,7 @@ class ReplaySettledIT {
         assertThat(gw.batchStatus(batchId).get("states").get("queued").asInt()).isEqualTo(10);
         // The entry is still in the journal, settled messages and all.
         try (var redis = gw.redisClient(); var c = redis.connect()) {
-            assertThat(c.sync().xlen(Keys.journal(gw.nodeId))).isEqualTo(1);
+            assertThat(gw.journalLength(c.sync())).isEqualTo(1);
         }
 
         gw.restart();
@@ -91,7 +91,7 @@ class ReplaySettledIT {
             assertThat(first.acceptedCount(id)).isEqualTo(1);
         }
         try (var redis = gw.redisClient(); var c = redis.connect()) {
-            await().atMost(Duration.ofSeconds(10)).until(() -> c.sync().xlen(Keys.journal(gw.nodeId)) == 0);
+            await().atMost(Duration.ofSeconds(10)).until(() -> gw.journalLength(c.sync()) == 0);
         }
     }
 }

@@ -44,7 +44,7 @@ class ShutdownIT {
         gw.herald = Herald.start(gw.config());
         // ... so the next start finds nothing to replay in the journal.
         assertThat(gw.herald.replayed()).isZero();
-        assertThat(gw.herald.redis().shared().sync().xlen(Keys.journal(gw.nodeId))).isZero();
+        assertThat(gw.journalLength()).isZero();
         assertThat(gw.batchStatus(accepted.get("batchId").asText()).get("states").get("accepted").asInt())
                 .isEqualTo(2000);
     }

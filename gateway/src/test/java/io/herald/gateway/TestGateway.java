@@ -38,16 +38,24 @@ final class TestGateway implements AutoCloseable {
                 java.util.Base64.getDecoder().decode(RECEIPT_KEY)), List.of());
     }
 
-    final String app = "app-" + UUID.randomUUID().toString().substring(0, 8);
-    final String key = "key-" + UUID.randomUUID();
+    /**
+     * The topology the ITs run on: {@code -Dherald.it.redis=cluster} (the cluster run of
+     * {@code mvn verify}) puts every test gateway without a Redis of its own on the JVM's shared
+     * local Redis Cluster ({@link RedisClusterFixture#shared()}); otherwise each starts its own server.
+     */
+    static final boolean ON_CLUSTER = "cluster".equals(System.getProperty("herald.it.redis"));
+
+    final String app;
+    final String key;
     /** A second tenant with its own key, for isolation tests. */
-    final String otherApp = "other-" + app;
-    final String otherKey = "key-" + UUID.randomUUID();
+    final String otherApp;
+    final String otherKey;
     final String nodeId = "node-" + UUID.randomUUID().toString().substring(0, 8);
     private final String extraConfig;
     private final Path dir;
     private final EmbeddedRedis redis;
     private final String redisUrl;
+    private final boolean cluster;
     private final HttpClient http = HttpClient.newBuilder().version(HttpClient.Version.HTTP_1_1)
             .connectTimeout(Duration.ofSeconds(5)).build();
     Herald herald;
@@ -62,13 +70,40 @@ final class TestGateway implements AutoCloseable {
      * or a server they restart there); null: REDIS_URL or a redis-server of its own.
      */
     TestGateway(String config, String ownedElsewhere) throws IOException {
+        this(config, ownedElsewhere, false, null);
+    }
+
+    /**
+     * A second node beside {@code peer}: the same Redis (a cluster when {@code peer}'s is), app and
+     * API keys, its own node id and peers. For multi-node tests.
+     */
+    static TestGateway nodeBeside(TestGateway peer, String config) throws IOException {
+        return new TestGateway(config, peer.redisUrl, peer.cluster, peer);
+    }
+
+    /** A gateway on the Redis Cluster whose seed node is {@code clusterUri}. */
+    static TestGateway onCluster(String config, String clusterUri) throws IOException {
+        return new TestGateway(config, clusterUri, true, null);
+    }
+
+    private TestGateway(String config, String ownedElsewhere, boolean cluster, TestGateway peer) throws IOException {
         this.extraConfig = config;
+        this.app = peer != null ? peer.app : "app-" + UUID.randomUUID().toString().substring(0, 8);
+        this.key = peer != null ? peer.key : "key-" + UUID.randomUUID();
+        this.otherApp = "other-" + app;
+        this.otherKey = peer != null ? peer.otherKey : "key-" + UUID.randomUUID();
         this.dir = Files.createTempDirectory("herald-it");
         String external = ownedElsewhere != null ? ownedElsewhere : System.getenv("REDIS_URL");
         if (external != null && !external.isBlank()) {
             redis = null;
             redisUrl = external;
+            this.cluster = cluster;
+        } else if (ON_CLUSTER) {
+            redis = null;
+            redisUrl = RedisClusterFixture.shared().uri();
+            this.cluster = true;
         } else {
+            this.cluster = false;
             redis = EmbeddedRedis.start(dir.resolve("redis"));
             redisUrl = redis.uri();
         }
@@ -78,6 +113,8 @@ final class TestGateway implements AutoCloseable {
     HeraldConfig config() {
         String hocon = "herald { node-id = \"" + nodeId + "\", data-dir = \"" + dir.resolve("data") + "\"\n"
                 + "http.port = 0\nredis.url = \"" + redisUrl + "\"\nsandbox = true\nsandbox-record-ids = true\n"
+                // A restart (halt, then start) waits for the halted run's lease to lapse: keep that short.
+                + "redis.node-lease = 1s\n" + (cluster ? "redis.cluster = true\n" : "")
                 + "receipts { key = \"" + RECEIPT_KEY + "\", rate-per-source = 1000000, burst-per-source = 1000000 }\n"
                 + "apps.\"" + app + "\" { rate-limit { rate = 100000, period = 1s, burst = 100000 } }\n"
                 + extraConfig.replace("APP", "\"" + app + "\"") + "\n}";
@@ -114,6 +151,37 @@ final class TestGateway implements AutoCloseable {
         if (redis != null) {
             redis.close();
         }
+    }
+
+    /** Entries in this node's journal, over all its shards. */
+    long journalLength(io.lettuce.core.cluster.api.sync.RedisClusterCommands<String, String> sync) {
+        long n = 0;
+        for (int shard = 0; shard < config().redis().shards(); shard++) {
+            n += sync.xlen(io.herald.gateway.redis.Keys.journal(nodeId, shard));
+        }
+        return n;
+    }
+
+    /** Entries in this node's journal, read through the gateway's own connection. */
+    long journalLength() {
+        return journalLength(herald.redis().shared().sync());
+    }
+
+    /** The journal shard (stream key) a batch without an Idempotency-Key was journaled into. */
+    String journalOf(String batchId) {
+        return io.herald.gateway.redis.Keys.journal(nodeId,
+                io.herald.gateway.redis.Keys.shard(batchId, config().redis().shards()));
+    }
+
+    /** Deferred messages over all shards; {@code dueOnly}: only those due now. */
+    long deferred(io.lettuce.core.cluster.api.sync.RedisClusterCommands<String, String> sync, boolean dueOnly) {
+        long n = 0;
+        for (int shard = 0; shard < config().redis().shards(); shard++) {
+            String key = io.herald.gateway.redis.Keys.deferred(shard);
+            n += dueOnly ? sync.zcount(key, io.lettuce.core.Range.create(Double.NEGATIVE_INFINITY,
+                    (double) System.currentTimeMillis())) : sync.zcard(key);
+        }
+        return n;
     }
 
     static String token() {

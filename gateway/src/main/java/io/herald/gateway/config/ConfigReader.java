@@ -134,7 +134,12 @@ final class ConfigReader {
                 hh.bytes("max-initial-line-bytes"), hh.positive("request-timeout"), hh.positive("idle-timeout"));
 
         Section rs = top.section("redis");
-        HeraldConfig.Redis redis = new HeraldConfig.Redis(rs.string("url"), rs.positive("command-timeout"));
+        HeraldConfig.Redis redis = new HeraldConfig.Redis(rs.string("url"), rs.positive("command-timeout"),
+                rs.bool("cluster"), rs.between("shards", 1, 1024), rs.positive("node-lease"));
+        if (redis.cluster() && redis.embedded()) {
+            throw new StartupException("herald.redis.cluster / REDIS_CLUSTER = true needs herald.redis.url / REDIS_URL "
+                    + "naming a node of the cluster (the embedded Redis is standalone)");
+        }
         if (!redis.embedded() && !(redis.url().startsWith("redis://") || redis.url().startsWith("rediss://"))) {
             throw new StartupException("herald.redis.url / REDIS_URL: '" + AppConfig.redactUrl(redis.url())
                     + "' is not a Redis URI (expected: redis://host:port[/db] or rediss://...)");

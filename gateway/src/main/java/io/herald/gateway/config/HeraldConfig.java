@@ -56,6 +56,7 @@ public record HeraldConfig(
             "HERALD_HOST", "http.host",
             "HERALD_PORT", "http.port",
             "REDIS_URL", "redis.url",
+            "REDIS_CLUSTER", "redis.cluster",
             "HERALD_DATA_KEY", "data-key",
             "HERALD_RECEIPT_KEY", "receipts.key",
             "HERALD_SANDBOX", "sandbox");
@@ -67,8 +68,14 @@ public record HeraldConfig(
     public record Http(String host, int port, int maxBodyBytes, int maxItemsPerBatch, int maxHeaderBytes,
                        int maxInitialLineBytes, Duration requestTimeout, Duration idleTimeout) { }
 
-    /** Redis: an external URL, or empty for the embedded server. */
-    public record Redis(String url, Duration commandTimeout) {
+    /**
+     * Redis: an external URL, or empty for the embedded server; {@code cluster}: the URL names a
+     * node of a Redis Cluster (any one; the client discovers the rest). {@code shards}: how many
+     * slot tags the journal, deferred set, idempotency keys and dead letters are spread over (the
+     * same on every node of a deployment, fixed for its lifetime). {@code nodeLease}: how long a
+     * node that stops renewing its lease keeps its journal before another node takes it over.
+     */
+    public record Redis(String url, Duration commandTimeout, boolean cluster, int shards, Duration nodeLease) {
         public boolean embedded() {
             return url == null || url.isBlank();
         }
@@ -76,7 +83,7 @@ public record HeraldConfig(
         @Override
         public String toString() {
             return "Redis[url=" + (embedded() ? "<embedded>" : AppConfig.redactUrl(url)) + ", commandTimeout="
-                    + commandTimeout + "]";
+                    + commandTimeout + ", cluster=" + cluster + ", shards=" + shards + ", nodeLease=" + nodeLease + "]";
         }
     }
 

@@ -213,14 +213,14 @@ final class BatchesApi {
     private void append(Exchange x, Journal.Prepared prepared, IdempotencyKeys.Claim claim) {
         DecodedBatch batch = prepared.batch();
         int accepted = batch.acceptedCount();
-        CompletableFuture<String> journaled;
+        CompletableFuture<JournalEntry> journaled;
         try {
             journaled = journal.append(prepared, claim);
         } catch (RuntimeException e) {
             journaled = CompletableFuture.failedFuture(e);
         }
-        journaled.whenComplete((entryId, error) -> {
-            if (error != null || entryId == null) {
+        journaled.whenComplete((entry, error) -> {
+            if (error != null || entry == null) {
                 pipeline.release(accepted);
                 if (error == null) {
                     // Our claim lapsed and another request holds the key now: it answers for it.
@@ -245,7 +245,7 @@ final class BatchesApi {
                             false));
                 }
             }
-            pipeline.publish(new JournalEntry(entryId, accepted), items, false);
+            pipeline.publish(entry, items, false);
             metrics.ingested(accepted, batch.rejectedCount());
             metrics.batch(202);
             x.json(HttpResponseStatus.ACCEPTED, response(UUID.fromString(bid), batch, true));

@@ -137,10 +137,10 @@ final class DeadLettersApi {
                 x.unavailable(e);
                 return;
             }
-            if (done.entryId() != null) {
-                pipeline.publish(new JournalEntry(done.entryId(), done.items().size()), done.items(), false);
+            for (DeadLetters.Published p : done.published()) {
+                pipeline.publish(p.entry(), p.items(), false);
             }
-            pipeline.release(permits - done.items().size());
+            pipeline.release(permits - done.count());
             x.json(HttpResponseStatus.OK, done.answer());
         });
     }

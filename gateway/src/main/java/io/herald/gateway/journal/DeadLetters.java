@@ -8,18 +8,18 @@ import io.herald.gateway.redis.Keys;
 import io.herald.gateway.redis.Redis;
 import io.herald.gateway.tracking.MessageIds;
 import io.herald.gateway.tracking.MessageStore;
-import io.lettuce.core.KeyValue;
 import io.lettuce.core.Limit;
 import io.lettuce.core.Range;
 import io.lettuce.core.ScriptOutputType;
 import io.lettuce.core.ScoredValue;
-import io.lettuce.core.api.async.RedisAsyncCommands;
+import io.lettuce.core.cluster.api.async.RedisClusterAsyncCommands;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 import java.io.IOException;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -48,14 +48,16 @@ import java.util.concurrent.TimeUnit;
  * Permanent rejections ({@code unregistered}, {@code payload_too_large}, ...) are not dead letters:
  * sending again cannot help.
  *
- * <p>{@link #redrive} puts letters back through the journal ({@code redrive.lua}: out of the store,
- * state back to {@code queued}, into a new {@code k=r} journal entry, in one step); the caller
+ * <p>{@link #redrive} puts letters back through the journal ({@code redrive.lua}: out of the store
+ * and into a new {@code k=d} journal entry, in one step, per shard; then {@code requeue.lua} moves
+ * each message back to {@code queued} in its batch's slot, again at a replay of the entry); the caller
  * publishes the returned items, which get a fresh attempt budget and skip the rate limit (they were
  * admitted once). Their ttl still counts from the first acceptance.
  *
- * <p>Store: per app a sorted set (score = ms * 1000, unique and rising) and a hash (letter JSON,
- * item JSON), both {@code {sched}}-tagged next to the journal; at most {@code dead-letters.max}
- * letters, none older than {@code retention}. Thread-safe; stateless apart from Redis.
+ * <p>Store: per app and shard ({@link Keys#shard} of the message id) a sorted set (score about
+ * ms * 1000, unique over all shards) and a hash (letter JSON, item JSON), in the shard's slot next to
+ * the journal shard a redrive writes; at most {@code dead-letters.max} letters (a shard keeps its
+ * share, rounded up), none older than {@code retention}. Thread-safe; stateless apart from Redis.
  */
 public final class DeadLetters {
     private static final Logger log = LoggerFactory.getLogger(DeadLetters.class);
@@ -70,7 +72,8 @@ public final class DeadLetters {
     private final MessageStore store;
     private final ObjectMapper mapper;
     private final int max;
-    private final Redis.Script redrive = new Redis.Script("/scripts/record-lib.lua", "/scripts/redrive.lua");
+    private final Redis.Script redrive = new Redis.Script("/scripts/redrive.lua");
+    private final Redis.Script requeue = new Redis.Script("/scripts/record-lib.lua", "/scripts/requeue.lua");
 
     public DeadLetters(Redis redis, Journal journal, MessageStore store, ObjectMapper mapper, int max) {
         this.redis = redis;
@@ -135,7 +138,7 @@ public final class DeadLetters {
      * start-up thread. Returns the number of letters filed.
      */
     public int file(Journal.Replayed entry, boolean poison, Duration wait) throws Exception {
-        RedisAsyncCommands<String, String> cmd = redis.async();
+        RedisClusterAsyncCommands<String, String> cmd = redis.async();
         long now = System.currentTimeMillis();
         List<MessageStore.Change> changes = new ArrayList<>();
         if (poison) {
@@ -169,7 +172,7 @@ public final class DeadLetters {
         int filed = changes.isEmpty() ? 0 : (int) store.record(cmd, changes).get(wait.toMillis(), TimeUnit.MILLISECONDS)
                 .stream().filter(Boolean::booleanValue).count();
         if (poison || entry.items().isEmpty()) {
-            journal.delete(cmd, entry.streamId()).get(wait.toMillis(), TimeUnit.MILLISECONDS);
+            Journal.delete(cmd, entry.stream(), entry.streamId()).get(wait.toMillis(), TimeUnit.MILLISECONDS);
         }
         log.warn("journal entry {}: {} dead letter(s) filed ({}, pass {})", entry.streamId(), filed,
                 poison ? "poison: replayed too often without settling" : "undecodable items", entry.passes());
@@ -178,30 +181,54 @@ public final class DeadLetters {
 
     /**
      * A page of the app's dead letters, oldest first, after {@code cursor} (exclusive; null = from
-     * the start): {@code {deadLetters:[{...letter, cursor}], next?}}.
+     * the start): {@code {deadLetters:[{...letter, cursor}], next?}}. The letters are spread over
+     * the shards; each shard's next {@code limit} are read and merged by score (scores are unique
+     * over all shards).
      */
     public CompletableFuture<ObjectNode> page(String app, Long cursor, int limit) {
-        RedisAsyncCommands<String, String> cmd = redis.async();
+        RedisClusterAsyncCommands<String, String> cmd = redis.async();
         Range<Double> range = cursor == null ? Range.unbounded()
                 : Range.from(Range.Boundary.excluding(cursor.doubleValue()), Range.Boundary.unbounded());
-        return cmd.zrangebyscoreWithScores(Keys.deadLetters(app), range, Limit.create(0, limit)).toCompletableFuture()
-                .thenCompose(page -> {
-                    if (page.isEmpty()) {
-                        return CompletableFuture.completedFuture(answerPage(page, List.of(), cursor));
-                    }
-                    String[] ids = page.stream().map(ScoredValue::getValue).toArray(String[]::new);
-                    return cmd.hmget(Keys.deadLetterData(app), ids).toCompletableFuture()
-                            .thenApply(letters -> answerPage(page, letters, cursor));
-                });
+        return oldest(cmd, app, range, limit).thenCompose(page -> {
+            if (page.isEmpty()) {
+                return CompletableFuture.completedFuture(answerPage(page, List.of(), cursor));
+            }
+            List<CompletableFuture<String>> letters = new ArrayList<>(page.size());
+            for (ScoredValue<String> v : page) {
+                letters.add(cmd.hget(Keys.deadLetterData(app, shardOf(v.getValue())), v.getValue()).toCompletableFuture());
+            }
+            return CompletableFuture.allOf(letters.toArray(new CompletableFuture<?>[0]))
+                    .thenApply(x -> answerPage(page, letters.stream().map(CompletableFuture::join).toList(), cursor));
+        });
     }
 
-    private ObjectNode answerPage(List<ScoredValue<String>> page, List<KeyValue<String, String>> letters, Long cursor) {
+    private int shardOf(String messageId) {
+        return Keys.shard(messageId, redis.shards());
+    }
+
+    /** The app's first {@code limit} letters in {@code range} over all shards, by score. */
+    private CompletableFuture<List<ScoredValue<String>>> oldest(RedisClusterAsyncCommands<String, String> cmd,
+                                                                String app, Range<Double> range, int limit) {
+        List<CompletableFuture<List<ScoredValue<String>>>> shards = new ArrayList<>();
+        for (int shard = 0; shard < redis.shards(); shard++) {
+            shards.add(cmd.zrangebyscoreWithScores(Keys.deadLetters(app, shard), range, Limit.create(0, limit))
+                    .toCompletableFuture());
+        }
+        return CompletableFuture.allOf(shards.toArray(new CompletableFuture<?>[0])).thenApply(v -> {
+            List<ScoredValue<String>> all = new ArrayList<>();
+            shards.forEach(f -> all.addAll(f.join()));
+            all.sort(java.util.Comparator.comparingDouble(ScoredValue::getScore));
+            return all.size() > limit ? List.copyOf(all.subList(0, limit)) : all;
+        });
+    }
+
+    private ObjectNode answerPage(List<ScoredValue<String>> page, List<String> letters, Long cursor) {
         ObjectNode out = mapper.createObjectNode();
         ArrayNode list = out.putArray("deadLetters");
         Long last = cursor;
         for (int i = 0; i < page.size(); i++) {
             last = (long) page.get(i).getScore();
-            String json = letters.get(i).getValueOrElse(null);
+            String json = letters.get(i);
             if (json == null) {
                 continue; // removed between the two reads
             }
@@ -219,96 +246,165 @@ public final class DeadLetters {
         return out;
     }
 
-    /** What a redrive did: the journal entry and its items to publish (none: null entry), and the answer. */
-    public record Redriven(String entryId, List<JournalItem> items, ObjectNode answer) { }
+    /** One journal entry a redrive wrote, and its items to publish (its messages moved back to queued). */
+    public record Published(JournalEntry entry, List<JournalItem> items) { }
+
+    /** What a redrive did: the journal entries and items to publish (one per shard involved), and the answer. */
+    public record Redriven(List<Published> published, ObjectNode answer) {
+        /** Items to publish, over all entries. */
+        public int count() {
+            return published.stream().mapToInt(p -> p.items().size()).sum();
+        }
+    }
 
     /**
      * Re-drives the app's letters with these message ids, or with {@code ids == null} its oldest
-     * {@code limit}, into a new journal entry of this node. Ids that are not this app's letters are
-     * reported as {@code notFound}; letters whose item still does not decode stay, reported as
-     * {@code undecodable}. The caller publishes {@link Redriven#items()} (it reserved capacity for
-     * {@code limit} messages first).
+     * {@code limit}, into new entries of this node's journal (one per shard the letters are in:
+     * {@code redrive.lua}), then moves their messages back to {@code queued} ({@link #requeue}).
+     * Ids that are not this app's letters are reported as {@code notFound}; letters whose item still
+     * does not decode stay, reported as {@code undecodable}; letters whose batch has expired (or
+     * whose message ended otherwise) leave the store as {@code skipped}. The caller publishes
+     * {@link Redriven#published()} (it reserved capacity for {@code limit} messages first).
      */
     public CompletableFuture<Redriven> redrive(String app, List<String> ids, int limit) {
-        RedisAsyncCommands<String, String> cmd = redis.async();
+        RedisClusterAsyncCommands<String, String> cmd = redis.async();
         CompletableFuture<List<String>> chosen = ids != null ? CompletableFuture.completedFuture(ids)
-                : cmd.zrange(Keys.deadLetters(app), 0, limit - 1L).toCompletableFuture();
+                : oldest(cmd, app, Range.unbounded(), limit)
+                        .thenApply(page -> page.stream().map(ScoredValue::getValue).toList());
         return chosen.thenCompose(want -> {
-            if (want.isEmpty()) {
-                return CompletableFuture.completedFuture(List.<KeyValue<String, String>>of());
+            List<CompletableFuture<String>> items = new ArrayList<>(want.size());
+            for (String id : want) {
+                items.add(cmd.hget(Keys.deadLetterData(app, shardOf(id)), "i:" + id).toCompletableFuture());
             }
-            return cmd.hmget(Keys.deadLetterData(app), want.stream().map(id -> "i:" + id).toArray(String[]::new))
-                    .toCompletableFuture();
+            return CompletableFuture.allOf(items.toArray(new CompletableFuture<?>[0]))
+                    .thenApply(v -> items.stream().map(CompletableFuture::join).toList());
         }).thenCompose(items -> {
             List<String> want = chosen.join();
             List<String> notFound = new ArrayList<>();
             List<String> undecodable = new ArrayList<>();
-            Map<String, JournalItem> decoded = new LinkedHashMap<>();
+            Map<Integer, Map<String, JournalItem>> byShard = new LinkedHashMap<>();
             for (int i = 0; i < want.size(); i++) {
-                String json = items.get(i).getValueOrElse(null);
+                String json = items.get(i);
                 if (json == null) {
                     notFound.add(want.get(i));
                     continue;
                 }
                 try {
-                    decoded.put(want.get(i), journal.decodeItem(json));
+                    byShard.computeIfAbsent(shardOf(want.get(i)), k -> new LinkedHashMap<>())
+                            .put(want.get(i), journal.decodeItem(json));
                 } catch (IOException | RuntimeException e) {
                     undecodable.add(want.get(i));
                 }
             }
-            CompletableFuture<List<Object>> moved = decoded.isEmpty() ? CompletableFuture.completedFuture(List.of())
-                    : redrive.run(cmd, ScriptOutputType.MULTI, keys(app, decoded.keySet()), args(decoded.keySet()));
-            return moved.thenCompose(reply -> cmd.zcard(Keys.deadLetters(app)).toCompletableFuture().thenApply(left -> {
+            List<CompletableFuture<Published>> moves = new ArrayList<>();
+            for (Map.Entry<Integer, Map<String, JournalItem>> e : byShard.entrySet()) {
+                int shard = e.getKey();
+                String stream = journal.stream(shard);
+                moves.add(redrive.<List<Object>>run(cmd, ScriptOutputType.MULTI, new String[] {
+                    Keys.deadLetters(app, shard), Keys.deadLetterData(app, shard), stream},
+                        e.getValue().keySet().toArray(String[]::new)).thenCompose(reply -> {
+                            if (reply.isEmpty()) {
+                                return CompletableFuture.completedFuture(null);
+                            }
+                            List<JournalItem> moved = new ArrayList<>();
+                            for (int i = 1; i + 1 < reply.size(); i += 2) {
+                                moved.add(e.getValue().get((String) reply.get(i)));
+                            }
+                            String entryId = (String) reply.get(0);
+                            return requeue(cmd, moved).thenCompose(go -> go.isEmpty()
+                                    ? Journal.delete(cmd, stream, entryId).thenApply(n -> new Published(null, go))
+                                    : CompletableFuture.completedFuture(
+                                            new Published(new JournalEntry(stream, entryId, go.size()), go)));
+                        }));
+            }
+            CompletableFuture<Long> left = remaining(cmd, app);
+            return CompletableFuture.allOf(moves.toArray(new CompletableFuture<?>[0])).thenCombine(left, (v, n) -> {
                 ObjectNode out = mapper.createObjectNode();
-                List<JournalItem> published = new ArrayList<>();
+                List<Published> published = new ArrayList<>();
                 Set<String> publishedIds = new java.util.HashSet<>();
                 ArrayNode done = mapper.createArrayNode();
-                for (int i = 1; i + 1 < reply.size(); i += 2) {
-                    String id = (String) reply.get(i);
-                    published.add(decoded.get(id));
-                    publishedIds.add(id);
-                    done.add(id);
+                for (CompletableFuture<Published> m : moves) {
+                    Published p = m.join();
+                    if (p == null) {
+                        continue;
+                    }
+                    if (p.entry() != null) {
+                        published.add(p);
+                    }
+                    for (JournalItem item : p.items()) {
+                        publishedIds.add(item.messageId());
+                        done.add(item.messageId());
+                    }
                 }
-                out.put("redriven", published.size());
+                out.put("redriven", publishedIds.size());
                 out.set("ids", done);
                 ArrayNode skipped = out.putArray("skipped");
-                decoded.keySet().stream().filter(id -> !publishedIds.contains(id)).forEach(skipped::add);
+                byShard.values().forEach(m -> m.keySet().stream().filter(id -> !publishedIds.contains(id))
+                        .forEach(skipped::add));
                 ArrayNode nf = out.putArray("notFound");
                 notFound.forEach(nf::add);
                 ArrayNode bad = out.putArray("undecodable");
                 undecodable.forEach(bad::add);
-                out.put("remaining", left);
-                return new Redriven(reply.isEmpty() ? null : (String) reply.get(0), published, out);
-            }));
+                out.put("remaining", n);
+                return new Redriven(published, out);
+            });
         });
     }
 
-    private String[] keys(String app, Set<String> ids) {
-        String[] keys = new String[3 + 2 * ids.size()];
-        keys[0] = Keys.deadLetters(app);
-        keys[1] = Keys.deadLetterData(app);
-        keys[2] = journal.stream();
-        int k = 3;
-        for (String id : ids) {
-            UUID m = UUID.fromString(id);
-            String batch = MessageIds.batchOf(m).toString();
-            int index = MessageIds.indexOf(m);
-            keys[k++] = MessageStore.chunkKey(batch, index);
-            keys[k++] = Keys.batch(batch);
+    /** The app's letters over all shards. */
+    private CompletableFuture<Long> remaining(RedisClusterAsyncCommands<String, String> cmd, String app) {
+        List<CompletableFuture<Long>> counts = new ArrayList<>();
+        for (int shard = 0; shard < redis.shards(); shard++) {
+            counts.add(cmd.zcard(Keys.deadLetters(app, shard)).toCompletableFuture());
         }
-        return keys;
+        return CompletableFuture.allOf(counts.toArray(new CompletableFuture<?>[0]))
+                .thenApply(v -> counts.stream().mapToLong(CompletableFuture::join).sum());
     }
 
-    private String[] args(Set<String> ids) {
-        long now = System.currentTimeMillis();
-        String[] args = new String[3 + ids.size()];
-        args[0] = Long.toString(now);
-        args[1] = "re-driven from the dead letters";
-        args[2] = "";
-        int i = 3;
-        for (String id : ids) {
-            args[i++] = id + '\u001f' + MessageIds.indexOf(UUID.fromString(id));
+    /**
+     * Moves re-driven messages back from {@code failed:<reason>} to {@code queued} ({@code
+     * requeue.lua}, one call per batch) and completes with those to process: moved back, or not
+     * ended (a repeat after a crash); a message whose batch expired is left out. Used right after a
+     * redrive and when a replay meets a redrive entry.
+     */
+    public CompletableFuture<List<JournalItem>> requeue(RedisClusterAsyncCommands<String, String> cmd,
+                                                        List<JournalItem> items) {
+        Map<String, List<JournalItem>> byBatch = new LinkedHashMap<>();
+        for (JournalItem item : items) {
+            byBatch.computeIfAbsent(item.batchId(), k -> new ArrayList<>()).add(item);
         }
-        return args;
+        long now = System.currentTimeMillis();
+        List<CompletableFuture<List<JournalItem>>> calls = new ArrayList<>();
+        for (Map.Entry<String, List<JournalItem>> e : byBatch.entrySet()) {
+            List<String> keys = new ArrayList<>();
+            keys.add(Keys.batch(e.getKey()));
+            Map<String, Integer> chunkIndex = new HashMap<>();
+            List<String> args = new ArrayList<>();
+            args.add(Long.toString(now));
+            args.add("re-driven from the dead letters");
+            for (JournalItem item : e.getValue()) {
+                String chunk = MessageStore.chunkKey(item.batchId(), item.index());
+                Integer k = chunkIndex.computeIfAbsent(chunk, c -> {
+                    keys.add(c);
+                    return keys.size();
+                });
+                args.add(k + "\u001f" + item.index());
+            }
+            calls.add(requeue.<String>run(cmd, ScriptOutputType.VALUE, keys.toArray(String[]::new),
+                    args.toArray(String[]::new)).thenApply(codes -> {
+                        List<JournalItem> go = new ArrayList<>();
+                        for (int i = 0; i < e.getValue().size(); i++) {
+                            if (codes.charAt(i) != '0') {
+                                go.add(e.getValue().get(i));
+                            }
+                        }
+                        return go;
+                    }));
+        }
+        return CompletableFuture.allOf(calls.toArray(new CompletableFuture<?>[0])).thenApply(v -> {
+            List<JournalItem> go = new ArrayList<>();
+            calls.forEach(c -> go.addAll(c.join()));
+            return go;
+        });
     }
 }

@@ -25,7 +25,7 @@ import java.util.concurrent.CompletableFuture;
  *       {@code done} with the same body hash (answer the stored batch again) or with another body
  *       hash (answer 422).</li>
  *   <li>{@link Journal#append} with the claim: the XADD and {@code done} (kept {@code idempotency.ttl})
- *       are one script, so there is no moment where the batch is journaled but the key does not
+ *       are one script (the key and the journal shard the batch goes to share a slot tag), so there is no moment where the batch is journaled but the key does not
  *       name it.</li>
  *   <li>{@link #release} when the request ends without journaling (429, 503): the claim goes, so a
  *       retry can run. It never deletes a key marked done.</li>
@@ -57,9 +57,9 @@ public final class IdempotencyKeys {
     }
 
     /** A key this request holds, and what completing it writes. Immutable. */
-    public record Claim(String app, String keyHash, String bodyHash, String batchId, long keepMillis) {
+    public record Claim(String app, String keyHash, String bodyHash, String batchId, long keepMillis, int shard) {
         String redisKey() {
-            return Keys.idempotency(app, keyHash);
+            return Keys.idempotency(app, keyHash, shard);
         }
     }
 
@@ -103,11 +103,12 @@ public final class IdempotencyKeys {
     public CompletableFuture<Verdict> claim(String app, String key, byte[] body, String batchId) {
         String keyHash = sha256(key.getBytes(StandardCharsets.US_ASCII));
         String bodyHash = sha256(body);
+        int shard = Keys.shard(app + ":" + keyHash, redis.shards());
         return claim.<List<Object>>run(redis.async(), ScriptOutputType.MULTI,
-                new String[] {Keys.idempotency(app, keyHash)}, bodyHash, batchId, Long.toString(claimMillis))
+                new String[] {Keys.idempotency(app, keyHash, shard)}, bodyHash, batchId, Long.toString(claimMillis))
                 .thenApply(reply -> {
                     if ("claimed".equals(reply.get(0))) {
-                        return new Verdict(State.CLAIMED, new Claim(app, keyHash, bodyHash, batchId, keepMillis), null);
+                        return new Verdict(State.CLAIMED, new Claim(app, keyHash, bodyHash, batchId, keepMillis, shard), null);
                     }
                     if (!bodyHash.equals(reply.get(1))) {
                         return new Verdict(State.REUSED, null, null);

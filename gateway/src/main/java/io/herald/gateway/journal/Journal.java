@@ -11,7 +11,7 @@ import io.herald.protocol.Message;
 import io.lettuce.core.Range;
 import io.lettuce.core.ScriptOutputType;
 import io.lettuce.core.StreamMessage;
-import io.lettuce.core.api.async.RedisAsyncCommands;
+import io.lettuce.core.cluster.api.async.RedisClusterAsyncCommands;
 import io.lettuce.core.Limit;
 
 import java.io.ByteArrayOutputStream;
@@ -27,9 +27,12 @@ import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
 
 /**
- * Durable intake: every accepted batch becomes one entry of this node's Redis Stream before the
- * client hears 202, and the entry is deleted once all of its messages are settled. At start-up
- * {@link #replay} hands back whatever is still in the stream.
+ * Durable intake: every accepted batch becomes one entry of this node's journal before the client
+ * hears 202, and the entry is deleted once all of its messages are settled. The journal is
+ * {@code redis.shards} Redis Streams ({@link Keys#journal}), a batch going to the shard of its
+ * batch id (or of its Idempotency-Key), so a node's intake spreads over the cluster's slots. At
+ * start-up {@link #replay} hands back whatever is still in them; a node that died for good has its
+ * journal replayed the same way by the node that takes it over ({@code NodeLeases}).
  *
  * <p>Entry kinds: {@code k=b} (a client batch: one JSON document with app, batch id, acceptance
  * time and the items) and {@code k=r} (re-admitted messages, one field per message, written
@@ -45,8 +48,8 @@ public final class Journal {
     private final Redis redis;
     private final BatchCodec codec;
     private final ObjectMapper mapper;
-    private final String stream;
     private final String nodeId;
+    private final int shards;
     private final long retentionMillis;
 
     private final io.herald.gateway.tracking.Funnels funnels;
@@ -58,13 +61,29 @@ public final class Journal {
         this.redis = redis;
         this.codec = codec;
         this.mapper = codec.mapper();
-        this.stream = Keys.journal(nodeId);
         this.nodeId = nodeId;
+        this.shards = redis.shards();
         this.retentionMillis = retention.toMillis();
     }
 
-    public String stream() {
-        return stream;
+    /** How many shards the journal (and the deferred set) is spread over. */
+    public int shards() {
+        return shards;
+    }
+
+    /** The node whose journal this is. */
+    public String nodeId() {
+        return nodeId;
+    }
+
+    /** This node's journal shard {@code shard} (0 .. shards - 1). */
+    public String stream(int shard) {
+        return Keys.journal(nodeId, shard);
+    }
+
+    /** The same journal of another node (a takeover replays it). */
+    public Journal of(String otherNode) {
+        return new Journal(redis, codec, otherNode, Duration.ofMillis(retentionMillis), funnels);
     }
 
     /**
@@ -81,8 +100,9 @@ public final class Journal {
     }
 
     /**
-     * Records the batch (its status hash with counts) and journals its accepted items. The future
-     * completes with the stream entry id once Redis has both; it fails when Redis cannot take them.
+     * Records the batch (its status hash with counts) and journals its accepted items into the shard
+     * of its batch id (with a claim: of its Idempotency-Key). The future completes with the entry
+     * (for the pipeline to settle) once Redis has both; it fails when Redis cannot take them.
      *
      * <p>With a {@code claim} (an Idempotency-Key this request holds) the XADD is
      * {@code idempotent-append.lua}: the entry and the key's {@code done} mark are written in one
@@ -90,7 +110,7 @@ public final class Journal {
      * took the key over: nothing was journaled (only an unreachable batch hash is left, to expire).
      * The funnel's {@code submitted} counts are added only once the entry is in.
      */
-    public CompletableFuture<String> append(Prepared p, IdempotencyKeys.Claim claim) {
+    public CompletableFuture<JournalEntry> append(Prepared p, IdempotencyKeys.Claim claim) {
         DecodedBatch batch = p.batch();
         Map<String, String> status = new HashMap<>();
         status.put("app", p.app());
@@ -111,8 +131,9 @@ public final class Journal {
             }
             status.put("rej", rej.toString());
         }
-        RedisAsyncCommands<String, String> cmd = redis.async();
+        RedisClusterAsyncCommands<String, String> cmd = redis.async();
         String key = Keys.batch(p.batchId());
+        String stream = stream(claim != null ? claim.shard() : Keys.shard(p.batchId(), shards));
         CompletableFuture<Long> hset = cmd.hset(key, status).toCompletableFuture();
         CompletableFuture<Boolean> expire = cmd.pexpire(key, retentionMillis).toCompletableFuture();
         CompletableFuture<String> xadd = claim == null
@@ -121,15 +142,16 @@ public final class Journal {
                         p.batchId(), claim.bodyHash(), p.entry(), Long.toString(claim.keepMillis()));
         return CompletableFuture.allOf(hset, expire, xadd).thenApply(v -> {
             String entryId = xadd.join();
-            if (entryId != null) {
-                countSubmitted(cmd, p);
+            if (entryId == null) {
+                return null;
             }
-            return entryId;
+            countSubmitted(cmd, p);
+            return new JournalEntry(stream, entryId, batch.acceptedCount());
         });
     }
 
     /** Funnel: 'submitted' per app, campaign, variant and time bucket (after the entry is in). */
-    private void countSubmitted(RedisAsyncCommands<String, String> cmd, Prepared p) {
+    private void countSubmitted(RedisClusterAsyncCommands<String, String> cmd, Prepared p) {
         Map<String, Integer> groups = new HashMap<>();
         for (DecodedBatch.Item item : p.batch().items()) {
             if (item.ok()) {
@@ -147,8 +169,9 @@ public final class Journal {
         }
     }
 
-    /** Deletes settled entries. */
-    public CompletableFuture<Long> delete(RedisAsyncCommands<String, String> cmd, String... ids) {
+    /** Deletes settled entries of one journal stream. */
+    public static CompletableFuture<Long> delete(RedisClusterAsyncCommands<String, String> cmd, String stream,
+                                                 String... ids) {
         return cmd.xdel(stream, ids).toCompletableFuture();
     }
 
@@ -157,7 +180,8 @@ public final class Journal {
      * {@code passes} counts how often the entry has now been processed (the first, live pass
      * included), so 2 on its first replay. Immutable.
      */
-    public record Replayed(String streamId, int passes, List<JournalItem> items, List<Unreadable> unreadable) { }
+    public record Replayed(String stream, String streamId, int passes, List<JournalItem> items,
+                           List<Unreadable> unreadable, boolean redrive) { }
 
     /**
      * An item that no longer decodes (corrupt, or written in a format this version does not read),
@@ -174,7 +198,7 @@ public final class Journal {
      * The items of an entry, in order; items that do not decode are set apart. Null when the entry
      * cannot be read at all: no app, batch and index to file an item under.
      */
-    Replayed parse(String streamId, int passes, Map<String, String> body) {
+    Replayed parse(String stream, String streamId, int passes, Map<String, String> body) {
         List<JournalItem> items = new ArrayList<>();
         List<Unreadable> unreadable = new ArrayList<>(0);
         try {
@@ -221,7 +245,7 @@ public final class Journal {
                 return null;
             }
         }
-        return new Replayed(streamId, passes, items, unreadable);
+        return new Replayed(stream, streamId, passes, items, unreadable, "d".equals(body.get("k")));
     }
 
     private static String rootMessage(Throwable e) {
@@ -297,46 +321,52 @@ public final class Journal {
     }
 
     /**
-     * Reads the whole stream, oldest first, page by page, and hands each entry to {@code sink}.
-     * Runs at start-up, before intake opens, so the stream only holds unfinished entries.
+     * Reads every shard of this journal, each oldest first, page by page, and hands each entry to
+     * {@code sink}. Runs before the entries can be processed otherwise: at start-up before intake
+     * opens (this node's journal), or once its lease is held (a journal taken over), so the streams
+     * only hold unfinished entries.
      *
-     * <p>Each entry's pass count is stored ({@code herald:{sched}:replays:<node>}) <em>before</em> the
-     * sink sees it, so an entry that kills the process every time it is processed still counts up
-     * (the sink dead-letters it past {@code dead-letters.max-replays}). Counts of entries no longer in
-     * the stream are dropped at the end. An entry that cannot be read at all is moved, as it was, to
-     * {@code herald:{sched}:journal-unreadable:<node>} with an error in the log: it neither blocks the
-     * start nor vanishes.
+     * <p>Each entry's pass count is stored ({@link Keys#replays}, field {@code <shard>|<entry id>})
+     * <em>before</em> the sink sees it, so an entry that kills the process every time it is processed
+     * still counts up (the sink dead-letters it past {@code dead-letters.max-replays}). Counts of
+     * entries no longer in the journal are dropped at the end. An entry that cannot be read at all
+     * is moved, as it was, to {@link Keys#unreadableEntries} with an error in the log: it neither
+     * blocks the start nor vanishes.
      */
     public int replay(ReplaySink sink, Duration wait) throws Exception {
-        RedisAsyncCommands<String, String> cmd = redis.async();
+        RedisClusterAsyncCommands<String, String> cmd = redis.async();
         String counts = Keys.replays(nodeId);
         Map<String, String> before = cmd.hgetall(counts).get(wait.toMillis(), TimeUnit.MILLISECONDS);
         java.util.Set<String> seen = new java.util.HashSet<>();
-        String from = "-";
         int entries = 0;
-        while (true) {
-            List<StreamMessage<String, String>> page = cmd.xrange(stream,
-                    Range.create(from, "+"), Limit.from(200)).get(wait.toMillis(), TimeUnit.MILLISECONDS);
-            boolean progressed = false;
-            for (StreamMessage<String, String> m : page) {
-                if (m.getId().equals(from)) {
-                    continue;
+        for (int shard = 0; shard < shards; shard++) {
+            String stream = stream(shard);
+            String from = "-";
+            while (true) {
+                List<StreamMessage<String, String>> page = cmd.xrange(stream,
+                        Range.create(from, "+"), Limit.from(200)).get(wait.toMillis(), TimeUnit.MILLISECONDS);
+                boolean progressed = false;
+                for (StreamMessage<String, String> m : page) {
+                    if (m.getId().equals(from)) {
+                        continue;
+                    }
+                    progressed = true;
+                    from = m.getId();
+                    String field = shard + "|" + m.getId();
+                    seen.add(field);
+                    int passes = parsePasses(before.get(field)) + 1;
+                    cmd.hset(counts, field, Integer.toString(passes)).get(wait.toMillis(), TimeUnit.MILLISECONDS);
+                    Replayed entry = parse(stream, m.getId(), passes, m.getBody());
+                    if (entry == null) {
+                        setAside(cmd, stream, m, wait);
+                        continue;
+                    }
+                    sink.entry(entry);
+                    entries++;
                 }
-                progressed = true;
-                from = m.getId();
-                seen.add(m.getId());
-                int passes = parsePasses(before.get(m.getId())) + 1;
-                cmd.hset(counts, m.getId(), Integer.toString(passes)).get(wait.toMillis(), TimeUnit.MILLISECONDS);
-                Replayed entry = parse(m.getId(), passes, m.getBody());
-                if (entry == null) {
-                    setAside(cmd, m, wait);
-                    continue;
+                if (!progressed) {
+                    break;
                 }
-                sink.entry(entry);
-                entries++;
-            }
-            if (!progressed) {
-                break;
             }
         }
         String[] stale = before.keySet().stream().filter(id -> !seen.contains(id)).toArray(String[]::new);
@@ -344,6 +374,25 @@ public final class Journal {
             cmd.hdel(counts, stale).get(wait.toMillis(), TimeUnit.MILLISECONDS);
         }
         return entries;
+    }
+
+    /** Entries still in this journal, over all shards (0: everything it held has settled). */
+    public long unsettledEntries(Duration wait) throws Exception {
+        RedisClusterAsyncCommands<String, String> cmd = redis.async();
+        List<CompletableFuture<Long>> lengths = new ArrayList<>(shards);
+        for (int shard = 0; shard < shards; shard++) {
+            lengths.add(cmd.xlen(stream(shard)).toCompletableFuture());
+        }
+        long total = 0;
+        for (CompletableFuture<Long> f : lengths) {
+            total += f.get(wait.toMillis(), TimeUnit.MILLISECONDS);
+        }
+        return total;
+    }
+
+    /** Forgets this journal's replay counts (a node taken over whose journal is now empty). */
+    public void forgetReplays(Duration wait) throws Exception {
+        redis.async().del(Keys.replays(nodeId)).get(wait.toMillis(), TimeUnit.MILLISECONDS);
     }
 
     private static int parsePasses(String s) {
@@ -355,8 +404,8 @@ public final class Journal {
     }
 
     /** Moves an unreadable entry out of the journal, fields unchanged (copy first, so a crash keeps it). */
-    private void setAside(RedisAsyncCommands<String, String> cmd, StreamMessage<String, String> m, Duration wait)
-            throws Exception {
+    private void setAside(RedisClusterAsyncCommands<String, String> cmd, String stream, StreamMessage<String, String> m,
+                          Duration wait) throws Exception {
         String kept = Keys.unreadableEntries(nodeId);
         Map<String, String> fields = new java.util.LinkedHashMap<>(m.getBody());
         fields.put("journal-id", m.getId());

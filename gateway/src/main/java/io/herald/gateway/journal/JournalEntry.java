@@ -3,17 +3,25 @@ package io.herald.gateway.journal;
 import java.util.concurrent.atomic.AtomicInteger;
 
 /**
- * One journal stream entry in flight: its stream id and how many of its messages are not yet
+ * One journal stream entry in flight: its stream, its entry id and how many of its messages are not yet
  * settled (terminal, or durably deferred). The recorder deletes the entry when the count reaches
  * zero. Thread-safe.
  */
 public final class JournalEntry {
+    private final String stream;
     private final String streamId;
     private final AtomicInteger unsettled;
 
-    public JournalEntry(String streamId, int messages) {
+    /** An entry of {@code stream} (a journal shard of this node, or of a node taken over). */
+    public JournalEntry(String stream, String streamId, int messages) {
+        this.stream = stream;
         this.streamId = streamId;
         this.unsettled = new AtomicInteger(messages);
+    }
+
+    /** The journal stream (key) that holds it. */
+    public String stream() {
+        return stream;
     }
 
     public String streamId() {

@@ -1,8 +1,9 @@
 package io.herald.gateway.pipeline;
 
+import io.herald.gateway.redis.Redis;
 import io.herald.gateway.admission.RateLimiter;
 import io.herald.gateway.metrics.Metrics;
-import io.lettuce.core.api.StatefulRedisConnection;
+
 import com.lmax.disruptor.EventHandler;
 
 import java.time.Duration;
@@ -18,14 +19,14 @@ import java.util.UUID;
  */
 final class AdmitHandler implements EventHandler<DeliveryEvent> {
 
-    private final StatefulRedisConnection<String, String> connection;
+    private final Redis.Connection connection;
     private final RateLimiter limiter;
     private final Metrics metrics;
     private final Stage stage;
     private final Duration remember;
     private final List<DeliveryEvent> batch = new ArrayList<>();
 
-    AdmitHandler(StatefulRedisConnection<String, String> connection, RateLimiter limiter, Metrics metrics,
+    AdmitHandler(Redis.Connection connection, RateLimiter limiter, Metrics metrics,
                  Stage stage) {
         this.connection = connection;
         this.connection.setAutoFlushCommands(false);
@@ -69,7 +70,7 @@ final class AdmitHandler implements EventHandler<DeliveryEvent> {
             return; // stopping: the messages stay in the journal for the next start
         }
         // Answered: nobody retries this id now. Sent with the next batch's flush (else it expires).
-        connection.async().del(io.herald.gateway.redis.Keys.rateLimitRequest(requestId));
+        limiter.forget(connection.async(), checks, requestId);
         int now = 0;
         int deferred = 0;
         int dropped = 0;

@@ -13,14 +13,16 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.UUID;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
 
 /**
- * Re-admits deferred messages when their slot comes. Every {@code interval} it reserves pipeline
- * capacity, then one script atomically moves the due messages (up to the reserved count) from the
- * scheduler's sorted set into a new journal entry of this node, and publishes them with their
+ * Re-admits deferred messages when their slot comes. Every {@code interval} it counts the due
+ * messages of each shard of the deferred set, reserves pipeline capacity, then per shard one
+ * script atomically moves the due messages (up to the reserved count) from the shard's sorted set
+ * into a new entry of this node's journal shard of the same slot tag, and publishes them with their
  * rate-limit slot marked reserved. Any node may promote any due message; the move is atomic, so
  * each is promoted once. A promotion whose reply is lost (timeout, dropped connection) is asked
  * again under the same request id on the next round, and the script hands back the entry it
@@ -39,8 +41,9 @@ public final class DeferredScheduler implements AutoCloseable {
     private static final Duration REMEMBER = Duration.ofHours(1);
 
     // Guarded by this (tick() is synchronized: the scheduler thread, and tests may call it too).
-    private String unanswered;
-    private int unansweredWant;
+    // Per shard: the request id of a promotion whose reply was lost, and how many it asked for.
+    private final String[] unanswered;
+    private final int[] unansweredWant;
     private int failures;
     private final ScheduledExecutorService executor = Executors.newSingleThreadScheduledExecutor(r -> {
         Thread t = new Thread(r, "herald-scheduler");
@@ -53,38 +56,59 @@ public final class DeferredScheduler implements AutoCloseable {
         this.journal = journal;
         this.pipeline = pipeline;
         this.batch = batch;
+        this.unanswered = new String[journal.shards()];
+        this.unansweredWant = new int[journal.shards()];
     }
 
     public void start(Duration interval) {
         executor.scheduleWithFixedDelay(this::tick, interval.toMillis(), interval.toMillis(), TimeUnit.MILLISECONDS);
     }
 
-    /** One round; public for tests that drive time themselves. Returns the number promoted. */
+    /**
+     * One round over every shard of the deferred set (one pipelined ZCOUNT each, then a promotion
+     * where something is due); public for tests that drive time themselves. Returns the number
+     * promoted.
+     */
     public synchronized int tick() {
-        String requestId = unanswered;
+        int shards = unanswered.length;
+        long[] due = new long[shards];
+        try {
+            List<CompletableFuture<Long>> counts = new ArrayList<>(shards);
+            io.lettuce.core.Range<Double> now = io.lettuce.core.Range.create(Double.NEGATIVE_INFINITY,
+                    (double) System.currentTimeMillis());
+            for (int shard = 0; shard < shards; shard++) {
+                counts.add(redis.async().zcount(Keys.deferred(shard), now).toCompletableFuture());
+            }
+            for (int shard = 0; shard < shards; shard++) {
+                due[shard] = counts.get(shard).get(10, TimeUnit.SECONDS);
+            }
+        } catch (Exception e) {
+            failed("deferred messages not checked", e);
+            return 0;
+        }
+        failures = 0;
+        int promoted = 0;
+        for (int shard = 0; shard < shards; shard++) {
+            if (due[shard] > 0 || unanswered[shard] != null) {
+                promoted += promote(shard, due[shard]);
+            }
+        }
+        return promoted;
+    }
+
+    private int promote(int shard, long due) {
+        String requestId = unanswered[shard];
         int want;
         if (requestId != null) {
             // The last promotion's reply was lost: it may have moved messages into a journal entry
             // that nobody would process before the next start. Ask again under the same id.
-            want = unansweredWant;
+            want = unansweredWant[shard];
             if (!pipeline.tryReserve(want)) {
                 return 0;
             }
         } else {
             // Reserve capacity only for what is due: reserving a full batch on every idle tick would
             // hold permits that intake needs (a small pipeline would answer 429 for nothing).
-            long due;
-            try {
-                due = redis.async().zcount(Keys.deferred(), io.lettuce.core.Range.create(Double.NEGATIVE_INFINITY,
-                        (double) System.currentTimeMillis())).get(10, TimeUnit.SECONDS);
-            } catch (Exception e) {
-                failed("deferred messages not checked", e);
-                return 0;
-            }
-            failures = 0;
-            if (due == 0) {
-                return 0;
-            }
             want = (int) Math.min(batch, due);
             while (want > 0 && !pipeline.tryReserve(want)) {
                 want /= 2;
@@ -95,22 +119,24 @@ public final class DeferredScheduler implements AutoCloseable {
             requestId = UUID.randomUUID().toString();
         }
         int promoted = 0;
+        String stream = journal.stream(shard);
         try {
             List<Object> reply;
             try {
                 reply = promote.<List<Object>>run(redis.async(), ScriptOutputType.MULTI,
-                        new String[] {Keys.deferred(), Keys.deferredData(), journal.stream(), Keys.promotion(requestId)},
+                        new String[] {Keys.deferred(shard), Keys.deferredData(shard), stream,
+                            Keys.promotion(shard, requestId)},
                         Integer.toString(want), Long.toString(REMEMBER.toMillis()))
                         .get(10, TimeUnit.SECONDS);
             } catch (Exception e) {
-                unanswered = requestId;
-                unansweredWant = want;
+                unanswered[shard] = requestId;
+                unansweredWant[shard] = want;
                 failed("deferred messages not promoted", e);
                 return 0;
             }
-            unanswered = null;
+            unanswered[shard] = null;
             failures = 0;
-            redis.async().del(Keys.promotion(requestId)); // answered: no retry will ask for it
+            redis.async().del(Keys.promotion(shard, requestId)); // answered: no retry will ask for it
             if (reply.isEmpty()) {
                 return 0;
             }
@@ -120,7 +146,7 @@ public final class DeferredScheduler implements AutoCloseable {
                 items.add(journal.decodeItem((String) reply.get(i + 1)));
             }
             promoted = items.size();
-            pipeline.publish(new JournalEntry(entryId, items.size()), items, false);
+            pipeline.publish(new JournalEntry(stream, entryId, items.size()), items, false);
             return promoted;
         } catch (Exception e) {
             log.error("promoted deferred messages could not be published ({}); they stay in the journal", e.toString());

@@ -1,5 +1,6 @@
 package io.herald.gateway.pipeline;
 
+import io.herald.gateway.redis.Redis;
 import io.herald.gateway.journal.DeadLetters;
 import io.herald.gateway.journal.Journal;
 import io.herald.gateway.journal.JournalEntry;
@@ -7,13 +8,15 @@ import io.herald.gateway.metrics.Metrics;
 import io.herald.gateway.redis.Keys;
 import io.herald.gateway.registry.UserRegistry;
 import io.herald.gateway.tracking.MessageStore;
-import io.lettuce.core.api.StatefulRedisConnection;
-import io.lettuce.core.api.async.RedisAsyncCommands;
+
+import io.lettuce.core.cluster.api.async.RedisClusterAsyncCommands;
 import com.lmax.disruptor.EventHandler;
 
 import java.util.ArrayList;
 import java.util.LinkedHashSet;
+import java.util.HashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.CompletableFuture;
 import java.util.function.IntConsumer;
@@ -31,7 +34,7 @@ import java.util.function.IntConsumer;
  */
 final class RecordHandler implements EventHandler<OutcomeEvent> {
 
-    private final StatefulRedisConnection<String, String> connection;
+    private final Redis.Connection connection;
     private final MessageStore store;
     private final UserRegistry registry;
     private final Journal journal;
@@ -40,13 +43,15 @@ final class RecordHandler implements EventHandler<OutcomeEvent> {
     private final Stage stage;
     private final IntConsumer release;
     private final List<OutcomeEvent> batch = new ArrayList<>();
+    private final int shards;
 
-    RecordHandler(StatefulRedisConnection<String, String> connection, MessageStore store, UserRegistry registry,
+    RecordHandler(Redis.Connection connection, MessageStore store, UserRegistry registry,
                   Journal journal, DeadLetters deadLetters, Metrics metrics, Stage stage,
                   IntConsumer release) {
         this.deadLetters = deadLetters;
         this.connection = connection;
         this.connection.setAutoFlushCommands(false);
+        this.shards = journal.shards();
         this.store = store;
         this.registry = registry;
         this.journal = journal;
@@ -77,7 +82,7 @@ final class RecordHandler implements EventHandler<OutcomeEvent> {
     private void record() {
         long start = System.nanoTime();
         Boolean written = stage.awaitRetrying("record", () -> {
-            RedisAsyncCommands<String, String> cmd = connection.async();
+            RedisClusterAsyncCommands<String, String> cmd = connection.async();
             List<CompletableFuture<?>> all = new ArrayList<>(batch.size());
             List<MessageStore.Change> changes = new ArrayList<>(batch.size());
             long at = System.currentTimeMillis();
@@ -86,8 +91,9 @@ final class RecordHandler implements EventHandler<OutcomeEvent> {
                     case SKIPPED -> { }
                     case DEFERRED -> {
                         String id = o.item.messageId();
-                        all.add(cmd.hset(Keys.deferredData(), id, journal.encodeItem(o.item)).toCompletableFuture());
-                        all.add(cmd.zadd(Keys.deferred(), (double) o.due, id).toCompletableFuture());
+                        int shard = Keys.shard(id, shards);
+                        all.add(cmd.hset(Keys.deferredData(shard), id, journal.encodeItem(o.item)).toCompletableFuture());
+                        all.add(cmd.zadd(Keys.deferred(shard), (double) o.due, id).toCompletableFuture());
                         changes.add(change(o, "deferred", at, null, 0, null));
                     }
                     case DONE -> {
@@ -120,11 +126,16 @@ final class RecordHandler implements EventHandler<OutcomeEvent> {
             }
         }
         if (!finished.isEmpty()) {
-            String[] ids = finished.stream().map(JournalEntry::streamId).toArray(String[]::new);
+            Map<String, List<String>> byStream = new HashMap<>();
+            for (JournalEntry e : finished) {
+                byStream.computeIfAbsent(e.stream(), k -> new ArrayList<>()).add(e.streamId());
+            }
             stage.awaitRetrying("journal ack", () -> {
-                var f = journal.delete(connection.async(), ids);
+                List<CompletableFuture<Long>> acks = new ArrayList<>(byStream.size());
+                byStream.forEach((stream, ids) -> acks.add(Journal.delete(connection.async(), stream,
+                        ids.toArray(String[]::new))));
                 connection.flushCommands();
-                return f;
+                return CompletableFuture.allOf(acks.toArray(new CompletableFuture<?>[0]));
             });
         }
         metrics.recordFlush(System.nanoTime() - start);

@@ -1,5 +1,6 @@
 package io.herald.gateway.pipeline;
 
+import io.herald.gateway.redis.Redis;
 import com.lmax.disruptor.EventHandler;
 import io.herald.gateway.config.AppConfig;
 import io.herald.gateway.connector.Target;
@@ -9,8 +10,8 @@ import io.herald.gateway.registry.UserRegistry;
 import io.herald.gateway.tracking.MessageStore;
 import io.herald.protocol.Channel;
 import io.herald.protocol.Message;
-import io.lettuce.core.api.StatefulRedisConnection;
-import io.lettuce.core.api.async.RedisAsyncCommands;
+
+import io.lettuce.core.cluster.api.async.RedisClusterAsyncCommands;
 
 import java.util.ArrayList;
 import java.util.HashMap;
@@ -34,14 +35,14 @@ import java.util.concurrent.CompletableFuture;
  */
 final class ResolveHandler implements EventHandler<DeliveryEvent> {
 
-    private final StatefulRedisConnection<String, String> connection;
+    private final Redis.Connection connection;
     private final UserRegistry registry;
     private final MessageStore store;
     private final Map<String, AppConfig> apps;
     private final Stage stage;
     private final List<DeliveryEvent> batch = new ArrayList<>();
 
-    ResolveHandler(StatefulRedisConnection<String, String> connection, UserRegistry registry, MessageStore store,
+    ResolveHandler(Redis.Connection connection, UserRegistry registry, MessageStore store,
                    Map<String, AppConfig> apps, Stage stage) {
         this.connection = connection;
         this.connection.setAutoFlushCommands(false);
@@ -69,7 +70,7 @@ final class ResolveHandler implements EventHandler<DeliveryEvent> {
         stage.awaitRetrying("resolve", () -> {
             users.clear();
             states.clear();
-            RedisAsyncCommands<String, String> cmd = connection.async();
+            RedisClusterAsyncCommands<String, String> cmd = connection.async();
             Map<String, CompletableFuture<Map<String, String>>> reads = new HashMap<>();
             Map<DeliveryEvent, CompletableFuture<String>> stateReads = new HashMap<>();
             for (DeliveryEvent e : batch) {

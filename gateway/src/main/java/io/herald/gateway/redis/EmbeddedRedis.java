@@ -70,6 +70,20 @@ public final class EmbeddedRedis implements AutoCloseable {
     }
 
     /**
+     * Starts a Redis Cluster node (not yet part of a cluster: the caller meets and assigns it) on a
+     * free port, its cluster bus on another free port ({@code cluster-port}, Redis 7 or later: the
+     * default, port + 10000, may be past 65535). Both ports are chosen again when either is taken.
+     */
+    public static EmbeddedRedis startClusterNode(Path dir, List<String> extraArgs) {
+        return start(dir, EmbeddedRedis::freePort, () -> {
+            List<String> args = new ArrayList<>(List.of("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                    "--cluster-port", Integer.toString(freePort())));
+            args.addAll(extraArgs);
+            return args;
+        });
+    }
+
+    /**
      * Starts a server on {@code port} (0 = pick a free one). A fixed port that is taken fails the
      * start; it is not retried elsewhere, since the caller asked for that port.
      */
@@ -92,11 +106,15 @@ public final class EmbeddedRedis implements AutoCloseable {
     }
 
     private static EmbeddedRedis start(Path dir, IntSupplier ports, List<String> extraArgs) {
+        return start(dir, ports, () -> extraArgs);
+    }
+
+    private static EmbeddedRedis start(Path dir, IntSupplier ports, java.util.function.Supplier<List<String>> extraArgs) {
         Path binary = prepare(dir);
         for (int attempt = 1; ; attempt++) {
             int port = ports.getAsInt();
             try {
-                return launch(binary, dir, port, extraArgs);
+                return launch(binary, dir, port, extraArgs.get());
             } catch (PortTaken e) {
                 if (attempt == ATTEMPTS) {
                     throw new StartupException("the embedded Redis found all " + ATTEMPTS + " free ports it tried taken"

@@ -10,10 +10,13 @@ package io.herald.gateway.redis;
  * by that part alone ({@code KeysTest} checks each builder). Keys that one script or one
  * {@code MULTI} touches together share a tag: a batch's keys (batch, message chunks, outbox, SMS
  * parts) by batch id; a user's keys (devices, rate limit, engagement) by app and user; an app's
- * event log, funnels, flush markers, webhook lists and SMSC part ids by app; the journal, scheduler,
- * idempotency and dead-letter keys by {@code {sched}}. record.lua and receipt.lua touch one batch's
- * slot, flush.lua one app's; a script that touches keys of several tags (redrive.lua, gcra.lua over
- * many users) runs on a single Redis; on a cluster it would be refused as cross-slot. Stateless.
+ * event log, funnels, flush markers, webhook lists and SMSC part ids by app; the journal, deferred
+ * set, idempotency keys and dead letters by shard ({@code {s.<n>}}, n = 0 .. {@code redis.shards}
+ * - 1: {@link #shard}), so each shard slot carries 1/shards of every node's intake and the shards
+ * spread over the cluster's masters; a node's replay counts by node ({@code {n.<node>}}); the
+ * node leases in {@code {nodes}}. record.lua and receipt.lua touch one batch's slot, flush.lua
+ * one app's, idempotent-append.lua, promote.lua and redrive.lua one shard's, gcra.lua the slot of
+ * the users it is given (callers group users by {@code Redis.slotOf}). Stateless.
  */
 public final class Keys {
     private Keys() {
@@ -53,54 +56,83 @@ public final class Keys {
         return "herald:rl:{" + app + ":" + user + "}";
     }
 
-    /** The verdicts of one rate-limit call, kept briefly so a retry of that call returns them again. */
-    public static String rateLimitRequest(String requestId) {
-        return "herald:rlreq:{" + requestId + "}";
-    }
-
-    /** The journal entry one promotion call wrote, kept briefly so a retry of that call finds it. */
-    public static String promotion(String requestId) {
-        return "herald:{sched}:promoted:" + requestId;
-    }
-
-    public static String journal(String nodeId) {
-        return "herald:{sched}:journal:" + nodeId;
-    }
-
-    public static String deferred() {
-        return "herald:{sched}:deferred";
-    }
-
-    public static String deferredData() {
-        return "herald:{sched}:deferred-data";
+    /**
+     * The verdicts of one rate-limit call, kept briefly so a retry of that call returns them again.
+     * In the slot of the call's first user ({@code app}, {@code user}): a call touches one slot.
+     */
+    public static String rateLimitRequest(String app, String user, String requestId) {
+        return "herald:rlreq:{" + app + ":" + user + "}:" + requestId;
     }
 
     /**
-     * An Idempotency-Key of an app: {@code keyHash} is the SHA-256 (hex) of the header value. Tagged
-     * {@code {sched}} like the journal, so one script can journal a batch and mark its key done.
+     * The shard (0 .. {@code shards - 1}) that {@code id} belongs to: a stable hash (Java's
+     * {@code String.hashCode}, fixed by the language) modulo the shard count.
      */
-    public static String idempotency(String app, String keyHash) {
-        return "herald:{sched}:idem:" + app + ":" + keyHash;
+    public static int shard(String id, int shards) {
+        return Math.floorMod(id.hashCode(), shards);
     }
 
-    /** An app's dead letters: message id scored by when it died (ms * 1000, unique and rising). */
-    public static String deadLetters(String app) {
-        return "herald:{sched}:dead:" + app;
+    private static String shardTag(int shard) {
+        return "{s." + shard + "}";
     }
 
-    /** An app's dead letters' data: {@code <id>} -> letter JSON, {@code i:<id>} -> the item to redrive. */
-    public static String deadLetterData(String app) {
-        return "herald:{sched}:dead-data:" + app;
+    /** The journal entry one promotion call wrote, kept briefly so a retry of that call finds it. */
+    public static String promotion(int shard, String requestId) {
+        return "herald:promoted:" + shardTag(shard) + ":" + requestId;
     }
 
-    /** How often each unsettled journal entry of a node has been processed (entry id -> passes). */
+    /** One shard of a node's journal (a Redis Stream). */
+    public static String journal(String nodeId, int shard) {
+        return "herald:j:" + shardTag(shard) + ":" + nodeId;
+    }
+
+    /** One shard of the deferred messages: message id scored by when it is due (epoch ms). */
+    public static String deferred(int shard) {
+        return "herald:dq:" + shardTag(shard);
+    }
+
+    /** One shard of the deferred messages' data: message id -> journal item JSON. */
+    public static String deferredData(int shard) {
+        return "herald:dd:" + shardTag(shard);
+    }
+
+    /**
+     * An Idempotency-Key of an app: {@code keyHash} is the SHA-256 (hex) of the header value, and
+     * {@code shard} is {@link #shard} of {@code app:keyHash}: the batch it names is journaled into
+     * that shard, so one script can journal the batch and mark its key done.
+     */
+    public static String idempotency(String app, String keyHash, int shard) {
+        return "herald:idem:" + shardTag(shard) + ":" + app + ":" + keyHash;
+    }
+
+    /** One shard of an app's dead letters: message id scored by when it died (unique, rising, = shard mod shards). */
+    public static String deadLetters(String app, int shard) {
+        return "herald:dead:" + shardTag(shard) + ":" + app;
+    }
+
+    /** One shard of an app's dead letters' data: {@code <id>} -> letter JSON, {@code i:<id>} -> the item to redrive. */
+    public static String deadLetterData(String app, int shard) {
+        return "herald:dead-data:" + shardTag(shard) + ":" + app;
+    }
+
+    /** How often each unsettled journal entry of a node has been processed (stream|entry id -> passes). */
     public static String replays(String nodeId) {
-        return "herald:{sched}:replays:" + nodeId;
+        return "herald:replays:{n." + nodeId + "}";
     }
 
     /** Journal entries of a node that could not be read at all (no app to file them under), kept as they were. */
     public static String unreadableEntries(String nodeId) {
-        return "herald:{sched}:journal-unreadable:" + nodeId;
+        return "herald:junread:{n." + nodeId + "}";
+    }
+
+    /**
+     * The nodes' leases: node id -> {@code holder US expires-at (ms, Redis time)}; the holder is
+     * the node's running instance, or the instance of another node that took its journal over.
+     * Field {@code @shards} holds the deployment's shard count. A few writes per node per lease
+     * period: not hot.
+     */
+    public static String leases() {
+        return "herald:leases:{nodes}";
     }
 
     /** The app's event log: a Redis Stream of every state change, trimmed by time; webhooks read it. */

@@ -9,8 +9,17 @@ import io.lettuce.core.RedisConnectionException;
 import io.lettuce.core.RedisURI;
 import io.lettuce.core.ScriptOutputType;
 import io.lettuce.core.TimeoutOptions;
+import io.lettuce.core.api.StatefulConnection;
 import io.lettuce.core.api.StatefulRedisConnection;
 import io.lettuce.core.api.async.RedisAsyncCommands;
+import io.lettuce.core.cluster.ClusterClientOptions;
+import io.lettuce.core.cluster.ClusterTopologyRefreshOptions;
+import io.lettuce.core.cluster.RedisClusterClient;
+import io.lettuce.core.cluster.SlotHash;
+import io.lettuce.core.cluster.api.StatefulRedisClusterConnection;
+import io.lettuce.core.cluster.api.async.RedisAdvancedClusterAsyncCommands;
+import io.lettuce.core.cluster.api.async.RedisClusterAsyncCommands;
+import io.lettuce.core.cluster.api.sync.RedisClusterCommands;
 import io.lettuce.core.codec.StringCodec;
 import io.lettuce.core.resource.ClientResources;
 import io.lettuce.core.resource.DefaultClientResources;
@@ -31,9 +40,17 @@ import java.util.concurrent.TimeUnit;
  * The gateway's Redis: the Lettuce client, the connections each stage owns, and the Lua
  * scripts. With no URL configured it starts an {@link EmbeddedRedis} first.
  *
- * <p>Connections are {@link StatefulRedisConnection}s (thread-safe). A stage that batches
- * (ring handlers) gets a {@link #dedicated()} connection and flushes its own pipeline; others
- * share {@link #shared()}. Owned by {@code Herald}, which closes it.
+ * <p>Two topologies, one code path above this class: a standalone server ({@link RedisClient}) or
+ * a Redis Cluster ({@link RedisClusterClient}, {@code redis.cluster = true}; the URL names any
+ * node). Callers see a {@link Connection} and {@link RedisClusterAsyncCommands}, the command set
+ * both clients share. On a cluster Lettuce routes each command by its first key, follows MOVED
+ * and ASK, and refreshes its view of the slots when it meets a redirect or a lost node (adaptive
+ * refresh) and every 30 s; every script call Herald makes touches keys of one slot (see
+ * {@link Keys}), and callers that batch many keys group them with {@link #slotOf}.
+ *
+ * <p>Connections are thread-safe. A stage that batches (ring handlers) gets a {@link #dedicated()}
+ * connection and flushes its own pipeline; others share {@link #shared()}. Owned by
+ * {@code Herald}, which closes it.
  *
  * <p>Faults (see docs/architecture.md, "Redis faults and command replay"): while disconnected,
  * commands fail at once ({@code REJECT_COMMANDS}), so ingest answers 503 instead of buffering.
@@ -57,16 +74,77 @@ public final class Redis implements AutoCloseable {
     private final EmbeddedRedis embedded;
     private final ClientResources resources;
     private final RedisClient client;
-    private final StatefulRedisConnection<String, String> shared;
-    private final List<StatefulRedisConnection<String, String>> connections = new CopyOnWriteArrayList<>();
+    private final RedisClusterClient clusterClient;
+    private final int shards;
+    private final Connection shared;
+    private final List<Connection> connections = new CopyOnWriteArrayList<>();
 
-    private Redis(EmbeddedRedis embedded, ClientResources resources, RedisClient client,
-                  StatefulRedisConnection<String, String> shared) {
+    private Redis(EmbeddedRedis embedded, ClientResources resources, RedisClient client, RedisClusterClient clusterClient,
+                  int shards) {
         this.embedded = embedded;
         this.resources = resources;
         this.client = client;
-        this.shared = shared;
-        connections.add(shared);
+        this.clusterClient = clusterClient;
+        this.shards = shards;
+        this.shared = dedicated();
+    }
+
+    /**
+     * A connection to the standalone server or to the cluster (then it holds one connection per
+     * node it has talked to, opened on demand). Thread-safe; closed with its {@link Redis}.
+     */
+    public static final class Connection {
+        private final StatefulConnection<String, String> connection;
+        private final RedisClusterAsyncCommands<String, String> async;
+        private final RedisClusterCommands<String, String> sync;
+
+        private Connection(StatefulRedisConnection<String, String> c) {
+            this.connection = c;
+            this.async = c.async();
+            this.sync = c.sync();
+        }
+
+        private Connection(StatefulRedisClusterConnection<String, String> c) {
+            this.connection = c;
+            this.async = c.async();
+            this.sync = c.sync();
+        }
+
+        /** Wraps a plain standalone Lettuce connection (tests and tools that hold one); the caller closes it. */
+        public static Connection of(StatefulRedisConnection<String, String> c) {
+            return new Connection(c);
+        }
+
+        public RedisClusterAsyncCommands<String, String> async() {
+            return async;
+        }
+
+        public RedisClusterCommands<String, String> sync() {
+            return sync;
+        }
+
+        /** With false, commands queue until {@link #flushCommands()} (one write per handler batch). */
+        public void setAutoFlushCommands(boolean auto) {
+            connection.setAutoFlushCommands(auto);
+        }
+
+        public void flushCommands() {
+            connection.flushCommands();
+        }
+
+        /** Closes it (a connection from {@link Redis} is closed with it anyway). */
+        public void close() {
+            connection.close();
+        }
+    }
+
+    /** Sends what {@code cmd}'s connection has queued (for code handed only the commands). */
+    public static void flush(RedisClusterAsyncCommands<String, String> cmd) {
+        if (cmd instanceof RedisAdvancedClusterAsyncCommands<String, String> c) {
+            c.getStatefulConnection().flushCommands();
+        } else if (cmd instanceof RedisAsyncCommands<String, String> c) {
+            c.getStatefulConnection().flushCommands();
+        }
     }
 
     /**
@@ -74,7 +152,7 @@ public final class Redis implements AutoCloseable {
      * when its hash value limit is above that (default 64). Says so once at start; a server that
      * refuses CONFIG GET (managed Redis) is left alone.
      */
-    private static void warnIfRecordsWouldNotBeCompact(StatefulRedisConnection<String, String> c) {
+    private static void warnIfRecordsWouldNotBeCompact(Connection c) {
         try {
             Map<String, String> v = c.sync().configGet("hash-max-*-value");
             long limit = v.values().stream().mapToLong(Long::parseLong).max().orElse(256);
@@ -109,51 +187,86 @@ public final class Redis implements AutoCloseable {
                 // Lettuce's default backs off up to 30 s between attempts: 30 s of 503s after Redis is back.
                 .reconnectDelay(Delay.equalJitter(Duration.ofMillis(100), Duration.ofSeconds(2), 100, TimeUnit.MILLISECONDS))
                 .build();
-        RedisClient client = RedisClient.create(resources, uri);
-        client.setOptions(ClientOptions.builder()
-                .autoReconnect(true)
-                // Fail new commands while disconnected, and fail (do not replay) those in flight at the drop.
-                .disconnectedBehavior(ClientOptions.DisconnectedBehavior.REJECT_COMMANDS)
-                .requestQueueSize(REQUEST_QUEUE)
-                .timeoutOptions(TimeoutOptions.enabled(config.redis().commandTimeout()))
-                .build());
+        boolean cluster = config.redis().cluster();
+        RedisClient client = null;
+        RedisClusterClient clusterClient = null;
+        Redis redis = null;
         try {
-            StatefulRedisConnection<String, String> shared = client.connect(StringCodec.UTF8);
-            shared.sync().ping();
-            if (clusterNode(shared)) {
-                shared.close();
-                client.shutdown();
-                resources.shutdown();
-                closeQuietly(embedded);
-                throw new StartupException("herald.redis.url / REDIS_URL: " + redact(url) + " is a Redis Cluster "
-                        + "node; Herald needs a standalone Redis (cluster support, redis.cluster, is not built yet): "
-                        + "point it at a standalone server or unset it for the embedded one");
+            if (cluster) {
+                clusterClient = RedisClusterClient.create(resources, uri);
+                clusterClient.setOptions(ClusterClientOptions.builder()
+                        .autoReconnect(true)
+                        .disconnectedBehavior(ClientOptions.DisconnectedBehavior.REJECT_COMMANDS)
+                        .requestQueueSize(REQUEST_QUEUE)
+                        .timeoutOptions(TimeoutOptions.enabled(config.redis().commandTimeout()))
+                        .maxRedirects(5)
+                        .validateClusterNodeMembership(false)
+                        .topologyRefreshOptions(ClusterTopologyRefreshOptions.builder()
+                                .enableAllAdaptiveRefreshTriggers()
+                                .adaptiveRefreshTriggersTimeout(Duration.ofSeconds(1))
+                                .enablePeriodicRefresh(Duration.ofSeconds(30))
+                                .build())
+                        .build());
+            } else {
+                client = RedisClient.create(resources, uri);
+                client.setOptions(ClientOptions.builder()
+                        .autoReconnect(true)
+                        // Fail new commands while disconnected, and fail (do not replay) those in flight at the drop.
+                        .disconnectedBehavior(ClientOptions.DisconnectedBehavior.REJECT_COMMANDS)
+                        .requestQueueSize(REQUEST_QUEUE)
+                        .timeoutOptions(TimeoutOptions.enabled(config.redis().commandTimeout()))
+                        .build());
             }
-            warnIfRecordsWouldNotBeCompact(shared);
-            return new Redis(embedded, resources, client, shared);
+            redis = new Redis(embedded, resources, client, clusterClient, config.redis().shards());
+            redis.shared.sync().ping();
+            if (!cluster && clusterNode(redis.shared)) {
+                throw new StartupException("herald.redis.url / REDIS_URL: " + redact(url) + " is a Redis Cluster "
+                        + "node: set herald.redis.cluster = true (REDIS_CLUSTER=true) to run on the cluster, or point "
+                        + "it at a standalone server");
+            }
+            if (cluster && !clusterNode(redis.shared)) {
+                throw new StartupException("herald.redis.cluster / REDIS_CLUSTER is true but " + redact(url)
+                        + " is a standalone Redis (INFO cluster: cluster_enabled:0): set it to false, or point "
+                        + "REDIS_URL at a node of the cluster");
+            }
+            warnIfRecordsWouldNotBeCompact(redis.shared);
+            return redis;
         } catch (StartupException e) {
+            shutdown(redis, client, clusterClient, resources, embedded);
             throw e;
         } catch (RedisConnectionException e) {
-            client.shutdown();
-            resources.shutdown();
-            closeQuietly(embedded);
+            shutdown(redis, client, clusterClient, resources, embedded);
             throw new StartupException("Redis at " + redact(url) + " is unreachable (" + rootMessage(e)
                     + "): start it, fix REDIS_URL, or unset REDIS_URL to use the embedded server");
         } catch (RuntimeException e) {
-            client.shutdown();
-            resources.shutdown();
-            closeQuietly(embedded);
+            shutdown(redis, client, clusterClient, resources, embedded);
             throw new StartupException("Redis at " + redact(url) + " refused us (" + rootMessage(e)
-                    + "): check the password and database in REDIS_URL");
+                    + (cluster ? "): check the password in REDIS_URL and that every slot of the cluster is served"
+                    : "): check the password and database in REDIS_URL"));
         }
+    }
+
+    private static void shutdown(Redis redis, RedisClient client, RedisClusterClient clusterClient,
+                                 ClientResources resources, EmbeddedRedis embedded) {
+        if (redis != null) {
+            redis.close();
+            return;
+        }
+        if (client != null) {
+            client.shutdown();
+        }
+        if (clusterClient != null) {
+            clusterClient.shutdown();
+        }
+        resources.shutdown();
+        closeQuietly(embedded);
     }
 
     /**
      * Whether the server is a Redis Cluster node ({@code INFO cluster}: {@code cluster_enabled:1}).
-     * Multi-key scripts and the journal would meet MOVED / CROSSSLOT there. A server that hides
-     * INFO (some managed services) counts as standalone.
+     * A server that hides INFO (some managed services) counts as standalone.
      */
-    private static boolean clusterNode(StatefulRedisConnection<String, String> c) {
+    private static boolean clusterNode(Connection c) {
         String info;
         try {
             info = c.sync().info("cluster");
@@ -163,18 +276,38 @@ public final class Redis implements AutoCloseable {
         return info != null && info.lines().anyMatch(l -> l.trim().equals("cluster_enabled:1"));
     }
 
+    /** True on a Redis Cluster. */
+    public boolean cluster() {
+        return clusterClient != null;
+    }
+
+    /**
+     * The group a key's script calls fall in: its cluster slot ({@link SlotHash#getSlot}), or 0 on a
+     * standalone server, where one call may touch any keys. Callers that batch many keys into one
+     * script call make one call per group.
+     */
+    public int slotOf(String key) {
+        return clusterClient == null ? 0 : SlotHash.getSlot(key);
+    }
+
+    /** How many slot tags the journal, deferred set, idempotency keys and dead letters are spread over. */
+    public int shards() {
+        return shards;
+    }
+
     /** A connection shared by callers that issue independent commands. */
-    public StatefulRedisConnection<String, String> shared() {
+    public Connection shared() {
         return shared;
     }
 
-    public RedisAsyncCommands<String, String> async() {
+    public RedisClusterAsyncCommands<String, String> async() {
         return shared.async();
     }
 
     /** A new connection for one stage, closed with this object. */
-    public StatefulRedisConnection<String, String> dedicated() {
-        StatefulRedisConnection<String, String> c = client.connect(StringCodec.UTF8);
+    public Connection dedicated() {
+        Connection c = clusterClient != null ? new Connection(clusterClient.connect(StringCodec.UTF8))
+                : new Connection(client.connect(StringCodec.UTF8));
         connections.add(c);
         return c;
     }
@@ -195,32 +328,47 @@ public final class Redis implements AutoCloseable {
 
     @Override
     public void close() {
-        for (StatefulRedisConnection<String, String> c : connections) {
+        for (Connection c : connections) {
             try {
                 c.close();
             } catch (RuntimeException ignored) {
                 // closing anyway
             }
         }
-        client.shutdown(Duration.ZERO, Duration.ofSeconds(2));
+        if (client != null) {
+            client.shutdown(Duration.ZERO, Duration.ofSeconds(2));
+        }
+        if (clusterClient != null) {
+            clusterClient.shutdown(Duration.ZERO, Duration.ofSeconds(2));
+        }
         resources.shutdown(0, 2, TimeUnit.SECONDS);
         closeQuietly(embedded);
     }
 
-    /** A Lua script from the classpath, run by EVALSHA with a fall-back to EVAL after a Redis restart. */
+    /**
+     * A Lua script from the classpath, run by EVALSHA with a fall-back to EVAL when the server does
+     * not know it (a restarted server, or on a cluster a replica promoted by a failover: script
+     * caches are not replicated). The EVAL caches it on that node, so the fall-back costs one call
+     * per node and script.
+     */
     public static final class Script {
         private static final java.util.Map<String, String> ALL = new java.util.concurrent.ConcurrentHashMap<>();
         private final String source;
         private final String sha;
 
         /**
-         * Loads every script created so far into the server (SCRIPT LOAD), so that EVALSHA finds
-         * them: the fall-back to EVAL is then only for a Redis restarted under us.
+         * Loads every script created so far into the server, on a cluster into every node (SCRIPT
+         * LOAD), so that EVALSHA finds them: the fall-back to EVAL is then only for a server
+         * restarted or promoted under us.
          */
         public static void loadAll(Redis redis) {
-            var sync = redis.shared().sync();
             for (String source : ALL.values()) {
-                sync.scriptLoad(source);
+                if (redis.clusterClient != null) {
+                    ((StatefulRedisClusterConnection<String, String>) redis.shared.connection).sync().all()
+                            .commands().scriptLoad(source);
+                } else {
+                    redis.shared.sync().scriptLoad(source);
+                }
             }
         }
 
@@ -247,7 +395,7 @@ public final class Redis implements AutoCloseable {
             }
         }
 
-        public <T> CompletableFuture<T> run(RedisAsyncCommands<String, String> cmd, ScriptOutputType type,
+        public <T> CompletableFuture<T> run(RedisClusterAsyncCommands<String, String> cmd, ScriptOutputType type,
                                             String[] keys, String... args) {
             CompletableFuture<T> result = new CompletableFuture<>();
             cmd.<T>evalsha(sha, type, keys, args).whenComplete((v, e) -> {
@@ -261,7 +409,7 @@ public final class Redis implements AutoCloseable {
                             result.completeExceptionally(e2);
                         }
                     });
-                    cmd.getStatefulConnection().flushCommands();
+                    flush(cmd);
                 } else {
                     result.completeExceptionally(e);
                 }

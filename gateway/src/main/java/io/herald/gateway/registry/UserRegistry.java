@@ -5,7 +5,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.herald.gateway.redis.Keys;
 import io.herald.gateway.redis.Redis;
-import io.lettuce.core.api.async.RedisAsyncCommands;
+import io.lettuce.core.cluster.api.async.RedisClusterAsyncCommands;
 
 import java.io.IOException;
 import java.util.ArrayList;
@@ -80,7 +80,7 @@ public final class UserRegistry {
     /** One device of a bulk import. */
     public record ImportDevice(String id, String platform, String token, boolean sandbox) { }
 
-    private io.lettuce.core.api.StatefulRedisConnection<String, String> importConnection;
+    private Redis.Connection importConnection;
 
     /**
      * Imports many users in one pipelined round trip (profile merge script and one HSET of the
@@ -105,7 +105,7 @@ public final class UserRegistry {
     private static final int IMPORT_CHUNK = 1000;
 
     private CompletableFuture<Void> importChunk(String app, List<Import> users) {
-        RedisAsyncCommands<String, String> cmd = importConnection.async();
+        RedisClusterAsyncCommands<String, String> cmd = importConnection.async();
         String now = Long.toString(System.currentTimeMillis());
         List<CompletableFuture<?>> all = new ArrayList<>(users.size() * 2);
         synchronized (this) {
@@ -182,7 +182,7 @@ public final class UserRegistry {
                                          boolean sandbox) {
         long now = System.currentTimeMillis();
         Device d = new Device(deviceId, platform, token, sandbox, "active", now, null, null);
-        RedisAsyncCommands<String, String> cmd = redis.async();
+        RedisClusterAsyncCommands<String, String> cmd = redis.async();
         String key = Keys.devices(app, user);
         return cmd.hlen(key).toCompletableFuture().thenCompose(n -> {
             if (n >= MAX_DEVICES_PER_USER + 1) {
@@ -208,13 +208,13 @@ public final class UserRegistry {
     }
 
     /** Queues a read of a user's devices on a caller's (pipelined) connection. */
-    public CompletableFuture<Map<String, String>> read(RedisAsyncCommands<String, String> cmd, String app,
+    public CompletableFuture<Map<String, String>> read(RedisClusterAsyncCommands<String, String> cmd, String app,
                                                        String user) {
         return cmd.hgetall(Keys.devices(app, user)).toCompletableFuture();
     }
 
     /** Queues an invalidation on a caller's connection; it only applies while the token is unchanged. */
-    public CompletableFuture<Long> invalidate(RedisAsyncCommands<String, String> cmd, String app, String user,
+    public CompletableFuture<Long> invalidate(RedisClusterAsyncCommands<String, String> cmd, String app, String user,
                                               String deviceId, String token, String reason, long at) {
         return invalidate.run(cmd, io.lettuce.core.ScriptOutputType.INTEGER, new String[] {Keys.devices(app, user)},
                 deviceId, token, reason, Long.toString(at));

@@ -9,8 +9,8 @@ import io.herald.gateway.redis.Redis;
 import io.lettuce.core.Limit;
 import io.lettuce.core.Range;
 import io.lettuce.core.ScriptOutputType;
-import io.lettuce.core.api.StatefulRedisConnection;
-import io.lettuce.core.api.async.RedisAsyncCommands;
+
+import io.lettuce.core.cluster.api.async.RedisClusterAsyncCommands;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -26,6 +26,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.TreeMap;
 import java.util.UUID;
+import java.util.function.Supplier;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
@@ -89,7 +90,7 @@ public final class MessageStore implements AutoCloseable {
     private final Redis.Script letterScript = new Redis.Script("/scripts/dead-letters.lua");
     private final Redis.Script engagementScript = new Redis.Script("/scripts/engagement.lua");
     private final Redis.Script parked = new Redis.Script("/scripts/record-lib.lua", "/scripts/parked-receipts.lua");
-    private final StatefulRedisConnection<String, String> receiptConnection;
+    private final Redis.Connection receiptConnection;
     private volatile ScheduledExecutorService sweeper;
 
     public MessageStore(Redis redis, ObjectMapper mapper, Duration retention, Duration eventRetention, Funnels funnels,
@@ -231,25 +232,26 @@ public final class MessageStore implements AutoCloseable {
      * change: true when it applied (a repeat of the state the message is already in, or a change of
      * a terminal message, gives false).
      */
-    public CompletableFuture<List<Boolean>> record(RedisAsyncCommands<String, String> cmd, List<Change> changes) {
+    public CompletableFuture<List<Boolean>> record(RedisClusterAsyncCommands<String, String> cmd, List<Change> changes) {
         return record(cmd, changes, true);
     }
 
     /** As above; {@code flush} false stops after the batch-slot calls, as a process that died there would. */
-    CompletableFuture<List<Boolean>> record(RedisAsyncCommands<String, String> cmd, List<Change> changes,
+    CompletableFuture<List<Boolean>> record(RedisClusterAsyncCommands<String, String> cmd, List<Change> changes,
                                             boolean flush) {
         Map<String, List<Integer>> byBatch = new LinkedHashMap<>();
         for (int i = 0; i < changes.size(); i++) {
             byBatch.computeIfAbsent(changes.get(i).batchId(), k -> new ArrayList<>()).add(i);
         }
         long now = System.currentTimeMillis();
-        List<CompletableFuture<Call>> calls = new ArrayList<>(byBatch.size());
+        List<Supplier<CompletableFuture<Call>>> sends = new ArrayList<>(byBatch.size());
+        List<CompletableFuture<?>> markers = new ArrayList<>(byBatch.size());
         for (Map.Entry<String, List<Integer>> g : byBatch.entrySet()) {
             String batchId = g.getKey();
             String app = changes.get(g.getValue().get(0)).app();
             String rid = UUID.randomUUID().toString();
             String member = batchId + "|" + rid;
-            cmd.zadd(Keys.flushMarkers(app), (double) now, member);
+            markers.add(cmd.zadd(Keys.flushMarkers(app), (double) now, member).toCompletableFuture());
             List<String> keys = new ArrayList<>();
             keys.add(Keys.batch(batchId));
             keys.add(Keys.outbox(batchId));
@@ -277,16 +279,14 @@ public final class MessageStore implements AutoCloseable {
                         l == null ? "" : MessageIds.messageId(UUID.fromString(batchId), c.index()) + "" + US
                                 + l.json() + US + l.item()));
             }
-            CompletableFuture<List<Object>> run = recordScript.run(cmd, ScriptOutputType.MULTI,
-                    keys.toArray(String[]::new), args.toArray(String[]::new));
-            calls.add(run.thenApply(r -> new Call(app, batchId, member, (String) r.get(0), (String) r.get(1),
-                    (String) r.get(2), r.size() > 3)));
+            sends.add(() -> recordScript.<List<Object>>run(cmd, ScriptOutputType.MULTI,
+                    keys.toArray(String[]::new), args.toArray(String[]::new))
+                    .thenApply(r -> new Call(app, batchId, member, (String) r.get(0), (String) r.get(1),
+                            (String) r.get(2), r.size() > 3)));
         }
-        cmd.getStatefulConnection().flushCommands();
         int maxLetters = changes.stream().filter(c -> c.letter() != null).mapToInt(c -> c.letter().max()).max()
                 .orElse(0);
-        return CompletableFuture.allOf(calls.toArray(new CompletableFuture<?>[0])).thenCompose(v -> {
-            List<Call> done = calls.stream().map(CompletableFuture::join).toList();
+        return afterMarkers(cmd, markers, sends).thenCompose(done -> {
             Boolean[] applied = new Boolean[changes.size()];
             int k = 0;
             for (Map.Entry<String, List<Integer>> g : byBatch.entrySet()) {
@@ -305,6 +305,33 @@ public final class MessageStore implements AutoCloseable {
             }
             return flush(cmd, done, now, maxLetters, null).thenApply(x -> Arrays.asList(applied));
         });
+    }
+
+    /**
+     * Sends the batch-slot calls once their flush markers are in: a call whose facts have no
+     * marker would never be counted. On one Redis the markers and the calls share the connection,
+     * so sending them in order is enough (one round trip); on a cluster they go to different nodes
+     * over different connections, so the calls wait for the markers' replies (a second round trip).
+     */
+    private CompletableFuture<List<Call>> afterMarkers(RedisClusterAsyncCommands<String, String> cmd,
+                                                       List<CompletableFuture<?>> markers,
+                                                       List<Supplier<CompletableFuture<Call>>> sends) {
+        if (!redis.cluster()) {
+            List<CompletableFuture<Call>> calls = sends.stream().map(Supplier::get).toList();
+            Redis.flush(cmd);
+            return all(calls);
+        }
+        Redis.flush(cmd);
+        return CompletableFuture.allOf(markers.toArray(new CompletableFuture<?>[0])).thenCompose(v -> {
+            List<CompletableFuture<Call>> calls = sends.stream().map(Supplier::get).toList();
+            Redis.flush(cmd);
+            return all(calls);
+        });
+    }
+
+    private static <T> CompletableFuture<List<T>> all(List<CompletableFuture<T>> futures) {
+        return CompletableFuture.allOf(futures.toArray(new CompletableFuture<?>[0]))
+                .thenApply(v -> futures.stream().map(CompletableFuture::join).toList());
     }
 
     /**
@@ -351,7 +378,7 @@ public final class MessageStore implements AutoCloseable {
      * engagement; calls with no facts only lose their marker. {@code lock}, when given, is held while
      * commands are queued (the receipt connection).
      */
-    private CompletableFuture<Void> flush(RedisAsyncCommands<String, String> cmd, List<Call> calls, long now,
+    private CompletableFuture<Void> flush(RedisClusterAsyncCommands<String, String> cmd, List<Call> calls, long now,
                                           int maxLetters, Object lock) {
         Map<String, List<Call>> byApp = new LinkedHashMap<>();
         for (Call c : calls) {
@@ -375,24 +402,35 @@ public final class MessageStore implements AutoCloseable {
                     }
                 }
                 if (!letters.isEmpty()) {
-                    List<String> args = new ArrayList<>(letters.size() + 3);
-                    args.add(Long.toString(now));
-                    args.add(Long.toString(retentionMillis));
-                    args.add(Integer.toString(Math.max(1, maxLetters)));
-                    args.addAll(letters);
-                    all.add(letterScript.run(cmd, ScriptOutputType.INTEGER,
-                            new String[] {Keys.deadLetters(app), Keys.deadLetterData(app)}, args.toArray(String[]::new)));
+                    int shards = redis.shards();
+                    Map<Integer, List<String>> byShard = new LinkedHashMap<>();
+                    for (String letter : letters) {
+                        String id = letter.substring(0, Math.max(0, letter.indexOf(US)));
+                        byShard.computeIfAbsent(Keys.shard(id, shards), k -> new ArrayList<>()).add(letter);
+                    }
+                    for (Map.Entry<Integer, List<String>> sl : byShard.entrySet()) {
+                        List<String> args = new ArrayList<>(sl.getValue().size() + 5);
+                        args.add(Long.toString(now));
+                        args.add(Long.toString(retentionMillis));
+                        args.add(Integer.toString(Math.max(1, (maxLetters + shards - 1) / shards)));
+                        args.add(Integer.toString(sl.getKey()));
+                        args.add(Integer.toString(shards));
+                        args.addAll(sl.getValue());
+                        all.add(letterScript.run(cmd, ScriptOutputType.INTEGER, new String[] {
+                            Keys.deadLetters(app, sl.getKey()), Keys.deadLetterData(app, sl.getKey())},
+                                args.toArray(String[]::new)));
+                    }
                 }
                 if (!withFacts.isEmpty()) {
                     all.add(flushApp(cmd, app, withFacts, now, guard));
                 }
             }
-            cmd.getStatefulConnection().flushCommands();
+            Redis.flush(cmd);
         }
         return CompletableFuture.allOf(all.toArray(new CompletableFuture<?>[0]));
     }
 
-    private CompletableFuture<Void> flushApp(RedisAsyncCommands<String, String> cmd, String app, List<Call> calls,
+    private CompletableFuture<Void> flushApp(RedisClusterAsyncCommands<String, String> cmd, String app, List<Call> calls,
                                              long now, Object guard) {
         List<String> keys = new ArrayList<>();
         keys.add(Keys.flushMarkers(app));
@@ -457,7 +495,7 @@ public final class MessageStore implements AutoCloseable {
                     cmd.hdel(Keys.outbox(c.batchId()), c.member().substring(c.member().indexOf('|') + 1),
                             c.member().substring(c.member().indexOf('|') + 1) + ":l");
                 }
-                cmd.getStatefulConnection().flushCommands();
+                Redis.flush(cmd);
             }
             Map<String, long[]> engagement = new LinkedHashMap<>();
             for (int i = 0; i < calls.size(); i++) {
@@ -499,7 +537,7 @@ public final class MessageStore implements AutoCloseable {
                     writes.add(engagementScript.run(cmd, ScriptOutputType.INTEGER,
                             new String[] {Keys.engagement(app, user)}, a.toArray(String[]::new)));
                 });
-                cmd.getStatefulConnection().flushCommands();
+                Redis.flush(cmd);
             }
             return CompletableFuture.allOf(writes.toArray(new CompletableFuture<?>[0]));
         });
@@ -515,7 +553,7 @@ public final class MessageStore implements AutoCloseable {
      * dropped. Completes with the number of calls flushed. Safe on every node at once.
      */
     public CompletableFuture<Integer> sweep(String app, long now) {
-        RedisAsyncCommands<String, String> cmd = redis.async();
+        RedisClusterAsyncCommands<String, String> cmd = redis.async();
         return cmd.zrangebyscore(Keys.flushMarkers(app), Range.create(0.0, (double) (now - SWEEP_AFTER_MILLIS)),
                 Limit.from(200)).toCompletableFuture().thenCompose(members -> {
                     List<CompletableFuture<Call>> calls = new ArrayList<>();
@@ -598,7 +636,7 @@ public final class MessageStore implements AutoCloseable {
         List<CompletableFuture<List<io.lettuce.core.KeyValue<String, String>>>> heads = new ArrayList<>(items.size());
         List<CompletableFuture<String>> apps = new ArrayList<>(items.size());
         synchronized (this) {
-            RedisAsyncCommands<String, String> cmd = receiptConnection.async();
+            RedisClusterAsyncCommands<String, String> cmd = receiptConnection.async();
             for (ReceiptIn r : items) {
                 UUID batch = MessageIds.batchOf(r.messageId());
                 if (batch == null) {
@@ -686,14 +724,16 @@ public final class MessageStore implements AutoCloseable {
     private CompletableFuture<Map<String, String>> applyReceipts(Map<String, String> appOf,
                                                                  Map<String, List<PartIn>> grouped) {
         long now = System.currentTimeMillis();
-        List<CompletableFuture<Call>> calls = new ArrayList<>();
+        CompletableFuture<List<Call>> calls;
         synchronized (this) {
-            RedisAsyncCommands<String, String> cmd = receiptConnection.async();
+            RedisClusterAsyncCommands<String, String> cmd = receiptConnection.async();
+            List<Supplier<CompletableFuture<Call>>> sends = new ArrayList<>();
+            List<CompletableFuture<?>> markers = new ArrayList<>();
             grouped.forEach((batchId, g) -> {
                 String app = appOf.get(batchId);
                 String rid = UUID.randomUUID().toString();
                 String member = batchId + "|" + rid;
-                cmd.zadd(Keys.flushMarkers(app), (double) now, member);
+                markers.add(cmd.zadd(Keys.flushMarkers(app), (double) now, member).toCompletableFuture());
                 List<String> keys = new ArrayList<>();
                 keys.add(Keys.batch(batchId));
                 keys.add(Keys.outbox(batchId));
@@ -719,15 +759,14 @@ public final class MessageStore implements AutoCloseable {
                                     : "0",
                             p.park() == null ? "" : p.park()));
                 }
-                CompletableFuture<List<Object>> run = receiptScript.run(cmd, ScriptOutputType.MULTI,
-                        keys.toArray(String[]::new), args.toArray(String[]::new));
-                calls.add(run.thenApply(r -> new Call(app, batchId, member, (String) r.get(0), (String) r.get(1), "",
-                        false)));
+                sends.add(() -> receiptScript.<List<Object>>run(cmd, ScriptOutputType.MULTI,
+                        keys.toArray(String[]::new), args.toArray(String[]::new))
+                        .thenApply(r -> new Call(app, batchId, member, (String) r.get(0), (String) r.get(1), "",
+                                false)));
             });
-            receiptConnection.flushCommands();
+            calls = afterMarkers(cmd, markers, sends);
         }
-        return CompletableFuture.allOf(calls.toArray(new CompletableFuture<?>[0])).thenCompose(v -> {
-            List<Call> done = calls.stream().map(CompletableFuture::join).toList();
+        return calls.thenCompose(done -> {
             Map<String, String> codes = new HashMap<>();
             for (Call c : done) {
                 codes.put(c.batchId(), c.codes());
@@ -827,7 +866,7 @@ public final class MessageStore implements AutoCloseable {
     }
 
     /** Queues a read of a message's current state label (null = still queued) on the caller's connection. */
-    public CompletableFuture<String> state(RedisAsyncCommands<String, String> cmd, String batchId, int index) {
+    public CompletableFuture<String> state(RedisClusterAsyncCommands<String, String> cmd, String batchId, int index) {
         return cmd.hget(chunkKey(batchId, index), Integer.toString(index)).toCompletableFuture()
                 .thenApply(MessageStore::stateOf);
     }
@@ -890,7 +929,7 @@ public final class MessageStore implements AutoCloseable {
         }
         String batchId = batch.toString();
         int index = MessageIds.indexOf(messageId);
-        RedisAsyncCommands<String, String> cmd = redis.async();
+        RedisClusterAsyncCommands<String, String> cmd = redis.async();
         CompletableFuture<List<String>> batchInfo = cmd.hmget(Keys.batch(batchId), "app", "at", "total", "rej")
                 .toCompletableFuture().thenApply(l -> l.stream().map(kv -> kv.getValueOrElse(null)).toList());
         CompletableFuture<String> msg = cmd.hget(chunkKey(batchId, index), Integer.toString(index))

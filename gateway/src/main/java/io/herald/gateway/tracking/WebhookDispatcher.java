@@ -1,5 +1,6 @@
 package io.herald.gateway.tracking;
 
+import io.herald.gateway.redis.Redis;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
@@ -13,8 +14,8 @@ import io.lettuce.core.XAutoClaimArgs;
 import io.lettuce.core.XGroupCreateArgs;
 import io.lettuce.core.XReadArgs;
 import io.lettuce.core.XReadArgs.StreamOffset;
-import io.lettuce.core.api.StatefulRedisConnection;
-import io.lettuce.core.api.async.RedisAsyncCommands;
+
+import io.lettuce.core.cluster.api.async.RedisClusterAsyncCommands;
 import io.lettuce.core.models.stream.ClaimedMessages;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -161,7 +162,7 @@ public final class WebhookDispatcher implements AutoCloseable {
         }
     }
 
-    private final StatefulRedisConnection<String, String> connection;
+    private final Redis.Connection connection;
     private final String nodeId;
     private final Duration claimIdle;
     private final Map<String, Loop> loops = new HashMap<>();
@@ -186,13 +187,13 @@ public final class WebhookDispatcher implements AutoCloseable {
      * A dispatcher reading as consumer {@code nodeId}; another node's pending batches are claimed after
      * {@link #defaultClaimIdle(Endpoint)}.
      */
-    public WebhookDispatcher(StatefulRedisConnection<String, String> connection, String nodeId,
+    public WebhookDispatcher(Redis.Connection connection, String nodeId,
                              List<Endpoint> endpoints, Metrics metrics) {
         this(connection, nodeId, endpoints, metrics, null);
     }
 
     /** As above; {@code claimIdle} (null = the endpoint's default) is how long a batch stays another node's. */
-    WebhookDispatcher(StatefulRedisConnection<String, String> connection, String nodeId, List<Endpoint> endpoints,
+    WebhookDispatcher(Redis.Connection connection, String nodeId, List<Endpoint> endpoints,
                       Metrics metrics, Duration claimIdle) {
         this.connection = requireNonNull(connection, "connection");
         this.nodeId = requireNonNull(nodeId, "nodeId");
@@ -248,7 +249,7 @@ public final class WebhookDispatcher implements AutoCloseable {
             return CompletableFuture.failedFuture(
                     new IllegalArgumentException("app: " + app + " (expected: an app with a webhook endpoint)"));
         }
-        RedisAsyncCommands<String, String> cmd = connection.async();
+        RedisClusterAsyncCommands<String, String> cmd = connection.async();
         return cmd.<Long>eval(REDRIVE_LUA, ScriptOutputType.INTEGER, Keys.webhookDeadLetters(app), Keys.webhookRedrive(app))
                 .toCompletableFuture()
                 .thenApply(n -> {
@@ -385,7 +386,7 @@ public final class WebhookDispatcher implements AutoCloseable {
                 groupReady = true;
                 pendingDone = false;
             }
-            RedisAsyncCommands<String, String> cmd = connection.async();
+            RedisClusterAsyncCommands<String, String> cmd = connection.async();
             String redriven = await(cmd.lindex(Keys.webhookRedrive(endpoint.app()), -1));
             if (redriven != null) {
                 JsonNode dead;
@@ -507,7 +508,7 @@ public final class WebhookDispatcher implements AutoCloseable {
                     dead.put("lastError", lastError);
                     dead.put("delivery", batch.delivery());
                     dead.set("body", mapper.readTree(batch.body()));
-                    RedisAsyncCommands<String, String> cmd = connection.async();
+                    RedisClusterAsyncCommands<String, String> cmd = connection.async();
                     await(cmd.lpush(Keys.webhookDeadLetters(endpoint.app()), dead.toString()));
                     await(cmd.ltrim(Keys.webhookDeadLetters(endpoint.app()), 0, DEAD_LETTER_CAP - 1));
                     break;
@@ -518,7 +519,7 @@ public final class WebhookDispatcher implements AutoCloseable {
                         endpoint.app(), batch.delivery(), attempt, lastError, delay);
                 pause(delay);
             }
-            RedisAsyncCommands<String, String> cmd = connection.async();
+            RedisClusterAsyncCommands<String, String> cmd = connection.async();
             if (redriven) {
                 await(cmd.rpop(Keys.webhookRedrive(endpoint.app())));
             } else {

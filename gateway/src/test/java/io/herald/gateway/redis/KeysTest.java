@@ -75,9 +75,15 @@ class KeysTest {
         assertThat(tag(Keys.flushMarkers("a"))).isEqualTo(tag(Keys.events("a")));
         assertThat(tag(Keys.devices("a", "u"))).isEqualTo(tag(Keys.rateLimit("a", "u")))
                 .isEqualTo(tag(Keys.engagement("a", "u")));
-        assertThat(tag(Keys.journal("n"))).isEqualTo(tag(Keys.deferred())).isEqualTo(tag(Keys.deferredData()))
-                .isEqualTo(tag(Keys.idempotency("a", "h"))).isEqualTo(tag(Keys.deadLetters("a")))
-                .isEqualTo(tag(Keys.promotion("r"))).isEqualTo("sched");
+        // A shard's journal (of every node), deferred set, idempotency keys, dead letters and
+        // promotion keys share its slot tag; other shards have other tags.
+        assertThat(tag(Keys.journal("n", 3))).isEqualTo(tag(Keys.journal("m", 3))).isEqualTo(tag(Keys.deferred(3)))
+                .isEqualTo(tag(Keys.deferredData(3))).isEqualTo(tag(Keys.idempotency("a", "h", 3)))
+                .isEqualTo(tag(Keys.deadLetters("a", 3))).isEqualTo(tag(Keys.deadLetterData("a", 3)))
+                .isEqualTo(tag(Keys.promotion(3, "r"))).isEqualTo("s.3")
+                .isNotEqualTo(tag(Keys.journal("n", 4)));
+        assertThat(tag(Keys.rateLimitRequest("a", "u", "r"))).isEqualTo(tag(Keys.rateLimit("a", "u")));
+        assertThat(tag(Keys.replays("n"))).isEqualTo(tag(Keys.unreadableEntries("n"))).isEqualTo("n.n");
         assertThat(tag(Keys.events("a"))).isEqualTo(tag(Keys.funnel("a", "c", "v")))
                 .isEqualTo(tag(Keys.funnelChannel("a", "sms"))).isEqualTo(tag(Keys.webhookDeadLetters("a")))
                 .isEqualTo(tag(Keys.webhookRedrive("a"))).isEqualTo(tag(Keys.smscPart("a", "id")));

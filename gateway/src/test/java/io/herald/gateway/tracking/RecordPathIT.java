@@ -46,7 +46,7 @@ class RecordPathIT {
     EmbeddedRedis embedded;
     Redis redis;
     MessageStore store;
-    RedisCommands<String, String> sync;
+    io.lettuce.core.cluster.api.sync.RedisClusterCommands<String, String> sync;
     final Metrics metrics = new Metrics();
 
     @BeforeEach

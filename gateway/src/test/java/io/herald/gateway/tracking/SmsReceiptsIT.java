@@ -52,7 +52,7 @@ class SmsReceiptsIT {
     EmbeddedRedis embedded;
     Redis redis;
     MessageStore store;
-    RedisCommands<String, String> sync;
+    io.lettuce.core.cluster.api.sync.RedisClusterCommands<String, String> sync;
     final Metrics metrics = new Metrics();
     final List<SmsReceipts> receipts = new ArrayList<>();
 

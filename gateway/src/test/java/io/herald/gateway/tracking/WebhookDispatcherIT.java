@@ -61,8 +61,8 @@ class WebhookDispatcherIT {
     Path dir;
     EmbeddedRedis redis;
     RedisClient client;
-    StatefulRedisConnection<String, String> connection;
-    RedisCommands<String, String> sync;
+    io.herald.gateway.redis.Redis.Connection connection;
+    io.lettuce.core.cluster.api.sync.RedisClusterCommands<String, String> sync;
     HttpServer server;
     final java.util.concurrent.ExecutorService receiverThreads = java.util.concurrent.Executors.newCachedThreadPool();
     final List<Arrival> arrivals = new CopyOnWriteArrayList<>();
@@ -95,7 +95,7 @@ class WebhookDispatcherIT {
     void start() throws IOException {
         redis = EmbeddedRedis.start(dir.resolve("redis"));
         client = RedisClient.create(redis.uri());
-        connection = client.connect(StringCodec.UTF8);
+        connection = io.herald.gateway.redis.Redis.Connection.of(client.connect(StringCodec.UTF8));
         sync = connection.sync();
         server = HttpServer.create(new InetSocketAddress("127.0.0.1", 0), 0);
         server.setExecutor(receiverThreads); // a hanging answer holds up no other request

@@ -1,5 +1,6 @@
 package io.herald.gateway.connector.sms;
 
+import io.herald.gateway.redis.Redis;
 import io.herald.gateway.connector.Connector;
 import io.herald.gateway.connector.Delivery;
 import io.herald.gateway.connector.DeliveryResult;
@@ -8,7 +9,7 @@ import io.herald.gateway.connector.ReceiptListener;
 import io.herald.gateway.metrics.Metrics;
 import io.herald.gateway.redis.Keys;
 import io.lettuce.core.SetArgs;
-import io.lettuce.core.api.StatefulRedisConnection;
+
 import io.netty.util.HashedWheelTimer;
 import io.netty.util.Timer;
 import org.jsmpp.InvalidResponseException;
@@ -151,7 +152,7 @@ public final class SmsConnector implements Connector {
     }
 
     private final Settings settings;
-    private final StatefulRedisConnection<String, String> redis;
+    private final Redis.Connection redis;
     private final ReceiptListener receipts;
     private final Metrics metrics;
     private final Map<String, Pool> pools = new LinkedHashMap<>();
@@ -161,7 +162,7 @@ public final class SmsConnector implements Connector {
     private final ExecutorService control = Executors.newCachedThreadPool(r -> daemon(r, "herald-sms-bind"));
 
     public SmsConnector(Settings settings, Map<String, Account> accountsByApp,
-                        StatefulRedisConnection<String, String> redis, ReceiptListener receipts, Metrics metrics) {
+                        Redis.Connection redis, ReceiptListener receipts, Metrics metrics) {
         this.settings = Objects.requireNonNull(settings, "settings");
         this.redis = Objects.requireNonNull(redis, "redis");
         this.receipts = Objects.requireNonNull(receipts, "receipts");

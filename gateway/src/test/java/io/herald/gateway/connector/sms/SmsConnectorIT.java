@@ -45,7 +45,7 @@ class SmsConnectorIT {
     static Path dir;
     static EmbeddedRedis embedded;
     static RedisClient client;
-    static StatefulRedisConnection<String, String> redis;
+    static io.herald.gateway.redis.Redis.Connection redis;
 
     SandboxSmsc smsc;
     SmsConnector connector;
@@ -56,7 +56,7 @@ class SmsConnectorIT {
     static void startRedis() {
         embedded = EmbeddedRedis.start(dir.resolve("redis"));
         client = RedisClient.create(embedded.uri());
-        redis = client.connect();
+        redis = io.herald.gateway.redis.Redis.Connection.of(client.connect());
     }
 
     @AfterAll
