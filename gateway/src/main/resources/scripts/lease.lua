@@ -5,6 +5,8 @@
 --   acquire: takes the node's lease when nobody holds it, it has expired, or the holder is us.
 --            Reply {1, holder, expires-at} taken; {0, holder, ms left} held by another;
 --            {-1, shards} the deployment uses another shard count (field '@shards', set by the first node).
+--   replace: as acquire, and also takes it from holder ARGV[6] (a crashed run of this node on this
+--            host, known dead: its process is gone).
 --   renew:   extends it while we hold it. Reply {1, ...} or {0, holder, ms left} (lost).
 --   release: lets it go if we hold it: it stays as expired, so another node takes the journal over
 --            (whatever is left in it). Reply {1}.
@@ -39,11 +41,12 @@ if op == 'drop' then
   if holder == me then redis.call('HDEL', h, node) end
   return {1}
 end
-if op == 'acquire' then
+if op == 'acquire' or op == 'replace' then
   local shards = redis.call('HGET', h, '@shards')
   if shards and shards ~= ARGV[5] then return {-1, shards} end
   if not shards then redis.call('HSET', h, '@shards', ARGV[5]) end
-  if holder ~= nil and holder ~= me and exp > now then return {0, holder, exp - now} end
+  local dead = op == 'replace' and holder == ARGV[6]
+  if holder ~= nil and holder ~= me and exp > now and not dead then return {0, holder, exp - now} end
 elseif holder ~= me then
   return {0, holder or '', 0}
 end

@@ -161,7 +161,7 @@ public final class Herald implements AutoCloseable {
         // Built before loadAll so that its script is loaded too (not found at its first EVALSHA).
         scheduler = new DeferredScheduler(redis, journal, pipeline, config.scheduler().batch());
         leases = new NodeLeases(redis, journal, config.redis().nodeLease(), config.pipeline().redisWait(),
-                other -> replay(other, deadLetters));
+                other -> replay(other, deadLetters), config.dataDir().resolve("instance"));
         Redis.Script.loadAll(redis);
         leases.acquireOwn(config.redis().nodeLease().multipliedBy(3).plusSeconds(30));
         resources.add(leases);

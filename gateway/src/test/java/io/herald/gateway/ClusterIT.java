@@ -2,6 +2,7 @@ package io.herald.gateway;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import io.herald.gateway.redis.Keys;
+import io.herald.gateway.redis.LocalRedisCluster;
 import io.lettuce.core.cluster.SlotHash;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
@@ -28,7 +29,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.awaitility.Awaitility.await;
 
 /**
- * Herald on a real local Redis Cluster (3 masters, 3 replicas; {@link RedisClusterFixture}) with
+ * Herald on a real local Redis Cluster (3 masters, 3 replicas; {@link LocalRedisCluster}) with
  * several gateway nodes: the per-user rate limit stays exact across nodes, a node that dies and
  * never returns has its journal taken over by another, and a master failed over mid-load loses no
  * acknowledged message. Every figure is a total-queue check: what the nodes acknowledged (202)
@@ -36,11 +37,11 @@ import static org.awaitility.Awaitility.await;
  */
 @Timeout(300)
 class ClusterIT {
-    static RedisClusterFixture cluster;
+    static LocalRedisCluster cluster;
 
     @BeforeAll
     static void startCluster(@TempDir Path dir) {
-        cluster = RedisClusterFixture.start(dir, 3);
+        cluster = LocalRedisCluster.start(dir, 3, 1);
     }
 
     @AfterAll
@@ -198,7 +199,7 @@ class ClusterIT {
 
     @Test
     void aMasterFailedOverMidLoadLosesNoAcknowledgedMessage(@TempDir Path dir) throws Exception {
-        try (RedisClusterFixture own = RedisClusterFixture.start(dir, 3);
+        try (LocalRedisCluster own = LocalRedisCluster.start(dir, 3, 1);
              TestGateway gw = TestGateway.onCluster("", own.uri())) {
             List<String> tokens = new ArrayList<>();
             for (int u = 0; u < 20; u++) {

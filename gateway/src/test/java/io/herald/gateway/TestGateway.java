@@ -41,7 +41,7 @@ final class TestGateway implements AutoCloseable {
     /**
      * The topology the ITs run on: {@code -Dherald.it.redis=cluster} (the cluster run of
      * {@code mvn verify}) puts every test gateway without a Redis of its own on the JVM's shared
-     * local Redis Cluster ({@link RedisClusterFixture#shared()}); otherwise each starts its own server.
+     * local Redis Cluster ({@link io.herald.gateway.redis.LocalRedisCluster#shared()}); otherwise each starts its own server.
      */
     static final boolean ON_CLUSTER = "cluster".equals(System.getProperty("herald.it.redis"));
 
@@ -100,7 +100,7 @@ final class TestGateway implements AutoCloseable {
             this.cluster = cluster;
         } else if (ON_CLUSTER) {
             redis = null;
-            redisUrl = RedisClusterFixture.shared().uri();
+            redisUrl = io.herald.gateway.redis.LocalRedisCluster.shared().uri();
             this.cluster = true;
         } else {
             this.cluster = false;

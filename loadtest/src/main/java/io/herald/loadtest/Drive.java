@@ -22,6 +22,7 @@ import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
 import java.time.Duration;
 import java.util.HexFormat;
+import java.util.List;
 import java.util.Locale;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.Semaphore;
@@ -239,7 +240,8 @@ final class Drive {
      * intended time; any other answer is counted as failed and its messages as not acknowledged.
      */
     static final class GatewaySink implements Sink {
-        private final HeraldClient client;
+        private final List<HeraldClient> clients;
+        private final java.util.concurrent.atomic.AtomicLong next = new java.util.concurrent.atomic.AtomicLong();
         private final Tally tally;
         private final String app;
         private final int users;
@@ -255,11 +257,11 @@ final class Drive {
          * @param retryIo retry a batch whose request failed in transport (the gateway is down)
          *     every 250 ms until {@code deadlineNanos}, with the same {@code Idempotency-Key}
          */
-        GatewaySink(HeraldClient client, Tally tally, String app, int users, String[] mix, int batchSize,
+        GatewaySink(List<HeraldClient> clients, Tally tally, String app, int users, String[] mix, int batchSize,
                     ScheduledExecutorService timer, ObjectMapper mapper, boolean retryIo, long deadlineNanos) {
             this.retryIo = retryIo;
             this.deadlineNanos = deadlineNanos;
-            this.client = client;
+            this.clients = List.copyOf(clients);
             this.tally = tally;
             this.app = app;
             this.users = users;
@@ -281,6 +283,10 @@ final class Drive {
 
         private void post(byte[] body, long from, int n, long intendedMicros, Runnable done) {
             long attemptMicros = Tally.nowMicros();
+            // Batches go to the nodes in turn; a retry after a transport failure goes to the next node
+            // (same Idempotency-Key: the nodes share Redis, so a batch one of them journaled is not
+            // journaled again), as a client behind a load balancer would.
+            HeraldClient client = clients.get((int) (next.getAndIncrement() % clients.size()));
             client.postBatch(body, "lt-" + tally.run + "-" + from).whenComplete((r, e) -> {
                 long now = Tally.nowMicros();
                 if (e != null && retryIo && System.nanoTime() < deadlineNanos) {

@@ -139,6 +139,31 @@ final class Scenarios {
         @Option(names = "--app", description = "App to send as. Default: ${DEFAULT-VALUE}")
         String app = "load";
 
+        @Option(names = "--nodes", description = "Gateway nodes (processes) on the one Redis; batches go to them "
+                + "in turn. Default: ${DEFAULT-VALUE}")
+        int nodes = 1;
+
+        @Option(names = "--redis", description = "standalone (one redis-server) or cluster (a local Redis Cluster "
+                + "of 3 masters, needs redis-server 7 on PATH). Default: ${DEFAULT-VALUE}")
+        String redis = "standalone";
+
+        /** True for {@code --redis cluster}; a ParameterException for anything but the two values. */
+        boolean cluster(picocli.CommandLine cl) {
+            if (nodes < 1) {
+                throw new ParameterException(cl, "--nodes must be >= 1");
+            }
+            return switch (redis) {
+                case "standalone" -> false;
+                case "cluster" -> {
+                    if (redisUrl != null) {
+                        throw new ParameterException(cl, "--redis cluster starts its own cluster: leave out --redis-url");
+                    }
+                    yield true;
+                }
+                default -> throw new ParameterException(cl, "--redis: '" + redis + "' (expected: standalone or cluster)");
+            };
+        }
+
         @Option(names = "--keep-data", description = "Keep the run directory (configs, data, logs) after a passing run.")
         boolean keepData;
     }
@@ -234,13 +259,18 @@ final class Scenarios {
             if (batches.batchSize < 1 || batches.batchSize > 10_000 || batches.concurrency < 1) {
                 throw new ParameterException(cl, "--batch-size must be 1..10000 and --concurrency > 0");
             }
+            boolean cluster = setup.cluster(cl);
+            if (url != null && (setup.nodes > 1 || cluster)) {
+                throw new ParameterException(cl, "--nodes and --redis cluster start their own gateways: leave out --url");
+            }
             return withStack(setup, shape, url == null ? batches.kinds(cl) : Set.of(), url == null, stack -> {
                 if (url != null) {
                     stack.connectReports(reportPorts);
                 }
-                Harness h = new Harness(stack, shape, setup, url != null ? HeraldClient.requireLoopback(url).toString()
-                        : stack.baseUrl(), url != null ? apiKey : stack.apiKey);
-                h.redisFigures = true;
+                Harness h = new Harness(stack, shape, setup, url != null ? List.of(HeraldClient.requireLoopback(url)
+                        .toString()) : stack.baseUrls(), url != null ? apiKey : stack.apiKey);
+                // Redis's counters are read from one server: on a cluster they would be one master's share.
+                h.redisFigures = !cluster;
                 h.register(batches.kinds(cl));
                 Report.Run r = h.gatewayRun(1, measured, shape.rate(cl), batches, mix, cl);
                 return h.finish("gateway", List.of(r), null, cl);
@@ -266,7 +296,7 @@ final class Scenarios {
             picocli.CommandLine cl = spec.commandLine();
             long measured = shape.measured(cl);
             return withStack(setup, shape, Set.of(PeerMain.Kind.apns), false, stack -> {
-                Harness h = new Harness(stack, shape, setup, null, null);
+                Harness h = new Harness(stack, shape, setup, (String) null, null);
                 Report.Run r = h.rawRun(1, measured, shape.rate(cl), raw.inFlight, raw.connections, cl);
                 return h.finish("raw-apns", List.of(r), null, cl);
             });
@@ -359,6 +389,10 @@ final class Scenarios {
         @Option(names = "--seed", description = "Random seed of the kill points. Default: random")
         Long seed;
 
+        @Option(names = "--never-restart", description = "With --nodes 2 or more: the killed node (the first) stays "
+                + "dead and another node takes its journal over once its lease lapses (one kill per run).")
+        boolean neverRestart;
+
         @Override
         public Integer call() throws Exception {
             picocli.CommandLine cl = spec.commandLine();
@@ -368,13 +402,17 @@ final class Scenarios {
             if (kills < 1 || runs < 1) {
                 throw new ParameterException(cl, "--kills and --runs must be >= 1");
             }
+            setup.cluster(cl);
+            if (neverRestart && (setup.nodes < 2 || kills != 1 || runs != 1)) {
+                throw new ParameterException(cl, "--never-restart needs --nodes 2 or more, --kills 1 and --runs 1");
+            }
             java.util.Random random = new java.util.Random(seed != null ? seed : System.nanoTime());
             return withStack(setup, shape, batches.kinds(cl), false, stack -> {
                 stack.startRedis(setup.redisUrl);
                 stack.keepGatewayPort();
                 stack.startGateway();
                 System.out.printf("gateway pid %d ready on %s%n", stack.gateway().pid(), stack.baseUrl());
-                Harness h = new Harness(stack, shape, setup, stack.baseUrl(), stack.apiKey);
+                Harness h = new Harness(stack, shape, setup, stack.baseUrls(), stack.apiKey);
                 h.register(batches.kinds(cl));
                 List<Report.Run> all = new ArrayList<>();
                 h.passes = r -> r.completed() && r.queue().lost() == 0 && r.queue().unexpected() == 0
@@ -390,7 +428,7 @@ final class Scenarios {
                     }
                     java.util.Arrays.sort(at);
                     List<String> log = java.util.Collections.synchronizedList(new ArrayList<>());
-                    Thread chaos = new Thread(() -> killAt(stack, at, log), "loadtest-chaos");
+                    Thread chaos = new Thread(() -> killAt(stack, at, log, neverRestart), "loadtest-chaos");
                     chaos.setDaemon(true);
                     Report.Run r = h.gatewayRun(run, measured, rate, batches, mix, cl, chaos);
                     log.forEach(l -> System.out.println("  " + l));
@@ -410,7 +448,7 @@ final class Scenarios {
         }
 
         /** Kills at the given offsets from the start of the load, each at least 2 s after the last restart. */
-        private static void killAt(Stack stack, long[] atMillis, List<String> log) {
+        private static void killAt(Stack stack, long[] atMillis, List<String> log, boolean neverRestart) {
             long start = System.nanoTime();
             long readyAt = start;
             try {
@@ -422,6 +460,11 @@ final class Scenarios {
                     }
                     long pid = stack.gateway().pid();
                     stack.killGateway();
+                    if (neverRestart) {
+                        log.add(String.format(Locale.ROOT, "killed gateway pid %d at %.1f s; not restarted: node 2 "
+                                + "takes its journal over", pid, at / 1000.0));
+                        return;
+                    }
                     long t0 = System.nanoTime();
                     stack.startGateway();
                     readyAt = System.nanoTime();
@@ -514,7 +557,8 @@ final class Scenarios {
         Path dir = Files.createTempDirectory("herald-loadtest-");
         int status = 2;
         try (Stack stack = new Stack(dir, setup.app, setup.gatewayJar, setup.gatewayHeap, setup.capacity,
-                setup.extraConfig == null ? null : "  " + setup.extraConfig + "\n", setup.gatewayJvm)) {
+                setup.extraConfig == null ? null : "  " + setup.extraConfig + "\n", setup.gatewayJvm,
+                setup.nodes, "cluster".equals(setup.redis))) {
             System.out.println("run directory " + dir);
             try {
                 stack.startPeers(peers);
@@ -523,6 +567,10 @@ final class Scenarios {
                     stack.startGateway();
                     System.out.printf("gateway pid %d ready on %s; peers: %s%n", stack.gateway().pid(), stack.baseUrl(),
                             peers);
+                    for (int i = 1; i < stack.gateways().size(); i++) {
+                        System.out.printf("gateway node %d pid %d ready on %s%n", i + 1, stack.gateways().get(i).pid(),
+                                stack.baseUrls().get(i));
+                    }
                 }
             } catch (IOException | RuntimeException e) {
                 System.err.println("loadtest: cannot start: " + e.getMessage());
@@ -548,6 +596,8 @@ final class Scenarios {
         private final ExecutorService io = Executors.newFixedThreadPool(4, daemon("loadtest-http"));
         private final ScheduledExecutorService timer = Executors.newSingleThreadScheduledExecutor(daemon("loadtest-retry"));
         private final HeraldClient client;
+        /** One client per gateway node (batches go to them in turn); {@code client} is the first. */
+        private final List<HeraldClient> clients;
         private final String baseUrl;
         private final String startedAt = Instant.now().toString();
         private final int runBase = ThreadLocalRandom.current().nextInt(1_000, 1_000_000);
@@ -560,11 +610,17 @@ final class Scenarios {
         java.util.function.Predicate<Report.Run> passes = Report.Run::ok;
 
         Harness(Stack stack, Shape shape, Setup setup, String baseUrl, String key) {
+            this(stack, shape, setup, baseUrl == null ? List.of() : List.of(baseUrl), key);
+        }
+
+        Harness(Stack stack, Shape shape, Setup setup, List<String> baseUrls, String key) {
             this.stack = stack;
             this.shape = shape;
             this.setup = setup;
-            this.baseUrl = baseUrl;
-            this.client = baseUrl == null ? null : HeraldClient.create(baseUrl, key, Duration.ofSeconds(60), io, mapper);
+            this.baseUrl = baseUrls.isEmpty() ? null : baseUrls.get(0);
+            this.clients = baseUrls.stream().map(u -> HeraldClient.create(u, key, Duration.ofSeconds(60), io, mapper))
+                    .toList();
+            this.client = clients.isEmpty() ? null : clients.get(0);
         }
 
         /** Registers users u0.. with a device (apns, fcm) and a phone (sms) as the mix needs, by bulk import. */
@@ -629,9 +685,9 @@ final class Scenarios {
             Tally t = new Tally(runBase + n, shape.warmup + measured, shape.warmup);
             stack.tally(t);
             long deadline = deadline();
-            Drive.GatewaySink sink = new Drive.GatewaySink(client, t, setup.app, shape.users, mix, b.batchSize, timer,
+            Drive.GatewaySink sink = new Drive.GatewaySink(clients, t, setup.app, shape.users, mix, b.batchSize, timer,
                     mapper, chaos != null, deadline);
-            Sampler sampler = new Sampler(t, stack.gateway() == null ? -1 : stack.gateway().pid(), baseUrl);
+            Sampler sampler = new Sampler(t, stack.gateways().stream().map(ChildProcess::pid).toList(), baseUrl);
             String label = "gateway";
             if (chaos != null) {
                 chaos.start();
@@ -707,7 +763,7 @@ final class Scenarios {
             Tally t = new Tally(runBase + n, shape.warmup + measured, shape.warmup);
             stack.tally(t);
             Path peerDir = stack.peerDir(PeerMain.Kind.apns);
-            Sampler sampler = new Sampler(t, -1, null);
+            Sampler sampler = new Sampler(t, List.of(), null);
             boolean done;
             Drive.RawApnsSink sink = new Drive.RawApnsSink(t, shape.users, stack.peerPort(PeerMain.Kind.apns),
                     peerDir.resolve("apns-cert.pem"), peerDir.resolve("apns-key.p8"), connections);
@@ -786,7 +842,7 @@ final class Scenarios {
      */
     static final class Sampler {
         private final Tally tally;
-        private final long gatewayPid;
+        private final List<Long> gatewayPids;
         private final HttpClient http = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(2)).build();
         private final URI metrics;
         private final long[] heapBySecond = new long[Tally.TIMELINE_SECONDS];
@@ -798,19 +854,20 @@ final class Scenarios {
         private final Map<String, Long> pids = new LinkedHashMap<>();
         private ScheduledExecutorService exec;
 
-        Sampler(Tally tally, long gatewayPid, String baseUrl) {
+        Sampler(Tally tally, List<Long> gatewayPids, String baseUrl) {
             this.tally = tally;
-            this.gatewayPid = gatewayPid;
+            this.gatewayPids = gatewayPids;
             this.metrics = baseUrl == null ? null : URI.create(baseUrl + "/metrics");
         }
 
         void start(Stack stack) {
             pids.put("driver", ProcessHandle.current().pid());
-            if (gatewayPid > 0) {
-                pids.put("gateway", gatewayPid);
+            for (int i = 0; i < gatewayPids.size(); i++) {
+                pids.put(gatewayPids.size() == 1 ? "gateway" : "gateway-" + (i + 1), gatewayPids.get(i));
             }
-            if (stack.redisPid() > 0 && gatewayPid > 0) {
-                pids.put("redis", stack.redisPid());
+            List<Long> redisPids = stack.redisPids();
+            for (int i = 0; i < redisPids.size() && !gatewayPids.isEmpty(); i++) {
+                pids.put(redisPids.size() == 1 ? "redis" : "redis-" + (i + 1), redisPids.get(i));
             }
             for (PeerMain.Kind k : stack.started()) {
                 pids.put(k + "-peer", stack.peerPid(k));
@@ -877,11 +934,21 @@ final class Scenarios {
                     return; // gone (a killed gateway): nothing to measure
                 }
                 double cpu = now - cpuAtStart.get(name);
-                boolean gw = name.equals("gateway");
+                boolean gw = name.equals("gateway") || name.equals("gateway-1");
                 out.add(new Report.Process(name, Report.round(cpu), Report.round(cpu * 1e6 / messages),
                         ChildProcess.statusBytes(pid, "VmHWM"), gw ? peakHeap.get() : null, gw ? lastHeap.get() : null,
                         gw ? peakDirect.get() : null));
             });
+            // Several gateways or Redis servers: their sum too (CPU per message of the whole tier).
+            for (String tier : List.of("gateway", "redis")) {
+                List<Report.Process> parts = out.stream().filter(p -> p.name().startsWith(tier + "-")).toList();
+                if (parts.size() > 1) {
+                    double cpu = parts.stream().mapToDouble(Report.Process::cpuSeconds).sum();
+                    long rss = parts.stream().mapToLong(Report.Process::peakRssBytes).sum();
+                    out.add(new Report.Process(tier + "s (all)", Report.round(cpu), Report.round(cpu * 1e6 / messages),
+                            rss, null, null, null));
+                }
+            }
             return out;
         }
     }

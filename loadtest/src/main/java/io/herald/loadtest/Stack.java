@@ -1,6 +1,7 @@
 package io.herald.loadtest;
 
 import io.herald.gateway.redis.EmbeddedRedis;
+import io.herald.gateway.redis.LocalRedisCluster;
 
 import java.io.DataInputStream;
 import java.io.EOFException;
@@ -52,14 +53,31 @@ final class Stack implements AutoCloseable {
     private final List<Socket> reports = new ArrayList<>();
     private final AtomicReference<Tally> tally = new AtomicReference<>();
     private EmbeddedRedis redis;
+    private LocalRedisCluster cluster;
     private String redisUrl;
-    private ChildProcess gateway;
-    private String baseUrl;
-    private int gatewayPort;
+    private final int nodes;
+    private final boolean onCluster;
+    /** Shared by every node: personal data one node seals, another opens; receipts one signs, any verifies. */
+    private final String dataKey = randomBase64(32);
+    private final String receiptKey = randomBase64(32);
+    private final ChildProcess[] gateways;
+    private final String[] baseUrls;
+    private final int[] gatewayPorts;
     private boolean keepGatewayPort;
 
     Stack(Path dir, String app, Path gatewayJar, String gatewayHeap, int capacity, String extraConfig,
           List<String> gatewayJvm) {
+        this(dir, app, gatewayJar, gatewayHeap, capacity, extraConfig, gatewayJvm, 1, false);
+    }
+
+    /** {@code nodes} gateway processes on one Redis; {@code onCluster}: a local Redis Cluster of 3 masters. */
+    Stack(Path dir, String app, Path gatewayJar, String gatewayHeap, int capacity, String extraConfig,
+          List<String> gatewayJvm, int nodes, boolean onCluster) {
+        this.nodes = nodes;
+        this.onCluster = onCluster;
+        this.gateways = new ChildProcess[nodes];
+        this.baseUrls = new String[nodes];
+        this.gatewayPorts = new int[nodes];
         this.gatewayJvm = List.copyOf(gatewayJvm);
         this.dir = dir;
         this.app = app;
@@ -142,14 +160,28 @@ final class Stack implements AutoCloseable {
         return peers.get(kind).pid();
     }
 
-    /** Starts Redis: the embedded server in a process of its own, or uses {@code url}. */
+    /**
+     * Starts Redis: the embedded server in a process of its own, a local Redis Cluster (3 masters,
+     * no replicas) when the stack is on a cluster, or uses {@code url}.
+     */
     void startRedis(String url) {
         if (url != null) {
             redisUrl = url;
+        } else if (onCluster) {
+            cluster = LocalRedisCluster.start(dir.resolve("redis"), 3, 0);
+            redisUrl = cluster.uri();
         } else {
             redis = EmbeddedRedis.start(dir.resolve("redis"));
             redisUrl = redis.uri();
         }
+    }
+
+    /** The Redis processes this stack started (none with a given URL). */
+    List<Long> redisPids() {
+        if (cluster != null) {
+            return cluster.nodes().stream().map(EmbeddedRedis::pid).toList();
+        }
+        return redis == null ? List.of() : List.of(redis.pid());
     }
 
     /** The Redis URL the gateway was given, or null before {@link #startRedis}. */
@@ -161,18 +193,27 @@ final class Stack implements AutoCloseable {
         return redis == null ? -1 : redis.pid();
     }
 
-    /** Starts (or restarts) the gateway and waits for its ready line. */
+    /** Starts (or restarts) every gateway node that is not running and waits for their ready lines. */
     void startGateway() throws IOException {
+        for (int i = 0; i < nodes; i++) {
+            if (gateways[i] == null || !gateways[i].alive()) {
+                startNode(i);
+            }
+        }
+    }
+
+    private void startNode(int i) throws IOException {
         if (!Files.isReadable(gatewayJar)) {
             throw new IOException("gateway jar " + gatewayJar + " not found: build it with "
                     + "'mvn -q -B install -DskipTests' in the project root, or pass --gateway-jar");
         }
-        Path config = dir.resolve("herald-loadtest.conf");
-        Files.writeString(config, hocon());
+        String suffix = nodes == 1 ? "" : "-" + (i + 1);
+        Path config = dir.resolve("herald-loadtest" + suffix + ".conf");
+        Files.writeString(config, hocon(i + 1));
         List<String> cmd = new ArrayList<>(List.of(ChildProcess.java(), "-Xmx" + gatewayHeap));
         cmd.addAll(gatewayJvm);
-        cmd.addAll(List.of("-jar", gatewayJar.toString(), "--port", Integer.toString(gatewayPort), "--data-dir", dir.resolve("data").toString(),
-                "--api-key", app + ":" + apiKey, "--config", config.toString()));
+        cmd.addAll(List.of("-jar", gatewayJar.toString(), "--port", Integer.toString(gatewayPorts[i]), "--data-dir",
+                dir.resolve("data" + suffix).toString(), "--api-key", app + ":" + apiKey, "--config", config.toString()));
         Map<String, String> env = new HashMap<>();
         // The gateway's environment overrides must not leak in from the caller's shell.
         for (String v : List.of("HERALD_HOST", "HERALD_PORT", "HERALD_DATA_DIR", "HERALD_API_KEY",
@@ -180,11 +221,14 @@ final class Stack implements AutoCloseable {
             env.put(v, null);
         }
         env.put("REDIS_URL", redisUrl);
-        gateway = ChildProcess.start("gateway", cmd, env, dir.resolve("gateway.log"), GATEWAY_READY,
-                Duration.ofSeconds(90));
-        baseUrl = gateway.ready().group(1);
+        env.put("REDIS_CLUSTER", Boolean.toString(onCluster || cluster != null));
+        env.put("HERALD_DATA_KEY", dataKey);
+        env.put("HERALD_RECEIPT_KEY", receiptKey);
+        gateways[i] = ChildProcess.start("gateway" + suffix, cmd, env, dir.resolve("gateway" + suffix + ".log"),
+                GATEWAY_READY, Duration.ofSeconds(90));
+        baseUrls[i] = gateways[i].ready().group(1);
         if (keepGatewayPort) {
-            gatewayPort = java.net.URI.create(baseUrl).getPort();
+            gatewayPorts[i] = java.net.URI.create(baseUrls[i]).getPort();
         }
     }
 
@@ -198,22 +242,32 @@ final class Stack implements AutoCloseable {
         keepGatewayPort = true;
     }
 
-    /** SIGKILL: the gateway dies mid-flight, as in a crash; Redis and the peers live on. */
+    /** SIGKILL: the (first) gateway dies mid-flight, as in a crash; Redis, the peers and other nodes live on. */
     void killGateway() {
-        gateway.kill();
+        gateways[0].kill();
     }
 
     /** SIGTERM and wait; returns the exit status (143 after a clean drain). */
     int stopGateway() {
-        return gateway == null ? 0 : gateway.stopAndWait();
+        return gateways[0] == null ? 0 : gateways[0].stopAndWait();
     }
 
+    /** The first gateway node. */
     ChildProcess gateway() {
-        return gateway;
+        return gateways[0];
+    }
+
+    /** Every gateway node started so far. */
+    List<ChildProcess> gateways() {
+        return java.util.Arrays.stream(gateways).filter(java.util.Objects::nonNull).toList();
     }
 
     String baseUrl() {
-        return baseUrl;
+        return baseUrls[0];
+    }
+
+    List<String> baseUrls() {
+        return java.util.Arrays.stream(baseUrls).filter(java.util.Objects::nonNull).toList();
     }
 
     /**
@@ -221,7 +275,7 @@ final class Stack implements AutoCloseable {
      * way; the SMPP account without the carrier-style throttle (1 bind at 50/s would cap an sms
      * run at 50 msg/s); the ring capacity asked for.
      */
-    String hocon() {
+    String hocon(int node) {
         StringBuilder app = new StringBuilder();
         app.append("    rate-limit { rate = 1000000, period = 1s, burst = 1000000 }\n");
         if (peers.containsKey(PeerMain.Kind.apns)) {
@@ -246,7 +300,7 @@ final class Stack implements AutoCloseable {
         }
         app.append(" }\n");
         return "herald {\n"
-                + "  node-id = \"load-1\"\n"
+                + "  node-id = \"load-" + node + "\"\n"
                 + "  sandbox = false\n"
                 + "  apps { \"" + this.app + "\" {\n" + app + "  } }\n"
                 + "  pipeline { capacity = " + capacity + " }\n"
@@ -258,8 +312,10 @@ final class Stack implements AutoCloseable {
 
     @Override
     public void close() {
-        if (gateway != null) {
-            gateway.stopAndWait();
+        for (ChildProcess g : gateways) {
+            if (g != null) {
+                g.stopAndWait();
+            }
         }
         for (Socket s : reports) {
             try {
@@ -271,6 +327,9 @@ final class Stack implements AutoCloseable {
         peers.values().forEach(ChildProcess::close);
         if (redis != null) {
             redis.close();
+        }
+        if (cluster != null) {
+            cluster.close();
         }
     }
 
@@ -286,6 +345,12 @@ final class Stack implements AutoCloseable {
         } catch (java.net.URISyntaxException e) {
             throw new IOException(e);
         }
+    }
+
+    static String randomBase64(int bytes) {
+        byte[] b = new byte[bytes];
+        new SecureRandom().nextBytes(b);
+        return java.util.Base64.getEncoder().encodeToString(b);
     }
 
     static String randomKey(int length) {

@@ -23,7 +23,9 @@ import java.util.concurrent.TimeUnit;
  * stopped renewing its lease.
  *
  * <p>A node takes its own lease before it replays its journal ({@link #acquireOwn}) and renews it
- * every third of {@code redis.node-lease}. A node that dies (SIGKILL, lost host, partition) stops
+ * every third of {@code redis.node-lease}. A restart after a crash on the same host takes the lease
+ * of its dead predecessor at once (the data directory names it and its process is gone); anywhere
+ * else the predecessor's lease must lapse first. A node that dies (SIGKILL, lost host, partition) stops
  * renewing; once its lease has expired, the first live node to see it ({@link #start}: every
  * renewal round looks) takes the lease and replays that node's journal into its own pipeline
  * ({@link Takeover}), with the duplicate rules of a restart (a message already settled is not sent
@@ -57,6 +59,7 @@ public final class NodeLeases implements AutoCloseable {
     private final long ttlMillis;
     private final Duration wait;
     private final Takeover takeover;
+    private final java.nio.file.Path instanceFile;
     private final Redis.Script lease = new Redis.Script("/scripts/lease.lua");
     /** Journals of other nodes whose lease this node holds, until they are empty. */
     private final Map<String, Journal> held = new ConcurrentHashMap<>();
@@ -66,7 +69,14 @@ public final class NodeLeases implements AutoCloseable {
     private volatile boolean lost;
     private volatile boolean halted;
 
-    public NodeLeases(Redis redis, Journal own, Duration ttl, Duration wait, Takeover takeover) {
+    /**
+     * {@code instanceFile}: where this run notes its holder id and process id (in the data
+     * directory), so that a restart after a crash on the same host knows its predecessor is dead;
+     * null: always wait for a predecessor's lease to lapse.
+     */
+    public NodeLeases(Redis redis, Journal own, Duration ttl, Duration wait, Takeover takeover,
+                      java.nio.file.Path instanceFile) {
+        this.instanceFile = instanceFile;
         this.redis = redis;
         this.own = own;
         this.instance = own.nodeId() + "/" + UUID.randomUUID().toString().substring(0, 8);
@@ -87,9 +97,55 @@ public final class NodeLeases implements AutoCloseable {
     }
 
     private List<Object> call(String op, String node) throws Exception {
+        return call(op, node, "");
+    }
+
+    private List<Object> call(String op, String node, String deadHolder) throws Exception {
         return lease.<List<Object>>run(redis.async(), ScriptOutputType.MULTI, new String[] {Keys.leases()}, op, node,
-                instance, Long.toString(ttlMillis), Integer.toString(redis.shards()))
+                instance, Long.toString(ttlMillis), Integer.toString(redis.shards()), deadHolder)
                 .get(wait.toMillis(), TimeUnit.MILLISECONDS);
+    }
+
+    /**
+     * The run of this node that last started from this data directory, if its process is gone:
+     * its holder id, so a restart after a crash takes the lease at once instead of waiting for it
+     * to lapse. The file holds {@code holder pid host}; another host's or a live process's run is
+     * never assumed dead.
+     */
+    private String deadPredecessor() {
+        if (instanceFile == null) {
+            return "";
+        }
+        try {
+            String[] f = java.nio.file.Files.readString(instanceFile).trim().split(" ");
+            if (f.length == 3 && f[2].equals(host()) && ProcessHandle.of(Long.parseLong(f[1])).isEmpty()) {
+                return f[0];
+            }
+        } catch (java.io.IOException | RuntimeException e) {
+            // no file yet, or unreadable: wait for the lease as usual
+        }
+        return "";
+    }
+
+    private void rememberInstance() {
+        if (instanceFile == null) {
+            return;
+        }
+        try {
+            java.nio.file.Files.createDirectories(instanceFile.getParent());
+            java.nio.file.Files.writeString(instanceFile, instance + " " + ProcessHandle.current().pid() + " " + host());
+        } catch (java.io.IOException e) {
+            log.warn("cannot write {} ({}): a restart after a crash will wait for the lease to lapse", instanceFile,
+                    e.getMessage());
+        }
+    }
+
+    private static String host() {
+        try {
+            return java.net.InetAddress.getLocalHost().getHostName();
+        } catch (java.io.IOException e) {
+            return "localhost";
+        }
     }
 
     /**
@@ -100,16 +156,19 @@ public final class NodeLeases implements AutoCloseable {
     public void acquireOwn(Duration maxWait) {
         long deadline = System.nanoTime() + maxWait.toNanos();
         long lastSaid = 0;
+        String predecessor = deadPredecessor();
         while (true) {
             List<Object> reply;
             try {
-                reply = call("acquire", own.nodeId());
+                reply = predecessor.isEmpty() ? call("acquire", own.nodeId())
+                        : call("replace", own.nodeId(), predecessor);
             } catch (Exception e) {
                 throw new StartupException("cannot take the lease of node " + own.nodeId() + " in Redis: "
                         + e.getMessage() + " (check Redis)");
             }
             long code = (Long) reply.get(0);
             if (code == 1) {
+                rememberInstance();
                 return;
             }
             if (code == -1) {

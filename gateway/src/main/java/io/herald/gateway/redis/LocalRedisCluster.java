@@ -1,6 +1,5 @@
-package io.herald.gateway;
+package io.herald.gateway.redis;
 
-import io.herald.gateway.redis.EmbeddedRedis;
 import io.lettuce.core.RedisClient;
 import io.lettuce.core.api.StatefulRedisConnection;
 import io.lettuce.core.api.sync.RedisCommands;
@@ -14,46 +13,72 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.stream.IntStream;
 
-import static org.awaitility.Awaitility.await;
 
 /**
- * A real local Redis Cluster for tests: {@code masters} masters, each with one replica, every node
- * a {@code redis-server} (7 or later, from PATH: {@code .ci/run} installs Debian's) of its own on
- * ports it found free (data and cluster bus; see {@link EmbeddedRedis#startClusterNode}). Built with
- * CLUSTER MEET, ADDSLOTS and REPLICATE; ready when every node reports {@code cluster_state:ok} and
- * every replica is in sync. {@link #shared()} is one cluster for a whole test JVM (the cluster runs
- * of the ITs: each test gateway uses its own app and node ids), stopped when the JVM exits.
- * Not thread-safe apart from {@link #shared()}; the creator closes it.
+ * A real local Redis Cluster for tests and the load test (the gateway itself never starts one):
+ * {@code masters} masters with {@code replicas} replicas each, every node a {@code redis-server}
+ * (7 or later, from PATH: {@code .ci/run} installs Debian's) of its own on ports it found free
+ * (data and cluster bus; see {@link EmbeddedRedis#startClusterNode}). Built with CLUSTER MEET (with
+ * the bus port), ADDSLOTS and REPLICATE; ready when every node reports {@code cluster_state:ok} and
+ * every replica is in sync. {@link #shared()} is one cluster (3 masters, 3 replicas) for a whole
+ * test JVM, stopped when the JVM exits. Not thread-safe apart from {@link #shared()}; the creator
+ * closes it.
  */
-final class RedisClusterFixture implements AutoCloseable {
-    private static RedisClusterFixture shared;
+public final class LocalRedisCluster implements AutoCloseable {
+    private static LocalRedisCluster shared;
 
     private final List<EmbeddedRedis> nodes = new ArrayList<>();
     private final int masters;
 
-    private RedisClusterFixture(int masters) {
+    private final int replicas;
+
+    private LocalRedisCluster(int masters, int replicas) {
         this.masters = masters;
+        this.replicas = replicas;
+    }
+
+    /** Polls {@code condition} every 50 ms until it holds; fails after {@code within}. */
+    private static void await(Duration within, String what, java.util.function.BooleanSupplier condition) {
+        long deadline = System.nanoTime() + within.toNanos();
+        RuntimeException last = null;
+        while (System.nanoTime() < deadline) {
+            try {
+                if (condition.getAsBoolean()) {
+                    return;
+                }
+            } catch (RuntimeException e) {
+                last = e;
+            }
+            try {
+                Thread.sleep(50);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new IllegalStateException("interrupted while waiting for " + what);
+            }
+        }
+        throw new IllegalStateException(what + " not reached within " + within
+                + (last == null ? "" : " (last error: " + last.getMessage() + ")"));
     }
 
     /** The JVM's shared cluster (3 masters, 3 replicas), started at the first call. */
-    static synchronized RedisClusterFixture shared() {
+    public static synchronized LocalRedisCluster shared() {
         if (shared == null) {
             try {
-                shared = start(Files.createTempDirectory("herald-cluster"), 3);
+                shared = start(Files.createTempDirectory("herald-cluster"), 3, 1);
             } catch (IOException e) {
                 throw new UncheckedIOException(e);
             }
-            RedisClusterFixture c = shared;
+            LocalRedisCluster c = shared;
             Runtime.getRuntime().addShutdownHook(new Thread(c::close, "herald-cluster-stop"));
         }
         return shared;
     }
 
-    /** Starts {@code masters} masters and as many replicas under {@code dir} and joins them into one cluster. */
-    static RedisClusterFixture start(Path dir, int masters) {
-        RedisClusterFixture c = new RedisClusterFixture(masters);
+    /** Starts {@code masters} masters with {@code replicas} replicas each under {@code dir}, joined into one cluster. */
+    public static LocalRedisCluster start(Path dir, int masters, int replicas) {
+        LocalRedisCluster c = new LocalRedisCluster(masters, replicas);
         try {
-            for (int i = 0; i < masters * 2; i++) {
+            for (int i = 0; i < masters * (1 + replicas); i++) {
                 c.nodes.add(EmbeddedRedis.startClusterNode(dir.resolve("node-" + i),
                         List.of("--cluster-node-timeout", "2000", "--hash-max-listpack-value", "256")));
             }
@@ -85,7 +110,7 @@ final class RedisClusterFixture implements AutoCloseable {
                     new io.lettuce.core.protocol.CommandArgs<>(io.lettuce.core.codec.StringCodec.UTF8)
                             .add("MEET").add("127.0.0.1").add(port).add(bus)));
         }
-        await().atMost(Duration.ofSeconds(30)).until(() -> IntStream.range(0, nodes.size())
+        await(Duration.ofSeconds(30), "every node knowing every other", () -> IntStream.range(0, nodes.size())
                 .allMatch(i -> on(i, r -> r.clusterNodes().lines().count()) == nodes.size()));
         int per = 16384 / masters;
         for (int m = 0; m < masters; m++) {
@@ -96,15 +121,17 @@ final class RedisClusterFixture implements AutoCloseable {
         }
         for (int m = 0; m < masters; m++) {
             String master = on(m, RedisCommands::clusterMyId);
-            int replica = masters + m;
-            await().atMost(Duration.ofSeconds(30)).ignoreExceptions()
-                    .until(() -> "OK".equals(on(replica, r -> r.clusterReplicate(master))));
+            for (int k = 1; k <= replicas; k++) {
+                int replica = masters * k + m;
+                await(Duration.ofSeconds(30), "node " + replica + " replicating master " + m,
+                        () -> "OK".equals(on(replica, r -> r.clusterReplicate(master))));
+            }
         }
-        await().atMost(Duration.ofSeconds(60)).until(this::healthy);
+        await(Duration.ofSeconds(60), "a healthy cluster", this::healthy);
     }
 
     /** Every node sees the cluster ok and every replica's link to its master is up. */
-    boolean healthy() {
+    public boolean healthy() {
         for (int i = 0; i < nodes.size(); i++) {
             String info = on(i, r -> r.clusterInfo() + r.info("replication"));
             if (!info.contains("cluster_state:ok")) {
@@ -118,7 +145,7 @@ final class RedisClusterFixture implements AutoCloseable {
     }
 
     /** A seed URI (any node; the client discovers the rest). */
-    String uri() {
+    public String uri() {
         return nodes.get(0).uri();
     }
 
@@ -127,7 +154,7 @@ final class RedisClusterFixture implements AutoCloseable {
      * FAILOVER} on the replica: it catches up with the master first), and waits until the cluster is
      * healthy again with the replica as master.
      */
-    void failover(int slot) {
+    public void failover(int slot) {
         for (int i = 0; i < nodes.size(); i++) {
             int node = i;
             boolean replicaOfSlotOwner = on(i, r -> {
@@ -140,9 +167,9 @@ final class RedisClusterFixture implements AutoCloseable {
             });
             if (replicaOfSlotOwner) {
                 on(node, r -> r.clusterFailover(false));
-                await().atMost(Duration.ofSeconds(30))
-                        .until(() -> on(node, r -> r.info("replication")).contains("role:master"));
-                await().atMost(Duration.ofSeconds(60)).until(this::healthy);
+                await(Duration.ofSeconds(30), "the replica promoted",
+                        () -> on(node, r -> r.info("replication")).contains("role:master"));
+                await(Duration.ofSeconds(60), "a healthy cluster", this::healthy);
                 return;
             }
         }
@@ -166,7 +193,7 @@ final class RedisClusterFixture implements AutoCloseable {
     }
 
     /** The redis-server processes (for CPU readings). */
-    List<EmbeddedRedis> nodes() {
+    public List<EmbeddedRedis> nodes() {
         return List.copyOf(nodes);
     }
 
