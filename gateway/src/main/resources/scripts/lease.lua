@@ -19,7 +19,7 @@ if op == 'expired' then
   local all = redis.call('HGETALL', h)
   local out = {}
   for i = 1, #all, 2 do
-    if all[i] ~= '@shards' then
+    if string.sub(all[i], 1, 1) ~= '@' then
       local exp = tonumber(string.match(all[i + 1], '\31(%d+)$') or '0')
       if exp <= now then out[#out + 1] = all[i] end
     end

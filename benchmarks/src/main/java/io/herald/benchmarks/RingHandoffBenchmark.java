@@ -64,7 +64,9 @@ import java.util.concurrent.locks.LockSupport;
  *
  * <p>{@code queue} selects the hand-off:
  * <ul>
- *   <li>{@code sleeping}: {@code new SleepingWaitStrategy(100, 100_000)}, the gateway's choice:
+ *   <li>{@code backoff}: {@code Pipeline.BackoffWaitStrategy}, the gateway's choice: as
+ *       {@code sleeping}, but each empty park twice as long as the last, 50 µs up to 1 ms.</li>
+ *   <li>{@code sleeping}: {@code new SleepingWaitStrategy(100, 100_000)}, the gateway's choice before:
  *       100 {@code Thread.yield()}s, then {@code parkNanos(100 µs)} in a loop (no busy spin). Idle
  *       stages cost almost nothing; a stage that has gone to sleep notices new work only when its
  *       park ends.</li>
@@ -126,7 +128,7 @@ public class RingHandoffBenchmark {
     static final int WAIT_SPINS = 100;
 
     /** The hand-off: {@code sleeping}, {@code yielding}, {@code blocking} (Disruptor) or {@code abq}. */
-    @Param({"sleeping", "yielding", "blocking", "abq"})
+    @Param({"backoff", "sleeping", "yielding", "blocking", "abq"})
     public String queue;
 
     /** Consumer stages in a chain, one thread each. */
@@ -180,7 +182,8 @@ public class RingHandoffBenchmark {
 
     private static WaitStrategy waitStrategy(String name) {
         return switch (name) {
-            case "sleeping" -> new SleepingWaitStrategy(100, 100_000); // as Pipeline
+            case "backoff" -> new io.herald.gateway.pipeline.Pipeline.BackoffWaitStrategy(); // as Pipeline
+            case "sleeping" -> new SleepingWaitStrategy(100, 100_000); // Pipeline's before issue 12
             case "yielding" -> new YieldingWaitStrategy();
             case "blocking" -> new BlockingWaitStrategy();
             default -> throw new IllegalArgumentException("queue: " + name

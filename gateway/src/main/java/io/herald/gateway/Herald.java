@@ -25,6 +25,7 @@ import io.herald.gateway.journal.Journal;
 import io.herald.gateway.journal.JournalEntry;
 import io.herald.gateway.journal.JournalItem;
 import io.herald.gateway.journal.NodeLeases;
+import io.herald.gateway.journal.Upgrade;
 import io.herald.gateway.metrics.Metrics;
 import io.herald.gateway.pipeline.Pipeline;
 import io.herald.gateway.redis.Redis;
@@ -165,6 +166,8 @@ public final class Herald implements AutoCloseable {
         Redis.Script.loadAll(redis);
         leases.acquireOwn(config.redis().nodeLease().multipliedBy(3).plusSeconds(30));
         resources.add(leases);
+        Upgrade.run(redis, config.nodeId(), config.apps().keySet(), config.retention().messages().toMillis(),
+                config.deadLetters().max());
         try {
             replayed = replay(journal, deadLetters);
         } catch (Exception e) {

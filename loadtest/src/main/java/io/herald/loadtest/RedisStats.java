@@ -55,26 +55,38 @@ final class RedisStats implements AutoCloseable {
      */
     record Snapshot(Map<String, Long> calls, Map<String, Long> own, long usedMemory, long dbsize, boolean settled) { }
 
-    private final RedisClient client;
-    private final StatefulRedisConnection<String, String> connection;
+    private final List<RedisClient> clients;
+    private final List<StatefulRedisConnection<String, String>> connections;
+    /** The first server (COMMAND INFO); the counters are summed over {@link #connections}. */
     private final RedisCommands<String, String> redis;
     private final Map<String, Long> own = new HashMap<>();
     private final Map<String, Boolean> writes = new HashMap<>();
 
-    private RedisStats(RedisClient client, StatefulRedisConnection<String, String> connection) {
-        this.client = client;
-        this.connection = connection;
-        this.redis = connection.sync();
+    private RedisStats(List<RedisClient> clients, List<StatefulRedisConnection<String, String>> connections) {
+        this.clients = clients;
+        this.connections = connections;
+        this.redis = connections.get(0).sync();
     }
 
     /** Connects to {@code url} ({@code redis://host:port}, as the gateway's REDIS_URL). */
     static RedisStats open(String url) {
-        RedisClient client = RedisClient.create(RedisURI.create(url));
-        client.setOptions(ClientOptions.builder().protocolVersion(ProtocolVersion.RESP2).build());
+        return open(List.of(url));
+    }
+
+    /** Connects to every server of {@code urls} (the masters of a cluster): their counters are summed. */
+    static RedisStats open(List<String> urls) {
+        List<RedisClient> clients = new java.util.ArrayList<>();
+        List<StatefulRedisConnection<String, String>> connections = new java.util.ArrayList<>();
         try {
-            return new RedisStats(client, client.connect());
+            for (String url : urls) {
+                RedisClient client = RedisClient.create(RedisURI.create(url));
+                clients.add(client);
+                client.setOptions(ClientOptions.builder().protocolVersion(ProtocolVersion.RESP2).build());
+                connections.add(client.connect());
+            }
+            return new RedisStats(clients, connections);
         } catch (RuntimeException e) {
-            client.shutdown(Duration.ZERO, Duration.ofSeconds(2));
+            clients.forEach(c -> c.shutdown(Duration.ZERO, Duration.ofSeconds(2)));
             throw e;
         }
     }
@@ -86,12 +98,18 @@ final class RedisStats implements AutoCloseable {
 
     private Snapshot snapshot(boolean settled) {
         Map<String, Long> ownBefore = Map.copyOf(own);
-        own.merge("info", 1L, Long::sum);
-        Map<String, Long> calls = commandStats(redis.info("commandstats"));
-        own.merge("info", 1L, Long::sum);
-        long used = Long.parseLong(infoFields(redis.info("memory")).getOrDefault("used_memory", "-1"));
-        own.merge("dbsize", 1L, Long::sum);
-        long dbsize = redis.dbsize();
+        Map<String, Long> calls = new HashMap<>();
+        long used = 0;
+        long dbsize = 0;
+        for (StatefulRedisConnection<String, String> c : connections) {
+            RedisCommands<String, String> node = c.sync();
+            own.merge("info", 1L, Long::sum);
+            commandStats(node.info("commandstats")).forEach((k, v) -> calls.merge(k, v, Long::sum));
+            own.merge("info", 1L, Long::sum);
+            used += Long.parseLong(infoFields(node.info("memory")).getOrDefault("used_memory", "-1"));
+            own.merge("dbsize", 1L, Long::sum);
+            dbsize += node.dbsize();
+        }
         return new Snapshot(calls, ownBefore, used, dbsize, settled);
     }
 
@@ -151,8 +169,8 @@ final class RedisStats implements AutoCloseable {
 
     @Override
     public void close() {
-        connection.close();
-        client.shutdown(Duration.ZERO, Duration.ofSeconds(2));
+        connections.forEach(StatefulRedisConnection::close);
+        clients.forEach(c -> c.shutdown(Duration.ZERO, Duration.ofSeconds(2)));
     }
 
     // ---- parsing and arithmetic (pure) -------------------------------------------------------------

@@ -269,8 +269,7 @@ final class Scenarios {
                 }
                 Harness h = new Harness(stack, shape, setup, url != null ? List.of(HeraldClient.requireLoopback(url)
                         .toString()) : stack.baseUrls(), url != null ? apiKey : stack.apiKey);
-                // Redis's counters are read from one server: on a cluster they would be one master's share.
-                h.redisFigures = !cluster;
+                h.redisFigures = true;
                 h.register(batches.kinds(cl));
                 Report.Run r = h.gatewayRun(1, measured, shape.rate(cl), batches, mix, cl);
                 return h.finish("gateway", List.of(r), null, cl);
@@ -696,7 +695,15 @@ final class Scenarios {
             RedisStats redis = redisFigures ? openRedisStats() : null;
             java.util.concurrent.atomic.AtomicReference<RedisStats.Snapshot> before =
                     new java.util.concurrent.atomic.AtomicReference<>();
-            Drive.Boundary boundary = redis == null ? null : () -> before.set(redisSettle(redis));
+            // Between warm-up and measured part (gateway and compare; crash and soak must not pause):
+            // Redis's counters once it is quiet, and every process's CPU from here on, so CPU per
+            // message is the measured part's (JIT compilation and warm-up excluded).
+            Drive.Boundary boundary = !redisFigures ? null : () -> {
+                if (redis != null) {
+                    before.set(redisSettle(redis));
+                }
+                sampler.rebase();
+            };
             Report.Redis redisResult = null;
             try {
                 try {
@@ -737,7 +744,8 @@ final class Scenarios {
                 return null;
             }
             try {
-                return RedisStats.open(url);
+                // A cluster's masters are summed (the cluster this stack started has no replicas).
+                return RedisStats.open(stack.redisNodeUrls().isEmpty() ? List.of(url) : stack.redisNodeUrls());
             } catch (RuntimeException e) {
                 System.err.println("loadtest: no Redis figures, cannot connect to " + url + ": " + e);
                 return null;
@@ -853,6 +861,7 @@ final class Scenarios {
         private final Map<String, Double> cpuAtStart = new LinkedHashMap<>();
         private final Map<String, Long> pids = new LinkedHashMap<>();
         private ScheduledExecutorService exec;
+        private volatile boolean measuredOnly;
 
         Sampler(Tally tally, List<Long> gatewayPids, String baseUrl) {
             this.tally = tally;
@@ -884,6 +893,12 @@ final class Scenarios {
                     sample();
                 }
             }, 1, 1, TimeUnit.SECONDS);
+        }
+
+        /** Measures CPU from now on, per measured message (called at the end of the warm-up). */
+        void rebase() {
+            pids.forEach((name, pid) -> cpuAtStart.put(name, ChildProcess.cpuSeconds(pid)));
+            measuredOnly = true;
         }
 
         void stop() {
@@ -927,7 +942,7 @@ final class Scenarios {
 
         List<Report.Process> processes(Stack stack, Tally t) {
             List<Report.Process> out = new ArrayList<>();
-            long messages = Math.max(1, t.total);
+            long messages = Math.max(1, measuredOnly ? t.total - t.warmup : t.total);
             pids.forEach((name, pid) -> {
                 double now = ChildProcess.cpuSeconds(pid);
                 if (now < 0) {
@@ -945,7 +960,7 @@ final class Scenarios {
                 if (parts.size() > 1) {
                     double cpu = parts.stream().mapToDouble(Report.Process::cpuSeconds).sum();
                     long rss = parts.stream().mapToLong(Report.Process::peakRssBytes).sum();
-                    out.add(new Report.Process(tier + "s (all)", Report.round(cpu), Report.round(cpu * 1e6 / messages),
+                    out.add(new Report.Process(tier + " (all)", Report.round(cpu), Report.round(cpu * 1e6 / messages),
                             rss, null, null, null));
                 }
             }

@@ -176,6 +176,11 @@ final class Stack implements AutoCloseable {
         }
     }
 
+    /** The servers of the cluster this stack started (none otherwise). */
+    List<String> redisNodeUrls() {
+        return cluster == null ? List.of() : cluster.nodes().stream().map(EmbeddedRedis::uri).toList();
+    }
+
     /** The Redis processes this stack started (none with a given URL). */
     List<Long> redisPids() {
         if (cluster != null) {

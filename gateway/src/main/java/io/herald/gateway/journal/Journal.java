@@ -326,6 +326,9 @@ public final class Journal {
      * opens (this node's journal), or once its lease is held (a journal taken over), so the streams
      * only hold unfinished entries.
      *
+     * <p>On a standalone Redis the journal a version before the shards left ({@link Keys#legacyJournal})
+     * is replayed too, its entries deleted from it as they settle.
+     *
      * <p>Each entry's pass count is stored ({@link Keys#replays}, field {@code <shard>|<entry id>})
      * <em>before</em> the sink sees it, so an entry that kills the process every time it is processed
      * still counts up (the sink dead-letters it past {@code dead-letters.max-replays}). Counts of
@@ -339,8 +342,15 @@ public final class Journal {
         Map<String, String> before = cmd.hgetall(counts).get(wait.toMillis(), TimeUnit.MILLISECONDS);
         java.util.Set<String> seen = new java.util.HashSet<>();
         int entries = 0;
+        List<String> streams = new ArrayList<>(shards + 1);
         for (int shard = 0; shard < shards; shard++) {
-            String stream = stream(shard);
+            streams.add(stream(shard));
+        }
+        if (!redis.cluster()) {
+            streams.add(Keys.legacyJournal(nodeId)); // left by a version before the shards (empty after its replay)
+        }
+        for (int shard = 0; shard < streams.size(); shard++) {
+            String stream = streams.get(shard);
             String from = "-";
             while (true) {
                 List<StreamMessage<String, String>> page = cmd.xrange(stream,

@@ -128,8 +128,8 @@ public final class Keys {
     /**
      * The nodes' leases: node id -> {@code holder US expires-at (ms, Redis time)}; the holder is
      * the node's running instance, or the instance of another node that took its journal over.
-     * Field {@code @shards} holds the deployment's shard count. A few writes per node per lease
-     * period: not hot.
+     * Fields {@code @shards} (the deployment's shard count) and {@code @layout} (keys of an earlier
+     * layout moved) are not nodes. A few writes per node per lease period: not hot.
      */
     public static String leases() {
         return "herald:leases:{nodes}";
@@ -196,5 +196,43 @@ public final class Keys {
     /** An app's messages with SMS receipts parked before their acceptance, scored by when to look at them next. */
     public static String parkedReceipts(String app) {
         return "herald:parked:{" + app + "}";
+    }
+
+    // ---- Keys of Herald before the cluster layout (issue 12), read once at start to move their
+    // contents into the layout above (standalone Redis only: earlier versions refused a cluster).
+
+    /** A node's journal before the shards. */
+    public static String legacyJournal(String nodeId) {
+        return "herald:{sched}:journal:" + nodeId;
+    }
+
+    /** The deferred set before the shards. */
+    public static String legacyDeferred() {
+        return "herald:{sched}:deferred";
+    }
+
+    /** The deferred set's data before the shards. */
+    public static String legacyDeferredData() {
+        return "herald:{sched}:deferred-data";
+    }
+
+    /** An app's dead letters before the shards. */
+    public static String legacyDeadLetters(String app) {
+        return "herald:{sched}:dead:" + app;
+    }
+
+    /** An app's dead letters' data before the shards. */
+    public static String legacyDeadLetterData(String app) {
+        return "herald:{sched}:dead-data:" + app;
+    }
+
+    /** A node's replay counts before the shards. */
+    public static String legacyReplays(String nodeId) {
+        return "herald:{sched}:replays:" + nodeId;
+    }
+
+    /** SCAN pattern of the Idempotency-Keys before the shards ({@code herald:{sched}:idem:<app>:<sha256>}). */
+    public static String legacyIdempotencyPattern() {
+        return "herald:{sched}:idem:*";
     }
 }
