@@ -45,10 +45,10 @@ class UpgradeIT {
     @Test
     void whatAnEarlierVersionLeftIsMovedAndNothingIsLost(TestGateway gw) throws Exception {
         BatchCodec codec = BatchCodec.create(100);
-        String journaled = UUID.randomUUID().toString();
-        String deferredBatch = UUID.randomUUID().toString();
-        String deadBatch = UUID.randomUUID().toString();
-        String keyedBatch = UUID.randomUUID().toString();
+        String journaled = MessageIds.newBatchId().toString();
+        String deferredBatch = MessageIds.newBatchId().toString();
+        String deadBatch = MessageIds.newBatchId().toString();
+        String keyedBatch = MessageIds.newBatchId().toString();
         String token1 = TestGateway.token();
         String token2 = TestGateway.token();
         String token3 = TestGateway.token();
@@ -68,6 +68,8 @@ class UpgradeIT {
             gw.restart(() -> {
                 try {
                     long now = System.currentTimeMillis();
+                    // As a Redis only an earlier version has used: no leases, no '@layout' mark.
+                    redis.del(Keys.leases());
                     // The old journal: one batch entry of this node, as the old version wrote it.
                     ObjectNode entry = TestGateway.JSON.createObjectNode().put("app", gw.app).put("b", journaled)
                             .put("at", now);
@@ -109,7 +111,7 @@ class UpgradeIT {
             JsonNode letters = gw.get("/v1/dead-letters").json().get("deadLetters");
             assertThat(letters).hasSize(1);
             assertThat(letters.get(0).get("batchId").asText()).isEqualTo(deadBatch);
-            TestGateway.Response redriven = gw.post("/v1/dead-letters/redrive", "{\"all\":true}");
+            TestGateway.Response redriven = gw.send("POST", "/v1/dead-letters/redrive", null, gw.key);
             assertThat(redriven.status()).as(redriven.raw().body()).isEqualTo(200);
             assertThat(redriven.json().get("redriven").asInt()).isEqualTo(1);
             await().atMost(Duration.ofSeconds(30)).until(() ->
@@ -122,7 +124,8 @@ class UpgradeIT {
             assertThat(repeat.json().get("batchId").asText()).isEqualTo(keyedBatch);
 
             // Nothing is left in the old keys.
-            assertThat(redis.exists(Keys.legacyJournal(gw.nodeId), Keys.legacyDeferred(), Keys.legacyDeferredData(),
+            await().atMost(Duration.ofSeconds(10)).until(() -> redis.xlen(Keys.legacyJournal(gw.nodeId)) == 0);
+            assertThat(redis.exists(Keys.legacyDeferred(), Keys.legacyDeferredData(),
                     Keys.legacyDeadLetters(gw.app), Keys.legacyDeadLetterData(gw.app),
                     "herald:{sched}:idem:" + gw.app + ":" + keyHash)).isZero();
         } finally {

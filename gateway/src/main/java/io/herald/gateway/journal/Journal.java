@@ -378,6 +378,9 @@ public final class Journal {
                     break;
                 }
             }
+            if (from.equals("-") && shard == shards) {
+                cmd.del(stream).get(wait.toMillis(), TimeUnit.MILLISECONDS); // the old journal, emptied by an earlier start
+            }
         }
         String[] stale = before.keySet().stream().filter(id -> !seen.contains(id)).toArray(String[]::new);
         if (stale.length > 0) {
