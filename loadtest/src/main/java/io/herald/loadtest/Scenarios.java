@@ -144,7 +144,7 @@ final class Scenarios {
         int nodes = 1;
 
         @Option(names = "--redis", description = "standalone (one redis-server) or cluster (a local Redis Cluster "
-                + "of 3 masters, needs redis-server 7 on PATH). Default: ${DEFAULT-VALUE}")
+                + "of 3 masters). Default: ${DEFAULT-VALUE}")
         String redis = "standalone";
 
         /** True for {@code --redis cluster}; a ParameterException for anything but the two values. */

@@ -72,15 +72,54 @@ public final class EmbeddedRedis implements AutoCloseable {
     /**
      * Starts a Redis Cluster node (not yet part of a cluster: the caller meets and assigns it) on a
      * free port, its cluster bus on another free port ({@code cluster-port}, Redis 7 or later: the
-     * default, port + 10000, may be past 65535). Both ports are chosen again when either is taken.
+     * default, port + 10000, may be past 65535; with Redis 6.2, the bundled binary, on port + 10000,
+     * both found free). Both ports are chosen again when either is taken.
      */
     public static EmbeddedRedis startClusterNode(Path dir, List<String> extraArgs) {
-        return start(dir, EmbeddedRedis::freePort, () -> {
-            List<String> args = new ArrayList<>(List.of("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                    "--cluster-port", Integer.toString(freePort())));
+        boolean busPortOption = majorVersion(prepare(dir)) >= 7;
+        // Redis 6.2 (the bundled binary) has no cluster-port: its bus is port + 10000, so the port
+        // must leave room for it and the bus port must be free too.
+        IntSupplier ports = busPortOption ? EmbeddedRedis::freePort : EmbeddedRedis::freePortWithFreeBus;
+        return start(dir, ports, () -> {
+            List<String> args = new ArrayList<>(List.of("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"));
+            if (busPortOption) {
+                args.addAll(List.of("--cluster-port", Integer.toString(freePort())));
+            }
             args.addAll(extraArgs);
             return args;
         });
+    }
+
+    /** The major version {@code redis-server --version} reports (6 when it cannot be read). */
+    private static int majorVersion(Path binary) {
+        try {
+            Process p = new ProcessBuilder(binary.toString(), "--version").redirectErrorStream(true).start();
+            String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+            p.waitFor(10, TimeUnit.SECONDS);
+            java.util.regex.Matcher m = java.util.regex.Pattern.compile("v=(\\d+)\\.").matcher(out);
+            return m.find() ? Integer.parseInt(m.group(1)) : 6;
+        } catch (IOException | RuntimeException e) {
+            return 6;
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            return 6;
+        }
+    }
+
+    /** A free port p (below 55,536) whose cluster bus port p + 10000 is free as well. */
+    private static int freePortWithFreeBus() {
+        for (int attempt = 0; attempt < 100; attempt++) {
+            int p = freePort();
+            if (p + 10_000 > 65_535) {
+                continue;
+            }
+            try (ServerSocket bus = new ServerSocket(p + 10_000, 1, InetAddress.getLoopbackAddress())) {
+                return p; // both released here: the same race as freePort, covered the same way
+            } catch (IOException e) {
+                // bus port taken: try another
+            }
+        }
+        throw new StartupException("no free TCP port pair (p, p + 10000) on 127.0.0.1 for a Redis Cluster node");
     }
 
     /**

@@ -17,7 +17,7 @@ import java.util.stream.IntStream;
 /**
  * A real local Redis Cluster for tests and the load test (the gateway itself never starts one):
  * {@code masters} masters with {@code replicas} replicas each, every node a {@code redis-server}
- * (7 or later, from PATH: {@code .ci/run} installs Debian's) of its own on ports it found free
+ * (the one on PATH, else the bundled 6.2: {@link EmbeddedRedis}) of its own on ports it found free
  * (data and cluster bus; see {@link EmbeddedRedis#startClusterNode}). Built with CLUSTER MEET (with
  * the bus port), ADDSLOTS and REPLICATE; ready when every node reports {@code cluster_state:ok} and
  * every replica is in sync. {@link #shared()} is one cluster (3 masters, 3 replicas) for a whole
@@ -80,14 +80,13 @@ public final class LocalRedisCluster implements AutoCloseable {
         try {
             for (int i = 0; i < masters * (1 + replicas); i++) {
                 c.nodes.add(EmbeddedRedis.startClusterNode(dir.resolve("node-" + i),
-                        List.of("--cluster-node-timeout", "2000", "--hash-max-listpack-value", "256")));
+                        List.of("--cluster-node-timeout", "2000")));
             }
             c.join();
             return c;
         } catch (RuntimeException e) {
             c.close();
-            throw new IllegalStateException("cannot start a local Redis Cluster (needs redis-server 7 or later on "
-                    + "PATH: apt-get install redis-server): " + e.getMessage(), e);
+            throw new IllegalStateException("cannot start a local Redis Cluster: " + e.getMessage(), e);
         }
     }
 
@@ -103,7 +102,9 @@ public final class LocalRedisCluster implements AutoCloseable {
     private void join() {
         for (int i = 1; i < nodes.size(); i++) {
             int port = nodes.get(i).port();
-            String bus = on(i, r -> r.configGet("cluster-port").get("cluster-port"));
+            String configured = on(i, r -> r.configGet("cluster-port").get("cluster-port"));
+            // Redis 6.2 has no cluster-port (the bus is on port + 10000); on 7 it is set, or 0 for that default.
+            String bus = configured == null || configured.equals("0") ? Integer.toString(port + 10_000) : configured;
             // CLUSTER MEET ip port bus-port: the bus is not on port + 10000 (Lettuce's clusterMeet sends no bus port).
             on(0, r -> r.dispatch(io.lettuce.core.protocol.CommandType.CLUSTER,
                     new io.lettuce.core.output.StatusOutput<>(io.lettuce.core.codec.StringCodec.UTF8),
