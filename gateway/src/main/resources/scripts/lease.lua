@@ -7,6 +7,8 @@
 --            {-1, shards} the deployment uses another shard count (field '@shards', set by the first node).
 --   replace: as acquire, and also takes it from holder ARGV[6] (a crashed run of this node on this
 --            host, known dead: its process is gone).
+--   reclaim: takes the node's own lease back, whoever holds it (the node itself, alive after a
+--            pause longer than the lease: the node that took it over stops renewing it).
 --   renew:   extends it while we hold it. Reply {1, ...} or {0, holder, ms left} (lost).
 --   release: lets it go if we hold it: it stays as expired, so another node takes the journal over
 --            (whatever is left in it). Reply {1}.
@@ -47,7 +49,7 @@ if op == 'acquire' or op == 'replace' then
   if not shards then redis.call('HSET', h, '@shards', ARGV[5]) end
   local dead = op == 'replace' and holder == ARGV[6]
   if holder ~= nil and holder ~= me and exp > now and not dead then return {0, holder, exp - now} end
-elseif holder ~= me then
+elseif op ~= 'reclaim' and holder ~= me then
   return {0, holder or '', 0}
 end
 redis.call('HSET', h, node, me .. '\31' .. (now + ttl))

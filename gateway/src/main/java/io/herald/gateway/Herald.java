@@ -164,7 +164,11 @@ public final class Herald implements AutoCloseable {
         leases = new NodeLeases(redis, journal, config.redis().nodeLease(), config.pipeline().redisWait(),
                 other -> replay(other, deadLetters), config.dataDir().resolve("instance"));
         Redis.Script.loadAll(redis);
-        leases.acquireOwn(config.redis().nodeLease().multipliedBy(3).plusSeconds(30));
+        // Long enough for a crashed run's lease to lapse; a takeover of this journal that takes
+        // longer fails the start with one line (start again once it is done).
+        Duration lease = config.redis().nodeLease();
+        leases.acquireOwn(lease.multipliedBy(3).compareTo(Duration.ofSeconds(10)) > 0 ? lease.multipliedBy(3)
+                : Duration.ofSeconds(10));
         resources.add(leases);
         Upgrade.run(redis, config.nodeId(), config.apps().keySet(), config.retention().messages().toMillis(),
                 config.deadLetters().max());

@@ -36,8 +36,9 @@ import java.util.concurrent.TimeUnit;
  *
  * <p>The same lease keeps two processes from running one node id: the second waits, then fails
  * start-up with one line. A node that could not renew for longer than the lease (Redis unreachable,
- * a stop-the-world pause) may find its journal taken over: both then process its unsettled
- * entries, which can send a message twice but never loses one; it says so in the log.
+ * a stop-the-world pause) may find its journal taken over: it takes its lease back at once (the
+ * taker sees its renewal fail and lets the journal go), and both process the entries that were
+ * unsettled then, which can send a message twice but never loses one; it says so in the log.
  *
  * <p>Per-node state other than the journal needs no takeover: the deferred set and dead letters
  * are shared by all nodes (any node promotes and re-drives), webhook deliveries are claimed from a
@@ -66,7 +67,6 @@ public final class NodeLeases implements AutoCloseable {
     private final ScheduledExecutorService renewals = Executors.newSingleThreadScheduledExecutor(r -> daemon(r,
             "herald-lease"));
     private final ExecutorService takeovers = Executors.newSingleThreadExecutor(r -> daemon(r, "herald-takeover"));
-    private volatile boolean lost;
     private volatile boolean halted;
 
     /**
@@ -211,15 +211,13 @@ public final class NodeLeases implements AutoCloseable {
         try {
             List<Object> mine = call("renew", own.nodeId());
             if ((Long) mine.get(0) != 1) {
-                if (!lost) {
-                    lost = true;
-                    log.error("the lease of node {} was taken by {} after this node could not renew it for {} ms: "
-                            + "both may now process its unsettled journal entries (a message may go twice, none is "
-                            + "lost); taking it back", own.nodeId(), mine.get(1), ttlMillis);
-                }
-                if ((Long) call("acquire", own.nodeId()).get(0) == 1) {
-                    lost = false;
-                }
+                // Alive after a pause longer than the lease (Redis unreachable, a long GC): another
+                // node may have replayed this journal. Take the lease back at once, so that node
+                // stops (it would otherwise wait for a journal this node keeps writing to).
+                log.error("the lease of node {} was taken by {} after this node could not renew it for {} ms: "
+                        + "both may process the entries unsettled then (a message may go twice, none is lost); "
+                        + "taking it back", own.nodeId(), mine.get(1), ttlMillis);
+                call("reclaim", own.nodeId());
             }
             for (String node : held.keySet()) {
                 if ((Long) call("renew", node).get(0) != 1) {
