@@ -1,6 +1,6 @@
 -- Claims an Idempotency-Key for one request, or tells who holds it. Atomic, so of two concurrent
 -- requests with the same key exactly one gets 'claimed'.
--- KEYS[1] the key's hash (herald:{sched}:idem:<app>:<sha256 of the header value>).
+-- KEYS[1] the key's hash (Keys.idempotency: herald:idem:{s.<n>}:<app>:<sha256 of the header value>).
 -- ARGV[1] SHA-256 (hex) of the request body, ARGV[2] the batch id this request would create,
 -- ARGV[3] how long an unfinished claim lives (ms): a node that dies holding it frees it this way.
 -- Reply: {'claimed'} when this request now holds the key (state 'pending'); else the holder's

@@ -3,7 +3,7 @@
 -- crash before this script leaves a pending claim that lapses (nothing was journaled); a crash
 -- after it leaves the entry for replay and the key for the client's retry (same batch id, no
 -- second entry).
--- KEYS[1] this node's journal stream, KEYS[2] the key's hash (both {sched}).
+-- KEYS[1] this node's journal shard of the key's shard, KEYS[2] the key's hash (one slot: {s.<n>}).
 -- ARGV[1] batch id, ARGV[2] body hash (hex), ARGV[3] entry JSON, ARGV[4] how long the key is kept (ms).
 -- Reply: the stream entry id; nil when another request holds the key now (this request's claim
 -- lapsed and was taken over): then nothing is written.

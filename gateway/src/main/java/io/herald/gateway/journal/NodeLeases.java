@@ -64,6 +64,8 @@ public final class NodeLeases implements AutoCloseable {
     private final Redis.Script lease = new Redis.Script("/scripts/lease.lua");
     /** Journals of other nodes whose lease this node holds, until they are empty. */
     private final Map<String, Journal> held = new ConcurrentHashMap<>();
+    /** Those of {@link #held} whose replay is done: emptied by the pipeline, then let go. */
+    private final java.util.Set<String> replayed = ConcurrentHashMap.newKeySet();
     private final ScheduledExecutorService renewals = Executors.newSingleThreadScheduledExecutor(r -> daemon(r,
             "herald-lease"));
     private final ExecutorService takeovers = Executors.newSingleThreadExecutor(r -> daemon(r, "herald-takeover"));
@@ -219,10 +221,18 @@ public final class NodeLeases implements AutoCloseable {
                         + "taking it back", own.nodeId(), mine.get(1), ttlMillis);
                 call("reclaim", own.nodeId());
             }
-            for (String node : held.keySet()) {
+            for (Map.Entry<String, Journal> h : held.entrySet()) {
+                String node = h.getKey();
                 if ((Long) call("renew", node).get(0) != 1) {
                     held.remove(node);
+                    replayed.remove(node);
                     log.warn("lost the lease of node {} (taken over by another node meanwhile)", node);
+                } else if (replayed.contains(node) && h.getValue().unsettledEntries(wait) == 0) {
+                    h.getValue().forgetReplays(wait);
+                    held.remove(node);
+                    replayed.remove(node);
+                    call("drop", node);
+                    log.info("the journal of node {} is settled; the node is forgotten", node);
                 }
             }
             for (Object o : call("expired", own.nodeId())) {
@@ -241,26 +251,21 @@ public final class NodeLeases implements AutoCloseable {
         }
     }
 
-    /** Replays a dead node's journal, then waits until it is empty and lets the node go. */
+    /**
+     * Replays a dead node's journal into this node's pipeline (on the takeover thread: the replay
+     * waits for pipeline capacity). The renewal rounds then hold its lease until every entry has
+     * settled, and let the node go.
+     */
     private void takeOver(Journal journal) {
         String node = journal.nodeId();
         try {
             int messages = takeover.replay(journal);
+            replayed.add(node);
             log.warn("took over the journal of node {} (its lease expired): {} messages replayed", node, messages);
-            while (held.containsKey(node)) {
-                if (journal.unsettledEntries(wait) == 0) {
-                    journal.forgetReplays(wait);
-                    held.remove(node);
-                    call("drop", node);
-                    log.info("the journal of node {} is settled; the node is forgotten", node);
-                    return;
-                }
-                Thread.sleep(Math.max(50, ttlMillis / 3));
-            }
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
         } catch (Exception e) {
-            // Keep renewing: the entries stay; let the lease lapse so that a node (maybe this one) tries again.
+            // Stop renewing: the entries stay, the lease lapses, and a node (maybe this one) tries again.
             held.remove(node);
             log.error("taking over the journal of node {} failed ({}); it stays for another try", node, e.toString());
         }
