@@ -211,6 +211,11 @@ class ReceiptsIT {
         assertThat(failuresLeft.get()).isNegative();
         assertThat(badSignatures.get()).isZero();
         assertThat(eventsReceived.values().stream().allMatch(n -> n.get() == 1)).isTrue();
+
+        // Deleting the user deletes their engagement with the rest of them.
+        assertThat(gw.send("DELETE", "/v1/apps/" + gw.app + "/users/spring-A-0", null, gw.key).status()).isEqualTo(204);
+        assertThat(gw.herald.redis().shared().sync().exists(Keys.engagement(gw.app, "spring-A-0"),
+                Keys.devices(gw.app, "spring-A-0"))).isZero();
     }
 
     @Test

@@ -68,10 +68,13 @@ public final class UserRegistry {
                 });
     }
 
-    /** Removes the user with all devices and profile; completes with false when there was none. */
+    /**
+     * Removes the user with all devices, profile, rate-limit state and engagement (one slot: the
+     * user's tag); completes with false when there was none of it.
+     */
     public CompletableFuture<Boolean> deleteUser(String app, String user) {
-        return redis.async().del(Keys.devices(app, user), Keys.rateLimit(app, user)).toCompletableFuture()
-                .thenApply(n -> n > 0);
+        return redis.async().del(Keys.devices(app, user), Keys.rateLimit(app, user), Keys.engagement(app, user))
+                .toCompletableFuture().thenApply(n -> n > 0);
     }
 
     /** One user of a bulk import: profile patch (as for {@link #updateProfile}) and devices. */
