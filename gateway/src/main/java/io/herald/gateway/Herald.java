@@ -303,37 +303,35 @@ public final class Herald implements AutoCloseable {
     private int replay(Journal journal, DeadLetters deadLetters) throws Exception {
         int[] messages = {0};
         Duration wait = config.pipeline().redisWait();
-        {
-            int entries = journal.replay(entry -> {
-                boolean poison = entry.passes() - 1 > config.deadLetters().maxReplays();
-                if (poison || !entry.unreadable().isEmpty()) {
-                    deadLetters.file(entry, poison, wait);
-                }
-                List<JournalItem> list = entry.items();
-                if (poison || list.isEmpty()) {
+        int entries = journal.replay(entry -> {
+            boolean poison = entry.passes() - 1 > config.deadLetters().maxReplays();
+            if (poison || !entry.unreadable().isEmpty()) {
+                deadLetters.file(entry, poison, wait);
+            }
+            List<JournalItem> list = entry.items();
+            if (poison || list.isEmpty()) {
+                return;
+            }
+            if (entry.redrive()) {
+                // A redrive entry: its messages go back to queued first (again, if that was done).
+                list = deadLetters.requeue(redis.async(), list).get(wait.toMillis(), TimeUnit.MILLISECONDS);
+                if (list.isEmpty()) {
+                    Journal.delete(redis.async(), entry.stream(), entry.streamId())
+                            .get(wait.toMillis(), TimeUnit.MILLISECONDS);
                     return;
                 }
-                if (entry.redrive()) {
-                    // A redrive entry: its messages go back to queued first (again, if that was done).
-                    list = deadLetters.requeue(redis.async(), list).get(wait.toMillis(), TimeUnit.MILLISECONDS);
-                    if (list.isEmpty()) {
-                        Journal.delete(redis.async(), entry.stream(), entry.streamId())
-                                .get(wait.toMillis(), TimeUnit.MILLISECONDS);
-                        return;
-                    }
-                }
-                while (!pipeline.tryReserve(list.size())) {
-                    Thread.sleep(5); // start-up (intake is not open yet) or takeover thread
-                }
-                pipeline.publish(new JournalEntry(entry.stream(), entry.streamId(), list.size()), list, true);
-                messages[0] += list.size();
-            }, wait);
-            if (entries > 0) {
-                log.info("replayed {} journal entries ({} messages) of node {} left unfinished by its last run",
-                        entries, messages[0], journal.nodeId());
             }
-            return messages[0];
+            while (!pipeline.tryReserve(list.size())) {
+                Thread.sleep(5); // start-up (intake is not open yet) or takeover thread
+            }
+            pipeline.publish(new JournalEntry(entry.stream(), entry.streamId(), list.size()), list, true);
+            messages[0] += list.size();
+        }, wait);
+        if (entries > 0) {
+            log.info("replayed {} journal entries ({} messages) of node {} left unfinished by its last run",
+                    entries, messages[0], journal.nodeId());
         }
+        return messages[0];
     }
 
     /** The address the HTTP server listens on (the real port when 0 was asked). */

@@ -65,6 +65,29 @@ class ClusterIT {
         return ids;
     }
 
+    /**
+     * Posts batches of one message to each of users {@code prefix0 ..} to {@code gw} until
+     * {@code stop}, adding the acknowledged ids; ends by itself when the node is gone.
+     */
+    private static Thread load(TestGateway gw, String prefix, int users, ConcurrentLinkedQueue<String> acknowledged,
+                               AtomicBoolean stop) {
+        Thread load = new Thread(() -> {
+            for (int round = 0; !stop.get(); round++) {
+                List<String> batch = new ArrayList<>();
+                for (int u = 0; u < users; u++) {
+                    batch.add(TestGateway.msg(prefix + u, "m" + round));
+                }
+                try {
+                    acknowledged.addAll(post(gw, batch));
+                } catch (RuntimeException e) {
+                    return; // the node is gone
+                }
+            }
+        }, "cluster-it-load");
+        load.start();
+        return load;
+    }
+
     private static Map<UUID, Integer> accepted(TestGateway... nodes) {
         Map<UUID, Integer> all = new HashMap<>();
         for (TestGateway n : nodes) {
@@ -157,22 +180,7 @@ class ClusterIT {
             }
             ConcurrentLinkedQueue<String> acknowledged = new ConcurrentLinkedQueue<>();
             AtomicBoolean stop = new AtomicBoolean();
-            Thread load = new Thread(() -> {
-                int round = 0;
-                while (!stop.get()) {
-                    List<String> batch = new ArrayList<>();
-                    for (int u = 0; u < 50; u++) {
-                        batch.add(TestGateway.msg("tk-" + u, "m" + round));
-                    }
-                    try {
-                        acknowledged.addAll(post(a, batch));
-                    } catch (RuntimeException e) {
-                        return; // the node is gone
-                    }
-                    round++;
-                }
-            });
-            load.start();
+            Thread load = load(a, "tk-", 50, acknowledged, stop);
             await().atMost(Duration.ofSeconds(60)).until(() -> acknowledged.size() >= 2000);
             long inFlight = a.herald.pipeline().inUse();
             a.herald.halt(); // dies: no drain, no lease release, never restarted
@@ -208,18 +216,7 @@ class ClusterIT {
             }
             ConcurrentLinkedQueue<String> acknowledged = new ConcurrentLinkedQueue<>();
             AtomicBoolean stop = new AtomicBoolean();
-            Thread load = new Thread(() -> {
-                int round = 0;
-                while (!stop.get()) {
-                    List<String> batch = new ArrayList<>();
-                    for (int u = 0; u < 20; u++) {
-                        batch.add(TestGateway.msg("fo-" + u, "m" + round));
-                    }
-                    acknowledged.addAll(post(gw, batch));
-                    round++;
-                }
-            });
-            load.start();
+            Thread load = load(gw, "fo-", 20, acknowledged, stop);
             await().atMost(Duration.ofSeconds(60)).until(() -> acknowledged.size() >= 500);
             own.failover(SlotHash.getSlot(Keys.journal(gw.nodeId, 0)));
             int before = acknowledged.size();

@@ -197,8 +197,7 @@ public final class DeadLetters {
             for (ScoredValue<String> v : page) {
                 letters.add(cmd.hget(Keys.deadLetterData(app, shardOf(v.getValue())), v.getValue()).toCompletableFuture());
             }
-            return CompletableFuture.allOf(letters.toArray(new CompletableFuture<?>[0]))
-                    .thenApply(x -> answerPage(page, letters.stream().map(CompletableFuture::join).toList(), cursor));
+            return Redis.all(letters).thenApply(found -> answerPage(page, found, cursor));
         });
     }
 
@@ -214,9 +213,9 @@ public final class DeadLetters {
             shards.add(cmd.zrangebyscoreWithScores(Keys.deadLetters(app, shard), range, Limit.create(0, limit))
                     .toCompletableFuture());
         }
-        return CompletableFuture.allOf(shards.toArray(new CompletableFuture<?>[0])).thenApply(v -> {
+        return Redis.all(shards).thenApply(lists -> {
             List<ScoredValue<String>> all = new ArrayList<>();
-            shards.forEach(f -> all.addAll(f.join()));
+            lists.forEach(all::addAll);
             all.sort(java.util.Comparator.comparingDouble(ScoredValue::getScore));
             return all.size() > limit ? List.copyOf(all.subList(0, limit)) : all;
         });
@@ -276,8 +275,7 @@ public final class DeadLetters {
             for (String id : want) {
                 items.add(cmd.hget(Keys.deadLetterData(app, shardOf(id)), "i:" + id).toCompletableFuture());
             }
-            return CompletableFuture.allOf(items.toArray(new CompletableFuture<?>[0]))
-                    .thenApply(v -> items.stream().map(CompletableFuture::join).toList());
+            return Redis.all(items);
         }).thenCompose(items -> {
             List<String> want = chosen.join();
             List<String> notFound = new ArrayList<>();
@@ -357,8 +355,7 @@ public final class DeadLetters {
         for (int shard = 0; shard < redis.shards(); shard++) {
             counts.add(cmd.zcard(Keys.deadLetters(app, shard)).toCompletableFuture());
         }
-        return CompletableFuture.allOf(counts.toArray(new CompletableFuture<?>[0]))
-                .thenApply(v -> counts.stream().mapToLong(CompletableFuture::join).sum());
+        return Redis.all(counts).thenApply(n -> n.stream().mapToLong(Long::longValue).sum());
     }
 
     /**
@@ -401,10 +398,6 @@ public final class DeadLetters {
                         return go;
                     }));
         }
-        return CompletableFuture.allOf(calls.toArray(new CompletableFuture<?>[0])).thenApply(v -> {
-            List<JournalItem> go = new ArrayList<>();
-            calls.forEach(c -> go.addAll(c.join()));
-            return go;
-        });
+        return Redis.all(calls).thenApply(lists -> lists.stream().flatMap(List::stream).toList());
     }
 }

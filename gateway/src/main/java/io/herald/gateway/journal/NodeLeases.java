@@ -208,8 +208,8 @@ public final class NodeLeases implements AutoCloseable {
         return java.util.Set.copyOf(held.keySet());
     }
 
-    /** One renewal round; package-private so tests may drive it. */
-    void round() {
+    /** One renewal round: this node's lease, the journals it holds, then expired leases to take over. */
+    private void round() {
         try {
             List<Object> mine = call("renew", own.nodeId());
             if ((Long) mine.get(0) != 1) {

@@ -28,6 +28,9 @@ public final class LocalRedisCluster implements AutoCloseable {
     private static LocalRedisCluster shared;
 
     private final List<EmbeddedRedis> nodes = new ArrayList<>();
+    /** Plain (non-cluster) connections to the nodes, for building and watching the cluster. */
+    private final List<StatefulRedisConnection<String, String>> connections = new ArrayList<>();
+    private RedisClient client;
     private final int masters;
 
     private final int replicas;
@@ -90,13 +93,18 @@ public final class LocalRedisCluster implements AutoCloseable {
         }
     }
 
-    private <T> T on(int node, java.util.function.Function<RedisCommands<String, String>, T> f) {
-        RedisClient client = RedisClient.create(nodes.get(node).uri());
-        try (StatefulRedisConnection<String, String> c = client.connect()) {
-            return f.apply(c.sync());
-        } finally {
-            client.shutdown(Duration.ZERO, Duration.ofSeconds(1));
+    /** Runs {@code f} on node {@code node} through one plain connection per node, opened at first use. */
+    private synchronized <T> T on(int node, java.util.function.Function<RedisCommands<String, String>, T> f) {
+        while (connections.size() <= node) {
+            connections.add(null);
         }
+        if (connections.get(node) == null) {
+            if (client == null) {
+                client = RedisClient.create();
+            }
+            connections.set(node, client.connect(io.lettuce.core.RedisURI.create(nodes.get(node).uri())));
+        }
+        return f.apply(connections.get(node).sync());
     }
 
     private void join() {
@@ -199,7 +207,10 @@ public final class LocalRedisCluster implements AutoCloseable {
     }
 
     @Override
-    public void close() {
+    public synchronized void close() {
+        if (client != null) {
+            client.shutdown(Duration.ZERO, Duration.ofSeconds(1)); // closes the connections too
+        }
         for (EmbeddedRedis n : nodes) {
             n.close();
         }

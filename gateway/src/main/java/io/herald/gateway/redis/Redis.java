@@ -147,6 +147,12 @@ public final class Redis implements AutoCloseable {
         }
     }
 
+    /** The replies of pipelined commands, in order, once all have arrived (fails with the first failure). */
+    public static <T> CompletableFuture<List<T>> all(List<CompletableFuture<T>> replies) {
+        return CompletableFuture.allOf(replies.toArray(new CompletableFuture<?>[0]))
+                .thenApply(v -> replies.stream().map(CompletableFuture::join).toList());
+    }
+
     /**
      * Message records (MessageStore) are 70-130 bytes; Redis keeps their chunk hashes compact only
      * when its hash value limit is above that (default 64). Says so once at start; a server that

@@ -319,19 +319,14 @@ public final class MessageStore implements AutoCloseable {
         if (!redis.cluster()) {
             List<CompletableFuture<Call>> calls = sends.stream().map(Supplier::get).toList();
             Redis.flush(cmd);
-            return all(calls);
+            return Redis.all(calls);
         }
         Redis.flush(cmd);
         return CompletableFuture.allOf(markers.toArray(new CompletableFuture<?>[0])).thenCompose(v -> {
             List<CompletableFuture<Call>> calls = sends.stream().map(Supplier::get).toList();
             Redis.flush(cmd);
-            return all(calls);
+            return Redis.all(calls);
         });
-    }
-
-    private static <T> CompletableFuture<List<T>> all(List<CompletableFuture<T>> futures) {
-        return CompletableFuture.allOf(futures.toArray(new CompletableFuture<?>[0]))
-                .thenApply(v -> futures.stream().map(CompletableFuture::join).toList());
     }
 
     /**
