@@ -296,6 +296,15 @@ final class Exchange {
     /** Writes a JSON error outside any exchange (codec-level refusals) and, unless kept alive, closes after it. */
     static ChannelFuture sendError(ChannelHandlerContext ctx, HttpResponseStatus status, ApiError error,
                                    boolean keepAlive) {
+        ChannelFuture f = ctx.writeAndFlush(errorResponse(status, error, keepAlive));
+        if (!keepAlive) {
+            f.addListener(ChannelFutureListener.CLOSE);
+        }
+        return f;
+    }
+
+    /** The JSON error answer, with {@code Connection: close} unless {@code keepAlive}. */
+    static FullHttpResponse errorResponse(HttpResponseStatus status, ApiError error, boolean keepAlive) {
         byte[] body = errorBody(error);
         FullHttpResponse resp = new DefaultFullHttpResponse(HttpVersion.HTTP_1_1, status, Unpooled.wrappedBuffer(body));
         resp.headers().set(HttpHeaderNames.CONTENT_TYPE, HttpHeaderValues.APPLICATION_JSON);
@@ -303,11 +312,7 @@ final class Exchange {
         if (!keepAlive) {
             resp.headers().set(HttpHeaderNames.CONNECTION, HttpHeaderValues.CLOSE);
         }
-        ChannelFuture f = ctx.writeAndFlush(resp);
-        if (!keepAlive) {
-            f.addListener(ChannelFutureListener.CLOSE);
-        }
-        return f;
+        return resp;
     }
 
     /** {@code {"error":{"code":..,"message":..,"field":..}}}, the body of every error answer. */

@@ -20,6 +20,7 @@ import io.netty.handler.codec.http.LastHttpContent;
 import io.netty.handler.flow.FlowControlHandler;
 import io.netty.handler.timeout.IdleStateEvent;
 import io.netty.handler.timeout.IdleStateHandler;
+import io.netty.util.ReferenceCountUtil;
 import io.netty.util.concurrent.ScheduledFuture;
 
 import java.util.concurrent.TimeUnit;
@@ -131,9 +132,15 @@ final class HttpServerInitializer extends ChannelInitializer<SocketChannel> {
         }
     }
 
-    /** Answers an oversized body with our JSON 413 (and closes: the rest of the body is not read). */
+    /**
+     * Answers an oversized body with our JSON 413 and {@code Connection: close}, then half-closes and
+     * reads the rest of the body into nothing until its end, the request deadline or the idle timeout
+     * closes the connection. Closing at once would leave the unread body in the socket buffer, and the
+     * kernel would answer it with a reset that can reach the client before it reads the 413.
+     */
     static final class LimitedAggregator extends HttpObjectAggregator {
         private final int max;
+        private boolean draining;
 
         LimitedAggregator(int max) {
             super(max, true);
@@ -141,12 +148,32 @@ final class HttpServerInitializer extends ChannelInitializer<SocketChannel> {
         }
 
         @Override
+        public void channelRead(ChannelHandlerContext ctx, Object msg) throws Exception {
+            if (draining) {
+                boolean last = msg instanceof LastHttpContent;
+                ReferenceCountUtil.release(msg);
+                if (last) {
+                    ctx.close();
+                }
+                return;
+            }
+            super.channelRead(ctx, msg);
+        }
+
+        @Override
         protected void handleOversizedMessage(ChannelHandlerContext ctx, HttpMessage oversized) {
             if (oversized instanceof HttpRequest) {
-                Exchange.sendError(ctx, HttpResponseStatus.REQUEST_ENTITY_TOO_LARGE,
+                draining = true;
+                ctx.writeAndFlush(Exchange.errorResponse(HttpResponseStatus.REQUEST_ENTITY_TOO_LARGE,
                         ApiError.of(ErrorCode.BODY_TOO_LARGE, null, "body: over " + max
-                                + " bytes (expected: <= " + max + ")"), false)
-                        .addListener(ChannelFutureListener.CLOSE);
+                                + " bytes (expected: <= " + max + ")"), false))
+                        .addListener((ChannelFutureListener) f -> {
+                            if (f.isSuccess() && f.channel() instanceof SocketChannel s) {
+                                s.shutdownOutput();
+                            } else {
+                                f.channel().close();
+                            }
+                        });
             } else {
                 ctx.close();
             }
