@@ -30,6 +30,7 @@ import io.herald.gateway.metrics.Metrics;
 import io.herald.gateway.pipeline.Pipeline;
 import io.herald.gateway.redis.Redis;
 import io.herald.gateway.registry.PersonalDataCipher;
+import io.herald.gateway.audience.Audiences;
 import io.herald.gateway.registry.UserRegistry;
 import io.herald.gateway.sandbox.SandboxApns;
 import io.herald.gateway.tracking.Funnels;
@@ -189,8 +190,8 @@ public final class Herald implements AutoCloseable {
                 .probe("redis: no answer to PING within 1 s", () -> redis.async().ping(), Duration.ofMillis(250),
                         Duration.ofSeconds(1));
         resources.add(readiness);
-        api = new HttpApiHandler(config, codec, keys, journal, idempotency, deadLetters, pipeline, store, registry, tokens,
-                webhooks, links, metrics, readiness);
+        api = new HttpApiHandler(config, codec, keys, journal, idempotency, deadLetters, pipeline, store, registry,
+                new Audiences(redis), tokens, webhooks, links, metrics, readiness);
         resources.add(api::close);
         http = new HttpServer(config.http(), api);
         resources.add(http);

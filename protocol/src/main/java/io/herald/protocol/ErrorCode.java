@@ -30,6 +30,8 @@ public enum ErrorCode {
     IDEMPOTENCY_KEY_REUSED("idempotency_key_reused", 422),
     /** An {@code Idempotency-Key} whose first request is still being processed. */
     IDEMPOTENCY_KEY_IN_PROGRESS("idempotency_key_in_progress", 409),
+    /** An audience rule that does not parse; the message gives the column and what was expected there. */
+    INVALID_RULE("invalid_rule", 422),
     OVERLOADED("overloaded", 429),
     UNAVAILABLE("unavailable", 503),
     INTERNAL("internal", 500);

@@ -7,6 +7,7 @@ import io.herald.gateway.journal.IdempotencyKeys;
 import io.herald.gateway.journal.Journal;
 import io.herald.gateway.metrics.Metrics;
 import io.herald.gateway.pipeline.Pipeline;
+import io.herald.gateway.audience.Audiences;
 import io.herald.gateway.registry.UserRegistry;
 import io.herald.gateway.tracking.LinkTracker;
 import io.herald.gateway.tracking.MessageStore;
@@ -68,10 +69,10 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
     /** The API of one node: every resource's routes in one table. Owned by {@code Herald}, which {@link #close}s it. */
     public HttpApiHandler(HeraldConfig config, BatchCodec codec, ApiKeys keys, Journal journal,
                           IdempotencyKeys idempotency, DeadLetters deadLetters, Pipeline pipeline, MessageStore store,
-                          UserRegistry registry, ReceiptTokens tokens, WebhookDispatcher webhooks, LinkTracker links,
-                          Metrics metrics, Readiness readiness) {
-        this(table(config, codec, journal, idempotency, deadLetters, pipeline, store, registry, tokens, webhooks, links,
-                metrics, readiness), keys, readiness, codec.mapper(), intakePool());
+                          UserRegistry registry, Audiences audiences, ReceiptTokens tokens, WebhookDispatcher webhooks,
+                          LinkTracker links, Metrics metrics, Readiness readiness) {
+        this(table(config, codec, journal, idempotency, deadLetters, pipeline, store, registry, audiences, tokens,
+                webhooks, links, metrics, readiness), keys, readiness, codec.mapper(), intakePool());
     }
 
     /** A router over {@code routes}; {@code intake} runs offloaded work and is shut down by {@link #close()}. */
@@ -87,7 +88,7 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
     /** The route table. Adding a resource: its class, and one line here. */
     private static Routes table(HeraldConfig config, BatchCodec codec, Journal journal, IdempotencyKeys idempotency,
                                 DeadLetters deadLetters, Pipeline pipeline, MessageStore store, UserRegistry registry,
-                                ReceiptTokens tokens, WebhookDispatcher webhooks, LinkTracker links, Metrics metrics,
+                                Audiences audiences, ReceiptTokens tokens, WebhookDispatcher webhooks, LinkTracker links, Metrics metrics,
                                 Readiness readiness) {
         Routes r = new Routes();
         new OpsApi(metrics, readiness).routes(r);
@@ -96,6 +97,7 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
         new ReceiptsApi(config.receipts(), store, tokens, links).routes(r);
         new DeadLettersApi(deadLetters, pipeline).routes(r);
         new UsersApi(registry).routes(r);
+        new AudiencesApi(audiences).routes(r);
         new WebhooksApi(webhooks).routes(r);
         return r;
     }

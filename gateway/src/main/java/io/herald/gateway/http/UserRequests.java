@@ -7,6 +7,7 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.herald.gateway.registry.Device;
 import io.herald.gateway.registry.PersonalDataCipher;
 import io.herald.gateway.registry.UserProfile;
+import io.herald.gateway.registry.UserData;
 import io.herald.gateway.registry.UserRegistry;
 import io.herald.protocol.ApiError;
 import io.herald.protocol.ErrorCode;
@@ -32,7 +33,15 @@ final class UserRequests {
     static final Pattern PHONE = Pattern.compile("\\+[1-9][0-9]{6,14}");
     static final Pattern LOCALE = Pattern.compile("[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8}){0,3}");
     private static final Set<String> PROFILE_FIELDS = Set.of("phone", "locale", "timeZone", "consent", "consentSource",
-            "channels");
+            "channels", "tags", "attributes");
+    /** A tag: 1..64 UTF-8 bytes of A-Z a-z 0-9 _ : . - or CJK letters (Han, kana, Hangul). */
+    static final Pattern TAG = Pattern.compile("[A-Za-z0-9_:.\\-\\p{IsHan}\\p{IsHiragana}\\p{IsKatakana}\\p{IsHangul}]+");
+    /** An attribute name: an identifier, 1..64 characters. */
+    static final Pattern ATTRIBUTE = Pattern.compile("[A-Za-z_][A-Za-z0-9_]{0,63}");
+    /** Most bytes of a string attribute value. */
+    static final int MAX_STRING_BYTES = 1024;
+    private static final Pattern INSTANT = Pattern.compile(
+            "\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}(:\\d{2}(\\.\\d{1,9})?)?(Z|[+-]\\d{2}:\\d{2})");
     private static final Set<String> DEVICE_FIELDS = Set.of("platform", "token", "sandbox");
 
     private UserRequests() {
@@ -114,7 +123,8 @@ final class UserRequests {
             String f = it.next();
             if (!PROFILE_FIELDS.contains(f) && !(f.equals("devices") || f.equals("user"))) {
                 throw new Invalid(ErrorCode.UNKNOWN_FIELD, p + f, p + f
-                        + ": unknown field (expected: phone, locale, timeZone, consent, consentSource, channels)");
+                        + ": unknown field (expected: phone, locale, timeZone, consent, consentSource, channels, tags, "
+                        + "attributes)");
             }
         }
         if (body.has("phone")) {
@@ -204,6 +214,156 @@ final class UserRequests {
             }
         }
         return patch;
+    }
+
+    /** Checks one tag; {@code field} names it in the error. */
+    static String tag(JsonNode t, String field) throws Invalid {
+        if (t == null || !t.isTextual() || !TAG.matcher(t.asText()).matches()
+                || t.asText().getBytes(java.nio.charset.StandardCharsets.UTF_8).length > 64) {
+            throw new Invalid(ErrorCode.INVALID_FIELD, field, field
+                    + ": expected a tag of 1..64 bytes of A-Z a-z 0-9 _ : . - or CJK letters");
+        }
+        return t.asText();
+    }
+
+    private static ArrayNode tagList(JsonNode list, String field, ObjectMapper mapper) throws Invalid {
+        if (!list.isArray() || list.size() > UserData.MAX_TAGS) {
+            throw new Invalid(ErrorCode.INVALID_FIELD, field, field + ": expected an array of at most "
+                    + UserData.MAX_TAGS + " tags");
+        }
+        ArrayNode out = mapper.createArrayNode();
+        for (int i = 0; i < list.size(); i++) {
+            out.add(tag(list.get(i), field + "[" + i + "]"));
+        }
+        return out;
+    }
+
+    /**
+     * The targeting part of a user body as a {@link UserData.Change} body: {@code tags} (an array:
+     * the new set; or {@code {add, remove}} or {@code {replace}}) and {@code attributes} (name ->
+     * string, number, boolean, ISO-8601 instant string = timestamp, {@code {lat, lon, at?}} =
+     * location, null = remove). Empty when the body has neither.
+     */
+    static ObjectNode dataChange(JsonNode body, String p, ObjectMapper mapper) throws Invalid {
+        ObjectNode change = mapper.createObjectNode();
+        JsonNode tags = body.get("tags");
+        if (tags != null) {
+            ObjectNode t = change.putObject("t");
+            if (tags.isArray()) {
+                t.set("set", tagList(tags, p + "tags", mapper));
+            } else if (tags.isObject()) {
+                for (Iterator<String> it = tags.fieldNames(); it.hasNext(); ) {
+                    String f = it.next();
+                    if (!Set.of("add", "remove", "replace").contains(f)) {
+                        throw new Invalid(ErrorCode.UNKNOWN_FIELD, p + "tags." + f, p + "tags." + f
+                                + ": unknown field (expected: add, remove, replace)");
+                    }
+                }
+                if (tags.has("replace")) {
+                    if (tags.has("add") || tags.has("remove")) {
+                        throw new Invalid(ErrorCode.INVALID_FIELD, p + "tags", p
+                                + "tags: replace cannot be combined with add or remove");
+                    }
+                    t.set("set", tagList(tags.get("replace"), p + "tags.replace", mapper));
+                }
+                if (tags.has("add")) {
+                    t.set("add", tagList(tags.get("add"), p + "tags.add", mapper));
+                }
+                if (tags.has("remove")) {
+                    t.set("rm", tagList(tags.get("remove"), p + "tags.remove", mapper));
+                }
+            } else {
+                throw new Invalid(ErrorCode.INVALID_FIELD, p + "tags", p
+                        + "tags: expected an array (the new set) or {\"add\": [...], \"remove\": [...]} or {\"replace\": [...]}");
+            }
+        }
+        JsonNode attrs = body.get("attributes");
+        if (attrs != null) {
+            if (!attrs.isObject() || attrs.size() > UserData.MAX_ATTRIBUTES) {
+                throw new Invalid(ErrorCode.INVALID_FIELD, p + "attributes", p + "attributes: expected an object of at most "
+                        + UserData.MAX_ATTRIBUTES + " attributes");
+            }
+            ObjectNode a = change.putObject("a");
+            for (Iterator<java.util.Map.Entry<String, JsonNode>> it = attrs.fields(); it.hasNext(); ) {
+                java.util.Map.Entry<String, JsonNode> e = it.next();
+                String name = e.getKey();
+                String f = p + "attributes." + name;
+                if (!ATTRIBUTE.matcher(name).matches()) {
+                    throw new Invalid(ErrorCode.INVALID_FIELD, f, f
+                            + ": attribute names are identifiers of 1..64 characters (A-Z a-z 0-9 _, not starting with a digit)");
+                }
+                a.set(name, attribute(e.getValue(), f, mapper));
+            }
+        }
+        return change;
+    }
+
+    /** One attribute value as [type, value] (null stays null: remove). */
+    private static JsonNode attribute(JsonNode v, String f, ObjectMapper mapper) throws Invalid {
+        ArrayNode out = mapper.createArrayNode();
+        if (v.isNull()) {
+            return v;
+        } else if (v.isBoolean()) {
+            out.add("b").add(v.asBoolean());
+        } else if (v.isNumber()) {
+            double d = v.asDouble();
+            if (!Double.isFinite(d) || Math.abs(d) > 1e15) {
+                throw new Invalid(ErrorCode.INVALID_FIELD, f, f + ": expected a number within +-1e15");
+            }
+            if (v.isIntegralNumber()) {
+                out.add("n").add(v.asLong());
+            } else {
+                out.add("n").add(d);
+            }
+        } else if (v.isTextual()) {
+            String s = v.asText();
+            if (INSTANT.matcher(s).matches()) {
+                try {
+                    out.add("t").add(java.time.OffsetDateTime.parse(s).toInstant().toEpochMilli());
+                } catch (DateTimeException e) {
+                    throw new Invalid(ErrorCode.INVALID_FIELD, f, f + ": not a valid ISO-8601 instant");
+                }
+            } else if (s.getBytes(java.nio.charset.StandardCharsets.UTF_8).length > MAX_STRING_BYTES) {
+                throw new Invalid(ErrorCode.INVALID_FIELD, f, f + ": strings are at most " + MAX_STRING_BYTES + " bytes");
+            } else if (s.chars().anyMatch(Character::isISOControl)) {
+                throw new Invalid(ErrorCode.INVALID_FIELD, f, f + ": control characters are not allowed");
+            } else {
+                out.add("s").add(s);
+            }
+        } else if (v.isObject() && v.has("lat") && v.has("lon")) {
+            double lat = v.get("lat").asDouble(Double.NaN);
+            double lon = v.get("lon").asDouble(Double.NaN);
+            if (!v.get("lat").isNumber() || !v.get("lon").isNumber() || !(lat >= -85.05112878 && lat <= 85.05112878)
+                    || !(lon >= -180 && lon <= 180) || v.size() > (v.has("at") ? 3 : 2)) {
+                throw new Invalid(ErrorCode.INVALID_FIELD, f, f
+                        + ": a location is {\"lat\": -85.05..85.05, \"lon\": -180..180, \"at\"?: ISO-8601 instant}");
+            }
+            ArrayNode g = mapper.createArrayNode().add(lat).add(lon);
+            if (v.has("at")) {
+                try {
+                    g.add(java.time.OffsetDateTime.parse(v.get("at").asText()).toInstant().toEpochMilli());
+                } catch (DateTimeException e) {
+                    throw new Invalid(ErrorCode.INVALID_FIELD, f + ".at", f + ".at: expected an ISO-8601 instant");
+                }
+            }
+            out.add("g").add(g);
+        } else {
+            throw new Invalid(ErrorCode.INVALID_FIELD, f, f
+                    + ": expected a string, number, boolean, ISO-8601 instant, {lat, lon, at?} or null (removes it)");
+        }
+        return out;
+    }
+
+    /** The user view with the targeting data: tags, attributes and derived flags. */
+    static void dataJson(ObjectNode out, UserData.View v) {
+        ArrayNode tags = out.putArray("tags");
+        ObjectNode attrs = out.putObject("attributes");
+        ArrayNode flags = out.putArray("flags");
+        if (v != null) {
+            v.tags().forEach(tags::add);
+            attrs.setAll(v.attributes());
+            v.flags().forEach(flags::add);
+        }
     }
 
     /** The API view of a user: profile with the phone masked, and devices. */

@@ -3,6 +3,8 @@ package io.herald.gateway.http;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.herald.gateway.registry.UserData;
+import io.herald.gateway.registry.UserProfile;
 import io.herald.gateway.registry.UserRegistry;
 import io.herald.protocol.ApiError;
 import io.herald.protocol.ErrorCode;
@@ -39,6 +41,8 @@ final class UsersApi {
         r.post("/v1/apps/{app}/users", API_KEY, x -> x.offload(() -> importUsers(x)));
         r.get("/v1/apps/{app}/users/{user}", API_KEY, this::getUser);
         r.put("/v1/apps/{app}/users/{user}", API_KEY, this::putUser);
+        r.add(io.netty.handler.codec.http.HttpMethod.PATCH, "/v1/apps/{app}/users/{user}", API_KEY, this::putUser);
+        r.post("/v1/apps/{app}/tags/{tag}", API_KEY, x -> x.offload(() -> bulkTag(x)));
         r.delete("/v1/apps/{app}/users/{user}", API_KEY, this::deleteUser);
         r.put("/v1/apps/{app}/users/{user}/devices/{device}", API_KEY, this::putDevice);
         r.delete("/v1/apps/{app}/users/{user}/devices/{device}", API_KEY, this::deleteDevice);
@@ -70,13 +74,30 @@ final class UsersApi {
             return;
         }
         String app = x.app();
-        registry.get(app, user).whenComplete((u, e) -> {
+        respondWithUser(x, app, user);
+    }
+
+    /** Answers 200 with the whole user (profile, devices, targeting data), or 404. */
+    private void respondWithUser(Exchange x, String app, String user) {
+        registry.get(app, user).thenCombine(registry.data().read(app, user), (u, d) -> {
+            // Known: a profile, a device, a tag or an attribute (an index alone is not a user).
+            boolean none = u == null || (u.profile() == UserProfile.EMPTY && u.devices().isEmpty());
+            if (none && (d == null || (d.tags().isEmpty() && d.attributes().isEmpty()))) {
+                return null;
+            }
+            if (u == null) {
+                u = new UserRegistry.User(UserProfile.EMPTY, java.util.List.of());
+            }
+            ObjectNode out = UserRequests.userJson(x.mapper(), app, user, u);
+            UserRequests.dataJson(out, d);
+            return out;
+        }).whenComplete((out, e) -> {
             if (e != null) {
                 x.unavailable(e);
-            } else if (u == null) {
+            } else if (out == null) {
                 x.notFound("user");
             } else {
-                x.json(HttpResponseStatus.OK, UserRequests.userJson(x.mapper(), app, user, u));
+                x.json(HttpResponseStatus.OK, out);
             }
         });
     }
@@ -91,6 +112,7 @@ final class UsersApi {
             return;
         }
         ObjectNode patch;
+        ObjectNode change;
         try {
             UserRequests.checkUser(user);
             JsonNode body = x.jsonObject();
@@ -102,17 +124,30 @@ final class UsersApi {
                         "devices/user: not part of a profile update (use PUT .../devices/{id}, or POST /v1/apps/{app}/users)");
             }
             patch = UserRequests.profilePatch(body, "", x.mapper(), System.currentTimeMillis());
+            change = UserRequests.dataChange(body, "", x.mapper());
         } catch (UserRequests.Invalid e) {
             invalid(x, e);
             return;
         }
-        registry.updateProfile(app, user, patch).thenCompose(p -> registry.get(app, user)).whenComplete((u, e) -> {
+        registry.update(app, user, patch, change).whenComplete((outcome, e) -> {
             if (e != null) {
                 x.unavailable(e);
+            } else if (!UserData.OK.equals(outcome)) {
+                x.error(HttpResponseStatus.UNPROCESSABLE_ENTITY, dataError(outcome, ""));
             } else {
-                x.json(HttpResponseStatus.OK, UserRequests.userJson(x.mapper(), app, user, u));
+                respondWithUser(x, app, user);
             }
         });
+    }
+
+    /** The error of a data change the store refused (a limit over the user's whole data). */
+    private static ApiError dataError(String outcome, String p) {
+        return "too_many_tags".equals(outcome)
+                ? ApiError.of(ErrorCode.INVALID_FIELD, p + "tags", p + "tags: a user may have at most "
+                        + UserData.MAX_TAGS + " tags (the change would exceed it; nothing of it applied)")
+                : ApiError.of(ErrorCode.INVALID_FIELD, p + "attributes", p + "attributes: a user may have at most "
+                        + UserData.MAX_ATTRIBUTES + " attributes (the change would exceed it; its tags and attributes "
+                        + "were not applied)");
     }
 
     private void deleteUser(Exchange x) {
@@ -219,6 +254,7 @@ final class UsersApi {
         }
         long now = System.currentTimeMillis();
         List<UserRegistry.Import> ok = new ArrayList<>(users.size());
+        List<Integer> okIndex = new ArrayList<>(users.size());
         ObjectNode out = x.mapper().createObjectNode();
         ArrayNode results = out.putArray("users");
         int rejected = 0;
@@ -255,25 +291,163 @@ final class UsersApi {
                         devices.add(new UserRegistry.ImportDevice(id, body2.platform(), body2.token(), body2.sandbox()));
                     }
                 }
-                ok.add(new UserRegistry.Import(user, patch, devices));
+                ok.add(new UserRegistry.Import(user, patch, devices, UserRequests.dataChange(u, p, x.mapper())));
+                okIndex.add(i);
                 res.put("user", user);
             } catch (UserRequests.Invalid e) {
                 rejected++;
                 res.set("error", x.mapper().valueToTree(e.error));
             }
         }
-        out.put("imported", ok.size());
-        out.put("rejected", rejected);
         if (ok.isEmpty()) {
+            out.put("imported", 0);
+            out.put("rejected", rejected);
             x.json(HttpResponseStatus.UNPROCESSABLE_ENTITY, out);
             return;
         }
-        registry.importUsers(app, ok).whenComplete((v, e) -> {
+        int refused = rejected;
+        registry.importUsers(app, ok).whenComplete((outcomes, e) -> {
             if (e != null) {
                 x.unavailable(e);
-            } else {
-                x.json(HttpResponseStatus.OK, out);
+                return;
             }
+            int dataRefused = 0;
+            for (int k = 0; k < outcomes.size(); k++) {
+                if (!UserData.OK.equals(outcomes.get(k))) {
+                    int i = okIndex.get(k);
+                    ((ObjectNode) results.get(i)).set("error",
+                            x.mapper().valueToTree(dataError(outcomes.get(k), "users[" + i + "].")));
+                    dataRefused++;
+                }
+            }
+            // A user refused only for the data limits still had profile and devices imported.
+            out.put("imported", ok.size());
+            out.put("rejected", refused + dataRefused);
+            x.json(HttpResponseStatus.OK, out);
+        });
+    }
+
+    /** Most users in one bulk tag request (add and remove together). */
+    static final int MAX_TAG_USERS = 100_000;
+
+    /**
+     * {@code POST /v1/apps/{app}/tags/{tag}} {@code {"add": [users], "remove": [users]}}: one tag on
+     * or off for many users. Users seen for the first time get an index; removing from an unknown
+     * user does nothing. A user in both lists ends without the tag (remove applies last). Answers
+     * the counts and the per-item errors ({@code add[i]}, {@code remove[i]}). On an intake thread.
+     */
+    private void bulkTag(Exchange x) {
+        if (!x.ownApp()) {
+            return;
+        }
+        String app = x.app();
+        String tag;
+        try {
+            tag = UserRequests.tag(x.mapper().getNodeFactory().textNode(x.param("tag")), "tag");
+        } catch (UserRequests.Invalid e) {
+            invalid(x, e);
+            return;
+        }
+        if (!x.jsonContent()) {
+            return;
+        }
+        JsonNode body = x.jsonObject();
+        if (body == null) {
+            return;
+        }
+        for (java.util.Iterator<String> it = body.fieldNames(); it.hasNext(); ) {
+            String f = it.next();
+            if (!f.equals("add") && !f.equals("remove")) {
+                x.error(HttpResponseStatus.UNPROCESSABLE_ENTITY, ApiError.of(ErrorCode.UNKNOWN_FIELD, f,
+                        f + ": unknown field (expected: add, remove)"));
+                return;
+            }
+        }
+        int total = 0;
+        for (String list : List.of("add", "remove")) {
+            JsonNode l = body.get(list);
+            if (l != null && !l.isArray()) {
+                x.error(HttpResponseStatus.UNPROCESSABLE_ENTITY, ApiError.of(ErrorCode.INVALID_FIELD, list,
+                        list + ": expected an array of user ids"));
+                return;
+            }
+            total += l == null ? 0 : l.size();
+        }
+        if (total == 0) {
+            x.error(HttpResponseStatus.UNPROCESSABLE_ENTITY, ApiError.of(ErrorCode.MISSING_FIELD, "add",
+                    "add/remove: expected at least one user id"));
+            return;
+        }
+        if (total > MAX_TAG_USERS) {
+            x.error(HttpResponseStatus.REQUEST_ENTITY_TOO_LARGE, ApiError.of(ErrorCode.TOO_MANY_ITEMS, "add",
+                    "add/remove: " + total + " user ids (expected: <= " + MAX_TAG_USERS + " together)"));
+            return;
+        }
+        ObjectNode out = x.mapper().createObjectNode();
+        ArrayNode errors = x.mapper().createArrayNode();
+        List<UserData.Change> changes = new ArrayList<>(total);
+        List<String> where = new ArrayList<>(total);
+        for (String list : List.of("add", "remove")) {
+            JsonNode l = body.get(list);
+            if (l == null) {
+                continue;
+            }
+            ArrayNode tagArray = x.mapper().createArrayNode().add(tag);
+            ObjectNode change = x.mapper().createObjectNode();
+            change.putObject("t").set(list.equals("add") ? "add" : "rm", tagArray);
+            if (list.equals("remove")) {
+                change.put("probe", true);
+            }
+            for (int i = 0; i < l.size(); i++) {
+                String f = list + "[" + i + "]";
+                JsonNode u = l.get(i);
+                try {
+                    if (!u.isTextual()) {
+                        throw new UserRequests.Invalid(ErrorCode.INVALID_FIELD, f, f + ": expected a user id string");
+                    }
+                    UserRequests.checkUser(u.asText());
+                } catch (UserRequests.Invalid e) {
+                    errors.add(x.mapper().valueToTree(ApiError.of(ErrorCode.INVALID_FIELD, f, f + ": "
+                            + e.getMessage())));
+                    continue;
+                }
+                changes.add(new UserData.Change(u.asText(), change));
+                where.add(f);
+            }
+        }
+        if (changes.isEmpty()) {
+            out.put("added", 0).put("removed", 0).put("unknown", 0).put("rejected", errors.size());
+            out.set("errors", errors);
+            x.json(HttpResponseStatus.UNPROCESSABLE_ENTITY, out);
+            return;
+        }
+        registry.data().apply(app, changes).whenComplete((outcomes, e) -> {
+            if (e != null) {
+                x.unavailable(e);
+                return;
+            }
+            int added = 0;
+            int removed = 0;
+            int unknown = 0;
+            for (int i = 0; i < outcomes.size(); i++) {
+                String o = outcomes.get(i);
+                boolean add = where.get(i).startsWith("add");
+                if (UserData.OK.equals(o)) {
+                    if (add) {
+                        added++;
+                    } else {
+                        removed++;
+                    }
+                } else if (UserData.UNKNOWN.equals(o)) {
+                    unknown++;
+                } else {
+                    errors.add(x.mapper().valueToTree(ApiError.of(ErrorCode.INVALID_FIELD, where.get(i), where.get(i)
+                            + ": the user already has " + UserData.MAX_TAGS + " tags")));
+                }
+            }
+            out.put("added", added).put("removed", removed).put("unknown", unknown).put("rejected", errors.size());
+            out.set("errors", errors);
+            x.json(HttpResponseStatus.OK, out);
         });
     }
 }

@@ -135,6 +135,88 @@ public final class Keys {
         return "herald:leases:{nodes}";
     }
 
+    /** Users per index shard: index {@code i} lives in shard {@code i >>> USER_SHARD_BITS}. */
+    public static final int USER_SHARD_BITS = 16;
+
+    /**
+     * The tag of one index shard of an app's users, {@code {app#s<n>}}: a user's tags, attributes,
+     * flags and the bitmaps that select them live there, so one script call updates a user's data
+     * and every bitmap it touches atomically, and an audience evaluates shard by shard. ({@code #}
+     * never follows the app id in a user's tag, whose app id is followed by {@code :}.)
+     */
+    private static String userShardTag(String app, int shard) {
+        return "{" + app + "#s" + shard + "}";
+    }
+
+    /** An app's user-index counter: the last index given (indexes are never reused). */
+    public static String userIndexCounter(String app) {
+        return "herald:uix:{" + app + "#ix}";
+    }
+
+    /** One index shard's user data: hash, field = index, value = JSON (user id, tags, attributes, flags). */
+    public static String userData(String app, int shard) {
+        return "herald:ud:" + userShardTag(app, shard);
+    }
+
+    /** One index shard's reverse map: hash, field = index, value = user id. */
+    public static String userIds(String app, int shard) {
+        return "herald:ui:" + userShardTag(app, shard);
+    }
+
+    /**
+     * The prefix of one index shard's selection structures; {@code userdata.lua} appends the same
+     * suffixes as the builders below (it is handed the prefix: which tags and attributes a user had
+     * is only known inside the script). All share the shard's tag, so the slot is the script's.
+     */
+    public static String userBits(String app, int shard) {
+        return "herald:x:" + userShardTag(app, shard) + ":";
+    }
+
+    /** Bitmap of the shard's known (indexed, not deleted) users; bit = index within the shard. */
+    public static String knownBits(String app, int shard) {
+        return userBits(app, shard) + "k";
+    }
+
+    /** Bitmap of the users carrying {@code tag}. */
+    public static String tagBits(String app, int shard, String tag) {
+        return userBits(app, shard) + "t:" + tag;
+    }
+
+    /** Bitmap of the users having attribute {@code name} (any type). */
+    public static String attributeBits(String app, int shard, String name) {
+        return userBits(app, shard) + "a:" + name;
+    }
+
+    /** Bitmap of the users whose string or boolean attribute {@code name} equals {@code value}. */
+    public static String valueBits(String app, int shard, String name, String value) {
+        return userBits(app, shard) + "v:" + name + "=" + value;
+    }
+
+    /** Sorted set of index -> numeric or timestamp (epoch ms) value of attribute {@code name}. */
+    public static String numberIndex(String app, int shard, String name) {
+        return userBits(app, shard) + "n:" + name;
+    }
+
+    /** Geo set of index -> location of attribute {@code name}. */
+    public static String geoIndex(String app, int shard, String name) {
+        return userBits(app, shard) + "g:" + name;
+    }
+
+    /** Bitmap of a derived flag: {@code consent.push}, {@code reachable.apns}, ... */
+    public static String flagBits(String app, int shard, String flag) {
+        return userBits(app, shard) + "f:" + flag;
+    }
+
+    /** Bitmap of the users in sample bucket {@code bucket} (0..99). */
+    public static String bucketBits(String app, int shard, int bucket) {
+        return userBits(app, shard) + "b:" + bucket;
+    }
+
+    /** An app's saved audiences: hash, field = audience id, value = JSON. */
+    public static String audiences(String app) {
+        return "herald:aud:{" + app + "#aud}";
+    }
+
     /** The app's event log: a Redis Stream of every state change, trimmed by time; webhooks read it. */
     public static String events(String app) {
         return "herald:ev:{" + app + "}";

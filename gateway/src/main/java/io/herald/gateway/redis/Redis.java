@@ -318,6 +318,30 @@ public final class Redis implements AutoCloseable {
         return c;
     }
 
+    /**
+     * A new connection whose values are raw bytes (keys stay strings): bitmaps are read with it.
+     * Closed with this object.
+     */
+    public RedisClusterAsyncCommands<String, byte[]> binary() {
+        io.lettuce.core.codec.RedisCodec<String, byte[]> codec =
+                io.lettuce.core.codec.RedisCodec.of(StringCodec.UTF8, io.lettuce.core.codec.ByteArrayCodec.INSTANCE);
+        StatefulConnection<String, byte[]> c;
+        RedisClusterAsyncCommands<String, byte[]> async;
+        if (clusterClient != null) {
+            StatefulRedisClusterConnection<String, byte[]> cc = clusterClient.connect(codec);
+            c = cc;
+            async = cc.async();
+        } else {
+            StatefulRedisConnection<String, byte[]> sc = client.connect(codec);
+            c = sc;
+            async = sc.async();
+        }
+        binaries.add(c);
+        return async;
+    }
+
+    private final List<StatefulConnection<String, byte[]>> binaries = new CopyOnWriteArrayList<>();
+
     /** True when Redis answers PING within the timeout. */
     public boolean ping(Duration timeout) {
         try {
@@ -334,6 +358,13 @@ public final class Redis implements AutoCloseable {
 
     @Override
     public void close() {
+        for (StatefulConnection<String, byte[]> c : binaries) {
+            try {
+                c.close();
+            } catch (RuntimeException ignored) {
+                // closing anyway
+            }
+        }
         for (Connection c : connections) {
             try {
                 c.close();

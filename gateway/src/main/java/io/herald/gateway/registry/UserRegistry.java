@@ -37,12 +37,84 @@ public final class UserRegistry {
     private final PersonalDataCipher cipher;
     private final Redis.Script invalidate = new Redis.Script("/scripts/invalidate.lua");
     private final Redis.Script profile = new Redis.Script("/scripts/profile.lua");
+    private final UserData data;
 
     public UserRegistry(Redis redis, ObjectMapper mapper, PersonalDataCipher cipher) {
         this.redis = redis;
         this.mapper = mapper;
         this.cipher = cipher;
+        this.data = new UserData(redis, mapper);
     }
+
+    /** The users' targeting data (tags, attributes, flags), kept in step with this registry's writes. */
+    public UserData data() {
+        return data;
+    }
+
+    /**
+     * Updates a user: the profile patch (as {@link #updateProfile}; empty: none), then the targeting
+     * data change (a {@link UserData.Change} body; empty: none; the user gets an index either way),
+     * then the derived flags. Completes with the data change's outcome ({@link UserData#OK}, or
+     * {@code too_many_tags} / {@code too_many_attributes}: the profile part applied regardless).
+     */
+    public CompletableFuture<String> update(String app, String user, ObjectNode patch, ObjectNode change) {
+        CompletableFuture<?> first = patch.isEmpty() ? CompletableFuture.completedFuture(null)
+                : updateProfile(app, user, patch);
+        return first.thenCompose(v -> data.apply(app, List.of(new UserData.Change(user, change))))
+                .thenCompose(r -> refreshFlags(app, List.of(user)).thenApply(x -> r.get(0)));
+    }
+
+    /**
+     * Recomputes the derived flags of users (consent, reachability) from a versioned snapshot of
+     * each one's hash, in one pipelined round trip and one data call per shard.
+     */
+    public CompletableFuture<Void> refreshFlags(String app, List<String> users) {
+        return refreshFlags(app, users, Map.of()).thenApply(r -> null);
+    }
+
+    /** {@link #refreshFlags} carrying each user's data change in the same call; outcome per user, in order. */
+    private CompletableFuture<List<String>> refreshFlags(String app, List<String> users,
+                                                         Map<String, ObjectNode> changes) {
+        RedisClusterAsyncCommands<String, String> cmd = redis.async();
+        List<CompletableFuture<List<Object>>> snaps = new ArrayList<>(users.size());
+        for (String u : users) {
+            snaps.add(snapshot.run(cmd, io.lettuce.core.ScriptOutputType.MULTI, new String[] {Keys.devices(app, u)}));
+        }
+        return Redis.all(snaps).thenCompose(replies -> {
+            List<UserData.Change> out = new ArrayList<>(users.size());
+            List<Integer> positions = new ArrayList<>(users.size());
+            for (int i = 0; i < users.size(); i++) {
+                List<Object> reply = replies.get(i);
+                ObjectNode body = changes.containsKey(users.get(i)) ? changes.get(users.get(i)).deepCopy()
+                        : mapper.createObjectNode();
+                if (reply != null && !reply.isEmpty()) {
+                    @SuppressWarnings("unchecked")
+                    List<Object> flat = (List<Object>) reply.get(1);
+                    Map<String, String> raw = new java.util.HashMap<>();
+                    for (int j = 0; j + 1 < flat.size(); j += 2) {
+                        raw.put(String.valueOf(flat.get(j)), String.valueOf(flat.get(j + 1)));
+                    }
+                    ObjectNode f = body.putObject("f");
+                    f.put("v", (Long) reply.get(0));
+                    UserData.flags(decodeUser(app, users.get(i), raw)).forEach(f.putArray("l")::add);
+                } else if (body.isEmpty()) {
+                    continue;
+                }
+                positions.add(i);
+                out.add(new UserData.Change(users.get(i), body));
+            }
+            return data.apply(app, out).thenApply(r -> {
+                String[] outcomes = new String[users.size()];
+                java.util.Arrays.fill(outcomes, UserData.OK);
+                for (int i = 0; i < positions.size(); i++) {
+                    outcomes[positions.get(i)] = r.get(i);
+                }
+                return List.of(outcomes);
+            });
+        });
+    }
+
+    private final Redis.Script snapshot = new Redis.Script("/scripts/user-snapshot.lua");
 
     /**
      * Merges a profile patch: {@code phone} in plain (encrypted here; null removes it),
@@ -73,12 +145,17 @@ public final class UserRegistry {
      * user's tag); completes with false when there was none of it.
      */
     public CompletableFuture<Boolean> deleteUser(String app, String user) {
-        return redis.async().del(Keys.devices(app, user), Keys.rateLimit(app, user), Keys.engagement(app, user))
-                .toCompletableFuture().thenApply(n -> n > 0);
+        ObjectNode del = mapper.createObjectNode().put("del", true);
+        return data.apply(app, List.of(new UserData.Change(user, del))).thenCompose(r ->
+                redis.async().del(Keys.devices(app, user), Keys.rateLimit(app, user), Keys.engagement(app, user))
+                        .toCompletableFuture().thenApply(n -> n > 0 || UserData.OK.equals(r.get(0))));
     }
 
-    /** One user of a bulk import: profile patch (as for {@link #updateProfile}) and devices. */
-    public record Import(String user, ObjectNode profile, List<ImportDevice> devices) { }
+    /**
+     * One user of a bulk import: profile patch (as for {@link #updateProfile}), devices, and a
+     * targeting data change (a {@link UserData.Change} body; empty: none).
+     */
+    public record Import(String user, ObjectNode profile, List<ImportDevice> devices, ObjectNode data) { }
 
     /** One device of a bulk import. */
     public record ImportDevice(String id, String platform, String token, boolean sandbox) { }
@@ -90,7 +167,7 @@ public final class UserRegistry {
      * devices per user), so 100,000 users take seconds. Imports are serialised on their own
      * connection. Completes when Redis has taken all of them.
      */
-    public synchronized CompletableFuture<Void> importUsers(String app, List<Import> users) {
+    public synchronized CompletableFuture<List<String>> importUsers(String app, List<Import> users) {
         if (importConnection == null) {
             importConnection = redis.dedicated(); // on an intake thread, never a Redis I/O thread
             importConnection.setAutoFlushCommands(false);
@@ -102,7 +179,15 @@ public final class UserRegistry {
             List<Import> chunk = users.subList(from, Math.min(users.size(), from + IMPORT_CHUNK));
             chain = chain.thenCompose(v -> importChunk(app, chunk));
         }
-        return chain;
+        // Then the targeting data and flags: indexes first (so every user's hash exists), then one
+        // snapshot per user and one data call per shard.
+        List<String> ids = users.stream().map(Import::user).toList();
+        Map<String, ObjectNode> changes = new java.util.HashMap<>();
+        for (Import u : users) {
+            changes.put(u.user(), u.data());
+        }
+        return chain.thenCompose(v -> data.indexes(app, ids, true))
+                .thenCompose(v -> refreshFlags(app, ids, changes));
     }
 
     private static final int IMPORT_CHUNK = 1000;
@@ -187,8 +272,9 @@ public final class UserRegistry {
         Device d = new Device(deviceId, platform, token, sandbox, "active", now, null, null);
         RedisClusterAsyncCommands<String, String> cmd = redis.async();
         String key = Keys.devices(app, user);
-        return cmd.hlen(key).toCompletableFuture().thenCompose(n -> {
-            if (n >= MAX_DEVICES_PER_USER + 1) {
+        return cmd.hkeys(key).toCompletableFuture().thenCompose(fields -> {
+            long n = fields.stream().filter(f -> !f.startsWith("@")).count();
+            if (n >= MAX_DEVICES_PER_USER) {
                 return cmd.hexists(key, deviceId).toCompletableFuture().thenCompose(exists -> {
                     if (!exists) {
                         return CompletableFuture.failedFuture(new TooManyDevicesException());
@@ -197,12 +283,15 @@ public final class UserRegistry {
                 });
             }
             return cmd.hset(key, deviceId, encode(d)).toCompletableFuture().thenApply(x -> d);
-        });
+        }).thenCompose(x -> data.indexes(app, List.of(user), true))
+                .thenCompose(x -> refreshFlags(app, List.of(user))).thenApply(x -> d);
     }
 
     /** Removes a device; completes with false when there was none. */
     public CompletableFuture<Boolean> delete(String app, String user, String deviceId) {
-        return redis.async().hdel(Keys.devices(app, user), deviceId).toCompletableFuture().thenApply(n -> n > 0);
+        return redis.async().hdel(Keys.devices(app, user), deviceId).toCompletableFuture()
+                .thenCompose(n -> n == 0 ? CompletableFuture.completedFuture(false)
+                        : refreshFlags(app, List.of(user)).thenApply(x -> true));
     }
 
     /** All devices of a user, sorted by id (empty when the user is unknown or has none). */

@@ -1,0 +1,336 @@
+package io.herald.gateway.registry;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.herald.gateway.redis.Keys;
+import io.herald.gateway.redis.Redis;
+import io.lettuce.core.ScriptOutputType;
+import io.lettuce.core.cluster.api.async.RedisClusterAsyncCommands;
+
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.Collection;
+import java.util.HashMap;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+import java.util.concurrent.CompletableFuture;
+import java.util.zip.CRC32C;
+
+/**
+ * What Herald knows about each user for targeting: tags, typed attributes and derived flags
+ * (consent, reachability), kept by <b>user index</b>. Each user gets a dense per-app index at first
+ * sight ({@code @idx} in the user's hash, from the app's counter; never reused after a delete), and
+ * the index picks an <b>index shard</b> of {@code 2^}{@value Keys#USER_SHARD_BITS} users. A shard
+ * holds its users' data (one JSON value per index) together with the bitmaps, sorted sets and geo
+ * sets that audiences select with, in one hash tag ({@code {app#sN}}), so {@code userdata.lua}
+ * changes a user's data and everything derived from it in one atomic call, and an audience is
+ * evaluated shard by shard ({@code audience.Audiences}).
+ *
+ * <p>Trade-off: the user's hash (devices, profile: slot of {@code {app:user}}) and the shard are
+ * different slots, so the derived flags follow the profile and devices one call later. They carry
+ * the version of the user-hash snapshot they were computed from ({@code @ver}), and the shard keeps
+ * the newest, so racing updates converge; a crash between the two calls leaves the flags stale
+ * until the user's next change.
+ *
+ * <p>Thread-safe; stateless apart from the shared Redis.
+ */
+public final class UserData {
+    /** Most tags per user. */
+    public static final int MAX_TAGS = 200;
+    /** Most attributes per user. */
+    public static final int MAX_ATTRIBUTES = 100;
+    /** Changes per script call: keeps each call short (Redis runs one script at a time). */
+    private static final int CALL_CHUNK = 500;
+
+    /** The user-hash field holding the user's index. */
+    public static final String INDEX = "@idx";
+    /** The user-hash field counting changes to profile and devices (versions the derived flags). */
+    public static final String VERSION = "@ver";
+
+    private final Redis redis;
+    private final ObjectMapper mapper;
+    private final Redis.Script script = new Redis.Script("/scripts/userdata.lua");
+    private final Redis.Script snapshot = new Redis.Script("/scripts/user-snapshot.lua");
+
+    public UserData(Redis redis, ObjectMapper mapper) {
+        this.redis = redis;
+        this.mapper = mapper;
+    }
+
+    /** The index shard of an index. */
+    public static int shardOf(long index) {
+        return (int) (index >>> Keys.USER_SHARD_BITS);
+    }
+
+    /** The sample bucket of a user, 0..99: CRC-32C of {@code app + '\0' + user} (UTF-8), unsigned, mod 100. */
+    public static int bucket(String app, String user) {
+        CRC32C crc = new CRC32C();
+        crc.update((app + '\u0000' + user).getBytes(StandardCharsets.UTF_8));
+        return (int) (crc.getValue() % 100);
+    }
+
+    /**
+     * One change to one user. {@code body} is the change as {@code userdata.lua} reads it: {@code t}
+     * (tags: {@code set}, or {@code add}/{@code rm}), {@code a} (attributes: name -> [type, value] or
+     * null), {@code f} (flags), {@code del}, {@code probe} (only applies to a known user). Build it
+     * with {@link #tags}, {@link #attributes}.
+     */
+    public record Change(String user, ObjectNode body) {
+    }
+
+    /** An empty change body. */
+    public ObjectNode body() {
+        return mapper.createObjectNode();
+    }
+
+    /** Outcome of one change: {@code ok}, {@code unknown}, {@code too_many_tags}, {@code too_many_attributes}. */
+    public static final String OK = "ok";
+    public static final String UNKNOWN = "unknown";
+
+    /**
+     * The indexes of users; those without one get one when {@code assign} (first sight), else are
+     * left out of the answer. Two callers assigning the same user at once agree on one index (the
+     * other index is skipped: indexes are never reused, so holes are harmless).
+     */
+    public CompletableFuture<Map<String, Long>> indexes(String app, Collection<String> users, boolean assign) {
+        RedisClusterAsyncCommands<String, String> cmd = redis.async();
+        List<String> list = new ArrayList<>(new LinkedHashSet<>(users));
+        List<CompletableFuture<String>> reads = new ArrayList<>(list.size());
+        for (String u : list) {
+            reads.add(cmd.hget(Keys.devices(app, u), INDEX).toCompletableFuture());
+        }
+        return Redis.all(reads).thenCompose(found -> {
+            Map<String, Long> out = new HashMap<>(list.size() * 2);
+            List<String> missing = new ArrayList<>();
+            for (int i = 0; i < list.size(); i++) {
+                if (found.get(i) != null) {
+                    out.put(list.get(i), Long.parseLong(found.get(i)));
+                } else {
+                    missing.add(list.get(i));
+                }
+            }
+            if (missing.isEmpty() || !assign) {
+                return CompletableFuture.completedFuture(out);
+            }
+            return cmd.incrby(Keys.userIndexCounter(app), missing.size()).toCompletableFuture().thenCompose(last -> {
+                long first = last - missing.size() + 1;
+                List<CompletableFuture<Boolean>> sets = new ArrayList<>(missing.size());
+                for (int i = 0; i < missing.size(); i++) {
+                    sets.add(cmd.hsetnx(Keys.devices(app, missing.get(i)), INDEX, Long.toString(first + i))
+                            .toCompletableFuture());
+                }
+                return Redis.all(sets).thenCompose(won -> {
+                    List<CompletableFuture<String>> again = new ArrayList<>();
+                    List<String> lost = new ArrayList<>();
+                    for (int i = 0; i < missing.size(); i++) {
+                        if (won.get(i)) {
+                            out.put(missing.get(i), first + i);
+                        } else {
+                            lost.add(missing.get(i));
+                            again.add(cmd.hget(Keys.devices(app, missing.get(i)), INDEX).toCompletableFuture());
+                        }
+                    }
+                    return Redis.all(again).thenApply(idx -> {
+                        for (int i = 0; i < lost.size(); i++) {
+                            out.put(lost.get(i), Long.parseLong(idx.get(i)));
+                        }
+                        return out;
+                    });
+                });
+            });
+        });
+    }
+
+    /**
+     * Applies changes (in order per user), assigning indexes to users seen for the first time unless
+     * a change only removes ({@code probe}) or deletes. One script call per shard and chunk of
+     * {@value #CALL_CHUNK} changes. Completes with one outcome per change, in order.
+     */
+    public CompletableFuture<List<String>> apply(String app, List<Change> changes) {
+        List<String> assign = new ArrayList<>();
+        List<String> lookup = new ArrayList<>();
+        for (Change c : changes) {
+            (c.body().path("del").asBoolean() || c.body().path("probe").asBoolean() ? lookup : assign).add(c.user());
+        }
+        CompletableFuture<Map<String, Long>> assigned = indexes(app, assign, true);
+        CompletableFuture<Map<String, Long>> looked = indexes(app, lookup, false);
+        return assigned.thenCombine(looked, (a, b) -> {
+            Map<String, Long> all = new HashMap<>(b);
+            all.putAll(a);
+            return all;
+        }).thenCompose(idx -> run(app, changes, idx));
+    }
+
+    private CompletableFuture<List<String>> run(String app, List<Change> changes, Map<String, Long> idx) {
+        String[] out = new String[changes.size()];
+        // shard -> positions of its changes, in request order
+        TreeMap<Integer, List<Integer>> byShard = new TreeMap<>();
+        for (int i = 0; i < changes.size(); i++) {
+            Long index = idx.get(changes.get(i).user());
+            if (index == null) {
+                out[i] = UNKNOWN;
+            } else {
+                byShard.computeIfAbsent(shardOf(index), s -> new ArrayList<>()).add(i);
+            }
+        }
+        RedisClusterAsyncCommands<String, String> cmd = redis.async();
+        List<CompletableFuture<Void>> calls = new ArrayList<>();
+        for (Map.Entry<Integer, List<Integer>> e : byShard.entrySet()) {
+            int shard = e.getKey();
+            List<Integer> pos = e.getValue();
+            for (int from = 0; from < pos.size(); from += CALL_CHUNK) {
+                List<Integer> chunk = pos.subList(from, Math.min(pos.size(), from + CALL_CHUNK));
+                String[] args = new String[4 + chunk.size() * 4];
+                args[0] = Keys.userBits(app, shard);
+                args[1] = Integer.toString(MAX_TAGS);
+                args[2] = Integer.toString(MAX_ATTRIBUTES);
+                args[3] = Integer.toString(Keys.USER_SHARD_BITS);
+                int a = 4;
+                for (int p : chunk) {
+                    Change c = changes.get(p);
+                    args[a++] = Long.toString(idx.get(c.user()));
+                    args[a++] = c.user();
+                    args[a++] = Integer.toString(bucket(app, c.user()));
+                    args[a++] = c.body().toString();
+                }
+                calls.add(script.<List<Object>>run(cmd, ScriptOutputType.MULTI,
+                        new String[] {Keys.userData(app, shard), Keys.userIds(app, shard), Keys.knownBits(app, shard)},
+                        args).thenAccept(reply -> {
+                            for (int i = 0; i < chunk.size(); i++) {
+                                out[chunk.get(i)] = String.valueOf(reply.get(i));
+                            }
+                        }));
+            }
+        }
+        return CompletableFuture.allOf(calls.toArray(new CompletableFuture<?>[0])).thenApply(v -> List.of(out));
+    }
+
+    /**
+     * Recomputes a user's derived flags from a versioned snapshot of their hash (profile, devices)
+     * and stores them in the user's shard. Completes with false when the user does not exist.
+     */
+    public CompletableFuture<Boolean> refreshFlags(String app, String user, UserRegistry registry) {
+        return snapshot.<List<Object>>run(redis.async(), ScriptOutputType.MULTI, new String[] {Keys.devices(app, user)})
+                .thenCompose(reply -> {
+                    if (reply == null || reply.isEmpty()) {
+                        return CompletableFuture.completedFuture(false);
+                    }
+                    long version = (Long) reply.get(0);
+                    @SuppressWarnings("unchecked")
+                    List<Object> flat = (List<Object>) reply.get(1);
+                    Map<String, String> raw = new HashMap<>();
+                    for (int i = 0; i + 1 < flat.size(); i += 2) {
+                        raw.put(String.valueOf(flat.get(i)), String.valueOf(flat.get(i + 1)));
+                    }
+                    UserRegistry.User u = registry.decodeUser(app, user, raw);
+                    ObjectNode body = body();
+                    ObjectNode f = body.putObject("f");
+                    f.put("v", version);
+                    ArrayNode l = f.putArray("l");
+                    flags(u).forEach(l::add);
+                    return apply(app, List.of(new Change(user, body))).thenApply(r -> true);
+                });
+    }
+
+    /** The derived flags of a user: consent per channel (no record = consent) and reachability. */
+    static List<String> flags(UserRegistry.User u) {
+        List<String> out = new ArrayList<>();
+        if (!u.profile().optedOut("push")) {
+            out.add("consent.push");
+        }
+        if (!u.profile().optedOut("sms")) {
+            out.add("consent.sms");
+        }
+        boolean apns = false;
+        boolean fcm = false;
+        for (Device d : u.devices()) {
+            if ("active".equals(d.state())) {
+                apns |= "apns".equals(d.platform());
+                fcm |= "fcm".equals(d.platform());
+            }
+        }
+        if (apns) {
+            out.add("reachable.apns");
+        }
+        if (fcm) {
+            out.add("reachable.fcm");
+        }
+        if (apns || fcm) {
+            out.add("reachable.push");
+        }
+        if (u.profile().phone() != null) {
+            out.add("reachable.sms");
+        }
+        return out;
+    }
+
+    /** A user's tags (sorted) and attributes (typed JSON values), or null when the user has no data. */
+    public record View(List<String> tags, ObjectNode attributes, List<String> flags) {
+    }
+
+    /** Reads a user's data: null when the user has no index or no data. */
+    public CompletableFuture<View> read(String app, String user) {
+        RedisClusterAsyncCommands<String, String> cmd = redis.async();
+        return cmd.hget(Keys.devices(app, user), INDEX).toCompletableFuture().thenCompose(i -> {
+            if (i == null) {
+                return CompletableFuture.completedFuture(null);
+            }
+            long index = Long.parseLong(i);
+            return cmd.hget(Keys.userData(app, shardOf(index)), i).toCompletableFuture()
+                    .thenApply(json -> json == null ? null : view(json));
+        });
+    }
+
+    private View view(String json) {
+        try {
+            JsonNode d = mapper.readTree(json);
+            List<String> tags = new ArrayList<>();
+            if (d.path("t").isArray()) {
+                d.get("t").forEach(t -> tags.add(t.asText()));
+            }
+            ObjectNode attrs = mapper.createObjectNode();
+            new TreeMap<String, JsonNode>(toMap(d.path("a"))).forEach((name, a) -> attrs.set(name, attributeJson(a)));
+            List<String> flags = new ArrayList<>();
+            if (d.path("f").isArray()) {
+                d.get("f").forEach(t -> flags.add(t.asText()));
+            }
+            return new View(tags, attrs, flags);
+        } catch (IOException e) {
+            return null;
+        }
+    }
+
+    private static Map<String, JsonNode> toMap(JsonNode n) {
+        Map<String, JsonNode> m = new HashMap<>();
+        if (n.isObject()) {
+            n.fields().forEachRemaining(e -> m.put(e.getKey(), e.getValue()));
+        }
+        return m;
+    }
+
+    /** A stored [type, value] as the API shows it. */
+    private JsonNode attributeJson(JsonNode a) {
+        String type = a.path(0).asText();
+        JsonNode v = a.path(1);
+        return switch (type) {
+            case "t" -> mapper.getNodeFactory().textNode(java.time.Instant.ofEpochMilli(v.asLong()).toString());
+            case "g" -> {
+                ObjectNode g = mapper.createObjectNode();
+                g.put("lat", v.path(0).asDouble());
+                g.put("lon", v.path(1).asDouble());
+                if (v.path(2).isNumber()) {
+                    g.put("at", java.time.Instant.ofEpochMilli(v.path(2).asLong()).toString());
+                }
+                yield g;
+            }
+            case "n" -> v.isIntegralNumber() || (v.isNumber() && v.asDouble() == Math.rint(v.asDouble())
+                    && Math.abs(v.asDouble()) < 1e15) ? mapper.getNodeFactory().numberNode(v.asLong()) : v;
+            default -> v;
+        };
+    }
+}

@@ -1,0 +1,174 @@
+-- Applies changes to users of one index shard: their data (tags, attributes, flags) and every
+-- selection structure that reflects them (bitmaps, sorted sets, geo sets), atomically.
+-- KEYS[1] the shard's user data (hash: index -> JSON), KEYS[2] its reverse map (index -> user id),
+-- KEYS[3] its known-users bitmap. ARGV[1] the prefix of the shard's selection keys (Keys.userBits;
+-- the suffixes below are the ones the Keys builders append: t: tag, a: attribute present,
+-- v: name=value, n: numbers and timestamps, g: locations, f: flags, b: sample buckets),
+-- ARGV[2] most tags per user, ARGV[3] most attributes per user, ARGV[4] index bits per shard,
+-- then four values per change: index, user id, sample bucket (0..99), change JSON:
+--   {t = {set = [..]} | {add = [..], rm = [..]}, a = {name = [type, value] | null},
+--    f = {v = version, l = [flag names]}, del = true, probe = true}
+-- Attribute types: s string, n number, t timestamp (epoch ms), b boolean, g location [lat, lon, at].
+-- A user without data is registered first (reverse map, known bit, bucket bit), except by a delete
+-- or a probe (a removal addressed to a user never seen: nothing to do).
+-- Reply: one value per change: 'ok', 'unknown' (delete or probe of a user without data),
+-- 'too_many_tags' or 'too_many_attributes' (nothing of that change applied).
+local P = ARGV[1]
+local maxTags = tonumber(ARGV[2])
+local maxAttrs = tonumber(ARGV[3])
+local SIZE = 2 ^ tonumber(ARGV[4])
+local out = {}
+
+local function valueKey(name, v)
+  return P .. 'v:' .. name .. '=' .. tostring(v)
+end
+
+local function sameAttr(x, y)
+  if x == nil or y == nil or x[1] ~= y[1] then return false end
+  if x[1] == 'g' then
+    return x[2][1] == y[2][1] and x[2][2] == y[2][2] and x[2][3] == y[2][3]
+  end
+  return x[2] == y[2]
+end
+
+local function dropAttr(name, a, idx, off)
+  local ty = a[1]
+  if ty == 's' or ty == 'b' then
+    redis.call('SETBIT', valueKey(name, a[2]), off, 0)
+  elseif ty == 'n' or ty == 't' then
+    redis.call('ZREM', P .. 'n:' .. name, idx)
+  elseif ty == 'g' then
+    redis.call('ZREM', P .. 'g:' .. name, idx)
+  end
+  redis.call('SETBIT', P .. 'a:' .. name, off, 0)
+end
+
+local function addAttr(name, a, idx, off)
+  local ty = a[1]
+  if ty == 's' or ty == 'b' then
+    redis.call('SETBIT', valueKey(name, a[2]), off, 1)
+  elseif ty == 'n' or ty == 't' then
+    redis.call('ZADD', P .. 'n:' .. name, a[2], idx)
+  elseif ty == 'g' then
+    redis.call('GEOADD', P .. 'g:' .. name, a[2][2], a[2][1], idx)
+  end
+  redis.call('SETBIT', P .. 'a:' .. name, off, 1)
+end
+
+local function count(t)
+  local n = 0
+  for _ in pairs(t) do n = n + 1 end
+  return n
+end
+
+for i = 5, #ARGV, 4 do
+  local idx = ARGV[i]
+  local user = ARGV[i + 1]
+  local bucket = ARGV[i + 2]
+  local c = cjson.decode(ARGV[i + 3])
+  local off = tonumber(idx) % SIZE
+  local raw = redis.call('HGET', KEYS[1], idx)
+  local d
+  if raw then d = cjson.decode(raw) end
+
+  if c.del then
+    if not d then
+      table.insert(out, 'unknown')
+    else
+      for _, tag in ipairs(d.t) do redis.call('SETBIT', P .. 't:' .. tag, off, 0) end
+      for name, a in pairs(d.a) do dropAttr(name, a, idx, off) end
+      if d.f then
+        for _, flag in ipairs(d.f) do redis.call('SETBIT', P .. 'f:' .. flag, off, 0) end
+      end
+      redis.call('SETBIT', P .. 'b:' .. d.b, off, 0)
+      redis.call('SETBIT', KEYS[3], off, 0)
+      redis.call('HDEL', KEYS[1], idx)
+      redis.call('HDEL', KEYS[2], idx)
+      table.insert(out, 'ok')
+    end
+  elseif not d and c.probe then
+    table.insert(out, 'unknown')
+  else
+    local fresh = false
+    if not d then
+      d = {u = user, t = {}, a = {}, b = tonumber(bucket)}
+      fresh = true
+    end
+    -- the new tag set
+    local tags = nil
+    if c.t then
+      local set = {}
+      if c.t.set then
+        for _, tag in ipairs(c.t.set) do set[tag] = true end
+      else
+        for _, tag in ipairs(d.t) do set[tag] = true end
+        if c.t.rm then for _, tag in ipairs(c.t.rm) do set[tag] = nil end end
+        if c.t.add then for _, tag in ipairs(c.t.add) do set[tag] = true end end
+      end
+      tags = {}
+      for tag in pairs(set) do table.insert(tags, tag) end
+      table.sort(tags)
+    end
+    -- the new attributes
+    local attrs = nil
+    if c.a then
+      attrs = {}
+      for name, a in pairs(d.a) do attrs[name] = a end
+      for name, a in pairs(c.a) do
+        if a == cjson.null then attrs[name] = nil else attrs[name] = a end
+      end
+    end
+    if tags and #tags > maxTags then
+      table.insert(out, 'too_many_tags')
+    elseif attrs and count(attrs) > maxAttrs then
+      table.insert(out, 'too_many_attributes')
+    else
+      if fresh then
+        redis.call('HSET', KEYS[2], idx, user)
+        redis.call('SETBIT', KEYS[3], off, 1)
+        redis.call('SETBIT', P .. 'b:' .. d.b, off, 1)
+      end
+      if tags then
+        local old = {}
+        for _, tag in ipairs(d.t) do old[tag] = true end
+        local new = {}
+        for _, tag in ipairs(tags) do
+          new[tag] = true
+          if not old[tag] then redis.call('SETBIT', P .. 't:' .. tag, off, 1) end
+        end
+        for tag in pairs(old) do
+          if not new[tag] then redis.call('SETBIT', P .. 't:' .. tag, off, 0) end
+        end
+        d.t = tags
+      end
+      if attrs then
+        for name, a in pairs(d.a) do
+          if not sameAttr(a, attrs[name]) then dropAttr(name, a, idx, off) end
+        end
+        for name, a in pairs(attrs) do
+          if not sameAttr(a, d.a[name]) then addAttr(name, a, idx, off) end
+        end
+        d.a = attrs
+      end
+      -- flags: a full snapshot, applied only when newer than the one applied (calls may race)
+      if c.f and (d.fv == nil or c.f.v > d.fv) then
+        local old = {}
+        if d.f then for _, flag in ipairs(d.f) do old[flag] = true end end
+        local new = {}
+        for _, flag in ipairs(c.f.l) do
+          new[flag] = true
+          if not old[flag] then redis.call('SETBIT', P .. 'f:' .. flag, off, 1) end
+        end
+        for flag in pairs(old) do
+          if not new[flag] then redis.call('SETBIT', P .. 'f:' .. flag, off, 0) end
+        end
+        d.f = c.f.l
+        d.fv = c.f.v
+      end
+      if next(d.t) == nil then d.t = {} end
+      redis.call('HSET', KEYS[1], idx, cjson.encode(d))
+      table.insert(out, 'ok')
+    end
+  end
+end
+return out
