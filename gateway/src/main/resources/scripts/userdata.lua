@@ -9,6 +9,8 @@
 --   {t = {set = [..]} | {add = [..], rm = [..]}, a = {name = [type, value] | null},
 --    f = {v = version, l = [flag names]}, del = true, probe = true}
 -- Attribute types: s string, n number, t timestamp (epoch ms), b boolean, g location [lat, lon, at].
+-- A delete also drops the user's event records (events.lua; the day bitmaps keep the bit of an
+-- index that is never reused, and the known bitmap excludes it from every audience).
 -- A user without data is registered first (reverse map, known bit, bucket bit), except by a delete
 -- or a probe (a removal addressed to a user never seen: nothing to do).
 -- Reply: one value per change: 'ok', 'unknown' (delete or probe of a user without data),
@@ -79,6 +81,9 @@ for i = 5, #ARGV, 4 do
       for name, a in pairs(d.a) do dropAttr(name, a, idx, off) end
       if d.f then
         for _, flag in ipairs(d.f) do redis.call('SETBIT', P .. 'f:' .. flag, off, 0) end
+      end
+      if d.e then
+        for _, name in ipairs(d.e) do redis.call('HDEL', P .. 'e:' .. name, idx) end
       end
       redis.call('SETBIT', P .. 'b:' .. d.b, off, 0)
       redis.call('SETBIT', KEYS[3], off, 0)

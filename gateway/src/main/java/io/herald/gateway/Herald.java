@@ -79,16 +79,25 @@ public final class Herald implements AutoCloseable {
     private HttpServer http;
     private int replayed;
 
-    private Herald(HeraldConfig config) {
+    private Herald(HeraldConfig config, java.time.Clock clock) {
         this.config = config;
+        this.clock = clock;
     }
+
+    /** The clock of time-relative targeting (event windows); the system's UTC clock outside tests. */
+    private final java.time.Clock clock;
 
     /**
      * Starts a node; on failure everything already started is stopped and a {@link StartupException}
      * thrown (one line; a library's own exception is wrapped, its stack trace logged at DEBUG only).
      */
     public static Herald start(HeraldConfig config) {
-        Herald h = new Herald(config);
+        return start(config, java.time.Clock.systemUTC());
+    }
+
+    /** {@link #start(HeraldConfig)} with the clock event windows and audience terms read (tests fix it). */
+    public static Herald start(HeraldConfig config, java.time.Clock clock) {
+        Herald h = new Herald(config, clock);
         try {
             h.startAll();
             return h;
@@ -191,7 +200,7 @@ public final class Herald implements AutoCloseable {
                         Duration.ofSeconds(1));
         resources.add(readiness);
         api = new HttpApiHandler(config, codec, keys, journal, idempotency, deadLetters, pipeline, store, registry,
-                new Audiences(redis), tokens, webhooks, links, metrics, readiness);
+                new Audiences(redis, clock), tokens, webhooks, links, metrics, readiness);
         resources.add(api::close);
         http = new HttpServer(config.http(), api);
         resources.add(http);

@@ -86,7 +86,20 @@ final class TestGateway implements AutoCloseable {
         return new TestGateway(config, clusterUri, true, null);
     }
 
+    /** A gateway whose event windows and audience terms read {@code clock} (time-based tests never wait). */
+    static TestGateway withClock(String config, java.time.Clock clock) throws IOException {
+        return new TestGateway(config, null, false, null, clock);
+    }
+
+    private final java.time.Clock clock;
+
     private TestGateway(String config, String ownedElsewhere, boolean cluster, TestGateway peer) throws IOException {
+        this(config, ownedElsewhere, cluster, peer, java.time.Clock.systemUTC());
+    }
+
+    private TestGateway(String config, String ownedElsewhere, boolean cluster, TestGateway peer, java.time.Clock clock)
+            throws IOException {
+        this.clock = clock;
         this.extraConfig = config;
         this.app = peer != null ? peer.app : "app-" + UUID.randomUUID().toString().substring(0, 8);
         this.key = peer != null ? peer.key : "key-" + UUID.randomUUID();
@@ -107,7 +120,7 @@ final class TestGateway implements AutoCloseable {
             redis = EmbeddedRedis.start(dir.resolve("redis"));
             redisUrl = redis.uri();
         }
-        herald = Herald.start(config());
+        herald = Herald.start(config(), clock);
     }
 
     HeraldConfig config() {
@@ -135,7 +148,7 @@ final class TestGateway implements AutoCloseable {
     void restart(Runnable whileStopped) {
         herald.halt();
         whileStopped.run();
-        herald = Herald.start(config());
+        herald = Herald.start(config(), clock);
     }
 
     /** A plain connection to this gateway's Redis (tests that inspect or damage stored data); close it. */

@@ -37,10 +37,22 @@ public final class Audiences {
 
     private final Redis redis;
     private final RedisClusterAsyncCommands<String, byte[]> bin;
+    private final java.time.Clock clock;
 
-    public Audiences(Redis redis) {
+    public Audiences(Redis redis, java.time.Clock clock) {
         this.redis = redis;
         this.bin = redis.binary();
+        this.clock = clock;
+    }
+
+    /** The clock event terms are relative to (and event intake checks its window against). */
+    public java.time.Clock clock() {
+        return clock;
+    }
+
+    /** Today as a UTC epoch day, by {@link #clock()}. */
+    public long today() {
+        return Math.floorDiv(clock.millis(), 86_400_000L);
     }
 
     /** How many index shards an app's users span (0 when it has none). */
@@ -49,16 +61,123 @@ public final class Audiences {
                 .thenApply(last -> last == null ? 0 : UserData.shardOf(Long.parseLong(last)) + 1);
     }
 
-    /** The members of one shard as local indexes (0 .. 65,535). */
+    /**
+     * The members of one shard as local indexes (0 .. 65,535). Terms that bitmaps decide are
+     * combined at once; an event count or sum compared with a threshold is checked per user, on the
+     * candidates the rest of the rule leaves: where the term is never negated, only users that can
+     * still match (the rule evaluated with the term's superset) and had the event in the window
+     * are read; users without the event in the window count 0.
+     */
     public CompletableFuture<RoaringBitmap> evaluate(String app, int shard, Rule.Node rule) {
+        long today = today();
         Map<String, CompletableFuture<RoaringBitmap>> leaves = new HashMap<>();
         CompletableFuture<RoaringBitmap> known = bits(Keys.knownBits(app, shard));
-        collect(app, shard, rule, leaves);
-        return CompletableFuture.allOf(leaves.values().toArray(new CompletableFuture<?>[0])).thenCombine(known, (v, k) -> {
-            RoaringBitmap r = combine(rule, leaves, k);
-            r.and(k);
-            return r;
+        collect(app, shard, rule, leaves, today);
+        return CompletableFuture.allOf(leaves.values().toArray(new CompletableFuture<?>[0])).thenCombine(known, (v, k) -> k)
+                .thenCompose(k -> {
+                    Map<String, RoaringBitmap> exact = new HashMap<>();
+                    Map<String, Rule.Event> checks = new java.util.LinkedHashMap<>();
+                    java.util.Set<String> negated = new java.util.HashSet<>();
+                    thresholds(rule, false, checks, negated);
+                    if (checks.isEmpty()) {
+                        return CompletableFuture.completedFuture(finish(rule, leaves, k, exact));
+                    }
+                    for (Map.Entry<String, Rule.Event> c : checks.entrySet()) {
+                        exact.put(c.getKey(), c.getValue().matchesZero() ? k.clone()
+                                : leaves.get(windowKey(c.getValue())).join().clone());
+                    }
+                    RoaringBitmap superset = finish(rule, leaves, k, exact);
+                    List<CompletableFuture<Void>> reads = new ArrayList<>();
+                    for (Map.Entry<String, Rule.Event> c : checks.entrySet()) {
+                        Rule.Event ev = c.getValue();
+                        RoaringBitmap window = leaves.get(windowKey(ev)).join();
+                        RoaringBitmap candidates = RoaringBitmap.and(window, negated.contains(c.getKey()) ? k : superset);
+                        reads.add(check(app, shard, ev, candidates, today).thenAccept(pass -> {
+                            if (ev.matchesZero()) {
+                                pass.or(RoaringBitmap.andNot(k, window));
+                            }
+                            synchronized (exact) {
+                                exact.put(c.getKey(), pass);
+                            }
+                        }));
+                    }
+                    return CompletableFuture.allOf(reads.toArray(new CompletableFuture<?>[0]))
+                            .thenApply(v -> finish(rule, leaves, k, exact));
+                });
+    }
+
+    private RoaringBitmap finish(Rule.Node rule, Map<String, CompletableFuture<RoaringBitmap>> leaves, RoaringBitmap known,
+                                 Map<String, RoaringBitmap> exact) {
+        RoaringBitmap r = combine(rule, leaves, known, exact);
+        r.and(known);
+        return r;
+    }
+
+    /** The thresholded event terms of a rule (by key), and which of them occur under a NOT. */
+    private static void thresholds(Rule.Node n, boolean negative, Map<String, Rule.Event> out, java.util.Set<String> negated) {
+        if (n instanceof Rule.And a) {
+            a.parts().forEach(p -> thresholds(p, negative, out, negated));
+        } else if (n instanceof Rule.Or o) {
+            o.parts().forEach(p -> thresholds(p, negative, out, negated));
+        } else if (n instanceof Rule.Not x) {
+            thresholds(x.part(), !negative, out, negated);
+        } else if (n instanceof Rule.Event ev && !ev.isWithin()) {
+            out.put(eventKey(ev), ev);
+            if (negative) {
+                negated.add(eventKey(ev));
+            }
+        }
+    }
+
+    /** Reads the candidates' event records and keeps those whose count or sum passes. */
+    private CompletableFuture<RoaringBitmap> check(String app, int shard, Rule.Event ev, RoaringBitmap candidates,
+                                                   long today) {
+        long base = (long) shard << Keys.USER_SHARD_BITS;
+        RedisClusterAsyncCommands<String, String> cmd = redis.async();
+        List<CompletableFuture<List<io.lettuce.core.KeyValue<String, String>>>> reads = new ArrayList<>();
+        List<String> fields = new ArrayList<>(Math.min(CHECK_CHUNK, candidates.getCardinality()));
+        for (var it = candidates.getIntIterator(); it.hasNext(); ) {
+            fields.add(Long.toString(base + it.next()));
+            if (fields.size() == CHECK_CHUNK || !it.hasNext()) {
+                reads.add(cmd.hmget(Keys.eventCounts(app, shard, ev.name()), fields.toArray(new String[0])).toCompletableFuture());
+                fields.clear();
+            }
+        }
+        return Redis.all(reads).thenApply(chunks -> {
+            RoaringBitmap pass = new RoaringBitmap();
+            for (List<io.lettuce.core.KeyValue<String, String>> chunk : chunks) {
+                for (io.lettuce.core.KeyValue<String, String> kv : chunk) {
+                    if (!kv.hasValue()) {
+                        continue;
+                    }
+                    UserData.EventSummary s = UserData.summary(ev.name(), kv.getValue(), today, ev.days());
+                    if (ev.test(ev.fn() == Rule.Event.Fn.COUNT ? s.count() : s.sum())) {
+                        pass.add((int) (Long.parseLong(kv.getKey()) - base));
+                    }
+                }
+            }
+            return pass;
         });
+    }
+
+    /** Candidate records read per HMGET. */
+    private static final int CHECK_CHUNK = 4096;
+
+    private static String windowKey(Rule.Event ev) {
+        return "ew:" + ev.name() + ":" + ev.days();
+    }
+
+    private static String eventKey(Rule.Event ev) {
+        return "ev:" + ev.name() + ":" + ev.fn() + ":" + ev.days() + ":" + ev.op() + ":" + ev.value();
+    }
+
+    /** The users with at least one event {@code name} in the last {@code days} UTC days: the OR of the day bitmaps. */
+    private CompletableFuture<RoaringBitmap> window(String app, int shard, String name, int days, long today) {
+        List<CompletableFuture<RoaringBitmap>> parts = new ArrayList<>(days);
+        for (long d = today - days + 1; d <= today; d++) {
+            parts.add(bits(Keys.eventDayBits(app, shard, name, d)));
+        }
+        return Redis.all(parts).thenApply(list -> RoaringBitmap.or(list.iterator()));
     }
 
     /** A count and the shard results it was made of. */
@@ -213,13 +332,16 @@ public final class Audiences {
     // --- evaluation ---
 
     /** Issues the reads every leaf of the rule needs, once per distinct leaf. */
-    private void collect(String app, int shard, Rule.Node n, Map<String, CompletableFuture<RoaringBitmap>> leaves) {
+    private void collect(String app, int shard, Rule.Node n, Map<String, CompletableFuture<RoaringBitmap>> leaves,
+                         long today) {
         if (n instanceof Rule.And a) {
-            a.parts().forEach(p -> collect(app, shard, p, leaves));
+            a.parts().forEach(p -> collect(app, shard, p, leaves, today));
         } else if (n instanceof Rule.Or o) {
-            o.parts().forEach(p -> collect(app, shard, p, leaves));
+            o.parts().forEach(p -> collect(app, shard, p, leaves, today));
         } else if (n instanceof Rule.Not x) {
-            collect(app, shard, x.part(), leaves);
+            collect(app, shard, x.part(), leaves, today);
+        } else if (n instanceof Rule.Event ev) {
+            leaves.computeIfAbsent(windowKey(ev), k -> window(app, shard, ev.name(), ev.days(), today));
         } else if (n instanceof Rule.Tag t) {
             leaves.computeIfAbsent("t:" + t.tag(), k -> bits(Keys.tagBits(app, shard, t.tag())));
         } else if (n instanceof Rule.AttrExists e) {
@@ -275,21 +397,24 @@ public final class Audiences {
         return "g:" + g.name() + ":" + g.lat() + ":" + g.lon() + ":" + g.km();
     }
 
-    private RoaringBitmap combine(Rule.Node n, Map<String, CompletableFuture<RoaringBitmap>> leaves, RoaringBitmap known) {
+    private RoaringBitmap combine(Rule.Node n, Map<String, CompletableFuture<RoaringBitmap>> leaves, RoaringBitmap known,
+                                  Map<String, RoaringBitmap> exact) {
         if (n instanceof Rule.And a) {
-            RoaringBitmap r = combine(a.parts().get(0), leaves, known);
+            RoaringBitmap r = combine(a.parts().get(0), leaves, known, exact);
             for (int i = 1; i < a.parts().size() && !r.isEmpty(); i++) {
-                r.and(combine(a.parts().get(i), leaves, known));
+                r.and(combine(a.parts().get(i), leaves, known, exact));
             }
             return r;
         } else if (n instanceof Rule.Or o) {
             RoaringBitmap r = new RoaringBitmap();
             for (Rule.Node p : o.parts()) {
-                r.or(combine(p, leaves, known));
+                r.or(combine(p, leaves, known, exact));
             }
             return r;
         } else if (n instanceof Rule.Not x) {
-            return RoaringBitmap.andNot(known, combine(x.part(), leaves, known));
+            return RoaringBitmap.andNot(known, combine(x.part(), leaves, known, exact));
+        } else if (n instanceof Rule.Event ev) {
+            return ev.isWithin() ? leaf(leaves, windowKey(ev)) : exact.get(eventKey(ev)).clone();
         } else if (n instanceof Rule.Tag t) {
             return leaf(leaves, "t:" + t.tag());
         } else if (n instanceof Rule.AttrExists e) {

@@ -23,6 +23,8 @@ import java.util.regex.Pattern;
  *         | "reachable." ("push" | "apns" | "fcm" | "sms")
  *         | "bucket(" int ".." int ")"                      -- 0 &lt;= a &lt;= b &lt;= 99
  *         | "near(" name "," lat "," lon "," km ")"
+ *         | "event." name "." ( "within(" days ")" | ("count(" | "sum(") days ")" op number )
+ * days    = int "d"                                   -- 1..400 UTC days, today included
  * op      = "=" | "!=" | "&lt;" | "&lt;=" | "&gt;" | "&gt;="
  * value   = string | number | "true" | "false"   -- a string in ISO-8601 instant form is a time
  * </pre>
@@ -45,7 +47,7 @@ public final class Rule {
             "\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}(:\\d{2}(\\.\\d{1,9})?)?(Z|[+-]\\d{2}:\\d{2})");
 
     /** A node of a parsed rule. */
-    public sealed interface Node permits And, Or, Not, Tag, AttrExists, AttrCompare, AttrIn, Flag, Bucket, Near {
+    public sealed interface Node permits And, Or, Not, Tag, AttrExists, AttrCompare, AttrIn, Flag, Bucket, Near, Event {
     }
 
     public record And(List<Node> parts) implements Node { }
@@ -70,6 +72,37 @@ public final class Rule {
 
     /** Users whose location attribute {@code name} is within {@code km} of (lat, lon). */
     public record Near(String name, double lat, double lon, double km) implements Node { }
+
+    /**
+     * An event term over the last {@code days} UTC days (today included): {@code within} (at least
+     * one), or the {@code count} or {@code sum} compared with {@code value} ({@code op} null for within).
+     */
+    public record Event(String name, Fn fn, int days, Op op, double value) implements Node {
+        public enum Fn { WITHIN, COUNT, SUM }
+
+        /** Whether a user without any such event in the window (count and sum 0) matches. */
+        public boolean matchesZero() {
+            return fn != Fn.WITHIN && test(0);
+        }
+
+        /** Whether a count or sum matches. */
+        public boolean test(double v) {
+            return switch (op) {
+                case EQ -> v == value;
+                case NE -> v != value;
+                case LT -> v < value;
+                case LE -> v <= value;
+                case GT -> v > value;
+                case GE -> v >= value;
+            };
+        }
+
+        /** True when the term is exactly "at least one in the window" (no per-user check needed). */
+        public boolean isWithin() {
+            return fn == Fn.WITHIN || (fn == Fn.COUNT && ((op == Op.GE && value > 0 && value <= 1)
+                    || (op == Op.GT && value >= 0 && value < 1) || (op == Op.NE && value == 0)));
+        }
+    }
 
     /** Comparison operators. */
     public enum Op { EQ, NE, LT, LE, GT, GE }
@@ -229,7 +262,7 @@ public final class Rule {
         }
         String word;
         try {
-            word = identifier("a term (tag:, attr., consent., reachable., bucket(, near() or '(' or NOT").toLowerCase(Locale.ROOT);
+            word = identifier("a term (tag:, attr., event., consent., reachable., bucket(, near() or '(' or NOT").toLowerCase(Locale.ROOT);
         } catch (RuleException e) {
             throw e;
         }
@@ -354,9 +387,47 @@ public final class Rule {
                 }
                 return new Near(name, lat, lon, km);
             }
+            case "event" -> {
+                expectTight('.', "'.' and an event name after event");
+                String name = identifier("an event name");
+                expectTight('.', "'.' and count(, sum( or within( after event." + name);
+                int fnAt = pos;
+                String fn = identifier("count, sum or within").toLowerCase(Locale.ROOT);
+                Event.Fn f = switch (fn) {
+                    case "count" -> Event.Fn.COUNT;
+                    case "sum" -> Event.Fn.SUM;
+                    case "within" -> Event.Fn.WITHIN;
+                    default -> null;
+                };
+                if (f == null) {
+                    pos = fnAt;
+                    throw error("count, sum or within");
+                }
+                expect("(", "'(' and a number of days, as in " + fn + "(30d)");
+                skip();
+                int daysAt = pos;
+                int days = 0;
+                while (pos < src.length() && Character.isDigit(src.charAt(pos)) && pos - daysAt < 4) {
+                    days = days * 10 + (src.charAt(pos++) - '0');
+                }
+                if (pos == daysAt || pos >= src.length() || src.charAt(pos) != 'd' || days < 1 || days > 400) {
+                    pos = daysAt;
+                    throw error("a number of days 1..400 followed by d, as in 30d");
+                }
+                pos++;
+                expect(")", "')'");
+                if (f == Event.Fn.WITHIN) {
+                    return new Event(name, f, days, null, 0);
+                }
+                Op op = op();
+                if (op == null) {
+                    throw error("an operator (= != < <= > >=) after " + fn + "(" + days + "d)");
+                }
+                return new Event(name, f, days, op, number());
+            }
             default -> {
                 pos = start;
-                throw error("a term (tag:, attr., consent., reachable., bucket(, near() or '(' or NOT");
+                throw error("a term (tag:, attr., event., consent., reachable., bucket(, near() or '(' or NOT");
             }
         }
     }

@@ -8,6 +8,7 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
+import java.util.Map;
 import java.util.Objects;
 
 /**
@@ -34,6 +35,7 @@ public final class AppConfig {
     private final Fcm fcm;
     private final Sms sms;
     private final Webhook webhook;
+    private final Events events;
 
     private AppConfig(Builder b, List<String> apiKeyHashes) {
         this.name = b.name;
@@ -44,6 +46,7 @@ public final class AppConfig {
         this.fcm = b.fcm;
         this.sms = b.sms;
         this.webhook = b.webhook;
+        this.events = b.events;
     }
 
     /** A builder for the app {@code name}; every part must be set before {@link Builder#build()}. */
@@ -61,6 +64,7 @@ public final class AppConfig {
         b.fcm = fcm;
         b.sms = sms;
         b.webhook = webhook;
+        b.events = events;
         return b;
     }
 
@@ -97,23 +101,27 @@ public final class AppConfig {
         return webhook;
     }
 
+    public Events events() {
+        return events;
+    }
+
     @Override
     public boolean equals(Object o) {
         return o instanceof AppConfig a && name.equals(a.name) && apiKeyHashes.equals(a.apiKeyHashes)
                 && rateLimit.equals(a.rateLimit) && channels.equals(a.channels) && apns.equals(a.apns)
-                && fcm.equals(a.fcm) && sms.equals(a.sms) && webhook.equals(a.webhook);
+                && fcm.equals(a.fcm) && sms.equals(a.sms) && webhook.equals(a.webhook) && events.equals(a.events);
     }
 
     @Override
     public int hashCode() {
-        return Objects.hash(name, apiKeyHashes, rateLimit, channels, apns, fcm, sms, webhook);
+        return Objects.hash(name, apiKeyHashes, rateLimit, channels, apns, fcm, sms, webhook, events);
     }
 
     @Override
     public String toString() {
         return "AppConfig[name=" + name + ", apiKeys=" + apiKeyHashes.size() + " hashes, rateLimit=" + rateLimit
                 + ", channels=" + channels + ", apns=" + apns + ", fcm=" + fcm + ", sms=" + sms
-                + ", webhook=" + webhook + "]";
+                + ", webhook=" + webhook + ", events=" + events + "]";
     }
 
     /** Per-user GCRA limit: {@code rate} messages per {@code period}, {@code burst} at once. */
@@ -126,6 +134,18 @@ public final class AppConfig {
 
     /** Channel order for {@code channel: auto} and the default fallback of messages naming a channel. */
     public record Channels(List<String> order, List<String> fallback) { }
+
+    /**
+     * Behavioural events ({@code events.*}): how many UTC days of per-day counts are kept, and per
+     * event name the numeric property whose sum is kept ({@code purchase -> amount}).
+     */
+    public record Events(int windowDays, Map<String, String> sum) {
+        public static final Events DEFAULT = new Events(90, Map.of());
+
+        public Events {
+            sum = Map.copyOf(sum);
+        }
+    }
 
     /** APNs credentials of the app; both credential kinds empty means "sandbox only". */
     public record Apns(String topic, Path signingKeyFile, String teamId, String keyId, Path certificateFile,
@@ -204,6 +224,7 @@ public final class AppConfig {
         private Fcm fcm;
         private Sms sms;
         private Webhook webhook;
+        private Events events = Events.DEFAULT;
 
         private Builder(String name) {
             this.name = name;
@@ -217,6 +238,11 @@ public final class AppConfig {
         /** API keys as {@code "sha256:<64 hex chars>"} (the bare hex is accepted too); never a key in clear. */
         public Builder apiKeys(List<String> apiKeys) {
             this.apiKeys = List.copyOf(apiKeys);
+            return this;
+        }
+
+        public Builder events(Events events) {
+            this.events = events;
             return this;
         }
 
@@ -269,6 +295,7 @@ public final class AppConfig {
             checkChannels();
             checkApns();
             checkFcm();
+            checkEvents();
             checkSms();
             checkWebhook();
             return new AppConfig(this, hashes);
@@ -329,6 +356,17 @@ public final class AppConfig {
             between(apns.port(), 1, 65535, "apns.port");
             if (apns.trustedCertificateFile() != null) {
                 readable(apns.trustedCertificateFile(), "apns.trusted-certificate-file", "a PEM certificate chain");
+            }
+        }
+
+        private void checkEvents() {
+            required(events, "events");
+            between(events.windowDays(), 1, 400, "events.window-days");
+            for (Map.Entry<String, String> e : events.sum().entrySet()) {
+                if (!e.getKey().matches("[A-Za-z_][A-Za-z0-9_]{0,63}") || !e.getValue().matches("[A-Za-z_][A-Za-z0-9_]{0,63}")) {
+                    throw new InvalidAppConfigException("events.sum." + e.getKey(), "'" + e.getValue()
+                            + "' (expected: event name = property name, both identifiers, e.g. purchase = amount)");
+                }
             }
         }
 

@@ -102,6 +102,9 @@ final class ConfigReader {
             if (path.get(0).equals("apps") && path.size() == 2) {
                 known = true; // apps.<name> = <not an object>: reported as a type error when the app is read
                 expected = "";
+            } else if (isSumEntry(path, 0) || (path.get(0).equals("apps") && isSumEntry(path, 2))) {
+                known = true; // events.sum.<event name> = <property>: names are the app's own
+                expected = "";
             } else if (path.get(0).equals("apps")) {
                 known = appDefaults.hasPathOrNull(ConfigUtil.joinPath(path.subList(2, path.size())));
                 expected = "a key of herald.app-defaults";
@@ -114,6 +117,15 @@ final class ConfigReader {
                         + "; see README, Configuration)");
             }
         }
+    }
+
+    /** True when {@code path} from {@code from} is {@code [app-defaults.]events.sum.<name>}. */
+    private static boolean isSumEntry(List<String> path, int from) {
+        List<String> p = path.subList(from, path.size());
+        if (!p.isEmpty() && p.get(0).equals("app-defaults")) {
+            p = p.subList(1, p.size());
+        }
+        return p.size() == 3 && p.get(0).equals("events") && p.get(1).equals("sum");
     }
 
     private static HeraldConfig node(Config h, List<HeraldConfig.InitialKey> initialKeys) {
@@ -271,6 +283,7 @@ final class ConfigReader {
                         s.bool("track-links")))
                 .webhook(new AppConfig.Webhook(w.string("url"), w.string("secret"), w.integer("batch-size"),
                         w.integer("max-attempts"), w.duration("backoff-base"), w.duration("backoff-max")))
+                .events(new AppConfig.Events(c.integer("events.window-days"), sums(c)))
                 .build();
     }
 
@@ -286,6 +299,16 @@ final class ConfigReader {
         if (!(scheme.equals("http") || scheme.equals("https")) || u.getHost() == null) {
             throw new StartupException(setting + ": '" + AppConfig.redactUrl(s) + "' (expected: " + expected + ")");
         }
+    }
+
+    /** {@code events.sum}: event name -> property name (strings). */
+    private static Map<String, String> sums(Section c) {
+        Map<String, String> out = new java.util.TreeMap<>();
+        Section sum = c.section("events.sum");
+        for (String k : sum.c().root().keySet()) {
+            out.put(k, sum.string(ConfigUtil.joinPath(k)));
+        }
+        return out;
     }
 
     private static Path optionalPath(String s) {

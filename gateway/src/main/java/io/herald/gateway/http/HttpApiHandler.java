@@ -96,7 +96,8 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
         new FunnelsApi(store).routes(r);
         new ReceiptsApi(config.receipts(), store, tokens, links).routes(r);
         new DeadLettersApi(deadLetters, pipeline).routes(r);
-        new UsersApi(registry).routes(r);
+        new UsersApi(config, registry, audiences).routes(r);
+        new EventsApi(config, registry.data(), audiences).routes(r);
         new AudiencesApi(audiences).routes(r);
         new WebhooksApi(webhooks).routes(r);
         return r;

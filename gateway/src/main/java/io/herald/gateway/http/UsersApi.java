@@ -3,6 +3,8 @@ package io.herald.gateway.http;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.herald.gateway.audience.Audiences;
+import io.herald.gateway.config.HeraldConfig;
 import io.herald.gateway.registry.UserData;
 import io.herald.gateway.registry.UserProfile;
 import io.herald.gateway.registry.UserRegistry;
@@ -13,6 +15,7 @@ import io.netty.handler.codec.http.HttpResponseStatus;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
+import java.util.concurrent.CompletableFuture;
 
 import static io.herald.gateway.http.Routes.Access.API_KEY;
 
@@ -31,10 +34,14 @@ final class UsersApi {
     /** Most users in one import request. */
     static final int MAX_IMPORT = 10_000;
 
+    private final HeraldConfig config;
     private final UserRegistry registry;
+    private final Audiences audiences;
 
-    UsersApi(UserRegistry registry) {
+    UsersApi(HeraldConfig config, UserRegistry registry, Audiences audiences) {
+        this.config = config;
         this.registry = registry;
+        this.audiences = audiences;
     }
 
     void routes(Routes r) {
@@ -79,17 +86,33 @@ final class UsersApi {
 
     /** Answers 200 with the whole user (profile, devices, targeting data), or 404. */
     private void respondWithUser(Exchange x, String app, String user) {
-        registry.get(app, user).thenCombine(registry.data().read(app, user), (u, d) -> {
-            // Known: a profile, a device, a tag or an attribute (an index alone is not a user).
+        int window = config.apps().get(app).events().windowDays();
+        CompletableFuture<List<UserData.EventSummary>> events =
+                registry.data().eventSummaries(app, user, audiences.today(), window);
+        CompletableFuture<UserData.View> data = registry.data().read(app, user);
+        registry.get(app, user).thenCombine(data, (u, d) -> new Object[] {u, d}).thenCombine(events, (ud, ev) -> {
+            UserRegistry.User u = (UserRegistry.User) ud[0];
+            UserData.View d = (UserData.View) ud[1];
+            // Known: a profile, a device, a tag, an attribute or an event (an index alone is not a user).
             boolean none = u == null || (u.profile() == UserProfile.EMPTY && u.devices().isEmpty());
-            if (none && (d == null || (d.tags().isEmpty() && d.attributes().isEmpty()))) {
+            if (none && ev.isEmpty() && (d == null || (d.tags().isEmpty() && d.attributes().isEmpty()))) {
                 return null;
             }
-            if (u == null) {
-                u = new UserRegistry.User(UserProfile.EMPTY, java.util.List.of());
-            }
-            ObjectNode out = UserRequests.userJson(x.mapper(), app, user, u);
+            ObjectNode out = UserRequests.userJson(x.mapper(), app, user,
+                    u == null ? new UserRegistry.User(UserProfile.EMPTY, java.util.List.of()) : u);
             UserRequests.dataJson(out, d);
+            ObjectNode summary = out.putObject("events");
+            for (UserData.EventSummary s : ev) {
+                ObjectNode n = summary.putObject(s.name());
+                n.put("count", s.count());
+                n.put("last", java.time.Instant.ofEpochMilli(s.last()).toString());
+                if (config.apps().get(app).events().sum().containsKey(s.name())) {
+                    n.put("sum", s.sum());
+                }
+                ObjectNode days = n.putObject("days");
+                s.perDay().forEach((day, c) -> days.put(java.time.LocalDate.ofEpochDay(day).toString(), c));
+            }
+            out.put("windowDays", window);
             return out;
         }).whenComplete((out, e) -> {
             if (e != null) {

@@ -212,6 +212,16 @@ public final class Keys {
         return userBits(app, shard) + "b:" + bucket;
     }
 
+    /** Bitmap of the users with event {@code name} on UTC epoch day {@code day} (expires after the window). */
+    public static String eventDayBits(String app, int shard, String name, long day) {
+        return userBits(app, shard) + "ed:" + name + ":" + day;
+    }
+
+    /** Hash index -> {@code last|day:count:sum,...}: each user's counts of event {@code name} in the window. */
+    public static String eventCounts(String app, int shard, String name) {
+        return userBits(app, shard) + "e:" + name;
+    }
+
     /** An app's saved audiences: hash, field = audience id, value = JSON. */
     public static String audiences(String app) {
         return "herald:aud:{" + app + "#aud}";

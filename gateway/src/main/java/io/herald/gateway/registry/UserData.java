@@ -210,6 +210,134 @@ public final class UserData {
         return CompletableFuture.allOf(calls.toArray(new CompletableFuture<?>[0])).thenApply(v -> List.of(out));
     }
 
+    /** One behavioural event, validated: its UTC epoch day is {@code at / 86,400,000}. */
+    public record Event(String user, String name, long at, String id, Double amount) {
+    }
+
+    /**
+     * Records events: per user and name the day's count (and amount sum), the last time and the
+     * day's bitmap; users seen for the first time get an index. An event whose id was recorded for
+     * that user within the window is a duplicate and changes nothing. One script call per shard and
+     * chunk of {@value #CALL_CHUNK}. Completes with {@link #OK} or {@code duplicate} per event, in order.
+     */
+    public CompletableFuture<List<String>> record(String app, List<Event> events, long now, int windowDays) {
+        List<String> users = new ArrayList<>(events.size());
+        for (Event e : events) {
+            users.add(e.user());
+        }
+        return indexes(app, users, true).thenCompose(idx -> {
+            String[] out = new String[events.size()];
+            TreeMap<Integer, List<Integer>> byShard = new TreeMap<>();
+            for (int i = 0; i < events.size(); i++) {
+                byShard.computeIfAbsent(shardOf(idx.get(events.get(i).user())), s -> new ArrayList<>()).add(i);
+            }
+            RedisClusterAsyncCommands<String, String> cmd = redis.async();
+            List<CompletableFuture<Void>> calls = new ArrayList<>();
+            for (Map.Entry<Integer, List<Integer>> e : byShard.entrySet()) {
+                int shard = e.getKey();
+                List<Integer> pos = e.getValue();
+                for (int from = 0; from < pos.size(); from += CALL_CHUNK) {
+                    List<Integer> chunk = pos.subList(from, Math.min(pos.size(), from + CALL_CHUNK));
+                    String[] args = new String[4 + chunk.size() * 8];
+                    args[0] = Keys.userBits(app, shard);
+                    args[1] = Integer.toString(Keys.USER_SHARD_BITS);
+                    args[2] = Long.toString(now);
+                    args[3] = Integer.toString(windowDays);
+                    int a = 4;
+                    for (int p : chunk) {
+                        Event ev = events.get(p);
+                        args[a++] = Long.toString(idx.get(ev.user()));
+                        args[a++] = ev.user();
+                        args[a++] = Integer.toString(bucket(app, ev.user()));
+                        args[a++] = ev.name();
+                        args[a++] = Long.toString(Math.floorDiv(ev.at(), 86_400_000L));
+                        args[a++] = Long.toString(ev.at());
+                        args[a++] = ev.amount() == null ? "" : Double.toString(ev.amount());
+                        args[a++] = ev.id() == null ? "" : ev.id();
+                    }
+                    calls.add(eventScript.<List<Object>>run(cmd, ScriptOutputType.MULTI,
+                            new String[] {Keys.userData(app, shard), Keys.userIds(app, shard), Keys.knownBits(app, shard)},
+                            args).thenAccept(reply -> {
+                                for (int i = 0; i < chunk.size(); i++) {
+                                    out[chunk.get(i)] = String.valueOf(reply.get(i));
+                                }
+                            }));
+                }
+            }
+            return CompletableFuture.allOf(calls.toArray(new CompletableFuture<?>[0])).thenApply(v -> List.of(out));
+        });
+    }
+
+    private final Redis.Script eventScript = new Redis.Script("/scripts/events.lua");
+
+    /** One user's use of one event name inside the window: total count, amount sum, last time, per-day counts. */
+    public record EventSummary(String name, long count, double sum, long last, Map<Long, Long> perDay) {
+    }
+
+    /** Parses a stored {@code last|day:count:sum,...} counting only days after {@code today - days}. */
+    public static EventSummary summary(String name, String record, long today, int days) {
+        int bar = record.indexOf('|');
+        long last = (long) Double.parseDouble(record.substring(0, bar));
+        long count = 0;
+        double sum = 0;
+        Map<Long, Long> perDay = new TreeMap<>();
+        int i = bar + 1;
+        while (i < record.length()) {
+            int c1 = record.indexOf(':', i);
+            int c2 = record.indexOf(':', c1 + 1);
+            int end = record.indexOf(',', c2 + 1);
+            if (end < 0) {
+                end = record.length();
+            }
+            long day = Long.parseLong(record, i, c1, 10);
+            if (day > today - days && day <= today) {
+                long c = Long.parseLong(record, c1 + 1, c2, 10);
+                count += c;
+                if (end > c2 + 1) {
+                    sum += Double.parseDouble(record.substring(c2 + 1, end));
+                }
+                perDay.put(day, c);
+            }
+            i = end + 1;
+        }
+        return new EventSummary(name, count, sum, last, perDay);
+    }
+
+    /** A user's event summaries over the window (names sorted); empty when the user has none. */
+    public CompletableFuture<List<EventSummary>> eventSummaries(String app, String user, long today, int windowDays) {
+        RedisClusterAsyncCommands<String, String> cmd = redis.async();
+        return cmd.hget(Keys.devices(app, user), INDEX).toCompletableFuture().thenCompose(i -> {
+            if (i == null) {
+                return CompletableFuture.completedFuture(List.<EventSummary>of());
+            }
+            int shard = shardOf(Long.parseLong(i));
+            return cmd.hget(Keys.userData(app, shard), i).toCompletableFuture().thenCompose(json -> {
+                List<String> names = new ArrayList<>();
+                try {
+                    if (json != null) {
+                        mapper.readTree(json).path("e").forEach(n -> names.add(n.asText()));
+                    }
+                } catch (IOException e) {
+                    return CompletableFuture.completedFuture(List.<EventSummary>of());
+                }
+                java.util.Collections.sort(names);
+                List<CompletableFuture<String>> recs = new ArrayList<>();
+                for (String n : names) {
+                    recs.add(cmd.hget(Keys.eventCounts(app, shard, n), i).toCompletableFuture());
+                }
+                return Redis.all(recs).thenApply(list -> {
+                    List<EventSummary> out = new ArrayList<>();
+                    for (int k = 0; k < names.size(); k++) {
+                        if (list.get(k) != null) {
+                            out.add(summary(names.get(k), list.get(k), today, windowDays));
+                        }
+                    }
+                    return out;
+                });
+            });
+        });
+    }
+
     /**
      * Recomputes a user's derived flags from a versioned snapshot of their hash (profile, devices)
      * and stores them in the user's shard. Completes with false when the user does not exist.

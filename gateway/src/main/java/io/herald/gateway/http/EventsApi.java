@@ -1,0 +1,201 @@
+package io.herald.gateway.http;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.herald.gateway.audience.Audiences;
+import io.herald.gateway.config.AppConfig;
+import io.herald.gateway.config.HeraldConfig;
+import io.herald.gateway.registry.UserData;
+import io.herald.protocol.ApiError;
+import io.herald.protocol.ErrorCode;
+import io.netty.handler.codec.http.HttpResponseStatus;
+
+import java.time.DateTimeException;
+import java.time.OffsetDateTime;
+import java.util.ArrayList;
+import java.util.Iterator;
+import java.util.List;
+import java.util.Set;
+import java.util.regex.Pattern;
+
+import static io.herald.gateway.http.Routes.Access.API_KEY;
+
+/**
+ * Behavioural events: {@code POST /v1/apps/{app}/events} {@code {"events": [{user, name, at?, id?,
+ * properties?}]}}, up to {@value #MAX_EVENTS} per request, each recorded or refused on its own.
+ * {@code at} (ISO-8601 instant or epoch ms; default now) must lie inside the app's window
+ * ({@code events.window-days} UTC days, today included) and at most 5 minutes ahead; {@code id}
+ * makes a retry idempotent; of the properties only the number named by the app's
+ * {@code events.sum.<name>} is kept (summed per day). What is kept: {@link UserData#record}.
+ *
+ * <p>Runs on an intake thread (its body can be large); answers from Redis callbacks. Stateless.
+ */
+final class EventsApi {
+    /** Most events in one request. */
+    static final int MAX_EVENTS = 10_000;
+    /** How far ahead of the clock an event may be dated (clock skew between systems). */
+    static final long MAX_AHEAD_MS = 5 * 60_000L;
+
+    static final Pattern NAME = Pattern.compile("[A-Za-z_][A-Za-z0-9_]{0,63}");
+    static final Pattern ID = Pattern.compile("[^\\p{Cntrl}]{1,128}");
+    private static final Set<String> FIELDS = Set.of("user", "name", "at", "id", "properties");
+
+    private final HeraldConfig config;
+    private final UserData data;
+    private final Audiences audiences;
+
+    EventsApi(HeraldConfig config, UserData data, Audiences audiences) {
+        this.config = config;
+        this.data = data;
+        this.audiences = audiences;
+    }
+
+    void routes(Routes r) {
+        r.post("/v1/apps/{app}/events", API_KEY, x -> x.offload(() -> post(x)));
+    }
+
+    private void post(Exchange x) {
+        if (!x.ownApp()) {
+            return;
+        }
+        String app = x.app();
+        if (!x.jsonContent()) {
+            return;
+        }
+        JsonNode body = x.jsonObject();
+        if (body == null) {
+            return;
+        }
+        JsonNode events = body.get("events");
+        if (events == null || !events.isArray() || body.size() != 1) {
+            x.error(HttpResponseStatus.UNPROCESSABLE_ENTITY, ApiError.of(ErrorCode.INVALID_FIELD, "events",
+                    "body: expected {\"events\": [...]} and nothing else"));
+            return;
+        }
+        if (events.isEmpty()) {
+            x.error(HttpResponseStatus.UNPROCESSABLE_ENTITY, ApiError.of(ErrorCode.EMPTY_BATCH, "events",
+                    "events: expected 1.." + MAX_EVENTS + " events"));
+            return;
+        }
+        if (events.size() > MAX_EVENTS) {
+            x.error(HttpResponseStatus.REQUEST_ENTITY_TOO_LARGE, ApiError.of(ErrorCode.TOO_MANY_ITEMS, "events",
+                    "events: " + events.size() + " items (expected: <= " + MAX_EVENTS + ")"));
+            return;
+        }
+        AppConfig.Events settings = config.apps().get(app).events();
+        long now = audiences.clock().millis();
+        long today = Math.floorDiv(now, 86_400_000L);
+        long oldest = (today - settings.windowDays() + 1) * 86_400_000L;
+        List<UserData.Event> ok = new ArrayList<>(events.size());
+        List<Integer> okIndex = new ArrayList<>(events.size());
+        ArrayNode errors = x.mapper().createArrayNode();
+        for (int i = 0; i < events.size(); i++) {
+            try {
+                ok.add(event(events.get(i), "events[" + i + "].", settings, now, oldest));
+                okIndex.add(i);
+            } catch (UserRequests.Invalid e) {
+                errors.add(x.mapper().valueToTree(e.error));
+            }
+        }
+        ObjectNode out = x.mapper().createObjectNode();
+        if (ok.isEmpty()) {
+            out.put("recorded", 0).put("duplicates", 0).put("rejected", errors.size()).set("errors", errors);
+            x.json(HttpResponseStatus.UNPROCESSABLE_ENTITY, out);
+            return;
+        }
+        data.record(app, ok, now, settings.windowDays()).whenComplete((outcomes, e) -> {
+            if (e != null) {
+                x.unavailable(e);
+                return;
+            }
+            int recorded = 0;
+            ArrayNode duplicates = x.mapper().createArrayNode();
+            for (int k = 0; k < outcomes.size(); k++) {
+                if (UserData.OK.equals(outcomes.get(k))) {
+                    recorded++;
+                } else {
+                    duplicates.add(okIndex.get(k));
+                }
+            }
+            out.put("recorded", recorded).put("duplicates", duplicates.size()).put("rejected", errors.size());
+            out.set("duplicateIndexes", duplicates);
+            out.set("errors", errors);
+            x.json(HttpResponseStatus.OK, out);
+        });
+    }
+
+    private static UserData.Event event(JsonNode e, String p, AppConfig.Events settings, long now, long oldest)
+            throws UserRequests.Invalid {
+        if (e == null || !e.isObject()) {
+            throw new UserRequests.Invalid(ErrorCode.INVALID_FIELD, p.substring(0, p.length() - 1),
+                    p.substring(0, p.length() - 1) + ": expected an object {user, name, at?, id?, properties?}");
+        }
+        for (Iterator<String> it = e.fieldNames(); it.hasNext(); ) {
+            String f = it.next();
+            if (!FIELDS.contains(f)) {
+                throw new UserRequests.Invalid(ErrorCode.UNKNOWN_FIELD, p + f, p + f
+                        + ": unknown field (expected: user, name, at, id, properties)");
+            }
+        }
+        JsonNode user = e.get("user");
+        if (user == null || !user.isTextual()) {
+            throw new UserRequests.Invalid(ErrorCode.MISSING_FIELD, p + "user", p + "user: required string");
+        }
+        try {
+            UserRequests.checkUser(user.asText());
+        } catch (UserRequests.Invalid bad) {
+            throw new UserRequests.Invalid(ErrorCode.INVALID_FIELD, p + "user", p + bad.getMessage());
+        }
+        JsonNode name = e.get("name");
+        if (name == null || !name.isTextual() || !NAME.matcher(name.asText()).matches()) {
+            throw new UserRequests.Invalid(name == null ? ErrorCode.MISSING_FIELD : ErrorCode.INVALID_FIELD, p + "name",
+                    p + "name: required, an identifier of 1..64 characters (A-Z a-z 0-9 _, not starting with a digit)");
+        }
+        long at = now;
+        JsonNode a = e.get("at");
+        if (a != null && !a.isNull()) {
+            if (a.isIntegralNumber()) {
+                at = a.asLong();
+            } else if (a.isTextual()) {
+                try {
+                    at = OffsetDateTime.parse(a.asText()).toInstant().toEpochMilli();
+                } catch (DateTimeException bad) {
+                    throw new UserRequests.Invalid(ErrorCode.INVALID_FIELD, p + "at", p
+                            + "at: expected an ISO-8601 instant (2026-12-01T09:30:00Z) or epoch milliseconds");
+                }
+            } else {
+                throw new UserRequests.Invalid(ErrorCode.INVALID_FIELD, p + "at", p
+                        + "at: expected an ISO-8601 instant (2026-12-01T09:30:00Z) or epoch milliseconds");
+            }
+            if (at < oldest) {
+                throw new UserRequests.Invalid(ErrorCode.INVALID_FIELD, p + "at", p + "at: older than the app's window of "
+                        + settings.windowDays() + " days (events.window-days)");
+            }
+            if (at > now + MAX_AHEAD_MS) {
+                throw new UserRequests.Invalid(ErrorCode.INVALID_FIELD, p + "at", p
+                        + "at: more than 5 minutes in the future");
+            }
+        }
+        JsonNode id = e.get("id");
+        if (id != null && (!id.isTextual() || !ID.matcher(id.asText()).matches())) {
+            throw new UserRequests.Invalid(ErrorCode.INVALID_FIELD, p + "id", p
+                    + "id: expected 1..128 characters without control characters");
+        }
+        JsonNode props = e.get("properties");
+        if (props != null && !props.isNull() && !props.isObject()) {
+            throw new UserRequests.Invalid(ErrorCode.INVALID_FIELD, p + "properties", p + "properties: expected an object");
+        }
+        Double amount = null;
+        String sumOf = settings.sum().get(name.asText());
+        if (sumOf != null && props != null && props.has(sumOf)) {
+            JsonNode v = props.get(sumOf);
+            if (!v.isNumber() || !Double.isFinite(v.asDouble()) || Math.abs(v.asDouble()) > 1e12) {
+                throw new UserRequests.Invalid(ErrorCode.INVALID_FIELD, p + "properties." + sumOf, p + "properties."
+                        + sumOf + ": expected a number within +-1e12 (the app sums it: events.sum." + name.asText() + ")");
+            }
+            amount = v.asDouble();
+        }
+        return new UserData.Event(user.asText(), name.asText(), at, id == null ? null : id.asText(), amount);
+    }
+}
