@@ -185,9 +185,7 @@ class AudiencesIT {
         List<Person> first = population(p, 700, 4);
         importAll(gw, first.subList(0, 350));
         // The rest in the next index shard: indexes are dense per app, so skip past a shard's worth.
-        try (var c = gw.redisClient().connect()) {
-            c.sync().incrby(Keys.userIndexCounter(gw.app), 1L << Keys.USER_SHARD_BITS);
-        }
+        gw.herald.redis().shared().sync().incrby(Keys.userIndexCounter(gw.app), 1L << Keys.USER_SHARD_BITS);
         importAll(gw, first.subList(350, 700));
         List<Person> people = first;
 

@@ -16,7 +16,12 @@ package io.herald.gateway.redis;
  * spread over the cluster's masters; a node's replay counts by node ({@code {n.<node>}}); the
  * node leases in {@code {nodes}}. record.lua and receipt.lua touch one batch's slot, flush.lua
  * one app's, idempotent-append.lua, promote.lua and redrive.lua one shard's, gcra.lua the slot of
- * the users it is given (callers group users by {@code Redis.slotOf}). Stateless.
+ * the users it is given (callers group users by {@code Redis.slotOf}). A user's targeting data
+ * and the structures that select it live in the user's index shard ({@code {app#s<n>}});
+ * {@code userdata.lua} and {@code events.lua} are handed that shard's prefix ({@link #userBits})
+ * and append the suffixes the builders below use, because which tags or events a user had is only
+ * known inside the script: the one exception to "every key in KEYS[]", confined to one slot.
+ * Stateless.
  */
 public final class Keys {
     private Keys() {

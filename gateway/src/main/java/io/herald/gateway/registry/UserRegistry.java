@@ -20,7 +20,8 @@ import java.util.concurrent.CompletableFuture;
  * profile under the field {@code @profile} (device ids never start with {@code @}), so one
  * HGETALL reads everything the resolve stage needs. The phone number is stored encrypted
  * ({@link PersonalDataCipher}, bound to app and user). Writes come from the API ({@link #put},
- * {@link #delete}, {@link #updateProfile}, {@link #deleteUser}) and from the record stage
+ * {@link #delete}, {@link #update}, {@link #deleteUser}; each keeps the user's targeting data and
+ * derived flags in {@link UserData} in step) and from the record stage
  * (invalidation, by script, only while the token is unchanged). The resolve stage reads many
  * users at once on its own pipelined connection ({@link #read}). Thread-safe; stateless apart
  * from the shared Redis.
