@@ -34,7 +34,7 @@ for i = 5, #ARGV, 8 do
     if raw then
       d = cjson.decode(raw)
     else
-      d = {u = user, t = {}, a = {}, b = tonumber(bucket)}
+      d = {u = user, a = {}, b = tonumber(bucket)}
       redis.call('HSET', KEYS[2], idx, user)
       redis.call('SETBIT', KEYS[3], off, 1)
       redis.call('SETBIT', P .. 'b:' .. bucket, off, 1)
@@ -45,7 +45,6 @@ for i = 5, #ARGV, 8 do
     if not listed or not raw then
       if not listed then table.insert(names, name) end
       d.e = names
-      if next(d.t) == nil then d.t = {} end
       redis.call('HSET', KEYS[1], idx, cjson.encode(d))
     end
     -- the day's bitmap

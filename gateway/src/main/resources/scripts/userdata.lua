@@ -2,7 +2,8 @@
 -- selection structure that reflects them (bitmaps, sorted sets, geo sets), atomically.
 -- KEYS[1] the shard's user data (hash: index -> JSON), KEYS[2] its reverse map (index -> user id),
 -- KEYS[3] its known-users bitmap. ARGV[1] the prefix of the shard's selection keys (Keys.userBits;
--- the suffixes below are the ones the Keys builders append: t: tag, a: attribute present,
+-- the suffixes below are the ones the Keys builders append: tg the hash index -> the user's tags
+-- (sorted, comma-joined: a tag-only change reads no JSON), t: tag, a: attribute present,
 -- v: name=value, n: numbers and timestamps, g: locations, f: flags, b: sample buckets),
 -- ARGV[2] most tags per user, ARGV[3] most attributes per user, ARGV[4] index bits per shard,
 -- then four values per change: index, user id, sample bucket (0..99), change JSON:
@@ -63,21 +64,36 @@ local function count(t)
   return n
 end
 
+local decoded = {}
+
+local function tagsOf(idx)
+  local list = {}
+  local cur = redis.call('HGET', P .. 'tg', idx)
+  if cur and cur ~= '' then
+    for tag in string.gmatch(cur, '[^,]+') do table.insert(list, tag) end
+  end
+  return list
+end
+
 for i = 5, #ARGV, 4 do
   local idx = ARGV[i]
   local user = ARGV[i + 1]
   local bucket = ARGV[i + 2]
-  local c = cjson.decode(ARGV[i + 3])
+  -- a bulk call gives many users the same change: decode each distinct one once
+  local c = decoded[ARGV[i + 3]]
+  if not c then
+    c = cjson.decode(ARGV[i + 3])
+    decoded[ARGV[i + 3]] = c
+  end
   local off = tonumber(idx) % SIZE
   local raw = redis.call('HGET', KEYS[1], idx)
-  local d
-  if raw then d = cjson.decode(raw) end
 
   if c.del then
-    if not d then
+    if not raw then
       table.insert(out, 'unknown')
     else
-      for _, tag in ipairs(d.t) do redis.call('SETBIT', P .. 't:' .. tag, off, 0) end
+      local d = cjson.decode(raw)
+      for _, tag in ipairs(tagsOf(idx)) do redis.call('SETBIT', P .. 't:' .. tag, off, 0) end
       for name, a in pairs(d.a) do dropAttr(name, a, idx, off) end
       if d.f then
         for _, flag in ipairs(d.f) do redis.call('SETBIT', P .. 'f:' .. flag, off, 0) end
@@ -89,32 +105,32 @@ for i = 5, #ARGV, 4 do
       redis.call('SETBIT', KEYS[3], off, 0)
       redis.call('HDEL', KEYS[1], idx)
       redis.call('HDEL', KEYS[2], idx)
+      redis.call('HDEL', P .. 'tg', idx)
       table.insert(out, 'ok')
     end
-  elseif not d and c.probe then
+  elseif not raw and c.probe then
     table.insert(out, 'unknown')
   else
-    local fresh = false
-    if not d then
-      d = {u = user, t = {}, a = {}, b = tonumber(bucket)}
-      fresh = true
-    end
     -- the new tag set
+    local oldTags = nil
     local tags = nil
     if c.t then
+      oldTags = tagsOf(idx)
       local set = {}
       if c.t.set then
         for _, tag in ipairs(c.t.set) do set[tag] = true end
       else
-        for _, tag in ipairs(d.t) do set[tag] = true end
+        for _, tag in ipairs(oldTags) do set[tag] = true end
         if c.t.rm then for _, tag in ipairs(c.t.rm) do set[tag] = nil end end
         if c.t.add then for _, tag in ipairs(c.t.add) do set[tag] = true end end
       end
       tags = {}
       for tag in pairs(set) do table.insert(tags, tag) end
-      table.sort(tags)
     end
-    -- the new attributes
+    -- the data (JSON) only when more than tags change
+    local d = nil
+    if raw and (c.a or c.f) then d = cjson.decode(raw) end
+    if not raw then d = {u = user, a = {}, b = tonumber(bucket)} end
     local attrs = nil
     if c.a then
       attrs = {}
@@ -128,23 +144,30 @@ for i = 5, #ARGV, 4 do
     elseif attrs and count(attrs) > maxAttrs then
       table.insert(out, 'too_many_attributes')
     else
-      if fresh then
+      if not raw then
         redis.call('HSET', KEYS[2], idx, user)
         redis.call('SETBIT', KEYS[3], off, 1)
         redis.call('SETBIT', P .. 'b:' .. d.b, off, 1)
       end
       if tags then
         local old = {}
-        for _, tag in ipairs(d.t) do old[tag] = true end
+        for _, tag in ipairs(oldTags) do old[tag] = true end
         local new = {}
         for _, tag in ipairs(tags) do
           new[tag] = true
           if not old[tag] then redis.call('SETBIT', P .. 't:' .. tag, off, 1) end
         end
+        local changed = #tags ~= #oldTags
         for tag in pairs(old) do
-          if not new[tag] then redis.call('SETBIT', P .. 't:' .. tag, off, 0) end
+          if not new[tag] then
+            redis.call('SETBIT', P .. 't:' .. tag, off, 0)
+            changed = true
+          end
         end
-        d.t = tags
+        if changed then
+          table.sort(tags)
+          redis.call('HSET', P .. 'tg', idx, table.concat(tags, ','))
+        end
       end
       if attrs then
         for name, a in pairs(d.a) do
@@ -170,8 +193,7 @@ for i = 5, #ARGV, 4 do
         d.f = c.f.l
         d.fv = c.f.v
       end
-      if next(d.t) == nil then d.t = {} end
-      redis.call('HSET', KEYS[1], idx, cjson.encode(d))
+      if d then redis.call('HSET', KEYS[1], idx, cjson.encode(d)) end
       table.insert(out, 'ok')
     end
   end

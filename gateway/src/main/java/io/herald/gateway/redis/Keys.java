@@ -177,6 +177,11 @@ public final class Keys {
         return "herald:x:" + userShardTag(app, shard) + ":";
     }
 
+    /** Hash index -> the user's tags, sorted and comma-joined (kept apart so a tag change reads no JSON). */
+    public static String userTags(String app, int shard) {
+        return userBits(app, shard) + "tg";
+    }
+
     /** Bitmap of the shard's known (indexed, not deleted) users; bit = index within the shard. */
     public static String knownBits(String app, int shard) {
         return userBits(app, shard) + "k";

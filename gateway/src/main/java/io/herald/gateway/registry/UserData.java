@@ -98,53 +98,93 @@ public final class UserData {
      * other index is skipped: indexes are never reused, so holes are harmless).
      */
     public CompletableFuture<Map<String, Long>> indexes(String app, Collection<String> users, boolean assign) {
-        RedisClusterAsyncCommands<String, String> cmd = redis.async();
-        List<String> list = new ArrayList<>(new LinkedHashSet<>(users));
-        List<CompletableFuture<String>> reads = new ArrayList<>(list.size());
-        for (String u : list) {
-            reads.add(cmd.hget(Keys.devices(app, u), INDEX).toCompletableFuture());
+        // In chunks, one after the other: a bulk request of 100,000 users must not queue more
+        // commands on the shared connection than it takes (Redis.REQUEST_QUEUE).
+        List<String> all = new ArrayList<>(new LinkedHashSet<>(users));
+        Map<String, Long> out = new java.util.concurrent.ConcurrentHashMap<>(all.size() * 2);
+        CompletableFuture<Void> chain = CompletableFuture.completedFuture(null);
+        for (int from = 0; from < all.size(); from += INDEX_CHUNK) {
+            List<String> chunk = all.subList(from, Math.min(all.size(), from + INDEX_CHUNK));
+            chain = chain.thenCompose(v -> indexChunk(app, chunk, assign).thenAccept(out::putAll));
         }
-        return Redis.all(reads).thenCompose(found -> {
+        return chain.thenApply(v -> out);
+    }
+
+    /** Users whose indexes are read (and assigned) per round trip. */
+    private static final int INDEX_CHUNK = 4096;
+
+    private CompletableFuture<Map<String, Long>> indexChunk(String app, List<String> list, boolean assign) {
+        return lookup(app, list, null).thenCompose(found -> {
             Map<String, Long> out = new HashMap<>(list.size() * 2);
             List<String> missing = new ArrayList<>();
-            for (int i = 0; i < list.size(); i++) {
-                if (found.get(i) != null) {
-                    out.put(list.get(i), Long.parseLong(found.get(i)));
+            for (String u : list) {
+                Long i = found.get(u);
+                if (i != null) {
+                    out.put(u, i);
                 } else {
-                    missing.add(list.get(i));
+                    missing.add(u);
                 }
             }
             if (missing.isEmpty() || !assign) {
                 return CompletableFuture.completedFuture(out);
             }
-            return cmd.incrby(Keys.userIndexCounter(app), missing.size()).toCompletableFuture().thenCompose(last -> {
-                long first = last - missing.size() + 1;
-                List<CompletableFuture<Boolean>> sets = new ArrayList<>(missing.size());
-                for (int i = 0; i < missing.size(); i++) {
-                    sets.add(cmd.hsetnx(Keys.devices(app, missing.get(i)), INDEX, Long.toString(first + i))
-                            .toCompletableFuture());
-                }
-                return Redis.all(sets).thenCompose(won -> {
-                    List<CompletableFuture<String>> again = new ArrayList<>();
-                    List<String> lost = new ArrayList<>();
-                    for (int i = 0; i < missing.size(); i++) {
-                        if (won.get(i)) {
-                            out.put(missing.get(i), first + i);
-                        } else {
-                            lost.add(missing.get(i));
-                            again.add(cmd.hget(Keys.devices(app, missing.get(i)), INDEX).toCompletableFuture());
+            return redis.async().incrby(Keys.userIndexCounter(app), missing.size()).toCompletableFuture()
+                    .thenCompose(last -> {
+                        long first = last - missing.size() + 1;
+                        Map<String, Long> candidates = new HashMap<>(missing.size() * 2);
+                        for (int i = 0; i < missing.size(); i++) {
+                            candidates.put(missing.get(i), first + i);
                         }
-                    }
-                    return Redis.all(again).thenApply(idx -> {
-                        for (int i = 0; i < lost.size(); i++) {
-                            out.put(lost.get(i), Long.parseLong(idx.get(i)));
-                        }
+                        return lookup(app, missing, candidates);
+                    }).thenApply(assigned -> {
+                        out.putAll(assigned);
                         return out;
                     });
-                });
-            });
         });
     }
+
+    /**
+     * One {@code user-index.lua} call per slot group (and per {@value #LOOKUP_CALL} users): the
+     * users' indexes, setting {@code candidates} where a user has none. Users without an index
+     * (and no candidate) are absent from the answer.
+     */
+    private CompletableFuture<Map<String, Long>> lookup(String app, List<String> users, Map<String, Long> candidates) {
+        Map<Integer, List<String>> groups = new HashMap<>();
+        for (String u : users) {
+            groups.computeIfAbsent(redis.slotOf(Keys.devices(app, u)), g -> new ArrayList<>()).add(u);
+        }
+        RedisClusterAsyncCommands<String, String> cmd = redis.async();
+        Map<String, Long> out = new java.util.concurrent.ConcurrentHashMap<>(users.size() * 2);
+        List<CompletableFuture<Void>> calls = new ArrayList<>();
+        for (List<String> group : groups.values()) {
+            for (int from = 0; from < group.size(); from += LOOKUP_CALL) {
+                List<String> part = group.subList(from, Math.min(group.size(), from + LOOKUP_CALL));
+                String[] keys = new String[part.size()];
+                String[] args = new String[candidates == null ? 1 : part.size() + 1];
+                args[0] = INDEX;
+                for (int i = 0; i < part.size(); i++) {
+                    keys[i] = Keys.devices(app, part.get(i));
+                    if (candidates != null) {
+                        args[i + 1] = Long.toString(candidates.get(part.get(i)));
+                    }
+                }
+                calls.add(indexScript.<List<Object>>run(cmd, ScriptOutputType.MULTI, keys, args).thenAccept(reply -> {
+                    for (int i = 0; i < part.size(); i++) {
+                        Object v = reply.get(i);
+                        if (v != null) {
+                            out.put(part.get(i), Long.parseLong(v.toString()));
+                        }
+                    }
+                }));
+            }
+        }
+        return CompletableFuture.allOf(calls.toArray(new CompletableFuture<?>[0])).thenApply(v -> out);
+    }
+
+    /** Users per index lookup call. */
+    private static final int LOOKUP_CALL = 1000;
+
+    private final Redis.Script indexScript = new Redis.Script("/scripts/user-index.lua");
 
     /**
      * Applies changes (in order per user), assigning indexes to users seen for the first time unless
@@ -180,6 +220,8 @@ public final class UserData {
         }
         RedisClusterAsyncCommands<String, String> cmd = redis.async();
         List<CompletableFuture<Void>> calls = new ArrayList<>();
+        // A bulk operation gives every user the same body: serialise it once.
+        Map<ObjectNode, String> bodies = new java.util.IdentityHashMap<>();
         for (Map.Entry<Integer, List<Integer>> e : byShard.entrySet()) {
             int shard = e.getKey();
             List<Integer> pos = e.getValue();
@@ -196,7 +238,7 @@ public final class UserData {
                     args[a++] = Long.toString(idx.get(c.user()));
                     args[a++] = c.user();
                     args[a++] = Integer.toString(bucket(app, c.user()));
-                    args[a++] = c.body().toString();
+                    args[a++] = bodies.computeIfAbsent(c.body(), ObjectNode::toString);
                 }
                 calls.add(script.<List<Object>>run(cmd, ScriptOutputType.MULTI,
                         new String[] {Keys.userData(app, shard), Keys.userIds(app, shard), Keys.knownBits(app, shard)},
@@ -408,19 +450,18 @@ public final class UserData {
             if (i == null) {
                 return CompletableFuture.completedFuture(null);
             }
-            long index = Long.parseLong(i);
-            return cmd.hget(Keys.userData(app, shardOf(index)), i).toCompletableFuture()
-                    .thenApply(json -> json == null ? null : view(json));
+            int shard = shardOf(Long.parseLong(i));
+            CompletableFuture<String> tags = cmd.hget(Keys.userTags(app, shard), i).toCompletableFuture();
+            return cmd.hget(Keys.userData(app, shard), i).toCompletableFuture()
+                    .thenCombine(tags, (json, t) -> json == null ? null : view(json, t));
         });
     }
 
-    private View view(String json) {
+    private View view(String json, String joinedTags) {
         try {
             JsonNode d = mapper.readTree(json);
-            List<String> tags = new ArrayList<>();
-            if (d.path("t").isArray()) {
-                d.get("t").forEach(t -> tags.add(t.asText()));
-            }
+            List<String> tags = joinedTags == null || joinedTags.isEmpty() ? List.of()
+                    : List.of(joinedTags.split(","));
             ObjectNode attrs = mapper.createObjectNode();
             new TreeMap<String, JsonNode>(toMap(d.path("a"))).forEach((name, a) -> attrs.set(name, attributeJson(a)));
             List<String> flags = new ArrayList<>();
