@@ -2,8 +2,9 @@
 -- KEYS[1] the shard's user data (hash: index -> JSON), KEYS[2] its reverse map, KEYS[3] its
 -- known-users bitmap. ARGV[1] the prefix of the shard's selection keys (Keys.userBits; suffixes:
 -- ed:<name>:<day> a bitmap of the users with that event on that UTC day, expiring after the window;
--- e:<name> a hash index -> 'last|day:count:sum,...' for the days inside the window;
--- id:<index>:<id> an event id already recorded, kept for the window; b:<bucket> as userdata.lua),
+-- e:<name> a hash index -> 'last|day:count[:sum],...' for the days inside the window, newest first;
+-- en a hash index -> the event names the user has (comma-joined); id:<index>:<id> an event id
+-- already recorded, kept for the window; b:<bucket> as userdata.lua),
 -- ARGV[2] index bits per shard, ARGV[3] now (epoch ms, Herald's clock: expiries are relative to it,
 -- so they hold whatever Redis's own clock says), ARGV[4] window days, then eight
 -- values per event: index, user id, sample bucket, name, day, at (epoch ms), amount ('' none),
@@ -15,6 +16,11 @@ local now = tonumber(ARGV[3])
 local today = math.floor(now / 86400000)
 local window = tonumber(ARGV[4])
 local out = {}
+
+local function entry(d, c, s)
+  if s == 0 then return d .. ':' .. c end
+  return d .. ':' .. c .. ':' .. string.format('%.17g', s)
+end
 
 for i = 5, #ARGV, 8 do
   local idx, user, bucket, name = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
@@ -28,50 +34,60 @@ for i = 5, #ARGV, 8 do
   if not fresh then
     table.insert(out, 'duplicate')
   else
-    -- the user: registered at first sight (as userdata.lua does), event names listed in its data
-    local raw = redis.call('HGET', KEYS[1], idx)
-    local d
-    if raw then
-      d = cjson.decode(raw)
-    else
-      d = {u = user, a = {}, b = tonumber(bucket)}
+    -- the user: registered at first sight (as userdata.lua does); the event names it has used
+    -- in en (comma-joined), so a delete finds its records
+    if redis.call('HEXISTS', KEYS[2], idx) == 0 then
+      redis.call('HSET', KEYS[1], idx, cjson.encode({u = user, a = {}, b = tonumber(bucket)}))
       redis.call('HSET', KEYS[2], idx, user)
       redis.call('SETBIT', KEYS[3], off, 1)
       redis.call('SETBIT', P .. 'b:' .. bucket, off, 1)
     end
-    local names = d.e or {}
-    local listed = false
-    for _, n in ipairs(names) do if n == name then listed = true end end
-    if not listed or not raw then
-      if not listed then table.insert(names, name) end
-      d.e = names
-      redis.call('HSET', KEYS[1], idx, cjson.encode(d))
+    local names = redis.call('HGET', P .. 'en', idx)
+    if not names then
+      redis.call('HSET', P .. 'en', idx, name)
+    elseif not string.find(',' .. names .. ',', ',' .. name .. ',', 1, true) then
+      redis.call('HSET', P .. 'en', idx, names .. ',' .. name)
     end
     -- the day's bitmap
     local dayKey = P .. 'ed:' .. name .. ':' .. day
     redis.call('SETBIT', dayKey, off, 1)
     redis.call('PEXPIRE', dayKey, math.max(1, (day + window + 1) * 86400000 - now))
-    -- the user's per-day counts and sums inside the window, and the last time
-    local rec = redis.call('HGET', P .. 'e:' .. name, idx)
+    -- the user's per-day counts and sums inside the window, newest day first, and the last time:
+    -- 'last|day:count[:sum],...'. An event of the newest day (or a newer one) only rewrites the
+    -- head; an older day, or a day leaving the window, rebuilds the list.
+    local key = P .. 'e:' .. name
+    local rec = redis.call('HGET', key, idx)
     local last = at
-    local days = {}
+    local rest = ''
     if rec then
-      local l, rest = string.match(rec, '^([^|]*)|(.*)$')
+      local l
+      l, rest = string.match(rec, '^([^|]*)|(.*)$')
       if tonumber(l) > last then last = tonumber(l) end
-      for dd, c, s in string.gmatch(rest, '(%d+):(%d+):([^,]*)') do
+    end
+    local add = 0
+    if amount ~= '' then add = tonumber(amount) end
+    local oldest = tonumber(string.match(rest, '(%d+):[^,]*$') or day)
+    local fd, fc, fs, tail = string.match(rest, '^(%d+):(%d+):?([^,]*),?(.*)$')
+    if fd and tonumber(fd) == day and oldest > today - window then
+      rest = entry(day, tonumber(fc) + 1, (tonumber(fs) or 0) + add) .. (tail ~= '' and (',' .. tail) or '')
+    elseif (not fd or tonumber(fd) < day) and oldest > today - window then
+      rest = entry(day, 1, add) .. (rest ~= '' and (',' .. rest) or '')
+    else
+      local days = {}
+      for dd, c, s in string.gmatch(rest, '(%d+):(%d+):?([^,]*)') do
         dd = tonumber(dd)
         if dd > today - window then days[dd] = {tonumber(c), tonumber(s) or 0} end
       end
+      local cur = days[day] or {0, 0}
+      days[day] = {cur[1] + 1, cur[2] + add}
+      local order = {}
+      for dd in pairs(days) do table.insert(order, dd) end
+      table.sort(order, function(a, b) return a > b end)
+      local parts = {}
+      for _, dd in ipairs(order) do table.insert(parts, entry(dd, days[dd][1], days[dd][2])) end
+      rest = table.concat(parts, ',')
     end
-    local cur = days[day] or {0, 0}
-    cur[1] = cur[1] + 1
-    if amount ~= '' then cur[2] = cur[2] + tonumber(amount) end
-    days[day] = cur
-    local parts = {}
-    for dd, v in pairs(days) do
-      table.insert(parts, dd .. ':' .. v[1] .. ':' .. string.format('%.17g', v[2]))
-    end
-    redis.call('HSET', P .. 'e:' .. name, idx, string.format('%d', last) .. '|' .. table.concat(parts, ','))
+    redis.call('HSET', key, idx, string.format('%d', last) .. '|' .. rest)
     table.insert(out, 'ok')
   end
 end

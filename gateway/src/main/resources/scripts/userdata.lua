@@ -98,9 +98,11 @@ for i = 5, #ARGV, 4 do
       if d.f then
         for _, flag in ipairs(d.f) do redis.call('SETBIT', P .. 'f:' .. flag, off, 0) end
       end
-      if d.e then
-        for _, name in ipairs(d.e) do redis.call('HDEL', P .. 'e:' .. name, idx) end
+      local names = redis.call('HGET', P .. 'en', idx)
+      if names then
+        for name in string.gmatch(names, '[^,]+') do redis.call('HDEL', P .. 'e:' .. name, idx) end
       end
+      redis.call('HDEL', P .. 'en', idx)
       redis.call('SETBIT', P .. 'b:' .. d.b, off, 0)
       redis.call('SETBIT', KEYS[3], off, 0)
       redis.call('HDEL', KEYS[1], idx)

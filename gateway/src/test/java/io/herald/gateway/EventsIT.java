@@ -217,7 +217,14 @@ class EventsIT {
         } finally {
             CLOCK.now = saved;
         }
+        var redis = gw.herald.redis().shared().sync();
+        long idx = Long.parseLong(redis.hget(io.herald.gateway.redis.Keys.devices(gw.app, p + "-new"), "@idx"));
+        int shard = (int) (idx >>> io.herald.gateway.redis.Keys.USER_SHARD_BITS);
+        assertThat(redis.hexists(io.herald.gateway.redis.Keys.eventCounts(gw.app, shard, "visit"), Long.toString(idx))).isTrue();
         assertThat(gw.send("DELETE", base() + "/users/" + p + "-new", null, gw.key).status()).isEqualTo(204);
+        assertThat(redis.hexists(io.herald.gateway.redis.Keys.eventCounts(gw.app, shard, "visit"), Long.toString(idx))).isFalse();
+        assertThat(redis.hexists(io.herald.gateway.redis.Keys.eventNames(gw.app, shard), Long.toString(idx))).isFalse();
+        assertThat(redis.hexists(io.herald.gateway.redis.Keys.userIds(gw.app, shard), Long.toString(idx))).isFalse();
         assertThat(count(rule)).isEqualTo(before - 1);
         assertThat(gw.get(base() + "/users/" + p + "-new").status()).isEqualTo(404);
     }

@@ -222,12 +222,20 @@ public final class Keys {
         return userBits(app, shard) + "b:" + bucket;
     }
 
+    /** Hash index -> the event names the user has (comma-joined). */
+    public static String eventNames(String app, int shard) {
+        return userBits(app, shard) + "en";
+    }
+
     /** Bitmap of the users with event {@code name} on UTC epoch day {@code day} (expires after the window). */
     public static String eventDayBits(String app, int shard, String name, long day) {
         return userBits(app, shard) + "ed:" + name + ":" + day;
     }
 
-    /** Hash index -> {@code last|day:count:sum,...}: each user's counts of event {@code name} in the window. */
+    /**
+     * Hash index -> {@code last|day:count[:sum],...} (newest day first): each user's counts of event
+     * {@code name} in the window.
+     */
     public static String eventCounts(String app, int shard, String name) {
         return userBits(app, shard) + "e:" + name;
     }

@@ -316,7 +316,7 @@ public final class UserData {
     public record EventSummary(String name, long count, double sum, long last, Map<Long, Long> perDay) {
     }
 
-    /** Parses a stored {@code last|day:count:sum,...} counting only days after {@code today - days}. */
+    /** Parses a stored {@code last|day:count[:sum],...} counting only days after {@code today - days}. */
     public static EventSummary summary(String name, String record, long today, int days) {
         int bar = record.indexOf('|');
         long last = (long) Double.parseDouble(record.substring(0, bar));
@@ -325,17 +325,20 @@ public final class UserData {
         Map<Long, Long> perDay = new TreeMap<>();
         int i = bar + 1;
         while (i < record.length()) {
-            int c1 = record.indexOf(':', i);
-            int c2 = record.indexOf(':', c1 + 1);
-            int end = record.indexOf(',', c2 + 1);
+            int end = record.indexOf(',', i);
             if (end < 0) {
                 end = record.length();
+            }
+            int c1 = record.indexOf(':', i);
+            int c2 = record.indexOf(':', c1 + 1);
+            if (c2 < 0 || c2 > end) {
+                c2 = end;
             }
             long day = Long.parseLong(record, i, c1, 10);
             if (day > today - days && day <= today) {
                 long c = Long.parseLong(record, c1 + 1, c2, 10);
                 count += c;
-                if (end > c2 + 1) {
+                if (c2 < end) {
                     sum += Double.parseDouble(record.substring(c2 + 1, end));
                 }
                 perDay.put(day, c);
@@ -353,15 +356,8 @@ public final class UserData {
                 return CompletableFuture.completedFuture(List.<EventSummary>of());
             }
             int shard = shardOf(Long.parseLong(i));
-            return cmd.hget(Keys.userData(app, shard), i).toCompletableFuture().thenCompose(json -> {
-                List<String> names = new ArrayList<>();
-                try {
-                    if (json != null) {
-                        mapper.readTree(json).path("e").forEach(n -> names.add(n.asText()));
-                    }
-                } catch (IOException e) {
-                    return CompletableFuture.completedFuture(List.<EventSummary>of());
-                }
+            return cmd.hget(Keys.eventNames(app, shard), i).toCompletableFuture().thenCompose(joined -> {
+                List<String> names = joined == null ? new ArrayList<>() : new ArrayList<>(List.of(joined.split(",")));
                 java.util.Collections.sort(names);
                 List<CompletableFuture<String>> recs = new ArrayList<>();
                 for (String n : names) {
