@@ -32,6 +32,10 @@ public enum ErrorCode {
     IDEMPOTENCY_KEY_IN_PROGRESS("idempotency_key_in_progress", 409),
     /** An audience rule that does not parse; the message gives the column and what was expected there. */
     INVALID_RULE("invalid_rule", 422),
+    /** An alias (namespace:id) that already names another user of the app. */
+    ALIAS_TAKEN("alias_taken", 409),
+    /** An alias reference that names no user of the app. */
+    UNKNOWN_ALIAS("unknown_alias", 422),
     OVERLOADED("overloaded", 429),
     UNAVAILABLE("unavailable", 503),
     INTERNAL("internal", 500);

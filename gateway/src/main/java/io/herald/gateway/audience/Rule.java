@@ -24,6 +24,7 @@ import java.util.regex.Pattern;
  *         | "bucket(" int ".." int ")"                      -- 0 &lt;= a &lt;= b &lt;= 99
  *         | "near(" name "," lat "," lon "," km ")"
  *         | "event." name "." ( "within(" days ")" | ("count(" | "sum(") days ")" op number )
+ *         | "alias." namespace "EXISTS"
  * days    = int "d"                                   -- 1..400 UTC days, today included
  * op      = "=" | "!=" | "&lt;" | "&lt;=" | "&gt;" | "&gt;="
  * value   = string | number | "true" | "false"   -- a string in ISO-8601 instant form is a time
@@ -64,7 +65,10 @@ public final class Rule {
 
     public record AttrIn(String name, List<Value> values) implements Node { }
 
-    /** A derived flag: {@code consent.push}, {@code consent.sms}, {@code reachable.push|apns|fcm|sms}. */
+    /**
+     * A derived flag: {@code consent.push}, {@code consent.sms}, {@code reachable.push|apns|fcm|sms},
+     * {@code alias.<namespace>} (the user has an alias there).
+     */
     public record Flag(String flag) implements Node { }
 
     /** Sample buckets {@code from..to} (0..99) by hash of app and user. */
@@ -262,7 +266,7 @@ public final class Rule {
         }
         String word;
         try {
-            word = identifier("a term (tag:, attr., event., consent., reachable., bucket(, near() or '(' or NOT").toLowerCase(Locale.ROOT);
+            word = identifier("a term (tag:, attr., event., consent., reachable., alias., bucket(, near() or '(' or NOT").toLowerCase(Locale.ROOT);
         } catch (RuleException e) {
             throw e;
         }
@@ -387,6 +391,19 @@ public final class Rule {
                 }
                 return new Near(name, lat, lon, km);
             }
+            case "alias" -> {
+                expectTight('.', "'.' and a namespace after alias");
+                int nsAt = pos;
+                String ns = identifier("an alias namespace");
+                if (!ns.matches("[a-z][a-z0-9_]{0,31}")) {
+                    pos = nsAt;
+                    throw error("an alias namespace (1..32 of a-z 0-9 _, starting with a letter)");
+                }
+                if (!keyword("EXISTS")) {
+                    throw error("EXISTS after alias." + ns);
+                }
+                return new Flag("alias." + ns);
+            }
             case "event" -> {
                 expectTight('.', "'.' and an event name after event");
                 String name = identifier("an event name");
@@ -427,7 +444,7 @@ public final class Rule {
             }
             default -> {
                 pos = start;
-                throw error("a term (tag:, attr., event., consent., reachable., bucket(, near() or '(' or NOT");
+                throw error("a term (tag:, attr., event., consent., reachable., alias., bucket(, near() or '(' or NOT");
             }
         }
     }

@@ -7,6 +7,7 @@ import io.herald.gateway.audience.Audiences;
 import io.herald.gateway.config.AppConfig;
 import io.herald.gateway.config.HeraldConfig;
 import io.herald.gateway.registry.UserData;
+import io.herald.gateway.registry.UserRegistry;
 import io.herald.protocol.ApiError;
 import io.herald.protocol.ErrorCode;
 import io.netty.handler.codec.http.HttpResponseStatus;
@@ -37,17 +38,20 @@ final class EventsApi {
     /** How far ahead of the clock an event may be dated (clock skew between systems). */
     static final long MAX_AHEAD_MS = 5 * 60_000L;
 
+    /** Marks a parsed event's user as an alias reference still to resolve (user ids cannot hold NUL). */
+    private static final String ALIAS_MARK = "\u0000alias:";
+
     static final Pattern NAME = Pattern.compile("[A-Za-z_][A-Za-z0-9_]{0,63}");
     static final Pattern ID = Pattern.compile("[^\\p{Cntrl}]{1,128}");
-    private static final Set<String> FIELDS = Set.of("user", "name", "at", "id", "properties");
+    private static final Set<String> FIELDS = Set.of("user", "alias", "name", "at", "id", "properties");
 
     private final HeraldConfig config;
-    private final UserData data;
+    private final UserRegistry registry;
     private final Audiences audiences;
 
-    EventsApi(HeraldConfig config, UserData data, Audiences audiences) {
+    EventsApi(HeraldConfig config, UserRegistry registry, Audiences audiences) {
         this.config = config;
-        this.data = data;
+        this.registry = registry;
         this.audiences = audiences;
     }
 
@@ -98,15 +102,44 @@ final class EventsApi {
                 errors.add(x.mapper().valueToTree(e.error));
             }
         }
-        ObjectNode out = x.mapper().createObjectNode();
-        if (ok.isEmpty()) {
-            out.put("recorded", 0).put("duplicates", 0).put("rejected", errors.size()).set("errors", errors);
-            x.json(HttpResponseStatus.UNPROCESSABLE_ENTITY, out);
-            return;
+        // Events addressed by alias: resolved to their users; an unknown alias fails its event.
+        List<String> refs = new ArrayList<>();
+        for (UserData.Event ev : ok) {
+            if (ev.user().startsWith(ALIAS_MARK)) {
+                refs.add(ev.user().substring(ALIAS_MARK.length()));
+            }
         }
-        data.record(app, ok, now, settings.windowDays()).whenComplete((outcomes, e) -> {
+        registry.resolve(app, refs).thenCompose(users -> {
+            List<UserData.Event> resolved = new ArrayList<>(ok.size());
+            List<Integer> resolvedIndex = new ArrayList<>(ok.size());
+            for (int k = 0; k < ok.size(); k++) {
+                UserData.Event ev = ok.get(k);
+                String user = ev.user();
+                if (user.startsWith(ALIAS_MARK)) {
+                    user = users.get(user.substring(ALIAS_MARK.length()));
+                    if (user == null) {
+                        String f = "events[" + okIndex.get(k) + "].alias";
+                        errors.add(x.mapper().valueToTree(ApiError.of(ErrorCode.UNKNOWN_ALIAS, f, f
+                                + ": no user of this app has alias " + ev.user().substring(ALIAS_MARK.length()))));
+                        continue;
+                    }
+                }
+                resolved.add(new UserData.Event(user, ev.name(), ev.at(), ev.id(), ev.amount()));
+                resolvedIndex.add(okIndex.get(k));
+            }
+            okIndex.clear();
+            okIndex.addAll(resolvedIndex);
+            return resolved.isEmpty() ? java.util.concurrent.CompletableFuture.completedFuture(List.<String>of())
+                    : registry.data().record(app, resolved, now, settings.windowDays());
+        }).whenComplete((outcomes, e) -> {
+            ObjectNode out = x.mapper().createObjectNode();
             if (e != null) {
                 x.unavailable(e);
+                return;
+            }
+            if (outcomes.isEmpty()) {
+                out.put("recorded", 0).put("duplicates", 0).put("rejected", errors.size()).set("errors", errors);
+                x.json(HttpResponseStatus.UNPROCESSABLE_ENTITY, out);
                 return;
             }
             int recorded = 0;
@@ -139,13 +172,19 @@ final class EventsApi {
             }
         }
         JsonNode user = e.get("user");
-        if (user == null || !user.isTextual()) {
-            throw new UserRequests.Invalid(ErrorCode.MISSING_FIELD, p + "user", p + "user: required string");
-        }
-        try {
-            UserRequests.checkUser(user.asText());
-        } catch (UserRequests.Invalid bad) {
-            throw new UserRequests.Invalid(ErrorCode.INVALID_FIELD, p + "user", p + bad.getMessage());
+        String who;
+        if (e.has("alias") && user == null) {
+            who = ALIAS_MARK + UserRequests.aliasRef(e.get("alias"), p + "alias");
+        } else if (user == null || !user.isTextual() || e.has("alias")) {
+            throw new UserRequests.Invalid(ErrorCode.MISSING_FIELD, p + "user", p
+                    + "user: required string (or alias: namespace:id instead, not both)");
+        } else {
+            try {
+                UserRequests.checkUser(user.asText());
+            } catch (UserRequests.Invalid bad) {
+                throw new UserRequests.Invalid(ErrorCode.INVALID_FIELD, p + "user", p + bad.getMessage());
+            }
+            who = user.asText();
         }
         JsonNode name = e.get("name");
         if (name == null || !name.isTextual() || !NAME.matcher(name.asText()).matches()) {
@@ -196,6 +235,6 @@ final class EventsApi {
             }
             amount = v.asDouble();
         }
-        return new UserData.Event(user.asText(), name.asText(), at, id == null ? null : id.asText(), amount);
+        return new UserData.Event(who, name.asText(), at, id == null ? null : id.asText(), amount);
     }
 }

@@ -33,7 +33,9 @@ final class UserRequests {
     static final Pattern PHONE = Pattern.compile("\\+[1-9][0-9]{6,14}");
     static final Pattern LOCALE = Pattern.compile("[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8}){0,3}");
     private static final Set<String> PROFILE_FIELDS = Set.of("phone", "locale", "timeZone", "consent", "consentSource",
-            "channels", "tags", "attributes");
+            "channels", "tags", "attributes", "aliases", "alias");
+    /** An alias namespace: 1..32 of a-z 0-9 _, starting with a letter ({@code wechat}, {@code crm}). */
+    static final Pattern NAMESPACE = Pattern.compile("[a-z][a-z0-9_]{0,31}");
     /** A tag: 1..64 UTF-8 bytes of A-Z a-z 0-9 _ : . - or CJK letters (Han, kana, Hangul). */
     static final Pattern TAG = Pattern.compile("[A-Za-z0-9_:.\\-\\p{IsHan}\\p{IsHiragana}\\p{IsKatakana}\\p{IsHangul}]+");
     /** An attribute name: an identifier, 1..64 characters. */
@@ -124,7 +126,7 @@ final class UserRequests {
             if (!PROFILE_FIELDS.contains(f) && !(f.equals("devices") || f.equals("user"))) {
                 throw new Invalid(ErrorCode.UNKNOWN_FIELD, p + f, p + f
                         + ": unknown field (expected: phone, locale, timeZone, consent, consentSource, channels, tags, "
-                        + "attributes)");
+                        + "attributes, aliases)");
             }
         }
         if (body.has("phone")) {
@@ -354,6 +356,45 @@ final class UserRequests {
         return out;
     }
 
+    /** A user's aliases from a body ({@code "aliases": {"wechat": "<openid>", "crm": null}}): namespace -> id or null. */
+    static java.util.Map<String, String> aliases(JsonNode body, String p) throws Invalid {
+        java.util.Map<String, String> out = new java.util.LinkedHashMap<>();
+        JsonNode a = body.get("aliases");
+        if (a == null) {
+            return out;
+        }
+        if (!a.isObject() || a.size() > 20) {
+            throw new Invalid(ErrorCode.INVALID_FIELD, p + "aliases", p
+                    + "aliases: expected an object of at most 20 namespace -> id (null removes one)");
+        }
+        for (Iterator<java.util.Map.Entry<String, JsonNode>> it = a.fields(); it.hasNext(); ) {
+            java.util.Map.Entry<String, JsonNode> e = it.next();
+            String f = p + "aliases." + e.getKey();
+            if (!NAMESPACE.matcher(e.getKey()).matches()) {
+                throw new Invalid(ErrorCode.INVALID_FIELD, f, f + ": namespaces are 1..32 of a-z 0-9 _, starting with a letter");
+            }
+            if (e.getValue().isNull()) {
+                out.put(e.getKey(), null);
+            } else if (!e.getValue().isTextual() || !USER.matcher(e.getValue().asText()).matches()) {
+                throw new Invalid(ErrorCode.INVALID_FIELD, f, f + ": expected an id of 1..256 characters without control characters, or null");
+            } else {
+                out.put(e.getKey(), e.getValue().asText());
+            }
+        }
+        return out;
+    }
+
+    /** Checks an alias reference {@code namespace:id} (how imports, tag operations and events address a user by alias). */
+    static String aliasRef(JsonNode ref, String field) throws Invalid {
+        String s = ref == null || !ref.isTextual() ? "" : ref.asText();
+        int colon = s.indexOf(':');
+        if (colon < 1 || !NAMESPACE.matcher(s.substring(0, colon)).matches()
+                || !USER.matcher(s.substring(colon + 1)).matches()) {
+            throw new Invalid(ErrorCode.INVALID_FIELD, field, field + ": expected namespace:id, e.g. wechat:oX7a...");
+        }
+        return s;
+    }
+
     /** The user view with the targeting data: tags, attributes and derived flags. */
     static void dataJson(ObjectNode out, UserData.View v) {
         ArrayNode tags = out.putArray("tags");
@@ -399,6 +440,8 @@ final class UserRequests {
                 n.put("default", true);
             }
         }
+        ObjectNode al = out.putObject("aliases");
+        u.aliases().forEach(al::put);
         ArrayNode arr = out.putArray("devices");
         for (Device d : u.devices()) {
             arr.add(deviceJson(mapper, d));

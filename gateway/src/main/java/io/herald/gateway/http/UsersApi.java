@@ -5,6 +5,7 @@ import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.herald.gateway.audience.Audiences;
 import io.herald.gateway.config.HeraldConfig;
+import io.herald.gateway.redis.Redis;
 import io.herald.gateway.registry.UserData;
 import io.herald.gateway.registry.UserProfile;
 import io.herald.gateway.registry.UserRegistry;
@@ -136,6 +137,7 @@ final class UsersApi {
         }
         ObjectNode patch;
         ObjectNode change;
+        java.util.Map<String, String> aliases;
         try {
             UserRequests.checkUser(user);
             JsonNode body = x.jsonObject();
@@ -148,12 +150,21 @@ final class UsersApi {
             }
             patch = UserRequests.profilePatch(body, "", x.mapper(), System.currentTimeMillis());
             change = UserRequests.dataChange(body, "", x.mapper());
+            aliases = UserRequests.aliases(body, "");
+            if (body.has("alias")) {
+                throw new UserRequests.Invalid(ErrorCode.UNKNOWN_FIELD, "alias",
+                        "alias: addresses a user in imports, tag operations and events; here use aliases");
+            }
         } catch (UserRequests.Invalid e) {
             invalid(x, e);
             return;
         }
-        registry.update(app, user, patch, change).whenComplete((outcome, e) -> {
-            if (e != null) {
+        registry.update(app, user, patch, change, aliases).whenComplete((outcome, e) -> {
+            Throwable cause = e instanceof java.util.concurrent.CompletionException && e.getCause() != null ? e.getCause() : e;
+            if (cause instanceof UserRegistry.AliasTakenException taken) {
+                x.error(HttpResponseStatus.CONFLICT, ApiError.of(ErrorCode.ALIAS_TAKEN, "aliases." + taken.namespace(),
+                        "aliases." + taken.namespace() + ": already an alias of another user (remove it there first)"));
+            } else if (e != null) {
                 x.unavailable(e);
             } else if (!UserData.OK.equals(outcome)) {
                 x.error(HttpResponseStatus.UNPROCESSABLE_ENTITY, dataError(outcome, ""));
@@ -278,6 +289,8 @@ final class UsersApi {
         long now = System.currentTimeMillis();
         List<UserRegistry.Import> ok = new ArrayList<>(users.size());
         List<Integer> okIndex = new ArrayList<>(users.size());
+        List<java.util.Map<String, String>> okAliases = new ArrayList<>(users.size());
+        List<String> refs = new ArrayList<>();
         ObjectNode out = x.mapper().createObjectNode();
         ArrayNode results = out.putArray("users");
         int rejected = 0;
@@ -286,14 +299,22 @@ final class UsersApi {
             String p = "users[" + i + "].";
             ObjectNode res = results.addObject().put("index", i);
             try {
-                if (!u.isObject() || !u.path("user").isTextual()) {
-                    throw new UserRequests.Invalid(ErrorCode.MISSING_FIELD, p + "user", p + "user: required string");
-                }
-                String user = u.get("user").asText();
-                try {
-                    UserRequests.checkUser(user);
-                } catch (UserRequests.Invalid e) {
-                    throw new UserRequests.Invalid(ErrorCode.INVALID_FIELD, p + "user", p + e.getMessage());
+                String user;
+                if (u.isObject() && !u.has("user") && u.has("alias")) {
+                    String ref = UserRequests.aliasRef(u.get("alias"), p + "alias");
+                    refs.add(ref);
+                    user = ALIAS_MARK + ref;
+                } else {
+                    if (!u.isObject() || !u.path("user").isTextual() || u.has("alias")) {
+                        throw new UserRequests.Invalid(ErrorCode.MISSING_FIELD, p + "user", p
+                                + "user: required string (or alias: namespace:id of an existing user, not both)");
+                    }
+                    user = u.get("user").asText();
+                    try {
+                        UserRequests.checkUser(user);
+                    } catch (UserRequests.Invalid e) {
+                        throw new UserRequests.Invalid(ErrorCode.INVALID_FIELD, p + "user", p + e.getMessage());
+                    }
                 }
                 ObjectNode patch = UserRequests.profilePatch(u, p, x.mapper(), now);
                 List<UserRegistry.ImportDevice> devices = new ArrayList<>();
@@ -315,8 +336,11 @@ final class UsersApi {
                     }
                 }
                 ok.add(new UserRegistry.Import(user, patch, devices, UserRequests.dataChange(u, p, x.mapper())));
+                okAliases.add(UserRequests.aliases(u, p));
                 okIndex.add(i);
-                res.put("user", user);
+                if (!user.startsWith(ALIAS_MARK)) {
+                    res.put("user", user);
+                }
             } catch (UserRequests.Invalid e) {
                 rejected++;
                 res.set("error", x.mapper().valueToTree(e.error));
@@ -328,8 +352,69 @@ final class UsersApi {
             x.json(HttpResponseStatus.UNPROCESSABLE_ENTITY, out);
             return;
         }
-        int refused = rejected;
-        registry.importUsers(app, ok).whenComplete((outcomes, e) -> {
+        int[] refused = {rejected};
+        List<UserRegistry.Import> go = new ArrayList<>(ok.size());
+        List<Integer> goIndex = new ArrayList<>(ok.size());
+        List<java.util.Map<String, String>> goAliases = new ArrayList<>(ok.size());
+        registry.resolve(app, refs).thenCompose(resolved -> {
+            // Items addressed by alias go to the user it names; an unknown alias fails its item.
+            for (int k = 0; k < ok.size(); k++) {
+                UserRegistry.Import imp = ok.get(k);
+                int i = okIndex.get(k);
+                String user = imp.user();
+                if (user.startsWith(ALIAS_MARK)) {
+                    user = resolved.get(user.substring(ALIAS_MARK.length()));
+                    if (user == null) {
+                        String f = "users[" + i + "].alias";
+                        ((ObjectNode) results.get(i)).set("error", x.mapper().valueToTree(ApiError.of(ErrorCode.UNKNOWN_ALIAS,
+                                f, f + ": no user of this app has alias " + imp.user().substring(ALIAS_MARK.length()))));
+                        refused[0]++;
+                        continue;
+                    }
+                    ((ObjectNode) results.get(i)).put("user", user);
+                }
+                go.add(new UserRegistry.Import(user, imp.profile(), imp.devices(), imp.data()));
+                goIndex.add(i);
+                goAliases.add(okAliases.get(k));
+            }
+            if (go.isEmpty()) {
+                return CompletableFuture.completedFuture(List.<String>of());
+            }
+            // Aliases first, per user: a taken alias fails that user's item before anything of it is written.
+            List<CompletableFuture<String>> claims = new ArrayList<>();
+            for (int k = 0; k < go.size(); k++) {
+                claims.add(registry.setAliases(app, go.get(k).user(), goAliases.get(k)).handle((v, e) -> {
+                    Throwable c = e instanceof java.util.concurrent.CompletionException && e.getCause() != null ? e.getCause() : e;
+                    if (c instanceof UserRegistry.AliasTakenException t) {
+                        return t.namespace();
+                    }
+                    if (e != null) {
+                        throw new java.util.concurrent.CompletionException(e);
+                    }
+                    return null;
+                }));
+            }
+            return Redis.all(claims).thenCompose(taken -> {
+                List<UserRegistry.Import> write = new ArrayList<>();
+                List<Integer> writeIndex = new ArrayList<>();
+                for (int k = 0; k < go.size(); k++) {
+                    int i = goIndex.get(k);
+                    if (taken.get(k) != null) {
+                        String f = "users[" + i + "].aliases." + taken.get(k);
+                        ((ObjectNode) results.get(i)).set("error", x.mapper().valueToTree(ApiError.of(ErrorCode.ALIAS_TAKEN,
+                                f, f + ": already an alias of another user")));
+                        refused[0]++;
+                    } else {
+                        write.add(go.get(k));
+                        writeIndex.add(i);
+                    }
+                }
+                goIndex.clear();
+                goIndex.addAll(writeIndex);
+                return write.isEmpty() ? CompletableFuture.completedFuture(List.<String>of())
+                        : registry.importUsers(app, write);
+            });
+        }).whenComplete((outcomes, e) -> {
             if (e != null) {
                 x.unavailable(e);
                 return;
@@ -337,18 +422,21 @@ final class UsersApi {
             int dataRefused = 0;
             for (int k = 0; k < outcomes.size(); k++) {
                 if (!UserData.OK.equals(outcomes.get(k))) {
-                    int i = okIndex.get(k);
+                    int i = goIndex.get(k);
                     ((ObjectNode) results.get(i)).set("error",
                             x.mapper().valueToTree(dataError(outcomes.get(k), "users[" + i + "].")));
                     dataRefused++;
                 }
             }
             // A user refused only for the data limits still had profile and devices imported.
-            out.put("imported", ok.size());
-            out.put("rejected", refused + dataRefused);
-            x.json(HttpResponseStatus.OK, out);
+            out.put("imported", outcomes.size());
+            out.put("rejected", refused[0] + dataRefused);
+            x.json(outcomes.isEmpty() ? HttpResponseStatus.UNPROCESSABLE_ENTITY : HttpResponseStatus.OK, out);
         });
     }
+
+    /** Marks an alias reference still to resolve (user ids cannot hold NUL). */
+    private static final String ALIAS_MARK = "\u0000alias:";
 
     /** Most users in one bulk tag request (add and remove together). */
     static final int MAX_TAG_USERS = 100_000;
@@ -408,8 +496,10 @@ final class UsersApi {
         }
         ObjectNode out = x.mapper().createObjectNode();
         ArrayNode errors = x.mapper().createArrayNode();
-        List<UserData.Change> changes = new ArrayList<>(total);
+        List<String> who = new ArrayList<>(total);
         List<String> where = new ArrayList<>(total);
+        List<ObjectNode> bodies = new ArrayList<>(total);
+        List<String> refs = new ArrayList<>();
         for (String list : List.of("add", "remove")) {
             JsonNode l = body.get(list);
             if (l == null) {
@@ -425,26 +515,53 @@ final class UsersApi {
                 String f = list + "[" + i + "]";
                 JsonNode u = l.get(i);
                 try {
-                    if (!u.isTextual()) {
-                        throw new UserRequests.Invalid(ErrorCode.INVALID_FIELD, f, f + ": expected a user id string");
+                    if (u.isObject() && u.size() == 1 && u.has("alias")) {
+                        String ref = UserRequests.aliasRef(u.get("alias"), f + ".alias");
+                        refs.add(ref);
+                        who.add(ALIAS_MARK + ref);
+                    } else if (!u.isTextual()) {
+                        throw new UserRequests.Invalid(ErrorCode.INVALID_FIELD, f, f
+                                + ": expected a user id string or {\"alias\": \"namespace:id\"}");
+                    } else {
+                        UserRequests.checkUser(u.asText());
+                        who.add(u.asText());
                     }
-                    UserRequests.checkUser(u.asText());
                 } catch (UserRequests.Invalid e) {
-                    errors.add(x.mapper().valueToTree(ApiError.of(ErrorCode.INVALID_FIELD, f, f + ": "
-                            + e.getMessage())));
+                    errors.add(x.mapper().valueToTree(ApiError.of(ErrorCode.INVALID_FIELD, e.error.field() == null
+                            || e.error.field().equals("user") ? f : e.error.field(),
+                            e.getMessage().startsWith(f) ? e.getMessage() : f + ": " + e.getMessage())));
                     continue;
                 }
-                changes.add(new UserData.Change(u.asText(), change));
                 where.add(f);
+                bodies.add(change);
             }
         }
-        if (changes.isEmpty()) {
+        if (who.isEmpty()) {
             out.put("added", 0).put("removed", 0).put("unknown", 0).put("rejected", errors.size());
             out.set("errors", errors);
             x.json(HttpResponseStatus.UNPROCESSABLE_ENTITY, out);
             return;
         }
-        registry.data().apply(app, changes).whenComplete((outcomes, e) -> {
+        List<UserData.Change> changes = new ArrayList<>(who.size());
+        List<String> changeWhere = new ArrayList<>(who.size());
+        registry.resolve(app, refs).thenCompose(users -> {
+            for (int i = 0; i < who.size(); i++) {
+                String u = who.get(i);
+                if (u.startsWith(ALIAS_MARK)) {
+                    u = users.get(u.substring(ALIAS_MARK.length()));
+                    if (u == null) {
+                        errors.add(x.mapper().valueToTree(ApiError.of(ErrorCode.UNKNOWN_ALIAS, where.get(i) + ".alias",
+                                where.get(i) + ".alias: no user of this app has alias "
+                                        + who.get(i).substring(ALIAS_MARK.length()))));
+                        continue;
+                    }
+                }
+                changes.add(new UserData.Change(u, bodies.get(i)));
+                changeWhere.add(where.get(i));
+            }
+            return registry.data().apply(app, changes);
+        }).whenComplete((outcomes, e) -> {
+            List<String> whereOf = changeWhere;
             if (e != null) {
                 x.unavailable(e);
                 return;
@@ -454,7 +571,7 @@ final class UsersApi {
             int unknown = 0;
             for (int i = 0; i < outcomes.size(); i++) {
                 String o = outcomes.get(i);
-                boolean add = where.get(i).startsWith("add");
+                boolean add = whereOf.get(i).startsWith("add");
                 if (UserData.OK.equals(o)) {
                     if (add) {
                         added++;
@@ -464,7 +581,7 @@ final class UsersApi {
                 } else if (UserData.UNKNOWN.equals(o)) {
                     unknown++;
                 } else {
-                    errors.add(x.mapper().valueToTree(ApiError.of(ErrorCode.INVALID_FIELD, where.get(i), where.get(i)
+                    errors.add(x.mapper().valueToTree(ApiError.of(ErrorCode.INVALID_FIELD, whereOf.get(i), whereOf.get(i)
                             + ": the user already has " + UserData.MAX_TAGS + " tags")));
                 }
             }

@@ -240,6 +240,20 @@ public final class Keys {
         return userBits(app, shard) + "e:" + name;
     }
 
+    /**
+     * The owner of alias {@code id} in {@code namespace} (a string: the user id), unique per app and
+     * namespace. Tagged by a digest of the id, which may hold any character.
+     */
+    public static String alias(String app, String namespace, String id) {
+        try {
+            byte[] d = java.security.MessageDigest.getInstance("SHA-256")
+                    .digest(id.getBytes(java.nio.charset.StandardCharsets.UTF_8));
+            return "herald:al:{" + app + "#" + namespace + ":" + java.util.HexFormat.of().formatHex(d, 0, 12) + "}";
+        } catch (java.security.NoSuchAlgorithmException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
     /** An app's saved audiences: hash, field = audience id, value = JSON. */
     public static String audiences(String app) {
         return "herald:aud:{" + app + "#aud}";

@@ -55,7 +55,6 @@ public final class UserData {
     private final Redis redis;
     private final ObjectMapper mapper;
     private final Redis.Script script = new Redis.Script("/scripts/userdata.lua");
-    private final Redis.Script snapshot = new Redis.Script("/scripts/user-snapshot.lua");
 
     public UserData(Redis redis, ObjectMapper mapper) {
         this.redis = redis;
@@ -376,34 +375,7 @@ public final class UserData {
         });
     }
 
-    /**
-     * Recomputes a user's derived flags from a versioned snapshot of their hash (profile, devices)
-     * and stores them in the user's shard. Completes with false when the user does not exist.
-     */
-    public CompletableFuture<Boolean> refreshFlags(String app, String user, UserRegistry registry) {
-        return snapshot.<List<Object>>run(redis.async(), ScriptOutputType.MULTI, new String[] {Keys.devices(app, user)})
-                .thenCompose(reply -> {
-                    if (reply == null || reply.isEmpty()) {
-                        return CompletableFuture.completedFuture(false);
-                    }
-                    long version = (Long) reply.get(0);
-                    @SuppressWarnings("unchecked")
-                    List<Object> flat = (List<Object>) reply.get(1);
-                    Map<String, String> raw = new HashMap<>();
-                    for (int i = 0; i + 1 < flat.size(); i += 2) {
-                        raw.put(String.valueOf(flat.get(i)), String.valueOf(flat.get(i + 1)));
-                    }
-                    UserRegistry.User u = registry.decodeUser(app, user, raw);
-                    ObjectNode body = body();
-                    ObjectNode f = body.putObject("f");
-                    f.put("v", version);
-                    ArrayNode l = f.putArray("l");
-                    flags(u).forEach(l::add);
-                    return apply(app, List.of(new Change(user, body))).thenApply(r -> true);
-                });
-    }
-
-    /** The derived flags of a user: consent per channel (no record = consent) and reachability. */
+    /** The derived flags of a user: consent per channel (no record = consent), reachability, alias namespaces. */
     static List<String> flags(UserRegistry.User u) {
         List<String> out = new ArrayList<>();
         if (!u.profile().optedOut("push")) {
@@ -432,6 +404,7 @@ public final class UserData {
         if (u.profile().phone() != null) {
             out.add("reachable.sms");
         }
+        u.aliases().keySet().forEach(ns -> out.add("alias." + ns));
         return out;
     }
 

@@ -9,6 +9,7 @@ import io.lettuce.core.cluster.api.async.RedisClusterAsyncCommands;
 
 import java.io.IOException;
 import java.util.ArrayList;
+import java.util.Collection;
 import java.util.Comparator;
 import java.util.Iterator;
 import java.util.List;
@@ -32,6 +33,137 @@ public final class UserRegistry {
 
     /** The hash field of the profile. */
     public static final String PROFILE = "@profile";
+    /** The prefix of the hash fields of aliases: {@code @al:<namespace>} = the alias id. */
+    public static final String ALIAS = "@al:";
+
+    private final Redis.Script aliasRelease = new Redis.Script("/scripts/alias-release.lua");
+
+    /** An alias already names another user. Stackless. */
+    public static final class AliasTakenException extends RuntimeException {
+        private static final long serialVersionUID = 1L;
+        private final String namespace;
+
+        AliasTakenException(String namespace) {
+            super("alias " + namespace + " taken", null, false, false);
+            this.namespace = namespace;
+        }
+
+        public String namespace() {
+            return namespace;
+        }
+    }
+
+    /**
+     * Sets or removes (null) a user's aliases, namespace -> id. Each alias is claimed first
+     * ({@code SET NX} on its key), so two users never hold the same alias of one namespace; when one
+     * is taken, the claims this call made are released and it fails with {@link
+     * AliasTakenException}. Then the user's old aliases of those namespaces are released (only while
+     * they still name this user) and the user's hash records the new ones.
+     */
+    public CompletableFuture<Void> setAliases(String app, String user, Map<String, String> aliases) {
+        if (aliases.isEmpty()) {
+            return CompletableFuture.completedFuture(null);
+        }
+        RedisClusterAsyncCommands<String, String> cmd = redis.async();
+        List<String> namespaces = new ArrayList<>(aliases.keySet());
+        List<CompletableFuture<Boolean>> claims = new ArrayList<>();
+        List<CompletableFuture<String>> owners = new ArrayList<>();
+        for (String ns : namespaces) {
+            String id = aliases.get(ns);
+            if (id == null) {
+                claims.add(CompletableFuture.completedFuture(false));
+                owners.add(CompletableFuture.completedFuture(null));
+            } else {
+                String key = Keys.alias(app, ns, id);
+                claims.add(cmd.setnx(key, user).toCompletableFuture());
+                owners.add(cmd.get(key).toCompletableFuture());
+            }
+        }
+        CompletableFuture<List<String>> old = cmd.hmget(Keys.devices(app, user), namespaces.stream()
+                .map(ns -> ALIAS + ns).toArray(String[]::new)).toCompletableFuture()
+                .thenApply(kvs -> kvs.stream().map(kv -> kv.hasValue() ? kv.getValue() : null).toList());
+        return Redis.all(claims).thenCombine(Redis.all(owners), (claimed, owner) -> {
+            String taken = null;
+            for (int i = 0; i < namespaces.size(); i++) {
+                if (aliases.get(namespaces.get(i)) != null && !user.equals(owner.get(i))) {
+                    taken = namespaces.get(i);
+                }
+            }
+            return new Object[] {claimed, taken};
+        }).thenCombine(old, (ct, before) -> new Object[] {ct[0], ct[1], before}).thenCompose(x -> {
+            @SuppressWarnings("unchecked")
+            List<Boolean> claimed = (List<Boolean>) x[0];
+            String taken = (String) x[1];
+            @SuppressWarnings("unchecked")
+            List<String> before = (List<String>) x[2];
+            List<CompletableFuture<?>> writes = new ArrayList<>();
+            if (taken != null) {
+                for (int i = 0; i < namespaces.size(); i++) {
+                    if (claimed.get(i)) {
+                        writes.add(release(app, namespaces.get(i), aliases.get(namespaces.get(i)), user));
+                    }
+                }
+                String t = taken;
+                return CompletableFuture.allOf(writes.toArray(new CompletableFuture<?>[0]))
+                        .thenCompose(v -> CompletableFuture.failedFuture(new AliasTakenException(t)));
+            }
+            Map<String, String> set = new java.util.HashMap<>();
+            List<String> unset = new ArrayList<>();
+            for (int i = 0; i < namespaces.size(); i++) {
+                String ns = namespaces.get(i);
+                String id = aliases.get(ns);
+                if (before.get(i) != null && !before.get(i).equals(id)) {
+                    writes.add(release(app, ns, before.get(i), user));
+                }
+                if (id == null) {
+                    unset.add(ALIAS + ns);
+                } else {
+                    set.put(ALIAS + ns, id);
+                }
+            }
+            if (!set.isEmpty()) {
+                writes.add(cmd.hset(Keys.devices(app, user), set).toCompletableFuture());
+            }
+            if (!unset.isEmpty()) {
+                writes.add(cmd.hdel(Keys.devices(app, user), unset.toArray(new String[0])).toCompletableFuture());
+            }
+            return CompletableFuture.allOf(writes.toArray(new CompletableFuture<?>[0]));
+        });
+    }
+
+    private CompletableFuture<Long> release(String app, String ns, String id, String user) {
+        return aliasRelease.run(redis.async(), io.lettuce.core.ScriptOutputType.INTEGER,
+                new String[] {Keys.alias(app, ns, id)}, user);
+    }
+
+    /**
+     * The users that aliases ({@code namespace:id}) name; unknown aliases are absent. In chunks of
+     * 4,096 lookups, one after the other.
+     */
+    public CompletableFuture<Map<String, String>> resolve(String app, Collection<String> refs) {
+        List<String> all = new ArrayList<>(new java.util.LinkedHashSet<>(refs));
+        Map<String, String> out = new java.util.concurrent.ConcurrentHashMap<>();
+        CompletableFuture<Void> chain = CompletableFuture.completedFuture(null);
+        for (int from = 0; from < all.size(); from += 4096) {
+            List<String> chunk = all.subList(from, Math.min(all.size(), from + 4096));
+            chain = chain.thenCompose(v -> {
+                List<CompletableFuture<String>> gets = new ArrayList<>();
+                for (String ref : chunk) {
+                    int colon = ref.indexOf(':');
+                    gets.add(redis.async().get(Keys.alias(app, ref.substring(0, colon), ref.substring(colon + 1)))
+                            .toCompletableFuture());
+                }
+                return Redis.all(gets).thenAccept(users -> {
+                    for (int i = 0; i < chunk.size(); i++) {
+                        if (users.get(i) != null) {
+                            out.put(chunk.get(i), users.get(i));
+                        }
+                    }
+                });
+            });
+        }
+        return chain.thenApply(v -> out);
+    }
 
     private final Redis redis;
     private final ObjectMapper mapper;
@@ -53,14 +185,16 @@ public final class UserRegistry {
     }
 
     /**
-     * Updates a user: the profile patch (as {@link #updateProfile}; empty: none), then the targeting
+     * Updates a user: the aliases (as {@link #setAliases}; a taken one fails the update before
+     * anything changes), the profile patch (as {@link #updateProfile}; empty: none), then the targeting
      * data change (a {@link UserData.Change} body; empty: none; the user gets an index either way),
      * then the derived flags. Completes with the data change's outcome ({@link UserData#OK}, or
      * {@code too_many_tags} / {@code too_many_attributes}: the profile part applied regardless).
      */
-    public CompletableFuture<String> update(String app, String user, ObjectNode patch, ObjectNode change) {
-        CompletableFuture<?> first = patch.isEmpty() ? CompletableFuture.completedFuture(null)
-                : updateProfile(app, user, patch);
+    public CompletableFuture<String> update(String app, String user, ObjectNode patch, ObjectNode change,
+                                            Map<String, String> aliases) {
+        CompletableFuture<?> first = setAliases(app, user, aliases).thenCompose(v -> patch.isEmpty()
+                ? CompletableFuture.completedFuture(null) : updateProfile(app, user, patch));
         return first.thenCompose(v -> data.apply(app, List.of(new UserData.Change(user, change))))
                 .thenCompose(r -> refreshFlags(app, List.of(user)).thenApply(x -> r.get(0)));
     }
@@ -147,7 +281,17 @@ public final class UserRegistry {
      */
     public CompletableFuture<Boolean> deleteUser(String app, String user) {
         ObjectNode del = mapper.createObjectNode().put("del", true);
-        return data.apply(app, List.of(new UserData.Change(user, del))).thenCompose(r ->
+        CompletableFuture<Void> aliases = redis.async().hgetall(Keys.devices(app, user)).toCompletableFuture()
+                .thenCompose(raw -> {
+                    List<CompletableFuture<Long>> releases = new ArrayList<>();
+                    raw.forEach((k, v) -> {
+                        if (k.startsWith(ALIAS)) {
+                            releases.add(release(app, k.substring(ALIAS.length()), v, user));
+                        }
+                    });
+                    return CompletableFuture.allOf(releases.toArray(new CompletableFuture<?>[0]));
+                });
+        return aliases.thenCompose(v -> data.apply(app, List.of(new UserData.Change(user, del)))).thenCompose(r ->
                 redis.async().del(Keys.devices(app, user), Keys.rateLimit(app, user), Keys.engagement(app, user))
                         .toCompletableFuture().thenApply(n -> n > 0 || UserData.OK.equals(r.get(0))));
     }
@@ -232,13 +376,23 @@ public final class UserRegistry {
                 .thenApply(raw -> raw.isEmpty() ? null : decodeUser(app, user, raw));
     }
 
-    /** A user as stored. */
-    public record User(UserProfile profile, List<Device> devices) { }
+    /** A user as stored: profile, devices, and aliases (namespace -> id). */
+    public record User(UserProfile profile, List<Device> devices, Map<String, String> aliases) {
+        public User(UserProfile profile, List<Device> devices) {
+            this(profile, devices, Map.of());
+        }
+    }
 
     /** Decodes a raw hash (from {@link #read}) into profile and devices. */
     public User decodeUser(String app, String user, Map<String, String> raw) {
         String p = raw.get(PROFILE);
-        return new User(p == null ? UserProfile.EMPTY : decodeProfile(app, user, p), decodeAll(raw));
+        Map<String, String> aliases = new java.util.TreeMap<>();
+        raw.forEach((k, v) -> {
+            if (k.startsWith(ALIAS)) {
+                aliases.put(k.substring(ALIAS.length()), v);
+            }
+        });
+        return new User(p == null ? UserProfile.EMPTY : decodeProfile(app, user, p), decodeAll(raw), Map.copyOf(aliases));
     }
 
     private static String owner(String app, String user) {
