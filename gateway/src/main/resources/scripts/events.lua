@@ -9,7 +9,8 @@
 -- so they hold whatever Redis's own clock says), ARGV[4] window days, then eight
 -- values per event: index, user id, sample bucket, name, day, at (epoch ms), amount ('' none),
 -- event id ('' none).
--- Reply: one value per event: 'ok' or 'duplicate' (its id was recorded before).
+-- Reply: one value per event: 'ok', 'duplicate' (its id was recorded before) or 'merged:<user>'
+-- (the index was merged into that user: the caller records the event there).
 local P = ARGV[1]
 local SIZE = 2 ^ tonumber(ARGV[2])
 local now = tonumber(ARGV[3])
@@ -31,7 +32,15 @@ for i = 5, #ARGV, 8 do
     fresh = redis.call('SET', P .. 'id:' .. idx .. ':' .. id, '1', 'NX', 'PX',
         math.max(1, (day + window + 1) * 86400000 - now)) ~= false
   end
-  if not fresh then
+  local merged = false
+  if redis.call('HEXISTS', KEYS[2], idx) == 0 then
+    merged = redis.call('HGET', P .. 'mg', idx)
+  end
+  if merged then
+    -- the index was merged into another user (merge-out.lua): the caller sends it there
+    if id ~= '' then redis.call('DEL', P .. 'id:' .. idx .. ':' .. id) end
+    table.insert(out, 'merged:' .. merged)
+  elseif not fresh then
     table.insert(out, 'duplicate')
   else
     -- the user: registered at first sight (as userdata.lua does); the event names it has used

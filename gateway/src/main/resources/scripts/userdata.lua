@@ -15,6 +15,7 @@
 -- A user without data is registered first (reverse map, known bit, bucket bit), except by a delete
 -- or a probe (a removal addressed to a user never seen: nothing to do).
 -- Reply: one value per change: 'ok', 'unknown' (delete or probe of a user without data),
+-- 'merged:<user>' (the index was merged into that user: the caller applies the change there),
 -- 'too_many_tags' or 'too_many_attributes' (nothing of that change applied).
 local P = ARGV[1]
 local maxTags = tonumber(ARGV[2])
@@ -112,6 +113,9 @@ for i = 5, #ARGV, 4 do
     end
   elseif not raw and c.probe then
     table.insert(out, 'unknown')
+  elseif not raw and redis.call('HEXISTS', P .. 'mg', idx) == 1 then
+    -- the index was merged into another user (merge-out.lua): the caller applies the change there
+    table.insert(out, 'merged:' .. redis.call('HGET', P .. 'mg', idx))
   else
     -- the new tag set
     local oldTags = nil

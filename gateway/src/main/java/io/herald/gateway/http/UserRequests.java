@@ -370,8 +370,9 @@ final class UserRequests {
         for (Iterator<java.util.Map.Entry<String, JsonNode>> it = a.fields(); it.hasNext(); ) {
             java.util.Map.Entry<String, JsonNode> e = it.next();
             String f = p + "aliases." + e.getKey();
-            if (!NAMESPACE.matcher(e.getKey()).matches()) {
-                throw new Invalid(ErrorCode.INVALID_FIELD, f, f + ": namespaces are 1..32 of a-z 0-9 _, starting with a letter");
+            if (!NAMESPACE.matcher(e.getKey()).matches() || e.getKey().equals(UserRegistry.MERGED_NAMESPACE)) {
+                throw new Invalid(ErrorCode.INVALID_FIELD, f, f + ": namespaces are 1..32 of a-z 0-9 _, starting with a letter"
+                        + " (merged is Herald's: the ids of merged users)");
             }
             if (e.getValue().isNull()) {
                 out.put(e.getKey(), null);

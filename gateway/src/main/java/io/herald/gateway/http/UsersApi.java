@@ -51,6 +51,7 @@ final class UsersApi {
         r.put("/v1/apps/{app}/users/{user}", API_KEY, this::putUser);
         r.add(io.netty.handler.codec.http.HttpMethod.PATCH, "/v1/apps/{app}/users/{user}", API_KEY, this::putUser);
         r.post("/v1/apps/{app}/tags/{tag}", API_KEY, x -> x.offload(() -> bulkTag(x)));
+        r.post("/v1/apps/{app}/users/{user}/merge", API_KEY, this::merge);
         r.delete("/v1/apps/{app}/users/{user}", API_KEY, this::deleteUser);
         r.put("/v1/apps/{app}/users/{user}/devices/{device}", API_KEY, this::putDevice);
         r.delete("/v1/apps/{app}/users/{user}/devices/{device}", API_KEY, this::deleteDevice);
@@ -95,7 +96,7 @@ final class UsersApi {
             UserRegistry.User u = (UserRegistry.User) ud[0];
             UserData.View d = (UserData.View) ud[1];
             // Known: a profile, a device, a tag, an attribute or an event (an index alone is not a user).
-            boolean none = u == null || (u.profile() == UserProfile.EMPTY && u.devices().isEmpty());
+            boolean none = u == null || (u.profile() == UserProfile.EMPTY && u.devices().isEmpty() && u.aliases().isEmpty());
             if (none && ev.isEmpty() && (d == null || (d.tags().isEmpty() && d.attributes().isEmpty()))) {
                 return null;
             }
@@ -356,65 +357,16 @@ final class UsersApi {
         List<UserRegistry.Import> go = new ArrayList<>(ok.size());
         List<Integer> goIndex = new ArrayList<>(ok.size());
         List<java.util.Map<String, String>> goAliases = new ArrayList<>(ok.size());
-        registry.resolve(app, refs).thenCompose(resolved -> {
-            // Items addressed by alias go to the user it names; an unknown alias fails its item.
-            for (int k = 0; k < ok.size(); k++) {
-                UserRegistry.Import imp = ok.get(k);
-                int i = okIndex.get(k);
-                String user = imp.user();
-                if (user.startsWith(ALIAS_MARK)) {
-                    user = resolved.get(user.substring(ALIAS_MARK.length()));
-                    if (user == null) {
-                        String f = "users[" + i + "].alias";
-                        ((ObjectNode) results.get(i)).set("error", x.mapper().valueToTree(ApiError.of(ErrorCode.UNKNOWN_ALIAS,
-                                f, f + ": no user of this app has alias " + imp.user().substring(ALIAS_MARK.length()))));
-                        refused[0]++;
-                        continue;
-                    }
-                    ((ObjectNode) results.get(i)).put("user", user);
-                }
-                go.add(new UserRegistry.Import(user, imp.profile(), imp.devices(), imp.data()));
-                goIndex.add(i);
-                goAliases.add(okAliases.get(k));
-            }
-            if (go.isEmpty()) {
-                return CompletableFuture.completedFuture(List.<String>of());
-            }
-            // Aliases first, per user: a taken alias fails that user's item before anything of it is written.
-            List<CompletableFuture<String>> claims = new ArrayList<>();
-            for (int k = 0; k < go.size(); k++) {
-                claims.add(registry.setAliases(app, go.get(k).user(), goAliases.get(k)).handle((v, e) -> {
-                    Throwable c = e instanceof java.util.concurrent.CompletionException && e.getCause() != null ? e.getCause() : e;
-                    if (c instanceof UserRegistry.AliasTakenException t) {
-                        return t.namespace();
-                    }
-                    if (e != null) {
-                        throw new java.util.concurrent.CompletionException(e);
-                    }
-                    return null;
-                }));
-            }
-            return Redis.all(claims).thenCompose(taken -> {
-                List<UserRegistry.Import> write = new ArrayList<>();
-                List<Integer> writeIndex = new ArrayList<>();
-                for (int k = 0; k < go.size(); k++) {
-                    int i = goIndex.get(k);
-                    if (taken.get(k) != null) {
-                        String f = "users[" + i + "].aliases." + taken.get(k);
-                        ((ObjectNode) results.get(i)).set("error", x.mapper().valueToTree(ApiError.of(ErrorCode.ALIAS_TAKEN,
-                                f, f + ": already an alias of another user")));
-                        refused[0]++;
-                    } else {
-                        write.add(go.get(k));
-                        writeIndex.add(i);
-                    }
-                }
-                goIndex.clear();
-                goIndex.addAll(writeIndex);
-                return write.isEmpty() ? CompletableFuture.completedFuture(List.<String>of())
-                        : registry.importUsers(app, write);
-            });
-        }).whenComplete((outcomes, e) -> {
+        // Resolution and alias claims are awaited here, on the intake thread: the import itself
+        // must start from it (its connection is opened on first use, never on a Redis I/O thread).
+        CompletableFuture<List<String>> done;
+        try {
+            done = importResolved(x, app, ok, okIndex, okAliases, refs, results, refused, go, goIndex, goAliases);
+        } catch (java.util.concurrent.CompletionException e) {
+            x.unavailable(e);
+            return;
+        }
+        done.whenComplete((outcomes, e) -> {
             if (e != null) {
                 x.unavailable(e);
                 return;
@@ -432,6 +384,123 @@ final class UsersApi {
             out.put("imported", outcomes.size());
             out.put("rejected", refused[0] + dataRefused);
             x.json(outcomes.isEmpty() ? HttpResponseStatus.UNPROCESSABLE_ENTITY : HttpResponseStatus.OK, out);
+        });
+    }
+
+    /**
+     * The import's alias work, awaited on the intake thread: items addressed by alias go to the
+     * user it names (an unknown alias fails its item); then each item's aliases are claimed (a
+     * taken one fails that item before anything of it is written). Returns the import of the
+     * items that remain; {@code goIndex} ends as their indexes in the request.
+     */
+    private CompletableFuture<List<String>> importResolved(Exchange x, String app, List<UserRegistry.Import> ok,
+            List<Integer> okIndex, List<java.util.Map<String, String>> okAliases, List<String> refs, ArrayNode results,
+            int[] refused, List<UserRegistry.Import> go, List<Integer> goIndex,
+            List<java.util.Map<String, String>> goAliases) {
+        java.util.Map<String, String> resolved = registry.resolve(app, refs).join();
+        for (int k = 0; k < ok.size(); k++) {
+            UserRegistry.Import imp = ok.get(k);
+            int i = okIndex.get(k);
+            String user = imp.user();
+            if (user.startsWith(ALIAS_MARK)) {
+                user = resolved.get(user.substring(ALIAS_MARK.length()));
+                if (user == null) {
+                    String f = "users[" + i + "].alias";
+                    ((ObjectNode) results.get(i)).set("error", x.mapper().valueToTree(ApiError.of(ErrorCode.UNKNOWN_ALIAS,
+                            f, f + ": no user of this app has alias " + imp.user().substring(ALIAS_MARK.length()))));
+                    refused[0]++;
+                    continue;
+                }
+                ((ObjectNode) results.get(i)).put("user", user);
+            }
+            go.add(new UserRegistry.Import(user, imp.profile(), imp.devices(), imp.data()));
+            goIndex.add(i);
+            goAliases.add(okAliases.get(k));
+        }
+        List<CompletableFuture<String>> claims = new ArrayList<>();
+        for (int k = 0; k < go.size(); k++) {
+            claims.add(registry.setAliases(app, go.get(k).user(), goAliases.get(k)).handle((v, e) -> {
+                Throwable c = e instanceof java.util.concurrent.CompletionException && e.getCause() != null ? e.getCause() : e;
+                if (c instanceof UserRegistry.AliasTakenException t) {
+                    return t.namespace();
+                }
+                if (e != null) {
+                    throw new java.util.concurrent.CompletionException(e);
+                }
+                return null;
+            }));
+        }
+        List<String> taken = Redis.all(claims).join();
+        List<UserRegistry.Import> write = new ArrayList<>();
+        List<Integer> writeIndex = new ArrayList<>();
+        for (int k = 0; k < go.size(); k++) {
+            int i = goIndex.get(k);
+            if (taken.get(k) != null) {
+                String f = "users[" + i + "].aliases." + taken.get(k);
+                ((ObjectNode) results.get(i)).set("error", x.mapper().valueToTree(ApiError.of(ErrorCode.ALIAS_TAKEN,
+                        f, f + ": already an alias of another user")));
+                refused[0]++;
+            } else {
+                write.add(go.get(k));
+                writeIndex.add(i);
+            }
+        }
+        goIndex.clear();
+        goIndex.addAll(writeIndex);
+        return write.isEmpty() ? CompletableFuture.completedFuture(List.<String>of()) : registry.importUsers(app, write);
+    }
+
+    /**
+     * {@code POST .../users/{user}/merge {"from": "<user>"}}: folds {@code from} into the path's
+     * user ({@link UserRegistry#merge}); answers the merged user with {@code merged: true}, or
+     * {@code false} when {@code from} was already merged into it.
+     */
+    private void merge(Exchange x) {
+        String user = checkedUser(x);
+        if (user == null || !x.jsonContent()) {
+            return;
+        }
+        JsonNode body = x.jsonObject();
+        if (body == null) {
+            return;
+        }
+        JsonNode from = body.get("from");
+        if (from == null || !from.isTextual() || body.size() != 1) {
+            x.error(HttpResponseStatus.UNPROCESSABLE_ENTITY, ApiError.of(from == null ? ErrorCode.MISSING_FIELD
+                    : ErrorCode.INVALID_FIELD, "from", "from: required, the id of the user to fold into this one (and nothing else)"));
+            return;
+        }
+        try {
+            UserRequests.checkUser(from.asText());
+        } catch (UserRequests.Invalid e) {
+            x.error(HttpResponseStatus.UNPROCESSABLE_ENTITY, ApiError.of(ErrorCode.INVALID_FIELD, "from", "from: "
+                    + e.getMessage()));
+            return;
+        }
+        if (from.asText().equals(user)) {
+            x.error(HttpResponseStatus.UNPROCESSABLE_ENTITY, ApiError.of(ErrorCode.INVALID_FIELD, "from",
+                    "from: a user cannot be merged into itself"));
+            return;
+        }
+        String app = x.app();
+        registry.merge(app, user, from.asText(), audiences.clock().millis(),
+                config.apps().get(app).events().windowDays()).whenComplete((merged, e) -> {
+            Throwable c = e instanceof java.util.concurrent.CompletionException && e.getCause() != null ? e.getCause() : e;
+            if (c instanceof UserRegistry.MergeException m) {
+                if (m.reason().startsWith("not_found:")) {
+                    x.notFound(m.reason().substring("not_found:".length()));
+                } else if (m.reason().equals("conflict")) {
+                    x.error(HttpResponseStatus.CONFLICT, ApiError.of(ErrorCode.ALIAS_TAKEN, "from", "from: " + m.getMessage()));
+                } else {
+                    x.error(HttpResponseStatus.UNPROCESSABLE_ENTITY, ApiError.of(ErrorCode.INVALID_FIELD,
+                            m.reason().equals("too_many_tags") ? "tags" : "attributes", m.getMessage()));
+                }
+            } else if (e != null) {
+                x.unavailable(e);
+            } else {
+                x.header("Herald-Merged", merged);
+                respondWithUser(x, app, user);
+            }
         });
     }
 

@@ -222,6 +222,11 @@ public final class Keys {
         return userBits(app, shard) + "b:" + bucket;
     }
 
+    /** Hash index -> the snapshot of a user being merged away, until the target has taken it (merge-out.lua). */
+    public static String mergeSnapshots(String app, int shard) {
+        return userBits(app, shard) + "mgd";
+    }
+
     /** Hash index -> the event names the user has (comma-joined). */
     public static String eventNames(String app, int shard) {
         return userBits(app, shard) + "en";

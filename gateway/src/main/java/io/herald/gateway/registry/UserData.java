@@ -202,8 +202,31 @@ public final class UserData {
             Map<String, Long> all = new HashMap<>(b);
             all.putAll(a);
             return all;
-        }).thenCompose(idx -> run(app, changes, idx));
+        }).thenCompose(idx -> run(app, changes, idx)).thenCompose(out -> {
+            // Changes that met an index merged meanwhile into another user go to that user, once.
+            List<Integer> redirected = new ArrayList<>();
+            List<Change> again = new ArrayList<>();
+            for (int i = 0; i < out.size(); i++) {
+                if (out.get(i).startsWith(MERGED)) {
+                    redirected.add(i);
+                    again.add(new Change(out.get(i).substring(MERGED.length()), changes.get(i).body()));
+                }
+            }
+            if (again.isEmpty()) {
+                return CompletableFuture.completedFuture(out);
+            }
+            return apply(app, again).thenApply(r -> {
+                List<String> merged = new ArrayList<>(out);
+                for (int k = 0; k < redirected.size(); k++) {
+                    merged.set(redirected.get(k), r.get(k));
+                }
+                return List.copyOf(merged);
+            });
+        });
     }
+
+    /** The outcome prefix of a change or event that met an index merged into another user. */
+    static final String MERGED = "merged:";
 
     private CompletableFuture<List<String>> run(String app, List<Change> changes, Map<String, Long> idx) {
         String[] out = new String[changes.size()];
@@ -305,7 +328,26 @@ public final class UserData {
                             }));
                 }
             }
-            return CompletableFuture.allOf(calls.toArray(new CompletableFuture<?>[0])).thenApply(v -> List.of(out));
+            return CompletableFuture.allOf(calls.toArray(new CompletableFuture<?>[0])).thenCompose(v -> {
+                List<Integer> redirected = new ArrayList<>();
+                List<Event> again = new ArrayList<>();
+                for (int i = 0; i < out.length; i++) {
+                    if (out[i].startsWith(MERGED)) {
+                        Event ev = events.get(i);
+                        redirected.add(i);
+                        again.add(new Event(out[i].substring(MERGED.length()), ev.name(), ev.at(), ev.id(), ev.amount()));
+                    }
+                }
+                if (again.isEmpty()) {
+                    return CompletableFuture.completedFuture(List.of(out));
+                }
+                return record(app, again, now, windowDays).thenApply(r -> {
+                    for (int k = 0; k < redirected.size(); k++) {
+                        out[redirected.get(k)] = r.get(k);
+                    }
+                    return List.of(out);
+                });
+            });
         });
     }
 

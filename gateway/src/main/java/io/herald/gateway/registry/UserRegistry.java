@@ -131,6 +131,190 @@ public final class UserRegistry {
         });
     }
 
+    /** The user-hash field listing the ids merged into this user (comma-joined). */
+    public static final String MERGED_FROM = "@mergedFrom";
+    /** The alias namespace a merged user's id lives on in. */
+    public static final String MERGED_NAMESPACE = "merged";
+
+    private final Redis.Script mergeOut = new Redis.Script("/scripts/merge-out.lua");
+    private final Redis.Script mergeIn = new Redis.Script("/scripts/merge-in.lua");
+
+    /** A merge that cannot be done: a user missing, or the result would break a limit. Stackless. */
+    public static final class MergeException extends RuntimeException {
+        private static final long serialVersionUID = 1L;
+        private final String reason;
+
+        MergeException(String reason, String message) {
+            super(message, null, false, false);
+            this.reason = reason;
+        }
+
+        /** {@code not_found:user}, {@code not_found:from}, {@code too_many_tags}, {@code too_many_attributes}, {@code conflict}. */
+        public String reason() {
+            return reason;
+        }
+    }
+
+    /**
+     * Folds user {@code from} into {@code user}: tags united; attributes, phone, locale, time zone
+     * and channel order of {@code user} win and {@code from} fills what it lacks; consent per channel
+     * is the more restrictive (an opt-out on either side stays); devices united ({@code user}'s win
+     * on the same device id); {@code from}'s aliases move where {@code user} has none in that
+     * namespace; event counts and sums added per day. {@code from} then no longer exists: its id
+     * becomes the alias {@code merged:<from>} of {@code user}, and a write still in flight to its
+     * index is redirected to {@code user}. Completes with true, or false when {@code from} was already
+     * merged into {@code user} (idempotent); a merge interrupted half-way completes when repeated.
+     */
+    public CompletableFuture<Boolean> merge(String app, String user, String from, long now, int windowDays) {
+        RedisClusterAsyncCommands<String, String> cmd = redis.async();
+        CompletableFuture<Map<String, String>> target = cmd.hgetall(Keys.devices(app, user)).toCompletableFuture();
+        CompletableFuture<Map<String, String>> source = cmd.hgetall(Keys.devices(app, from)).toCompletableFuture();
+        String aliasKey = Keys.alias(app, MERGED_NAMESPACE, from);
+        return target.thenCombine(source, (t, f) -> new Object[] {t, f}).thenCompose(both -> {
+            @SuppressWarnings("unchecked")
+            Map<String, String> t = (Map<String, String>) both[0];
+            @SuppressWarnings("unchecked")
+            Map<String, String> f = (Map<String, String>) both[1];
+            if (t.isEmpty()) {
+                return CompletableFuture.failedFuture(new MergeException("not_found:user", "user: not found"));
+            }
+            if (f.isEmpty()) {
+                return cmd.get(aliasKey).toCompletableFuture().thenCompose(owner -> user.equals(owner)
+                        ? CompletableFuture.completedFuture(false)
+                        : CompletableFuture.failedFuture(new MergeException("not_found:from", "from: not found")));
+            }
+            return data.read(app, user).thenCombine(data.read(app, from), (tv, fv) -> {
+                // The limits, checked before anything moves.
+                java.util.Set<String> tags = new java.util.HashSet<>();
+                java.util.Set<String> attrs = new java.util.HashSet<>();
+                for (UserData.View v : new UserData.View[] {tv, fv}) {
+                    if (v != null) {
+                        tags.addAll(v.tags());
+                        v.attributes().fieldNames().forEachRemaining(attrs::add);
+                    }
+                }
+                if (tags.size() > UserData.MAX_TAGS) {
+                    throw new MergeException("too_many_tags", "the merged user would have " + tags.size()
+                            + " tags (at most " + UserData.MAX_TAGS + ")");
+                }
+                if (attrs.size() > UserData.MAX_ATTRIBUTES) {
+                    throw new MergeException("too_many_attributes", "the merged user would have " + attrs.size()
+                            + " attributes (at most " + UserData.MAX_ATTRIBUTES + ")");
+                }
+                return true;
+            }).thenCompose(ok -> cmd.setnx(aliasKey, user).toCompletableFuture()
+                    .thenCompose(set -> cmd.get(aliasKey).toCompletableFuture())
+                    .thenCompose(owner -> user.equals(owner) ? CompletableFuture.completedFuture(null)
+                            : CompletableFuture.failedFuture(new MergeException("conflict",
+                                    "from: its id is already the alias of another merged user"))))
+                    .thenCompose(v -> data.indexes(app, List.of(user), true))
+                    .thenCompose(idx -> foldData(app, user, idx.get(user), from, f.get(UserData.INDEX), now, windowDays))
+                    .thenCompose(v -> foldProfile(app, user, t, from, f))
+                    .thenCompose(v -> retire(app, user, from, f))
+                    .thenCompose(v -> refreshFlags(app, List.of(user)))
+                    .thenApply(v -> true);
+        });
+    }
+
+    /** merge-out.lua on {@code from}'s shard, then merge-in.lua on {@code user}'s. */
+    private CompletableFuture<Void> foldData(String app, String user, long userIndex, String from, String fromIndex,
+                                             long now, int windowDays) {
+        if (fromIndex == null) {
+            return CompletableFuture.completedFuture(null);
+        }
+        RedisClusterAsyncCommands<String, String> cmd = redis.async();
+        int fromShard = UserData.shardOf(Long.parseLong(fromIndex));
+        int shard = UserData.shardOf(userIndex);
+        return mergeOut.<String>run(cmd, io.lettuce.core.ScriptOutputType.VALUE,
+                new String[] {Keys.userData(app, fromShard), Keys.userIds(app, fromShard), Keys.knownBits(app, fromShard)},
+                Keys.userBits(app, fromShard), Integer.toString(Keys.USER_SHARD_BITS), fromIndex, user)
+                .thenCompose(snapshot -> snapshot == null ? CompletableFuture.completedFuture("ok")
+                        : mergeIn.<String>run(cmd, io.lettuce.core.ScriptOutputType.VALUE,
+                                new String[] {Keys.userData(app, shard), Keys.userIds(app, shard), Keys.knownBits(app, shard)},
+                                Keys.userBits(app, shard), Integer.toString(Keys.USER_SHARD_BITS), Long.toString(userIndex),
+                                user, Integer.toString(UserData.bucket(app, user)), fromIndex, snapshot, Long.toString(now),
+                                Integer.toString(windowDays), Integer.toString(UserData.MAX_TAGS),
+                                Integer.toString(UserData.MAX_ATTRIBUTES)))
+                .thenCompose(outcome -> {
+                    if (!"ok".equals(outcome) && !"already".equals(outcome)) {
+                        return CompletableFuture.failedFuture(new MergeException(outcome, "the merged user would exceed "
+                                + (outcome.equals("too_many_tags") ? UserData.MAX_TAGS + " tags" : UserData.MAX_ATTRIBUTES
+                                + " attributes")));
+                    }
+                    return cmd.hdel(Keys.mergeSnapshots(app, fromShard), fromIndex).toCompletableFuture()
+                            .thenApply(n -> (Void) null);
+                });
+    }
+
+    /** Profile, consent, devices and aliases of {@code from} into {@code user}. */
+    private CompletableFuture<Void> foldProfile(String app, String user, Map<String, String> t, String from,
+                                                Map<String, String> f) {
+        RedisClusterAsyncCommands<String, String> cmd = redis.async();
+        User mine = decodeUser(app, user, t);
+        User theirs = decodeUser(app, from, f);
+        ObjectNode patch = mapper.createObjectNode();
+        UserProfile a = mine.profile();
+        UserProfile b = theirs.profile();
+        if (a.phone() == null && b.phone() != null) {
+            patch.put("phone", b.phone());
+        }
+        if (a.locale() == null && b.locale() != null) {
+            patch.put("locale", b.locale());
+        }
+        if (a.timeZone() == null && b.timeZone() != null) {
+            patch.put("timeZone", b.timeZone());
+        }
+        if (a.channels().isEmpty() && !b.channels().isEmpty()) {
+            b.channels().forEach(patch.putArray("channels")::add);
+        }
+        for (Map.Entry<String, UserProfile.Consent> c : b.consent().entrySet()) {
+            UserProfile.Consent m = a.consent().get(c.getKey());
+            if (c.getValue().optedOut() ? (m == null || !m.optedOut()) : m == null) {
+                patch.with("consent").putObject(c.getKey()).put("state", c.getValue().state())
+                        .put("at", c.getValue().at()).put("source", c.getValue().source());
+            }
+        }
+        List<CompletableFuture<?>> writes = new ArrayList<>();
+        if (!patch.isEmpty()) {
+            writes.add(updateProfile(app, user, patch));
+        }
+        for (Map.Entry<String, String> e : f.entrySet()) {
+            if (!e.getKey().startsWith("@")) {
+                writes.add(cmd.hsetnx(Keys.devices(app, user), e.getKey(), e.getValue()).toCompletableFuture());
+            }
+        }
+        for (Map.Entry<String, String> al : theirs.aliases().entrySet()) {
+            String key = Keys.alias(app, al.getKey(), al.getValue());
+            if (mine.aliases().containsKey(al.getKey())) {
+                writes.add(release(app, al.getKey(), al.getValue(), from));
+            } else {
+                writes.add(cmd.set(key, user).toCompletableFuture());
+                writes.add(cmd.hset(Keys.devices(app, user), ALIAS + al.getKey(), al.getValue()).toCompletableFuture());
+            }
+        }
+        String merged = t.get(MERGED_FROM);
+        List<String> list = merged == null ? new ArrayList<>() : new ArrayList<>(List.of(merged.split(",")));
+        if (!list.contains(from)) {
+            list.add(from);
+        }
+        if (f.get(MERGED_FROM) != null) {
+            for (String m : f.get(MERGED_FROM).split(",")) {
+                if (!list.contains(m)) {
+                    list.add(m);
+                }
+                writes.add(cmd.set(Keys.alias(app, MERGED_NAMESPACE, m), user).toCompletableFuture());
+            }
+        }
+        writes.add(cmd.hset(Keys.devices(app, user), MERGED_FROM, String.join(",", list)).toCompletableFuture());
+        return CompletableFuture.allOf(writes.toArray(new CompletableFuture<?>[0]));
+    }
+
+    /** Removes what is left of {@code from}: its hash, rate-limit state and engagement. */
+    private CompletableFuture<Void> retire(String app, String user, String from, Map<String, String> f) {
+        return redis.async().del(Keys.devices(app, from), Keys.rateLimit(app, from), Keys.engagement(app, from))
+                .toCompletableFuture().thenApply(n -> null);
+    }
+
     private CompletableFuture<Long> release(String app, String ns, String id, String user) {
         return aliasRelease.run(redis.async(), io.lettuce.core.ScriptOutputType.INTEGER,
                 new String[] {Keys.alias(app, ns, id)}, user);
@@ -287,6 +471,10 @@ public final class UserRegistry {
                     raw.forEach((k, v) -> {
                         if (k.startsWith(ALIAS)) {
                             releases.add(release(app, k.substring(ALIAS.length()), v, user));
+                        } else if (k.equals(MERGED_FROM)) {
+                            for (String m : v.split(",")) {
+                                releases.add(release(app, MERGED_NAMESPACE, m, user));
+                            }
                         }
                     });
                     return CompletableFuture.allOf(releases.toArray(new CompletableFuture<?>[0]));
