@@ -31,6 +31,7 @@ import io.herald.gateway.pipeline.Pipeline;
 import io.herald.gateway.redis.Redis;
 import io.herald.gateway.registry.PersonalDataCipher;
 import io.herald.gateway.audience.Audiences;
+import io.herald.gateway.audience.Tiers;
 import io.herald.gateway.registry.UserRegistry;
 import io.herald.gateway.sandbox.SandboxApns;
 import io.herald.gateway.tracking.Funnels;
@@ -199,8 +200,12 @@ public final class Herald implements AutoCloseable {
                 .probe("redis: no answer to PING within 1 s", () -> redis.async().ping(), Duration.ofMillis(250),
                         Duration.ofSeconds(1));
         resources.add(readiness);
+        Audiences audiences = new Audiences(redis, clock);
+        Tiers tiers = new Tiers(redis, audiences, codec.mapper());
+        tiers.start(config.apps());
+        resources.add(tiers);
         api = new HttpApiHandler(config, codec, keys, journal, idempotency, deadLetters, pipeline, store, registry,
-                new Audiences(redis, clock), tokens, webhooks, links, metrics, readiness);
+                audiences, tiers, tokens, webhooks, links, metrics, readiness);
         resources.add(api::close);
         http = new HttpServer(config.http(), api);
         resources.add(http);

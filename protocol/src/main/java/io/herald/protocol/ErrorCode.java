@@ -36,6 +36,8 @@ public enum ErrorCode {
     ALIAS_TAKEN("alias_taken", 409),
     /** An alias reference that names no user of the app. */
     UNKNOWN_ALIAS("unknown_alias", 422),
+    /** A computation already running (another node or request); retry after it. */
+    IN_PROGRESS("in_progress", 409),
     OVERLOADED("overloaded", 429),
     UNAVAILABLE("unavailable", 503),
     INTERNAL("internal", 500);

@@ -172,7 +172,7 @@ public final class Audiences {
     }
 
     /** The users with at least one event {@code name} in the last {@code days} UTC days: the OR of the day bitmaps. */
-    private CompletableFuture<RoaringBitmap> window(String app, int shard, String name, int days, long today) {
+    CompletableFuture<RoaringBitmap> window(String app, int shard, String name, int days, long today) {
         List<CompletableFuture<RoaringBitmap>> parts = new ArrayList<>(days);
         for (long d = today - days + 1; d <= today; d++) {
             parts.add(bits(Keys.eventDayBits(app, shard, name, d)));
@@ -365,6 +365,10 @@ public final class Audiences {
             }
         } else if (n instanceof Rule.Near g) {
             leaves.computeIfAbsent(key(g), k -> near(app, shard, g));
+        } else if (n instanceof Rule.Tier t) {
+            for (String v : t.values()) {
+                leaves.computeIfAbsent("tier:" + t.kind() + ":" + v, k -> bits(Keys.tierBits(app, shard, t.kind(), v)));
+            }
         } else {
             throw new IllegalArgumentException("unknown rule node " + n);
         }
@@ -443,6 +447,12 @@ public final class Audiences {
             return r;
         } else if (n instanceof Rule.Near g) {
             return leaf(leaves, key(g));
+        } else if (n instanceof Rule.Tier t) {
+            RoaringBitmap r = new RoaringBitmap();
+            for (String v : t.values()) {
+                r.or(leaves.get("tier:" + t.kind() + ":" + v).join());
+            }
+            return r;
         }
         throw new IllegalArgumentException("unknown rule node " + n);
     }
@@ -450,6 +460,26 @@ public final class Audiences {
     /** A copy of a fetched leaf (leaves are shared by repeated terms; the algebra mutates). */
     private static RoaringBitmap leaf(Map<String, CompletableFuture<RoaringBitmap>> leaves, String key) {
         return leaves.get(key).join().clone();
+    }
+
+    /** A Redis bitmap as a RoaringBitmap (empty when the key does not exist). */
+    CompletableFuture<RoaringBitmap> bitmap(String key) {
+        return bits(key);
+    }
+
+    /** The byte-valued connection bitmaps are read and written on. */
+    RedisClusterAsyncCommands<String, byte[]> binary() {
+        return bin;
+    }
+
+    /** Writes a RoaringBitmap as a Redis bitmap (deletes the key when it is empty). */
+    CompletableFuture<?> store(String key, RoaringBitmap b) {
+        if (b.isEmpty()) {
+            return bin.del(key).toCompletableFuture();
+        }
+        byte[] out = new byte[(b.last() >>> 3) + 1];
+        b.forEach((int i) -> out[i >>> 3] |= (byte) (0x80 >>> (i & 7)));
+        return bin.set(key, out).toCompletableFuture();
     }
 
     /** A Redis bitmap (bit n = byte n/8, most significant bit first) as a RoaringBitmap. */
@@ -494,7 +524,7 @@ public final class Audiences {
                 .thenApply(members -> indexes(members, base));
     }
 
-    private static RoaringBitmap indexes(java.util.Collection<byte[]> members, long base) {
+    static RoaringBitmap indexes(java.util.Collection<byte[]> members, long base) {
         RoaringBitmap r = new RoaringBitmap();
         for (byte[] m : members) {
             r.add((int) (Long.parseLong(new String(m, StandardCharsets.US_ASCII)) - base));

@@ -25,6 +25,7 @@ import java.util.regex.Pattern;
  *         | "near(" name "," lat "," lon "," km ")"
  *         | "event." name "." ( "within(" days ")" | ("count(" | "sum(") days ")" op number )
  *         | "alias." namespace "EXISTS"
+ *         | ("lifecycle" | "rfm") ( ("=" | "!=") string | "IN" "(" string { "," string } ")" )
  * days    = int "d"                                   -- 1..400 UTC days, today included
  * op      = "=" | "!=" | "&lt;" | "&lt;=" | "&gt;" | "&gt;="
  * value   = string | number | "true" | "false"   -- a string in ISO-8601 instant form is a time
@@ -48,7 +49,7 @@ public final class Rule {
             "\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}(:\\d{2}(\\.\\d{1,9})?)?(Z|[+-]\\d{2}:\\d{2})");
 
     /** A node of a parsed rule. */
-    public sealed interface Node permits And, Or, Not, Tag, AttrExists, AttrCompare, AttrIn, Flag, Bucket, Near, Event {
+    public sealed interface Node permits And, Or, Not, Tag, AttrExists, AttrCompare, AttrIn, Flag, Bucket, Near, Event, Tier {
     }
 
     public record And(List<Node> parts) implements Node { }
@@ -107,6 +108,9 @@ public final class Rule {
                     || (op == Op.GT && value >= 0 && value < 1) || (op == Op.NE && value == 0)));
         }
     }
+
+    /** Users in any of {@code values} of derived tier {@code kind} ({@code lifecycle} or {@code rfm}). */
+    public record Tier(String kind, List<String> values) implements Node { }
 
     /** Comparison operators. */
     public enum Op { EQ, NE, LT, LE, GT, GE }
@@ -266,7 +270,7 @@ public final class Rule {
         }
         String word;
         try {
-            word = identifier("a term (tag:, attr., event., consent., reachable., alias., bucket(, near() or '(' or NOT").toLowerCase(Locale.ROOT);
+            word = identifier("a term (tag:, attr., event., lifecycle, rfm, consent., reachable., alias., bucket(, near() or '(' or NOT").toLowerCase(Locale.ROOT);
         } catch (RuleException e) {
             throw e;
         }
@@ -391,6 +395,34 @@ public final class Rule {
                 }
                 return new Near(name, lat, lon, km);
             }
+            case "lifecycle", "rfm" -> {
+                List<String> allowed = word.equals("lifecycle") ? Tiers.LIFECYCLE : Tiers.RFM;
+                List<String> values = new ArrayList<>();
+                boolean not = false;
+                if (keyword("IN")) {
+                    expect("(", "'(' after IN");
+                    do {
+                        values.add(tierValue(allowed, word));
+                    } while (symbol(","));
+                    expect(")", "',' or ')'");
+                } else {
+                    skip();
+                    int opAt = pos;
+                    Op op = op();
+                    if (op != Op.EQ && op != Op.NE) {
+                        pos = opAt;
+                        throw error("=, != or IN after " + word);
+                    }
+                    not = op == Op.NE;
+                    values.add(tierValue(allowed, word));
+                }
+                if (not) {
+                    List<String> others = new ArrayList<>(allowed);
+                    others.removeAll(values);
+                    values = others;
+                }
+                return new Tier(word, List.copyOf(values));
+            }
             case "alias" -> {
                 expectTight('.', "'.' and a namespace after alias");
                 int nsAt = pos;
@@ -444,9 +476,23 @@ public final class Rule {
             }
             default -> {
                 pos = start;
-                throw error("a term (tag:, attr., event., consent., reachable., alias., bucket(, near() or '(' or NOT");
+                throw error("a term (tag:, attr., event., lifecycle, rfm, consent., reachable., alias., bucket(, near() or '(' or NOT");
             }
         }
+    }
+
+    private String tierValue(List<String> allowed, String kind) throws RuleException {
+        skip();
+        int at = pos;
+        if (pos >= src.length() || src.charAt(pos) != '"') {
+            throw error("a quoted " + kind + " value: " + String.join(", ", allowed));
+        }
+        String v = string();
+        if (!allowed.contains(v)) {
+            pos = at;
+            throw error("one of " + String.join(", ", allowed));
+        }
+        return v;
     }
 
     private void expectTight(char c, String what) throws RuleException {

@@ -36,6 +36,7 @@ public final class AppConfig {
     private final Sms sms;
     private final Webhook webhook;
     private final Events events;
+    private final Tiers tiers;
 
     private AppConfig(Builder b, List<String> apiKeyHashes) {
         this.name = b.name;
@@ -47,6 +48,7 @@ public final class AppConfig {
         this.sms = b.sms;
         this.webhook = b.webhook;
         this.events = b.events;
+        this.tiers = b.tiers;
     }
 
     /** A builder for the app {@code name}; every part must be set before {@link Builder#build()}. */
@@ -65,6 +67,7 @@ public final class AppConfig {
         b.sms = sms;
         b.webhook = webhook;
         b.events = events;
+        b.tiers = tiers;
         return b;
     }
 
@@ -105,23 +108,27 @@ public final class AppConfig {
         return events;
     }
 
+    public Tiers tiers() {
+        return tiers;
+    }
+
     @Override
     public boolean equals(Object o) {
         return o instanceof AppConfig a && name.equals(a.name) && apiKeyHashes.equals(a.apiKeyHashes)
                 && rateLimit.equals(a.rateLimit) && channels.equals(a.channels) && apns.equals(a.apns)
-                && fcm.equals(a.fcm) && sms.equals(a.sms) && webhook.equals(a.webhook) && events.equals(a.events);
+                && fcm.equals(a.fcm) && sms.equals(a.sms) && webhook.equals(a.webhook) && events.equals(a.events) && tiers.equals(a.tiers);
     }
 
     @Override
     public int hashCode() {
-        return Objects.hash(name, apiKeyHashes, rateLimit, channels, apns, fcm, sms, webhook, events);
+        return Objects.hash(name, apiKeyHashes, rateLimit, channels, apns, fcm, sms, webhook, events, tiers);
     }
 
     @Override
     public String toString() {
         return "AppConfig[name=" + name + ", apiKeys=" + apiKeyHashes.size() + " hashes, rateLimit=" + rateLimit
                 + ", channels=" + channels + ", apns=" + apns + ", fcm=" + fcm + ", sms=" + sms
-                + ", webhook=" + webhook + ", events=" + events + "]";
+                + ", webhook=" + webhook + ", events=" + events + ", tiers=" + tiers + "]";
     }
 
     /** Per-user GCRA limit: {@code rate} messages per {@code period}, {@code burst} at once. */
@@ -145,6 +152,17 @@ public final class AppConfig {
         public Events {
             sum = Map.copyOf(sum);
         }
+    }
+
+    /**
+     * Derived tiers ({@code tiers.*}): how often they are recomputed; lifecycle thresholds in days
+     * (new: {@code signup-attribute} within {@code new-days}; active: any event within
+     * {@code active-days}; silent: any within {@code silent-days}; churned: the rest); the event
+     * whose recency, count and sum give the RFM scores.
+     */
+    public record Tiers(Duration every, String signupAttribute, int newDays, int activeDays, int silentDays,
+                        String purchaseEvent) {
+        public static final Tiers DEFAULT = new Tiers(Duration.ofHours(1), "signup_at", 7, 30, 90, "purchase");
     }
 
     /** APNs credentials of the app; both credential kinds empty means "sandbox only". */
@@ -225,6 +243,7 @@ public final class AppConfig {
         private Sms sms;
         private Webhook webhook;
         private Events events = Events.DEFAULT;
+        private Tiers tiers = Tiers.DEFAULT;
 
         private Builder(String name) {
             this.name = name;
@@ -238,6 +257,11 @@ public final class AppConfig {
         /** API keys as {@code "sha256:<64 hex chars>"} (the bare hex is accepted too); never a key in clear. */
         public Builder apiKeys(List<String> apiKeys) {
             this.apiKeys = List.copyOf(apiKeys);
+            return this;
+        }
+
+        public Builder tiers(Tiers tiers) {
+            this.tiers = tiers;
             return this;
         }
 
@@ -296,6 +320,7 @@ public final class AppConfig {
             checkApns();
             checkFcm();
             checkEvents();
+            checkTiers();
             checkSms();
             checkWebhook();
             return new AppConfig(this, hashes);
@@ -356,6 +381,24 @@ public final class AppConfig {
             between(apns.port(), 1, 65535, "apns.port");
             if (apns.trustedCertificateFile() != null) {
                 readable(apns.trustedCertificateFile(), "apns.trusted-certificate-file", "a PEM certificate chain");
+            }
+        }
+
+        private void checkTiers() {
+            required(tiers, "tiers");
+            if (tiers.every().compareTo(Duration.ofMinutes(1)) < 0) {
+                throw new InvalidAppConfigException("tiers.every", tiers.every() + " (expected: at least 1m)");
+            }
+            between(tiers.newDays(), 1, events.windowDays(), "tiers.lifecycle.new-days");
+            between(tiers.activeDays(), 1, events.windowDays(), "tiers.lifecycle.active-days");
+            between(tiers.silentDays(), tiers.activeDays(), events.windowDays(), "tiers.lifecycle.silent-days");
+            if (!tiers.signupAttribute().matches("[A-Za-z_][A-Za-z0-9_]{0,63}")) {
+                throw new InvalidAppConfigException("tiers.signup-attribute", "'" + tiers.signupAttribute()
+                        + "' (expected: an attribute name)");
+            }
+            if (!tiers.purchaseEvent().matches("[A-Za-z_][A-Za-z0-9_]{0,63}")) {
+                throw new InvalidAppConfigException("tiers.purchase-event", "'" + tiers.purchaseEvent()
+                        + "' (expected: an event name)");
             }
         }
 

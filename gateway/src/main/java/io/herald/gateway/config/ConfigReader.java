@@ -284,6 +284,9 @@ final class ConfigReader {
                 .webhook(new AppConfig.Webhook(w.string("url"), w.string("secret"), w.integer("batch-size"),
                         w.integer("max-attempts"), w.duration("backoff-base"), w.duration("backoff-max")))
                 .events(new AppConfig.Events(c.integer("events.window-days"), sums(c)))
+                .tiers(new AppConfig.Tiers(c.duration("tiers.every"), c.string("tiers.signup-attribute"),
+                        c.integer("tiers.lifecycle.new-days"), c.integer("tiers.lifecycle.active-days"),
+                        c.integer("tiers.lifecycle.silent-days"), c.string("tiers.purchase-event")))
                 .build();
     }
 

@@ -8,6 +8,7 @@ import io.herald.gateway.journal.Journal;
 import io.herald.gateway.metrics.Metrics;
 import io.herald.gateway.pipeline.Pipeline;
 import io.herald.gateway.audience.Audiences;
+import io.herald.gateway.audience.Tiers;
 import io.herald.gateway.registry.UserRegistry;
 import io.herald.gateway.tracking.LinkTracker;
 import io.herald.gateway.tracking.MessageStore;
@@ -69,9 +70,9 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
     /** The API of one node: every resource's routes in one table. Owned by {@code Herald}, which {@link #close}s it. */
     public HttpApiHandler(HeraldConfig config, BatchCodec codec, ApiKeys keys, Journal journal,
                           IdempotencyKeys idempotency, DeadLetters deadLetters, Pipeline pipeline, MessageStore store,
-                          UserRegistry registry, Audiences audiences, ReceiptTokens tokens, WebhookDispatcher webhooks,
-                          LinkTracker links, Metrics metrics, Readiness readiness) {
-        this(table(config, codec, journal, idempotency, deadLetters, pipeline, store, registry, audiences, tokens,
+                          UserRegistry registry, Audiences audiences, Tiers tiers, ReceiptTokens tokens,
+                          WebhookDispatcher webhooks, LinkTracker links, Metrics metrics, Readiness readiness) {
+        this(table(config, codec, journal, idempotency, deadLetters, pipeline, store, registry, audiences, tiers, tokens,
                 webhooks, links, metrics, readiness), keys, readiness, codec.mapper(), intakePool());
     }
 
@@ -88,7 +89,7 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
     /** The route table. Adding a resource: its class, and one line here. */
     private static Routes table(HeraldConfig config, BatchCodec codec, Journal journal, IdempotencyKeys idempotency,
                                 DeadLetters deadLetters, Pipeline pipeline, MessageStore store, UserRegistry registry,
-                                Audiences audiences, ReceiptTokens tokens, WebhookDispatcher webhooks, LinkTracker links, Metrics metrics,
+                                Audiences audiences, Tiers tiers, ReceiptTokens tokens, WebhookDispatcher webhooks, LinkTracker links, Metrics metrics,
                                 Readiness readiness) {
         Routes r = new Routes();
         new OpsApi(metrics, readiness).routes(r);
@@ -99,6 +100,7 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
         new UsersApi(config, registry, audiences).routes(r);
         new EventsApi(config, registry, audiences).routes(r);
         new AudiencesApi(audiences).routes(r);
+        new TiersApi(config, tiers).routes(r);
         new WebhooksApi(webhooks).routes(r);
         return r;
     }

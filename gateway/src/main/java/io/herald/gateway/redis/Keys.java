@@ -259,6 +259,26 @@ public final class Keys {
         }
     }
 
+    /** Bitmap of the users in derived tier {@code value} of {@code kind} ({@code lifecycle}, {@code rfm}). */
+    public static String tierBits(String app, int shard, String kind, String value) {
+        return userBits(app, shard) + "tier:" + kind + ":" + value;
+    }
+
+    /** An app's tier summary: hash of counts per tier, thresholds and when they were computed. */
+    public static String tiers(String app) {
+        return "herald:tiers:{" + app + "#tiers}";
+    }
+
+    /** The lock of an app's tier computation (one node at a time). */
+    public static String tiersLock(String app) {
+        return "herald:tiers:{" + app + "#tiers}:lock";
+    }
+
+    /** The event names an app has used (a set). */
+    public static String eventNamesOfApp(String app) {
+        return "herald:evn:{" + app + "#ev}";
+    }
+
     /** An app's saved audiences: hash, field = audience id, value = JSON. */
     public static String audiences(String app) {
         return "herald:aud:{" + app + "#aud}";

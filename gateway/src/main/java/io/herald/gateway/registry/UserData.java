@@ -289,7 +289,14 @@ public final class UserData {
         for (Event e : events) {
             users.add(e.user());
         }
-        return indexes(app, users, true).thenCompose(idx -> {
+        java.util.Set<String> names = new java.util.TreeSet<>();
+        for (Event e : events) {
+            names.add(e.name());
+        }
+        // The app's event names (the lifecycle tiers look at every one of them).
+        CompletableFuture<Long> listed = redis.async().sadd(Keys.eventNamesOfApp(app), names.toArray(new String[0]))
+                .toCompletableFuture();
+        return listed.thenCompose(n -> indexes(app, users, true)).thenCompose(idx -> {
             String[] out = new String[events.size()];
             TreeMap<Integer, List<Integer>> byShard = new TreeMap<>();
             for (int i = 0; i < events.size(); i++) {

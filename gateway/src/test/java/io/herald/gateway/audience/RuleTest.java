@@ -46,6 +46,20 @@ class RuleTest {
                 new Rule.Value(Rule.Value.Kind.STRING, "a \"quoted\" \\ name", 0)));
     }
 
+    @Test
+    void eventTiersAndAliasTermsParse() throws Exception {
+        assertThat(parse("event.purchase.count(30d) >= 2")).isEqualTo(new Rule.Event("purchase", Rule.Event.Fn.COUNT, 30,
+                Rule.Op.GE, 2));
+        assertThat(parse("event.app_open.within(7d)")).isEqualTo(new Rule.Event("app_open", Rule.Event.Fn.WITHIN, 7, null, 0));
+        assertThat(((Rule.Event) parse("event.purchase.count(30d) >= 1")).isWithin()).isTrue();
+        assertThat(((Rule.Event) parse("event.purchase.count(30d) >= 2")).isWithin()).isFalse();
+        assertThat(((Rule.Event) parse("event.purchase.count(30d) < 2")).matchesZero()).isTrue();
+        assertThat(parse("lifecycle = \"silent\"")).isEqualTo(new Rule.Tier("lifecycle", List.of("silent")));
+        assertThat(parse("lifecycle != \"churned\"")).isEqualTo(new Rule.Tier("lifecycle", List.of("new", "active", "silent")));
+        assertThat(parse("rfm IN (\"at_risk\", \"cannot_lose\")")).isEqualTo(new Rule.Tier("rfm", List.of("at_risk", "cannot_lose")));
+        assertThat(parse("alias.wechat EXISTS")).isEqualTo(new Rule.Flag("alias.wechat"));
+    }
+
     @ParameterizedTest(name = "[{index}] {0}")
     @CsvSource(delimiter = '|', value = {
         "''                                  | 1  | expected a rule",
@@ -70,6 +84,14 @@ class RuleTest {
         "near(location, 1, 0, 0)             | 22 | distance",
         "segment:x                           | 1  | expected a term",
         "attr.t < \"2026-13-01T00:00:00Z\"   | 10 | ISO-8601",
+        "event.x.count(30) >= 2              | 15 | days 1..400 followed by d",
+        "event.x.count(0d) >= 2              | 15 | days 1..400",
+        "event.x.total(30d) >= 2             | 9  | count, sum or within",
+        "event.x.count(30d)                  | 19 | an operator",
+        "lifecycle = \"dormant\"             | 13 | one of new, active, silent, churned",
+        "rfm > \"loyal\"                     | 5  | =, != or IN",
+        "alias.WeChat EXISTS                 | 7  | alias namespace",
+        "alias.wechat                        | 13 | EXISTS",
     })
     void syntaxErrorsNameTheColumnAndWhatWasExpected(String rule, int column, String message) {
         assertThatThrownBy(() -> parse(rule)).isInstanceOfSatisfying(Rule.RuleException.class, e -> {
