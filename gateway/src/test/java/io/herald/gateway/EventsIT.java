@@ -199,6 +199,34 @@ class EventsIT {
     }
 
     @Test
+    void appOpensFeedADecayedEngagementHistogramInTheUsersLocalHours() {
+        String u = "p" + UUID.randomUUID().toString().substring(0, 6) + "-eng";
+        assertThat(gw.send("PUT", base() + "/users/" + u, "{\"timeZone\":\"Asia/Shanghai\"}", gw.key).status()).isEqualTo(200);
+        ArrayNode body = JSON.createArrayNode();
+        // Three opens four weeks and 9 hours ago at 03:00Z = 11:00 in Shanghai, one now at 12:00Z = 20:00.
+        for (int i = 0; i < 3; i++) {
+            body.addObject().put("user", u).put("name", "app_open").put("at", NOW.minus(Duration.ofDays(28)).minus(Duration.ofHours(9)).toString());
+        }
+        body.addObject().put("user", u).put("name", "app_open").put("at", NOW.toString());
+        assertThat(post(body).json().get("recorded").asInt()).isEqualTo(4);
+        JsonNode eng = gw.get(base() + "/users/" + u).json().get("engagement");
+        assertThat(eng.get("timeZone").asText()).isEqualTo("Asia/Shanghai");
+        assertThat(eng.get("hours").get(20).asDouble()).isEqualTo(1.0);
+        // 28 days and 9 hours old at a half-life of 14 days.
+        double old = 3 * Math.pow(0.5, (28 * 24 + 9) / (14.0 * 24));
+        assertThat(eng.get("hours").get(11).asDouble()).isCloseTo(old, org.assertj.core.data.Offset.offset(0.001));
+        assertThat(eng.get("habitualHour").asInt()).isEqualTo(20);
+        // Another app open at 11:00 local tips the habit.
+        ArrayNode more = JSON.createArrayNode();
+        more.addObject().put("user", u).put("name", "app_open").put("at", NOW.minus(Duration.ofHours(1)).minus(Duration.ofMinutes(0)).toString());
+        more.addObject().put("user", u).put("name", "app_open").put("at", NOW.minus(Duration.ofHours(9)).toString());
+        assertThat(post(more).json().get("recorded").asInt()).isEqualTo(2);
+        JsonNode after = gw.get(base() + "/users/" + u).json().get("engagement");
+        assertThat(after.get("hours").get(11).asDouble()).isGreaterThan(after.get("hours").get(19).asDouble());
+        assertThat(after.get("habitualHour").asInt()).isEqualTo(11);
+    }
+
+    @Test
     void windowsMoveWithTheClockAndDeletedUsersLoseTheirEvents() {
         String p = "p" + UUID.randomUUID().toString().substring(0, 6);
         ArrayNode body = JSON.createArrayNode();

@@ -131,6 +131,10 @@ class TiersIT {
             assertThat(count("lifecycle = \"" + s + "\" AND tag:pop")).as(s).isEqualTo(stages.getOrDefault(s, 0L));
         }
         assertThat(count("lifecycle != \"churned\" AND tag:pop")).isEqualTo(n - stages.getOrDefault("churned", 0L));
+        for (String u : List.of("t-u0", "t-u1", "t-u2", "t-u3")) {
+            assertThat(gw.get(base() + "/users/" + u).json().get("tiers").get("lifecycle").asText()).as(u)
+                    .isEqualTo(lifecycle.get(u));
+        }
         assertThat(count("lifecycle IN (\"new\", \"active\")")).isEqualTo(stages.getOrDefault("new", 0L)
                 + stages.getOrDefault("active", 0L));
 

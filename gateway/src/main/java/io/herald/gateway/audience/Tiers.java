@@ -132,6 +132,41 @@ public final class Tiers implements AutoCloseable {
         });
     }
 
+    /** The tiers a user is in as of the last computation: kind -> value (absent: none). */
+    public CompletableFuture<Map<String, String>> ofUser(String app, String user) {
+        RedisClusterAsyncCommands<String, String> cmd = redis.async();
+        return cmd.hget(Keys.devices(app, user), UserData.INDEX).toCompletableFuture().thenCompose(i -> {
+            if (i == null) {
+                return CompletableFuture.completedFuture(Map.<String, String>of());
+            }
+            long index = Long.parseLong(i);
+            int shard = UserData.shardOf(index);
+            long off = index & ((1L << Keys.USER_SHARD_BITS) - 1);
+            List<String> kinds = new ArrayList<>();
+            List<String> values = new ArrayList<>();
+            List<CompletableFuture<Long>> bits = new ArrayList<>();
+            for (String v : LIFECYCLE) {
+                kinds.add("lifecycle");
+                values.add(v);
+                bits.add(cmd.getbit(Keys.tierBits(app, shard, "lifecycle", v), off).toCompletableFuture());
+            }
+            for (String v : RFM) {
+                kinds.add("rfm");
+                values.add(v);
+                bits.add(cmd.getbit(Keys.tierBits(app, shard, "rfm", v), off).toCompletableFuture());
+            }
+            return Redis.all(bits).thenApply(b -> {
+                Map<String, String> out = new LinkedHashMap<>();
+                for (int k = 0; k < b.size(); k++) {
+                    if (b.get(k) == 1) {
+                        out.put(kinds.get(k), values.get(k));
+                    }
+                }
+                return out;
+            });
+        });
+    }
+
     /** When the app's tiers were last computed (epoch ms; 0: never). */
     public CompletableFuture<Long> computedAt(String app) {
         return redis.async().hget(Keys.tiers(app), "computedAt").toCompletableFuture()

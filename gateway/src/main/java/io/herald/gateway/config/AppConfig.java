@@ -389,9 +389,10 @@ public final class AppConfig {
             if (tiers.every().compareTo(Duration.ofMinutes(1)) < 0) {
                 throw new InvalidAppConfigException("tiers.every", tiers.every() + " (expected: at least 1m)");
             }
-            between(tiers.newDays(), 1, events.windowDays(), "tiers.lifecycle.new-days");
-            between(tiers.activeDays(), 1, events.windowDays(), "tiers.lifecycle.active-days");
-            between(tiers.silentDays(), tiers.activeDays(), events.windowDays(), "tiers.lifecycle.silent-days");
+            // Days past events.window-days see only the window (older events are not kept).
+            between(tiers.newDays(), 1, 400, "tiers.lifecycle.new-days");
+            between(tiers.activeDays(), 1, 400, "tiers.lifecycle.active-days");
+            between(tiers.silentDays(), tiers.activeDays(), 400, "tiers.lifecycle.silent-days");
             if (!tiers.signupAttribute().matches("[A-Za-z_][A-Za-z0-9_]{0,63}")) {
                 throw new InvalidAppConfigException("tiers.signup-attribute", "'" + tiers.signupAttribute()
                         + "' (expected: an attribute name)");

@@ -129,8 +129,12 @@ final class EventsApi {
             }
             okIndex.clear();
             okIndex.addAll(resolvedIndex);
-            return resolved.isEmpty() ? java.util.concurrent.CompletableFuture.completedFuture(List.<String>of())
-                    : registry.data().record(app, resolved, now, settings.windowDays());
+            if (resolved.isEmpty()) {
+                return java.util.concurrent.CompletableFuture.completedFuture(List.<String>of());
+            }
+            return registry.data().record(app, resolved, now, settings.windowDays())
+                    .thenCompose(outcomes -> registry.data().appOpens(app, resolved, outcomes,
+                            io.herald.gateway.tracking.MessageStore.ENGAGEMENT_HALF_LIFE_MS).thenApply(v -> outcomes));
         }).whenComplete((outcomes, e) -> {
             ObjectNode out = x.mapper().createObjectNode();
             if (e != null) {

@@ -97,7 +97,7 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
         new FunnelsApi(store).routes(r);
         new ReceiptsApi(config.receipts(), store, tokens, links).routes(r);
         new DeadLettersApi(deadLetters, pipeline).routes(r);
-        new UsersApi(config, registry, audiences).routes(r);
+        new UsersApi(config, registry, audiences, tiers).routes(r);
         new EventsApi(config, registry, audiences).routes(r);
         new AudiencesApi(audiences).routes(r);
         new TiersApi(config, tiers).routes(r);

@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.herald.gateway.audience.Audiences;
+import io.herald.gateway.audience.Tiers;
 import io.herald.gateway.config.HeraldConfig;
 import io.herald.gateway.redis.Redis;
 import io.herald.gateway.registry.UserData;
@@ -38,11 +39,13 @@ final class UsersApi {
     private final HeraldConfig config;
     private final UserRegistry registry;
     private final Audiences audiences;
+    private final Tiers tiers;
 
-    UsersApi(HeraldConfig config, UserRegistry registry, Audiences audiences) {
+    UsersApi(HeraldConfig config, UserRegistry registry, Audiences audiences, Tiers tiers) {
         this.config = config;
         this.registry = registry;
         this.audiences = audiences;
+        this.tiers = tiers;
     }
 
     void routes(Routes r) {
@@ -92,6 +95,7 @@ final class UsersApi {
         CompletableFuture<List<UserData.EventSummary>> events =
                 registry.data().eventSummaries(app, user, audiences.today(), window);
         CompletableFuture<UserData.View> data = registry.data().read(app, user);
+        CompletableFuture<java.util.Map<String, String>> tiersOf = tiers.ofUser(app, user);
         registry.get(app, user).thenCombine(data, (u, d) -> new Object[] {u, d}).thenCombine(events, (ud, ev) -> {
             UserRegistry.User u = (UserRegistry.User) ud[0];
             UserData.View d = (UserData.View) ud[1];
@@ -116,6 +120,33 @@ final class UsersApi {
             }
             out.put("windowDays", window);
             return out;
+        }).thenCombine(tiersOf, (out, t) -> {
+            if (out != null) {
+                ObjectNode tn = out.putObject("tiers");
+                t.forEach(tn::put);
+            }
+            return out;
+        }).thenCompose(out -> {
+            if (out == null) {
+                return CompletableFuture.completedFuture(null);
+            }
+            java.time.ZoneId zone = out.hasNonNull("timeZone") ? java.time.ZoneId.of(out.get("timeZone").asText())
+                    : java.time.ZoneOffset.UTC;
+            return registry.data().engagement(app, user, zone, audiences.clock().millis(),
+                    io.herald.gateway.tracking.MessageStore.ENGAGEMENT_HALF_LIFE_MS).thenApply(eng -> {
+                        ObjectNode en = out.putObject("engagement");
+                        en.put("timeZone", zone.getId());
+                        if (eng != null) {
+                            com.fasterxml.jackson.databind.node.ArrayNode hours = en.putArray("hours");
+                            for (double h : eng.hours()) {
+                                hours.add(Math.round(h * 1000) / 1000.0);
+                            }
+                            if (eng.habitualHour() >= 0) {
+                                en.put("habitualHour", eng.habitualHour());
+                            }
+                        }
+                        return out;
+                    });
         }).whenComplete((out, e) -> {
             if (e != null) {
                 x.unavailable(e);

@@ -358,6 +358,86 @@ public final class UserData {
         });
     }
 
+    /** The event name that counts as an app open in the engagement histogram. */
+    public static final String APP_OPEN = "app_open";
+    private final Redis.Script engagementScript = new Redis.Script("/scripts/engagement.lua");
+
+    /**
+     * Feeds the {@value #APP_OPEN} events among {@code events} (recorded ones: {@code outcomes}
+     * {@link #OK}) into their users' engagement histograms, one engagement.lua call per user.
+     */
+    public CompletableFuture<Void> appOpens(String app, List<Event> events, List<String> outcomes, long halfLifeMs) {
+        Map<String, List<Long>> per = new HashMap<>();
+        for (int i = 0; i < events.size(); i++) {
+            Event e = events.get(i);
+            if (APP_OPEN.equals(e.name()) && OK.equals(outcomes.get(i))) {
+                per.computeIfAbsent(e.user(), u -> new ArrayList<>()).add(e.at());
+            }
+        }
+        List<CompletableFuture<Long>> calls = new ArrayList<>();
+        per.forEach((user, times) -> calls.add(engagementScript.run(redis.async(), ScriptOutputType.INTEGER,
+                new String[] {Keys.engagement(app, user)}, engagementArgs(0, 0, times.size(), times, halfLifeMs))));
+        return CompletableFuture.allOf(calls.toArray(new CompletableFuture<?>[0]));
+    }
+
+    /**
+     * The arguments of engagement.lua for engagement at {@code times} ({@code opens} of them opens):
+     * each weighted by its age against the newest, by UTC hour. Shared with the receipts' flush
+     * (MessageStore).
+     */
+    public static String[] engagementArgs(long lastOpen, long lastClick, int opens, List<Long> times, long halfLifeMs) {
+        long now = Math.max(lastOpen, lastClick);
+        for (long t : times) {
+            now = Math.max(now, t);
+        }
+        double[] w = new double[24];
+        for (long t : times) {
+            w[(int) Math.floorMod(t / 3_600_000L, 24L)] += Math.pow(0.5, (double) (now - t) / halfLifeMs);
+        }
+        List<String> a = new ArrayList<>(List.of(Long.toString(lastOpen), Long.toString(lastClick), Long.toString(now),
+                Long.toString(halfLifeMs), Integer.toString(opens)));
+        for (int h = 0; h < 24; h++) {
+            if (w[h] > 0) {
+                a.add(Integer.toString(h));
+                a.add(Double.toString(w[h]));
+            }
+        }
+        return a.toArray(new String[0]);
+    }
+
+    /** A user's engagement by hour of their local day (0..23, decayed weights; empty when none) and the strongest hour. */
+    public record Engagement(double[] hours, int habitualHour, long lastOpen) {
+    }
+
+    /** Reads a user's engagement, its UTC hours turned into hours of {@code zone}'s day (at the current offset). */
+    public CompletableFuture<Engagement> engagement(String app, String user, java.time.ZoneId zone, long now,
+                                                    long halfLifeMs) {
+        return redis.async().hgetall(Keys.engagement(app, user)).toCompletableFuture().thenApply(raw -> {
+            if (raw.isEmpty()) {
+                return null;
+            }
+            long dt = raw.containsKey("dt") ? Long.parseLong(raw.get("dt")) : now;
+            double factor = now > dt ? Math.pow(0.5, (double) (now - dt) / halfLifeMs) : 1;
+            int offsetHours = Math.floorDiv(zone.getRules().getOffset(java.time.Instant.ofEpochMilli(now)).getTotalSeconds(),
+                    3600);
+            double[] local = new double[24];
+            int best = -1;
+            for (int h = 0; h < 24; h++) {
+                String w = raw.get("h" + h);
+                if (w != null) {
+                    int lh = Math.floorMod(h + offsetHours, 24);
+                    local[lh] = Double.parseDouble(w) * factor;
+                }
+            }
+            for (int h = 0; h < 24; h++) {
+                if (local[h] > 0 && (best < 0 || local[h] > local[best])) {
+                    best = h;
+                }
+            }
+            return new Engagement(local, best, raw.containsKey("lastOpen") ? Long.parseLong(raw.get("lastOpen")) : 0);
+        });
+    }
+
     private final Redis.Script eventScript = new Redis.Script("/scripts/events.lua");
 
     /** One user's use of one event name inside the window: total count, amount sum, last time, per-day counts. */

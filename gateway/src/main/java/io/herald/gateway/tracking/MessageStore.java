@@ -89,6 +89,9 @@ public final class MessageStore implements AutoCloseable {
     private final Redis.Script flushScript = new Redis.Script("/scripts/flush.lua");
     private final Redis.Script letterScript = new Redis.Script("/scripts/dead-letters.lua");
     private final Redis.Script engagementScript = new Redis.Script("/scripts/engagement.lua");
+
+    /** Engagement weights halve every 14 days (engagement.lua). */
+    public static final long ENGAGEMENT_HALF_LIFE_MS = 14 * 86_400_000L;
     private final Redis.Script parked = new Redis.Script("/scripts/record-lib.lua", "/scripts/parked-receipts.lua");
     private final Redis.Connection receiptConnection;
     private volatile ScheduledExecutorService sweeper;
@@ -492,7 +495,9 @@ public final class MessageStore implements AutoCloseable {
                 }
                 Redis.flush(cmd);
             }
-            Map<String, long[]> engagement = new LinkedHashMap<>();
+            // Per user: last open, last click, and the times of the opens (or clicks without an open).
+            Map<String, long[]> last = new LinkedHashMap<>();
+            Map<String, List<Long>> times = new LinkedHashMap<>();
             for (int i = 0; i < calls.size(); i++) {
                 if (applied.charAt(i) != '1') {
                     continue;
@@ -504,34 +509,26 @@ public final class MessageStore implements AutoCloseable {
                         continue;
                     }
                     long at = Long.parseLong(p[3]);
-                    long[] e = engagement.computeIfAbsent(p[4], u -> new long[26]);
+                    long[] e = last.computeIfAbsent(p[4], u -> new long[3]);
                     if (open) {
                         e[0] = Math.max(e[0], at);
-                        e[2 + Instant.ofEpochMilli(at).atZone(ZoneOffset.UTC).getHour()]++;
+                        e[2]++;
                     }
                     if (click) {
                         e[1] = Math.max(e[1], at);
                     }
+                    times.computeIfAbsent(p[4], u -> new ArrayList<>()).add(at);
                 }
             }
-            if (engagement.isEmpty()) {
+            if (last.isEmpty()) {
                 return CompletableFuture.completedFuture(null);
             }
             List<CompletableFuture<?>> writes = new ArrayList<>();
             synchronized (guard) {
-                engagement.forEach((user, e) -> {
-                    List<String> a = new ArrayList<>();
-                    a.add(Long.toString(e[0]));
-                    a.add(Long.toString(e[1]));
-                    for (int h = 0; h < 24; h++) {
-                        if (e[2 + h] > 0) {
-                            a.add(Integer.toString(h));
-                            a.add(Long.toString(e[2 + h]));
-                        }
-                    }
-                    writes.add(engagementScript.run(cmd, ScriptOutputType.INTEGER,
-                            new String[] {Keys.engagement(app, user)}, a.toArray(String[]::new)));
-                });
+                last.forEach((user, e) -> writes.add(engagementScript.run(cmd, ScriptOutputType.INTEGER,
+                        new String[] {Keys.engagement(app, user)},
+                        io.herald.gateway.registry.UserData.engagementArgs(e[0], e[1], (int) e[2], times.get(user),
+                                ENGAGEMENT_HALF_LIFE_MS))));
                 Redis.flush(cmd);
             }
             return CompletableFuture.allOf(writes.toArray(new CompletableFuture<?>[0]));
