@@ -22,8 +22,9 @@ import java.util.concurrent.CompletableFuture;
 import java.util.zip.CRC32C;
 
 /**
- * What Herald knows about each user for targeting: tags, typed attributes and derived flags
- * (consent, reachability), kept by <b>user index</b>. Each user gets a dense per-app index at first
+ * What Herald knows about each user for targeting: tags, typed attributes, derived flags
+ * (consent, reachability, alias namespaces) and behavioural events (per-day counts and sums over
+ * the window, per-day bitmaps; {@link #record}), kept by <b>user index</b>. Each user gets a dense per-app index at first
  * sight ({@code @idx} in the user's hash, from the app's counter; never reused after a delete), and
  * the index picks an <b>index shard</b> of {@code 2^}{@value Keys#USER_SHARD_BITS} users. A shard
  * holds its users' data (one JSON value per index) together with the bitmaps, sorted sets and geo
@@ -376,33 +377,9 @@ public final class UserData {
         }
         List<CompletableFuture<Long>> calls = new ArrayList<>();
         per.forEach((user, times) -> calls.add(engagementScript.run(redis.async(), ScriptOutputType.INTEGER,
-                new String[] {Keys.engagement(app, user)}, engagementArgs(0, 0, times.size(), times, halfLifeMs))));
+                new String[] {Keys.engagement(app, user)},
+                io.herald.gateway.tracking.MessageStore.engagementArgs(0, 0, times.size(), times, halfLifeMs))));
         return CompletableFuture.allOf(calls.toArray(new CompletableFuture<?>[0]));
-    }
-
-    /**
-     * The arguments of engagement.lua for engagement at {@code times} ({@code opens} of them opens):
-     * each weighted by its age against the newest, by UTC hour. Shared with the receipts' flush
-     * (MessageStore).
-     */
-    public static String[] engagementArgs(long lastOpen, long lastClick, int opens, List<Long> times, long halfLifeMs) {
-        long now = Math.max(lastOpen, lastClick);
-        for (long t : times) {
-            now = Math.max(now, t);
-        }
-        double[] w = new double[24];
-        for (long t : times) {
-            w[(int) Math.floorMod(t / 3_600_000L, 24L)] += Math.pow(0.5, (double) (now - t) / halfLifeMs);
-        }
-        List<String> a = new ArrayList<>(List.of(Long.toString(lastOpen), Long.toString(lastClick), Long.toString(now),
-                Long.toString(halfLifeMs), Integer.toString(opens)));
-        for (int h = 0; h < 24; h++) {
-            if (w[h] > 0) {
-                a.add(Integer.toString(h));
-                a.add(Double.toString(w[h]));
-            }
-        }
-        return a.toArray(new String[0]);
     }
 
     /** A user's engagement by hour of their local day (0..23, decayed weights; empty when none) and the strongest hour. */

@@ -90,6 +90,31 @@ public final class MessageStore implements AutoCloseable {
     private final Redis.Script letterScript = new Redis.Script("/scripts/dead-letters.lua");
     private final Redis.Script engagementScript = new Redis.Script("/scripts/engagement.lua");
 
+    /**
+     * The arguments of engagement.lua for engagement at {@code times} ({@code opens} of them opens):
+     * each weighted by its age against the newest, by UTC hour. Shared with app opens
+     * (UserData.appOpens).
+     */
+    public static String[] engagementArgs(long lastOpen, long lastClick, int opens, List<Long> times, long halfLifeMs) {
+        long now = Math.max(lastOpen, lastClick);
+        for (long t : times) {
+            now = Math.max(now, t);
+        }
+        double[] w = new double[24];
+        for (long t : times) {
+            w[(int) Math.floorMod(t / 3_600_000L, 24L)] += Math.pow(0.5, (double) (now - t) / halfLifeMs);
+        }
+        List<String> a = new ArrayList<>(List.of(Long.toString(lastOpen), Long.toString(lastClick), Long.toString(now),
+                Long.toString(halfLifeMs), Integer.toString(opens)));
+        for (int h = 0; h < 24; h++) {
+            if (w[h] > 0) {
+                a.add(Integer.toString(h));
+                a.add(Double.toString(w[h]));
+            }
+        }
+        return a.toArray(new String[0]);
+    }
+
     /** Engagement weights halve every 14 days (engagement.lua). */
     public static final long ENGAGEMENT_HALF_LIFE_MS = 14 * 86_400_000L;
     private final Redis.Script parked = new Redis.Script("/scripts/record-lib.lua", "/scripts/parked-receipts.lua");
@@ -527,7 +552,7 @@ public final class MessageStore implements AutoCloseable {
             synchronized (guard) {
                 last.forEach((user, e) -> writes.add(engagementScript.run(cmd, ScriptOutputType.INTEGER,
                         new String[] {Keys.engagement(app, user)},
-                        io.herald.gateway.registry.UserData.engagementArgs(e[0], e[1], (int) e[2], times.get(user),
+                        engagementArgs(e[0], e[1], (int) e[2], times.get(user),
                                 ENGAGEMENT_HALF_LIFE_MS))));
                 Redis.flush(cmd);
             }
