@@ -22,7 +22,7 @@ import java.util.concurrent.Callable;
 
 /**
  * {@code audience}: the precision layer at scale, through the HTTP API of a gateway started here:
- * bulk tag changes over {@code --users} users (the first pass gives every user an index), tag
+ * bulk tag changes over {@code --users} users (pass 1000000; the first pass gives every user an index), tag
  * changes on known users, events, estimates of a 4-term tag rule with and without an event-count
  * term, and paging through an audience's members. Prints rates, CPU per item (gateway and Redis
  * processes) and estimate times (median of {@code --estimates}). The data is generated with a
@@ -36,9 +36,6 @@ final class Audience implements Callable<Integer> {
     @Mixin
     Scenarios.Shape shape = new Scenarios.Shape();
 
-    @Option(names = "--users", description = "Users. Default: ${DEFAULT-VALUE}")
-    int users = 1_000_000;
-
     @Option(names = "--events", description = "Events posted (10,000 per request). Default: ${DEFAULT-VALUE}")
     int events = 100_000;
 
@@ -50,7 +47,7 @@ final class Audience implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
-        return Scenarios.withStack(setup, shape, Set.of(), true, stack -> {
+        return Scenarios.withStack(setup, shape, java.util.EnumSet.allOf(PeerMain.Kind.class), true, stack -> {
             try {
                 return run(stack);
             } catch (IOException | InterruptedException e) {
@@ -90,11 +87,16 @@ final class Audience implements Callable<Integer> {
                 what, items, s, items / s, (after[0] - before[0]) * 1e6 / items, (after[1] - before[1]) * 1e6 / items);
     }
 
+    /** Users: {@code --users} of the shared shape (give 1000000 for the scale). */
+    private int users() {
+        return shape.users;
+    }
+
     private long tagPass(Stack stack, String tag, double p, Random r) throws IOException, InterruptedException {
         long changed = 0;
-        for (int from = 0; from < users; from += 100_000) {
+        for (int from = 0; from < users(); from += 100_000) {
             ArrayNode add = JSON.createArrayNode();
-            for (int i = from; i < Math.min(users, from + 100_000); i++) {
+            for (int i = from; i < Math.min(users(), from + 100_000); i++) {
                 if (r.nextDouble() < p) {
                     add.add("user-" + i);
                 }
@@ -138,7 +140,7 @@ final class Audience implements Callable<Integer> {
         for (int sent = 0; sent < events; sent += 10_000) {
             ArrayNode list = JSON.createArrayNode();
             for (int i = 0; i < Math.min(10_000, events - sent); i++) {
-                ObjectNode e = list.addObject().put("user", "user-" + r.nextInt(users)).put("name", "purchase");
+                ObjectNode e = list.addObject().put("user", "user-" + r.nextInt(users())).put("name", "purchase");
                 e.putObject("properties").put("amount", r.nextInt(100));
             }
             recorded += send(stack, "POST", "/v1/apps/" + app + "/events", JSON.createObjectNode().set("events", list))
