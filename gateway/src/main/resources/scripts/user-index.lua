@@ -4,7 +4,10 @@
 -- wins). Reply: each user's index, in KEYS order (false where the user has none and none was given).
 local out = {}
 for i, key in ipairs(KEYS) do
-  if ARGV[i + 1] then redis.call('HSETNX', key, ARGV[1], ARGV[i + 1]) end
-  out[i] = redis.call('HGET', key, ARGV[1])
+  if ARGV[i + 1] and redis.call('HSETNX', key, ARGV[1], ARGV[i + 1]) == 1 then
+    out[i] = ARGV[i + 1]
+  else
+    out[i] = redis.call('HGET', key, ARGV[1])
+  end
 end
 return out

@@ -121,7 +121,8 @@ for i = 5, #ARGV, 4 do
     local oldTags = nil
     local tags = nil
     if c.t then
-      oldTags = tagsOf(idx)
+      -- a user without data has no tags either (both are written by this script, together)
+      if raw then oldTags = tagsOf(idx) else oldTags = {} end
       local set = {}
       if c.t.set then
         for _, tag in ipairs(c.t.set) do set[tag] = true end

@@ -267,13 +267,14 @@ public final class Audiences {
             }
             boolean full = acc.size() + fields.size() >= limit;
             long end = full ? last : base + SHARD_SIZE - 1;
-            CompletableFuture<Map<Long, String>> ids = fields.isEmpty() ? CompletableFuture.completedFuture(Map.of())
-                    : ids(app, Map.of(shard, fields));
-            return ids.thenCompose(m -> {
-                for (String f : fields) {
-                    String u = m.get(Long.parseLong(f));
-                    if (u != null) {
-                        acc.add(u);
+            CompletableFuture<List<io.lettuce.core.KeyValue<String, String>>> ids = fields.isEmpty()
+                    ? CompletableFuture.completedFuture(List.of())
+                    : redis.async().hmget(Keys.userIds(app, shard), fields.toArray(new String[0])).toCompletableFuture();
+            return ids.thenCompose(kvs -> {
+                // In the order asked; an index deleted since the evaluation has no value.
+                for (io.lettuce.core.KeyValue<String, String> kv : kvs) {
+                    if (kv.hasValue()) {
+                        acc.add(kv.getValue());
                     }
                 }
                 if (full) {

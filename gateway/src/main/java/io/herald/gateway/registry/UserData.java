@@ -110,8 +110,11 @@ public final class UserData {
         return chain.thenApply(v -> out);
     }
 
-    /** Users whose indexes are read (and assigned) per round trip. */
-    private static final int INDEX_CHUNK = 4096;
+    /**
+     * Users whose indexes are read (and assigned) per step: {@value #INDEX_CHUNK} / {@value
+     * #LOOKUP_CALL} script calls in flight at once, far below the connection's command queue.
+     */
+    private static final int INDEX_CHUNK = 25_000;
 
     private CompletableFuture<Map<String, Long>> indexChunk(String app, List<String> list, boolean assign) {
         return lookup(app, list, null).thenCompose(found -> {
