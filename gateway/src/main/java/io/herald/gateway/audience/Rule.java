@@ -52,18 +52,25 @@ public final class Rule {
     public sealed interface Node permits And, Or, Not, Tag, AttrExists, AttrCompare, AttrIn, Flag, Bucket, Near, Event, Tier {
     }
 
+    /** All of {@code parts}. */
     public record And(List<Node> parts) implements Node { }
 
+    /** Any of {@code parts}. */
     public record Or(List<Node> parts) implements Node { }
 
+    /** Every known user not in {@code part}. */
     public record Not(Node part) implements Node { }
 
+    /** Users carrying {@code tag}. */
     public record Tag(String tag) implements Node { }
 
+    /** Users with attribute {@code name}, of any type. */
     public record AttrExists(String name) implements Node { }
 
+    /** Users whose attribute {@code name} compares with {@code value} ({@code NE}: has it, and it differs). */
     public record AttrCompare(String name, Op op, Value value) implements Node { }
 
+    /** Users whose attribute {@code name} equals one of {@code values}. */
     public record AttrIn(String name, List<Value> values) implements Node { }
 
     /**
