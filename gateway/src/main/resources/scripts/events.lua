@@ -46,10 +46,14 @@ for i = 5, #ARGV, 8 do
     -- the user: registered at first sight (as userdata.lua does); the event names it has used
     -- in en (comma-joined), so a delete finds its records
     if redis.call('HEXISTS', KEYS[2], idx) == 0 then
-      redis.call('HSET', KEYS[1], idx, cjson.encode({u = user, a = {}, b = tonumber(bucket)}))
+      -- default flags at version 0, as userdata.lua gives a user it registers
+      redis.call('HSET', KEYS[1], idx, cjson.encode({u = user, a = {}, b = tonumber(bucket),
+          f = {'consent.push', 'consent.sms'}, fv = 0}))
       redis.call('HSET', KEYS[2], idx, user)
       redis.call('SETBIT', KEYS[3], off, 1)
       redis.call('SETBIT', P .. 'b:' .. bucket, off, 1)
+      redis.call('SETBIT', P .. 'f:consent.push', off, 1)
+      redis.call('SETBIT', P .. 'f:consent.sms', off, 1)
     end
     local names = redis.call('HGET', P .. 'en', idx)
     if not names then

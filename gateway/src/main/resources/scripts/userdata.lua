@@ -155,6 +155,12 @@ for i = 5, #ARGV, 4 do
         redis.call('HSET', KEYS[2], idx, user)
         redis.call('SETBIT', KEYS[3], off, 1)
         redis.call('SETBIT', P .. 'b:' .. d.b, off, 1)
+        -- the flags of a user Herald knows nothing else about (no consent record = consent), at
+        -- version 0: any snapshot of the user's hash replaces them
+        d.f = {'consent.push', 'consent.sms'}
+        d.fv = 0
+        redis.call('SETBIT', P .. 'f:consent.push', off, 1)
+        redis.call('SETBIT', P .. 'f:consent.sms', off, 1)
       end
       if tags then
         local old = {}

@@ -388,6 +388,9 @@ class AudiencesIT {
         gw.post(base(gw) + "/tags/" + p, "{\"add\":[\"" + p + "-1\",\"" + p + "-2\"]}");
         JsonNode e = gw.get(base(gw) + "/audiences/" + id + "/estimate").json();
         assertThat(e.get("count").asLong()).isEqualTo(2);
+        // Users known only from a tag operation have the default consent (no record = consent).
+        assertThat(estimate(gw, "consent.push AND consent.sms AND NOT reachable.push AND tag:" + p).get("count").asLong())
+                .isEqualTo(2);
         assertThat(e.get("computedInMs").asLong()).isGreaterThanOrEqualTo(0);
         TestGateway.Response put = gw.send("PUT", base(gw) + "/audiences/" + id,
                 "{\"name\":\"none\",\"rule\":\"tag:" + p + " AND NOT tag:" + p + "\"}", gw.key);
