@@ -50,15 +50,7 @@ if #added > 0 then
   redis.call('HSET', P .. 'tg', idx, table.concat(tags, ','))
 end
 for name, a in pairs(newAttrs) do
-  local ty = a[1]
-  if ty == 's' or ty == 'b' then
-    redis.call('SETBIT', P .. 'v:' .. name .. '=' .. tostring(a[2]), off, 1)
-  elseif ty == 'n' or ty == 't' then
-    redis.call('ZADD', P .. 'n:' .. name, a[2], idx)
-  elseif ty == 'g' then
-    redis.call('GEOADD', P .. 'g:' .. name, a[2][2], a[2][1], idx)
-  end
-  redis.call('SETBIT', P .. 'a:' .. name, off, 1)
+  markAttr(P, name, a, idx, off, true)
   d.a[name] = a
 end
 redis.call('HSET', KEYS[1], idx, cjson.encode(d))

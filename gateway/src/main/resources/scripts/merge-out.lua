@@ -24,17 +24,7 @@ if tags and tags ~= '' then
     redis.call('SETBIT', P .. 't:' .. tag, off, 0)
   end
 end
-for name, a in pairs(d.a) do
-  local ty = a[1]
-  if ty == 's' or ty == 'b' then
-    redis.call('SETBIT', P .. 'v:' .. name .. '=' .. tostring(a[2]), off, 0)
-  elseif ty == 'n' or ty == 't' then
-    redis.call('ZREM', P .. 'n:' .. name, idx)
-  elseif ty == 'g' then
-    redis.call('ZREM', P .. 'g:' .. name, idx)
-  end
-  redis.call('SETBIT', P .. 'a:' .. name, off, 0)
-end
+for name, a in pairs(d.a) do markAttr(P, name, a, idx, off, false) end
 if d.f then
   for _, flag in ipairs(d.f) do redis.call('SETBIT', P .. 'f:' .. flag, off, 0) end
 end

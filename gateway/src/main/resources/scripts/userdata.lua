@@ -23,10 +23,6 @@ local maxAttrs = tonumber(ARGV[3])
 local SIZE = 2 ^ tonumber(ARGV[4])
 local out = {}
 
-local function valueKey(name, v)
-  return P .. 'v:' .. name .. '=' .. tostring(v)
-end
-
 local function sameAttr(x, y)
   if x == nil or y == nil or x[1] ~= y[1] then return false end
   if x[1] == 'g' then
@@ -35,29 +31,9 @@ local function sameAttr(x, y)
   return x[2] == y[2]
 end
 
-local function dropAttr(name, a, idx, off)
-  local ty = a[1]
-  if ty == 's' or ty == 'b' then
-    redis.call('SETBIT', valueKey(name, a[2]), off, 0)
-  elseif ty == 'n' or ty == 't' then
-    redis.call('ZREM', P .. 'n:' .. name, idx)
-  elseif ty == 'g' then
-    redis.call('ZREM', P .. 'g:' .. name, idx)
-  end
-  redis.call('SETBIT', P .. 'a:' .. name, off, 0)
-end
+local function dropAttr(name, a, idx, off) markAttr(P, name, a, idx, off, false) end
 
-local function addAttr(name, a, idx, off)
-  local ty = a[1]
-  if ty == 's' or ty == 'b' then
-    redis.call('SETBIT', valueKey(name, a[2]), off, 1)
-  elseif ty == 'n' or ty == 't' then
-    redis.call('ZADD', P .. 'n:' .. name, a[2], idx)
-  elseif ty == 'g' then
-    redis.call('GEOADD', P .. 'g:' .. name, a[2][2], a[2][1], idx)
-  end
-  redis.call('SETBIT', P .. 'a:' .. name, off, 1)
-end
+local function addAttr(name, a, idx, off) markAttr(P, name, a, idx, off, true) end
 
 local function count(t)
   local n = 0

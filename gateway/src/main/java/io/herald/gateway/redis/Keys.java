@@ -18,7 +18,7 @@ package io.herald.gateway.redis;
  * one app's, idempotent-append.lua, promote.lua and redrive.lua one shard's, gcra.lua the slot of
  * the users it is given (callers group users by {@code Redis.slotOf}). A user's targeting data
  * and the structures that select it live in the user's index shard ({@code {app#s<n>}});
- * {@code userdata.lua} and {@code events.lua} are handed that shard's prefix ({@link #userBits})
+ * {@code userdata.lua}, {@code events.lua}, {@code merge-out.lua} and {@code merge-in.lua} are handed that shard's prefix ({@link #userBits})
  * and append the suffixes the builders below use, because which tags or events a user had is only
  * known inside the script: the one exception to "every key in KEYS[]", confined to one slot.
  * Stateless.

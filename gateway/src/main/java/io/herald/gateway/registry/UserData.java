@@ -55,7 +55,7 @@ public final class UserData {
 
     private final Redis redis;
     private final ObjectMapper mapper;
-    private final Redis.Script script = new Redis.Script("/scripts/userdata.lua");
+    private final Redis.Script script = new Redis.Script("/scripts/attrs-lib.lua", "/scripts/userdata.lua");
 
     public UserData(Redis redis, ObjectMapper mapper) {
         this.redis = redis;

@@ -136,8 +136,8 @@ public final class UserRegistry {
     /** The alias namespace a merged user's id lives on in. */
     public static final String MERGED_NAMESPACE = "merged";
 
-    private final Redis.Script mergeOut = new Redis.Script("/scripts/merge-out.lua");
-    private final Redis.Script mergeIn = new Redis.Script("/scripts/merge-in.lua");
+    private final Redis.Script mergeOut = new Redis.Script("/scripts/attrs-lib.lua", "/scripts/merge-out.lua");
+    private final Redis.Script mergeIn = new Redis.Script("/scripts/attrs-lib.lua", "/scripts/merge-in.lua");
 
     /** A merge that cannot be done: a user missing, or the result would break a limit. Stackless. */
     public static final class MergeException extends RuntimeException {
