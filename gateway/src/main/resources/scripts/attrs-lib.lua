@@ -5,10 +5,12 @@
 
 -- Sets (on = true) or clears the attribute's bits and members: the presence bit, and the value
 -- bitmap (strings, booleans), the sorted set (numbers, times) or the geo set (locations).
-local function markAttr(P, name, a, idx, off, on)
+-- setBit(key, off, v), when given, writes the bits (userdata.lua buffers them); else SETBIT.
+local function markAttr(P, name, a, idx, off, on, setBit)
+  setBit = setBit or function(key, o, v) redis.call('SETBIT', key, o, v) end
   local ty = a[1]
   if ty == 's' or ty == 'b' then
-    redis.call('SETBIT', P .. 'v:' .. name .. '=' .. tostring(a[2]), off, on and 1 or 0)
+    setBit(P .. 'v:' .. name .. '=' .. tostring(a[2]), off, on and 1 or 0)
   elseif ty == 'n' or ty == 't' then
     if on then redis.call('ZADD', P .. 'n:' .. name, a[2], idx) else redis.call('ZREM', P .. 'n:' .. name, idx) end
   elseif ty == 'g' then
@@ -18,5 +20,5 @@ local function markAttr(P, name, a, idx, off, on)
       redis.call('ZREM', P .. 'g:' .. name, idx)
     end
   end
-  redis.call('SETBIT', P .. 'a:' .. name, off, on and 1 or 0)
+  setBit(P .. 'a:' .. name, off, on and 1 or 0)
 end

@@ -47,7 +47,7 @@ for i = 5, #ARGV, 8 do
     -- in en (comma-joined), so a delete finds its records
     if redis.call('HEXISTS', KEYS[2], idx) == 0 then
       -- default flags at version 0, as userdata.lua gives a user it registers
-      redis.call('HSET', KEYS[1], idx, cjson.encode({u = user, a = {}, b = tonumber(bucket),
+      redis.call('HSET', KEYS[1], idx, cjson.encode({a = {}, b = tonumber(bucket),
           f = {'consent.push', 'consent.sms'}, fv = 0}))
       redis.call('HSET', KEYS[2], idx, user)
       redis.call('SETBIT', KEYS[3], off, 1)

@@ -19,7 +19,7 @@ if redis.call('SISMEMBER', P .. 'mgdone', from) == 1 then return 'already' end
 
 local raw = redis.call('HGET', KEYS[1], idx)
 local d
-if raw then d = cjson.decode(raw) else d = {u = user, a = {}, b = tonumber(bucket)} end
+if raw then d = cjson.decode(raw) else d = {a = {}, b = tonumber(bucket)} end
 -- tags
 local cur = redis.call('HGET', P .. 'tg', idx)
 local set, tags = {}, {}

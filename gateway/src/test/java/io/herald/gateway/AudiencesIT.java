@@ -273,6 +273,72 @@ class AudiencesIT {
     }
 
     @Test
+    void changesToOneUserWithinOneRequestEndAsTheLastOneSays(TestGateway gw) {
+        // One import names each user three times: the changes land in one script call, which must
+        // see its own earlier changes (new user, then known) in the data and in every bitmap.
+        String p = p();
+        ArrayNode users = JSON.createArrayNode();
+        for (int i = 0; i < 50; i++) {
+            String id = p + "-" + i;
+            users.addObject().put("user", id).set("tags", JSON.createArrayNode().add(p + "_a").add(p + "_b"));
+            users.addObject().put("user", id).<ObjectNode>set("tags", JSON.createArrayNode().add(p + "_b").add(p + "_c"))
+                    .putObject("attributes").put(p + "_city", "x");
+            users.addObject().put("user", id).<ObjectNode>set("tags", JSON.createArrayNode().add(p + "_c"))
+                    .putObject("attributes").put(p + "_city", "y");
+        }
+        TestGateway.Response r = gw.post(base(gw) + "/users", JSON.createObjectNode().set("users", users).toString());
+        assertThat(r.status()).as(r.raw().body()).isEqualTo(200);
+        assertThat(r.json().get("rejected").asInt()).as(r.raw().body()).isZero();
+        assertThat(estimate(gw, "tag:" + p + "_c AND attr." + p + "_city = \"y\"").get("count").asLong()).isEqualTo(50);
+        assertThat(estimate(gw, "tag:" + p + "_a OR tag:" + p + "_b OR attr." + p + "_city = \"x\"").get("count").asLong())
+                .isZero();
+        JsonNode one = gw.get(base(gw) + "/users/" + p + "-7").json();
+        assertThat(one.get("tags").toString()).isEqualTo("[\"" + p + "_c\"]");
+        assertThat(one.get("attributes").get(p + "_city").asText()).isEqualTo("y");
+        // Added and removed again within one bulk tag request: the last operation wins.
+        TestGateway.Response add = gw.post(base(gw) + "/tags/" + p + "_d",
+                "{\"add\":[\"" + p + "-1\",\"" + p + "-2\"],\"remove\":[\"" + p + "-2\"]}");
+        assertThat(add.status()).as(add.raw().body()).isEqualTo(200);
+        assertThat(members(gw, "tag:" + p + "_d", 100)).containsExactly(p + "-1");
+    }
+
+    @Test
+    void twoNodesMeetingTheSameNewUsersAtOnceGiveEachUserOneIndex(TestGateway gw) throws Exception {
+        // Both nodes assign from their own reserves; the script reads and sets a user's index in one
+        // step, so each user ends with one index: counted once, by both nodes' tags.
+        String p = p();
+        List<String> ids = new ArrayList<>();
+        for (int i = 0; i < 3_000; i++) {
+            ids.add(p + "-" + i);
+        }
+        try (TestGateway other = TestGateway.nodeBeside(gw, "")) {
+            java.util.concurrent.ExecutorService pool = java.util.concurrent.Executors.newFixedThreadPool(4);
+            try {
+                List<java.util.concurrent.Future<TestGateway.Response>> calls = new ArrayList<>();
+                for (int round = 0; round < 2; round++) {
+                    for (TestGateway node : List.of(gw, other)) {
+                        String tag = p + (node == gw ? "_a" : "_b");
+                        List<String> order = new ArrayList<>(ids);
+                        java.util.Collections.shuffle(order, new Random(round * 2 + (node == gw ? 0 : 1)));
+                        calls.add(pool.submit(() -> node.post(base(node) + "/tags/" + tag,
+                                JSON.createObjectNode().<ObjectNode>set("add", JSON.valueToTree(order)).toString())));
+                    }
+                }
+                for (java.util.concurrent.Future<TestGateway.Response> c : calls) {
+                    TestGateway.Response r = c.get(60, java.util.concurrent.TimeUnit.SECONDS);
+                    assertThat(r.status()).as(r.raw().body()).isEqualTo(200);
+                }
+            } finally {
+                pool.shutdownNow();
+            }
+        }
+        assertThat(estimate(gw, "tag:" + p + "_a AND tag:" + p + "_b").get("count").asLong()).isEqualTo(3_000);
+        assertThat(estimate(gw, "tag:" + p + "_a OR tag:" + p + "_b").get("count").asLong()).isEqualTo(3_000);
+        List<String> members = members(gw, "tag:" + p + "_a OR tag:" + p + "_b", 10_000);
+        assertThat(members).hasSize(3_000).doesNotHaveDuplicates().containsExactlyInAnyOrderElementsOf(ids);
+    }
+
+    @Test
     void aUserWithNoDataIsOnlyInNegatedAudiences(TestGateway gw) {
         String p = p();
         String user = p + "-bare";

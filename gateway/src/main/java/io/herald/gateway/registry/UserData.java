@@ -95,7 +95,7 @@ public final class UserData {
     /**
      * The indexes of users; those without one get one when {@code assign} (first sight), else are
      * left out of the answer. Two callers assigning the same user at once agree on one index (the
-     * other index is skipped: indexes are never reused, so holes are harmless).
+     * script reads and sets it atomically).
      */
     public CompletableFuture<Map<String, Long>> indexes(String app, Collection<String> users, boolean assign) {
         // In chunks, one after the other: a bulk request of 100,000 users must not queue more
@@ -105,7 +105,8 @@ public final class UserData {
         CompletableFuture<Void> chain = CompletableFuture.completedFuture(null);
         for (int from = 0; from < all.size(); from += INDEX_CHUNK) {
             List<String> chunk = all.subList(from, Math.min(all.size(), from + INDEX_CHUNK));
-            chain = chain.thenCompose(v -> indexChunk(app, chunk, assign).thenAccept(out::putAll));
+            chain = chain.thenCompose(v -> (assign ? reserve(app, chunk.size()).thenCompose(free -> lookup(app, chunk, free))
+                    : lookup(app, chunk, null)).thenAccept(out::putAll));
         }
         return chain.thenApply(v -> out);
     }
@@ -116,42 +117,82 @@ public final class UserData {
      */
     private static final int INDEX_CHUNK = 25_000;
 
-    private CompletableFuture<Map<String, Long>> indexChunk(String app, List<String> list, boolean assign) {
-        return lookup(app, list, null).thenCompose(found -> {
-            Map<String, Long> out = new HashMap<>(list.size() * 2);
-            List<String> missing = new ArrayList<>();
-            for (String u : list) {
-                Long i = found.get(u);
-                if (i != null) {
-                    out.put(u, i);
-                } else {
-                    missing.add(u);
+    /**
+     * Indexes taken from an app's counter at once. Each call that may assign is given one free
+     * index per user and hands back the ones it did not use, so a lookup of known users and the
+     * assignment of new ones are one script call; a gateway that dies loses its reserve (a hole
+     * of at most this many indexes, which costs nothing but bits).
+     */
+    private static final int RESERVE = 10_000;
+
+    /** Per app: reserved, unused index ranges [from, to), the lowest handed out first. */
+    private final Map<String, java.util.ArrayDeque<long[]>> free = new java.util.concurrent.ConcurrentHashMap<>();
+
+    /** {@code n} free indexes of the app, refilled from its counter when short. */
+    private CompletableFuture<long[]> reserve(String app, int n) {
+        java.util.ArrayDeque<long[]> pool = free.computeIfAbsent(app, a -> new java.util.ArrayDeque<>());
+        long[] out = new long[n];
+        int got = take(pool, out, 0);
+        if (got == n) {
+            return CompletableFuture.completedFuture(out);
+        }
+        int short_ = n - got;
+        return redis.async().incrby(Keys.userIndexCounter(app), Math.max(short_, RESERVE)).toCompletableFuture()
+                .thenApply(last -> {
+                    long first = last - Math.max(short_, RESERVE) + 1;
+                    for (int i = 0; i < short_; i++) {
+                        out[got + i] = first + i;
+                    }
+                    synchronized (pool) {
+                        if (first + short_ <= last) {
+                            pool.addLast(new long[] {first + short_, last + 1});
+                        }
+                    }
+                    return out;
+                });
+    }
+
+    private static int take(java.util.ArrayDeque<long[]> pool, long[] out, int from) {
+        int got = from;
+        synchronized (pool) {
+            while (got < out.length && !pool.isEmpty()) {
+                long[] r = pool.peekFirst();
+                while (got < out.length && r[0] < r[1]) {
+                    out[got++] = r[0]++;
+                }
+                if (r[0] == r[1]) {
+                    pool.pollFirst();
                 }
             }
-            if (missing.isEmpty() || !assign) {
-                return CompletableFuture.completedFuture(out);
+        }
+        return got;
+    }
+
+    /** Hands back the unused indexes {@code list[from..to)} (first in line for the next caller). */
+    private void giveBack(String app, long[] list, int from, int to) {
+        if (from >= to) {
+            return;
+        }
+        java.util.ArrayDeque<long[]> pool = free.get(app);
+        synchronized (pool) {
+            for (int i = to - 1; i >= from; i--) {
+                long[] head = pool.peekFirst();
+                if (head != null && head[0] == list[i] + 1) {
+                    head[0]--;
+                } else {
+                    pool.addFirst(new long[] {list[i], list[i] + 1});
+                }
             }
-            return redis.async().incrby(Keys.userIndexCounter(app), missing.size()).toCompletableFuture()
-                    .thenCompose(last -> {
-                        long first = last - missing.size() + 1;
-                        Map<String, Long> candidates = new HashMap<>(missing.size() * 2);
-                        for (int i = 0; i < missing.size(); i++) {
-                            candidates.put(missing.get(i), first + i);
-                        }
-                        return lookup(app, missing, candidates);
-                    }).thenApply(assigned -> {
-                        out.putAll(assigned);
-                        return out;
-                    });
-        });
+        }
     }
 
     /**
      * One {@code user-index.lua} call per slot group (and per {@value #LOOKUP_CALL} users): the
-     * users' indexes, setting {@code candidates} where a user has none. Users without an index
-     * (and no candidate) are absent from the answer.
+     * users' indexes, giving users without one an index from {@code freeIdx} (one per user, in
+     * order; the unused ones go back to the app's reserve). Users without an index (and
+     * {@code freeIdx} null) are absent from the answer.
      */
-    private CompletableFuture<Map<String, Long>> lookup(String app, List<String> users, Map<String, Long> candidates) {
+    private CompletableFuture<Map<String, Long>> lookup(String app, List<String> users, long[] freeIdx) {
         Map<Integer, List<String>> groups = new HashMap<>();
         for (String u : users) {
             groups.computeIfAbsent(redis.slotOf(Keys.devices(app, u)), g -> new ArrayList<>()).add(u);
@@ -159,24 +200,30 @@ public final class UserData {
         RedisClusterAsyncCommands<String, String> cmd = redis.async();
         Map<String, Long> out = new java.util.concurrent.ConcurrentHashMap<>(users.size() * 2);
         List<CompletableFuture<Void>> calls = new ArrayList<>();
+        int next = 0;
         for (List<String> group : groups.values()) {
             for (int from = 0; from < group.size(); from += LOOKUP_CALL) {
                 List<String> part = group.subList(from, Math.min(group.size(), from + LOOKUP_CALL));
                 String[] keys = new String[part.size()];
-                String[] args = new String[candidates == null ? 1 : part.size() + 1];
+                String[] args = new String[freeIdx == null ? 1 : part.size() + 1];
                 args[0] = INDEX;
+                int first = next;
                 for (int i = 0; i < part.size(); i++) {
                     keys[i] = Keys.devices(app, part.get(i));
-                    if (candidates != null) {
-                        args[i + 1] = Long.toString(candidates.get(part.get(i)));
+                    if (freeIdx != null) {
+                        args[i + 1] = Long.toString(freeIdx[next++]);
                     }
                 }
+                int last = next;
                 calls.add(indexScript.<List<Object>>run(cmd, ScriptOutputType.MULTI, keys, args).thenAccept(reply -> {
                     for (int i = 0; i < part.size(); i++) {
                         Object v = reply.get(i);
                         if (v != null) {
                             out.put(part.get(i), Long.parseLong(v.toString()));
                         }
+                    }
+                    if (freeIdx != null) {
+                        giveBack(app, freeIdx, first + Integer.parseInt(reply.get(part.size()).toString()), last);
                     }
                 }));
             }
