@@ -10,7 +10,7 @@ local parkedAt = redis.call('HGET', KEYS[1], '@parked')
 if not parkedAt then return {0, 0, 0} end
 local f, rest = rec_parse(redis.call('HGET', KEYS[2], ARGV[4]) or nil)
 local state = f and f[1] or nil
-if state and state ~= 'queued' and state ~= 'deferred' then return {0, 0, 0} end
+if state and state ~= 'queued' and string.sub(state, 1, 8) ~= 'deferred' then return {0, 0, 0} end
 local now, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
 if now - tonumber(parkedAt) < ttl then return {1, tonumber(parkedAt), 0} end
 local got = 0

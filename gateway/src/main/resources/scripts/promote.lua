@@ -4,6 +4,7 @@
 -- KEYS[4] this call's request key (Keys.promotion): the id of the entry written is kept there for
 --   ARGV[2] ms, and a call with the same request key returns that entry again instead of
 --   promoting more, so a caller that lost the reply retries without leaving the entry behind.
+-- ARGV[3] now (epoch ms, the gateway's clock: what is due).
 -- Reply: {} when nothing is due, else {entryId, id1, item1, id2, item2, ...}.
 local prev = redis.call('GET', KEYS[4])
 if prev then
@@ -19,8 +20,7 @@ if prev then
   end
   return out
 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = tonumber(ARGV[3])
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
 if #ids == 0 then return {} end
 local args = {KEYS[3], '*', 'k', 'r'}

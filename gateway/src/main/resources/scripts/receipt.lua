@@ -64,7 +64,7 @@ for _, a in ipairs(A) do
     local parts, pk = tonumber(a[9]), KEYS[tonumber(a[11])]
     local park, keep = string.match(a[12], '^(.*)\31(%d+)$')
     keep = tonumber(keep)
-    if not cur or cur == 'queued' or cur == 'deferred' then
+    if not cur or cur == 'queued' or string.sub(cur, 1, 8) == 'deferred' then
       if park ~= '1' then
         if park ~= '' then
           if not f then f = {'queued', '', '', '', '', '', ''} end
@@ -99,7 +99,7 @@ for _, a in ipairs(A) do
       end
     end
   elseif not cur or not rank[cur] then
-    if not cur or cur == 'queued' or cur == 'deferred' then code = 'n' end
+    if not cur or cur == 'queued' or string.sub(cur, 1, 8) == 'deferred' then code = 'n' end
   elseif event == 'dismissed' then
     if f[7] == '' then
       f[7] = b36(at)

@@ -7,7 +7,7 @@
 -- ARGV[1] request id (a retry of the same call answers as the first), ARGV[2] retention of a new
 -- chunk (ms), ARGV[3] outbox lifetime (ms), then one per message, 12 GS-separated (\29) fields: chunk
 -- key index, field (index),
--- label ('deferred' | 'accepted' | 'failed:<r>' | 'dropped:<r>'), at (ms), channel, user, campaign,
+-- label ('deferred' | 'deferred:<reason>' | 'accepted' | 'failed:<r>' | 'dropped:<r>'), at (ms), channel, user, campaign,
 -- variant, history entries (RS-prefixed), SMS part key index (0: none), devices invalidated,
 -- dead letter ('' or id US letter US item US max: filed only when the change applies).
 -- Batch counts (n:<label>) and the batch funnel (f:<stage>) are added up over the call and written
@@ -59,7 +59,7 @@ for _, a in ipairs(A) do
       if a[12] ~= '' then letters[#letters + 1] = a[12] end
     end
     local pk = tonumber(a[10])
-    if pk > 0 and label ~= 'deferred' and redis.call('EXISTS', KEYS[pk]) == 1 then
+    if pk > 0 and string.sub(label, 1, 8) ~= 'deferred' and redis.call('EXISTS', KEYS[pk]) == 1 then
       if label == 'accepted' and ch == 'sms' then
         local settled, part, n, _, pat = parts_verdict(KEYS[pk])
         if settled then

@@ -22,7 +22,7 @@ for j = 3, #ARGV do
       redis.call('HINCRBY', b, 'n:' .. cur, -1)
       redis.call('HINCRBY', b, 'n:queued', 1)
       code = '1'
-    elseif cur == nil or cur == 'queued' or cur == 'deferred' then
+    elseif cur == nil or cur == 'queued' or string.sub(cur, 1, 8) == 'deferred' then
       code = '2'
     end
   end

@@ -1,7 +1,8 @@
 package io.herald.gateway;
 
 import io.herald.gateway.pipeline.DeferredScheduler;
-import io.herald.gateway.admission.RateLimiter;
+import io.herald.gateway.admission.Admission;
+import io.herald.gateway.admission.Policies;
 import io.herald.gateway.config.AppConfig;
 import io.herald.gateway.config.HeraldConfig;
 import io.herald.gateway.connector.Connector;
@@ -74,6 +75,7 @@ public final class Herald implements AutoCloseable {
     private SandboxSmsc sandboxSmsc;
     private Pipeline pipeline;
     private DeferredScheduler scheduler;
+    private Policies policies;
     private NodeLeases leases;
     private final Readiness readiness = new Readiness();
     private HttpApiHandler api;
@@ -147,7 +149,9 @@ public final class Herald implements AutoCloseable {
         store.startSweeper(List.copyOf(config.apps().keySet()), Duration.ofSeconds(30));
         UserRegistry registry = new UserRegistry(redis, codec.mapper(),
                 PersonalDataCipher.load(config.dataKey(), config.dataDir()));
-        RateLimiter limiter = new RateLimiter(config.apps(), redis::slotOf);
+        policies = new Policies(redis, codec.mapper(), config.apps().keySet());
+        resources.add(policies);
+        Admission admission = new Admission(config.apps(), policies, redis::slotOf, clock);
         List<WebhookDispatcher.Endpoint> endpoints = new java.util.ArrayList<>();
         for (AppConfig app : config.apps().values()) {
             AppConfig.Webhook w = app.webhook();
@@ -166,12 +170,12 @@ public final class Herald implements AutoCloseable {
         DeadLetters deadLetters = new DeadLetters(redis, journal, store, codec.mapper(), config.deadLetters().max());
         IdempotencyKeys idempotency = new IdempotencyKeys(redis, config.idempotency().ttl(),
                 config.idempotency().inProgressTtl());
-        pipeline = new Pipeline(config, redis, journal, registry, limiter, store, connectors, metrics, tokens, links,
+        pipeline = new Pipeline(config, redis, journal, registry, admission, store, connectors, metrics, tokens, links,
                 deadLetters);
         resources.add(pipeline);
 
         // Built before loadAll so that its script is loaded too (not found at its first EVALSHA).
-        scheduler = new DeferredScheduler(redis, journal, pipeline, config.scheduler().batch());
+        scheduler = new DeferredScheduler(redis, journal, pipeline, config.scheduler().batch(), clock);
         leases = new NodeLeases(redis, journal, config.redis().nodeLease(), config.pipeline().redisWait(),
                 other -> replay(other, deadLetters), config.dataDir().resolve("instance"));
         Redis.Script.loadAll(redis);
@@ -190,6 +194,7 @@ public final class Herald implements AutoCloseable {
                     + ": " + e.getMessage() + " (check Redis; entries stay until a start succeeds)", e);
         }
         leases.start();
+        policies.start(Duration.ofSeconds(1));
         scheduler.start(config.scheduler().interval());
         resources.add(scheduler);
 
@@ -205,7 +210,7 @@ public final class Herald implements AutoCloseable {
         tiers.start(config.apps());
         resources.add(tiers);
         api = new HttpApiHandler(config, codec, keys, journal, idempotency, deadLetters, pipeline, store, registry,
-                audiences, tiers, tokens, webhooks, links, metrics, readiness);
+                audiences, tiers, policies, clock, tokens, webhooks, links, metrics, readiness);
         resources.add(api::close);
         http = new HttpServer(config.http(), api);
         resources.add(http);
@@ -369,6 +374,11 @@ public final class Herald implements AutoCloseable {
 
     public Pipeline pipeline() {
         return pipeline;
+    }
+
+    /** The delivery policies (tests refresh them to see a change at once). */
+    public Policies policies() {
+        return policies;
     }
 
     public DeferredScheduler scheduler() {

@@ -1,7 +1,8 @@
 package io.herald.gateway;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import io.herald.gateway.admission.RateLimiter;
+import io.herald.gateway.admission.Admission;
+import io.herald.gateway.journal.JournalItem;
 import io.herald.gateway.config.AppConfig;
 import io.lettuce.core.api.StatefulRedisConnection;
 import org.junit.jupiter.api.Test;
@@ -91,23 +92,24 @@ class RateLimitIT {
     @Test
     void oneScriptCallChecksManyUsersExactly(TestGateway gw) throws Exception {
         AppConfig app = gw.config().apps().get(gw.app);
-        RateLimiter limiter = new RateLimiter(java.util.Map.of(gw.app, app), gw.herald.redis()::slotOf);
+        Admission admission = new Admission(java.util.Map.of(gw.app, app), gw.herald.policies(),
+                gw.herald.redis()::slotOf, java.time.Clock.systemUTC());
         {
             io.herald.gateway.redis.Redis.Connection c = gw.herald.redis().dedicated();
-            List<RateLimiter.Check> checks = new ArrayList<>();
-            long far = System.currentTimeMillis() + 3_600_000;
+            List<Admission.Check> checks = new ArrayList<>();
             String a = "a-" + UUID.randomUUID();
             String b = "b-" + UUID.randomUUID();
             for (int i = 0; i < 2 * N; i++) {
-                checks.add(new RateLimiter.Check(gw.app, a, far));
-                checks.add(new RateLimiter.Check(gw.app, b, far));
+                checks.add(new Admission.Check(item(gw.app, a), "apns", null, null));
+                checks.add(new Admission.Check(item(gw.app, b), "apns", null, null));
             }
-            long[] v = limiter.check(c.async(), checks).get(5, TimeUnit.SECONDS);
+            Admission.Verdict[] v = admission.admit(c.async(), checks, Admission.requestId(), Duration.ofSeconds(10))
+                    .get(5, TimeUnit.SECONDS);
             int nowA = 0;
             int nowB = 0;
             for (int i = 0; i < v.length; i++) {
-                assertThat(v[i]).isNotEqualTo(RateLimiter.DROP);
-                if (v[i] == RateLimiter.NOW) {
+                assertThat(v[i].kind()).isNotEqualTo(Admission.Kind.DROP);
+                if (v[i].kind() == Admission.Kind.SEND) {
                     if (i % 2 == 0) {
                         nowA++;
                     } else {
@@ -118,5 +120,12 @@ class RateLimitIT {
             assertThat(nowA).isEqualTo(N);
             assertThat(nowB).isEqualTo(N);
         }
+    }
+
+    /** A transactional message to {@code user}, accepted now, with an hour to live. */
+    static JournalItem item(String app, String user) {
+        io.herald.protocol.Message m = new io.herald.protocol.Message(null, user, null, null, "t", "b", null, null, 3600,
+                null, null, null, null, null, null, null, null, null, null, null);
+        return new JournalItem(app, UUID.randomUUID().toString(), 0, System.currentTimeMillis(), m, JournalItem.Phase.NEW);
     }
 }

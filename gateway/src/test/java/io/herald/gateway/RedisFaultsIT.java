@@ -2,7 +2,7 @@ package io.herald.gateway;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.typesafe.config.ConfigFactory;
-import io.herald.gateway.admission.RateLimiter;
+import io.herald.gateway.admission.Admission;
 import io.herald.gateway.config.HeraldConfig;
 import io.herald.gateway.redis.EmbeddedRedis;
 import io.herald.gateway.redis.Keys;
@@ -259,19 +259,24 @@ class RedisFaultsIT {
     void aRetriedRateLimitCheckConsumesTheAllowanceOnce() throws Exception {
         redis = EmbeddedRedis.start(dir.resolve("redis"));
         HeraldConfig config = config(redis.uri(), "5s", "apps.a.rate-limit { rate = 1, period = 1h, burst = 1 }");
-        RateLimiter limiter = new RateLimiter(config.apps());
-        long deadline = System.currentTimeMillis() + Duration.ofDays(1).toMillis();
-        List<RateLimiter.Check> one = List.of(new RateLimiter.Check("a", "user-1", deadline));
-        try (Redis r = Redis.connect(config)) {
+        try (Redis r = Redis.connect(config);
+             io.herald.gateway.admission.Policies policies = new io.herald.gateway.admission.Policies(r,
+                     new com.fasterxml.jackson.databind.ObjectMapper(), config.apps().keySet())) {
+            Admission admission = new Admission(config.apps(), policies, key -> 0, java.time.Clock.systemUTC());
+            List<Admission.Check> one = List.of(new Admission.Check(RateLimitIT.item("a", "user-1"), "apns", null, null));
             String id = UUID.randomUUID().toString();
-            long[] first = limiter.check(r.async(), one, id, Duration.ofMinutes(2)).get(5, java.util.concurrent.TimeUnit.SECONDS);
-            long[] retried = limiter.check(r.async(), one, id, Duration.ofMinutes(2)).get(5, java.util.concurrent.TimeUnit.SECONDS);
-            assertThat(first).containsExactly(RateLimiter.NOW);
-            assertThat(retried).as("the same call again: same verdict, nothing consumed").containsExactly(RateLimiter.NOW);
-            long[] next = limiter.check(r.async(), one, UUID.randomUUID().toString(), Duration.ofMinutes(2))
+            Admission.Verdict[] first = admission.admit(r.async(), one, id, Duration.ofMinutes(2))
+                    .get(5, java.util.concurrent.TimeUnit.SECONDS);
+            Admission.Verdict[] retried = admission.admit(r.async(), one, id, Duration.ofMinutes(2))
+                    .get(5, java.util.concurrent.TimeUnit.SECONDS);
+            assertThat(first[0].kind()).isEqualTo(Admission.Kind.SEND);
+            assertThat(retried[0].kind()).as("the same call again: same verdict, nothing consumed")
+                    .isEqualTo(Admission.Kind.SEND);
+            Admission.Verdict[] next = admission.admit(r.async(), one, UUID.randomUUID().toString(), Duration.ofMinutes(2))
                     .get(5, java.util.concurrent.TimeUnit.SECONDS);
             // One message per hour: the next message waits about an hour, not two.
-            assertThat(next[0] - System.currentTimeMillis()).isBetween(Duration.ofMinutes(50).toMillis(),
+            assertThat(next[0].kind()).isEqualTo(Admission.Kind.DEFER);
+            assertThat(next[0].until() - System.currentTimeMillis()).isBetween(Duration.ofMinutes(50).toMillis(),
                     Duration.ofMinutes(61).toMillis());
         }
     }

@@ -74,8 +74,8 @@ final class TestGateway implements AutoCloseable {
     }
 
     /**
-     * A second node beside {@code peer}: the same Redis (a cluster when {@code peer}'s is), app and
-     * API keys, its own node id and peers. For multi-node tests.
+     * A second node beside {@code peer}: the same Redis (a cluster when {@code peer}'s is), app,
+     * API keys and clock, its own node id and peers. For multi-node tests.
      */
     static TestGateway nodeBeside(TestGateway peer, String config) throws IOException {
         return new TestGateway(config, peer.redisUrl, peer.cluster, peer);
@@ -94,7 +94,7 @@ final class TestGateway implements AutoCloseable {
     private final java.time.Clock clock;
 
     private TestGateway(String config, String ownedElsewhere, boolean cluster, TestGateway peer) throws IOException {
-        this(config, ownedElsewhere, cluster, peer, java.time.Clock.systemUTC());
+        this(config, ownedElsewhere, cluster, peer, peer != null ? peer.clock : java.time.Clock.systemUTC());
     }
 
     private TestGateway(String config, String ownedElsewhere, boolean cluster, TestGateway peer, java.time.Clock clock)

@@ -252,13 +252,17 @@ final class Drive {
         private final boolean retryIo;
         private final long deadlineNanos;
         final AtomicReference<String> firstFailure = new AtomicReference<>();
+        /** The messages' delivery-policy class, or null (the app's default). */
+        private final String messageClass;
 
         /**
          * @param retryIo retry a batch whose request failed in transport (the gateway is down)
          *     every 250 ms until {@code deadlineNanos}, with the same {@code Idempotency-Key}
          */
         GatewaySink(List<HeraldClient> clients, Tally tally, String app, int users, String[] mix, int batchSize,
-                    ScheduledExecutorService timer, ObjectMapper mapper, boolean retryIo, long deadlineNanos) {
+                    ScheduledExecutorService timer, ObjectMapper mapper, boolean retryIo, long deadlineNanos,
+                    String messageClass) {
+            this.messageClass = messageClass;
             this.retryIo = retryIo;
             this.deadlineNanos = deadlineNanos;
             this.clients = List.copyOf(clients);
@@ -343,6 +347,9 @@ final class Drive {
                     g.writeStartObject();
                     g.writeStringField("user", user(i, users));
                     g.writeStringField("channel", mix[(int) (i % mix.length)]);
+                    if (messageClass != null) {
+                        g.writeStringField("class", messageClass);
+                    }
                     g.writeStringField("title", "Load test");
                     g.writeStringField("body", "Message " + i + " " + Tally.marker(tally.run, i, intendedMicros));
                     g.writeEndObject();

@@ -151,6 +151,15 @@ public final class HeraldClient {
         return send(req);
     }
 
+    /** {@code PUT /v1/apps/{app}/policy} (the app's delivery policy). */
+    public CompletableFuture<Response> putPolicy(String app, String body) {
+        HttpRequest req = request("/v1/apps/" + app + "/policy")
+                .header("Content-Type", "application/json")
+                .PUT(HttpRequest.BodyPublishers.ofString(body, StandardCharsets.UTF_8))
+                .build();
+        return send(req);
+    }
+
     /**
      * {@code POST /v1/batches} with a prepared JSON body and, when not null, an
      * {@code Idempotency-Key} (a retried batch with the same key is answered, not sent, again).

@@ -189,6 +189,14 @@ final class Scenarios {
         @Option(names = "--mix", description = "Channel mix, e.g. apns or apns:8,fcm:1,sms:1. Default: ${DEFAULT-VALUE}")
         String mix = "apns";
 
+        @Option(names = "--message-class", description = "Delivery-policy class of every message (system, "
+                + "transactional, marketing). Default: none (the app's default class)")
+        String messageClass;
+
+        @Option(names = "--policy", description = "The app's delivery policy (JSON, or @file), PUT before the runs, "
+                + "e.g. two caps and quiet hours that do not bind, to measure what the policy costs.")
+        String policy;
+
         String[] pattern(picocli.CommandLine cl) {
             List<String> out = new ArrayList<>();
             for (String part : mix.split(",")) {
@@ -271,6 +279,7 @@ final class Scenarios {
                         .toString()) : stack.baseUrls(), url != null ? apiKey : stack.apiKey);
                 h.redisFigures = true;
                 h.register(batches.kinds(cl));
+                h.policy(batches.policy);
                 Report.Run r = h.gatewayRun(1, measured, shape.rate(cl), batches, mix, cl);
                 return h.finish("gateway", List.of(r), null, cl);
             });
@@ -335,6 +344,7 @@ final class Scenarios {
                 Harness h = new Harness(stack, shape, setup, stack.baseUrl(), stack.apiKey);
                 h.redisFigures = true;
                 h.register(Set.of(PeerMain.Kind.apns));
+                h.policy(batches.policy);
                 List<Report.Run> runs = new ArrayList<>();
                 List<Double> ratios = new ArrayList<>();
                 int run = 0;
@@ -413,6 +423,7 @@ final class Scenarios {
                 System.out.printf("gateway pid %d ready on %s%n", stack.gateway().pid(), stack.baseUrl());
                 Harness h = new Harness(stack, shape, setup, stack.baseUrls(), stack.apiKey);
                 h.register(batches.kinds(cl));
+                h.policy(batches.policy);
                 List<Report.Run> all = new ArrayList<>();
                 h.passes = r -> r.completed() && r.queue().lost() == 0 && r.queue().unexpected() == 0
                         && r.failedRequests() == 0 && r.rejectedItems() == 0
@@ -515,6 +526,7 @@ final class Scenarios {
             return withStack(setup, shape, batches.kinds(cl), true, stack -> {
                 Harness h = new Harness(stack, shape, setup, stack.baseUrl(), stack.apiKey);
                 h.register(batches.kinds(cl));
+                h.policy(batches.policy);
                 Report.Run r = h.gatewayRun(1, measured, shape.rate(cl), batches, mix, cl);
                 List<Report.Second> tl = r.timeline();
                 int warm = (int) Math.ceil(shape.warmup / shape.rate(cl));
@@ -623,6 +635,20 @@ final class Scenarios {
         }
 
         /** Registers users u0.. with a device (apns, fcm) and a phone (sms) as the mix needs, by bulk import. */
+        /** PUTs the app's delivery policy ({@code --policy}: JSON, or @file) when one is given. */
+        void policy(String policy) throws Exception {
+            if (policy == null) {
+                return;
+            }
+            String json = policy.startsWith("@") ? java.nio.file.Files.readString(java.nio.file.Path.of(policy.substring(1)))
+                    : policy;
+            HeraldClient.Response r = client.putPolicy(setup.app, json).get(30, TimeUnit.SECONDS);
+            if (r.status() != 200) {
+                throw new IOException("--policy: PUT /v1/apps/" + setup.app + "/policy -> " + r.status() + " " + r.snippet());
+            }
+            System.out.println("delivery policy version " + r.json().path("version").asInt() + " set");
+        }
+
         void register(Set<PeerMain.Kind> kinds) throws Exception {
             long t0 = System.nanoTime();
             for (int from = 0; from < shape.users; from += 10_000) {
@@ -685,7 +711,7 @@ final class Scenarios {
             stack.tally(t);
             long deadline = deadline();
             Drive.GatewaySink sink = new Drive.GatewaySink(clients, t, setup.app, shape.users, mix, b.batchSize, timer,
-                    mapper, chaos != null, deadline);
+                    mapper, chaos != null, deadline, b.messageClass);
             Sampler sampler = new Sampler(t, stack.gateways().stream().map(ChildProcess::pid).toList(), baseUrl);
             String label = "gateway";
             if (chaos != null) {

@@ -38,6 +38,8 @@ public enum ErrorCode {
     UNKNOWN_ALIAS("unknown_alias", 422),
     /** A computation already running (another node or request); retry after it. */
     IN_PROGRESS("in_progress", 409),
+    /** An If-Match naming a version that is no longer the current one (re-read, then retry). */
+    PRECONDITION_FAILED("precondition_failed", 412),
     OVERLOADED("overloaded", 429),
     UNAVAILABLE("unavailable", 503),
     INTERNAL("internal", 500);

@@ -26,7 +26,8 @@ final class ItemDecoder {
 
     private static final Set<String> KNOWN_FIELDS = Set.of(
             "id", "user", "apnsToken", "fcmToken", "title", "body", "data", "priority", "ttlSeconds", "collapseId",
-            "sound", "badge", "category", "channel", "fallback", "smsBody", "android", "campaign", "variant", "trackLinks");
+            "sound", "badge", "category", "channel", "fallback", "smsBody", "android", "campaign", "variant", "trackLinks",
+            "class", "urgency", "sendAt", "localTime", "onCap", "onQuiet");
     private static final Set<String> ANDROID_FIELDS = Set.of("type", "collapseKey", "channelId", "image", "clickAction");
 
     private ItemDecoder() {}
@@ -64,7 +65,8 @@ final class ItemDecoder {
                 throw new Invalid(ErrorCode.UNKNOWN_FIELD, f, String.format(
                         "%s: unknown field (expected: one of id, user, apnsToken, fcmToken, title, body, data, "
                                 + "priority, ttlSeconds, collapseId, sound, badge, category, channel, fallback, smsBody, "
-                                + "android, campaign, variant, trackLinks)", f));
+                                + "android, campaign, variant, trackLinks, class, urgency, sendAt, localTime, onCap, "
+                                + "onQuiet)", f));
             }
         }
 
@@ -126,14 +128,31 @@ final class ItemDecoder {
             checkTreeStrings(data, p + ".data");
         }
 
+        // priority: 1..10 is the policy priority; "high"/"normal" (the field's first meaning) the
+        // delivery urgency, which "urgency" now names.
         Priority priority = Priority.HIGH;
+        Integer rank = null;
         JsonNode prio = present(obj, "priority");
+        JsonNode urgency = present(obj, "urgency");
         if (prio != null) {
-            priority = prio.isTextual() ? Priority.fromWire(prio.textValue()) : null;
-            if (priority == null) {
+            if (prio.isIntegralNumber() && prio.canConvertToInt() && prio.intValue() >= 1 && prio.intValue() <= 10) {
+                rank = prio.intValue();
+            } else if (prio.isTextual() && Priority.fromWire(prio.textValue()) != null && urgency == null) {
+                priority = Priority.fromWire(prio.textValue());
+            } else {
                 throw new Invalid(ErrorCode.INVALID_FIELD, p + ".priority", String.format(
-                        "%s.priority: %s (expected: \"high\" or \"normal\")", p,
-                        prio.isTextual() ? "\"" + abbreviate(prio.textValue()) + "\"" : BatchCodec.describe(prio)));
+                        "%s.priority: %s (expected: an integer 1..10, the policy priority; or \"high\"/\"normal\", "
+                                + "the delivery urgency, when urgency is absent)", p,
+                        prio.isTextual() ? "\"" + abbreviate(prio.textValue()) + "\"" : prio.isNumber() ? prio.asText()
+                                : BatchCodec.describe(prio)));
+            }
+        }
+        if (urgency != null) {
+            priority = urgency.isTextual() ? Priority.fromWire(urgency.textValue()) : null;
+            if (priority == null) {
+                throw new Invalid(ErrorCode.INVALID_FIELD, p + ".urgency", String.format(
+                        "%s.urgency: %s (expected: \"high\" or \"normal\")", p,
+                        urgency.isTextual() ? "\"" + abbreviate(urgency.textValue()) + "\"" : BatchCodec.describe(urgency)));
             }
         }
 
@@ -266,8 +285,9 @@ final class ItemDecoder {
             trackLinks = tl.booleanValue();
         }
 
+        Message.Policy policy = policy(obj, p, rank, user != null);
         Message m = new Message(id, user, token, fcmToken, title, body, data, priority, ttl, collapseId, sound, badge,
-                category, channel, fallback, smsBody, android, campaign, variant, trackLinks);
+                category, channel, fallback, smsBody, android, campaign, variant, trackLinks, policy);
         // Room is kept for the receipt data the gateway adds to every push (ReceiptTokens.PAYLOAD_RESERVE).
         int limitApns = ApnsPayloads.MAX_PAYLOAD_BYTES - ReceiptTokens.PAYLOAD_RESERVE;
         int limitFcm = FcmPayloads.MAX_PAYLOAD_BYTES - ReceiptTokens.PAYLOAD_RESERVE;
@@ -288,6 +308,67 @@ final class ItemDecoder {
             }
         }
         return m;
+    }
+
+    /** The policy fields of an item; null when every one is absent. */
+    private static Message.Policy policy(ObjectNode obj, String p, Integer rank, boolean toUser) throws Invalid {
+        Message.MessageClass cls = null;
+        String c = string(obj, p, "class");
+        if (c != null) {
+            cls = Message.MessageClass.fromWire(c);
+            if (cls == null) {
+                throw new Invalid(ErrorCode.INVALID_FIELD, p + ".class", String.format(
+                        "%s.class: \"%s\" (expected: \"system\", \"transactional\" or \"marketing\")", p, abbreviate(c)));
+            }
+        }
+        Long sendAt = null;
+        boolean bestHour = false;
+        String at = string(obj, p, "sendAt");
+        if (at != null) {
+            if (at.equals("best_hour")) {
+                bestHour = true;
+            } else {
+                try {
+                    sendAt = java.time.OffsetDateTime.parse(at).toInstant().toEpochMilli();
+                } catch (java.time.format.DateTimeParseException e) {
+                    throw new Invalid(ErrorCode.INVALID_FIELD, p + ".sendAt", String.format(
+                            "%s.sendAt: \"%s\" (expected: \"best_hour\" or an ISO-8601 instant with offset, "
+                                    + "e.g. 2026-12-24T09:00:00+08:00)", p, abbreviate(at)));
+                }
+            }
+        }
+        String localTime = string(obj, p, "localTime");
+        if (localTime != null) {
+            if (!localTime.matches("([01][0-9]|2[0-3]):[0-5][0-9]")) {
+                throw new Invalid(ErrorCode.INVALID_FIELD, p + ".localTime", String.format(
+                        "%s.localTime: \"%s\" (expected: HH:mm, 00:00..23:59, in the user's time zone)", p,
+                        abbreviate(localTime)));
+            }
+            if (at != null) {
+                throw new Invalid(ErrorCode.INVALID_FIELD, p + ".localTime", String.format(
+                        "%s.localTime: given with sendAt (expected: one of sendAt, localTime)", p));
+            }
+        }
+        if ((bestHour || localTime != null) && !toUser) {
+            String f = bestHour ? "sendAt" : "localTime";
+            throw new Invalid(ErrorCode.INVALID_FIELD, p + "." + f, String.format(
+                    "%s.%s: given for a direct token send (expected: only with user: it reads the user's hours)", p, f));
+        }
+        String onCap = oneOf(obj, p, "onCap", "drop", "defer");
+        String onQuiet = oneOf(obj, p, "onQuiet", "hold", "drop");
+        if (cls == null && rank == null && at == null && localTime == null && onCap == null && onQuiet == null) {
+            return null;
+        }
+        return new Message.Policy(cls, rank, sendAt, bestHour, localTime, onCap, onQuiet);
+    }
+
+    private static String oneOf(ObjectNode obj, String p, String name, String a, String b) throws Invalid {
+        String v = string(obj, p, name);
+        if (v != null && !v.equals(a) && !v.equals(b)) {
+            throw new Invalid(ErrorCode.INVALID_FIELD, p + "." + name, String.format(
+                    "%s.%s: \"%s\" (expected: \"%s\" or \"%s\")", p, name, abbreviate(v), a, b));
+        }
+        return v;
     }
 
     /** True when the message may be delivered by {@code platform}, through its channel or a fallback. */

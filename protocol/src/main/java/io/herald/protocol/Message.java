@@ -38,10 +38,13 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
  * @param variant a variant label within the campaign (A/B; see {@link #isLabel}), or {@code null}
  * @param trackLinks whether links in the SMS text become tracked short links; {@code null} = the
  *     app's default ({@code sms.track-links})
+ * @param policy how the per-user delivery policy treats the message (class, priority, send time,
+ *     what to do when capped or in quiet hours), or {@code null} for every default
  */
 @JsonPropertyOrder({
     "id", "user", "apnsToken", "fcmToken", "title", "body", "data", "priority", "ttlSeconds", "collapseId",
-    "sound", "badge", "category", "channel", "fallback", "smsBody", "android", "campaign", "variant", "trackLinks"
+    "sound", "badge", "category", "channel", "fallback", "smsBody", "android", "campaign", "variant", "trackLinks",
+    "policy"
 })
 public record Message(
         String id,
@@ -63,7 +66,8 @@ public record Message(
         Android android,
         String campaign,
         String variant,
-        Boolean trackLinks) {
+        Boolean trackLinks,
+        Policy policy) {
 
     /** The TTL applied when a message does not specify one: one day. */
     static final int DEFAULT_TTL_SECONDS = 86_400;
@@ -95,6 +99,64 @@ public record Message(
         public boolean dataOnly() {
             return "data".equals(type);
         }
+    }
+
+    /** A message with every policy default ({@code policy} null). */
+    public Message(String id, String user, String apnsToken, String fcmToken, String title, String body, ObjectNode data,
+                   Priority priority, int ttlSeconds, String collapseId, String sound, Integer badge, String category,
+                   Channel channel, java.util.List<Channel> fallback, String smsBody, Android android, String campaign,
+                   String variant, Boolean trackLinks) {
+        this(id, user, apnsToken, fcmToken, title, body, data, priority, ttlSeconds, collapseId, sound, badge, category,
+                channel, fallback, smsBody, android, campaign, variant, trackLinks, null);
+    }
+
+    /** Message classes of the delivery policy, on the wire in lower case. */
+    public enum MessageClass {
+        /** Never capped, never held (one-time codes, security alerts). */
+        SYSTEM,
+        /** Outside the marketing caps; quiet hours only where the app says so. The default of a batch item. */
+        TRANSACTIONAL,
+        /** Counted and capped; held in quiet hours unless the message says drop. The default of a campaign. */
+        MARKETING;
+
+        @com.fasterxml.jackson.annotation.JsonValue
+        public String wire() {
+            return name().toLowerCase(java.util.Locale.ROOT);
+        }
+
+        /** The class named {@code s} on the wire, or null. */
+        @com.fasterxml.jackson.annotation.JsonCreator
+        public static MessageClass fromWire(String s) {
+            for (MessageClass c : values()) {
+                if (c.wire().equals(s)) {
+                    return c;
+                }
+            }
+            return null;
+        }
+    }
+
+    /**
+     * The delivery-policy fields of a message; null fields take the app's defaults. {@code priority}
+     * 1..10 (5 when absent) decides who gets a user's last capped slots; {@code sendAt} an instant
+     * (epoch ms) or {@code bestHour}; {@code localTime} a wall-clock time "HH:mm" in the user's zone;
+     * {@code onCap} "drop" or "defer"; {@code onQuiet} "hold" or "drop". Immutable.
+     */
+    public record Policy(@com.fasterxml.jackson.annotation.JsonProperty("class") MessageClass messageClass,
+                         Integer priority, Long sendAt, boolean bestHour, String localTime, String onCap,
+                         String onQuiet) {
+        /** The policy priority of a message that names none. */
+        public static final int DEFAULT_PRIORITY = 5;
+
+        /** Priority 1..10, default {@value #DEFAULT_PRIORITY}. */
+        public int rank() {
+            return priority == null ? DEFAULT_PRIORITY : priority;
+        }
+    }
+
+    /** The policy of this message: {@link #policy} or, when absent, every field defaulted. */
+    public Policy policyOrDefault() {
+        return policy != null ? policy : new Policy(null, null, null, false, null, null, null);
     }
 
     public Message {

@@ -305,8 +305,45 @@ class BatchCodecTest {
     void validatesPriority() throws Exception {
         assertItemError("{'user':'u','body':'b','priority':'urgent'}", ErrorCode.INVALID_FIELD, "messages[0].priority");
         assertItemError("{'user':'u','body':'b','priority':'HIGH'}", ErrorCode.INVALID_FIELD, "messages[0].priority");
-        assertItemError("{'user':'u','body':'b','priority':10}", ErrorCode.INVALID_FIELD, "messages[0].priority");
+        assertItemError("{'user':'u','body':'b','priority':11}", ErrorCode.INVALID_FIELD, "messages[0].priority");
+        assertItemError("{'user':'u','body':'b','priority':0}", ErrorCode.INVALID_FIELD, "messages[0].priority");
+        assertItemError("{'user':'u','body':'b','priority':2.5}", ErrorCode.INVALID_FIELD, "messages[0].priority");
+        // "high"/"normal": the delivery urgency (the field's first meaning), unless urgency names it.
         assertThat(accepted("{'user':'u','body':'b','priority':'high'}").priority()).isEqualTo(Priority.HIGH);
+        assertThat(accepted("{'user':'u','body':'b','priority':'normal'}").priority()).isEqualTo(Priority.NORMAL);
+        assertItemError("{'user':'u','body':'b','priority':'normal','urgency':'high'}", ErrorCode.INVALID_FIELD,
+                "messages[0].priority");
+        // 1..10: the policy priority; urgency is then its own field.
+        Message m = accepted("{'user':'u','body':'b','priority':8,'urgency':'normal'}");
+        assertThat(m.policy().rank()).isEqualTo(8);
+        assertThat(m.priority()).isEqualTo(Priority.NORMAL);
+        assertItemError("{'user':'u','body':'b','urgency':'now'}", ErrorCode.INVALID_FIELD, "messages[0].urgency");
+    }
+
+    @Test
+    void readsThePolicyFieldsAndNamesTheBadOne() throws Exception {
+        Message m = accepted("{'user':'u','body':'b','class':'marketing','category':'promo','sendAt':'2026-12-24T09:00:00+08:00',"
+                + "'onCap':'defer','onQuiet':'drop'}");
+        assertThat(m.policy().messageClass()).isEqualTo(Message.MessageClass.MARKETING);
+        assertThat(m.policy().sendAt()).isEqualTo(java.time.Instant.parse("2026-12-24T01:00:00Z").toEpochMilli());
+        assertThat(m.policy().onCap()).isEqualTo("defer");
+        assertThat(m.policy().onQuiet()).isEqualTo("drop");
+        assertThat(m.policy().rank()).isEqualTo(5);
+        assertThat(accepted("{'user':'u','body':'b','sendAt':'best_hour'}").policy().bestHour()).isTrue();
+        assertThat(accepted("{'user':'u','body':'b','localTime':'09:30'}").policy().localTime()).isEqualTo("09:30");
+        assertThat(accepted("{'user':'u','body':'b'}").policy()).as("no policy field: no policy").isNull();
+        assertItemError("{'user':'u','body':'b','class':'spam'}", ErrorCode.INVALID_FIELD, "messages[0].class");
+        assertItemError("{'user':'u','body':'b','sendAt':'tomorrow'}", ErrorCode.INVALID_FIELD, "messages[0].sendAt");
+        assertItemError("{'user':'u','body':'b','sendAt':'2026-12-24T09:00:00'}", ErrorCode.INVALID_FIELD, "messages[0].sendAt");
+        assertItemError("{'user':'u','body':'b','localTime':'9:00'}", ErrorCode.INVALID_FIELD, "messages[0].localTime");
+        assertItemError("{'user':'u','body':'b','localTime':'09:00','sendAt':'best_hour'}", ErrorCode.INVALID_FIELD,
+                "messages[0].localTime");
+        assertItemError("{'apnsToken':'" + "ab".repeat(32) + "','body':'b','sendAt':'best_hour'}", ErrorCode.INVALID_FIELD,
+                "messages[0].sendAt");
+        assertItemError("{'user':'u','body':'b','onCap':'wait'}", ErrorCode.INVALID_FIELD, "messages[0].onCap");
+        assertItemError("{'user':'u','body':'b','onQuiet':'later'}", ErrorCode.INVALID_FIELD, "messages[0].onQuiet");
+        // The journal keeps the policy: encoded and decoded, the message is equal.
+        assertThat(codec.decodeMessage(codec.encodeMessage(m))).isEqualTo(m);
     }
 
     @Test

@@ -52,9 +52,12 @@ final class BatchesApi {
     private final Pipeline pipeline;
     private final MessageStore store;
     private final Metrics metrics;
+    /** When a batch is accepted (its messages' ttl counts from then): the policy's clock. */
+    private final java.time.Clock clock;
 
     BatchesApi(BatchCodec codec, Journal journal, IdempotencyKeys idempotency, Pipeline pipeline, MessageStore store,
-               Metrics metrics) {
+               Metrics metrics, java.time.Clock clock) {
+        this.clock = clock;
         this.codec = codec;
         this.journal = journal;
         this.idempotency = idempotency;
@@ -160,7 +163,7 @@ final class BatchesApi {
         String bid = batchId.toString();
         Journal.Prepared prepared;
         try {
-            prepared = journal.prepare(app, bid, System.currentTimeMillis(), batch);
+            prepared = journal.prepare(app, bid, clock.millis(), batch);
         } catch (RuntimeException e) {
             pipeline.release(accepted);
             throw e;
@@ -242,7 +245,7 @@ final class BatchesApi {
             for (DecodedBatch.Item item : batch.items()) {
                 if (item.ok()) {
                     items.add(new JournalItem(prepared.app(), bid, item.index(), prepared.acceptedAt(), item.message(),
-                            false));
+                            JournalItem.Phase.NEW));
                 }
             }
             pipeline.publish(entry, items, false);

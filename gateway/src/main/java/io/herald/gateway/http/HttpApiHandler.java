@@ -70,10 +70,11 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
     /** The API of one node: every resource's routes in one table. Owned by {@code Herald}, which {@link #close}s it. */
     public HttpApiHandler(HeraldConfig config, BatchCodec codec, ApiKeys keys, Journal journal,
                           IdempotencyKeys idempotency, DeadLetters deadLetters, Pipeline pipeline, MessageStore store,
-                          UserRegistry registry, Audiences audiences, Tiers tiers, ReceiptTokens tokens,
+                          UserRegistry registry, Audiences audiences, Tiers tiers,
+                          io.herald.gateway.admission.Policies policies, java.time.Clock clock, ReceiptTokens tokens,
                           WebhookDispatcher webhooks, LinkTracker links, Metrics metrics, Readiness readiness) {
-        this(table(config, codec, journal, idempotency, deadLetters, pipeline, store, registry, audiences, tiers, tokens,
-                webhooks, links, metrics, readiness), keys, readiness, codec.mapper(), intakePool());
+        this(table(config, codec, journal, idempotency, deadLetters, pipeline, store, registry, audiences, tiers,
+                policies, clock, tokens, webhooks, links, metrics, readiness), keys, readiness, codec.mapper(), intakePool());
     }
 
     /** A router over {@code routes}; {@code intake} runs offloaded work and is shut down by {@link #close()}. */
@@ -89,11 +90,12 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
     /** The route table. Adding a resource: its class, and one line here. */
     private static Routes table(HeraldConfig config, BatchCodec codec, Journal journal, IdempotencyKeys idempotency,
                                 DeadLetters deadLetters, Pipeline pipeline, MessageStore store, UserRegistry registry,
-                                Audiences audiences, Tiers tiers, ReceiptTokens tokens, WebhookDispatcher webhooks, LinkTracker links, Metrics metrics,
-                                Readiness readiness) {
+                                Audiences audiences, Tiers tiers, io.herald.gateway.admission.Policies policies,
+                                java.time.Clock clock, ReceiptTokens tokens, WebhookDispatcher webhooks, LinkTracker links,
+                                Metrics metrics, Readiness readiness) {
         Routes r = new Routes();
         new OpsApi(metrics, readiness).routes(r);
-        new BatchesApi(codec, journal, idempotency, pipeline, store, metrics).routes(r);
+        new BatchesApi(codec, journal, idempotency, pipeline, store, metrics, clock).routes(r);
         new FunnelsApi(store).routes(r);
         new ReceiptsApi(config.receipts(), store, tokens, links).routes(r);
         new DeadLettersApi(deadLetters, pipeline).routes(r);
@@ -102,6 +104,7 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
         new AudiencesApi(audiences).routes(r);
         new TiersApi(config, tiers).routes(r);
         new WebhooksApi(webhooks).routes(r);
+        new PolicyApi(policies).routes(r);
         return r;
     }
 

@@ -32,7 +32,7 @@ final class UserRequests {
     static final Pattern FCM_TOKEN = Pattern.compile("[A-Za-z0-9_:.\\-]{16,4096}");
     static final Pattern PHONE = Pattern.compile("\\+[1-9][0-9]{6,14}");
     static final Pattern LOCALE = Pattern.compile("[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8}){0,3}");
-    private static final Set<String> PROFILE_FIELDS = Set.of("phone", "locale", "timeZone", "consent", "consentSource",
+    private static final Set<String> PROFILE_FIELDS = Set.of("phone", "locale", "timeZone", "quietHours", "consent", "consentSource",
             "channels", "tags", "attributes", "aliases", "alias");
     /** An alias namespace: 1..32 of a-z 0-9 _, starting with a letter ({@code wechat}, {@code crm}). */
     static final Pattern NAMESPACE = Pattern.compile("[a-z][a-z0-9_]{0,31}");
@@ -125,7 +125,7 @@ final class UserRequests {
             String f = it.next();
             if (!PROFILE_FIELDS.contains(f) && !(f.equals("devices") || f.equals("user"))) {
                 throw new Invalid(ErrorCode.UNKNOWN_FIELD, p + f, p + f
-                        + ": unknown field (expected: phone, locale, timeZone, consent, consentSource, channels, tags, "
+                        + ": unknown field (expected: phone, locale, timeZone, quietHours, consent, consentSource, channels, tags, "
                         + "attributes, aliases)");
             }
         }
@@ -163,6 +163,28 @@ final class UserRequests {
                     throw new Invalid(ErrorCode.INVALID_FIELD, p + "timeZone",
                             p + "timeZone: expected an IANA time zone, e.g. Europe/London");
                 }
+            }
+        }
+        if (body.has("quietHours")) {
+            JsonNode q = body.get("quietHours");
+            if (q.isNull()) {
+                patch.putNull("quietHours");
+            } else {
+                String hhmm = "([01][0-9]|2[0-3]):[0-5][0-9]";
+                for (String f : List.of("start", "end")) {
+                    if (!q.isObject() || !q.path(f).isTextual() || !q.get(f).asText().matches(hhmm)) {
+                        throw new Invalid(ErrorCode.INVALID_FIELD, p + "quietHours." + f, p + "quietHours." + f
+                                + ": expected HH:mm, 00:00..23:59 (quietHours is {start, end} in the user's zone, or null)");
+                    }
+                }
+                if (q.size() != 2) {
+                    throw new Invalid(ErrorCode.UNKNOWN_FIELD, p + "quietHours",
+                            p + "quietHours: expected exactly {start, end}");
+                }
+                if (q.get("start").asText().equals(q.get("end").asText())) {
+                    throw new Invalid(ErrorCode.INVALID_FIELD, p + "quietHours.end", p + "quietHours.end: equals start");
+                }
+                patch.putObject("quietHours").put("start", q.get("start").asText()).put("end", q.get("end").asText());
             }
         }
         if (body.has("channels")) {
@@ -422,6 +444,10 @@ final class UserRequests {
         }
         if (p.timeZone() != null) {
             out.put("timeZone", p.timeZone());
+        }
+        if (p.quietHours() != null) {
+            out.putObject("quietHours").put("start", p.quietHours().start().toString())
+                    .put("end", p.quietHours().end().toString());
         }
         if (!p.channels().isEmpty()) {
             ArrayNode ch = out.putArray("channels");

@@ -152,7 +152,7 @@ public final class DeadLetters {
             for (int i = 0; i < entry.items().size(); i++) {
                 JournalItem item = entry.items().get(i);
                 String state = states.get(i).join();
-                if (MessageStore.terminal(state) || ("deferred".equals(state) && !item.reserved())) {
+                if (MessageStore.terminal(state) || (MessageStore.deferred(state) && item.phase() == JournalItem.Phase.NEW)) {
                     continue;
                 }
                 MessageStore.Letter l = letter(item.app(), item.batchId(), item.index(), item.message().user(),

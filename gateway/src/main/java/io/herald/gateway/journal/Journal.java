@@ -214,7 +214,7 @@ public final class Journal {
                 for (JsonNode item : root.get("items")) {
                     int index = item.get("i").intValue();
                     try {
-                        items.add(new JournalItem(app, batch, index, at, message(item.get("m")), false));
+                        items.add(new JournalItem(app, batch, index, at, message(item.get("m")), JournalItem.Phase.NEW));
                     } catch (IOException | RuntimeException e) {
                         com.fasterxml.jackson.databind.node.ObjectNode raw = mapper.createObjectNode();
                         raw.put("app", app).put("b", batch).put("i", index).put("at", at).set("m", item.get("m"));
@@ -257,7 +257,11 @@ public final class Journal {
         return t.getClass().getSimpleName() + (m.length() > 300 ? m.substring(0, 300) : m);
     }
 
-    /** JSON of one item for the deferred store (always marked reserved when read back). */
+    /**
+     * JSON of one item for the deferred store, with its phase: {@code "ph":"h"} for a held item
+     * (checked again when due); none for a reserved one (what every item written before phases
+     * existed was).
+     */
     public String encodeItem(JournalItem item) {
         ByteArrayOutputStream out = new ByteArrayOutputStream(512);
         try (JsonGenerator g = mapper.getFactory().createGenerator(out)) {
@@ -266,6 +270,9 @@ public final class Journal {
             g.writeStringField("b", item.batchId());
             g.writeNumberField("i", item.index());
             g.writeNumberField("at", item.acceptedAt());
+            if (item.phase() != JournalItem.Phase.RESERVED) {
+                g.writeStringField("ph", item.phase() == JournalItem.Phase.HELD ? "h" : "n");
+            }
             g.writeFieldName("m");
             g.writeRawValue(new String(codec.encodeMessage(item.message()), StandardCharsets.UTF_8));
             g.writeEndObject();
@@ -275,11 +282,14 @@ public final class Journal {
         return out.toString(StandardCharsets.UTF_8);
     }
 
-    /** Reads an item written by {@link #encodeItem}; it comes back with its slot reserved. */
+    /** Reads an item written by {@link #encodeItem}, at its phase (reserved when none is written). */
     public JournalItem decodeItem(String json) throws IOException {
         JsonNode n = mapper.readTree(json);
+        String ph = n.path("ph").asText("");
+        JournalItem.Phase phase = ph.equals("h") ? JournalItem.Phase.HELD
+                : ph.equals("n") ? JournalItem.Phase.NEW : JournalItem.Phase.RESERVED;
         return new JournalItem(n.get("app").asText(), n.get("b").asText(), n.get("i").asInt(), n.get("at").asLong(),
-                message(n.get("m")), true);
+                message(n.get("m")), phase);
     }
 
     private Message message(JsonNode node) throws IOException {

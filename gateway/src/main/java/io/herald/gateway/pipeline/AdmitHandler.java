@@ -1,36 +1,37 @@
 package io.herald.gateway.pipeline;
 
-import io.herald.gateway.redis.Redis;
-import io.herald.gateway.admission.RateLimiter;
-import io.herald.gateway.metrics.Metrics;
-
 import com.lmax.disruptor.EventHandler;
+import io.herald.gateway.admission.Admission;
+import io.herald.gateway.metrics.Metrics;
+import io.herald.gateway.redis.Redis;
 
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.List;
-import java.util.UUID;
+import java.util.Map;
 
 /**
- * Stage 2: may it go now. All live messages of a handler batch that are addressed to a user are
- * checked against the per-user rate limit in one script call. Verdicts: send now; defer to the
- * reserved slot; drop {@code rate_limited} when the slot is past the message's ttl. Re-admitted
- * messages (slot already reserved) and direct token sends pass through. Runs on its own thread.
+ * Stage 2: may it go now ({@link Admission}: class, send time, quiet hours, frequency caps with
+ * priority, rate limit). All live messages of a handler batch that are addressed to a user are
+ * decided together, with one {@code admit.lua} call per slot group. Verdicts: send now; defer
+ * (to a reserved rate-limit slot, or held until a send time, the end of quiet hours or a cap
+ * window); drop with the reason. Messages that come back to a reserved slot and direct token
+ * sends pass through. Runs on its own thread.
  */
 final class AdmitHandler implements EventHandler<DeliveryEvent> {
 
     private final Redis.Connection connection;
-    private final RateLimiter limiter;
+    private final Admission admission;
     private final Metrics metrics;
     private final Stage stage;
     private final Duration remember;
     private final List<DeliveryEvent> batch = new ArrayList<>();
 
-    AdmitHandler(Redis.Connection connection, RateLimiter limiter, Metrics metrics,
-                 Stage stage) {
+    AdmitHandler(Redis.Connection connection, Admission admission, Metrics metrics, Stage stage) {
         this.connection = connection;
         this.connection.setAutoFlushCommands(false);
-        this.limiter = limiter;
+        this.admission = admission;
         this.metrics = metrics;
         this.stage = stage;
         // Attempts of one call are at most wait + 2 s backoff apart; keep verdicts well beyond that.
@@ -39,7 +40,7 @@ final class AdmitHandler implements EventHandler<DeliveryEvent> {
 
     @Override
     public void onEvent(DeliveryEvent event, long sequence, boolean endOfBatch) {
-        if (event.live() && !limiter.knows(event.item.app())) {
+        if (event.live() && !admission.knows(event.item.app())) {
             event.drop = "unknown_app"; // replayed from the journal after the app left the config
         } else if (event.live() && !event.item.reserved() && event.item.message().user() != null) {
             batch.add(event);
@@ -54,15 +55,16 @@ final class AdmitHandler implements EventHandler<DeliveryEvent> {
     }
 
     private void admit() {
-        List<RateLimiter.Check> checks = new ArrayList<>(batch.size());
+        List<Admission.Check> checks = new ArrayList<>(batch.size());
         for (DeliveryEvent e : batch) {
-            checks.add(new RateLimiter.Check(e.item.app(), e.item.message().user(), e.item.deadline()));
+            String channel = e.plan == null || e.plan.isEmpty() ? null : e.plan.get(0).channel();
+            checks.add(new Admission.Check(e.item, channel, e.profile, e.engagement));
         }
         // One id for every attempt: a retry after a lost reply gets the first verdicts back
         // instead of consuming the users' allowance again.
-        String requestId = UUID.randomUUID().toString();
-        long[] verdicts = stage.awaitRetrying("admit", () -> {
-            var f = limiter.check(connection.async(), checks, requestId, remember);
+        String requestId = Admission.requestId();
+        Admission.Verdict[] verdicts = stage.awaitRetrying("admit", () -> {
+            var f = admission.admit(connection.async(), checks, requestId, remember);
             connection.flushCommands();
             return f;
         });
@@ -70,24 +72,27 @@ final class AdmitHandler implements EventHandler<DeliveryEvent> {
             return; // stopping: the messages stay in the journal for the next start
         }
         // Answered: nobody retries this id now. Sent with the next batch's flush (else it expires).
-        limiter.forget(connection.async(), checks, requestId);
-        int now = 0;
-        int deferred = 0;
-        int dropped = 0;
+        admission.forget(connection.async(), checks, requestId);
+        Map<String, Integer> counts = new HashMap<>();
         for (int i = 0; i < verdicts.length; i++) {
             DeliveryEvent e = batch.get(i);
-            if (verdicts[i] == RateLimiter.NOW) {
-                now++;
-            } else if (verdicts[i] == RateLimiter.DROP) {
-                e.drop = "rate_limited";
-                dropped++;
-            } else {
-                e.deferUntil = verdicts[i];
-                deferred++;
+            Admission.Verdict v = verdicts[i];
+            switch (v.kind()) {
+                case SEND -> counts.merge("send", 1, Integer::sum);
+                case DROP -> {
+                    e.drop = v.label().substring("dropped:".length());
+                    e.dropDetail = v.detail();
+                    counts.merge("drop_" + e.drop, 1, Integer::sum);
+                }
+                case DEFER -> {
+                    e.deferUntil = v.until();
+                    e.deferLabel = v.label();
+                    e.deferDetail = v.detail();
+                    e.deferHeld = v.held();
+                    counts.merge(v.held() ? "hold_" + v.label().substring("deferred:".length()) : "defer", 1, Integer::sum);
+                }
             }
         }
-        metrics.verdict("send", now);
-        metrics.verdict("defer", deferred);
-        metrics.verdict("drop_rate_limited", dropped);
+        counts.forEach(metrics::verdict);
     }
 }

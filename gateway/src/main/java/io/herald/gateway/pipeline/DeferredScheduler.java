@@ -51,7 +51,11 @@ public final class DeferredScheduler implements AutoCloseable {
         return t;
     });
 
-    public DeferredScheduler(Redis redis, Journal journal, Pipeline pipeline, int batch) {
+    private final java.time.Clock clock;
+
+    /** {@code clock}: what "due" means (the admission stage's clock: tests drive both). */
+    public DeferredScheduler(Redis redis, Journal journal, Pipeline pipeline, int batch, java.time.Clock clock) {
+        this.clock = clock;
         this.redis = redis;
         this.journal = journal;
         this.pipeline = pipeline;
@@ -75,7 +79,7 @@ public final class DeferredScheduler implements AutoCloseable {
         try {
             List<CompletableFuture<Long>> counts = new ArrayList<>(shards);
             io.lettuce.core.Range<Double> now = io.lettuce.core.Range.create(Double.NEGATIVE_INFINITY,
-                    (double) System.currentTimeMillis());
+                    (double) clock.millis());
             for (int shard = 0; shard < shards; shard++) {
                 counts.add(redis.async().zcount(Keys.deferred(shard), now).toCompletableFuture());
             }
@@ -126,7 +130,7 @@ public final class DeferredScheduler implements AutoCloseable {
                 reply = promote.<List<Object>>run(redis.async(), ScriptOutputType.MULTI,
                         new String[] {Keys.deferred(shard), Keys.deferredData(shard), stream,
                             Keys.promotion(shard, requestId)},
-                        Integer.toString(want), Long.toString(REMEMBER.toMillis()))
+                        Integer.toString(want), Long.toString(REMEMBER.toMillis()), Long.toString(clock.millis()))
                         .get(10, TimeUnit.SECONDS);
             } catch (Exception e) {
                 unanswered[shard] = requestId;

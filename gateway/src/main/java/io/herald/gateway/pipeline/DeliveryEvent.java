@@ -32,9 +32,19 @@ final class DeliveryEvent {
     List<String> notes;
     /** Non-null: the message ends dropped with this reason. */
     String drop;
+    /** The detail of the drop's history line (e.g. the cap rule), or null. */
+    String dropDetail;
+    /** The user's profile as resolve read it (null for token sends). */
+    io.herald.gateway.registry.UserProfile profile;
+    /** The user's engagement by UTC hour, read for a best-hour message not yet scheduled; else null. */
+    double[] engagement;
     /** True: already settled before (replay); only the journal needs to hear of it. */
     boolean skip;
     long deferUntil;
+    /** With {@code deferUntil}: the state label ({@code deferred} or {@code deferred:<reason>}), the history detail, and whether it comes back held (checked again) or reserved. */
+    String deferLabel;
+    String deferDetail;
+    boolean deferHeld;
 
     void set(JournalEntry entry, JournalItem item, boolean replayed) {
         this.entry = entry;
@@ -45,6 +55,12 @@ final class DeliveryEvent {
         this.drop = null;
         this.skip = false;
         this.deferUntil = 0;
+        this.deferLabel = null;
+        this.deferDetail = null;
+        this.deferHeld = false;
+        this.dropDetail = null;
+        this.profile = null;
+        this.engagement = null;
     }
 
     boolean live() {

@@ -41,10 +41,13 @@ final class DispatchHandler implements EventHandler<DeliveryEvent> {
     private final Map<String, Boolean> trackLinksByApp;
 
     private final long tokenTtlSeconds;
+    /** The clock a message's deadline is read against (the one its acceptance time came from). */
+    private final java.time.Clock clock;
 
     DispatchHandler(Map<String, Connector> connectors, Outcomes outcomes, MessageStore store, Metrics metrics,
                     ReceiptTokens tokens, java.time.Duration tokenTtl, io.herald.gateway.tracking.LinkTracker links,
-                    Map<String, Boolean> trackLinksByApp, BooleanSupplier halted) {
+                    Map<String, Boolean> trackLinksByApp, BooleanSupplier halted, java.time.Clock clock) {
+        this.clock = clock;
         this.links = links;
         this.trackLinksByApp = trackLinksByApp;
         this.tokens = tokens;
@@ -83,12 +86,16 @@ final class DispatchHandler implements EventHandler<DeliveryEvent> {
             outcomes.publish(OutcomeEvent.Kind.SKIPPED, e.entry, e.item, null, 0, List.of(), List.of(), null);
         } else if (e.drop != null) {
             List<String> history = new ArrayList<>(e.notes);
-            history.add(store.historyLine(now, "dropped:" + e.drop, null, null));
+            history.add(store.historyLine(now, "dropped:" + e.drop, null, e.dropDetail));
             outcomes.publish(OutcomeEvent.Kind.DONE, e.entry, e.item, "dropped:" + e.drop, 0, history, List.of(), null);
         } else if (e.deferUntil > 0) {
-            outcomes.publish(OutcomeEvent.Kind.DEFERRED, e.entry, e.item, "deferred", e.deferUntil,
-                    List.of(store.historyLine(now, "deferred", null, "until " + e.deferUntil)), List.of(), null);
-        } else if (now > e.item.deadline() && e.item.message().ttlSeconds() > 0) {
+            // Held messages come back checked again; one deferred to its rate-limit slot goes then.
+            String label = e.deferLabel != null ? e.deferLabel : "deferred";
+            JournalItem next = e.item.at(e.deferHeld ? JournalItem.Phase.HELD : JournalItem.Phase.RESERVED);
+            outcomes.publish(OutcomeEvent.Kind.DEFERRED, e.entry, next, label, e.deferUntil,
+                    List.of(store.historyLine(now, label, null, e.deferDetail != null ? e.deferDetail
+                            : "until " + e.deferUntil)), List.of(), null);
+        } else if (clock.millis() > e.item.deadline() && e.item.message().ttlSeconds() > 0) {
             outcomes.publish(OutcomeEvent.Kind.DONE, e.entry, e.item, "dropped:expired", 0,
                     List.of(store.historyLine(now, "dropped:expired", null, null)), List.of(), null);
         } else {
@@ -116,7 +123,7 @@ final class DispatchHandler implements EventHandler<DeliveryEvent> {
         herald.put("t", tokens.sign(item.messageId(), recipient, expiry));
         return new Message(m.id(), m.user(), m.apnsToken(), m.fcmToken(), m.title(), m.body(), data, m.priority(),
                 m.ttlSeconds(), m.collapseId(), m.sound(), m.badge(), m.category(), m.channel(), m.fallback(),
-                m.smsBody(), m.android(), m.campaign(), m.variant(), m.trackLinks());
+                m.smsBody(), m.android(), m.campaign(), m.variant(), m.trackLinks(), m.policy());
     }
 
     private boolean trackLinks(String app, Message m) {
@@ -126,7 +133,7 @@ final class DispatchHandler implements EventHandler<DeliveryEvent> {
     private static Message withSmsBody(Message m, String text) {
         return new Message(m.id(), m.user(), m.apnsToken(), m.fcmToken(), m.title(), m.body(), m.data(), m.priority(),
                 m.ttlSeconds(), m.collapseId(), m.sound(), m.badge(), m.category(), m.channel(), m.fallback(), text,
-                m.android(), m.campaign(), m.variant(), m.trackLinks());
+                m.android(), m.campaign(), m.variant(), m.trackLinks(), m.policy());
     }
 
     /** Collects the results of one message's deliveries, step by step; the last one publishes. */

@@ -8,7 +8,7 @@ import com.lmax.disruptor.RingBuffer;
 import com.lmax.disruptor.dsl.Disruptor;
 import com.lmax.disruptor.dsl.EventProcessorFactory;
 import com.lmax.disruptor.dsl.ProducerType;
-import io.herald.gateway.admission.RateLimiter;
+import io.herald.gateway.admission.Admission;
 import io.herald.gateway.config.HeraldConfig;
 import io.herald.gateway.connector.Connector;
 import io.herald.gateway.journal.Journal;
@@ -36,7 +36,7 @@ import java.util.concurrent.atomic.AtomicLong;
  *
  * <pre>
  *  intake / replay / scheduler --tryReserve(n)--> publish --> [delivery ring, multi-producer]
- *      resolve (devices) -> admit (rate limit) -> dispatch (connectors, async)
+ *      resolve (devices) -> admit (policy, caps, rate limit) -> dispatch (connectors, async)
  *  dispatch / connector callbacks --> [outcome ring, multi-producer] --> record (Redis, journal ack)
  *      --> release(n)
  * </pre>
@@ -61,7 +61,7 @@ public final class Pipeline implements AutoCloseable {
     private final RingBuffer<OutcomeEvent> outcomeRing;
     private final List<Stage> stages;
 
-    public Pipeline(HeraldConfig config, Redis redis, Journal journal, UserRegistry registry, RateLimiter limiter,
+    public Pipeline(HeraldConfig config, Redis redis, Journal journal, UserRegistry registry, Admission admission,
                     MessageStore store, Map<String, Connector> connectors, Metrics metrics,
                     io.herald.protocol.ReceiptTokens tokens, io.herald.gateway.tracking.LinkTracker links,
                     io.herald.gateway.journal.DeadLetters deadLetters) {
@@ -87,12 +87,12 @@ public final class Pipeline implements AutoCloseable {
         Stage admitStage = new Stage("admit", LoggerFactory.getLogger(AdmitHandler.class), wait, stallAfter, halted::get);
         stages = List.of(resolveStage, admitStage, recordStage);
         RecordHandler record = new RecordHandler(redis.dedicated(), store, registry, journal, deadLetters, metrics,
-                recordStage, this::release);
+                recordStage, this::release, admission);
         outcomes.handleEventsWith(processor(record, maxBatch, new LoggingExceptionHandler<>("record")));
         ResolveHandler resolve = new ResolveHandler(redis.dedicated(), registry, store, config.apps(), resolveStage);
-        AdmitHandler admit = new AdmitHandler(redis.dedicated(), limiter, metrics, admitStage);
+        AdmitHandler admit = new AdmitHandler(redis.dedicated(), admission, metrics, admitStage);
         DispatchHandler dispatch = new DispatchHandler(connectors, this::publishOutcome, store, metrics, tokens,
-                config.receipts().tokenTtl(), links, trackLinksByApp(config), halted::get);
+                config.receipts().tokenTtl(), links, trackLinksByApp(config), halted::get, admission.clock());
         deliveries.handleEventsWith(processor(resolve, maxBatch, new LoggingExceptionHandler<>("resolve")))
                 .then(processor(admit, maxBatch, new LoggingExceptionHandler<>("admit")))
                 .then(processor(dispatch, maxBatch, new LoggingExceptionHandler<>("dispatch")));

@@ -4,6 +4,7 @@ import io.herald.gateway.redis.Redis;
 import io.herald.gateway.journal.DeadLetters;
 import io.herald.gateway.journal.Journal;
 import io.herald.gateway.journal.JournalEntry;
+import io.herald.gateway.journal.JournalItem;
 import io.herald.gateway.metrics.Metrics;
 import io.herald.gateway.redis.Keys;
 import io.herald.gateway.registry.UserRegistry;
@@ -45,9 +46,12 @@ final class RecordHandler implements EventHandler<OutcomeEvent> {
     private final List<OutcomeEvent> batch = new ArrayList<>();
     private final int shards;
 
+    private final io.herald.gateway.admission.Admission admission;
+
     RecordHandler(Redis.Connection connection, MessageStore store, UserRegistry registry,
                   Journal journal, DeadLetters deadLetters, Metrics metrics, Stage stage,
-                  IntConsumer release) {
+                  IntConsumer release, io.herald.gateway.admission.Admission admission) {
+        this.admission = admission;
         this.deadLetters = deadLetters;
         this.connection = connection;
         this.connection.setAutoFlushCommands(false);
@@ -79,6 +83,23 @@ final class RecordHandler implements EventHandler<OutcomeEvent> {
                 m.variant(), label, at, o.history, channel, invalidated, letter);
     }
 
+    /**
+     * A marketing message that ended gives back its claim, and, unless accepted, its cap-log place
+     * (reserved at admission): one release.lua call in the user's slot.
+     */
+    private void releaseIfHeld(RedisClusterAsyncCommands<String, String> cmd, OutcomeEvent o,
+                               List<CompletableFuture<?>> all) {
+        io.herald.protocol.Message m = o.item.message();
+        if (m.user() == null || admission.classOf(o.item.app(), m) != io.herald.protocol.Message.MessageClass.MARKETING) {
+            return;
+        }
+        boolean accepted = o.label.startsWith("accepted") || o.label.startsWith("delivered");
+        if (accepted && o.item.phase() == JournalItem.Phase.NEW) {
+            return; // admitted straight away and sent: no claim, and its place stays counted
+        }
+        all.add(admission.release(cmd, o.item.app(), m.user(), o.item.messageId(), accepted));
+    }
+
     private void record() {
         long start = System.nanoTime();
         Boolean written = stage.awaitRetrying("record", () -> {
@@ -94,7 +115,7 @@ final class RecordHandler implements EventHandler<OutcomeEvent> {
                         int shard = Keys.shard(id, shards);
                         all.add(cmd.hset(Keys.deferredData(shard), id, journal.encodeItem(o.item)).toCompletableFuture());
                         all.add(cmd.zadd(Keys.deferred(shard), (double) o.due, id).toCompletableFuture());
-                        changes.add(change(o, "deferred", at, null, 0, null));
+                        changes.add(change(o, o.label != null ? o.label : "deferred", at, null, 0, null));
                     }
                     case DONE -> {
                         for (OutcomeEvent.Invalidation inv : o.invalidations) {
@@ -103,6 +124,7 @@ final class RecordHandler implements EventHandler<OutcomeEvent> {
                         }
                         changes.add(change(o, o.label, at, o.channel, o.invalidations.size(),
                                 deadLetters.letterFor(o.item, o.label, o.history, at)));
+                        releaseIfHeld(cmd, o, all);
                     }
                 }
             }

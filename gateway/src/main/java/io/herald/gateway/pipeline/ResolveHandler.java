@@ -4,6 +4,7 @@ import io.herald.gateway.redis.Redis;
 import com.lmax.disruptor.EventHandler;
 import io.herald.gateway.config.AppConfig;
 import io.herald.gateway.connector.Target;
+import io.herald.gateway.journal.JournalItem;
 import io.herald.gateway.registry.Device;
 import io.herald.gateway.registry.UserProfile;
 import io.herald.gateway.registry.UserRegistry;
@@ -67,16 +68,23 @@ final class ResolveHandler implements EventHandler<DeliveryEvent> {
     private void resolve() {
         Map<String, Map<String, String>> users = new HashMap<>();
         Map<DeliveryEvent, String> states = new HashMap<>();
+        Map<DeliveryEvent, double[]> hours = new HashMap<>();
         stage.awaitRetrying("resolve", () -> {
             users.clear();
             states.clear();
+            hours.clear();
             RedisClusterAsyncCommands<String, String> cmd = connection.async();
             Map<String, CompletableFuture<Map<String, String>>> reads = new HashMap<>();
             Map<DeliveryEvent, CompletableFuture<String>> stateReads = new HashMap<>();
+            Map<DeliveryEvent, CompletableFuture<double[]>> hourReads = new HashMap<>();
             for (DeliveryEvent e : batch) {
                 String user = e.item.message().user();
                 if (user != null) {
                     reads.computeIfAbsent(e.item.app() + '\u0000' + user, k -> registry.read(cmd, e.item.app(), user));
+                    if (e.item.phase() == JournalItem.Phase.NEW
+                            && e.item.message().policy() != null && e.item.message().policy().bestHour()) {
+                        hourReads.put(e, registry.engagementHours(cmd, e.item.app(), user));
+                    }
                 }
                 if (e.replayed) {
                     stateReads.put(e, store.state(cmd, e.item.batchId(), e.item.index()));
@@ -85,9 +93,11 @@ final class ResolveHandler implements EventHandler<DeliveryEvent> {
             connection.flushCommands();
             List<CompletableFuture<?>> all = new ArrayList<>(reads.values());
             all.addAll(stateReads.values());
+            all.addAll(hourReads.values());
             return CompletableFuture.allOf(all.toArray(new CompletableFuture<?>[0])).thenApply(v -> {
                 reads.forEach((k, f) -> users.put(k, f.join()));
                 stateReads.forEach((e, f) -> states.put(e, f.join()));
+                hourReads.forEach((e, f) -> hours.put(e, f.join()));
                 return Boolean.TRUE;
             });
         });
@@ -97,7 +107,7 @@ final class ResolveHandler implements EventHandler<DeliveryEvent> {
                 String state = states.get(e);
                 // A readmitted (reserved) message is legitimately 'deferred'; a batch message that is
                 // deferred was already handed to the scheduler before the crash.
-                if (MessageStore.terminal(state) || ("deferred".equals(state) && !e.item.reserved())) {
+                if (MessageStore.terminal(state) || (MessageStore.deferred(state) && e.item.phase() == JournalItem.Phase.NEW)) {
                     e.skip = true;
                     continue;
                 }
@@ -120,6 +130,8 @@ final class ResolveHandler implements EventHandler<DeliveryEvent> {
             UserRegistry.User user = raw == null || raw.isEmpty()
                     ? new UserRegistry.User(UserProfile.EMPTY, List.of())
                     : registry.decodeUser(e.item.app(), m.user(), raw);
+            e.profile = user.profile();
+            e.engagement = hours.get(e);
             plan(e, app, m, user, now);
         }
     }

@@ -15,7 +15,7 @@ package io.herald.gateway.redis;
  * - 1: {@link #shard}), so each shard slot carries 1/shards of every node's intake and the shards
  * spread over the cluster's masters; a node's replay counts by node ({@code {n.<node>}}); the
  * node leases in {@code {nodes}}. record.lua and receipt.lua touch one batch's slot, flush.lua
- * one app's, idempotent-append.lua, promote.lua and redrive.lua one shard's, gcra.lua the slot of
+ * one app's, idempotent-append.lua, promote.lua and redrive.lua one shard's, admit.lua the slot of
  * the users it is given (callers group users by {@code Redis.slotOf}). A user's targeting data
  * and the structures that select it live in the user's index shard ({@code {app#s<n>}});
  * {@code userdata.lua}, {@code events.lua}, {@code merge-out.lua} and {@code merge-in.lua} are handed that shard's prefix ({@link #userBits})
@@ -59,6 +59,36 @@ public final class Keys {
 
     public static String rateLimit(String app, String user) {
         return "herald:rl:{" + app + ":" + user + "}";
+    }
+
+    /**
+     * A user's marketing sends for the frequency caps: sorted set, member {@code messageId|channel|category},
+     * score = the send time (epoch ms); reserved at admission, removed when the message ends without
+     * being accepted, trimmed past the longest cap window. In the user's slot.
+     */
+    public static String capLog(String app, String user) {
+        return "herald:cap:{" + app + ":" + user + "}";
+    }
+
+    /**
+     * A user's pending claims (held or scheduled marketing messages): sorted set, member
+     * {@code messageId|priority|category}, score = when the message is due. In the user's slot.
+     */
+    public static String capClaims(String app, String user) {
+        return "herald:clm:{" + app + ":" + user + "}";
+    }
+
+    /**
+     * An app's engagement over all its users, as {@link #engagement} is a user's (opens, clicks and
+     * app opens by UTC hour, decayed): the best-hour fallback for users with too little of their own.
+     */
+    public static String appEngagement(String app) {
+        return "herald:enga:{" + app + "#eng}";
+    }
+
+    /** An app's delivery policy: hash {@code v} (version) and {@code json}. */
+    public static String policy(String app) {
+        return "herald:pol:{" + app + "#pol}";
     }
 
     /**

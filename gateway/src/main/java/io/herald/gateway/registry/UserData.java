@@ -426,9 +426,18 @@ public final class UserData {
             }
         }
         List<CompletableFuture<Long>> calls = new ArrayList<>();
-        per.forEach((user, times) -> calls.add(engagementScript.run(redis.async(), ScriptOutputType.INTEGER,
-                new String[] {Keys.engagement(app, user)},
-                io.herald.gateway.tracking.MessageStore.engagementArgs(0, 0, times.size(), times, halfLifeMs))));
+        List<Long> all = new ArrayList<>();
+        per.forEach((user, times) -> {
+            all.addAll(times);
+            calls.add(engagementScript.run(redis.async(), ScriptOutputType.INTEGER,
+                    new String[] {Keys.engagement(app, user)},
+                    io.herald.gateway.tracking.MessageStore.engagementArgs(0, 0, times.size(), times, halfLifeMs)));
+        });
+        if (!all.isEmpty()) {
+            // the app's histogram, once per call (the best-hour fallback)
+            calls.add(engagementScript.run(redis.async(), ScriptOutputType.INTEGER, new String[] {Keys.appEngagement(app)},
+                    io.herald.gateway.tracking.MessageStore.engagementArgs(0, 0, all.size(), all, halfLifeMs)));
+        }
         return CompletableFuture.allOf(calls.toArray(new CompletableFuture<?>[0]));
     }
 

@@ -5,10 +5,15 @@ import java.util.Map;
 
 /**
  * A user's profile in one app: phone number (plain here, encrypted at rest), locale, time zone,
- * consent per channel ({@code push}, {@code sms}) and an optional channel order. Immutable.
+ * consent per channel ({@code push}, {@code sms}), an optional channel order and optional quiet hours
+ * of the user's own (they replace the app's). Immutable.
  */
 public record UserProfile(String phone, String locale, String timeZone, Map<String, Consent> consent,
-                          List<String> channels, long updatedAt) {
+                          List<String> channels, long updatedAt, QuietHours quietHours) {
+
+    /** The user's own quiet hours (wall clock in the user's zone; across midnight when end &lt;= start). */
+    public record QuietHours(java.time.LocalTime start, java.time.LocalTime end) {
+    }
 
     /** Consent for one channel: {@code opted_in} or {@code opted_out}, when and from where. */
     public record Consent(String state, long at, String source) {
@@ -17,7 +22,7 @@ public record UserProfile(String phone, String locale, String timeZone, Map<Stri
         }
     }
 
-    public static final UserProfile EMPTY = new UserProfile(null, null, null, Map.of(), List.of(), 0);
+    public static final UserProfile EMPTY = new UserProfile(null, null, null, Map.of(), List.of(), 0, null);
 
     /** True when the user opted out of {@code channel} (push or sms); no record means opted in. */
     public boolean optedOut(String channel) {

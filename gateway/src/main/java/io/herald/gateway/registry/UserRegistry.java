@@ -437,7 +437,7 @@ public final class UserRegistry {
 
     /**
      * Merges a profile patch: {@code phone} in plain (encrypted here; null removes it),
-     * {@code locale}, {@code timeZone}, {@code channels}, and {@code consent} entries
+     * {@code locale}, {@code timeZone}, {@code quietHours}, {@code channels}, and {@code consent} entries
      * ({@code {"sms":{"state":"opted_out","at":..,"source":..}}}). Completes with the profile.
      */
     public CompletableFuture<UserProfile> updateProfile(String app, String user, ObjectNode patch) {
@@ -601,8 +601,14 @@ public final class UserRegistry {
                 n.get("channels").forEach(c -> channels.add(c.asText()));
             }
             String phone = n.hasNonNull("phone") ? cipher.decrypt(n.get("phone").asText(), owner(app, user)) : null;
+            UserProfile.QuietHours quiet = null;
+            JsonNode q = n.path("quietHours");
+            if (q.hasNonNull("start") && q.hasNonNull("end")) {
+                quiet = new UserProfile.QuietHours(java.time.LocalTime.parse(q.get("start").asText()),
+                        java.time.LocalTime.parse(q.get("end").asText()));
+            }
             return new UserProfile(phone, n.path("locale").asText(null), n.path("timeZone").asText(null),
-                    Map.copyOf(consent), List.copyOf(channels), n.path("updatedAt").asLong());
+                    Map.copyOf(consent), List.copyOf(channels), n.path("updatedAt").asLong(), quiet);
         } catch (IOException e) {
             return UserProfile.EMPTY;
         }
@@ -646,6 +652,25 @@ public final class UserRegistry {
     public CompletableFuture<Map<String, String>> read(RedisClusterAsyncCommands<String, String> cmd, String app,
                                                        String user) {
         return cmd.hgetall(Keys.devices(app, user)).toCompletableFuture();
+    }
+
+    /**
+     * Queues the read of a user's engagement by UTC hour (decayed weights, {@code h0..h23} of
+     * {@link Keys#engagement}; zeros when none) on a caller's connection.
+     */
+    public CompletableFuture<double[]> engagementHours(RedisClusterAsyncCommands<String, String> cmd, String app,
+                                                       String user) {
+        String[] fields = new String[24];
+        for (int h = 0; h < 24; h++) {
+            fields[h] = "h" + h;
+        }
+        return cmd.hmget(Keys.engagement(app, user), fields).toCompletableFuture().thenApply(l -> {
+            double[] out = new double[24];
+            for (int h = 0; h < 24; h++) {
+                out[h] = Double.parseDouble(l.get(h).getValueOrElse("0"));
+            }
+            return out;
+        });
     }
 
     /** Queues an invalidation on a caller's connection; it only applies while the token is unchanged. */

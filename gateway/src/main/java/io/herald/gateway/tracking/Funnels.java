@@ -148,6 +148,16 @@ public final class Funnels {
             c.put(s, 0L);
         }
         raw.forEach((k, v) -> c.put(k, Long.parseLong(v)));
+        // The delivery policy's verdicts, summed over their reasons: held (deferred:<reason>, a
+        // message counted once per reason it was held for) and capped (by a rule, or by priority).
+        long held = 0;
+        for (Map.Entry<String, Long> e : c.entrySet()) {
+            if (e.getKey().startsWith("deferred:")) {
+                held += e.getValue();
+            }
+        }
+        c.put("held", held);
+        c.put("capped", c.getOrDefault("dropped:capped", 0L) + c.getOrDefault("dropped:capped_by_priority", 0L));
         c.forEach(counts::put);
         ObjectNode rates = out.putObject("rates");
         rates.put("deliveryRate", ratio(c.get("delivered"), c.get("accepted")));

@@ -144,7 +144,12 @@ public final class MessageStore implements AutoCloseable {
         return Keys.messages(batchId, index >>> CHUNK_BITS);
     }
 
-    /** True for labels no message leaves. */
+    /** True for a deferred state label: {@code deferred} (a rate-limit slot) or {@code deferred:<reason>} (held). */
+    public static boolean deferred(String label) {
+        return label != null && (label.equals("deferred") || label.startsWith("deferred:"));
+    }
+
+    /** True for labels no message leaves (accepted and after, failed, dropped). */
     public static boolean terminal(String label) {
         return label != null && (label.startsWith("accepted") || label.startsWith("delivered")
                 || label.startsWith("opened") || label.startsWith("clicked")
@@ -363,7 +368,7 @@ public final class MessageStore implements AutoCloseable {
      * parked by an earlier pass to the SMS receipt sweeper, which drops them when they expire.
      */
     private static boolean mayHaveSmsReceipts(Change c) {
-        if ("deferred".equals(c.label())) {
+        if (deferred(c.label())) {
             return false;
         }
         if ("sms".equals(c.channel())) {
@@ -554,6 +559,11 @@ public final class MessageStore implements AutoCloseable {
                         new String[] {Keys.engagement(app, user)},
                         engagementArgs(e[0], e[1], (int) e[2], times.get(user),
                                 ENGAGEMENT_HALF_LIFE_MS))));
+                // the app's histogram, aggregated over the flush (the best-hour fallback)
+                List<Long> all = new ArrayList<>();
+                times.values().forEach(all::addAll);
+                writes.add(engagementScript.run(cmd, ScriptOutputType.INTEGER, new String[] {Keys.appEngagement(app)},
+                        engagementArgs(0, 0, all.size(), all, ENGAGEMENT_HALF_LIFE_MS)));
                 Redis.flush(cmd);
             }
             return CompletableFuture.allOf(writes.toArray(new CompletableFuture<?>[0]));

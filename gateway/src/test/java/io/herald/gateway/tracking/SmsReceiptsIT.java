@@ -96,7 +96,7 @@ class SmsReceiptsIT {
         for (int i = 0; i < n; i++) {
             items.add(new JournalItem(APP, batchId.toString(), i, System.currentTimeMillis(),
                     CODEC.decodeMessage("{\"user\":\"u1\",\"ttlSeconds\":3600,\"smsBody\":\"hi\",\"body\":\"hi\"}"
-                            .getBytes(StandardCharsets.UTF_8)), false));
+                            .getBytes(StandardCharsets.UTF_8)), JournalItem.Phase.NEW));
         }
         return items;
     }
