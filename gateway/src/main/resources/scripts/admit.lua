@@ -1,28 +1,34 @@
 -- Admission of many messages in one call (one call per ring-handler batch and slot group): the
 -- frequency caps with priority claims, then the per-user rate limit (GCRA).
--- KEYS, three per check i: the user's rate-limit key (Keys.rateLimit), cap log (Keys.capLog: member
---   messageId|channel|category, score = send time) and claims (Keys.capClaims: member
---   messageId|priority|category, score = due time); then this call's request key
---   (Keys.rateLimitRequest): the verdicts are kept there for ARGV[1] ms, and a call with the same
---   request key returns them without touching anything, so a retried call consumes nothing twice.
--- ARGV[1] remember ms, ARGV[2] now (ms, the gateway's clock), ARGV[3] cap-log entries older than
---   this are trimmed, ARGV[4] ms the cap log and claims are kept after a change.
--- Then per check: mode, interval ms, burst tolerance ms, deadline, cap-log member, claim member,
---   priority, due, onCap ('defer' or 'drop'), rule count R, then R rules of seven values: id,
---   window start, window end (ms), limit, scope kind ('all', 'channel', 'category'), scope value,
---   rolling length (ms; 0 for a calendar window). A rolling window is given as [now - length,
---   now + length): sends already reserved for later count, and so do claims due before the send
---   would age out.
---   mode 'g': the rate limit only (transactional); 'c': caps, then the rate limit (marketing: the
---   rules given are those whose scope is the message's); 'h': only register the claim (member,
---   priority, due) of a message held until due (quiet hours, a send time).
+-- One key per user (Keys.admission, a sorted set) holds all of it:
+--   't'  the GCRA theoretical arrival time (score, ms);
+--   'x'  when the key expires (score: now + the PEXPIRE set last; moved on only when needed);
+--   's|<messageId>|<channel>|<category>'  a marketing send, scored by its send time;
+--   'c|<messageId>|<priority>|<category>' the claim of a held marketing message, scored by when due.
+-- So a marketing message costs one read (ZRANGE) and one write (ZADD), as the rate limit alone did
+-- (GET, SET) before the delivery policy.
+-- KEYS: per check its user's key; then this call's request key (Keys.rateLimitRequest): the
+--   verdicts are kept there for ARGV[1] ms, and a call with the same request key returns them
+--   without touching anything (a retried call consumes nothing twice).
+-- ARGV[1] remember ms, ARGV[2] now (ms, the gateway's clock), ARGV[3] sends and claims older than
+--   this are trimmed, ARGV[4] ms a key with sends or claims lives after the last one is added;
+--   then the rule table: R, and R rules of five values: id, limit, scope kind ('all', 'channel',
+--   'category'), scope value, rolling length ms (0: a calendar window);
+--   then the window groups (one per app and zone): G, and per group: first rule, rule count, and
+--   per rule its window start and end (ms). A rolling window is [now - length, now + length):
+--   sends already reserved for later count, and so do claims due before this send ages out;
+--   then per check, by mode:
+--   'g' (the rate limit only): interval ms, burst tolerance ms, deadline;
+--   'c' (caps, then the rate limit): interval, tolerance, deadline, message id, channel, category,
+--       priority, onCap ('defer'|'drop'), held ('1': remove its own claim first), window group, and
+--       which of the group's rules apply ('1'/'0' per rule);
+--   'h' (register the claim of a message held until due): message id, priority, category, due.
 -- Reply, one string per check: 'n' send now; 'd:<ms>' deferred to the reserved rate-limit slot;
 --   'r' dropped, the slot is past the deadline; 'c:<rule>' capped; 'p:<rule>' capped because a
---   higher-priority claim is due in the window; 'w:<ms>:<rule>' capped, waiting (onCap defer)
---   until the window reopens, its claim registered; 'h' claim registered.
--- A message that passes reserves its place in the cap log (score = its send time); the record
--- stage removes it if the message ends without being accepted (release.lua).
-local n = (#KEYS - 1) / 3
+--   higher-priority claim is due in the window; 'w:<ms>:<rule>' capped, waiting (onCap defer) until
+--   the window reopens, its claim registered; 'h' claim registered.
+-- A message that passes reserves its place (score = its send time); the record stage removes it if
+-- the message ends without being accepted (release.lua).
 local request = KEYS[#KEYS]
 local done = redis.call('GET', request)
 if done then
@@ -33,13 +39,27 @@ end
 local now = tonumber(ARGV[2])
 local trimBefore = tonumber(ARGV[3])
 local keep = tonumber(ARGV[4])
-local out = {}
+-- a: the next argument to read
 local a = 5
-
-local function split(s)
-  local f = {}
-  for part in string.gmatch(s .. '|', '([^|]*)|') do f[#f + 1] = part end
-  return f
+local rules = {}
+local r = tonumber(ARGV[a])
+a = a + 1
+for j = 1, r do
+  rules[j] = {id = ARGV[a], limit = tonumber(ARGV[a + 1]), kind = ARGV[a + 2], value = ARGV[a + 3],
+              len = tonumber(ARGV[a + 4])}
+  a = a + 5
+end
+local groups = {}
+local g = tonumber(ARGV[a])
+a = a + 1
+for gi = 1, g do
+  local first, count = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+  local w = {first = first, count = count}
+  for j = 0, count - 1 do
+    w[first + j] = {tonumber(ARGV[a + 2 + j * 2]), tonumber(ARGV[a + 3 + j * 2])}
+  end
+  groups[gi] = w
+  a = a + 2 + count * 2
 end
 
 local function matches(kind, value, channel, category)
@@ -50,8 +70,9 @@ local function matches(kind, value, channel, category)
   return category == value
 end
 
-local function gcra(key, interval, tolerance, deadline)
-  local tat = tonumber(redis.call('GET', key) or now)
+-- GCRA from the TAT read (nil: none): 0 now, the slot (ms), or -1 past the deadline; the new TAT
+local function gcra(tat, interval, tolerance, deadline)
+  tat = tat or now
   if tat < now then tat = now end
   local newTat = tat + interval
   local allowAt = newTat - tolerance
@@ -63,66 +84,115 @@ local function gcra(key, interval, tolerance, deadline)
   return -1, newTat
 end
 
-for i = 1, n do
-  local rl, log, claims = KEYS[i * 3 - 2], KEYS[i * 3 - 1], KEYS[i * 3]
-  local mode = ARGV[a]
-  local interval, tolerance, deadline = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
-  local member, claim = ARGV[a + 4], ARGV[a + 5]
-  local rank, due, onCap = tonumber(ARGV[a + 6]), tonumber(ARGV[a + 7]), ARGV[a + 8]
-  local r = tonumber(ARGV[a + 9])
-  local rules = {}
-  for j = 1, r do
-    local b = a + 10 + (j - 1) * 7
-    rules[j] = {id = ARGV[b], from = tonumber(ARGV[b + 1]), to = tonumber(ARGV[b + 2]), limit = tonumber(ARGV[b + 3]),
-                kind = ARGV[b + 4], value = ARGV[b + 5], len = tonumber(ARGV[b + 6])}
-  end
-  a = a + 10 + r * 7
-  local verdict
-  if mode == 'h' then
-    redis.call('ZADD', claims, due, claim)
-    redis.call('PEXPIRE', claims, keep)
-    verdict = 'h'
+-- One ZADD of the members (score, member pairs in z), keeping the key alive until at least
+-- liveUntil: when its expiry (the 'x' read: expires) is earlier, 'x' and the PEXPIRE move on to
+-- liveUntil plus slack (half of ARGV[4] for a key with sends, a minute for the TAT alone).
+local function write(key, z, expires, liveUntil, slack)
+  if (expires or 0) < liveUntil then
+    local at = string.format('%d', math.ceil(liveUntil + slack))
+    z[#z + 1] = at
+    z[#z + 1] = 'x'
+    redis.call('ZADD', key, unpack(z))
+    -- relative: the gateway's clock need not be Redis's (tests move it)
+    redis.call('PEXPIRE', key, string.format('%d', math.ceil(liveUntil + slack - now)))
   else
-    local capped = nil
-    if mode == 'c' then
+    redis.call('ZADD', key, unpack(z))
+  end
+end
+
+local function fmt(ms)
+  return string.format('%d', ms)
+end
+
+local out = {}
+local n = 0
+local k = 0
+while a <= #ARGV do
+  local mode = ARGV[a]
+  local verdict
+  k = k + 1
+  local key = KEYS[k]
+  if mode == 'g' then
+    local v = redis.call('ZMSCORE', key, 't', 'x')
+    local at, newTat = gcra(tonumber(v[1]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]))
+    if at < 0 then
+      verdict = 'r'
+    else
+      write(key, {newTat, 't'}, tonumber(v[2]), newTat + 1000, 60000)
+      verdict = at == 0 and 'n' or ('d:' .. fmt(at))
+    end
+    a = a + 4
+  elseif mode == 'h' then
+    local x = tonumber(redis.call('ZSCORE', key, 'x'))
+    write(key, {tonumber(ARGV[a + 4]), 'c|' .. ARGV[a + 1] .. '|' .. ARGV[a + 2] .. '|' .. ARGV[a + 3]}, x,
+        now + keep / 2, keep / 2)
+    verdict = 'h'
+    a = a + 5
+  else
+    local interval, tolerance, deadline = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+    local id, channel, category = ARGV[a + 4], ARGV[a + 5], ARGV[a + 6]
+    local rankText, onCap, held = ARGV[a + 7], ARGV[a + 8], ARGV[a + 9]
+    local rank = tonumber(rankText)
+    local group, mask = groups[tonumber(ARGV[a + 10])], ARGV[a + 11]
+    a = a + 12
+    local claim = 'c|' .. id .. '|' .. rankText .. '|' .. category
+    if held == '1' then
       -- its own claim (held until now) no longer stands in its way
-      redis.call('ZREM', claims, claim)
-      if r > 0 then
-        redis.call('ZREMRANGEBYSCORE', log, '-inf', '(' .. trimBefore)
-        local mine = split(member)
-        local from, to = rules[1].from, rules[1].to
-        for _, rule in ipairs(rules) do
-          if rule.from < from then from = rule.from end
-          if rule.to > to then to = rule.to end
-        end
-        local sent = redis.call('ZRANGEBYSCORE', log, from, '+inf', 'WITHSCORES')
-        -- claims due in the window, and those a little overdue (being promoted)
-        local pending = redis.call('ZRANGEBYSCORE', claims, now - 300000, '(' .. to, 'WITHSCORES')
-        for _, rule in ipairs(rules) do
+      redis.call('ZREM', key, claim)
+    end
+    local all = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
+    -- the entries, parsed once: sends (score, channel, category), claims (score, priority, category)
+    local tat, expires = nil, nil
+    local ss, sch, scat, cs, cpr, ccat = {}, {}, {}, {}, {}, {}
+    for e = 1, #all, 2 do
+      local m = all[e]
+      local b = string.byte(m, 1)
+      if b == 115 then -- 's'
+        local i = #ss + 1
+        ss[i] = tonumber(all[e + 1])
+        sch[i], scat[i] = string.match(m, '^s|[^|]*|([^|]*)|(.*)$')
+      elseif b == 99 then -- 'c'
+        local i = #cs + 1
+        cs[i] = tonumber(all[e + 1])
+        local pr
+        pr, ccat[i] = string.match(m, '^c|[^|]*|([^|]*)|(.*)$')
+        cpr[i] = tonumber(pr)
+      elseif b == 116 then tat = tonumber(all[e + 1])      -- 't'
+      elseif b == 120 then expires = tonumber(all[e + 1])  -- 'x'
+      end
+    end
+    if (ss[1] and ss[1] < trimBefore) or (cs[1] and cs[1] < trimBefore) then
+      redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. trimBefore)
+    end
+    local capped = nil
+    if #ss + #cs > 0 and string.find(mask, '1', 1, true) then
+      for j = 1, #mask do
+        if string.sub(mask, j, j) == '1' then
+          local ri = group.first + j - 1
+          local rule, w = rules[ri], group[ri]
+          local from, to = w[1], w[2]
+          local used, higher, lastDue = 0, 0, 0
           local times = {}
-          for k = 1, #sent, 2 do
-            local s = tonumber(sent[k + 1])
-            if s >= rule.from and s < rule.to then
-              local f = split(sent[k])
-              if matches(rule.kind, rule.value, f[2], f[3]) then times[#times + 1] = s end
+          for i = 1, #ss do
+            local s = ss[i]
+            if s >= from and s < to and matches(rule.kind, rule.value, sch[i], scat[i]) then
+              used = used + 1
+              times[used] = s
             end
           end
-          local higher, lastDue = 0, 0
-          for k = 1, #pending, 2 do
-            local d = tonumber(pending[k + 1])
-            local f = split(pending[k])
-            if d < rule.to and tonumber(f[2]) > rank and f[1] ~= mine[1]
-                and (rule.kind ~= 'category' or f[3] == rule.value) then
+          -- claims due in the window, and those a little overdue (being promoted)
+          for i = 1, #cs do
+            local d = cs[i]
+            if d >= now - 300000 and d < to and cpr[i] > rank and (rule.kind ~= 'category' or ccat[i] == rule.value) then
               higher = higher + 1
               if d > lastDue then lastDue = d end
             end
           end
-          local used = #times
-          if used >= rule.limit or used + higher >= rule.limit then
+          if used + higher >= rule.limit then
             local code = used >= rule.limit and 'c' or 'p'
             -- when it could go: behind a claim, just after the claim is due; a calendar window at
             -- its end; a rolling one when enough sends have aged out of it
-            local reopen = rule.to
+            local reopen = to
             if code == 'p' then
               reopen = lastDue + 1000
             elseif rule.len > 0 then
@@ -137,27 +207,24 @@ for i = 1, n do
     end
     if capped then
       if onCap == 'defer' and capped.reopen <= deadline then
-        redis.call('ZADD', claims, capped.reopen, claim)
-        redis.call('PEXPIRE', claims, keep)
-        verdict = 'w:' .. string.format('%d', capped.reopen) .. ':' .. capped.rule
+        write(key, {capped.reopen, claim}, expires, now + keep / 2, keep / 2)
+        verdict = 'w:' .. fmt(capped.reopen) .. ':' .. capped.rule
       else
         verdict = capped.code .. ':' .. capped.rule
       end
     else
-      local at, newTat = gcra(rl, interval, tolerance, deadline)
+      local at, newTat = gcra(tat, interval, tolerance, deadline)
       if at < 0 then
         verdict = 'r'
       else
-        redis.call('SET', rl, string.format('%.3f', newTat), 'PX', math.ceil(newTat - now) + 1000)
-        if mode == 'c' then
-          redis.call('ZADD', log, at == 0 and now or at, member)
-          redis.call('PEXPIRE', log, keep)
-        end
-        verdict = at == 0 and 'n' or ('d:' .. string.format('%d', at))
+        write(key, {newTat, 't', at == 0 and now or at, 's|' .. id .. '|' .. channel .. '|' .. category}, expires,
+            now + keep / 2, keep / 2)
+        verdict = at == 0 and 'n' or ('d:' .. fmt(at))
       end
     end
   end
-  out[i] = verdict
+  n = n + 1
+  out[n] = verdict
 end
 redis.call('SET', request, table.concat(out, ','), 'PX', ARGV[1])
 return out

@@ -173,7 +173,8 @@ public class AdmissionBenchmark {
         double interval = app.rateLimit().emissionIntervalMillis();
         long deadline = System.currentTimeMillis() + 86_400_000L;
         for (int j = 0; j < CHECKS; j++) {
-            keys[j] = Keys.rateLimit(APP, "user-" + (cursor++ % USERS));
+            // the pre-policy rate-limit key (a string), as Keys built it then
+            keys[j] = "herald:rl:{" + APP + ":user-" + (cursor++ % USERS) + "}";
             args[j * 3 + 1] = Double.toString(interval);
             args[j * 3 + 2] = Double.toString(interval * app.rateLimit().burst());
             args[j * 3 + 3] = Long.toString(deadline);

@@ -65,6 +65,9 @@ public final class Admission {
     private final Redis.Script admitScript = new Redis.Script("/scripts/admit.lua");
     private final Redis.Script releaseScript = new Redis.Script("/scripts/release.lua");
 
+    /** Per app: the rate limit's emission interval and burst tolerance (ms), as script arguments. */
+    private final Map<String, String[]> rateArgs = new java.util.concurrent.ConcurrentHashMap<>();
+
     /** How long a claim or cap log outlives its last change (the longest window is 30 days). */
     private static final long KEEP_MS = Duration.ofDays(32).toMillis();
 
@@ -121,7 +124,17 @@ public final class Admission {
     }
 
     /** One script operation, for one message (null: decided without Redis). */
-    private record Op(int check, String mode, String[] args, String app, String user) {
+    /**
+     * One script operation for one message: mode {@code g} (rate limit), {@code c} (caps, then the
+     * rate limit; {@code zone} picks its window group, {@code mask} the rules that apply) or
+     * {@code h} (register a claim). Null for a message decided without Redis.
+     */
+    private record Op(int check, String mode, String[] args, String app, String user, ZoneId zone, String mask) {
+    }
+
+    /** Computations shared by the messages of one call: quiet-hour ends per zone and window. */
+    private static final class CallCache {
+        final Map<String, Long> quietEnds = new java.util.HashMap<>();
     }
 
     /**
@@ -135,16 +148,17 @@ public final class Admission {
         long now = clock.millis();
         Verdict[] out = new Verdict[checks.size()];
         List<Op> ops = new ArrayList<>();
+        CallCache cache = new CallCache();
         for (int i = 0; i < checks.size(); i++) {
-            decide(i, checks.get(i), now, out, ops);
+            decide(i, checks.get(i), now, out, ops, cache);
         }
         Map<Integer, List<Op>> groups = new LinkedHashMap<>();
         for (Op op : ops) {
-            groups.computeIfAbsent(slotOf.applyAsInt(Keys.rateLimit(op.app(), op.user())), k -> new ArrayList<>()).add(op);
+            groups.computeIfAbsent(slotOf.applyAsInt(Keys.admission(op.app(), op.user())), k -> new ArrayList<>()).add(op);
         }
         List<CompletableFuture<?>> calls = new ArrayList<>();
         for (List<Op> group : groups.values()) {
-            List<String> keys = new ArrayList<>(group.size() * 3 + 1);
+            List<String> keys = new ArrayList<>(group.size() * 2 + 1);
             List<String> args = new ArrayList<>();
             args.add(Long.toString(Math.max(1, remember.toMillis())));
             args.add(Long.toString(now));
@@ -154,12 +168,53 @@ public final class Admission {
             }
             args.add(Long.toString(now - longest - Duration.ofDays(1).toMillis()));
             args.add(Long.toString(KEEP_MS));
+            // The rule table (each app's caps once) and the window groups (per app and zone).
+            Map<String, Integer> firstRule = new LinkedHashMap<>();
+            List<String> table = new ArrayList<>();
+            Map<String, Integer> groupOf = new LinkedHashMap<>();
+            List<String> windows = new ArrayList<>();
             for (Op op : group) {
-                keys.add(Keys.rateLimit(op.app(), op.user()));
-                keys.add(Keys.capLog(op.app(), op.user()));
-                keys.add(Keys.capClaims(op.app(), op.user()));
+                if (!op.mode().equals("c")) {
+                    continue;
+                }
+                AppPolicy policy = policies.of(op.app());
+                int first = firstRule.computeIfAbsent(op.app(), x -> {
+                    int f = table.size() / 5 + 1;
+                    for (AppPolicy.Cap cap : policy.caps()) {
+                        table.add(cap.id());
+                        table.add(Integer.toString(cap.limit()));
+                        table.add(cap.scope().name().toLowerCase(java.util.Locale.ROOT));
+                        table.add(cap.scopeValue() == null ? "" : cap.scopeValue());
+                        table.add(Long.toString(cap.window() == AppPolicy.WindowKind.ROLLING ? cap.rolling().toMillis() : 0));
+                    }
+                    return f;
+                });
+                groupOf.computeIfAbsent(op.app() + '\u0000' + op.zone().getId(), x -> {
+                    windows.add(Integer.toString(first));
+                    windows.add(Integer.toString(policy.caps().size()));
+                    for (AppPolicy.Cap cap : policy.caps()) {
+                        long[] w = window(cap, now, op.zone());
+                        windows.add(Long.toString(w[0]));
+                        windows.add(Long.toString(w[1]));
+                    }
+                    return groupOf.size() + 1;
+                });
+            }
+            args.add(Integer.toString(table.size() / 5));
+            args.addAll(table);
+            args.add(Integer.toString(groupOf.size()));
+            args.addAll(windows);
+            for (Op op : group) {
                 args.add(op.mode());
                 args.addAll(List.of(op.args()));
+                keys.add(Keys.admission(op.app(), op.user()));
+                switch (op.mode()) {
+                    case "g", "h" -> { }
+                    default -> {
+                        args.add(Integer.toString(groupOf.get(op.app() + '\u0000' + op.zone().getId())));
+                        args.add(op.mask());
+                    }
+                }
             }
             Op first = group.get(0);
             keys.add(Keys.rateLimitRequest(first.app(), first.user(), requestId));
@@ -180,7 +235,7 @@ public final class Admission {
         for (Check c : checks) {
             String app = c.item().app();
             String user = c.item().message().user();
-            firsts.putIfAbsent(slotOf.applyAsInt(Keys.rateLimit(app, user)), new String[] {app, user});
+            firsts.putIfAbsent(slotOf.applyAsInt(Keys.admission(app, user)), new String[] {app, user});
         }
         for (String[] f : firsts.values()) {
             cmd.del(Keys.rateLimitRequest(f[0], f[1], requestId));
@@ -207,7 +262,7 @@ public final class Admission {
         };
     }
 
-    private void decide(int i, Check c, long now, Verdict[] out, List<Op> ops) {
+    private void decide(int i, Check c, long now, Verdict[] out, List<Op> ops, CallCache cache) {
         JournalItem item = c.item();
         Message m = item.message();
         String app = item.app();
@@ -218,7 +273,6 @@ public final class Admission {
         ZoneId zone = zone(profile.timeZone(), policy.zone());
         boolean marketing = cls == Message.MessageClass.MARKETING;
         long deadline = item.deadline();
-        String claim = item.messageId() + "|" + mp.rank() + "|" + orEmpty(m.category());
         if (cls == Message.MessageClass.SYSTEM) {
             out[i] = Verdict.SEND;
             return;
@@ -245,7 +299,7 @@ public final class Admission {
                 }
                 out[i] = Verdict.hold(due, reason, "until " + due);
                 if (marketing) {
-                    ops.add(holdOp(i, app, m.user(), claim, mp.rank(), due));
+                    ops.add(holdOp(i, item, mp.rank(), due));
                 }
                 return;
             }
@@ -254,7 +308,8 @@ public final class Admission {
         AppPolicy.QuietHours quiet = quietHours(profile, policy);
         if (quiet != null && (marketing || quiet.transactional())) {
             ZoneId qz = zone(profile.timeZone(), quiet.zone() != null ? quiet.zone() : policy.zone());
-            long end = quietEnd(now, qz, quiet.start(), quiet.end());
+            long end = cache.quietEnds.computeIfAbsent(qz.getId() + quiet.start() + quiet.end(),
+                    x -> quietEnd(now, qz, quiet.start(), quiet.end()));
             if (end > 0) {
                 String onQuiet = mp.onQuiet() != null ? mp.onQuiet() : policy.defaults().onQuiet();
                 if (onQuiet.equals("drop")) {
@@ -268,49 +323,35 @@ public final class Admission {
                 }
                 out[i] = Verdict.hold(release, "quiet_hours", "until " + release);
                 if (marketing) {
-                    ops.add(holdOp(i, app, m.user(), claim, mp.rank(), release));
+                    ops.add(holdOp(i, item, mp.rank(), release));
                 }
                 return;
             }
         }
         // 4. Caps (marketing) and the rate limit.
-        AppConfig.RateLimit rl = apps.get(app).rateLimit();
-        double interval = rl.emissionIntervalMillis();
-        List<String> args = new ArrayList<>();
-        args.add(Double.toString(interval));
-        args.add(Double.toString(interval * rl.burst()));
-        args.add(Long.toString(deadline));
+        String[] rl = rateArgs.computeIfAbsent(app, x -> {
+            AppConfig.RateLimit r = apps.get(x).rateLimit();
+            double interval = r.emissionIntervalMillis();
+            return new String[] {Double.toString(interval), Double.toString(interval * r.burst())};
+        });
+        if (!marketing) {
+            ops.add(new Op(i, "g", new String[] {rl[0], rl[1], Long.toString(deadline)}, app, m.user(), null, null));
+            return;
+        }
         String channel = c.channel() == null ? "" : c.channel();
-        args.add(item.messageId() + "|" + channel + "|" + orEmpty(m.category()));
-        args.add(claim);
-        args.add(Integer.toString(mp.rank()));
-        args.add("0");
-        args.add(mp.onCap() != null ? mp.onCap() : policy.defaults().onCap());
-        List<AppPolicy.Cap> rules = new ArrayList<>();
-        if (marketing) {
-            for (AppPolicy.Cap cap : policy.caps()) {
-                if (applies(cap, channel, m.category())) {
-                    rules.add(cap);
-                }
-            }
+        StringBuilder mask = new StringBuilder(policy.caps().size());
+        for (AppPolicy.Cap cap : policy.caps()) {
+            mask.append(applies(cap, channel, m.category()) ? '1' : '0');
         }
-        args.add(Integer.toString(rules.size()));
-        for (AppPolicy.Cap cap : rules) {
-            long[] w = window(cap, now, zone(profile.timeZone(), policy.zone()));
-            args.add(cap.id());
-            args.add(Long.toString(w[0]));
-            args.add(Long.toString(w[1]));
-            args.add(Integer.toString(cap.limit()));
-            args.add(cap.scope().name().toLowerCase(java.util.Locale.ROOT));
-            args.add(cap.scopeValue() == null ? "" : cap.scopeValue());
-            args.add(Long.toString(cap.window() == AppPolicy.WindowKind.ROLLING ? cap.rolling().toMillis() : 0));
-        }
-        ops.add(new Op(i, marketing ? "c" : "g", args.toArray(new String[0]), app, m.user()));
+        ops.add(new Op(i, "c", new String[] {rl[0], rl[1], Long.toString(deadline),
+            item.messageId(), channel, orEmpty(m.category()), Integer.toString(mp.rank()),
+            mp.onCap() != null ? mp.onCap() : policy.defaults().onCap(),
+            item.phase() == JournalItem.Phase.HELD ? "1" : "0"}, app, m.user(), zone, mask.toString()));
     }
 
-    private static Op holdOp(int i, String app, String user, String claim, int rank, long due) {
-        return new Op(i, "h", new String[] {"0", "0", "0", "", claim, Integer.toString(rank), Long.toString(due), "drop",
-            "0"}, app, user);
+    private static Op holdOp(int i, JournalItem item, int rank, long due) {
+        return new Op(i, "h", new String[] {item.messageId(), Integer.toString(rank), orEmpty(item.message().category()),
+            Long.toString(due)}, item.app(), item.message().user(), null, null);
     }
 
     private static boolean applies(AppPolicy.Cap cap, String channel, String category) {
@@ -326,16 +367,20 @@ public final class Admission {
         return s == null ? "" : s.replace("|", "/");
     }
 
+    private static final Map<String, java.util.Optional<ZoneId>> ZONES = new java.util.concurrent.ConcurrentHashMap<>();
+
     /** The user's zone if valid, else {@code fallback}. */
     static ZoneId zone(String userZone, ZoneId fallback) {
-        if (userZone != null) {
-            try {
-                return ZoneId.of(userZone);
-            } catch (java.time.DateTimeException e) {
-                // an unknown zone in a profile: the app's
-            }
+        if (userZone == null) {
+            return fallback;
         }
-        return fallback;
+        return ZONES.computeIfAbsent(userZone, z -> {
+            try {
+                return java.util.Optional.of(ZoneId.of(z));
+            } catch (java.time.DateTimeException e) {
+                return java.util.Optional.empty(); // an unknown zone in a profile: the app's
+            }
+        }).orElse(fallback);
     }
 
     private static AppPolicy.QuietHours quietHours(UserProfile profile, AppPolicy policy) {
@@ -455,8 +500,8 @@ public final class Admission {
      */
     public CompletableFuture<Long> release(RedisClusterAsyncCommands<String, String> cmd, String app, String user,
                                            String messageId, boolean accepted) {
-        return releaseScript.run(cmd, ScriptOutputType.INTEGER,
-                new String[] {Keys.capLog(app, user), Keys.capClaims(app, user)}, messageId + "|", accepted ? "1" : "0");
+        return releaseScript.run(cmd, ScriptOutputType.INTEGER, new String[] {Keys.admission(app, user)}, messageId,
+                accepted ? "1" : "0");
     }
 
     /** A fresh request id for a call. */

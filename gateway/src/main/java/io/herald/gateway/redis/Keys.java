@@ -57,25 +57,15 @@ public final class Keys {
         return "herald:u:{" + app + ":" + user + "}";
     }
 
-    public static String rateLimit(String app, String user) {
-        return "herald:rl:{" + app + ":" + user + "}";
-    }
-
     /**
-     * A user's marketing sends for the frequency caps: sorted set, member {@code messageId|channel|category},
-     * score = the send time (epoch ms); reserved at admission, removed when the message ends without
-     * being accepted, trimmed past the longest cap window. In the user's slot.
+     * A user's admission state (sorted set, {@code admit.lua}): {@code t} the rate limit's TAT,
+     * {@code x} the key's expiry, marketing sends {@code s|messageId|channel|category} scored by
+     * send time (reserved at admission, removed when the message ends unaccepted, trimmed past the
+     * longest cap window), and claims of held marketing messages {@code c|messageId|priority|category}
+     * scored by when they are due. In the user's slot.
      */
-    public static String capLog(String app, String user) {
-        return "herald:cap:{" + app + ":" + user + "}";
-    }
-
-    /**
-     * A user's pending claims (held or scheduled marketing messages): sorted set, member
-     * {@code messageId|priority|category}, score = when the message is due. In the user's slot.
-     */
-    public static String capClaims(String app, String user) {
-        return "herald:clm:{" + app + ":" + user + "}";
+    public static String admission(String app, String user) {
+        return "herald:adm:{" + app + ":" + user + "}";
     }
 
     /**

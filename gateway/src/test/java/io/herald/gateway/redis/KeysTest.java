@@ -73,7 +73,7 @@ class KeysTest {
         assertThat(tag(Keys.messages("b", 1))).isEqualTo(tag(Keys.batch("b"))).isEqualTo(tag(Keys.outbox("b")))
                 .isEqualTo(tag(Keys.smsParts("b", 2)));
         assertThat(tag(Keys.flushMarkers("a"))).isEqualTo(tag(Keys.events("a")));
-        assertThat(tag(Keys.devices("a", "u"))).isEqualTo(tag(Keys.rateLimit("a", "u")))
+        assertThat(tag(Keys.devices("a", "u"))).isEqualTo(tag(Keys.admission("a", "u")))
                 .isEqualTo(tag(Keys.engagement("a", "u")));
         // A shard's journal (of every node), deferred set, idempotency keys, dead letters and
         // promotion keys share its slot tag; other shards have other tags.
@@ -82,7 +82,7 @@ class KeysTest {
                 .isEqualTo(tag(Keys.deadLetters("a", 3))).isEqualTo(tag(Keys.deadLetterData("a", 3)))
                 .isEqualTo(tag(Keys.promotion(3, "r"))).isEqualTo("s.3")
                 .isNotEqualTo(tag(Keys.journal("n", 4)));
-        assertThat(tag(Keys.rateLimitRequest("a", "u", "r"))).isEqualTo(tag(Keys.rateLimit("a", "u")));
+        assertThat(tag(Keys.rateLimitRequest("a", "u", "r"))).isEqualTo(tag(Keys.admission("a", "u")));
         assertThat(tag(Keys.replays("n"))).isEqualTo(tag(Keys.unreadableEntries("n"))).isEqualTo("n.n");
         assertThat(tag(Keys.events("a"))).isEqualTo(tag(Keys.funnel("a", "c", "v")))
                 .isEqualTo(tag(Keys.funnelChannel("a", "sms"))).isEqualTo(tag(Keys.webhookDeadLetters("a")))
