@@ -118,7 +118,14 @@ while a <= #ARGV do
     if at < 0 then
       verdict = 'r'
     else
-      write(key, {newTat, 't'}, tonumber(v[2]), newTat + 1000, 60000)
+      if v[2] then
+        -- the key holds sends or claims (they set 'x'): it lives long enough already
+        write(key, {newTat, 't'}, tonumber(v[2]), newTat + 1000, 60000)
+      else
+        -- the rate limit alone: expires as the TAT passes, as a plain key would
+        redis.call('ZADD', key, newTat, 't')
+        redis.call('PEXPIRE', key, math.ceil(newTat - now) + 1000)
+      end
       verdict = at == 0 and 'n' or ('d:' .. fmt(at))
     end
     a = a + 4

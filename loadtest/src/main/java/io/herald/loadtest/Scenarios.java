@@ -193,7 +193,7 @@ final class Scenarios {
                 + "transactional, marketing). Default: none (the app's default class)")
         String messageClass;
 
-        @Option(names = "--policy", description = "The app's delivery policy (JSON, or @file), PUT before the runs, "
+        @Option(names = "--policy", description = "A JSON file with the app's delivery policy, PUT before the runs, "
                 + "e.g. two caps and quiet hours that do not bind, to measure what the policy costs.")
         String policy;
 
@@ -635,13 +635,12 @@ final class Scenarios {
         }
 
         /** Registers users u0.. with a device (apns, fcm) and a phone (sms) as the mix needs, by bulk import. */
-        /** PUTs the app's delivery policy ({@code --policy}: JSON, or @file) when one is given. */
+        /** PUTs the app's delivery policy ({@code --policy}: a JSON file) when one is given. */
         void policy(String policy) throws Exception {
             if (policy == null) {
                 return;
             }
-            String json = policy.startsWith("@") ? java.nio.file.Files.readString(java.nio.file.Path.of(policy.substring(1)))
-                    : policy;
+            String json = java.nio.file.Files.readString(java.nio.file.Path.of(policy));
             HeraldClient.Response r = client.putPolicy(setup.app, json).get(30, TimeUnit.SECONDS);
             if (r.status() != 200) {
                 throw new IOException("--policy: PUT /v1/apps/" + setup.app + "/policy -> " + r.status() + " " + r.snippet());

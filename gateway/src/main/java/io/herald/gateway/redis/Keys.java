@@ -9,7 +9,7 @@ package io.herald.gateway.redis;
  * <p>Hash tags: every key carries exactly one hash tag {@code {...}}, so Redis Cluster slots it
  * by that part alone ({@code KeysTest} checks each builder). Keys that one script or one
  * {@code MULTI} touches together share a tag: a batch's keys (batch, message chunks, outbox, SMS
- * parts) by batch id; a user's keys (devices, rate limit, engagement) by app and user; an app's
+ * parts) by batch id; a user's keys (devices, admission state, engagement) by app and user; an app's
  * event log, funnels, flush markers, webhook lists and SMSC part ids by app; the journal, deferred
  * set, idempotency keys and dead letters by shard ({@code {s.<n>}}, n = 0 .. {@code redis.shards}
  * - 1: {@link #shard}), so each shard slot carries 1/shards of every node's intake and the shards
