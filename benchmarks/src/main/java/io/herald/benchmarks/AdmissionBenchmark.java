@@ -60,8 +60,11 @@ import java.util.stream.Stream;
  * Every invocation admits {@value #CHECKS} messages ({@link OperationsPerInvocation}), so the
  * scores are per message and their ratios are the issue's measure (goal: marketing &lt;= 2x
  * GCRA-only). The users cycle over {@value #USERS}; the clock moves on by a second per invocation
- * so every user's cap log holds at most a couple of sends of the day. Every verdict is checked:
- * anything but "send now" fails the trial.
+ * so every user's log holds a few sends of the day. The checks are built once in batches (the ring
+ * hands the stage ready items; building them is not admission's cost): {@value #ROUNDS} messages
+ * per user, after which the same message ids come round again and their places are re-scored,
+ * not added, so a user's log holds at most {@value #ROUNDS} sends. Every
+ * verdict is checked: anything but "send now" fails the trial.
  *
  * <p>The trial owns the Redis process and its directory, created in {@link #start} and removed in
  * {@link #stop}. Single-threaded: the variants share one connection and one cursor.
@@ -77,7 +80,9 @@ public class AdmissionBenchmark {
     /** Messages per invocation: one handler batch. */
     static final int CHECKS = 512;
     /** Distinct users the messages cycle over. */
-    static final int USERS = 200_000;
+    static final int USERS = 50_000;
+    /** Distinct messages per user (the checks repeat after this many rounds over the users). */
+    static final int ROUNDS = 4;
     private static final String APP = "bench";
 
     private Path dir;
@@ -136,16 +141,29 @@ public class AdmissionBenchmark {
         }
     }
 
+    /** The batches of checks of one class, built once (the ring hands the stage ready items). */
+    private final Map<Message.MessageClass, List<List<Admission.Check>>> prepared = new java.util.EnumMap<>(
+            Message.MessageClass.class);
+
     private List<Admission.Check> checks(Message.MessageClass cls) {
-        List<Admission.Check> out = new ArrayList<>(CHECKS);
-        Message.Policy p = new Message.Policy(cls, null, null, false, null, null, null);
-        for (int i = 0; i < CHECKS; i++) {
-            String user = "user-" + (cursor++ % USERS);
-            Message m = new Message(null, user, null, null, "t", "b", null, null, 86_400, null, null, null, "promo", null,
-                    null, null, null, null, null, null, p);
-            out.add(new Admission.Check(new JournalItem(APP, UUID.randomUUID().toString(), i, now.get(), m,
-                    JournalItem.Phase.NEW), "apns", null, null));
-        }
+        List<List<Admission.Check>> batches = prepared.computeIfAbsent(cls, c -> {
+            List<List<Admission.Check>> all = new ArrayList<>();
+            Message.Policy p = new Message.Policy(c, null, null, false, null, null, null);
+            String batchId = UUID.randomUUID().toString();
+            for (int from = 0; from + CHECKS <= USERS * ROUNDS; from += CHECKS) {
+                List<Admission.Check> batch = new ArrayList<>(CHECKS);
+                for (int i = from; i < from + CHECKS; i++) {
+                    Message m = new Message(null, "user-" + (i % USERS), null, null, "t", "b", null, null, 86_400, null,
+                            null, null, "promo", null, null, null, null, null, null, null, p);
+                    batch.add(new Admission.Check(new JournalItem(APP, batchId, i, now.get(), m, JournalItem.Phase.NEW),
+                            "apns", null, null));
+                }
+                all.add(batch);
+            }
+            return all;
+        });
+        List<Admission.Check> out = batches.get((cursor / CHECKS) % batches.size());
+        cursor += CHECKS;
         return out;
     }
 

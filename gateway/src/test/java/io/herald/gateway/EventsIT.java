@@ -9,11 +9,8 @@ import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
-import java.time.Clock;
 import java.time.Duration;
 import java.time.Instant;
-import java.time.ZoneId;
-import java.time.ZoneOffset;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.HashSet;
@@ -36,27 +33,7 @@ class EventsIT {
     private static final ObjectMapper JSON = new ObjectMapper();
     private static final Instant NOW = Instant.parse("2026-06-15T12:00:00Z");
 
-    /** A clock the test moves. */
-    static final class MovableClock extends Clock {
-        private volatile Instant now = NOW;
-
-        @Override
-        public ZoneId getZone() {
-            return ZoneOffset.UTC;
-        }
-
-        @Override
-        public Clock withZone(ZoneId zone) {
-            return this;
-        }
-
-        @Override
-        public Instant instant() {
-            return now;
-        }
-    }
-
-    private static final MovableClock CLOCK = new MovableClock();
+    private static final TestClock CLOCK = new TestClock(NOW.toString());
     private static TestGateway gw;
 
     @BeforeAll
@@ -236,14 +213,14 @@ class EventsIT {
         String rule = "event.visit.within(7d) AND NOT tag:" + p + "_none";
         assertThat(count("event.visit.within(7d) AND bucket(0..99)")).isGreaterThanOrEqualTo(2);
         long before = count(rule);
-        Instant saved = CLOCK.now;
+        Instant saved = CLOCK.now();
         try {
-            CLOCK.now = NOW.plus(Duration.ofDays(1));
+            CLOCK.set(NOW.plus(Duration.ofDays(1)));
             // The old visit is now 7 days back: outside a 7-day window (today and the 6 days before).
             assertThat(count(rule)).isEqualTo(before - 1);
             assertThat(count("event.visit.within(8d) AND NOT tag:" + p + "_none")).isEqualTo(before);
         } finally {
-            CLOCK.now = saved;
+            CLOCK.set(saved);
         }
         var redis = gw.herald.redis().shared().sync();
         long idx = Long.parseLong(redis.hget(io.herald.gateway.redis.Keys.devices(gw.app, p + "-new"), "@idx"));

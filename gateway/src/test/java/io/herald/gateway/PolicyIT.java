@@ -5,11 +5,8 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
-import java.time.Clock;
 import java.time.Duration;
 import java.time.Instant;
-import java.time.ZoneId;
-import java.time.ZoneOffset;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.HashSet;
@@ -34,34 +31,6 @@ import static org.awaitility.Awaitility.await;
 @Timeout(180)
 class PolicyIT {
     private static final ObjectMapper JSON = new ObjectMapper();
-
-    /** A clock the test sets; every node of a test shares it. */
-    static final class TestClock extends Clock {
-        private volatile Instant now;
-
-        TestClock(String instant) {
-            now = Instant.parse(instant);
-        }
-
-        void advance(Duration d) {
-            now = now.plus(d);
-        }
-
-        @Override
-        public ZoneId getZone() {
-            return ZoneOffset.UTC;
-        }
-
-        @Override
-        public Clock withZone(ZoneId zone) {
-            return this;
-        }
-
-        @Override
-        public Instant instant() {
-            return now;
-        }
-    }
 
     private static void policy(TestGateway gw, String json) {
         TestGateway.Response r = gw.send("PUT", "/v1/apps/" + gw.app + "/policy", json, gw.key);
