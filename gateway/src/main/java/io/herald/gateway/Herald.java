@@ -151,6 +151,8 @@ public final class Herald implements AutoCloseable {
                 PersonalDataCipher.load(config.dataKey(), config.dataDir()));
         policies = new Policies(redis, codec.mapper(), config.apps().keySet());
         resources.add(policies);
+        // Loaded before the pipeline sees its first message (the replay below included).
+        policies.start(Duration.ofSeconds(1));
         Admission admission = new Admission(config.apps(), policies, redis::slotOf, clock);
         List<WebhookDispatcher.Endpoint> endpoints = new java.util.ArrayList<>();
         for (AppConfig app : config.apps().values()) {
@@ -194,7 +196,6 @@ public final class Herald implements AutoCloseable {
                     + ": " + e.getMessage() + " (check Redis; entries stay until a start succeeds)", e);
         }
         leases.start();
-        policies.start(Duration.ofSeconds(1));
         scheduler.start(config.scheduler().interval());
         resources.add(scheduler);
 
