@@ -122,9 +122,9 @@ class RateLimitIT {
         }
     }
 
-    /** A transactional message to {@code user}, accepted now, with an hour to live. */
+    /** A transactional message to {@code user}, accepted now, with a day to live. */
     static JournalItem item(String app, String user) {
-        io.herald.protocol.Message m = new io.herald.protocol.Message(null, user, null, null, "t", "b", null, null, 3600,
+        io.herald.protocol.Message m = new io.herald.protocol.Message(null, user, null, null, "t", "b", null, null, 86_400,
                 null, null, null, null, null, null, null, null, null, null, null);
         return new JournalItem(app, UUID.randomUUID().toString(), 0, System.currentTimeMillis(), m, JournalItem.Phase.NEW);
     }
