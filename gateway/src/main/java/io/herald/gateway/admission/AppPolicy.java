@@ -224,6 +224,10 @@ public record AppPolicy(long version, ZoneId zone, List<Cap> caps, QuietHours qu
         if (wt.equals("week")) {
             return new Cap(idNode.asText(), kind, value, l.asInt(), WindowKind.WEEK, null);
         }
+        if (!DURATION.matcher(wt).matches()) {
+            throw new Invalid(f + ".window", "'" + wt + "' (expected \"day\", \"week\" (calendar, in the user's zone) or "
+                    + "a rolling duration such as \"1h\", \"90m\", \"7d\")");
+        }
         return new Cap(idNode.asText(), kind, value, l.asInt(), WindowKind.ROLLING, duration(w, f + ".window", MAX_ROLLING));
     }
 
