@@ -59,12 +59,12 @@ import java.util.stream.Stream;
  * </ul>
  * Every invocation admits {@value #CHECKS} messages ({@link OperationsPerInvocation}), so the
  * scores are per message and their ratios are the issue's measure (goal: marketing &lt;= 2x
- * GCRA-only). The users cycle over {@value #USERS}; the clock moves on by a second per invocation
- * so every user's log holds a few sends of the day. The checks are built once in batches (the ring
- * hands the stage ready items; building them is not admission's cost): {@value #ROUNDS} messages
- * per user, after which the same message ids come round again and their places are re-scored,
- * not added, so a user's log holds at most {@value #ROUNDS} sends. Every
- * verdict is checked: anything but "send now" fails the trial.
+ * GCRA-only). The users cycle over {@value #USERS}; the clock moves on by a second per invocation,
+ * so over a trial every user's log fills with the sends of the last hours, as a busy day's would.
+ * The messages are built once ({@value #ROUNDS} per user; building them is not admission's cost),
+ * and each round over them wraps them in items of a fresh batch id, so every check is a new
+ * message that takes a new place. Every verdict is checked: anything but "send now" fails the
+ * trial.
  *
  * <p>The trial owns the Redis process and its directory, created in {@link #start} and removed in
  * {@link #stop}. Single-threaded: the variants share one connection and one cursor.
@@ -141,28 +141,36 @@ public class AdmissionBenchmark {
         }
     }
 
-    /** The batches of checks of one class, built once (the ring hands the stage ready items). */
-    private final Map<Message.MessageClass, List<List<Admission.Check>>> prepared = new java.util.EnumMap<>(
+    /** The batches of messages of one class, built once (the ring hands the stage ready items). */
+    private final Map<Message.MessageClass, List<Message[]>> prepared = new java.util.EnumMap<>(
             Message.MessageClass.class);
+    /** The batch id of the current round over the prepared messages: fresh ids each round. */
+    private String round = UUID.randomUUID().toString();
 
     private List<Admission.Check> checks(Message.MessageClass cls) {
-        List<List<Admission.Check>> batches = prepared.computeIfAbsent(cls, c -> {
-            List<List<Admission.Check>> all = new ArrayList<>();
+        List<Message[]> batches = prepared.computeIfAbsent(cls, c -> {
+            List<Message[]> all = new ArrayList<>();
             Message.Policy p = new Message.Policy(c, null, null, false, null, null, null);
-            String batchId = UUID.randomUUID().toString();
             for (int from = 0; from + CHECKS <= USERS * ROUNDS; from += CHECKS) {
-                List<Admission.Check> batch = new ArrayList<>(CHECKS);
+                Message[] batch = new Message[CHECKS];
                 for (int i = from; i < from + CHECKS; i++) {
-                    Message m = new Message(null, "user-" + (i % USERS), null, null, "t", "b", null, null, 86_400, null,
-                            null, null, "promo", null, null, null, null, null, null, null, p);
-                    batch.add(new Admission.Check(new JournalItem(APP, batchId, i, now.get(), m, JournalItem.Phase.NEW),
-                            "apns", null, null));
+                    batch[i - from] = new Message(null, "user-" + (i % USERS), null, null, "t", "b", null, null, 86_400,
+                            null, null, null, "promo", null, null, null, null, null, null, null, p);
                 }
                 all.add(batch);
             }
             return all;
         });
-        List<Admission.Check> out = batches.get((cursor / CHECKS) % batches.size());
+        int b = (cursor / CHECKS) % batches.size();
+        if (b == 0) {
+            round = UUID.randomUUID().toString();
+        }
+        Message[] batch = batches.get(b);
+        List<Admission.Check> out = new ArrayList<>(CHECKS);
+        for (int i = 0; i < CHECKS; i++) {
+            out.add(new Admission.Check(new JournalItem(APP, round, b * CHECKS + i, now.get(), batch[i],
+                    JournalItem.Phase.NEW), "apns", null, null));
+        }
         cursor += CHECKS;
         return out;
     }
@@ -232,7 +240,7 @@ public class AdmissionBenchmark {
         try {
             if (client != null) {
                 String stats = client.async().info("commandstats").toCompletableFuture().join();
-                stats.lines().filter(l -> l.startsWith("cmdstat_evalsha:"))
+                stats.lines().filter(l -> l.matches("cmdstat_(evalsha|get|set|zmscore|zadd|zscore|zrangebyscore|pexpire):.*"))
                         .forEach(l -> System.out.println("redis " + l.trim() + " (" + checked.get() + " checks)"));
                 policies.close();
                 client.close();

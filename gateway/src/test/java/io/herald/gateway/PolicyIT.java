@@ -197,6 +197,55 @@ class PolicyIT {
     }
 
     @Test
+    void aRefusedSendGivesItsPlaceBackARuleAddedLaterCountsTheDayAndAReplayIsNotCountedTwice() throws Exception {
+        TestClock clock = new TestClock("2026-06-15T09:00:00Z");
+        try (TestGateway gw = TestGateway.withClock("", clock)) {
+            policy(gw, "{\"caps\":[{\"id\":\"daily\",\"limit\":2,\"window\":\"day\"}]}");
+            String u = "u-" + UUID.randomUUID().toString().substring(0, 8);
+            String token = TestGateway.token();
+            gw.device(u, "phone", token);
+            // Admitted, then refused by the provider (a permanent error that keeps the device):
+            // the place it took is given back.
+            gw.sandbox().scriptOnce(token, io.herald.gateway.sandbox.SandboxApns.Answer.PAYLOAD_TOO_LARGE);
+            JsonNode refused = settle(gw, List.of(msg(u, "big", "\"class\":\"marketing\",\"category\":\"promo\"")));
+            assertThat(labels(gw, refused).get(0)).startsWith("failed:");
+            JsonNode two = settle(gw, List.of(msg(u, "p1", "\"class\":\"marketing\",\"category\":\"promo\""),
+                    msg(u, "p2", "\"class\":\"marketing\",\"category\":\"promo\""), marketing(u, "over")));
+            assertThat(labels(gw, two)).containsExactly("accepted", "accepted", "dropped:capped");
+            // A rule added at noon counts the day's sends already made in its scope (p1, p2).
+            clock.advance(Duration.ofHours(3));
+            policy(gw, "{\"caps\":[{\"id\":\"daily\",\"limit\":5,\"window\":\"day\"},"
+                    + "{\"id\":\"promo\",\"scope\":\"category:promo\",\"limit\":2,\"window\":\"day\"}]}");
+            JsonNode later = settle(gw, List.of(msg(u, "p3", "\"class\":\"marketing\",\"category\":\"promo\""),
+                    msg(u, "n1", "\"class\":\"marketing\",\"category\":\"news\"")));
+            assertThat(labels(gw, later)).containsExactly("dropped:capped", "accepted");
+            assertThat(lastDetail(gw, later, 0)).isEqualTo("rule promo");
+            // The same message admitted again (a journal replay after a crash) holds one place:
+            // of the two places left today (5 - p1, p2, n1), it takes one, however often it comes.
+            io.herald.gateway.admission.Admission admission = new io.herald.gateway.admission.Admission(
+                    Map.of(gw.app, gw.config().apps().get(gw.app)), gw.herald.policies(), gw.herald.redis()::slotOf, clock);
+            io.herald.protocol.Message m = new io.herald.protocol.Message(null, u, null, null, "t", "b", null, null, 86_400,
+                    null, null, null, "news", null, null, null, null, null, null, null,
+                    new io.herald.protocol.Message.Policy(io.herald.protocol.Message.MessageClass.MARKETING, null, null,
+                            false, null, null, null));
+            io.herald.gateway.journal.JournalItem replayed = new io.herald.gateway.journal.JournalItem(gw.app,
+                    UUID.randomUUID().toString(), 0, clock.millis(), m, io.herald.gateway.journal.JournalItem.Phase.NEW);
+            List<io.herald.gateway.admission.Admission.Check> again = new ArrayList<>();
+            for (int i = 0; i < 4; i++) {
+                again.add(new io.herald.gateway.admission.Admission.Check(replayed, "apns", null, null));
+            }
+            io.herald.gateway.admission.Admission.Verdict[] v = admission.admit(gw.herald.redis().dedicated().async(), again,
+                    io.herald.gateway.admission.Admission.requestId(), Duration.ofSeconds(10)).get(10, TimeUnit.SECONDS);
+            for (io.herald.gateway.admission.Admission.Verdict x : v) {
+                assertThat(x.kind()).isEqualTo(io.herald.gateway.admission.Admission.Kind.SEND);
+            }
+            JsonNode rest = settle(gw, List.of(msg(u, "n2", "\"class\":\"marketing\",\"category\":\"news\""),
+                    msg(u, "n3", "\"class\":\"marketing\",\"category\":\"news\"")));
+            assertThat(labels(gw, rest)).containsExactly("accepted", "dropped:capped");
+        }
+    }
+
+    @Test
     void aHigherPriorityClaimKeepsTheLastSlotUntilItEnds() throws Exception {
         TestClock clock = new TestClock("2026-06-15T09:00:00Z");
         try (TestGateway gw = TestGateway.withClock("", clock)) {

@@ -132,9 +132,14 @@ public final class Admission {
     private record Op(int check, String mode, String[] args, String app, String user, ZoneId zone, String mask) {
     }
 
+    private record QuietKey(ZoneId zone, LocalTime start, LocalTime end) {
+    }
+
     /** Computations shared by the messages of one call: quiet-hour ends per zone and window. */
     private static final class CallCache {
-        final Map<String, Long> quietEnds = new java.util.HashMap<>();
+        final Map<QuietKey, Long> quietEnds = new java.util.HashMap<>();
+        /** Per app, channel and category: which of the app's rules apply ('1'/'0' each). */
+        final Map<String, String> masks = new java.util.HashMap<>();
     }
 
     /**
@@ -168,15 +173,23 @@ public final class Admission {
             }
             args.add(Long.toString(now - longest - Duration.ofDays(1).toMillis()));
             args.add(Long.toString(KEEP_MS));
-            // The rule table (each app's caps once) and the window groups (per app and zone).
+            // The rule table (each app's caps once), the window groups (per app and zone) and the
+            // rule sets (per group and the rules that apply).
             Map<String, Integer> firstRule = new LinkedHashMap<>();
             List<String> table = new ArrayList<>();
             Map<String, Integer> groupOf = new LinkedHashMap<>();
             List<String> windows = new ArrayList<>();
+            Map<String, Integer> setOf = new LinkedHashMap<>();
+            List<String> sets = new ArrayList<>();
+            List<String> perCheck = new ArrayList<>();
             for (Op op : group) {
+                keys.add(Keys.admission(op.app(), op.user()));
+                perCheck.add(op.mode());
                 if (!op.mode().equals("c")) {
+                    perCheck.addAll(List.of(op.args()));
                     continue;
                 }
+                keys.add(Keys.admissionLog(op.app(), op.user()));
                 AppPolicy policy = policies.of(op.app());
                 int first = firstRule.computeIfAbsent(op.app(), x -> {
                     int f = table.size() / 5 + 1;
@@ -189,9 +202,12 @@ public final class Admission {
                     }
                     return f;
                 });
-                groupOf.computeIfAbsent(op.app() + '\u0000' + op.zone().getId(), x -> {
+                int g = groupOf.computeIfAbsent(op.app() + '\u0000' + op.zone().getId(), x -> {
                     windows.add(Integer.toString(first));
                     windows.add(Integer.toString(policy.caps().size()));
+                    String[] rl = rateArgs(op.app());
+                    windows.add(rl[0]);
+                    windows.add(rl[1]);
                     for (AppPolicy.Cap cap : policy.caps()) {
                         long[] w = window(cap, now, op.zone());
                         windows.add(Long.toString(w[0]));
@@ -199,23 +215,21 @@ public final class Admission {
                     }
                     return groupOf.size() + 1;
                 });
+                int set = setOf.computeIfAbsent(g + ":" + op.mask(), x -> {
+                    sets.add(Integer.toString(g));
+                    sets.add(op.mask());
+                    return setOf.size() + 1;
+                });
+                perCheck.add(Integer.toString(set));
+                perCheck.addAll(List.of(op.args()));
             }
             args.add(Integer.toString(table.size() / 5));
             args.addAll(table);
             args.add(Integer.toString(groupOf.size()));
             args.addAll(windows);
-            for (Op op : group) {
-                args.add(op.mode());
-                args.addAll(List.of(op.args()));
-                keys.add(Keys.admission(op.app(), op.user()));
-                switch (op.mode()) {
-                    case "g", "h" -> { }
-                    default -> {
-                        args.add(Integer.toString(groupOf.get(op.app() + '\u0000' + op.zone().getId())));
-                        args.add(op.mask());
-                    }
-                }
-            }
+            args.add(Integer.toString(setOf.size()));
+            args.addAll(sets);
+            args.addAll(perCheck);
             Op first = group.get(0);
             keys.add(Keys.rateLimitRequest(first.app(), first.user(), requestId));
             calls.add(admitScript.<List<Object>>run(cmd, ScriptOutputType.MULTI, keys.toArray(new String[0]),
@@ -308,7 +322,7 @@ public final class Admission {
         AppPolicy.QuietHours quiet = quietHours(profile, policy);
         if (quiet != null && (marketing || quiet.transactional())) {
             ZoneId qz = zone(profile.timeZone(), quiet.zone() != null ? quiet.zone() : policy.zone());
-            long end = cache.quietEnds.computeIfAbsent(qz.getId() + quiet.start() + quiet.end(),
+            long end = cache.quietEnds.computeIfAbsent(new QuietKey(qz, quiet.start(), quiet.end()),
                     x -> quietEnd(now, qz, quiet.start(), quiet.end()));
             if (end > 0) {
                 String onQuiet = mp.onQuiet() != null ? mp.onQuiet() : policy.defaults().onQuiet();
@@ -329,24 +343,33 @@ public final class Admission {
             }
         }
         // 4. Caps (marketing) and the rate limit.
-        String[] rl = rateArgs.computeIfAbsent(app, x -> {
-            AppConfig.RateLimit r = apps.get(x).rateLimit();
-            double interval = r.emissionIntervalMillis();
-            return new String[] {Double.toString(interval), Double.toString(interval * r.burst())};
-        });
         if (!marketing) {
+            String[] rl = rateArgs(app);
             ops.add(new Op(i, "g", new String[] {rl[0], rl[1], Long.toString(deadline)}, app, m.user(), null, null));
             return;
         }
         String channel = c.channel() == null ? "" : c.channel();
-        StringBuilder mask = new StringBuilder(policy.caps().size());
-        for (AppPolicy.Cap cap : policy.caps()) {
-            mask.append(applies(cap, channel, m.category()) ? '1' : '0');
-        }
-        ops.add(new Op(i, "c", new String[] {rl[0], rl[1], Long.toString(deadline),
-            item.messageId(), channel, orEmpty(m.category()), Integer.toString(mp.rank()),
-            mp.onCap() != null ? mp.onCap() : policy.defaults().onCap(),
-            item.phase() == JournalItem.Phase.HELD ? "1" : "0"}, app, m.user(), zone, mask.toString()));
+        String category = orEmpty(m.category());
+        String mask = cache.masks.computeIfAbsent(app + '\u0000' + channel + '\u0000' + category, x -> {
+            StringBuilder b = new StringBuilder(policy.caps().size());
+            for (AppPolicy.Cap cap : policy.caps()) {
+                b.append(applies(cap, channel, category) ? '1' : '0');
+            }
+            return b.toString();
+        });
+        String onCap = mp.onCap() != null ? mp.onCap() : policy.defaults().onCap();
+        int flags = mp.rank() * 4 + (onCap.equals("defer") ? 2 : 0) + (item.phase() == JournalItem.Phase.HELD ? 1 : 0);
+        ops.add(new Op(i, "c", new String[] {Long.toString(deadline), item.messageId(), channel, category,
+            Integer.toString(flags)}, app, m.user(), zone, mask));
+    }
+
+    /** The app's rate limit as script arguments: emission interval and burst tolerance, ms. */
+    private String[] rateArgs(String app) {
+        return rateArgs.computeIfAbsent(app, x -> {
+            AppConfig.RateLimit r = apps.get(x).rateLimit();
+            double interval = r.emissionIntervalMillis();
+            return new String[] {Double.toString(interval), Double.toString(interval * r.burst())};
+        });
     }
 
     private static Op holdOp(int i, JournalItem item, int rank, long due) {
@@ -494,14 +517,27 @@ public final class Admission {
     }
 
     /**
-     * Gives back what a message that ended held: its claim, and, when it ended without being
-     * accepted, its cap-log place. Queued on {@code cmd} (one {@code release.lua} call, the user's
-     * slot). Call for ended messages of users whose class is marketing.
+     * Gives back what a marketing message that ended held: its claim, and, with {@code giveBack}
+     * (admitted, then ended without being accepted), its place (its log entry and one from each
+     * counter of its app's rules that counted it). Queued on {@code cmd} (one {@code release.lua}
+     * call, the user's slot).
      */
-    public CompletableFuture<Long> release(RedisClusterAsyncCommands<String, String> cmd, String app, String user,
-                                           String messageId, boolean accepted) {
-        return releaseScript.run(cmd, ScriptOutputType.INTEGER, new String[] {Keys.admission(app, user)}, messageId,
-                accepted ? "1" : "0");
+    public CompletableFuture<Long> release(RedisClusterAsyncCommands<String, String> cmd, JournalItem item,
+                                           boolean giveBack) {
+        Message m = item.message();
+        List<String> args = new ArrayList<>();
+        args.add(item.messageId());
+        args.add(giveBack ? "0" : "1");
+        args.add("c|" + item.messageId() + '|' + m.policyOrDefault().rank() + '|' + orEmpty(m.category()));
+        if (giveBack) {
+            for (AppPolicy.Cap cap : policies.of(item.app()).caps()) {
+                args.add(cap.id());
+                args.add(cap.scope().name().toLowerCase(java.util.Locale.ROOT));
+                args.add(cap.scopeValue() == null ? "" : cap.scopeValue());
+            }
+        }
+        return releaseScript.run(cmd, ScriptOutputType.INTEGER, new String[] {Keys.admission(item.app(), m.user()),
+            Keys.admissionLog(item.app(), m.user())}, args.toArray(new String[0]));
     }
 
     /** A fresh request id for a call. */

@@ -62,7 +62,8 @@ final class DispatchHandler implements EventHandler<DeliveryEvent> {
     /** Publishes outcomes into the outcome ring. */
     interface Outcomes {
         void publish(OutcomeEvent.Kind kind, JournalEntry entry, JournalItem item, String label, long due,
-                     List<String> history, List<OutcomeEvent.Invalidation> invalidations, String channel);
+                     List<String> history, List<OutcomeEvent.Invalidation> invalidations, String channel,
+                     boolean admitted);
     }
 
     @Override
@@ -76,28 +77,29 @@ final class DispatchHandler implements EventHandler<DeliveryEvent> {
             // A bug must not lose the message silently: it ends failed:internal, visible in its history.
             long now = System.currentTimeMillis();
             outcomes.publish(OutcomeEvent.Kind.DONE, e.entry, e.item, "failed:internal", 0,
-                    List.of(store.historyLine(now, "failed:internal", null, ex.toString())), List.of(), null);
+                    List.of(store.historyLine(now, "failed:internal", null, ex.toString())), List.of(), null, false);
         }
     }
 
     private void dispatch(DeliveryEvent e) {
         long now = System.currentTimeMillis();
         if (e.skip) {
-            outcomes.publish(OutcomeEvent.Kind.SKIPPED, e.entry, e.item, null, 0, List.of(), List.of(), null);
+            outcomes.publish(OutcomeEvent.Kind.SKIPPED, e.entry, e.item, null, 0, List.of(), List.of(), null, false);
         } else if (e.drop != null) {
             List<String> history = new ArrayList<>(e.notes);
             history.add(store.historyLine(now, "dropped:" + e.drop, null, e.dropDetail));
-            outcomes.publish(OutcomeEvent.Kind.DONE, e.entry, e.item, "dropped:" + e.drop, 0, history, List.of(), null);
+            outcomes.publish(OutcomeEvent.Kind.DONE, e.entry, e.item, "dropped:" + e.drop, 0, history, List.of(), null,
+                    false);
         } else if (e.deferUntil > 0) {
             // Held messages come back checked again; one deferred to its rate-limit slot goes then.
             String label = e.deferLabel != null ? e.deferLabel : "deferred";
             JournalItem next = e.item.at(e.deferHeld ? JournalItem.Phase.HELD : JournalItem.Phase.RESERVED);
             outcomes.publish(OutcomeEvent.Kind.DEFERRED, e.entry, next, label, e.deferUntil,
                     List.of(store.historyLine(now, label, null, e.deferDetail != null ? e.deferDetail
-                            : "until " + e.deferUntil)), List.of(), null);
+                            : "until " + e.deferUntil)), List.of(), null, false);
         } else if (clock.millis() > e.item.deadline() && e.item.message().ttlSeconds() > 0) {
             outcomes.publish(OutcomeEvent.Kind.DONE, e.entry, e.item, "dropped:expired", 0,
-                    List.of(store.historyLine(now, "dropped:expired", null, null)), List.of(), null);
+                    List.of(store.historyLine(now, "dropped:expired", null, null)), List.of(), null, true);
         } else {
             new InFlightMessage(e.entry, e.item, e.plan, e.notes).start();
         }
@@ -257,7 +259,7 @@ final class DispatchHandler implements EventHandler<DeliveryEvent> {
                 history.addAll(trailing);
                 history.add(store.historyLine(System.currentTimeMillis(), "dropped:expired", channel, null, null));
                 outcomes.publish(OutcomeEvent.Kind.DONE, entry, item, "dropped:expired", 0, history, invalidations,
-                        null);
+                        null, true);
                 return;
             }
             if (!accepted && step + 1 < plan.size()) {
@@ -271,7 +273,7 @@ final class DispatchHandler implements EventHandler<DeliveryEvent> {
                 history.addAll(trailing);
             }
             outcomes.publish(OutcomeEvent.Kind.DONE, entry, item, accepted ? "accepted" : "failed:" + firstFailure, 0,
-                    history, invalidations, acceptedBy);
+                    history, invalidations, acceptedBy, true);
         }
     }
 }

@@ -21,6 +21,11 @@ final class OutcomeEvent {
     long due;
     /** The platform that accepted the message (apns, fcm, sms), or null. */
     String channel;
+    /**
+     * True when admission let the message go (it went to dispatch): a marketing message then
+     * holds a place in its user's caps, given back if it ends unaccepted.
+     */
+    boolean admitted;
     final List<String> history = new ArrayList<>();
     final List<Invalidation> invalidations = new ArrayList<>();
 
@@ -34,6 +39,7 @@ final class OutcomeEvent {
         this.label = null;
         this.due = 0;
         this.channel = null;
+        this.admitted = false;
         this.history.clear();
         this.invalidations.clear();
     }

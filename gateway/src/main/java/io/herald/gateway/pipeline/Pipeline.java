@@ -183,7 +183,8 @@ public final class Pipeline implements AutoCloseable {
     }
 
     private void publishOutcome(OutcomeEvent.Kind kind, JournalEntry entry, JournalItem item, String label, long due,
-                                List<String> history, List<OutcomeEvent.Invalidation> invalidations, String channel) {
+                                List<String> history, List<OutcomeEvent.Invalidation> invalidations, String channel,
+                                boolean admitted) {
         long seq;
         while (true) {
             try {
@@ -198,6 +199,7 @@ public final class Pipeline implements AutoCloseable {
         o.label = label;
         o.due = due;
         o.channel = channel;
+        o.admitted = admitted;
         o.history.addAll(history);
         o.invalidations.addAll(invalidations);
         outcomeRing.publish(seq);

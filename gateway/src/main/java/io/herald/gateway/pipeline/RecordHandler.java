@@ -84,8 +84,10 @@ final class RecordHandler implements EventHandler<OutcomeEvent> {
     }
 
     /**
-     * A marketing message that ended gives back its claim, and, unless accepted, its cap-log place
-     * (reserved at admission): one release.lua call in the user's slot.
+     * A marketing message that ended gives back what it holds in its user's admission key: a
+     * message once held its claim (unless re-admission took it), one admitted but not accepted its
+     * place in the caps. One release.lua call in the user's slot; none for a message that was
+     * neither (most: sent straight away, or dropped before admission let it go).
      */
     private void releaseIfHeld(RedisClusterAsyncCommands<String, String> cmd, OutcomeEvent o,
                                List<CompletableFuture<?>> all) {
@@ -94,10 +96,11 @@ final class RecordHandler implements EventHandler<OutcomeEvent> {
             return;
         }
         boolean accepted = o.label.startsWith("accepted") || o.label.startsWith("delivered");
-        if (accepted && o.item.phase() == JournalItem.Phase.NEW) {
-            return; // admitted straight away and sent: no claim, and its place stays counted
+        boolean giveBack = o.admitted && !accepted;
+        if (o.item.phase() == JournalItem.Phase.NEW && !giveBack) {
+            return;
         }
-        all.add(admission.release(cmd, o.item.app(), m.user(), o.item.messageId(), accepted));
+        all.add(admission.release(cmd, o.item, giveBack));
     }
 
     private void record() {

@@ -59,13 +59,22 @@ public final class Keys {
 
     /**
      * A user's admission state (sorted set, {@code admit.lua}): {@code t} the rate limit's TAT,
-     * {@code x} the key's expiry, marketing sends {@code s|messageId|channel|category} scored by
-     * send time (reserved at admission, removed when the message ends unaccepted, trimmed past the
-     * longest cap window), and claims of held marketing messages {@code c|messageId|priority|category}
-     * scored by when they are due. In the user's slot.
+     * {@code x} the key's expiry, {@code m} the next trim, {@code n} the number of claims, a counter
+     * {@code k|ruleId} per cap rule (boundary and count packed in the score), and claims of held
+     * marketing messages {@code c|messageId|priority|category} scored by minus their due time. In the
+     * user's slot. Small by design: every marketing admission reads it.
      */
     public static String admission(String app, String user) {
         return "herald:adm:{" + app + ":" + user + "}";
+    }
+
+    /**
+     * A user's log of marketing sends (sorted set, {@code admit.lua}): {@code s|messageId|channel|category}
+     * scored by when each was admitted; read only to age rolling caps, to start a rule's counter
+     * and to give a place back. Trimmed past the longest cap window. In the user's slot.
+     */
+    public static String admissionLog(String app, String user) {
+        return "herald:adm:{" + app + ":" + user + "}:log";
     }
 
     /**

@@ -311,7 +311,8 @@ public final class UserRegistry {
 
     /** Removes what is left of {@code from}: its hash, rate-limit state and engagement. */
     private CompletableFuture<Void> retire(String app, String user, String from, Map<String, String> f) {
-        return redis.async().del(Keys.devices(app, from), Keys.admission(app, from), Keys.engagement(app, from))
+        return redis.async().del(Keys.devices(app, from), Keys.admission(app, from), Keys.admissionLog(app, from),
+                Keys.engagement(app, from))
                 .toCompletableFuture().thenApply(n -> null);
     }
 
@@ -480,7 +481,8 @@ public final class UserRegistry {
                     return CompletableFuture.allOf(releases.toArray(new CompletableFuture<?>[0]));
                 });
         return aliases.thenCompose(v -> data.apply(app, List.of(new UserData.Change(user, del)))).thenCompose(r ->
-                redis.async().del(Keys.devices(app, user), Keys.admission(app, user), Keys.engagement(app, user))
+                redis.async().del(Keys.devices(app, user), Keys.admission(app, user), Keys.admissionLog(app, user),
+                        Keys.engagement(app, user))
                         .toCompletableFuture().thenApply(n -> n > 0 || UserData.OK.equals(r.get(0))));
     }
 

@@ -83,6 +83,7 @@ class KeysTest {
                 .isEqualTo(tag(Keys.promotion(3, "r"))).isEqualTo("s.3")
                 .isNotEqualTo(tag(Keys.journal("n", 4)));
         assertThat(tag(Keys.rateLimitRequest("a", "u", "r"))).isEqualTo(tag(Keys.admission("a", "u")));
+        assertThat(tag(Keys.admissionLog("a", "u"))).isEqualTo(tag(Keys.admission("a", "u")));
         assertThat(tag(Keys.replays("n"))).isEqualTo(tag(Keys.unreadableEntries("n"))).isEqualTo("n.n");
         assertThat(tag(Keys.events("a"))).isEqualTo(tag(Keys.funnel("a", "c", "v")))
                 .isEqualTo(tag(Keys.funnelChannel("a", "sms"))).isEqualTo(tag(Keys.webhookDeadLetters("a")))
