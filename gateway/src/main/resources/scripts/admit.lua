@@ -15,8 +15,10 @@
 -- counter for a rule new to the user and to give a place back (release.lua).
 -- So a marketing message costs one read of the small key (ZMSCORE of t, x, m, n and its rules'
 -- counters), one ZADD NX of its log entry (0: a journal replay of a message that holds its place
--- already, not counted again), one ZADD of the small key and the log's PEXPIRE, whatever the
--- user's history. A rolling counter is aged only when the count it holds, an upper bound, would
+-- already, not counted again) and one ZADD of the small key, whatever the user's history. The log
+-- lives as long as the small key: its PEXPIRE moves on with 'x' and at the daily trim ('m'; a
+-- log that was not there then leaves 'm' due, so the next call sets it). A rolling counter is
+-- aged only when the count it holds, an upper bound, would
 -- bind; claims are read only when there are any.
 -- KEYS: per check its user's key, and for mode 'c' then its user's log; last this call's request
 --   key (Keys.rateLimitRequest): the verdicts are kept there for ARGV[1] ms, and a call with the
@@ -316,7 +318,6 @@ while a <= #ARGV do
         else
           counted = known -- a replay: not counted again
         end
-        redis.call('PEXPIRE', log, fmt(keep))
         verdict = at == 0 and 'n' or ('d:' .. fmt(at))
       end
     end
@@ -326,20 +327,26 @@ while a <= #ARGV do
         zn = zn + 2
       end
     end
-    -- once a day: the log and stale claims past the longest window go
+    -- once a day: the log and stale claims past the longest window go, and the log's expiry moves
+    -- on (a log emptied here, or not there yet, leaves 'm' due: the next call with a send sets it)
+    local moving = (expires or 0) < now + keep / 2
     if not trimAt or trimAt <= now then
       if trimAt then
         redis.call('ZREMRANGEBYSCORE', log, '-inf', '(' .. fmt(trimBefore))
         claims = claims - redis.call('ZREMRANGEBYSCORE', key, '(' .. fmt(-trimBefore), '(0')
       end
-      z[zn + 1], z[zn + 2] = fmt(now + DAY), 'm'
-      zn = zn + 2
+      if redis.call('PEXPIRE', log, fmt(keep)) == 1 then
+        z[zn + 1], z[zn + 2] = fmt(now + DAY), 'm'
+        zn = zn + 2
+      end
+    elseif moving then
+      redis.call('PEXPIRE', log, fmt(keep))
     end
     if claims ~= claimsRead then
       z[zn + 1], z[zn + 2] = fmt(claims), 'n'
       zn = zn + 2
     end
-    if (expires or 0) < now + keep / 2 then
+    if moving then
       z[zn + 1], z[zn + 2] = fmt(math.ceil(now + keep)), 'x'
       zn = zn + 2
       redis.call('ZADD', key, unpack(z, 1, zn))

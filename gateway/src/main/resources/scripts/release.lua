@@ -25,6 +25,11 @@ if ARGV[2] ~= '1' then
       local at = tonumber(log[e + 1])
       local ch, cat = string.match(m, '^s|[^|]*|([^|]*)|(.*)$')
       removed = removed + redis.call('ZREM', KEYS[2], m)
+      if redis.call('EXISTS', KEYS[2]) == 0 then
+        -- the log is gone: its next send must set its expiry (admit.lua does when 'm' is due)
+        z[#z + 1] = '0'
+        z[#z + 1] = 'm'
+      end
       for j = 4, #ARGV, 3 do
         local kind, value = ARGV[j + 1], ARGV[j + 2]
         if kind == 'all' or (kind == 'channel' and (ch == value or (value == 'push' and (ch == 'apns' or ch == 'fcm'))))

@@ -212,6 +212,11 @@ class PolicyIT {
             JsonNode two = settle(gw, List.of(msg(u, "p1", "\"class\":\"marketing\",\"category\":\"promo\""),
                     msg(u, "p2", "\"class\":\"marketing\",\"category\":\"promo\""), marketing(u, "over")));
             assertThat(labels(gw, two)).containsExactly("accepted", "accepted", "dropped:capped");
+            // The give-back emptied the user's send log; the log made again by p1 still expires.
+            var sync = gw.herald.redis().shared().sync();
+            assertThat(sync.zcard(io.herald.gateway.redis.Keys.admissionLog(gw.app, u))).isEqualTo(2);
+            assertThat(sync.pttl(io.herald.gateway.redis.Keys.admissionLog(gw.app, u))).isPositive();
+            assertThat(sync.pttl(io.herald.gateway.redis.Keys.admission(gw.app, u))).isPositive();
             // A rule added at noon counts the day's sends already made in its scope (p1, p2).
             clock.advance(Duration.ofHours(3));
             policy(gw, "{\"caps\":[{\"id\":\"daily\",\"limit\":5,\"window\":\"day\"},"
