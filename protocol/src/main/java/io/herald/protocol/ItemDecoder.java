@@ -27,7 +27,7 @@ final class ItemDecoder {
     private static final Set<String> KNOWN_FIELDS = Set.of(
             "id", "user", "apnsToken", "fcmToken", "title", "body", "data", "priority", "ttlSeconds", "collapseId",
             "sound", "badge", "category", "channel", "fallback", "smsBody", "android", "campaign", "variant", "trackLinks",
-            "class", "urgency", "sendAt", "localTime", "onCap", "onQuiet");
+            "class", "urgency", "sendAt", "localTime", "onCap", "onQuiet", "template", "vars");
     private static final Set<String> ANDROID_FIELDS = Set.of("type", "collapseKey", "channelId", "image", "clickAction");
 
     private ItemDecoder() {}
@@ -251,7 +251,8 @@ final class ItemDecoder {
                     "%s.smsBody: %s chars (expected: 1..%s chars, not blank)", p, smsBody.length(), MAX_SMS_CHARS));
         }
 
-        if ((title == null || title.isBlank()) && (body == null || body.isBlank())) {
+        Message.TemplateRef template = template(obj, p, title, body, smsBody);
+        if (template == null && (title == null || title.isBlank()) && (body == null || body.isBlank())) {
             // An SMS-only message (channel sms, no push fallback) needs only its SMS text.
             boolean smsOnly = user != null && channel == Channel.SMS
                     && (fallback == null || fallback.stream().allMatch(c -> c == Channel.SMS));
@@ -287,7 +288,10 @@ final class ItemDecoder {
 
         Message.Policy policy = policy(obj, p, rank, user != null);
         Message m = new Message(id, user, token, fcmToken, title, body, data, priority, ttl, collapseId, sound, badge,
-                category, channel, fallback, smsBody, android, campaign, variant, trackLinks, policy);
+                category, channel, fallback, smsBody, android, campaign, variant, trackLinks, policy, template);
+        if (template != null) {
+            return m; // sizes are checked when the gateway renders it for the user (failed:render)
+        }
         // Room is kept for the receipt data the gateway adds to every push (ReceiptTokens.PAYLOAD_RESERVE).
         int limitApns = ApnsPayloads.MAX_PAYLOAD_BYTES - ReceiptTokens.PAYLOAD_RESERVE;
         int limitFcm = FcmPayloads.MAX_PAYLOAD_BYTES - ReceiptTokens.PAYLOAD_RESERVE;
@@ -308,6 +312,38 @@ final class ItemDecoder {
             }
         }
         return m;
+    }
+
+    /** The item's template and variables; null when it names none. */
+    private static Message.TemplateRef template(ObjectNode obj, String p, String title, String body, String smsBody)
+            throws Invalid {
+        String id = string(obj, p, "template");
+        JsonNode vars = present(obj, "vars");
+        if (id == null) {
+            if (vars != null) {
+                throw new Invalid(ErrorCode.INVALID_FIELD, p + ".vars",
+                        String.format("%s.vars: given without template (expected: a template id too)", p));
+            }
+            return null;
+        }
+        if (!Message.isLabel(id)) {
+            throw new Invalid(ErrorCode.INVALID_FIELD, p + ".template", String.format(
+                    "%s.template: \"%s\" (expected: a template id, %s)", p, abbreviate(id), Message.LABEL_RULE));
+        }
+        for (String own : new String[] {"title", "body", "smsBody"}) {
+            if ((own.equals("title") ? title : own.equals("body") ? body : smsBody) != null) {
+                throw new Invalid(ErrorCode.INVALID_FIELD, p + "." + own, String.format(
+                        "%s.%s: given with template (expected: one of them; the template has the texts)", p, own));
+            }
+        }
+        if (vars != null) {
+            if (!vars.isObject()) {
+                throw new Invalid(ErrorCode.INVALID_FIELD, p + ".vars",
+                        String.format("%s.vars: %s (expected: an object)", p, BatchCodec.describe(vars)));
+            }
+            checkTreeStrings(vars, p + ".vars");
+        }
+        return new Message.TemplateRef(id, (ObjectNode) vars);
     }
 
     /** The policy fields of an item; null when every one is absent. */

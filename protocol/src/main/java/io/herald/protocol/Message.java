@@ -40,11 +40,13 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
  *     app's default ({@code sms.track-links})
  * @param policy how the per-user delivery policy treats the message (class, priority, send time,
  *     what to do when capped or in quiet hours), or {@code null} for every default
+ * @param template the stored template whose texts the gateway renders for the user (then the
+ *     message has no title, body or smsBody of its own), with the call's variables; or {@code null}
  */
 @JsonPropertyOrder({
     "id", "user", "apnsToken", "fcmToken", "title", "body", "data", "priority", "ttlSeconds", "collapseId",
     "sound", "badge", "category", "channel", "fallback", "smsBody", "android", "campaign", "variant", "trackLinks",
-    "policy"
+    "policy", "template"
 })
 public record Message(
         String id,
@@ -67,7 +69,8 @@ public record Message(
         String campaign,
         String variant,
         Boolean trackLinks,
-        Policy policy) {
+        Policy policy,
+        TemplateRef template) {
 
     /** The TTL applied when a message does not specify one: one day. */
     static final int DEFAULT_TTL_SECONDS = 86_400;
@@ -101,13 +104,36 @@ public record Message(
         }
     }
 
+    /** A message with its own texts (no template). */
+    public Message(String id, String user, String apnsToken, String fcmToken, String title, String body, ObjectNode data,
+                   Priority priority, int ttlSeconds, String collapseId, String sound, Integer badge, String category,
+                   Channel channel, java.util.List<Channel> fallback, String smsBody, Android android, String campaign,
+                   String variant, Boolean trackLinks, Policy policy) {
+        this(id, user, apnsToken, fcmToken, title, body, data, priority, ttlSeconds, collapseId, sound, badge, category,
+                channel, fallback, smsBody, android, campaign, variant, trackLinks, policy, null);
+    }
+
+    /**
+     * A stored template to render for the message's user ({@code id}, see {@link #isLabel}) and the
+     * call-time variables ({@code vars}, a JSON object, or null). Immutable; {@code vars} is owned
+     * as {@code data} is.
+     */
+    public record TemplateRef(String id, ObjectNode vars) {
+    }
+
+    /** This message with rendered texts in place of its template. */
+    public Message rendered(String title, String body, ObjectNode data, String smsBody) {
+        return new Message(id, user, apnsToken, fcmToken, title, body, data, priority, ttlSeconds, collapseId, sound, badge,
+                category, channel, fallback, smsBody, android, campaign, variant, trackLinks, policy, null);
+    }
+
     /** A message with every policy default ({@code policy} null). */
     public Message(String id, String user, String apnsToken, String fcmToken, String title, String body, ObjectNode data,
                    Priority priority, int ttlSeconds, String collapseId, String sound, Integer badge, String category,
                    Channel channel, java.util.List<Channel> fallback, String smsBody, Android android, String campaign,
                    String variant, Boolean trackLinks) {
         this(id, user, apnsToken, fcmToken, title, body, data, priority, ttlSeconds, collapseId, sound, badge, category,
-                channel, fallback, smsBody, android, campaign, variant, trackLinks, null);
+                channel, fallback, smsBody, android, campaign, variant, trackLinks, null, null);
     }
 
     /** Message classes of the delivery policy, on the wire in lower case. */

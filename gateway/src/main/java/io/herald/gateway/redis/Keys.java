@@ -69,6 +69,15 @@ public final class Keys {
     }
 
     /**
+     * An app's templates (hash): {@code @v} the version (moved on by every change, polled by every
+     * node), {@code t:<id>} each template's JSON. In the app's own slot; read whole only when the
+     * version moved.
+     */
+    public static String templates(String app) {
+        return "herald:tpl:{" + app + "#tpl}";
+    }
+
+    /**
      * A user's log of marketing sends (sorted set, {@code admit.lua}): {@code s|messageId|channel|category}
      * scored by when each was admitted; read only to age rolling caps, to start a rule's counter
      * and to give a place back. Trimmed past the longest cap window. In the user's slot.
