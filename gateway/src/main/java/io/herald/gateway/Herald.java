@@ -3,6 +3,7 @@ package io.herald.gateway;
 import io.herald.gateway.pipeline.DeferredScheduler;
 import io.herald.gateway.admission.Admission;
 import io.herald.gateway.admission.Policies;
+import io.herald.gateway.content.Templates;
 import io.herald.gateway.config.AppConfig;
 import io.herald.gateway.config.HeraldConfig;
 import io.herald.gateway.connector.Connector;
@@ -76,6 +77,7 @@ public final class Herald implements AutoCloseable {
     private Pipeline pipeline;
     private DeferredScheduler scheduler;
     private Policies policies;
+    private Templates templates;
     private NodeLeases leases;
     private final Readiness readiness = new Readiness();
     private HttpApiHandler api;
@@ -153,6 +155,9 @@ public final class Herald implements AutoCloseable {
         resources.add(policies);
         // Loaded before the pipeline sees its first message (the replay below included).
         policies.start(Duration.ofSeconds(1));
+        templates = new Templates(redis, codec.mapper(), config.apps().keySet());
+        resources.add(templates);
+        templates.start(Duration.ofSeconds(1));
         Admission admission = new Admission(config.apps(), policies, redis::slotOf, clock);
         List<WebhookDispatcher.Endpoint> endpoints = new java.util.ArrayList<>();
         for (AppConfig app : config.apps().values()) {
@@ -173,7 +178,7 @@ public final class Herald implements AutoCloseable {
         IdempotencyKeys idempotency = new IdempotencyKeys(redis, config.idempotency().ttl(),
                 config.idempotency().inProgressTtl());
         pipeline = new Pipeline(config, redis, journal, registry, admission, store, connectors, metrics, tokens, links,
-                deadLetters);
+                deadLetters, templates);
         resources.add(pipeline);
 
         // Built before loadAll so that its script is loaded too (not found at its first EVALSHA).
@@ -211,7 +216,7 @@ public final class Herald implements AutoCloseable {
         tiers.start(config.apps());
         resources.add(tiers);
         api = new HttpApiHandler(config, codec, keys, journal, idempotency, deadLetters, pipeline, store, registry,
-                audiences, tiers, policies, clock, tokens, webhooks, links, metrics, readiness);
+                audiences, tiers, policies, templates, clock, tokens, webhooks, links, metrics, readiness);
         resources.add(api::close);
         http = new HttpServer(config.http(), api);
         resources.add(http);
@@ -375,6 +380,11 @@ public final class Herald implements AutoCloseable {
 
     public Pipeline pipeline() {
         return pipeline;
+    }
+
+    /** The templates (tests refresh them to see a change at once). */
+    public Templates templates() {
+        return templates;
     }
 
     /** The delivery policies (tests refresh them to see a change at once). */

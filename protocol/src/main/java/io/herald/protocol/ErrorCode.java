@@ -40,6 +40,12 @@ public enum ErrorCode {
     IN_PROGRESS("in_progress", 409),
     /** An If-Match naming a version that is no longer the current one (re-read, then retry). */
     PRECONDITION_FAILED("precondition_failed", 412),
+    /** A template that cannot be saved: its syntax or variables (the message names field, line and column). */
+    INVALID_TEMPLATE("invalid_template", 422),
+    /** A batch item names a template the app does not have. */
+    UNKNOWN_TEMPLATE("unknown_template", 422),
+    /** A create names an id that exists already. */
+    ALREADY_EXISTS("already_exists", 409),
     OVERLOADED("overloaded", 429),
     UNAVAILABLE("unavailable", 503),
     INTERNAL("internal", 500);

@@ -21,7 +21,7 @@ final class ItemDecoder {
     static final int MAX_BADGE = 99_999;
 
     static final int MAX_FCM_TOKEN_CHARS = 4096;
-    static final int MAX_SMS_CHARS = 1600;
+    static final int MAX_SMS_CHARS = Message.MAX_SMS_CHARS;
     static final int MAX_URL_CHARS = 2048;
 
     private static final Set<String> KNOWN_FIELDS = Set.of(

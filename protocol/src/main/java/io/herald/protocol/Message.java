@@ -90,6 +90,9 @@ public record Message(
         return s != null && LABEL.matcher(s).matches();
     }
 
+    /** The longest SMS text accepted (or rendered): 1600 characters (ten concatenated parts). */
+    public static final int MAX_SMS_CHARS = 1600;
+
     /** The largest TTL accepted: 28 days. */
     static final int MAX_TTL_SECONDS = 2_419_200;
 

@@ -461,6 +461,31 @@ public final class Template {
         return (JsonNode) node;
     }
 
+    /**
+     * The {@code user} of a render: id, locale and time zone from the profile, the user's attributes
+     * by name and {@code tags}: name -> true ({@code view} null: no attributes or tags).
+     */
+    public static Map<String, Object> userContext(String id, io.herald.gateway.registry.UserProfile profile,
+                                                  io.herald.gateway.registry.UserData.View view) {
+        Map<String, Object> u = new LinkedHashMap<>();
+        if (view != null) {
+            view.attributes().fields().forEachRemaining(e -> u.put(e.getKey(), plain(e.getValue())));
+            Map<String, Object> tags = new LinkedHashMap<>();
+            view.tags().forEach(t -> tags.put(t, Boolean.TRUE));
+            u.put("tags", tags);
+        } else {
+            u.put("tags", Map.of());
+        }
+        u.put("id", id);
+        if (profile != null && profile.locale() != null) {
+            u.put("locale", profile.locale());
+        }
+        if (profile != null && profile.timeZone() != null) {
+            u.put("timeZone", profile.timeZone());
+        }
+        return u;
+    }
+
     /** A JSON value as plain Java for the renderer: maps, lists, strings, longs, doubles, booleans, null. */
     public static Object plain(JsonNode n) {
         if (n == null || n.isNull() || n.isMissingNode()) {
@@ -516,7 +541,14 @@ public final class Template {
             }
         });
         if (!defaults.isEmpty()) {
-            o.set("defaults", mapper.valueToTree(defaults));
+            ObjectNode d = o.putObject("defaults");
+            defaults.forEach((k, v) -> {
+                if (v == null) {
+                    d.putNull(k); // declared without a default (the mapper would leave a null out)
+                } else {
+                    d.set(k, mapper.valueToTree(v));
+                }
+            });
         }
         if (updatedAt > 0) {
             o.put("updatedAt", java.time.Instant.ofEpochMilli(updatedAt).toString());

@@ -56,14 +56,48 @@ final class BatchesApi {
     private final java.time.Clock clock;
 
     BatchesApi(BatchCodec codec, Journal journal, IdempotencyKeys idempotency, Pipeline pipeline, MessageStore store,
-               Metrics metrics, java.time.Clock clock) {
+               Metrics metrics, java.time.Clock clock, io.herald.gateway.content.Templates templates) {
         this.clock = clock;
+        this.templates = templates;
         this.codec = codec;
         this.journal = journal;
         this.idempotency = idempotency;
         this.pipeline = pipeline;
         this.store = store;
         this.metrics = metrics;
+    }
+
+    private final io.herald.gateway.content.Templates templates;
+
+    /**
+     * The batch with every item that names a template the app does not have (on this node's view,
+     * refreshed every second) turned into a per-item 422 {@code unknown_template}.
+     */
+    private DecodedBatch withKnownTemplates(DecodedBatch batch) {
+        boolean any = false;
+        for (DecodedBatch.Item item : batch.items()) {
+            if (item.ok() && item.message().template() != null
+                    && templates.get(batch.app(), item.message().template().id()) == null) {
+                any = true;
+                break;
+            }
+        }
+        if (!any) {
+            return batch;
+        }
+        java.util.List<DecodedBatch.Item> items = new java.util.ArrayList<>(batch.items().size());
+        for (DecodedBatch.Item item : batch.items()) {
+            if (item.ok() && item.message().template() != null
+                    && templates.get(batch.app(), item.message().template().id()) == null) {
+                String f = "messages[" + item.index() + "].template";
+                items.add(new DecodedBatch.Item(item.index(), null, ApiError.of(ErrorCode.UNKNOWN_TEMPLATE, f,
+                        f + ": '" + item.message().template().id() + "' is not a template of app '" + batch.app()
+                                + "' (expected: an id from GET /v1/apps/" + batch.app() + "/templates)")));
+            } else {
+                items.add(item);
+            }
+        }
+        return new DecodedBatch(batch.app(), items);
     }
 
     void routes(Routes r) {
@@ -132,21 +166,22 @@ final class BatchesApi {
             pipelineFull(x, pipeline);
             return;
         }
-        DecodedBatch batch;
+        DecodedBatch decoded;
         try {
-            batch = codec.decode(x.body());
+            decoded = codec.decode(x.body());
         } catch (BatchRejectedException e) {
             metrics.batch(e.httpStatus());
             x.error(HttpResponseStatus.valueOf(e.httpStatus()), e.error());
             return;
         }
-        if (!batch.app().equals(app)) {
+        if (!decoded.app().equals(app)) {
             // Same answer whether the app exists or belongs to someone else.
             metrics.batch(404);
             x.error(HttpResponseStatus.NOT_FOUND, ApiError.of(ErrorCode.UNKNOWN_APP, "app",
-                    "app: '" + batch.app() + "' is not an app of this API key"));
+                    "app: '" + decoded.app() + "' is not an app of this API key"));
             return;
         }
+        DecodedBatch batch = withKnownTemplates(decoded);
         int accepted = batch.acceptedCount();
         UUID batchId = MessageIds.newBatchId();
         if (accepted == 0) {

@@ -71,10 +71,12 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
     public HttpApiHandler(HeraldConfig config, BatchCodec codec, ApiKeys keys, Journal journal,
                           IdempotencyKeys idempotency, DeadLetters deadLetters, Pipeline pipeline, MessageStore store,
                           UserRegistry registry, Audiences audiences, Tiers tiers,
-                          io.herald.gateway.admission.Policies policies, java.time.Clock clock, ReceiptTokens tokens,
+                          io.herald.gateway.admission.Policies policies, io.herald.gateway.content.Templates templates,
+                          java.time.Clock clock, ReceiptTokens tokens,
                           WebhookDispatcher webhooks, LinkTracker links, Metrics metrics, Readiness readiness) {
         this(table(config, codec, journal, idempotency, deadLetters, pipeline, store, registry, audiences, tiers,
-                policies, clock, tokens, webhooks, links, metrics, readiness), keys, readiness, codec.mapper(), intakePool());
+                policies, templates, clock, tokens, webhooks, links, metrics, readiness), keys, readiness, codec.mapper(),
+                intakePool());
     }
 
     /** A router over {@code routes}; {@code intake} runs offloaded work and is shut down by {@link #close()}. */
@@ -91,11 +93,11 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
     private static Routes table(HeraldConfig config, BatchCodec codec, Journal journal, IdempotencyKeys idempotency,
                                 DeadLetters deadLetters, Pipeline pipeline, MessageStore store, UserRegistry registry,
                                 Audiences audiences, Tiers tiers, io.herald.gateway.admission.Policies policies,
-                                java.time.Clock clock, ReceiptTokens tokens, WebhookDispatcher webhooks, LinkTracker links,
+                                io.herald.gateway.content.Templates templates, java.time.Clock clock, ReceiptTokens tokens, WebhookDispatcher webhooks, LinkTracker links,
                                 Metrics metrics, Readiness readiness) {
         Routes r = new Routes();
         new OpsApi(metrics, readiness).routes(r);
-        new BatchesApi(codec, journal, idempotency, pipeline, store, metrics, clock).routes(r);
+        new BatchesApi(codec, journal, idempotency, pipeline, store, metrics, clock, templates).routes(r);
         new FunnelsApi(store).routes(r);
         new ReceiptsApi(config.receipts(), store, tokens, links).routes(r);
         new DeadLettersApi(deadLetters, pipeline).routes(r);
@@ -105,6 +107,7 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
         new TiersApi(config, tiers).routes(r);
         new WebhooksApi(webhooks).routes(r);
         new PolicyApi(policies).routes(r);
+        new TemplatesApi(templates, registry).routes(r);
         return r;
     }
 

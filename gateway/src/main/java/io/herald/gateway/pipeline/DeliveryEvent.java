@@ -34,6 +34,9 @@ final class DeliveryEvent {
     String drop;
     /** The detail of the drop's history line (e.g. the cap rule), or null. */
     String dropDetail;
+    /** Non-null: the message ends {@code failed:<failure>} (e.g. {@code render}) with {@link #failureDetail}. */
+    String failure;
+    String failureDetail;
     /** The user's profile as resolve read it (null for token sends). */
     io.herald.gateway.registry.UserProfile profile;
     /** The user's engagement by UTC hour, read for a best-hour message not yet scheduled; else null. */
@@ -59,11 +62,13 @@ final class DeliveryEvent {
         this.deferDetail = null;
         this.deferHeld = false;
         this.dropDetail = null;
+        this.failure = null;
+        this.failureDetail = null;
         this.profile = null;
         this.engagement = null;
     }
 
     boolean live() {
-        return !skip && drop == null;
+        return !skip && drop == null && failure == null;
     }
 }

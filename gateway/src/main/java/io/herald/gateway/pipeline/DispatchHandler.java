@@ -85,6 +85,11 @@ final class DispatchHandler implements EventHandler<DeliveryEvent> {
         long now = System.currentTimeMillis();
         if (e.skip) {
             outcomes.publish(OutcomeEvent.Kind.SKIPPED, e.entry, e.item, null, 0, List.of(), List.of(), null, false);
+        } else if (e.failure != null) {
+            List<String> history = new ArrayList<>(e.notes);
+            history.add(store.historyLine(now, "failed:" + e.failure, null, e.failureDetail));
+            outcomes.publish(OutcomeEvent.Kind.DONE, e.entry, e.item, "failed:" + e.failure, 0, history, List.of(), null,
+                    false);
         } else if (e.drop != null) {
             List<String> history = new ArrayList<>(e.notes);
             history.add(store.historyLine(now, "dropped:" + e.drop, null, e.dropDetail));

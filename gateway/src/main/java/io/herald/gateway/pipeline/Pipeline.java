@@ -64,7 +64,7 @@ public final class Pipeline implements AutoCloseable {
     public Pipeline(HeraldConfig config, Redis redis, Journal journal, UserRegistry registry, Admission admission,
                     MessageStore store, Map<String, Connector> connectors, Metrics metrics,
                     io.herald.protocol.ReceiptTokens tokens, io.herald.gateway.tracking.LinkTracker links,
-                    io.herald.gateway.journal.DeadLetters deadLetters) {
+                    io.herald.gateway.journal.DeadLetters deadLetters, io.herald.gateway.content.Templates templates) {
         this.capacity = config.pipeline().capacity();
         int ringSize = Integer.highestOneBit(Math.max(capacity, 512) - 1) << 2;
         int maxBatch = config.pipeline().handlerBatch();
@@ -89,7 +89,8 @@ public final class Pipeline implements AutoCloseable {
         RecordHandler record = new RecordHandler(redis.dedicated(), store, registry, journal, deadLetters, metrics,
                 recordStage, this::release, admission);
         outcomes.handleEventsWith(processor(record, maxBatch, new LoggingExceptionHandler<>("record")));
-        ResolveHandler resolve = new ResolveHandler(redis.dedicated(), registry, store, config.apps(), resolveStage);
+        ResolveHandler resolve = new ResolveHandler(redis.dedicated(), registry, store, config.apps(), resolveStage,
+                templates);
         AdmitHandler admit = new AdmitHandler(redis.dedicated(), admission, metrics, admitStage);
         DispatchHandler dispatch = new DispatchHandler(connectors, this::publishOutcome, store, metrics, tokens,
                 config.receipts().tokenTtl(), links, trackLinksByApp(config), halted::get, admission.clock());

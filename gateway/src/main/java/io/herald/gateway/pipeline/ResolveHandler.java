@@ -7,6 +7,9 @@ import io.herald.gateway.connector.Target;
 import io.herald.gateway.journal.JournalItem;
 import io.herald.gateway.registry.Device;
 import io.herald.gateway.registry.UserProfile;
+import io.herald.gateway.registry.UserData;
+import io.herald.gateway.content.Template;
+import io.herald.gateway.content.Templates;
 import io.herald.gateway.registry.UserRegistry;
 import io.herald.gateway.tracking.MessageStore;
 import io.herald.protocol.Channel;
@@ -43,8 +46,11 @@ final class ResolveHandler implements EventHandler<DeliveryEvent> {
     private final Stage stage;
     private final List<DeliveryEvent> batch = new ArrayList<>();
 
+    private final Templates templates;
+
     ResolveHandler(Redis.Connection connection, UserRegistry registry, MessageStore store,
-                   Map<String, AppConfig> apps, Stage stage) {
+                   Map<String, AppConfig> apps, Stage stage, Templates templates) {
+        this.templates = templates;
         this.connection = connection;
         this.connection.setAutoFlushCommands(false);
         this.registry = registry;
@@ -69,10 +75,13 @@ final class ResolveHandler implements EventHandler<DeliveryEvent> {
         Map<String, Map<String, String>> users = new HashMap<>();
         Map<DeliveryEvent, String> states = new HashMap<>();
         Map<DeliveryEvent, double[]> hours = new HashMap<>();
+        Map<String, UserData.View> views = new HashMap<>();
         stage.awaitRetrying("resolve", () -> {
             users.clear();
             states.clear();
             hours.clear();
+            views.clear();
+            Map<String, CompletableFuture<UserData.View>> viewReads = new HashMap<>();
             RedisClusterAsyncCommands<String, String> cmd = connection.async();
             Map<String, CompletableFuture<Map<String, String>>> reads = new HashMap<>();
             Map<DeliveryEvent, CompletableFuture<String>> stateReads = new HashMap<>();
@@ -81,6 +90,12 @@ final class ResolveHandler implements EventHandler<DeliveryEvent> {
                 String user = e.item.message().user();
                 if (user != null) {
                     reads.computeIfAbsent(e.item.app() + '\u0000' + user, k -> registry.read(cmd, e.item.app(), user));
+                    Message.TemplateRef ref = e.item.message().template();
+                    Template t = ref == null ? null : templates.get(e.item.app(), ref.id());
+                    if (t != null && t.readsUserData()) {
+                        viewReads.computeIfAbsent(e.item.app() + '\u0000' + user,
+                                k -> registry.data().read(e.item.app(), user));
+                    }
                     if (e.item.phase() == JournalItem.Phase.NEW
                             && e.item.message().policy() != null && e.item.message().policy().bestHour()) {
                         hourReads.put(e, registry.engagementHours(cmd, e.item.app(), user));
@@ -94,7 +109,9 @@ final class ResolveHandler implements EventHandler<DeliveryEvent> {
             List<CompletableFuture<?>> all = new ArrayList<>(reads.values());
             all.addAll(stateReads.values());
             all.addAll(hourReads.values());
+            all.addAll(viewReads.values());
             return CompletableFuture.allOf(all.toArray(new CompletableFuture<?>[0])).thenApply(v -> {
+                viewReads.forEach((k, f) -> views.put(k, f.join()));
                 reads.forEach((k, f) -> users.put(k, f.join()));
                 stateReads.forEach((e, f) -> states.put(e, f.join()));
                 hourReads.forEach((e, f) -> hours.put(e, f.join()));
@@ -118,6 +135,18 @@ final class ResolveHandler implements EventHandler<DeliveryEvent> {
                 continue;
             }
             Message m = e.item.message();
+            Map<String, String> rawUser = m.user() == null ? null : users.get(e.item.app() + '\u0000' + m.user());
+            UserRegistry.User found = rawUser == null || rawUser.isEmpty()
+                    ? new UserRegistry.User(UserProfile.EMPTY, List.of())
+                    : registry.decodeUser(e.item.app(), m.user(), rawUser);
+            if (m.template() != null) {
+                m = render(e, m, found.profile(), views.get(e.item.app() + '\u0000' + m.user()));
+                if (m == null) {
+                    continue; // failed:render
+                }
+                e.item = new JournalItem(e.item.app(), e.item.batchId(), e.item.index(), e.item.acceptedAt(), m,
+                        e.item.phase());
+            }
             if (m.apnsToken() != null) {
                 e.plan = List.of(new DeliveryEvent.Step("apns", List.of(new Target("apns", null, m.apnsToken(), false))));
                 continue;
@@ -126,14 +155,85 @@ final class ResolveHandler implements EventHandler<DeliveryEvent> {
                 e.plan = List.of(new DeliveryEvent.Step("fcm", List.of(new Target("fcm", null, m.fcmToken(), false))));
                 continue;
             }
-            Map<String, String> raw = users.get(e.item.app() + '\u0000' + m.user());
-            UserRegistry.User user = raw == null || raw.isEmpty()
-                    ? new UserRegistry.User(UserProfile.EMPTY, List.of())
-                    : registry.decodeUser(e.item.app(), m.user(), raw);
+            UserRegistry.User user = found;
             e.profile = user.profile();
             e.engagement = hours.get(e);
             plan(e, app, m, user, now);
         }
+    }
+
+    /**
+     * The message with its template rendered for its user (texts, data merged under the item's own),
+     * or null with {@code e.failure = "render"} when the template is gone or the result breaks a
+     * provider limit (a payload over 4096 bytes less the receipt reserve, an SMS over
+     * {@value Message#MAX_SMS_CHARS} characters): never truncated.
+     */
+    @SuppressWarnings("unchecked")
+    private Message render(DeliveryEvent e, Message m, UserProfile profile, UserData.View view) {
+        Template t = templates.get(e.item.app(), m.template().id());
+        if (t == null) {
+            e.failure = "render";
+            e.failureDetail = "template '" + m.template().id() + "' no longer exists";
+            return null;
+        }
+        Map<String, Object> campaign = new HashMap<>();
+        if (m.campaign() != null) {
+            campaign.put("id", m.campaign());
+        }
+        if (m.variant() != null) {
+            campaign.put("variant", m.variant());
+        }
+        Template.Rendered r;
+        try {
+            r = t.render(profile.locale(), Template.userContext(m.user(), profile, view), null, campaign,
+                    (Map<String, Object>) Template.plain(m.template().vars()));
+        } catch (RuntimeException ex) {
+            e.failure = "render";
+            e.failureDetail = "template '" + t.id() + "': " + ex.getMessage();
+            return null;
+        }
+        com.fasterxml.jackson.databind.node.ObjectNode data = r.data();
+        if (m.data() != null) {
+            if (data == null) {
+                data = m.data();
+            } else {
+                data = data.deepCopy();
+                data.setAll(m.data());
+            }
+        }
+        String title = blankToNull(r.title());
+        String body = blankToNull(r.body());
+        String sms = blankToNull(r.sms());
+        Message out = m.rendered(title, body, data, sms);
+        String why = null;
+        try {
+            if (title != null || body != null) {
+                int apns = io.herald.protocol.ApnsPayloads.encode(out).length;
+                int fcm = io.herald.protocol.FcmPayloads.payloadSize(out);
+                int limit = io.herald.protocol.ApnsPayloads.MAX_PAYLOAD_BYTES - io.herald.protocol.ReceiptTokens.PAYLOAD_RESERVE;
+                if (Math.max(apns, fcm) > limit) {
+                    why = "push payload " + Math.max(apns, fcm) + " bytes (limit " + limit
+                            + ": 4096 less the receipt data)";
+                }
+            } else if (sms == null) {
+                why = "no text for locale '" + r.locale() + "' (every part rendered empty)";
+            }
+        } catch (IllegalArgumentException ex) {
+            why = ex.getMessage();
+        }
+        if (why == null && sms != null && sms.length() > Message.MAX_SMS_CHARS) {
+            why = "SMS text " + sms.length() + " characters (limit " + Message.MAX_SMS_CHARS + ")";
+        }
+        if (why != null) {
+            e.failure = "render";
+            e.failureDetail = "template '" + t.id() + "', locale '" + r.locale() + "': " + why;
+            return null;
+        }
+        return out;
+    }
+
+    private static String blankToNull(String s) {
+        return s == null || s.isBlank() ? null : s;
     }
 
     private void plan(DeliveryEvent e, AppConfig app, Message m, UserRegistry.User user, long now) {
