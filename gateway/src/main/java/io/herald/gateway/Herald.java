@@ -158,6 +158,8 @@ public final class Herald implements AutoCloseable {
         templates = new Templates(redis, codec.mapper(), config.apps().keySet());
         resources.add(templates);
         templates.start(Duration.ofSeconds(1));
+        keys.start(redis, codec.mapper(), config.apps().keySet(), Duration.ofSeconds(1));
+        resources.add(keys);
         Admission admission = new Admission(config.apps(), policies, redis::slotOf, clock);
         List<WebhookDispatcher.Endpoint> endpoints = new java.util.ArrayList<>();
         for (AppConfig app : config.apps().values()) {

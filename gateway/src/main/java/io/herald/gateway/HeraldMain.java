@@ -47,8 +47,8 @@ public final class HeraldMain implements Callable<Integer> {
     @Option(names = "--redis-url", description = "Use this Redis instead of the embedded one (env REDIS_URL).")
     String redisUrl;
 
-    @Option(names = "--api-key", paramLabel = "APP:KEY", description = "An API key for an app, in clear, "
-            + "hashed on load (env HERALD_API_KEY). Repeatable.")
+    @Option(names = "--api-key", paramLabel = "APP:KEY[:roles=a,b]", description = "An API key for an app, in clear, "
+            + "hashed on load (env HERALD_API_KEY), with its roles (default send,manage,read). Repeatable.")
     List<String> apiKeys = new ArrayList<>();
 
     @Option(names = "--sandbox", description = "auto | true | false: deliver APNs to the local peer "

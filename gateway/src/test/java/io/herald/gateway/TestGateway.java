@@ -132,7 +132,8 @@ final class TestGateway implements AutoCloseable {
                 + "apps.\"" + app + "\" { rate-limit { rate = 100000, period = 1s, burst = 100000 } }\n"
                 + extraConfig.replace("APP", "\"" + app + "\"") + "\n}";
         return HeraldConfig.fromConfig(ConfigFactory.parseString(hocon).withFallback(ConfigFactory.defaultReference())
-                .resolve(), List.of(new HeraldConfig.InitialKey(app, key), new HeraldConfig.InitialKey(otherApp, otherKey)));
+                .resolve(), List.of(new HeraldConfig.InitialKey(app, key, java.util.Set.of("send", "manage", "approve", "read",
+                "admin")), new HeraldConfig.InitialKey(otherApp, otherKey)));
     }
 
     SandboxApns sandbox() {

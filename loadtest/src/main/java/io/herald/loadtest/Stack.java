@@ -218,7 +218,8 @@ final class Stack implements AutoCloseable {
         List<String> cmd = new ArrayList<>(List.of(ChildProcess.java(), "-Xmx" + gatewayHeap));
         cmd.addAll(gatewayJvm);
         cmd.addAll(List.of("-jar", gatewayJar.toString(), "--port", Integer.toString(gatewayPorts[i]), "--data-dir",
-                dir.resolve("data" + suffix).toString(), "--api-key", app + ":" + apiKey, "--config", config.toString()));
+                dir.resolve("data" + suffix).toString(), "--api-key",
+                app + ":" + apiKey + ":roles=send,manage,approve,read,admin", "--config", config.toString()));
         Map<String, String> env = new HashMap<>();
         // The gateway's environment overrides must not leak in from the caller's shell.
         for (String v : List.of("HERALD_HOST", "HERALD_PORT", "HERALD_DATA_DIR", "HERALD_API_KEY",

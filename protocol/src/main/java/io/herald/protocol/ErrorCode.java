@@ -20,6 +20,8 @@ public enum ErrorCode {
     COLLAPSE_ID_TOO_LONG("collapse_id_too_long", 422),
     TTL_OUT_OF_RANGE("ttl_out_of_range", 422),
     UNAUTHORIZED("unauthorized", 401),
+    /** The API key lacks the role the route needs (the message names it). */
+    FORBIDDEN("forbidden", 403),
     NOT_FOUND("not_found", 404),
     UNKNOWN_APP("unknown_app", 404),
     METHOD_NOT_ALLOWED("method_not_allowed", 405),

@@ -140,15 +140,32 @@ public record HeraldConfig(
      */
     public record DeadLetters(int max, int maxReplays) { }
 
-    /** An API key given in clear at start (command line or environment), hashed on load. */
-    public record InitialKey(String app, String key) {
-        /** Parses {@code APP:KEY}; {@code source} names where it came from (an option or a variable). */
+    /**
+     * An API key given in clear at start (command line or environment), hashed on load, with its
+     * roles (names of the API's roles; null: send, manage and read, what every key had before roles).
+     */
+    public record InitialKey(String app, String key, java.util.Set<String> roles) {
+        public InitialKey(String app, String key) {
+            this(app, key, null);
+        }
+
+        /**
+         * Parses {@code APP:KEY} or {@code APP:KEY:roles=a,b} (roles: send, manage, approve, read,
+         * admin; checked when the keys load); {@code source} names where it came from.
+         */
         public static InitialKey parse(String s, String source) {
+            java.util.Set<String> roles = null;
+            int r = s.lastIndexOf(":roles=");
+            if (r > 0) {
+                roles = new java.util.LinkedHashSet<>(java.util.List.of(s.substring(r + 7).split(",")));
+                s = s.substring(0, r);
+            }
             int colon = s.indexOf(':');
             if (colon <= 0 || colon == s.length() - 1) {
-                throw new StartupException(source + ": expected APP:KEY (e.g. demo:my-long-secret-key)");
+                throw new StartupException(source + ": expected APP:KEY or APP:KEY:roles=a,b (e.g. "
+                        + "demo:my-long-secret-key:roles=send,read)");
             }
-            return new InitialKey(s.substring(0, colon), s.substring(colon + 1));
+            return new InitialKey(s.substring(0, colon), s.substring(colon + 1), roles);
         }
 
         @Override

@@ -22,7 +22,7 @@ import java.util.concurrent.TimeUnit;
 
 /**
  * Every app's templates: stored in Redis ({@link Keys#templates}), compiled and cached here so the
- * pipeline renders without a round trip. Changes go through {@code template-put.lua}, which moves
+ * pipeline renders without a round trip. Changes go through {@code versioned-hash.lua}, which moves
  * the app's version on; every node polls the versions every {@code refresh} (one {@code HGET} per
  * app) and re-reads an app whose version moved, so a change reaches every node within seconds.
  *
@@ -41,7 +41,7 @@ public final class Templates implements AutoCloseable {
     private final ObjectMapper mapper;
     private final Set<String> apps;
     private final Map<String, Snapshot> cache = new ConcurrentHashMap<>();
-    private final Redis.Script put = new Redis.Script("/scripts/template-put.lua");
+    private final Redis.Script put = new Redis.Script("/scripts/versioned-hash.lua");
     private final ScheduledExecutorService poller = Executors.newSingleThreadScheduledExecutor(r -> {
         Thread t = new Thread(r, "herald-templates");
         t.setDaemon(true);
@@ -129,8 +129,8 @@ public final class Templates implements AutoCloseable {
     }
 
     private CompletableFuture<Change> run(String app, String mode, String id, String json) {
-        return put.<List<Long>>run(redis.async(), ScriptOutputType.MULTI, new String[] {Keys.templates(app)}, mode, id,
-                json).thenCompose(r -> {
+        return put.<List<Long>>run(redis.async(), ScriptOutputType.MULTI, new String[] {Keys.templates(app)}, mode,
+                "t:" + id, json).thenCompose(r -> {
                     Change c = new Change(r.get(0) == 1, r.get(1));
                     if (!c.done()) {
                         return CompletableFuture.completedFuture(c);

@@ -18,7 +18,7 @@ import java.util.Iterator;
 import java.util.Set;
 import java.util.TreeMap;
 
-import static io.herald.gateway.http.Routes.Access.API_KEY;
+import static io.herald.gateway.http.ApiKeys.Role.*;
 
 /**
  * An app's audiences ({@link Audiences}): saved rules ({@code POST/GET /v1/apps/{app}/audiences},
@@ -48,14 +48,14 @@ final class AudiencesApi {
     }
 
     void routes(Routes r) {
-        r.post("/v1/apps/{app}/audiences", API_KEY, this::create);
-        r.get("/v1/apps/{app}/audiences", API_KEY, this::list);
-        r.post("/v1/apps/{app}/audiences/estimate", API_KEY, this::estimateInline);
-        r.get("/v1/apps/{app}/audiences/{id}", API_KEY, this::read);
-        r.put("/v1/apps/{app}/audiences/{id}", API_KEY, this::replace);
-        r.delete("/v1/apps/{app}/audiences/{id}", API_KEY, this::delete);
-        r.get("/v1/apps/{app}/audiences/{id}/estimate", API_KEY, this::estimateSaved);
-        r.get("/v1/apps/{app}/audiences/{id}/members", API_KEY, this::members);
+        r.post("/v1/apps/{app}/audiences", MANAGE, this::create);
+        r.get("/v1/apps/{app}/audiences", READ, this::list);
+        r.post("/v1/apps/{app}/audiences/estimate", READ, this::estimateInline);
+        r.get("/v1/apps/{app}/audiences/{id}", READ, this::read);
+        r.put("/v1/apps/{app}/audiences/{id}", MANAGE, this::replace);
+        r.delete("/v1/apps/{app}/audiences/{id}", MANAGE, this::delete);
+        r.get("/v1/apps/{app}/audiences/{id}/estimate", READ, this::estimateSaved);
+        r.get("/v1/apps/{app}/audiences/{id}/members", READ, this::members);
     }
 
     /** A validated body: name and rule text, and the parsed rule. */

@@ -26,7 +26,7 @@ import java.util.Optional;
 import java.util.UUID;
 import java.util.concurrent.CompletableFuture;
 
-import static io.herald.gateway.http.Routes.Access.API_KEY;
+import static io.herald.gateway.http.ApiKeys.Role.*;
 
 /**
  * Intake and status of batches and messages: {@code POST /v1/batches}, {@code GET /v1/batches/{id}},
@@ -101,14 +101,14 @@ final class BatchesApi {
     }
 
     void routes(Routes r) {
-        r.post("/v1/batches", API_KEY, x -> {
+        r.post("/v1/batches", SEND, x -> {
             x.timed(metrics::ingestLatency);
             if (!x.offload(() -> post(x))) {
                 metrics.batch(429);
             }
         });
-        r.get("/v1/batches/{id}", API_KEY, this::getBatch);
-        r.get("/v1/messages/{id}", API_KEY, this::getMessage);
+        r.get("/v1/batches/{id}", READ, this::getBatch);
+        r.get("/v1/messages/{id}", READ, this::getMessage);
     }
 
     /** 429 {@code overloaded} + {@code Retry-After: 1}: the pipeline has no permits for this request. */

@@ -15,7 +15,7 @@ import java.util.List;
 import java.util.UUID;
 import java.util.concurrent.CompletableFuture;
 
-import static io.herald.gateway.http.Routes.Access.API_KEY;
+import static io.herald.gateway.http.ApiKeys.Role.*;
 
 /**
  * Messages that could not be delivered and were set aside ({@link DeadLetters}):
@@ -36,8 +36,8 @@ final class DeadLettersApi {
     }
 
     void routes(Routes r) {
-        r.get("/v1/dead-letters", API_KEY, this::page);
-        r.post("/v1/dead-letters/redrive", API_KEY, this::redrive);
+        r.get("/v1/dead-letters", READ, this::page);
+        r.post("/v1/dead-letters/redrive", SEND, this::redrive);
     }
 
     private void page(Exchange x) {

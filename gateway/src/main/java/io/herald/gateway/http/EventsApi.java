@@ -20,7 +20,7 @@ import java.util.List;
 import java.util.Set;
 import java.util.regex.Pattern;
 
-import static io.herald.gateway.http.Routes.Access.API_KEY;
+import static io.herald.gateway.http.ApiKeys.Role.*;
 
 /**
  * Behavioural events: {@code POST /v1/apps/{app}/events} {@code {"events": [{user, name, at?, id?,
@@ -56,7 +56,7 @@ final class EventsApi {
     }
 
     void routes(Routes r) {
-        r.post("/v1/apps/{app}/events", API_KEY, x -> x.offload(() -> post(x)));
+        r.post("/v1/apps/{app}/events", SEND, x -> x.offload(() -> post(x)));
     }
 
     private void post(Exchange x) {

@@ -96,6 +96,8 @@ final class Exchange {
         return mapper;
     }
 
+    private ApiKeys.Caller caller;
+
     /** The app of the request's API key; null on routes that need none. */
     String app() {
         return app;
@@ -125,10 +127,16 @@ final class Exchange {
         return body;
     }
 
-    /** Set by the handler once the route is known. */
-    void matched(Map<String, String> params, String app) {
+    /** Set by the handler once the route is known ({@code caller} null on routes without a key). */
+    void matched(Map<String, String> params, ApiKeys.Caller caller) {
         this.params = params;
-        this.app = app;
+        this.caller = caller;
+        this.app = caller == null ? null : caller.app();
+    }
+
+    /** Who calls (the API key's app, id and roles); null on routes that need no key. */
+    ApiKeys.Caller caller() {
+        return caller;
     }
 
     /**

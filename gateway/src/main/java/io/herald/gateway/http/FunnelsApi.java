@@ -18,7 +18,7 @@ import java.util.List;
 import java.util.UUID;
 import java.util.concurrent.CompletableFuture;
 
-import static io.herald.gateway.http.Routes.Access.API_KEY;
+import static io.herald.gateway.http.ApiKeys.Role.*;
 
 /**
  * What happened to an app's messages, read from the tracking counters and the event log: the
@@ -39,12 +39,12 @@ final class FunnelsApi {
     }
 
     void routes(Routes r) {
-        r.get("/v1/funnel", API_KEY, this::appFunnel);
-        r.get("/v1/batches/{id}/funnel", API_KEY, this::batchFunnel);
-        r.get("/v1/campaigns/{campaign}/funnel", API_KEY, this::campaignFunnel);
-        r.get("/v1/channels/{channel}/funnel", API_KEY, this::channelFunnel);
-        r.get("/v1/stats", API_KEY, this::stats);
-        r.get("/v1/events", API_KEY, this::events);
+        r.get("/v1/funnel", READ, this::appFunnel);
+        r.get("/v1/batches/{id}/funnel", READ, this::batchFunnel);
+        r.get("/v1/campaigns/{campaign}/funnel", READ, this::campaignFunnel);
+        r.get("/v1/channels/{channel}/funnel", READ, this::channelFunnel);
+        r.get("/v1/stats", READ, this::stats);
+        r.get("/v1/events", READ, this::events);
     }
 
     private void appFunnel(Exchange x) {

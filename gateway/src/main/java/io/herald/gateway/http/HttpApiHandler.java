@@ -75,7 +75,7 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
                           java.time.Clock clock, ReceiptTokens tokens,
                           WebhookDispatcher webhooks, LinkTracker links, Metrics metrics, Readiness readiness) {
         this(table(config, codec, journal, idempotency, deadLetters, pipeline, store, registry, audiences, tiers,
-                policies, templates, clock, tokens, webhooks, links, metrics, readiness), keys, readiness, codec.mapper(),
+                policies, templates, keys, clock, tokens, webhooks, links, metrics, readiness), keys, readiness, codec.mapper(),
                 intakePool());
     }
 
@@ -93,7 +93,7 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
     private static Routes table(HeraldConfig config, BatchCodec codec, Journal journal, IdempotencyKeys idempotency,
                                 DeadLetters deadLetters, Pipeline pipeline, MessageStore store, UserRegistry registry,
                                 Audiences audiences, Tiers tiers, io.herald.gateway.admission.Policies policies,
-                                io.herald.gateway.content.Templates templates, java.time.Clock clock, ReceiptTokens tokens, WebhookDispatcher webhooks, LinkTracker links,
+                                io.herald.gateway.content.Templates templates, ApiKeys keys, java.time.Clock clock, ReceiptTokens tokens, WebhookDispatcher webhooks, LinkTracker links,
                                 Metrics metrics, Readiness readiness) {
         Routes r = new Routes();
         new OpsApi(metrics, readiness).routes(r);
@@ -108,6 +108,7 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
         new WebhooksApi(webhooks).routes(r);
         new PolicyApi(policies).routes(r);
         new TemplatesApi(templates, registry).routes(r);
+        new KeysApi(keys, clock).routes(r);
         return r;
     }
 
@@ -164,12 +165,19 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
                     x.method() + " not allowed here (expected: " + allow + ")"));
             return;
         }
-        String app = null;
+        ApiKeys.Caller caller = null;
         if (route.access() == Routes.Access.API_KEY) {
-            app = keys.authenticate(x.header(HttpHeaderNames.AUTHORIZATION));
-            if (app == null) {
+            caller = keys.authenticate(x.header(HttpHeaderNames.AUTHORIZATION));
+            if (caller == null) {
                 x.error(HttpResponseStatus.UNAUTHORIZED, ApiError.of(ErrorCode.UNAUTHORIZED, null,
                         "missing or invalid API key (expected: Authorization: Bearer <key>)"));
+                return;
+            }
+            if (!caller.may(route.role())) {
+                x.error(HttpResponseStatus.FORBIDDEN, ApiError.of(ErrorCode.FORBIDDEN, "role",
+                        "this API key lacks the role '" + route.role().wire() + "' that " + x.method() + " "
+                                + route.pattern() + " needs (its roles: " + caller.roles().stream()
+                                .map(ApiKeys.Role::wire).collect(Collectors.joining(", ")) + ")"));
                 return;
             }
         }
@@ -179,7 +187,7 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
                     "gateway is shutting down; retry on another node or after restart"));
             return;
         }
-        x.matched(m.params(), app);
+        x.matched(m.params(), caller);
         route.handler().handle(x);
     }
 

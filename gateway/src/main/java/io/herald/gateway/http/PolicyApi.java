@@ -9,7 +9,7 @@ import io.netty.handler.codec.http.HttpResponseStatus;
 
 import com.fasterxml.jackson.databind.JsonNode;
 
-import static io.herald.gateway.http.Routes.Access.API_KEY;
+import static io.herald.gateway.http.ApiKeys.Role.*;
 
 /**
  * An app's delivery policy ({@link AppPolicy}: caps, quiet hours, zone, defaults, best hour):
@@ -27,8 +27,8 @@ final class PolicyApi {
     }
 
     void routes(Routes r) {
-        r.get("/v1/apps/{app}/policy", API_KEY, this::get);
-        r.put("/v1/apps/{app}/policy", API_KEY, this::put);
+        r.get("/v1/apps/{app}/policy", READ, this::get);
+        r.put("/v1/apps/{app}/policy", ADMIN, this::put);
     }
 
     private void get(Exchange x) {

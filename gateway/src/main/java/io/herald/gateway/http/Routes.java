@@ -13,8 +13,9 @@ import java.util.Set;
 /**
  * The route table of the API: method + path pattern -> handler, and who may call it. Each resource
  * adds its own routes ({@code void routes(Routes r)}); {@link HttpApiHandler} matches every request
- * against the table and applies the route's {@link Access} before the handler runs, so no handler
- * checks keys or draining itself.
+ * against the table and applies the route's {@link Access} (and, for API keys, the role the route
+ * names: 403 {@code forbidden} naming it) before the handler runs, so no handler checks keys,
+ * roles or draining itself.
  *
  * <p>A pattern is a path of literal segments and {@code {name}} segments; a {@code {name}} matches
  * one non-empty segment, percent-decoded (as a path: {@code +} stays {@code +}, {@code %2F} is a
@@ -41,7 +42,8 @@ final class Routes {
         void handle(Exchange x);
     }
 
-    record Route(HttpMethod method, String pattern, Access access, Handler handler) {
+    /** A route; {@code role} is the role an {@link Access#API_KEY} route needs (null for the others). */
+    record Route(HttpMethod method, String pattern, Access access, ApiKeys.Role role, Handler handler) {
     }
 
     /**
@@ -54,23 +56,36 @@ final class Routes {
     private final List<Route> routes = new ArrayList<>();
     private final List<String[]> patterns = new ArrayList<>();
 
+    /** A route without a key ({@link Access#PUBLIC} or {@link Access#OPS}). */
     Routes get(String pattern, Access access, Handler h) {
-        return add(HttpMethod.GET, pattern, access, h);
+        return add(HttpMethod.GET, pattern, access, null, h);
     }
 
     Routes post(String pattern, Access access, Handler h) {
-        return add(HttpMethod.POST, pattern, access, h);
+        return add(HttpMethod.POST, pattern, access, null, h);
     }
 
-    Routes put(String pattern, Access access, Handler h) {
-        return add(HttpMethod.PUT, pattern, access, h);
+    /** A route for API keys with {@code role}. */
+    Routes get(String pattern, ApiKeys.Role role, Handler h) {
+        return add(HttpMethod.GET, pattern, Access.API_KEY, role, h);
     }
 
-    Routes delete(String pattern, Access access, Handler h) {
-        return add(HttpMethod.DELETE, pattern, access, h);
+    Routes post(String pattern, ApiKeys.Role role, Handler h) {
+        return add(HttpMethod.POST, pattern, Access.API_KEY, role, h);
     }
 
-    Routes add(HttpMethod method, String pattern, Access access, Handler h) {
+    Routes put(String pattern, ApiKeys.Role role, Handler h) {
+        return add(HttpMethod.PUT, pattern, Access.API_KEY, role, h);
+    }
+
+    Routes delete(String pattern, ApiKeys.Role role, Handler h) {
+        return add(HttpMethod.DELETE, pattern, Access.API_KEY, role, h);
+    }
+
+    Routes add(HttpMethod method, String pattern, Access access, ApiKeys.Role role, Handler h) {
+        if ((access == Access.API_KEY) != (role != null)) {
+            throw new IllegalArgumentException(method + " " + pattern + ": an API_KEY route names its role, no other does");
+        }
         if (!pattern.startsWith("/")) {
             throw new IllegalArgumentException("pattern: '" + pattern + "' (expected: starts with /)");
         }
@@ -80,7 +95,7 @@ final class Routes {
                 throw new IllegalArgumentException(method + " " + pattern + ": already routed");
             }
         }
-        routes.add(new Route(method, pattern, access, h));
+        routes.add(new Route(method, pattern, access, role, h));
         patterns.add(segments);
         return this;
     }

@@ -16,7 +16,7 @@ import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ThreadLocalRandom;
 
-import static io.herald.gateway.http.Routes.Access.API_KEY;
+import static io.herald.gateway.http.ApiKeys.Role.*;
 
 /**
  * An app's templates ({@link Template}): {@code POST /v1/apps/{app}/templates} creates one (201;
@@ -37,12 +37,12 @@ final class TemplatesApi {
     }
 
     void routes(Routes r) {
-        r.post("/v1/apps/{app}/templates", API_KEY, this::create);
-        r.get("/v1/apps/{app}/templates", API_KEY, this::list);
-        r.get("/v1/apps/{app}/templates/{id}", API_KEY, this::get);
-        r.put("/v1/apps/{app}/templates/{id}", API_KEY, this::replace);
-        r.delete("/v1/apps/{app}/templates/{id}", API_KEY, this::delete);
-        r.post("/v1/apps/{app}/templates/{id}/preview", API_KEY, this::preview);
+        r.post("/v1/apps/{app}/templates", MANAGE, this::create);
+        r.get("/v1/apps/{app}/templates", READ, this::list);
+        r.get("/v1/apps/{app}/templates/{id}", READ, this::get);
+        r.put("/v1/apps/{app}/templates/{id}", MANAGE, this::replace);
+        r.delete("/v1/apps/{app}/templates/{id}", MANAGE, this::delete);
+        r.post("/v1/apps/{app}/templates/{id}/preview", READ, this::preview);
     }
 
     private Template parse(Exchange x, JsonNode body, String id) {

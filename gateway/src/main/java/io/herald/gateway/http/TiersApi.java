@@ -8,7 +8,7 @@ import io.netty.handler.codec.http.HttpResponseStatus;
 
 import java.io.IOException;
 
-import static io.herald.gateway.http.Routes.Access.API_KEY;
+import static io.herald.gateway.http.ApiKeys.Role.*;
 
 /**
  * An app's derived tiers ({@link Tiers}): {@code GET /v1/apps/{app}/tiers} gives the counts per
@@ -26,8 +26,8 @@ final class TiersApi {
     }
 
     void routes(Routes r) {
-        r.get("/v1/apps/{app}/tiers", API_KEY, this::get);
-        r.post("/v1/apps/{app}/tiers/compute", API_KEY, this::compute);
+        r.get("/v1/apps/{app}/tiers", READ, this::get);
+        r.post("/v1/apps/{app}/tiers/compute", MANAGE, this::compute);
     }
 
     private void get(Exchange x) {

@@ -19,7 +19,7 @@ import java.util.List;
 import java.util.Locale;
 import java.util.concurrent.CompletableFuture;
 
-import static io.herald.gateway.http.Routes.Access.API_KEY;
+import static io.herald.gateway.http.ApiKeys.Role.*;
 
 /**
  * An app's users and their devices ({@link UserRegistry}): a user's profile
@@ -49,15 +49,16 @@ final class UsersApi {
     }
 
     void routes(Routes r) {
-        r.post("/v1/apps/{app}/users", API_KEY, x -> x.offload(() -> importUsers(x)));
-        r.get("/v1/apps/{app}/users/{user}", API_KEY, this::getUser);
-        r.put("/v1/apps/{app}/users/{user}", API_KEY, this::putUser);
-        r.add(io.netty.handler.codec.http.HttpMethod.PATCH, "/v1/apps/{app}/users/{user}", API_KEY, this::putUser);
-        r.post("/v1/apps/{app}/tags/{tag}", API_KEY, x -> x.offload(() -> bulkTag(x)));
-        r.post("/v1/apps/{app}/users/{user}/merge", API_KEY, this::merge);
-        r.delete("/v1/apps/{app}/users/{user}", API_KEY, this::deleteUser);
-        r.put("/v1/apps/{app}/users/{user}/devices/{device}", API_KEY, this::putDevice);
-        r.delete("/v1/apps/{app}/users/{user}/devices/{device}", API_KEY, this::deleteDevice);
+        r.post("/v1/apps/{app}/users", MANAGE, x -> x.offload(() -> importUsers(x)));
+        r.get("/v1/apps/{app}/users/{user}", READ, this::getUser);
+        r.put("/v1/apps/{app}/users/{user}", MANAGE, this::putUser);
+        r.add(io.netty.handler.codec.http.HttpMethod.PATCH, "/v1/apps/{app}/users/{user}", Routes.Access.API_KEY, MANAGE,
+                this::putUser);
+        r.post("/v1/apps/{app}/tags/{tag}", MANAGE, x -> x.offload(() -> bulkTag(x)));
+        r.post("/v1/apps/{app}/users/{user}/merge", MANAGE, this::merge);
+        r.delete("/v1/apps/{app}/users/{user}", MANAGE, this::deleteUser);
+        r.put("/v1/apps/{app}/users/{user}/devices/{device}", MANAGE, this::putDevice);
+        r.delete("/v1/apps/{app}/users/{user}/devices/{device}", MANAGE, this::deleteDevice);
     }
 
     private static void invalid(Exchange x, UserRequests.Invalid e) {

@@ -9,7 +9,7 @@ import io.netty.handler.codec.http.HttpResponseStatus;
 
 import java.util.concurrent.CompletableFuture;
 
-import static io.herald.gateway.http.Routes.Access.API_KEY;
+import static io.herald.gateway.http.ApiKeys.Role.*;
 
 /**
  * The app's webhook deliveries that gave up ({@link WebhookDispatcher}):
@@ -28,8 +28,8 @@ final class WebhooksApi {
     }
 
     void routes(Routes r) {
-        r.get("/v1/apps/{app}/webhook/dead", API_KEY, this::dead);
-        r.post("/v1/apps/{app}/webhook/redrive", API_KEY, this::redrive);
+        r.get("/v1/apps/{app}/webhook/dead", READ, this::dead);
+        r.post("/v1/apps/{app}/webhook/redrive", SEND, this::redrive);
     }
 
     private void dead(Exchange x) {

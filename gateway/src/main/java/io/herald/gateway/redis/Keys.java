@@ -78,6 +78,15 @@ public final class Keys {
     }
 
     /**
+     * An app's API keys issued through the keys API (hash): {@code @v} the version (polled by every
+     * node), {@code k:<key id>} each key's JSON (its SHA-256, roles, name, who made it when); never
+     * the key itself. In the app's own slot.
+     */
+    public static String apiKeys(String app) {
+        return "herald:keys:{" + app + "#keys}";
+    }
+
+    /**
      * A user's log of marketing sends (sorted set, {@code admit.lua}): {@code s|messageId|channel|category}
      * scored by when each was admitted; read only to age rolling caps, to start a rule's counter
      * and to give a place back. Trimmed past the longest cap window. In the user's slot.

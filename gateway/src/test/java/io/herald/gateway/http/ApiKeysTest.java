@@ -30,7 +30,9 @@ class ApiKeysTest {
         }
         String printed = captured.toString(StandardCharsets.UTF_8);
         String key = printed.substring(printed.indexOf("hk_")).trim();
-        assertThat(keys.authenticate("Bearer " + key)).isEqualTo("demo");
+        assertThat(keys.authenticate("Bearer " + key).app()).isEqualTo("demo");
+        assertThat(keys.authenticate("Bearer " + key).roles()).as("the bootstrap key has every role")
+                .containsExactlyInAnyOrder(ApiKeys.Role.values());
         String stored = Files.readString(dir.resolve(ApiKeys.FILE));
         assertThat(stored).doesNotContain(key).contains("sha256:" + ApiKeys.sha256(key));
 
@@ -38,7 +40,7 @@ class ApiKeysTest {
         captured.reset();
         System.setOut(new PrintStream(captured, true, StandardCharsets.UTF_8));
         try {
-            assertThat(ApiKeys.load(config).authenticate("Bearer " + key)).isEqualTo("demo");
+            assertThat(ApiKeys.load(config).authenticate("Bearer " + key).roles()).contains(ApiKeys.Role.ADMIN);
         } finally {
             System.setOut(out);
         }
@@ -51,10 +53,29 @@ class ApiKeysTest {
                 new HeraldConfig.InitialKey("a", "key-for-app-a-0123456789"),
                 new HeraldConfig.InitialKey("b", "key-for-app-b-0123456789")));
         ApiKeys keys = ApiKeys.load(config);
-        assertThat(keys.authenticate("Bearer key-for-app-a-0123456789")).isEqualTo("a");
-        assertThat(keys.authenticate("bearer key-for-app-b-0123456789")).isEqualTo("b");
+        assertThat(keys.authenticate("Bearer key-for-app-a-0123456789").app()).isEqualTo("a");
+        assertThat(keys.authenticate("bearer key-for-app-b-0123456789").app()).isEqualTo("b");
+        assertThat(keys.authenticate("Bearer key-for-app-a-0123456789").roles()).as("keys without roles keep what they had")
+                .isEqualTo(ApiKeys.DEFAULT_ROLES);
         assertThat(keys.authenticate("Bearer key-for-app-c-0123456789")).isNull();
         assertThat(keys.authenticate("Basic key-for-app-a-0123456789")).isNull();
         assertThat(keys.authenticate(null)).isNull();
+    }
+
+    @Test
+    void keysGivenAtStartOrInTheFileMayNameTheirRoles(@TempDir Path dir) throws Exception {
+        Files.writeString(dir.resolve(ApiKeys.FILE), "demo sha256:" + ApiKeys.sha256("filed-key-0123456789")
+                + " roles=read,approve\n");
+        HeraldConfig config = HeraldConfig.load(null, Map.of("data-dir", dir.toString()), List.of(
+                HeraldConfig.InitialKey.parse("demo:given:key-0123456789:roles=send,admin", "--api-key")));
+        ApiKeys keys = ApiKeys.load(config);
+        assertThat(keys.authenticate("Bearer given:key-0123456789").roles())
+                .containsExactlyInAnyOrder(ApiKeys.Role.SEND, ApiKeys.Role.ADMIN);
+        assertThat(keys.authenticate("Bearer filed-key-0123456789").roles())
+                .containsExactlyInAnyOrder(ApiKeys.Role.READ, ApiKeys.Role.APPROVE);
+        HeraldConfig bad = HeraldConfig.load(null, Map.of("data-dir", dir.toString()), List.of(
+                HeraldConfig.InitialKey.parse("demo:other-key-0123456789:roles=send,root", "--api-key")));
+        org.assertj.core.api.Assertions.assertThatThrownBy(() -> ApiKeys.load(bad))
+                .isInstanceOf(io.herald.gateway.config.StartupException.class).hasMessageContaining("'root' is not a role");
     }
 }

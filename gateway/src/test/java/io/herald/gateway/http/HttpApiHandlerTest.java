@@ -26,7 +26,6 @@ import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.atomic.AtomicReference;
 
-import static io.herald.gateway.http.Routes.Access.API_KEY;
 import static io.herald.gateway.http.Routes.Access.OPS;
 import static io.herald.gateway.http.Routes.Access.PUBLIC;
 import static org.assertj.core.api.Assertions.assertThat;
@@ -56,17 +55,18 @@ class HttpApiHandlerTest {
         Routes routes = new Routes()
                 .get("/healthz", OPS, x -> x.json(HttpResponseStatus.OK, Map.of("status", "ok")))
                 .post("/v1/receipts", PUBLIC, x -> x.json(HttpResponseStatus.OK, Map.of("public", true)))
-                .get("/v1/apps/{app}/users/{user}", API_KEY, this::echo)
-                .put("/v1/apps/{app}/users/{user}", API_KEY, this::echo)
-                .delete("/v1/apps/{app}/users/{user}", API_KEY, this::echo)
-                .get("/v1/later", API_KEY, held::set)
-                .get("/v1/headers", API_KEY, x -> x.header(HttpHeaderNames.RETRY_AFTER, 1)
+                .get("/v1/apps/{app}/users/{user}", ApiKeys.Role.READ, this::echo)
+                .put("/v1/apps/{app}/users/{user}", ApiKeys.Role.MANAGE, this::echo)
+                .delete("/v1/apps/{app}/users/{user}", ApiKeys.Role.MANAGE, this::echo)
+                .put("/v1/apps/{app}/policy", ApiKeys.Role.ADMIN, this::echo)
+                .get("/v1/later", ApiKeys.Role.READ, held::set)
+                .get("/v1/headers", ApiKeys.Role.READ, x -> x.header(HttpHeaderNames.RETRY_AFTER, 1)
                         .header(HttpHeaderNames.LOCATION, "https://example.com/").empty(HttpResponseStatus.FOUND))
-                .get("/v1/twice", API_KEY, x -> {
+                .get("/v1/twice", ApiKeys.Role.READ, x -> {
                     x.json(HttpResponseStatus.OK, Map.of("n", 1));
                     x.json(HttpResponseStatus.OK, Map.of("n", 2));
                 })
-                .get("/v1/bug", API_KEY, x -> {
+                .get("/v1/bug", ApiKeys.Role.READ, x -> {
                     throw new IllegalStateException("a bug in a handler");
                 });
         handler = new HttpApiHandler(routes, keys, readiness, JSON, intake);
@@ -126,6 +126,18 @@ class HttpApiHandlerTest {
         assertThat(a.json().get("app").asText()).as("the key's app").isEqualTo("demo");
         assertThat(a.json().get("q").asText()).isEqualTo("x y");
         assertThat(send(ch, HttpMethod.PUT, "/v1/apps/demo/users/u", KEY).status()).isEqualTo(200);
+        assertFalse(ch.finishAndReleaseAll());
+    }
+
+    @Test
+    void aKeyWithoutTheRoleARouteNeedsIs403NamingTheRole() throws Exception {
+        EmbeddedChannel ch = new EmbeddedChannel(handler);
+        Answer a = send(ch, HttpMethod.PUT, "/v1/apps/demo/policy", KEY);
+        assertThat(a.status()).isEqualTo(403);
+        assertThat(a.errorCode()).isEqualTo("forbidden");
+        assertThat(a.json().get("error").get("message").asText()).contains("lacks the role 'admin'")
+                .contains("PUT /v1/apps/{app}/policy").contains("its roles: send, manage, read");
+        assertThat(send(ch, HttpMethod.PUT, "/v1/apps/demo/policy", "wrong-key").status()).isEqualTo(401);
         assertFalse(ch.finishAndReleaseAll());
     }
 
@@ -249,7 +261,7 @@ class HttpApiHandlerTest {
 
     @Test
     void aRouteCannotBeAddedTwice() {
-        Routes r = new Routes().get("/v1/x/{id}", API_KEY, x -> { });
+        Routes r = new Routes().get("/v1/x/{id}", ApiKeys.Role.READ, x -> { });
         assertThatThrownBy(() -> r.get("/v1/x/{id}", PUBLIC, x -> { })).isInstanceOf(IllegalArgumentException.class)
                 .hasMessageContaining("already routed");
     }
