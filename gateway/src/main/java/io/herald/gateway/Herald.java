@@ -218,7 +218,8 @@ public final class Herald implements AutoCloseable {
         tiers.start(config.apps());
         resources.add(tiers);
         api = new HttpApiHandler(config, codec, keys, journal, idempotency, deadLetters, pipeline, store, registry,
-                audiences, tiers, policies, templates, clock, tokens, webhooks, links, metrics, readiness);
+                audiences, tiers, policies, templates, new io.herald.gateway.campaign.Campaigns(redis, codec.mapper()), clock,
+                tokens, webhooks, links, metrics, readiness);
         resources.add(api::close);
         http = new HttpServer(config.http(), api);
         resources.add(http);

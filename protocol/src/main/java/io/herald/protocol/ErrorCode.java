@@ -46,6 +46,8 @@ public enum ErrorCode {
     INVALID_TEMPLATE("invalid_template", 422),
     /** A batch item names a template the app does not have. */
     UNKNOWN_TEMPLATE("unknown_template", 422),
+    /** A move the resource's state does not allow (the message names the current state). */
+    INVALID_STATE("invalid_state", 409),
     /** A create names an id that exists already. */
     ALREADY_EXISTS("already_exists", 409),
     OVERLOADED("overloaded", 429),

@@ -68,6 +68,16 @@ public final class Keys {
         return "herald:adm:{" + app + ":" + user + "}";
     }
 
+    /** A campaign (hash: {@code json}, {@code v} its version for compare-and-set). In the campaign's own slot. */
+    public static String campaign(String app, String id) {
+        return "herald:cmp:{" + app + ":cmp:" + id + "}";
+    }
+
+    /** An app's campaigns (sorted set: campaign id scored by creation time), for listing. In the app's own slot. */
+    public static String campaigns(String app) {
+        return "herald:cmps:{" + app + "#cmp}";
+    }
+
     /**
      * An app's templates (hash): {@code @v} the version (moved on by every change, polled by every
      * node), {@code t:<id>} each template's JSON. In the app's own slot; read whole only when the

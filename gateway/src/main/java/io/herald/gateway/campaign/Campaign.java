@@ -1,0 +1,395 @@
+package io.herald.gateway.campaign;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.herald.gateway.audience.Rule;
+
+import java.time.Instant;
+import java.time.LocalDate;
+import java.time.LocalTime;
+import java.time.format.DateTimeParseException;
+import java.util.Iterator;
+import java.util.Locale;
+import java.util.Set;
+import java.util.function.Predicate;
+
+/**
+ * A campaign: its definition (what the operator wrote, validated and normalised by
+ * {@link #definition}) and its life: the state, who made and last edited it, the approval, and
+ * every transition with who, when and why.
+ *
+ * <p>States and moves ({@link #move}): {@code draft} -submit-> {@code pending_approval}
+ * -approve-> {@code approved} (by a key with the approve role that neither made nor last edited
+ * it) -launch-> {@code running} -finish-> {@code completed}; {@code reject} (with a reason) returns
+ * a pending campaign to draft; {@code pause}/{@code resume} while running; {@code cancel} from
+ * any state before completed except draft (a draft is deleted instead). An edit of a pending or
+ * approved campaign returns it to draft and clears the approval; running and ended campaigns are
+ * not edited.
+ *
+ * <p>An immutable value: every move returns a new one. The JSON form ({@link #toJson}) is what
+ * Redis stores and the API answers.
+ */
+public final class Campaign {
+    /** The states, on the wire in lower case. */
+    public enum State {
+        DRAFT, PENDING_APPROVAL, APPROVED, RUNNING, PAUSED, COMPLETED, CANCELLED;
+
+        public String wire() {
+            return name().toLowerCase(Locale.ROOT);
+        }
+
+        static State fromWire(String s) {
+            return valueOf(s.toUpperCase(Locale.ROOT));
+        }
+    }
+
+    /** A definition that does not validate: the field (JSON path) and what to fix; {@code code} the API error code. */
+    public static final class Invalid extends Exception {
+        private static final long serialVersionUID = 1L;
+        public final String field;
+        public final String code;
+
+        Invalid(String field, String message) {
+            this(field, "invalid_field", message);
+        }
+
+        Invalid(String field, String code, String message) {
+            super(message, null, false, false);
+            this.field = field;
+            this.code = code;
+        }
+    }
+
+    /** A move that the state does not allow ({@code state} is the current one), or that the caller may not make. */
+    public static final class Refused extends Exception {
+        private static final long serialVersionUID = 1L;
+        public final State state;
+        public final boolean forbidden;
+
+        Refused(State state, boolean forbidden, String message) {
+            super(message, null, false, false);
+            this.state = state;
+            this.forbidden = forbidden;
+        }
+    }
+
+    private static final Set<String> FIELDS = Set.of("name", "audience", "content", "channel", "fallback", "class",
+            "priority", "category", "schedule", "throttle", "endAt", "onQuiet", "onCap");
+    private static final Set<String> CHANNELS = Set.of("auto", "push", "apns", "fcm", "sms");
+
+    private final ObjectNode doc;
+
+    private Campaign(ObjectNode doc) {
+        this.doc = doc;
+    }
+
+    public String id() {
+        return doc.get("id").asText();
+    }
+
+    public State state() {
+        return State.fromWire(doc.get("state").asText());
+    }
+
+    /** The stored and API form (a copy). */
+    public ObjectNode toJson() {
+        return doc.deepCopy();
+    }
+
+    /** A campaign read back from its JSON. */
+    public static Campaign fromJson(JsonNode json) {
+        return new Campaign((ObjectNode) json.deepCopy());
+    }
+
+    /**
+     * Validates and normalises a definition: {@code name} (1..200), {@code audience} ({@code {id}} of
+     * a saved audience that {@code audienceExists}, or {@code {rule}}, parsed: 422
+     * {@code invalid_rule} with the column), {@code content} ({@code {template}} that
+     * {@code templateExists}, with optional {@code vars}, or inline {@code {title?, body?, smsBody?}}),
+     * {@code channel}, {@code fallback}, {@code class} (default marketing), {@code priority} 1..10,
+     * {@code category}, {@code schedule} ({@code {type: now | at | local_time | best_hour}}, {@code at}
+     * an ISO instant, {@code localTime} HH:mm with {@code date} yyyy-MM-dd), {@code throttle}
+     * ({@code {perMinute}} 1..10,000,000), {@code endAt} (ISO instant, after {@code at}),
+     * {@code onQuiet} hold|drop, {@code onCap} drop|defer.
+     */
+    public static ObjectNode definition(JsonNode body, ObjectMapper mapper, Predicate<String> audienceExists,
+                                        Predicate<String> templateExists) throws Invalid {
+        if (body == null || !body.isObject()) {
+            throw new Invalid("body", "body: expected a JSON object (a campaign)");
+        }
+        for (Iterator<String> it = body.fieldNames(); it.hasNext(); ) {
+            String f = it.next();
+            if (!FIELDS.contains(f) && !Set.of("id", "state", "createdBy", "createdAt", "updatedBy", "updatedAt",
+                    "approval", "history", "version").contains(f)) {
+                throw new Invalid(f, "unknown_field", f + ": unknown field (expected: " + String.join(", ",
+                        new java.util.TreeSet<>(FIELDS)) + ")");
+            }
+        }
+        ObjectNode d = mapper.createObjectNode();
+        String name = text(body, "name", 200, true);
+        d.put("name", name);
+
+        JsonNode a = body.get("audience");
+        if (a == null || !a.isObject() || a.has("id") == a.has("rule")) {
+            throw new Invalid("audience", "audience: expected {\"id\": <saved audience>} or {\"rule\": \"<rule>\"}");
+        }
+        ObjectNode audience = d.putObject("audience");
+        if (a.has("id")) {
+            String id = a.get("id").asText();
+            if (!audienceExists.test(id)) {
+                throw new Invalid("audience.id", "audience.id: '" + id + "' is not a saved audience of the app");
+            }
+            audience.put("id", id);
+        } else {
+            String rule = a.get("rule").asText();
+            try {
+                Rule.parse(rule);
+            } catch (Rule.RuleException e) {
+                throw new Invalid("audience.rule", "invalid_rule", "audience.rule: " + e.getMessage());
+            }
+            audience.put("rule", rule);
+        }
+
+        JsonNode c = body.get("content");
+        if (c == null || !c.isObject()) {
+            throw new Invalid("content", "content: expected {\"template\": <id>, \"vars\"?: {...}} or "
+                    + "{\"title\"?, \"body\"?, \"smsBody\"?}");
+        }
+        ObjectNode content = d.putObject("content");
+        if (c.has("template")) {
+            String t = c.get("template").asText();
+            if (!templateExists.test(t)) {
+                throw new Invalid("content.template", "unknown_template", "content.template: '" + t
+                        + "' is not a template of the app");
+            }
+            content.put("template", t);
+            if (c.has("vars")) {
+                if (!c.get("vars").isObject()) {
+                    throw new Invalid("content.vars", "content.vars: expected an object");
+                }
+                content.set("vars", c.get("vars"));
+            }
+            for (String own : new String[] {"title", "body", "smsBody"}) {
+                if (c.has(own)) {
+                    throw new Invalid("content." + own, "content." + own + ": given with template (expected: one of them)");
+                }
+            }
+        } else {
+            String title = text(c, "title", 1000, false);
+            String b = text(c, "body", 4000, false);
+            String sms = text(c, "smsBody", 1600, false);
+            if (title == null && b == null && sms == null) {
+                throw new Invalid("content", "content: no text (expected: a template, or title, body or smsBody)");
+            }
+            if (title != null) {
+                content.put("title", title);
+            }
+            if (b != null) {
+                content.put("body", b);
+            }
+            if (sms != null) {
+                content.put("smsBody", sms);
+            }
+        }
+
+        String channel = body.hasNonNull("channel") ? body.get("channel").asText() : "auto";
+        if (!CHANNELS.contains(channel)) {
+            throw new Invalid("channel", "channel: '" + channel + "' (expected: auto, push, apns, fcm or sms)");
+        }
+        d.put("channel", channel);
+        if (body.hasNonNull("fallback")) {
+            JsonNode f = body.get("fallback");
+            if (!f.isArray() || f.size() > 4) {
+                throw new Invalid("fallback", "fallback: expected an array of at most 4 of push, apns, fcm, sms");
+            }
+            ArrayNode out = d.putArray("fallback");
+            for (int i = 0; i < f.size(); i++) {
+                String ch = f.get(i).asText();
+                if (!CHANNELS.contains(ch) || ch.equals("auto")) {
+                    throw new Invalid("fallback[" + i + "]", "fallback[" + i + "]: '" + ch + "' (expected: push, apns, fcm or sms)");
+                }
+                out.add(ch);
+            }
+        }
+        String cls = body.hasNonNull("class") ? body.get("class").asText() : "marketing";
+        if (!Set.of("system", "transactional", "marketing").contains(cls)) {
+            throw new Invalid("class", "class: '" + cls + "' (expected: system, transactional or marketing)");
+        }
+        d.put("class", cls);
+        if (body.hasNonNull("priority")) {
+            JsonNode p = body.get("priority");
+            if (!p.isIntegralNumber() || p.asInt() < 1 || p.asInt() > 10) {
+                throw new Invalid("priority", "priority: " + p + " (expected: an integer 1..10)");
+            }
+            d.put("priority", p.asInt());
+        }
+        String category = text(body, "category", 64, false);
+        if (category != null) {
+            d.put("category", category);
+        }
+        d.put("onQuiet", oneOf(body, "onQuiet", "hold", "drop"));
+        d.put("onCap", oneOf(body, "onCap", "drop", "defer"));
+
+        JsonNode s = body.get("schedule");
+        ObjectNode schedule = d.putObject("schedule");
+        String type = s == null || s.isNull() || !s.hasNonNull("type") ? "now" : s.get("type").asText();
+        schedule.put("type", type);
+        Long at = null;
+        switch (type) {
+            case "now", "best_hour" -> { }
+            case "at" -> {
+                at = instant(s, "at", "schedule.at");
+                schedule.put("at", Instant.ofEpochMilli(at).toString());
+            }
+            case "local_time" -> {
+                String lt = s.path("localTime").asText("");
+                String date = s.path("date").asText("");
+                try {
+                    LocalTime.parse(lt);
+                    LocalDate.parse(date);
+                } catch (DateTimeParseException e) {
+                    throw new Invalid("schedule", "schedule: local_time needs localTime (HH:mm) and date (yyyy-MM-dd), "
+                            + "e.g. {\"type\":\"local_time\",\"localTime\":\"09:00\",\"date\":\"2026-12-24\"}");
+                }
+                schedule.put("localTime", lt);
+                schedule.put("date", date);
+            }
+            default -> throw new Invalid("schedule.type", "schedule.type: '" + type
+                    + "' (expected: now, at, local_time or best_hour)");
+        }
+        if (body.hasNonNull("throttle")) {
+            JsonNode pm = body.get("throttle").get("perMinute");
+            if (pm == null || !pm.isIntegralNumber() || pm.asLong() < 1 || pm.asLong() > 10_000_000) {
+                throw new Invalid("throttle.perMinute", "throttle.perMinute: expected an integer 1..10000000");
+            }
+            d.putObject("throttle").put("perMinute", pm.asLong());
+        }
+        if (body.hasNonNull("endAt")) {
+            long end = instant(body, "endAt", "endAt");
+            if (at != null && end <= at) {
+                throw new Invalid("endAt", "endAt: before schedule.at (expected: a later cut-off)");
+            }
+            d.put("endAt", Instant.ofEpochMilli(end).toString());
+        }
+        return d;
+    }
+
+    private static String text(JsonNode o, String name, int max, boolean required) throws Invalid {
+        JsonNode n = o.get(name);
+        if (n == null || n.isNull()) {
+            if (required) {
+                throw new Invalid(name, "missing_field", name + ": missing (expected: 1.." + max + " characters)");
+            }
+            return null;
+        }
+        if (!n.isTextual() || n.asText().isBlank() || n.asText().length() > max) {
+            throw new Invalid(name, name + ": expected a non-blank string of at most " + max + " characters");
+        }
+        return n.asText();
+    }
+
+    private static String oneOf(JsonNode o, String name, String dflt, String other) throws Invalid {
+        String v = o.hasNonNull(name) ? o.get(name).asText() : dflt;
+        if (!v.equals(dflt) && !v.equals(other)) {
+            throw new Invalid(name, name + ": '" + v + "' (expected: " + dflt + " or " + other + ")");
+        }
+        return v;
+    }
+
+    private static long instant(JsonNode o, String name, String field) throws Invalid {
+        try {
+            return java.time.OffsetDateTime.parse(o.path(name).asText("")).toInstant().toEpochMilli();
+        } catch (DateTimeParseException e) {
+            throw new Invalid(field, field + ": expected an ISO-8601 instant with offset, e.g. 2026-12-24T09:00:00+08:00");
+        }
+    }
+
+    /** A new draft of {@code definition}, made by {@code by} at {@code now}. */
+    public static Campaign draft(String id, String app, ObjectNode definition, String by, long now) {
+        ObjectNode d = definition.deepCopy();
+        d.put("id", id);
+        d.put("app", app);
+        d.put("state", State.DRAFT.wire());
+        d.put("createdBy", by);
+        d.put("createdAt", Instant.ofEpochMilli(now).toString());
+        d.put("updatedBy", by);
+        d.put("updatedAt", Instant.ofEpochMilli(now).toString());
+        d.putArray("history").addObject().put("at", Instant.ofEpochMilli(now).toString()).put("by", by)
+                .put("action", "create").put("to", State.DRAFT.wire());
+        return new Campaign(d);
+    }
+
+    /**
+     * This campaign with a new definition: a pending or approved one returns to draft and loses its
+     * approval; a running, paused or ended one is refused.
+     */
+    public Campaign edit(ObjectNode definition, String by, long now) throws Refused {
+        State s = state();
+        if (s != State.DRAFT && s != State.PENDING_APPROVAL && s != State.APPROVED) {
+            throw new Refused(s, false, "the campaign is " + s.wire() + " (expected: draft, pending_approval or "
+                    + "approved; a running campaign is paused or cancelled, not edited)");
+        }
+        ObjectNode d = definition.deepCopy();
+        for (String keep : new String[] {"id", "app", "createdBy", "createdAt", "history"}) {
+            d.set(keep, doc.get(keep));
+        }
+        d.put("state", State.DRAFT.wire());
+        d.put("updatedBy", by);
+        d.put("updatedAt", Instant.ofEpochMilli(now).toString());
+        ObjectNode h = ((ArrayNode) d.get("history")).addObject().put("at", Instant.ofEpochMilli(now).toString())
+                .put("by", by).put("action", "edit").put("from", s.wire()).put("to", State.DRAFT.wire());
+        if (s != State.DRAFT) {
+            h.put("reason", "edited after " + (s == State.APPROVED ? "approval: the approval is cleared"
+                    : "submission: submit again"));
+        }
+        return new Campaign(d);
+    }
+
+    /**
+     * This campaign after {@code action} (submit, approve, reject, launch, pause, resume, cancel,
+     * finish) by key {@code by}; {@code reason} is recorded (required for reject). Refused when the
+     * state does not allow it, or (forbidden) when the approver made or last edited the campaign.
+     */
+    public Campaign move(String action, String by, String reason, long now) throws Refused {
+        State s = state();
+        State to = switch (action) {
+            case "submit" -> s == State.DRAFT ? State.PENDING_APPROVAL : null;
+            case "approve", "reject" -> s == State.PENDING_APPROVAL
+                    ? (action.equals("approve") ? State.APPROVED : State.DRAFT) : null;
+            case "launch" -> s == State.APPROVED ? State.RUNNING : null;
+            case "pause" -> s == State.RUNNING ? State.PAUSED : null;
+            case "resume" -> s == State.PAUSED ? State.RUNNING : null;
+            case "finish" -> s == State.RUNNING ? State.COMPLETED : null;
+            case "cancel" -> s == State.PENDING_APPROVAL || s == State.APPROVED || s == State.RUNNING
+                    || s == State.PAUSED ? State.CANCELLED : null;
+            default -> throw new IllegalArgumentException("action: " + action);
+        };
+        if (to == null) {
+            throw new Refused(s, false, "cannot " + action + " a campaign that is " + s.wire());
+        }
+        if (action.equals("approve")
+                && (by.equals(doc.get("createdBy").asText()) || by.equals(doc.get("updatedBy").asText()))) {
+            throw new Refused(s, true, "a campaign is approved by a key that neither made nor last edited it (this key "
+                    + (by.equals(doc.get("createdBy").asText()) ? "made" : "last edited") + " it)");
+        }
+        if (action.equals("reject") && (reason == null || reason.isBlank())) {
+            throw new Refused(s, false, "reject needs a reason ({\"reason\": \"...\"})");
+        }
+        ObjectNode d = doc.deepCopy();
+        d.put("state", to.wire());
+        String at = Instant.ofEpochMilli(now).toString();
+        if (action.equals("approve")) {
+            d.putObject("approval").put("by", by).put("at", at);
+        } else if (to == State.DRAFT) {
+            d.remove("approval");
+        }
+        ObjectNode h = ((ArrayNode) d.get("history")).addObject().put("at", at).put("by", by).put("action", action)
+                .put("from", s.wire()).put("to", to.wire());
+        if (reason != null && !reason.isBlank()) {
+            h.put("reason", reason);
+        }
+        return new Campaign(d);
+    }
+}

@@ -1,0 +1,271 @@
+package io.herald.gateway.http;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.herald.gateway.audience.Audiences;
+import io.herald.gateway.campaign.Campaign;
+import io.herald.gateway.campaign.Campaigns;
+import io.herald.gateway.content.Templates;
+import io.herald.protocol.ApiError;
+import io.herald.protocol.ErrorCode;
+import io.netty.handler.codec.http.HttpResponseStatus;
+
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ThreadLocalRandom;
+
+import static io.herald.gateway.http.ApiKeys.Role.APPROVE;
+import static io.herald.gateway.http.ApiKeys.Role.MANAGE;
+import static io.herald.gateway.http.ApiKeys.Role.READ;
+
+/**
+ * An app's campaigns ({@link Campaign}): {@code POST /v1/apps/{app}/campaigns} makes a draft
+ * (422 naming the field), {@code GET} lists them, {@code GET/PUT/DELETE .../campaigns/{id}}
+ * reads, edits (a pending or approved campaign returns to draft, its approval cleared; a running
+ * or ended one is 409) and deletes one (drafts only), and {@code POST .../campaigns/{id}/<action>}
+ * moves it: {@code submit}, {@code approve} and {@code reject {reason}} (role approve; an approver
+ * that made or last edited it is 403), {@code pause}, {@code resume}, {@code cancel}. A move the
+ * state does not allow is 409 {@code invalid_state} naming the current state. Every move records
+ * who (the key id), when and why. Stateless; answers from Redis callbacks.
+ */
+final class CampaignsApi {
+    private final Campaigns campaigns;
+    private final Audiences audiences;
+    private final Templates templates;
+    private final java.time.Clock clock;
+
+    CampaignsApi(Campaigns campaigns, Audiences audiences, Templates templates, java.time.Clock clock) {
+        this.campaigns = campaigns;
+        this.audiences = audiences;
+        this.templates = templates;
+        this.clock = clock;
+    }
+
+    void routes(Routes r) {
+        r.post("/v1/apps/{app}/campaigns", MANAGE, this::create);
+        r.get("/v1/apps/{app}/campaigns", READ, this::list);
+        r.get("/v1/apps/{app}/campaigns/{id}", READ, this::get);
+        r.put("/v1/apps/{app}/campaigns/{id}", MANAGE, this::edit);
+        r.delete("/v1/apps/{app}/campaigns/{id}", MANAGE, this::delete);
+        r.post("/v1/apps/{app}/campaigns/{id}/submit", MANAGE, x -> move(x, "submit"));
+        r.post("/v1/apps/{app}/campaigns/{id}/approve", APPROVE, x -> move(x, "approve"));
+        r.post("/v1/apps/{app}/campaigns/{id}/reject", APPROVE, x -> move(x, "reject"));
+        r.post("/v1/apps/{app}/campaigns/{id}/pause", MANAGE, x -> move(x, "pause"));
+        r.post("/v1/apps/{app}/campaigns/{id}/resume", MANAGE, x -> move(x, "resume"));
+        r.post("/v1/apps/{app}/campaigns/{id}/cancel", MANAGE, x -> move(x, "cancel"));
+    }
+
+    /** The validated definition of the request body; null once an error is answered. */
+    private CompletableFuture<ObjectNode> definition(Exchange x, JsonNode body) {
+        String app = x.app();
+        JsonNode a = body.path("audience").path("id");
+        CompletableFuture<String> saved = a.isTextual() ? audiences.get(app, a.asText())
+                : CompletableFuture.completedFuture(null);
+        return saved.thenApply(json -> {
+            try {
+                return Campaign.definition(body, x.mapper(), id -> json != null,
+                        id -> templates.get(app, id) != null);
+            } catch (Campaign.Invalid e) {
+                ErrorCode code = switch (e.code) {
+                    case "invalid_rule" -> ErrorCode.INVALID_RULE;
+                    case "unknown_template" -> ErrorCode.UNKNOWN_TEMPLATE;
+                    case "missing_field" -> ErrorCode.MISSING_FIELD;
+                    case "unknown_field" -> ErrorCode.UNKNOWN_FIELD;
+                    default -> ErrorCode.INVALID_FIELD;
+                };
+                x.error(HttpResponseStatus.UNPROCESSABLE_ENTITY, ApiError.of(code, e.field, e.getMessage()));
+                return null;
+            }
+        });
+    }
+
+    private void create(Exchange x) {
+        if (!x.ownApp() || !x.jsonContent()) {
+            return;
+        }
+        JsonNode body = x.jsonObject();
+        if (body == null) {
+            return;
+        }
+        definition(x, body).thenCompose(d -> {
+            if (d == null) {
+                return CompletableFuture.completedFuture(null);
+            }
+            String id = "c-" + Long.toString(ThreadLocalRandom.current().nextLong() >>> 1, 36);
+            long now = clock.millis();
+            Campaign c = Campaign.draft(id, x.app(), d, x.caller().keyId(), now);
+            return campaigns.create(x.app(), c, now).thenApply(s -> {
+                ObjectNode out = c.toJson();
+                out.put("version", s.version());
+                x.json(HttpResponseStatus.CREATED, out);
+                return null;
+            });
+        }).whenComplete((v, err) -> {
+            if (err != null) {
+                x.unavailable(err);
+            }
+        });
+    }
+
+    private void list(Exchange x) {
+        if (!x.ownApp()) {
+            return;
+        }
+        campaigns.list(x.app()).whenComplete((all, err) -> {
+            if (err != null) {
+                x.unavailable(err);
+                return;
+            }
+            ObjectNode out = x.mapper().createObjectNode();
+            ArrayNode items = out.putArray("campaigns");
+            all.forEach(c -> {
+                ObjectNode o = c.toJson();
+                o.remove("history");
+                items.add(o);
+            });
+            x.json(HttpResponseStatus.OK, out);
+        });
+    }
+
+    private void get(Exchange x) {
+        if (!x.ownApp()) {
+            return;
+        }
+        campaigns.get(x.app(), x.param("id")).whenComplete((v, err) -> {
+            if (err != null) {
+                x.unavailable(err);
+            } else if (v == null) {
+                x.notFound("campaign '" + x.param("id") + "'");
+            } else {
+                ObjectNode out = v.campaign().toJson();
+                out.put("version", v.version());
+                x.json(HttpResponseStatus.OK, out);
+            }
+        });
+    }
+
+    private void edit(Exchange x) {
+        if (!x.ownApp() || !x.jsonContent()) {
+            return;
+        }
+        JsonNode body = x.jsonObject();
+        if (body == null) {
+            return;
+        }
+        definition(x, body).thenCompose(d -> d == null ? CompletableFuture.completedFuture(null)
+                : change(x, c -> c.edit(d, x.caller().keyId(), clock.millis()))).whenComplete((v, err) -> {
+                    if (err != null) {
+                        x.unavailable(err);
+                    }
+                });
+    }
+
+    private void delete(Exchange x) {
+        if (!x.ownApp()) {
+            return;
+        }
+        campaigns.get(x.app(), x.param("id")).thenCompose(v -> {
+            if (v == null) {
+                x.notFound("campaign '" + x.param("id") + "'");
+                return CompletableFuture.completedFuture(null);
+            }
+            if (v.campaign().state() != Campaign.State.DRAFT) {
+                refused(x, v.campaign().state(), "only a draft is deleted (this one is " + v.campaign().state().wire()
+                        + "; cancel it instead)");
+                return CompletableFuture.completedFuture(null);
+            }
+            return campaigns.delete(x.app(), v.campaign().id(), v.version()).thenApply(s -> {
+                if (s.conflict()) {
+                    x.error(HttpResponseStatus.CONFLICT, ApiError.of(ErrorCode.INVALID_STATE, null,
+                            "the campaign changed meanwhile; read it and try again"));
+                } else {
+                    x.empty(HttpResponseStatus.NO_CONTENT);
+                }
+                return null;
+            });
+        }).whenComplete((v, err) -> {
+            if (err != null) {
+                x.unavailable(err);
+            }
+        });
+    }
+
+    private void move(Exchange x, String action) {
+        if (!x.ownApp()) {
+            return;
+        }
+        String reason = null;
+        if (x.body().length > 0) {
+            if (!x.jsonContent()) {
+                return;
+            }
+            JsonNode body = x.jsonObject();
+            if (body == null) {
+                return;
+            }
+            JsonNode r = body.get("reason");
+            if (r != null && (!r.isTextual() || r.asText().length() > 1000)) {
+                x.error(HttpResponseStatus.UNPROCESSABLE_ENTITY, ApiError.of(ErrorCode.INVALID_FIELD, "reason",
+                        "reason: expected a string of at most 1000 characters"));
+                return;
+            }
+            reason = r == null ? null : r.asText();
+        }
+        String why = reason;
+        change(x, c -> c.move(action, x.caller().keyId(), why, clock.millis())).whenComplete((v, err) -> {
+            if (err != null) {
+                x.unavailable(err);
+            }
+        });
+    }
+
+    /** A change of a stored campaign. */
+    @FunctionalInterface
+    private interface Change {
+        Campaign apply(Campaign c) throws Campaign.Refused;
+    }
+
+    /** Reads, changes, compare-and-sets (re-reading up to three times when another write came first) and answers. */
+    private CompletableFuture<Void> change(Exchange x, Change change) {
+        return attempt(x, change, 3);
+    }
+
+    private CompletableFuture<Void> attempt(Exchange x, Change change, int left) {
+        return campaigns.get(x.app(), x.param("id")).thenCompose(v -> {
+            if (v == null) {
+                x.notFound("campaign '" + x.param("id") + "'");
+                return CompletableFuture.completedFuture(null);
+            }
+            Campaign next;
+            try {
+                next = change.apply(v.campaign());
+            } catch (Campaign.Refused e) {
+                if (e.forbidden) {
+                    x.error(HttpResponseStatus.FORBIDDEN, ApiError.of(ErrorCode.FORBIDDEN, "approval", e.getMessage()));
+                } else {
+                    refused(x, e.state, e.getMessage());
+                }
+                return CompletableFuture.completedFuture(null);
+            }
+            return campaigns.replace(x.app(), next, v.version()).thenCompose(s -> {
+                if (s.conflict() && left > 1) {
+                    return attempt(x, change, left - 1);
+                }
+                if (s.conflict()) {
+                    x.error(HttpResponseStatus.CONFLICT, ApiError.of(ErrorCode.INVALID_STATE, null,
+                            "the campaign keeps changing; read it and try again"));
+                } else {
+                    ObjectNode out = next.toJson();
+                    out.put("version", s.version());
+                    x.json(HttpResponseStatus.OK, out);
+                }
+                return CompletableFuture.completedFuture(null);
+            });
+        });
+    }
+
+    private static void refused(Exchange x, Campaign.State state, String message) {
+        x.error(HttpResponseStatus.CONFLICT, ApiError.of(ErrorCode.INVALID_STATE, "state",
+                message + " (state: " + state.wire() + ")"));
+    }
+}
