@@ -140,4 +140,32 @@ class CampaignsIT {
         assertThat(gw.send("DELETE", base(gw) + "/" + other, null, gw.key).status()).isEqualTo(204);
         assertThat(gw.get(base(gw) + "/" + other).status()).isEqualTo(404);
     }
+
+    @Test
+    void aTestSendGoesNowToTheListedUsersOutsideTheCapsAndCountsAsVariantTest(TestGateway gw) throws Exception {
+        // A cap of zero room: the test send is system class and passes anyway.
+        TestGateway.Response pol = gw.send("PUT", "/v1/apps/" + gw.app + "/policy",
+                "{\"caps\":[{\"id\":\"one\",\"limit\":1,\"window\":\"day\"}]}", gw.key);
+        assertThat(pol.status()).isEqualTo(200);
+        String u = "u-" + java.util.UUID.randomUUID().toString().substring(0, 8);
+        gw.device(u, "phone", TestGateway.token());
+        String id = gw.post(base(gw), DRAFT).json().get("id").asText();
+        for (int round = 0; round < 2; round++) {
+            TestGateway.Response sent = gw.post(base(gw) + "/" + id + "/test", "{\"users\":[\"" + u + "\"]}");
+            assertThat(sent.status()).as(sent.raw().body()).isEqualTo(202);
+            String msg = sent.json().get("messages").get(0).get("id").asText();
+            String batchId = sent.json().get("batchId").asText();
+            org.awaitility.Awaitility.await().atMost(java.time.Duration.ofSeconds(30))
+                    .until(() -> gw.batchStatus(batchId).get("done").asBoolean());
+            assertThat(gw.message(msg).get("state").asText()).isEqualTo("accepted");
+            JsonNode apns = TestGateway.JSON.readTree(gw.sandbox().payload(java.util.UUID.fromString(msg)));
+            assertThat(apns.get("aps").get("alert").get("title").asText()).isEqualTo("Sale");
+        }
+        org.awaitility.Awaitility.await().atMost(java.time.Duration.ofSeconds(30)).untilAsserted(() -> {
+            JsonNode f = gw.get("/v1/campaigns/" + id + "/funnel?variant=test").json();
+            assertThat(f.toString()).contains("\"accepted\":2");
+        });
+        assertThat(gw.post(base(gw) + "/" + id + "/test", "{\"users\":[]}").status()).isEqualTo(422);
+        gw.send("PUT", "/v1/apps/" + gw.app + "/policy", "{}", gw.key);
+    }
 }

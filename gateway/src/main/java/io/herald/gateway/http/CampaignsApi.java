@@ -34,7 +34,16 @@ final class CampaignsApi {
     private final Templates templates;
     private final java.time.Clock clock;
 
-    CampaignsApi(Campaigns campaigns, Audiences audiences, Templates templates, java.time.Clock clock) {
+    private final io.herald.protocol.BatchCodec codec;
+    private final io.herald.gateway.journal.Journal journal;
+    private final io.herald.gateway.pipeline.Pipeline pipeline;
+
+    CampaignsApi(Campaigns campaigns, Audiences audiences, Templates templates, java.time.Clock clock,
+                 io.herald.protocol.BatchCodec codec, io.herald.gateway.journal.Journal journal,
+                 io.herald.gateway.pipeline.Pipeline pipeline) {
+        this.codec = codec;
+        this.journal = journal;
+        this.pipeline = pipeline;
         this.campaigns = campaigns;
         this.audiences = audiences;
         this.templates = templates;
@@ -53,6 +62,111 @@ final class CampaignsApi {
         r.post("/v1/apps/{app}/campaigns/{id}/pause", MANAGE, x -> move(x, "pause"));
         r.post("/v1/apps/{app}/campaigns/{id}/resume", MANAGE, x -> move(x, "resume"));
         r.post("/v1/apps/{app}/campaigns/{id}/cancel", MANAGE, x -> move(x, "cancel"));
+        r.post("/v1/apps/{app}/campaigns/{id}/test", MANAGE, this::test);
+    }
+
+    /** The most users one test send may name. */
+    static final int MAX_TEST_USERS = 100;
+
+    /**
+     * Sends the campaign's content now to the listed users: class {@code system} (outside caps and
+     * quiet hours), campaign label = the campaign id, variant {@code test} (so funnels show test
+     * sends apart), through the journal and pipeline like a batch (202 with the batch id and each
+     * message's id, or the item's error). A cancelled or completed campaign is 409.
+     */
+    private void test(Exchange x) {
+        if (!x.ownApp() || !x.jsonContent()) {
+            return;
+        }
+        JsonNode body = x.jsonObject();
+        if (body == null) {
+            return;
+        }
+        JsonNode users = body.get("users");
+        if (users == null || !users.isArray() || users.isEmpty() || users.size() > MAX_TEST_USERS) {
+            x.error(HttpResponseStatus.UNPROCESSABLE_ENTITY, ApiError.of(ErrorCode.INVALID_FIELD, "users",
+                    "users: expected 1.." + MAX_TEST_USERS + " user ids"));
+            return;
+        }
+        campaigns.get(x.app(), x.param("id")).whenComplete((v, err) -> {
+            if (err != null) {
+                x.unavailable(err);
+                return;
+            }
+            if (v == null) {
+                x.notFound("campaign '" + x.param("id") + "'");
+                return;
+            }
+            Campaign.State state = v.campaign().state();
+            if (state == Campaign.State.CANCELLED || state == Campaign.State.COMPLETED) {
+                refused(x, state, "no test sends for an ended campaign");
+                return;
+            }
+            ObjectNode c = v.campaign().toJson();
+            ObjectNode batch = x.mapper().createObjectNode();
+            batch.put("app", x.app());
+            ArrayNode messages = batch.putArray("messages");
+            for (JsonNode u : users) {
+                ObjectNode m = messages.addObject();
+                m.set("user", u);
+                c.get("content").fields().forEachRemaining(e -> m.set(e.getKey(), e.getValue()));
+                m.put("channel", c.get("channel").asText());
+                if (c.has("fallback")) {
+                    m.set("fallback", c.get("fallback"));
+                }
+                if (c.has("category")) {
+                    m.put("category", c.get("category").asText());
+                }
+                m.put("class", "system");
+                m.put("campaign", v.campaign().id());
+                m.put("variant", "test");
+            }
+            io.herald.protocol.DecodedBatch decoded;
+            try {
+                decoded = codec.decode(x.mapper().writeValueAsBytes(batch));
+            } catch (io.herald.protocol.BatchRejectedException e) {
+                x.error(HttpResponseStatus.valueOf(e.httpStatus()), e.error());
+                return;
+            } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
+                x.failed(new IllegalStateException(e));
+                return;
+            }
+            int accepted = decoded.acceptedCount();
+            if (accepted == 0 || !pipeline.tryReserve(accepted)) {
+                x.header(io.netty.handler.codec.http.HttpHeaderNames.RETRY_AFTER, 1);
+                x.error(accepted == 0 ? HttpResponseStatus.UNPROCESSABLE_ENTITY : HttpResponseStatus.TOO_MANY_REQUESTS,
+                        accepted == 0 ? decoded.items().get(0).error() : ApiError.of(ErrorCode.OVERLOADED, null,
+                                "the pipeline is full; retry"));
+                return;
+            }
+            String bid = io.herald.gateway.tracking.MessageIds.newBatchId().toString();
+            io.herald.gateway.journal.Journal.Prepared prepared = journal.prepare(x.app(), bid, clock.millis(), decoded);
+            journal.append(prepared, null).whenComplete((entry, error) -> {
+                if (error != null || entry == null) {
+                    pipeline.release(accepted);
+                    x.unavailable(error != null ? error : new IllegalStateException("not journaled"));
+                    return;
+                }
+                java.util.List<io.herald.gateway.journal.JournalItem> items = new java.util.ArrayList<>();
+                ObjectNode out = x.mapper().createObjectNode();
+                out.put("batchId", bid);
+                ArrayNode ids = out.putArray("messages");
+                for (io.herald.protocol.DecodedBatch.Item item : decoded.items()) {
+                    ObjectNode o = ids.addObject().put("user", users.get(item.index()).asText());
+                    if (item.ok()) {
+                        io.herald.gateway.journal.JournalItem ji = new io.herald.gateway.journal.JournalItem(x.app(), bid,
+                                item.index(), prepared.acceptedAt(), item.message(),
+                                io.herald.gateway.journal.JournalItem.Phase.NEW);
+                        items.add(ji);
+                        o.put("id", ji.messageId());
+                    } else {
+                        o.set("error", x.mapper().valueToTree(item.error()));
+                    }
+                }
+                pipeline.publish(entry, items, false);
+                x.json(HttpResponseStatus.ACCEPTED, out);
+            });
+        });
     }
 
     /** The validated definition of the request body; null once an error is answered. */

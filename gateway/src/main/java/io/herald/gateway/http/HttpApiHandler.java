@@ -110,7 +110,7 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
         new PolicyApi(policies).routes(r);
         new TemplatesApi(templates, registry).routes(r);
         new KeysApi(keys, clock).routes(r);
-        new CampaignsApi(campaigns, audiences, templates, clock).routes(r);
+        new CampaignsApi(campaigns, audiences, templates, clock, codec, journal, pipeline).routes(r);
         return r;
     }
 
