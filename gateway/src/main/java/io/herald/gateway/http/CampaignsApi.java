@@ -75,10 +75,7 @@ final class CampaignsApi {
      * message's id, or the item's error). A cancelled or completed campaign is 409.
      */
     private void test(Exchange x) {
-        if (!x.ownApp() || !x.jsonContent()) {
-            return;
-        }
-        JsonNode body = x.jsonObject();
+        JsonNode body = x.ownAppJson();
         if (body == null) {
             return;
         }
@@ -194,10 +191,7 @@ final class CampaignsApi {
     }
 
     private void create(Exchange x) {
-        if (!x.ownApp() || !x.jsonContent()) {
-            return;
-        }
-        JsonNode body = x.jsonObject();
+        JsonNode body = x.ownAppJson();
         if (body == null) {
             return;
         }
@@ -259,10 +253,7 @@ final class CampaignsApi {
     }
 
     private void edit(Exchange x) {
-        if (!x.ownApp() || !x.jsonContent()) {
-            return;
-        }
-        JsonNode body = x.jsonObject();
+        JsonNode body = x.ownAppJson();
         if (body == null) {
             return;
         }

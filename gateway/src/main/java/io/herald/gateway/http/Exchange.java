@@ -165,6 +165,14 @@ final class Exchange {
         return true;
     }
 
+    /**
+     * For a write to the key's own app: the body as a JSON object, or null once answered (404 for
+     * another app, 415 for a body that is not JSON, 400 for one that is not an object).
+     */
+    JsonNode ownAppJson() {
+        return ownApp() && jsonContent() ? jsonObject() : null;
+    }
+
     /** The body as a JSON object; null after answering 400 {@code malformed_json} when it is not one. */
     JsonNode jsonObject() {
         try {

@@ -54,10 +54,7 @@ final class KeysApi {
     }
 
     private void issue(Exchange x) {
-        if (!x.ownApp() || !x.jsonContent()) {
-            return;
-        }
-        JsonNode body = x.jsonObject();
+        JsonNode body = x.ownAppJson();
         if (body == null) {
             return;
         }

@@ -56,10 +56,7 @@ final class TemplatesApi {
     }
 
     private void create(Exchange x) {
-        if (!x.ownApp() || !x.jsonContent()) {
-            return;
-        }
-        JsonNode body = x.jsonObject();
+        JsonNode body = x.ownAppJson();
         if (body == null) {
             return;
         }
@@ -104,10 +101,7 @@ final class TemplatesApi {
     }
 
     private void replace(Exchange x) {
-        if (!x.ownApp() || !x.jsonContent()) {
-            return;
-        }
-        JsonNode body = x.jsonObject();
+        JsonNode body = x.ownAppJson();
         if (body == null) {
             return;
         }
@@ -150,10 +144,7 @@ final class TemplatesApi {
 
     @SuppressWarnings("unchecked")
     private void preview(Exchange x) {
-        if (!x.ownApp() || !x.jsonContent()) {
-            return;
-        }
-        JsonNode body = x.jsonObject();
+        JsonNode body = x.ownAppJson();
         if (body == null) {
             return;
         }
