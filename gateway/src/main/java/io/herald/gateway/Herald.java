@@ -4,6 +4,8 @@ import io.herald.gateway.pipeline.DeferredScheduler;
 import io.herald.gateway.admission.Admission;
 import io.herald.gateway.admission.Policies;
 import io.herald.gateway.content.Templates;
+import io.herald.gateway.campaign.CampaignLauncher;
+import io.herald.gateway.campaign.Campaigns;
 import io.herald.gateway.config.AppConfig;
 import io.herald.gateway.config.HeraldConfig;
 import io.herald.gateway.connector.Connector;
@@ -78,6 +80,7 @@ public final class Herald implements AutoCloseable {
     private DeferredScheduler scheduler;
     private Policies policies;
     private Templates templates;
+    private CampaignLauncher launcher;
     private NodeLeases leases;
     private final Readiness readiness = new Readiness();
     private HttpApiHandler api;
@@ -217,8 +220,13 @@ public final class Herald implements AutoCloseable {
         Tiers tiers = new Tiers(redis, audiences, codec.mapper());
         tiers.start(config.apps());
         resources.add(tiers);
+        launcher = new CampaignLauncher(redis, new Campaigns(redis, codec.mapper()), audiences, templates, journal, idempotency,
+                pipeline, codec, clock, config.apps().keySet(), config.nodeId(), config.scheduler().campaignLease(),
+                config.scheduler().campaignChunk(), config.pipeline().redisWait());
+        launcher.start(config.scheduler().campaignTick());
+        resources.add(launcher);
         api = new HttpApiHandler(config, codec, keys, journal, idempotency, deadLetters, pipeline, store, registry,
-                audiences, tiers, policies, templates, new io.herald.gateway.campaign.Campaigns(redis, codec.mapper()), clock,
+                audiences, tiers, policies, templates, launcher, clock,
                 tokens, webhooks, links, metrics, readiness);
         resources.add(api::close);
         http = new HttpServer(config.http(), api);
@@ -390,6 +398,11 @@ public final class Herald implements AutoCloseable {
         return templates;
     }
 
+    /** The campaign launcher (tests drive its tick). */
+    public CampaignLauncher campaignLauncher() {
+        return launcher;
+    }
+
     /** The delivery policies (tests refresh them to see a change at once). */
     public Policies policies() {
         return policies;
@@ -439,6 +452,9 @@ public final class Herald implements AutoCloseable {
         }
         if (scheduler != null) {
             scheduler.close();
+        }
+        if (launcher != null) {
+            launcher.close();
         }
         if (pipeline != null && !drain.isZero()) {
             boolean drained = pipeline.drain(drain);

@@ -375,10 +375,18 @@ final class ItemDecoder {
         }
         String localTime = string(obj, p, "localTime");
         if (localTime != null) {
-            if (!localTime.matches("([01][0-9]|2[0-3]):[0-5][0-9]")) {
+            boolean dated = localTime.matches("\\d{4}-\\d{2}-\\d{2}T([01][0-9]|2[0-3]):[0-5][0-9]");
+            if (dated) {
+                try {
+                    java.time.LocalDateTime.parse(localTime);
+                } catch (java.time.format.DateTimeParseException e) {
+                    dated = false;
+                }
+            }
+            if (!dated && !localTime.matches("([01][0-9]|2[0-3]):[0-5][0-9]")) {
                 throw new Invalid(ErrorCode.INVALID_FIELD, p + ".localTime", String.format(
-                        "%s.localTime: \"%s\" (expected: HH:mm, 00:00..23:59, in the user's time zone)", p,
-                        abbreviate(localTime)));
+                        "%s.localTime: \"%s\" (expected: HH:mm, 00:00..23:59, or yyyy-MM-ddTHH:mm for a given day, "
+                                + "in the user's time zone)", p, abbreviate(localTime)));
             }
             if (at != null) {
                 throw new Invalid(ErrorCode.INVALID_FIELD, p + ".localTime", String.format(

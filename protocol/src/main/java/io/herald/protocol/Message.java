@@ -168,7 +168,7 @@ public record Message(
     /**
      * The delivery-policy fields of a message; null fields take the app's defaults. {@code priority}
      * 1..10 (5 when absent) decides who gets a user's last capped slots; {@code sendAt} an instant
-     * (epoch ms) or {@code bestHour}; {@code localTime} a wall-clock time "HH:mm" in the user's zone;
+     * (epoch ms) or {@code bestHour}; {@code localTime} a wall-clock time "HH:mm" (next occurrence) or "yyyy-MM-ddTHH:mm" (that day; past: now) in the user's zone;
      * {@code onCap} "drop" or "defer"; {@code onQuiet} "hold" or "drop". Immutable.
      */
     public record Policy(@com.fasterxml.jackson.annotation.JsonProperty("class") MessageClass messageClass,

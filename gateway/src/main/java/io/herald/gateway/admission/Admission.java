@@ -299,7 +299,9 @@ public final class Admission {
                 due = mp.sendAt();
                 reason = "scheduled";
             } else if (mp.localTime() != null) {
-                due = nextLocal(now, zone, LocalTime.parse(mp.localTime()));
+                due = mp.localTime().indexOf('T') > 0
+                        ? java.time.LocalDateTime.parse(mp.localTime()).atZone(zone).toInstant().toEpochMilli()
+                        : nextLocal(now, zone, LocalTime.parse(mp.localTime()));
                 reason = "local_time";
             } else if (mp.bestHour()) {
                 due = bestHour(now, c.engagement(), policy, policies.appBestHour(app), zone);

@@ -93,8 +93,14 @@ public record HeraldConfig(
      */
     public record Pipeline(int capacity, int handlerBatch, Duration redisWait, Duration stallAfter) { }
 
-    /** Deferred-message scheduler. */
-    public record Scheduler(Duration interval, int batch) { }
+    /**
+     * The schedulers: deferred messages ({@code interval}, {@code batch} per tick) and campaign
+     * launches ({@code campaignTick} between looks for due work, {@code campaignLease} how long a
+     * node holds a running campaign without renewing it before another takes over,
+     * {@code campaignChunk} users per journaled fan-out chunk).
+     */
+    public record Scheduler(Duration interval, int batch, Duration campaignTick, Duration campaignLease,
+                            int campaignChunk) { }
 
     /** APNs client tuning shared by every app. */
     public record ApnsTuning(int maxInFlight, int connections, int maxAttempts, Duration backoffBase,

@@ -38,9 +38,15 @@ final class CampaignsApi {
     private final io.herald.gateway.journal.Journal journal;
     private final io.herald.gateway.pipeline.Pipeline pipeline;
 
-    CampaignsApi(Campaigns campaigns, Audiences audiences, Templates templates, java.time.Clock clock,
-                 io.herald.protocol.BatchCodec codec, io.herald.gateway.journal.Journal journal,
-                 io.herald.gateway.pipeline.Pipeline pipeline) {
+    private final io.herald.gateway.campaign.CampaignLauncher launcher;
+    private final io.herald.gateway.tracking.MessageStore store;
+
+    CampaignsApi(io.herald.gateway.campaign.CampaignLauncher launcher, Audiences audiences, Templates templates,
+                 java.time.Clock clock, io.herald.protocol.BatchCodec codec, io.herald.gateway.journal.Journal journal,
+                 io.herald.gateway.pipeline.Pipeline pipeline, io.herald.gateway.tracking.MessageStore store) {
+        this.launcher = launcher;
+        this.store = store;
+        Campaigns campaigns = launcher.campaigns();
         this.codec = codec;
         this.journal = journal;
         this.pipeline = pipeline;
@@ -247,8 +253,45 @@ final class CampaignsApi {
             } else {
                 ObjectNode out = v.campaign().toJson();
                 out.put("version", v.version());
-                x.json(HttpResponseStatus.OK, out);
+                withProgress(x, out).whenComplete((o, e) -> {
+                    if (e != null) {
+                        x.unavailable(e);
+                    } else {
+                        x.json(HttpResponseStatus.OK, o);
+                    }
+                });
             }
+        });
+    }
+
+    /**
+     * The campaign with its fan-out progress (once launched: {@code audienceSize} frozen at launch,
+     * {@code fed} users journaled, {@code skipped} members deleted since, {@code chunks},
+     * {@code startedAt}, {@code finishedAt}, {@code outcome}) and its funnel (every message labelled
+     * with the campaign, test sends included under variant {@code test}).
+     */
+    private CompletableFuture<ObjectNode> withProgress(Exchange x, ObjectNode out) {
+        String id = out.get("id").asText();
+        return launcher.progress(x.app(), id).thenCombine(store.funnels().scopeFunnel(x.app(), id, null), (run, funnel) -> {
+            if (!run.isEmpty()) {
+                ObjectNode p = out.putObject("progress");
+                if (run.containsKey("frozen")) {
+                    p.put("audienceSize", Long.parseLong(run.get("frozen")));
+                }
+                p.put("fed", Long.parseLong(run.getOrDefault("fed", "0")));
+                p.put("skipped", Long.parseLong(run.getOrDefault("skipped", "0")));
+                p.put("chunks", Long.parseLong(run.getOrDefault("chunk", "0")));
+                for (String t : new String[] {"startedAt", "frozenAt", "finishedAt"}) {
+                    if (run.containsKey(t)) {
+                        p.put(t, java.time.Instant.ofEpochMilli(Long.parseLong(run.get(t))).toString());
+                    }
+                }
+                if (run.containsKey("outcome")) {
+                    p.put("outcome", run.get("outcome"));
+                }
+            }
+            out.set("funnel", funnel);
+            return out;
         });
     }
 
@@ -362,7 +405,12 @@ final class CampaignsApi {
                 } else {
                     ObjectNode out = next.toJson();
                     out.put("version", s.version());
-                    x.json(HttpResponseStatus.OK, out);
+                    // On the live index before the answer: the launcher looks there (and repairs it
+                    // every minute, should this write be lost).
+                    return launcher.watch(x.app(), next).handle((w, e) -> {
+                        x.json(HttpResponseStatus.OK, out);
+                        return null;
+                    });
                 }
                 return CompletableFuture.completedFuture(null);
             });

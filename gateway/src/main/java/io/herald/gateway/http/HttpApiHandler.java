@@ -72,7 +72,7 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
                           IdempotencyKeys idempotency, DeadLetters deadLetters, Pipeline pipeline, MessageStore store,
                           UserRegistry registry, Audiences audiences, Tiers tiers,
                           io.herald.gateway.admission.Policies policies, io.herald.gateway.content.Templates templates,
-                          io.herald.gateway.campaign.Campaigns campaigns, java.time.Clock clock, ReceiptTokens tokens,
+                          io.herald.gateway.campaign.CampaignLauncher campaigns, java.time.Clock clock, ReceiptTokens tokens,
                           WebhookDispatcher webhooks, LinkTracker links, Metrics metrics, Readiness readiness) {
         this(table(config, codec, journal, idempotency, deadLetters, pipeline, store, registry, audiences, tiers,
                 policies, templates, campaigns, keys, clock, tokens, webhooks, links, metrics, readiness), keys, readiness, codec.mapper(),
@@ -94,7 +94,7 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
                                 DeadLetters deadLetters, Pipeline pipeline, MessageStore store, UserRegistry registry,
                                 Audiences audiences, Tiers tiers, io.herald.gateway.admission.Policies policies,
                                 io.herald.gateway.content.Templates templates,
-                                io.herald.gateway.campaign.Campaigns campaigns, ApiKeys keys, java.time.Clock clock, ReceiptTokens tokens, WebhookDispatcher webhooks, LinkTracker links,
+                                io.herald.gateway.campaign.CampaignLauncher campaigns, ApiKeys keys, java.time.Clock clock, ReceiptTokens tokens, WebhookDispatcher webhooks, LinkTracker links,
                                 Metrics metrics, Readiness readiness) {
         Routes r = new Routes();
         new OpsApi(metrics, readiness).routes(r);
@@ -110,7 +110,7 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
         new PolicyApi(policies).routes(r);
         new TemplatesApi(templates, registry).routes(r);
         new KeysApi(keys, clock).routes(r);
-        new CampaignsApi(campaigns, audiences, templates, clock, codec, journal, pipeline).routes(r);
+        new CampaignsApi(campaigns, audiences, templates, clock, codec, journal, pipeline, store).routes(r);
         return r;
     }
 

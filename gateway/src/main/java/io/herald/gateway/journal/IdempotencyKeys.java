@@ -101,6 +101,16 @@ public final class IdempotencyKeys {
 
     /** Claims {@code key} of {@code app} for a request with this body that would create {@code batchId}. */
     public CompletableFuture<Verdict> claim(String app, String key, byte[] body, String batchId) {
+        return claim(app, key, body, batchId, Duration.ofMillis(claimMillis));
+    }
+
+    /**
+     * As {@link #claim(String, String, byte[], String)} with how long the claim lives unfinished
+     * (the campaign launcher's chunks: a short claim, so that a node that died holding one delays
+     * the next holder by seconds only).
+     */
+    public CompletableFuture<Verdict> claim(String app, String key, byte[] body, String batchId, Duration inProgress) {
+        long claimMillis = inProgress.toMillis();
         String keyHash = sha256(key.getBytes(StandardCharsets.US_ASCII));
         String bodyHash = sha256(body);
         int shard = Keys.shard(app + ":" + keyHash, redis.shards());

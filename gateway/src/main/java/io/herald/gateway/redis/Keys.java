@@ -73,6 +73,32 @@ public final class Keys {
         return "herald:cmp:{" + app + ":cmp:" + id + "}";
     }
 
+    /**
+     * A campaign's run (hash, {@code campaign-run.lua}): {@code owner} and {@code until} the lease of
+     * the node feeding it (Redis time), {@code run} the run number, {@code frozen} the audience
+     * snapshot's size, {@code chunk} the next chunk, {@code cursor} the user index fed up to,
+     * {@code fed} users fed, {@code startedAt}/{@code finishedAt}. In the campaign's slot.
+     */
+    public static String campaignRun(String app, String id) {
+        return campaign(app, id) + ":run";
+    }
+
+    /**
+     * A run's frozen audience (hash: user-index shard -> the members as a base64 RoaringBitmap,
+     * first writer wins). In the campaign's slot.
+     */
+    public static String campaignSnapshot(String app, String id, long run) {
+        return campaign(app, id) + ":snap:" + run;
+    }
+
+    /**
+     * An app's campaigns to look after (sorted set: campaign id scored by when it is due): approved
+     * ones waiting for their schedule, running and paused ones. In the app's own slot.
+     */
+    public static String liveCampaigns(String app) {
+        return "herald:cmps:{" + app + "#cmp}:live";
+    }
+
     /** An app's campaigns (sorted set: campaign id scored by creation time), for listing. In the app's own slot. */
     public static String campaigns(String app) {
         return "herald:cmps:{" + app + "#cmp}";

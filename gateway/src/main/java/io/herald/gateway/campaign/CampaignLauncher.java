@@ -1,0 +1,688 @@
+package io.herald.gateway.campaign;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.herald.gateway.audience.Audiences;
+import io.herald.gateway.audience.Rule;
+import io.herald.gateway.content.Templates;
+import io.herald.gateway.journal.IdempotencyKeys;
+import io.herald.gateway.journal.Journal;
+import io.herald.gateway.journal.JournalEntry;
+import io.herald.gateway.journal.JournalItem;
+import io.herald.gateway.pipeline.Pipeline;
+import io.herald.gateway.redis.Keys;
+import io.herald.gateway.redis.Redis;
+import io.herald.gateway.tracking.MessageIds;
+import io.herald.protocol.BatchCodec;
+import io.herald.protocol.DecodedBatch;
+import io.lettuce.core.KeyValue;
+import io.lettuce.core.Range;
+import io.lettuce.core.ScriptOutputType;
+import org.roaringbitmap.PeekableIntIterator;
+import org.roaringbitmap.RoaringBitmap;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import java.io.ByteArrayInputStream;
+import java.io.ByteArrayOutputStream;
+import java.io.DataInputStream;
+import java.io.DataOutputStream;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.time.Clock;
+import java.time.Duration;
+import java.time.Instant;
+import java.time.LocalDate;
+import java.time.LocalDateTime;
+import java.time.LocalTime;
+import java.time.ZoneOffset;
+import java.util.ArrayList;
+import java.util.Base64;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.UUID;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.ThreadLocalRandom;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * Launches approved campaigns at their schedule and fans them out, so that every member of the
+ * audience gets the campaign once, whichever node does it and however often nodes die.
+ *
+ * <p>The flow, per campaign, on the one node that holds its lease ({@code campaign-run.lua}, on
+ * Redis's clock; renewed every tick, lost after {@code scheduler.campaign-lease} without renewal):
+ * <ol>
+ *   <li><b>Launch</b>: an approved campaign whose schedule is due ({@link #dueAt}) moves to
+ *       running (compare-and-set, recorded as by {@code herald:<node>}).</li>
+ *   <li><b>Freeze</b>: the audience is evaluated shard by shard and each shard's members stored
+ *       as a bitmap in the run's snapshot, first writer wins ({@code HSETNX}); its size is
+ *       recorded. Members who join later are not in this run; members deleted meanwhile are
+ *       skipped (counted).</li>
+ *   <li><b>Feed</b>: chunk n = the next {@code scheduler.campaign-chunk} members after the
+ *       checkpointed cursor, in user-index order (so a chunk is the same users whoever computes
+ *       it). Each chunk is claimed under the idempotency key {@code campaign:<id>:<run>:<n>},
+ *       journaled with that claim (one script writes the entry and marks the key done) and
+ *       published to this node's pipeline; then the checkpoint moves on (only for the lease
+ *       holder, only from chunk n). A node that dies after the journal write and before the
+ *       checkpoint leaves the chunk marked done: the next holder skips it, and the messages are
+ *       replayed from the dead node's journal like any batch's. A node that dies before the
+ *       write leaves a claim that lapses within seconds; the next holder journals the chunk.</li>
+ *   <li><b>Pace</b>: with {@code throttle.perMinute} the users fed since the campaign started
+ *       (or resumed, or moved node) never exceed one chunk plus the rate times the time elapsed;
+ *       without it, the pipeline's free capacity paces the feed ({@link Pipeline#tryReserve}).</li>
+ *   <li><b>Finish</b>: when the snapshot is exhausted, or {@code endAt} has passed (the cut-off:
+ *       the rest are not fed, and every message's ttl ends there too), the campaign moves to
+ *       completed with the counts.</li>
+ * </ol>
+ * Paused campaigns keep their lease and feed nothing; a cancelled one is let go at the next tick.
+ * Local-time and best-hour campaigns fan out at once: each message carries its send time
+ * ({@code localTime} with the date, or {@code best_hour}) and waits in the deferred set.
+ *
+ * <p>Which campaigns to look at: {@link Keys#liveCampaigns} (approved, running, paused; scored by
+ * when due), filled by the campaigns API on every move and repaired from the full list every
+ * minute (a move whose index write was lost still launches).
+ *
+ * <p>Threads: one thread ("campaigns") runs {@link #tick} and blocks on Redis with a timeout;
+ * {@link #tick} is synchronized so tests may drive it. The clock is injectable.
+ */
+public final class CampaignLauncher implements AutoCloseable {
+    private static final Logger log = LoggerFactory.getLogger(CampaignLauncher.class);
+    /** How long a chunk's idempotency claim lives unfinished (its journal write follows within milliseconds). */
+    static final Duration CLAIM_TTL = Duration.ofSeconds(5);
+    /** How long one tick may feed before the next look. */
+    private static final long FEED_BUDGET_MS = 400;
+    private static final int REPAIR_EVERY_TICKS = 120;
+
+    private final Redis redis;
+    private final Campaigns campaigns;
+    private final Audiences audiences;
+    private final Templates templates;
+    private final Journal journal;
+    private final IdempotencyKeys idempotency;
+    private final Pipeline pipeline;
+    private final BatchCodec codec;
+    private final ObjectMapper mapper;
+    private final Clock clock;
+    private final Set<String> apps;
+    private final String by;
+    private final String owner;
+    private final long leaseMillis;
+    private final int chunk;
+    private final Duration wait;
+    private final Redis.Script script = new Redis.Script("/scripts/campaign-run.lua");
+    private final ScheduledExecutorService executor = Executors.newSingleThreadScheduledExecutor(r -> {
+        Thread t = new Thread(r, "campaigns");
+        t.setDaemon(true);
+        return t;
+    });
+    /** The campaigns this node runs, by app + "/" + id. Guarded by this. */
+    private final Map<String, Running> mine = new LinkedHashMap<>();
+    private long ticks;
+    private int failures;
+    private volatile boolean closed;
+
+    public CampaignLauncher(Redis redis, Campaigns campaigns, Audiences audiences, Templates templates, Journal journal,
+                            IdempotencyKeys idempotency, Pipeline pipeline, BatchCodec codec, Clock clock,
+                            Set<String> apps, String nodeId, Duration lease, int chunk, Duration wait) {
+        this.redis = redis;
+        this.templates = templates;
+        this.campaigns = campaigns;
+        this.audiences = audiences;
+        this.journal = journal;
+        this.idempotency = idempotency;
+        this.pipeline = pipeline;
+        this.codec = codec;
+        this.mapper = codec.mapper();
+        this.clock = clock;
+        this.apps = Set.copyOf(apps);
+        this.by = "herald:" + nodeId;
+        this.owner = nodeId + ":" + Long.toString(ThreadLocalRandom.current().nextLong() >>> 1, 36);
+        this.leaseMillis = lease.toMillis();
+        this.chunk = chunk;
+        this.wait = wait;
+    }
+
+    public void start(Duration tick) {
+        executor.scheduleWithFixedDelay(this::safeTick, tick.toMillis(), tick.toMillis(), TimeUnit.MILLISECONDS);
+    }
+
+    private void safeTick() {
+        try {
+            tick();
+            failures = 0;
+        } catch (Exception e) {
+            if (failures++ % 100 == 0) {
+                log.warn("campaign launcher: {} (retrying every tick)", e.toString());
+            }
+        }
+    }
+
+    /**
+     * When an approved campaign starts: {@code now}: at once; {@code at}: then; {@code local_time}:
+     * an hour before the date's wall-clock time reaches the first time zone (UTC+14), so that every
+     * message waits for its user's time in the deferred set; {@code best_hour}: at once.
+     */
+    public static long dueAt(JsonNode campaign) {
+        JsonNode s = campaign.path("schedule");
+        return switch (s.path("type").asText("now")) {
+            case "at" -> java.time.OffsetDateTime.parse(s.get("at").asText()).toInstant().toEpochMilli();
+            case "local_time" -> LocalDateTime.of(LocalDate.parse(s.get("date").asText()),
+                    LocalTime.parse(s.get("localTime").asText())).toInstant(ZoneOffset.ofHours(14)).toEpochMilli()
+                    - Duration.ofHours(1).toMillis();
+            default -> 0;
+        };
+    }
+
+    /** Where the campaigns are stored. */
+    public Campaigns campaigns() {
+        return campaigns;
+    }
+
+    /** Puts a campaign on the live index (the API after a move to approved, running or paused). */
+    public CompletableFuture<Void> watch(String app, Campaign c) {
+        Campaign.State s = c.state();
+        if (s != Campaign.State.APPROVED && s != Campaign.State.RUNNING && s != Campaign.State.PAUSED) {
+            return CompletableFuture.completedFuture(null);
+        }
+        double due = s == Campaign.State.APPROVED ? dueAt(c.toJson()) : 0;
+        return redis.async().zadd(Keys.liveCampaigns(app), due, c.id()).toCompletableFuture().thenApply(n -> null);
+    }
+
+    /** The run's state as stored (empty before launch): what {@code GET .../campaigns/{id}} shows as progress. */
+    public CompletableFuture<Map<String, String>> progress(String app, String id) {
+        return redis.async().hgetall(Keys.campaignRun(app, id)).toCompletableFuture();
+    }
+
+    /** One look: launch what is due, feed what this node runs, now and then repair the live index. */
+    public synchronized void tick() throws Exception {
+        if (closed) {
+            return;
+        }
+        long now = clock.millis();
+        if (ticks++ % REPAIR_EVERY_TICKS == 0) {
+            repair();
+        }
+        for (String app : apps) {
+            List<String> due = get(redis.async().zrangebyscore(Keys.liveCampaigns(app),
+                    Range.create(Double.NEGATIVE_INFINITY, (double) now)).toCompletableFuture());
+            for (String id : due) {
+                if (!mine.containsKey(app + "/" + id)) {
+                    consider(app, id, now);
+                }
+            }
+        }
+        for (Running r : new ArrayList<>(mine.values())) {
+            feed(r);
+        }
+    }
+
+    /** Puts every approved, running or paused campaign on the live index (a lost index write still launches). */
+    private void repair() throws Exception {
+        for (String app : apps) {
+            for (Campaign c : get(campaigns.list(app))) {
+                get(watch(app, c));
+            }
+        }
+    }
+
+    private void consider(String app, String id, long now) throws Exception {
+        Campaigns.Versioned v = get(campaigns.get(app, id));
+        if (v == null) {
+            get(redis.async().zrem(Keys.liveCampaigns(app), id).toCompletableFuture());
+            return;
+        }
+        Campaign c = v.campaign();
+        switch (c.state()) {
+            case APPROVED -> {
+                long due = dueAt(c.toJson());
+                if (due > now) {
+                    get(redis.async().zadd(Keys.liveCampaigns(app), (double) due, id).toCompletableFuture());
+                    return;
+                }
+                Map<String, String> run = acquire(app, id);
+                if (run == null) {
+                    return;
+                }
+                Campaign launched;
+                try {
+                    launched = c.move("launch", by, due > 0 ? "scheduled for " + Instant.ofEpochMilli(due)
+                            : "scheduled now", now);
+                } catch (Campaign.Refused e) {
+                    release(app, id);
+                    return;
+                }
+                if (get(campaigns.replace(app, launched, v.version())).conflict()) {
+                    release(app, id); // moved meanwhile (an edit, a cancel): look again next tick
+                    return;
+                }
+                log.info("campaign {} of app {} launched", id, app);
+                adopt(app, launched, run, now);
+            }
+            case RUNNING, PAUSED -> {
+                Map<String, String> run = acquire(app, id);
+                if (run != null) {
+                    log.info("campaign {} of app {}: this node feeds it now (fed so far: {})", id, app,
+                            run.getOrDefault("fed", "0"));
+                    adopt(app, c, run, now);
+                }
+            }
+            default -> get(redis.async().zrem(Keys.liveCampaigns(app), id).toCompletableFuture());
+        }
+    }
+
+    /** Starts running a campaign whose lease this node holds: the run's fields first (first writer wins). */
+    private void adopt(String app, Campaign c, Map<String, String> run, long now) throws Exception {
+        String id = c.id();
+        if (!run.containsKey("run")) {
+            set(app, id, "?run", "1", "?chunk", "0", "?cursor", "-1", "?fed", "0", "?skipped", "0",
+                    "?startedAt", Long.toString(now));
+            run = get(progress(app, id));
+        }
+        Running r = new Running(app, c, Long.parseLong(run.get("run")), Long.parseLong(run.getOrDefault("chunk", "0")),
+                Long.parseLong(run.getOrDefault("cursor", "-1")), Long.parseLong(run.getOrDefault("fed", "0")));
+        mine.put(app + "/" + id, r);
+    }
+
+    private void feed(Running r) throws Exception {
+        Campaigns.Versioned v = get(campaigns.get(r.app, r.id));
+        Campaign.State state = v == null ? Campaign.State.CANCELLED : v.campaign().state();
+        if (state != Campaign.State.RUNNING && state != Campaign.State.PAUSED) {
+            let(r, state == Campaign.State.CANCELLED || state == Campaign.State.COMPLETED || v == null);
+            return;
+        }
+        if (!renew(r)) {
+            return;
+        }
+        long now = clock.millis();
+        if (state == Campaign.State.PAUSED) {
+            r.pacedFrom = -1; // a resume paces from then, not from the start
+            return;
+        }
+        r.campaign = v.campaign();
+        if (r.members == null) {
+            freeze(r, now);
+        }
+        JsonNode c = r.campaign.toJson();
+        String template = c.path("content").path("template").asText(null);
+        if (template != null && templates.get(r.app, template) == null) {
+            templates.refresh(); // made on another node a moment ago: this node's copy is up to a second old
+            if (templates.get(r.app, template) == null) {
+                log.warn("campaign {} of app {}: its template '{}' is gone; nothing fed until it is back (or the "
+                        + "campaign is cancelled)", r.id, r.app, template);
+                return;
+            }
+        }
+        if (c.hasNonNull("endAt")
+                && now >= java.time.OffsetDateTime.parse(c.get("endAt").asText()).toInstant().toEpochMilli()) {
+            finish(r, v.version(), "endAt reached: " + r.fed + " of " + r.size + " members fed, the rest cut off");
+            return;
+        }
+        long perMinute = c.path("throttle").path("perMinute").asLong(0);
+        int size = perMinute > 0 ? (int) Math.max(1, Math.min(chunk, perMinute / 120)) : chunk;
+        if (r.pacedFrom < 0) {
+            r.pacedFrom = now;
+            r.pacedFed = r.fed;
+        }
+        long until = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(FEED_BUDGET_MS);
+        while (System.nanoTime() < until && !closed) {
+            List<Long> next = r.next(size);
+            if (next.isEmpty()) {
+                finish(r, v.version(), "every member fed: " + r.fed + " of " + r.size
+                        + (r.skipped > 0 ? " (" + r.skipped + " deleted since the snapshot)" : ""));
+                return;
+            }
+            if (perMinute > 0) {
+                long allowed = size + perMinute * (clock.millis() - r.pacedFrom) / 60_000 - (r.fed - r.pacedFed);
+                if (allowed < next.size()) {
+                    return;
+                }
+            }
+            if (!feedChunk(r, next, c)) {
+                return;
+            }
+        }
+    }
+
+    /** Journals and publishes one chunk (or finds it done), then checkpoints; false: stop for this tick. */
+    private boolean feedChunk(Running r, List<Long> indexes, JsonNode c) throws Exception {
+        if (!pipeline.tryReserve(indexes.size())) {
+            return false;
+        }
+        int reserved = indexes.size();
+        try {
+            List<String> users = users(r.app, indexes);
+            long last = indexes.get(indexes.size() - 1);
+            String key = "campaign:" + r.id + ":" + r.run + ":" + r.chunk;
+            byte[] body = (r.cursor + ":" + last + ":" + indexes.size()).getBytes(StandardCharsets.US_ASCII);
+            int fed = 0;
+            if (!users.isEmpty()) {
+                UUID batchId = MessageIds.newBatchId();
+                IdempotencyKeys.Verdict verdict = get(idempotency.claim(r.app, key, body, batchId.toString(), CLAIM_TTL));
+                switch (verdict.state()) {
+                    case CLAIMED -> {
+                        DecodedBatch batch = codec.decode(mapper.writeValueAsBytes(batch(r, c, users)));
+                        int accepted = batch.acceptedCount();
+                        if (accepted < reserved) {
+                            pipeline.release(reserved - accepted);
+                            reserved = accepted;
+                        }
+                        if (batch.rejectedCount() > 0) {
+                            log.warn("campaign {}: {} of {} messages of chunk {} refused: {}", r.id,
+                                    batch.rejectedCount(), users.size(), r.chunk, firstError(batch));
+                        }
+                        long at = clock.millis();
+                        Journal.Prepared prepared = journal.prepare(r.app, batchId.toString(), at, batch);
+                        JournalEntry entry = accepted == 0 ? null : get(journal.append(prepared, verdict.claim()));
+                        if (accepted > 0 && entry == null) {
+                            return false; // our claim lapsed and another holder took the chunk: it feeds it
+                        }
+                        if (entry != null) {
+                            List<JournalItem> items = new ArrayList<>(accepted);
+                            for (DecodedBatch.Item item : batch.items()) {
+                                if (item.ok()) {
+                                    items.add(new JournalItem(r.app, batchId.toString(), item.index(), at,
+                                            item.message(), JournalItem.Phase.NEW));
+                                }
+                            }
+                            pipeline.publish(entry, items, false);
+                            reserved = 0; // the pipeline releases them as they settle
+                        }
+                        fed = accepted;
+                    }
+                    case DONE -> fed = users.size(); // journaled by an earlier holder: its journal sends it
+                    default -> {
+                        return false; // another holder's claim is still live: look again next tick
+                    }
+                }
+            }
+            List<Object> step = get(script.run(redis.async(), ScriptOutputType.MULTI,
+                    new String[] {Keys.campaignRun(r.app, r.id)}, "step", owner, Long.toString(leaseMillis),
+                    Long.toString(r.run), Long.toString(r.chunk), Long.toString(last), Integer.toString(fed)));
+            long skipped = indexes.size() - users.size();
+            if (skipped > 0) {
+                redis.async().hincrby(Keys.campaignRun(r.app, r.id), "skipped", skipped);
+            }
+            if (((Long) step.get(0)) != 1) {
+                mine.remove(r.app + "/" + r.id);
+                return false;
+            }
+            r.chunk++;
+            r.cursor = last;
+            r.fed += fed;
+            r.skipped += skipped;
+            return true;
+        } finally {
+            if (reserved > 0) {
+                pipeline.release(reserved);
+            }
+        }
+    }
+
+    private static String firstError(DecodedBatch batch) {
+        for (DecodedBatch.Item item : batch.items()) {
+            if (!item.ok()) {
+                return item.error().message();
+            }
+        }
+        return "";
+    }
+
+    /** The chunk as a batch: the campaign's content, channel and policy for each user. */
+    private ObjectNode batch(Running r, JsonNode c, List<String> users) {
+        ObjectNode item = mapper.createObjectNode();
+        c.get("content").fields().forEachRemaining(e -> item.set(e.getKey(), e.getValue()));
+        item.put("channel", c.get("channel").asText());
+        if (c.has("fallback")) {
+            item.set("fallback", c.get("fallback"));
+        }
+        for (String f : new String[] {"category", "onQuiet", "onCap", "class"}) {
+            if (c.hasNonNull(f)) {
+                item.put(f, c.get(f).asText());
+            }
+        }
+        if (c.hasNonNull("priority")) {
+            item.put("priority", c.get("priority").asInt());
+        }
+        item.put("campaign", r.id);
+        JsonNode s = c.path("schedule");
+        switch (s.path("type").asText("now")) {
+            case "local_time" -> item.put("localTime", s.get("date").asText() + "T" + s.get("localTime").asText());
+            case "best_hour" -> item.put("sendAt", "best_hour");
+            default -> { }
+        }
+        if (c.hasNonNull("endAt")) {
+            long left = java.time.OffsetDateTime.parse(c.get("endAt").asText()).toInstant().toEpochMilli()
+                    - clock.millis();
+            item.put("ttlSeconds", Math.max(1, left / 1000));
+        }
+        ObjectNode batch = mapper.createObjectNode();
+        batch.put("app", r.app);
+        ArrayNode messages = batch.putArray("messages");
+        for (String u : users) {
+            messages.add(item.deepCopy().put("user", u));
+        }
+        return batch;
+    }
+
+    /** The user ids of member indexes, in order; members deleted since the snapshot are left out. */
+    private List<String> users(String app, List<Long> indexes) throws Exception {
+        Map<Integer, List<String>> byShard = new LinkedHashMap<>();
+        for (long i : indexes) {
+            byShard.computeIfAbsent((int) (i >>> Keys.USER_SHARD_BITS), s -> new ArrayList<>()).add(Long.toString(i));
+        }
+        List<String> out = new ArrayList<>(indexes.size());
+        for (Map.Entry<Integer, List<String>> e : byShard.entrySet()) {
+            for (KeyValue<String, String> kv : get(redis.async().hmget(Keys.userIds(app, e.getKey()),
+                    e.getValue().toArray(new String[0])).toCompletableFuture())) {
+                if (kv.hasValue()) {
+                    out.add(kv.getValue());
+                }
+            }
+        }
+        return out;
+    }
+
+    /** Loads the run's snapshot, freezing the shards nobody froze yet (first writer wins). */
+    private void freeze(Running r, long now) throws Exception {
+        String key = Keys.campaignSnapshot(r.app, r.id, r.run);
+        Map<String, String> stored = get(redis.async().hgetall(key).toCompletableFuture());
+        if (!r.frozen(stored)) {
+            JsonNode a = r.campaign.toJson().get("audience");
+            String text = a.has("rule") ? a.get("rule").asText() : null;
+            if (text == null) {
+                String saved = get(audiences.get(r.app, a.get("id").asText()));
+                if (saved == null) {
+                    throw new IllegalStateException("campaign " + r.id + ": its audience " + a.get("id")
+                            + " was deleted before launch");
+                }
+                text = mapper.readTree(saved).get("rule").asText();
+            }
+            Rule.Node rule = Rule.parse(text);
+            int shards = get(audiences.shards(r.app));
+            for (int s = 0; s < shards; s++) {
+                if (!stored.containsKey(Integer.toString(s))) {
+                    RoaringBitmap b = get(audiences.evaluate(r.app, s, rule));
+                    get(redis.async().hsetnx(key, Integer.toString(s), encode(b)).toCompletableFuture());
+                }
+            }
+            get(redis.async().hsetnx(key, "shards", Integer.toString(shards)).toCompletableFuture());
+            stored = get(redis.async().hgetall(key).toCompletableFuture());
+            r.frozen(stored);
+        }
+        set(r.app, r.id, "?frozen", Long.toString(r.size), "?frozenAt", Long.toString(now));
+    }
+
+    private void finish(Running r, long version, String why) throws Exception {
+        try {
+            Campaign done = r.campaign.move("finish", by, why, clock.millis());
+            if (get(campaigns.replace(r.app, done, version)).conflict()) {
+                return; // moved meanwhile (a pause, a cancel): next tick sees it
+            }
+        } catch (Campaign.Refused e) {
+            return;
+        }
+        set(r.app, r.id, "finishedAt", Long.toString(clock.millis()), "outcome", why);
+        log.info("campaign {} of app {} completed: {}", r.id, r.app, why);
+        redis.async().del(Keys.campaignSnapshot(r.app, r.id, r.run));
+        let(r, true);
+    }
+
+    /** Stops running a campaign here: lets the lease go and, when it ended, takes it off the live index. */
+    private void let(Running r, boolean ended) throws Exception {
+        mine.remove(r.app + "/" + r.id);
+        release(r.app, r.id);
+        if (ended) {
+            get(redis.async().zrem(Keys.liveCampaigns(r.app), r.id).toCompletableFuture());
+        }
+    }
+
+    /** The run's fields when this node now holds the lease, else null. */
+    private Map<String, String> acquire(String app, String id) throws Exception {
+        List<Object> reply = get(script.run(redis.async(), ScriptOutputType.MULTI,
+                new String[] {Keys.campaignRun(app, id)}, "acquire", owner, Long.toString(leaseMillis)));
+        if (((Long) reply.get(0)) != 1) {
+            return null;
+        }
+        Map<String, String> run = new HashMap<>();
+        for (int i = 1; i + 1 < reply.size(); i += 2) {
+            run.put(String.valueOf(reply.get(i)), String.valueOf(reply.get(i + 1)));
+        }
+        return run;
+    }
+
+    private boolean renew(Running r) throws Exception {
+        List<Object> reply = get(script.run(redis.async(), ScriptOutputType.MULTI,
+                new String[] {Keys.campaignRun(r.app, r.id)}, "renew", owner, Long.toString(leaseMillis)));
+        if (((Long) reply.get(0)) != 1) {
+            log.warn("campaign {} of app {}: lease lost (another node feeds it now)", r.id, r.app);
+            mine.remove(r.app + "/" + r.id);
+            return false;
+        }
+        return true;
+    }
+
+    private void set(String app, String id, String... fieldValues) throws Exception {
+        String[] args = new String[3 + fieldValues.length];
+        args[0] = "set";
+        args[1] = owner;
+        args[2] = Long.toString(leaseMillis);
+        System.arraycopy(fieldValues, 0, args, 3, fieldValues.length);
+        get(script.run(redis.async(), ScriptOutputType.MULTI, new String[] {Keys.campaignRun(app, id)}, args));
+    }
+
+    private void release(String app, String id) throws Exception {
+        get(script.run(redis.async(), ScriptOutputType.MULTI, new String[] {Keys.campaignRun(app, id)}, "release",
+                owner, Long.toString(leaseMillis)));
+    }
+
+    private <T> T get(CompletableFuture<T> f) throws Exception {
+        return f.get(wait.toMillis(), TimeUnit.MILLISECONDS);
+    }
+
+    private <T> T get(java.util.concurrent.CompletionStage<T> f) throws Exception {
+        return get(f.toCompletableFuture());
+    }
+
+    static String encode(RoaringBitmap b) throws IOException {
+        b.runOptimize();
+        ByteArrayOutputStream out = new ByteArrayOutputStream(b.serializedSizeInBytes());
+        b.serialize(new DataOutputStream(out));
+        return Base64.getEncoder().encodeToString(out.toByteArray());
+    }
+
+    static RoaringBitmap decode(String s) throws IOException {
+        RoaringBitmap b = new RoaringBitmap();
+        b.deserialize(new DataInputStream(new ByteArrayInputStream(Base64.getDecoder().decode(s))));
+        return b;
+    }
+
+    /** The campaigns this node feeds now (ids), for tests and metrics. */
+    public synchronized List<String> running() {
+        List<String> out = new ArrayList<>();
+        mine.values().forEach(r -> out.add(r.id));
+        return out;
+    }
+
+    @Override
+    public void close() {
+        closed = true;
+        executor.shutdownNow();
+        try {
+            executor.awaitTermination(2, TimeUnit.SECONDS);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
+
+    /** A campaign this node feeds: its checkpoint as this node last wrote it, and the loaded snapshot. */
+    private static final class Running {
+        final String app;
+        final String id;
+        final long run;
+        Campaign campaign;
+        long chunk;
+        long cursor;
+        long fed;
+        long skipped;
+        long size;
+        RoaringBitmap[] members;
+        long pacedFrom = -1;
+        long pacedFed;
+
+        Running(String app, Campaign campaign, long run, long chunk, long cursor, long fed) {
+            this.app = app;
+            this.id = campaign.id();
+            this.campaign = campaign;
+            this.run = run;
+            this.chunk = chunk;
+            this.cursor = cursor;
+            this.fed = fed;
+        }
+
+        /** Takes the snapshot when every shard is in it; false when it is not complete yet. */
+        boolean frozen(Map<String, String> stored) throws IOException {
+            String n = stored.get("shards");
+            if (n == null) {
+                return false;
+            }
+            int shards = Integer.parseInt(n);
+            RoaringBitmap[] m = new RoaringBitmap[shards];
+            long total = 0;
+            for (int s = 0; s < shards; s++) {
+                String b = stored.get(Integer.toString(s));
+                if (b == null) {
+                    return false;
+                }
+                m[s] = decode(b);
+                total += m[s].getLongCardinality();
+            }
+            members = m;
+            size = total;
+            return true;
+        }
+
+        /** Up to {@code n} member indexes after the cursor, in order. */
+        List<Long> next(int n) {
+            List<Long> out = new ArrayList<>(n);
+            long from = cursor + 1;
+            for (int s = (int) (from >>> Keys.USER_SHARD_BITS); s < members.length && out.size() < n; s++) {
+                long base = (long) s << Keys.USER_SHARD_BITS;
+                PeekableIntIterator it = members[s].getIntIterator();
+                if (from > base) {
+                    it.advanceIfNeeded((int) (from - base));
+                }
+                while (it.hasNext() && out.size() < n) {
+                    out.add(base + it.next());
+                }
+            }
+            return out;
+        }
+    }
+}
