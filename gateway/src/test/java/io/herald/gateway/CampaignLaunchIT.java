@@ -155,6 +155,16 @@ class CampaignLaunchIT {
             assertThat(fed(gw, id)).as("5 + 10/s x 3 s").isEqualTo(35);
             launcher.tick();
             assertThat(fed(gw, id)).isEqualTo(35);
+            // Paused: nothing goes, however long; resumed: the pace starts again from then (no burst).
+            assertThat(gw.post(base(gw) + "/campaigns/" + id + "/pause", "{\"reason\":\"check copy\"}").status())
+                    .isEqualTo(200);
+            launcher.tick();
+            clock.advance(Duration.ofSeconds(30));
+            launcher.tick();
+            assertThat(fed(gw, id)).as("paused").isEqualTo(35);
+            assertThat(gw.post(base(gw) + "/campaigns/" + id + "/resume", "").status()).isEqualTo(200);
+            launcher.tick();
+            assertThat(fed(gw, id)).as("one chunk on resume, not 30 s worth").isEqualTo(40);
             clock.advance(Duration.ofSeconds(10));
             launcher.tick();
             launcher.tick();
@@ -162,6 +172,52 @@ class CampaignLaunchIT {
             assertThat(c.get("progress").get("fed").asLong()).isEqualTo(50);
             assertThat(c.get("state").asText()).isEqualTo("completed");
             await().atMost(Duration.ofSeconds(30)).until(() -> received(gw.sandbox()).size() == 50);
+        }
+    }
+
+    @Test
+    void aLocalTimeCampaignWaitsForEachUsersMorningAndACancelStopsTheFeed() throws Exception {
+        TestClock clock = new TestClock("2026-12-23T12:00:00Z");
+        try (TestGateway gw = TestGateway.withClock("scheduler.campaign-tick = 1h", clock)) {
+            users(gw, "z", 2, 1);
+            assertThat(gw.send("PUT", base(gw) + "/users/z-0", "{\"timeZone\":\"Asia/Tokyo\"}", gw.key).status())
+                    .isEqualTo(200);
+            assertThat(gw.send("PUT", base(gw) + "/users/z-1", "{\"timeZone\":\"America/New_York\"}", gw.key).status())
+                    .isEqualTo(200);
+            template(gw);
+            String id = approved(gw, ",\"schedule\":{\"type\":\"local_time\",\"localTime\":\"09:00\","
+                    + "\"date\":\"2026-12-24\"}");
+            var launcher = gw.herald.campaignLauncher();
+            launcher.tick();
+            assertThat(campaign(gw, id).get("state").asText()).as("launches when the first zone nears 09:00")
+                    .isEqualTo("approved");
+            clock.set(java.time.Instant.parse("2026-12-23T18:00:00Z")); // 09:00 at UTC+14 minus an hour
+            launcher.tick();
+            assertThat(campaign(gw, id).get("state").asText()).isEqualTo("completed");
+            await().atMost(Duration.ofSeconds(30)).untilAsserted(() -> assertThat(campaign(gw, id).get("funnel")
+                    .get("counts").get("deferred:local_time").asLong()).isEqualTo(2));
+            clock.set(java.time.Instant.parse("2026-12-24T00:00:01Z")); // 09:00:01 in Tokyo, 19:00 in New York
+            gw.herald.scheduler().tick();
+            await().atMost(Duration.ofSeconds(30)).until(() -> received(gw.sandbox()).containsKey("z-0"));
+            assertThat(received(gw.sandbox())).doesNotContainKey("z-1");
+            clock.set(java.time.Instant.parse("2026-12-24T14:00:01Z")); // 09:00:01 in New York
+            gw.herald.scheduler().tick();
+            await().atMost(Duration.ofSeconds(30)).until(() -> received(gw.sandbox()).containsKey("z-1"));
+
+            // A cancelled campaign stops feeding at the next tick and leaves the launcher.
+            users(gw, "c", 20, 1);
+            String slow = approved(gw, ",\"throttle\":{\"perMinute\":600}");
+            launcher.tick();
+            assertThat(launcher.running()).contains(slow);
+            long fed = fed(gw, slow);
+            assertThat(fed).isEqualTo(5);
+            assertThat(gw.post(base(gw) + "/campaigns/" + slow + "/cancel", "{\"reason\":\"wrong crowd\"}").status())
+                    .isEqualTo(200);
+            clock.advance(Duration.ofMinutes(5));
+            launcher.tick();
+            assertThat(launcher.running()).doesNotContain(slow);
+            assertThat(fed(gw, slow)).isEqualTo(fed);
+            assertThat(campaign(gw, slow).get("state").asText()).isEqualTo("cancelled");
         }
     }
 
