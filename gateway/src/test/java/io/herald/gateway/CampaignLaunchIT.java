@@ -126,6 +126,27 @@ class CampaignLaunchIT {
                 assertThat(counts.get("submitted").asLong()).isEqualTo(30);
                 assertThat(counts.get("accepted").asLong()).isEqualTo(30);
             });
+            TestGateway.Response test = gw.post(base(gw) + "/campaigns/" + id + "/test", "{\"users\":[\"m-1\"]}");
+            assertThat(test.status()).as("no test sends for an ended campaign").isEqualTo(409);
+            await().atMost(Duration.ofSeconds(30)).untilAsserted(() -> {
+                TestGateway.Response r = gw.get(base(gw) + "/campaigns/" + id + "/report");
+                assertThat(r.status()).as(r.raw().body()).isEqualTo(200);
+                JsonNode report = r.json();
+                assertThat(report.get("state").asText()).isEqualTo("completed");
+                assertThat(report.get("progress").get("audienceSize").asLong()).isEqualTo(30);
+                assertThat(report.get("progress").get("fannedOut").asLong()).isEqualTo(30);
+                assertThat(report.get("progress").get("percent").asDouble()).isEqualTo(100.0);
+                assertThat(report.get("counts").get("accepted").asLong()).isEqualTo(30);
+                assertThat(report.get("channels").get("apns").get("accepted").asLong()).isEqualTo(30);
+                assertThat(report.get("channels").get("sms").get("accepted").asLong()).isZero();
+                long perMinute = 0;
+                for (JsonNode b : report.get("series").get("buckets")) {
+                    perMinute += b.get("counts").get("submitted").asLong();
+                }
+                assertThat(report.get("series").get("bucket").asText()).isEqualTo("minute");
+                assertThat(perMinute).as("the series adds up").isEqualTo(30);
+            });
+            assertThat(gw.get(base(gw) + "/campaigns/" + id + "/report?bucket=week").status()).isEqualTo(422);
         }
     }
 

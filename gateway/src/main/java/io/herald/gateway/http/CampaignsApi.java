@@ -11,6 +11,7 @@ import io.herald.protocol.ApiError;
 import io.herald.protocol.ErrorCode;
 import io.netty.handler.codec.http.HttpResponseStatus;
 
+import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ThreadLocalRandom;
 
@@ -69,6 +70,7 @@ final class CampaignsApi {
         r.post("/v1/apps/{app}/campaigns/{id}/resume", MANAGE, x -> move(x, "resume"));
         r.post("/v1/apps/{app}/campaigns/{id}/cancel", MANAGE, x -> move(x, "cancel"));
         r.post("/v1/apps/{app}/campaigns/{id}/test", MANAGE, this::test);
+        r.get("/v1/apps/{app}/campaigns/{id}/report", READ, this::report);
     }
 
     /** The most users one test send may name. */
@@ -169,6 +171,110 @@ final class CampaignsApi {
                 pipeline.publish(entry, items, false);
                 x.json(HttpResponseStatus.ACCEPTED, out);
             });
+        });
+    }
+
+    /**
+     * The campaign's report: state, progress (audience size, fanned out, percent), the funnel
+     * (counts, rates; failed and dropped by reason, capped, held), per channel (from acceptance
+     * on), per variant (test sends under {@code test}), the runs of a recurring campaign, and a
+     * series from the launch (per minute; per hour when that would exceed 1,000 buckets; {@code
+     * ?bucket=minute|hour|day} chooses).
+     */
+    private void report(Exchange x) {
+        if (!x.ownApp()) {
+            return;
+        }
+        String app = x.app();
+        campaigns.get(app, x.param("id")).thenCompose(v -> {
+            if (v == null) {
+                x.notFound("campaign '" + x.param("id") + "'");
+                return CompletableFuture.completedFuture(null);
+            }
+            ObjectNode c = v.campaign().toJson();
+            String id = v.campaign().id();
+            return withProgress(x, c).thenCompose(full -> {
+                ObjectNode out = x.mapper().createObjectNode();
+                out.put("campaign", id);
+                out.put("name", c.get("name").asText());
+                out.put("state", c.get("state").asText());
+                ObjectNode progress = out.putObject("progress");
+                JsonNode p = full.path("progress");
+                long size = p.path("audienceSize").asLong(0);
+                long fed = p.path("fed").asLong(0);
+                progress.put("audienceSize", size);
+                progress.put("fannedOut", fed);
+                progress.put("skipped", p.path("skipped").asLong(0));
+                progress.put("percent", size == 0 ? (p.has("finishedAt") ? 100.0 : 0.0)
+                        : Math.round((fed + p.path("skipped").asLong(0)) * 1000.0 / size) / 10.0);
+                for (String f : new String[] {"startedAt", "finishedAt", "outcome"}) {
+                    if (p.has(f)) {
+                        progress.set(f, p.get(f));
+                    }
+                }
+                JsonNode funnel = full.get("funnel");
+                out.set("counts", funnel.get("counts"));
+                out.set("rates", funnel.get("rates"));
+                ObjectNode failed = out.putObject("failedBy");
+                ObjectNode dropped = out.putObject("droppedBy");
+                ObjectNode held = out.putObject("heldBy");
+                funnel.get("counts").fields().forEachRemaining(e -> {
+                    String k = e.getKey();
+                    if (k.startsWith("failed:")) {
+                        failed.set(k.substring(7), e.getValue());
+                    } else if (k.startsWith("dropped:")) {
+                        dropped.set(k.substring(8), e.getValue());
+                    } else if (k.startsWith("deferred:")) {
+                        held.set(k.substring(9), e.getValue());
+                    }
+                });
+                io.herald.gateway.tracking.Funnels funnels = store.funnels();
+                java.util.Map<String, CompletableFuture<ObjectNode>> channels = new java.util.LinkedHashMap<>();
+                for (String ch : new String[] {"apns", "fcm", "sms"}) {
+                    channels.put(ch, funnels.campaignChannelFunnel(app, id, ch));
+                }
+                java.util.Map<String, CompletableFuture<ObjectNode>> variants = new java.util.LinkedHashMap<>();
+                variants.put("test", funnels.scopeFunnel(app, id, "test"));
+                long now = clock.millis();
+                long from = p.has("startedAt") ? java.time.Instant.parse(p.get("startedAt").asText()).toEpochMilli()
+                        : now;
+                long to = p.has("finishedAt")
+                        ? Math.min(now, java.time.Instant.parse(p.get("finishedAt").asText()).toEpochMilli() + 3_600_000L)
+                        : now;
+                io.herald.gateway.tracking.Funnels.Bucket bucket;
+                String asked = x.query("bucket");
+                if (asked != null) {
+                    bucket = io.herald.gateway.tracking.Funnels.Bucket.parse(asked);
+                    if (bucket == null) {
+                        x.error(HttpResponseStatus.UNPROCESSABLE_ENTITY, ApiError.of(ErrorCode.INVALID_FIELD, "bucket",
+                                "bucket: '" + asked + "' (expected: minute, hour or day)"));
+                        return CompletableFuture.completedFuture(null);
+                    }
+                } else {
+                    bucket = (to - from) / 60_000L > 1000 ? io.herald.gateway.tracking.Funnels.Bucket.HOUR
+                            : io.herald.gateway.tracking.Funnels.Bucket.MINUTE;
+                }
+                CompletableFuture<ObjectNode> series = funnels.series(app, id, null, bucket, from, to);
+                List<CompletableFuture<?>> all = new java.util.ArrayList<>(channels.values());
+                all.addAll(variants.values());
+                all.add(series);
+                return CompletableFuture.allOf(all.toArray(new CompletableFuture<?>[0])).thenApply(done -> {
+                    ObjectNode chs = out.putObject("channels");
+                    channels.forEach((ch, f) -> chs.set(ch, f.join().get("counts")));
+                    ObjectNode vs = out.putObject("variants");
+                    variants.forEach((name, f) -> vs.set(name, f.join()));
+                    ObjectNode s = series.join();
+                    s.remove("app");
+                    s.remove("campaign");
+                    out.set("series", s);
+                    x.json(HttpResponseStatus.OK, out);
+                    return null;
+                });
+            });
+        }).whenComplete((v, err) -> {
+            if (err != null) {
+                x.unavailable(err);
+            }
         });
     }
 

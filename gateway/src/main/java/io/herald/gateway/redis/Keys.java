@@ -396,6 +396,11 @@ public final class Keys {
         return "herald:f:{" + app + "}:ch:" + channel;
     }
 
+    /** A campaign's funnel counters of one channel, from acceptance on (its report's per-channel rows). */
+    public static String funnelChannel(String app, String campaign, String channel) {
+        return funnel(app, campaign, null) + ":ch:" + channel;
+    }
+
     /** A tracked link: its short code -> the target URL and the message it was sent in. */
     public static String link(String code) {
         return "herald:link:{" + code + "}";

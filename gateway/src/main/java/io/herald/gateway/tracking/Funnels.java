@@ -89,6 +89,9 @@ public final class Funnels {
         }
         if (channel != null) {
             out.add(total(Keys.funnelChannel(app, channel), now));
+            if (campaign != null) {
+                out.add(total(Keys.funnelChannel(app, campaign, channel), now));
+            }
         }
         return out;
     }
@@ -128,6 +131,11 @@ public final class Funnels {
     /** The funnel of one channel (apns, fcm, sms) of an app: counts from acceptance on. */
     public CompletableFuture<ObjectNode> channelFunnel(String app, String channel) {
         return read(Keys.funnelChannel(app, channel));
+    }
+
+    /** The funnel of one channel of a campaign: counts from acceptance on. */
+    public CompletableFuture<ObjectNode> campaignChannelFunnel(String app, String campaign, String channel) {
+        return read(Keys.funnelChannel(app, campaign, channel));
     }
 
     public CompletableFuture<ObjectNode> scopeFunnel(String app, String campaign, String variant) {
