@@ -8,7 +8,8 @@
 --            fed: moves the checkpoint on when the caller holds the lease and the run is at that
 --            chunk. Reply {1}; {0} lease lost; {-1} the run is elsewhere (nothing written).
 --   set:     ARGV[4..] field/value pairs, written when the caller holds the lease; a field
---            prefixed '?' is written only when absent (first writer wins). Reply {1} or {0}.
+--            prefixed '?' is written only when absent (first writer wins), one prefixed '-' is
+--            deleted (its value ignored). Reply {1} or {0}.
 --   release: lets the lease go if the caller holds it. Reply {1}.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -49,6 +50,8 @@ if op == 'set' then
     local f = ARGV[i]
     if string.sub(f, 1, 1) == '?' then
       redis.call('HSETNX', k, string.sub(f, 2), ARGV[i + 1])
+    elseif string.sub(f, 1, 1) == '-' then
+      redis.call('HDEL', k, string.sub(f, 2))
     else
       redis.call('HSET', k, f, ARGV[i + 1])
     end

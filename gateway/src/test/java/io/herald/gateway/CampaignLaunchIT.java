@@ -243,6 +243,59 @@ class CampaignLaunchIT {
     }
 
     @Test
+    void aRecurringCampaignReEvaluatesItsAudienceEachRunAndSkipsWhoGotItRecently() throws Exception {
+        TestClock clock = new TestClock("2026-12-01T08:00:00Z");
+        try (TestGateway gw = TestGateway.withClock("scheduler.campaign-tick = 1h", clock)) {
+            users(gw, "r", 10, 1);
+            template(gw);
+            String id = approved(gw, ",\"schedule\":{\"type\":\"recurring\",\"every\":\"day\",\"at\":\"09:00\","
+                    + "\"until\":\"2026-12-03T12:00:00Z\"},\"reEligibleAfter\":\"36h\"");
+            var launcher = gw.herald.campaignLauncher();
+            launcher.tick();
+            assertThat(campaign(gw, id).get("state").asText()).isEqualTo("approved");
+
+            clock.set(java.time.Instant.parse("2026-12-01T09:00:00Z"));
+            launcher.tick();
+            JsonNode p = campaign(gw, id).get("progress");
+            assertThat(campaign(gw, id).get("state").asText()).as("running between runs").isEqualTo("running");
+            assertThat(p.get("run").asLong()).isEqualTo(2);
+            assertThat(p.get("nextAt").asText()).isEqualTo("2026-12-02T09:00:00Z");
+            assertThat(p.get("runs").get(0).get("fed").asLong()).isEqualTo(10);
+            launcher.tick();
+            assertThat(campaign(gw, id).get("progress").get("run").asLong()).as("not before the next run's time")
+                    .isEqualTo(2);
+
+            users(gw, "n", 5, 1); // joined the crowd since
+            clock.set(java.time.Instant.parse("2026-12-02T09:00:00Z"));
+            launcher.tick();
+            p = campaign(gw, id).get("progress");
+            assertThat(p.get("runs").get(1).get("audienceSize").asLong()).as("the 10 got it 24 h ago: skipped")
+                    .isEqualTo(5);
+            assertThat(p.get("runs").get(1).get("day").asText()).isEqualTo("2026-12-02");
+
+            clock.set(java.time.Instant.parse("2026-12-03T09:00:00Z"));
+            launcher.tick();
+            JsonNode c = campaign(gw, id);
+            assertThat(c.get("state").asText()).as("the next run would be after until").isEqualTo("completed");
+            assertThat(c.get("progress").get("runs").get(2).get("fed").asLong())
+                    .as("48 h since the first run: the 10 again; the 5 of yesterday skipped").isEqualTo(10);
+
+            await().atMost(Duration.ofSeconds(30)).until(() -> received(gw.sandbox()).values().stream()
+                    .mapToInt(Set::size).sum() == 25);
+            Map<String, Set<UUID>> got = received(gw.sandbox());
+            assertThat(got.get("r-0")).hasSize(2);
+            assertThat(got.get("n-0")).hasSize(1);
+            await().atMost(Duration.ofSeconds(30)).untilAsserted(() -> {
+                JsonNode report = gw.get(base(gw) + "/campaigns/" + id + "/report").json();
+                assertThat(report.get("counts").get("submitted").asLong()).as("the total over the runs").isEqualTo(25);
+                assertThat(report.get("runs")).hasSize(3);
+                assertThat(report.get("runs").get(1).get("counts").get("submitted").asLong()).isEqualTo(5);
+                assertThat(report.get("runs").get(2).get("counts").get("submitted").asLong()).isEqualTo(10);
+            });
+        }
+    }
+
+    @Test
     void aNodeThatDiesMidFanOutIsReplacedAndNobodyGetsItTwice() throws Exception {
         String config = "redis.node-lease = 2s\nscheduler { campaign-lease = 2s, campaign-tick = 100ms }";
         TestGateway a = new TestGateway(config);

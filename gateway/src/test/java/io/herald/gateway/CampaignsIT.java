@@ -62,6 +62,20 @@ class CampaignsIT {
         assertThat(sched.json().get("error").get("field").asText()).isEqualTo("schedule.type");
         TestGateway.Response prio = gw.post(base(gw), DRAFT.replace("\"priority\":7", "\"priority\":11"));
         assertThat(prio.json().get("error").get("field").asText()).isEqualTo("priority");
+        TestGateway.Response every = gw.post(base(gw), DRAFT.replace("{\"type\":\"at\",\"at\":\"2026-12-24T09:00:00+08:00\"}",
+                "{\"type\":\"recurring\",\"every\":\"month\",\"at\":\"09:00\",\"until\":\"2027-01-31T00:00:00Z\"}"));
+        assertThat(every.json().get("error").get("field").asText()).isEqualTo("schedule.every");
+        TestGateway.Response weekday = gw.post(base(gw), DRAFT.replace("{\"type\":\"at\",\"at\":\"2026-12-24T09:00:00+08:00\"}",
+                "{\"type\":\"recurring\",\"every\":\"week\",\"at\":\"09:00\",\"until\":\"2027-01-31T00:00:00Z\"}"));
+        assertThat(weekday.json().get("error").get("field").asText()).isEqualTo("schedule.weekday");
+        TestGateway.Response again = gw.post(base(gw), DRAFT.replace("\"priority\":7", "\"priority\":7,\"reEligibleAfter\":\"7d\""));
+        assertThat(again.json().get("error").get("message").asText()).contains("only for a recurring schedule");
+        TestGateway.Response weekly = gw.post(base(gw), DRAFT.replace("{\"type\":\"at\",\"at\":\"2026-12-24T09:00:00+08:00\"}",
+                "{\"type\":\"recurring\",\"every\":\"week\",\"weekday\":\"Monday\",\"at\":\"09:00\","
+                        + "\"localTime\":true,\"until\":\"2027-01-31T00:00:00Z\"}").replace("\"priority\":7",
+                "\"priority\":7,\"reEligibleAfter\":\"2w\""));
+        assertThat(weekly.status()).as(weekly.raw().body()).isEqualTo(201);
+        assertThat(weekly.json().get("schedule").get("weekday").asText()).isEqualTo("monday");
         TestGateway.Response name = gw.post(base(gw), DRAFT.replace("\"name\":\"Winter sale\",", ""));
         assertThat(name.json().get("error").get("code").asText()).isEqualTo("missing_field");
     }

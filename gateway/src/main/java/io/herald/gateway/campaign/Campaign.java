@@ -76,7 +76,7 @@ public final class Campaign {
     }
 
     private static final Set<String> FIELDS = Set.of("name", "audience", "content", "channel", "fallback", "class",
-            "priority", "category", "schedule", "throttle", "endAt", "onQuiet", "onCap");
+            "priority", "category", "schedule", "throttle", "endAt", "onQuiet", "onCap", "reEligibleAfter");
     private static final Set<String> CHANNELS = Set.of("auto", "push", "apns", "fcm", "sms");
 
     private final ObjectNode doc;
@@ -110,7 +110,9 @@ public final class Campaign {
      * {@code templateExists}, with optional {@code vars}, or inline {@code {title?, body?, smsBody?}}),
      * {@code channel}, {@code fallback}, {@code class} (default marketing), {@code priority} 1..10,
      * {@code category}, {@code schedule} ({@code {type: now | at | local_time | best_hour}}, {@code at}
-     * an ISO instant, {@code localTime} HH:mm with {@code date} yyyy-MM-dd), {@code throttle}
+     * an ISO instant, {@code localTime} HH:mm with {@code date} yyyy-MM-dd; {@code recurring}: {@code every} day or
+     * week (with {@code weekday}), {@code at} HH:mm, {@code localTime} (each user's zone) or {@code zone} (default
+     * UTC), {@code until} an ISO instant; with {@code reEligibleAfter} 12h, 7d, 2w...), {@code throttle}
      * ({@code {perMinute}} 1..10,000,000), {@code endAt} (ISO instant, after {@code at}),
      * {@code onQuiet} hold|drop, {@code onCap} drop|defer.
      */
@@ -256,8 +258,20 @@ public final class Campaign {
                 schedule.put("localTime", lt);
                 schedule.put("date", date);
             }
+            case "recurring" -> recurring(s, schedule);
             default -> throw new Invalid("schedule.type", "schedule.type: '" + type
-                    + "' (expected: now, at, local_time or best_hour)");
+                    + "' (expected: now, at, local_time, best_hour or recurring)");
+        }
+        if (body.hasNonNull("reEligibleAfter")) {
+            if (!type.equals("recurring")) {
+                throw new Invalid("reEligibleAfter", "reEligibleAfter: only for a recurring schedule");
+            }
+            String r = body.get("reEligibleAfter").asText();
+            if (durationMillis(r) < 0) {
+                throw new Invalid("reEligibleAfter", "reEligibleAfter: '" + r + "' (expected: a duration such as 12h, 7d "
+                        + "or 2w, up to 366d)");
+            }
+            d.put("reEligibleAfter", r);
         }
         if (body.hasNonNull("throttle")) {
             JsonNode pm = body.get("throttle").get("perMinute");
@@ -274,6 +288,63 @@ public final class Campaign {
             d.put("endAt", Instant.ofEpochMilli(end).toString());
         }
         return d;
+    }
+
+    /** Reads and checks a recurring schedule into {@code out}. */
+    private static void recurring(JsonNode s, ObjectNode out) throws Invalid {
+        String every = s.path("every").asText("");
+        if (!every.equals("day") && !every.equals("week")) {
+            throw new Invalid("schedule.every", "schedule.every: '" + every + "' (expected: day or week)");
+        }
+        out.put("every", every);
+        try {
+            LocalTime.parse(s.path("at").asText(""));
+        } catch (DateTimeParseException e) {
+            throw new Invalid("schedule.at", "schedule.at: '" + s.path("at").asText("") + "' (expected: HH:mm, the time of "
+                    + "each run)");
+        }
+        out.put("at", s.get("at").asText());
+        if (every.equals("week")) {
+            try {
+                out.put("weekday", java.time.DayOfWeek.valueOf(s.path("weekday").asText("").toUpperCase(Locale.ROOT))
+                        .name().toLowerCase(Locale.ROOT));
+            } catch (IllegalArgumentException e) {
+                throw new Invalid("schedule.weekday", "schedule.weekday: '" + s.path("weekday").asText("")
+                        + "' (expected: monday .. sunday, the day of each weekly run)");
+            }
+        }
+        boolean local = s.path("localTime").asBoolean(false);
+        out.put("localTime", local);
+        if (s.hasNonNull("zone")) {
+            if (local) {
+                throw new Invalid("schedule.zone", "schedule.zone: given with localTime (expected: one of them: each "
+                        + "user's zone, or one zone for everyone)");
+            }
+            try {
+                java.time.ZoneId.of(s.get("zone").asText());
+            } catch (java.time.DateTimeException e) {
+                throw new Invalid("schedule.zone", "schedule.zone: '" + s.get("zone").asText()
+                        + "' (expected: an IANA zone such as Europe/Berlin)");
+            }
+            out.put("zone", s.get("zone").asText());
+        }
+        out.put("until", Instant.ofEpochMilli(instant(s, "until", "schedule.until")).toString());
+    }
+
+    /** Milliseconds of a duration such as {@code 90m}, {@code 12h}, {@code 7d}, {@code 2w} (at most 366 days); -1 when invalid. */
+    public static long durationMillis(String s) {
+        java.util.regex.Matcher m = java.util.regex.Pattern.compile("(\\d{1,6})(m|h|d|w)").matcher(s);
+        if (!m.matches()) {
+            return -1;
+        }
+        long n = Long.parseLong(m.group(1));
+        long ms = n * switch (m.group(2)) {
+            case "m" -> 60_000L;
+            case "h" -> 3_600_000L;
+            case "d" -> 86_400_000L;
+            default -> 7 * 86_400_000L;
+        };
+        return ms > 366 * 86_400_000L ? -1 : ms;
     }
 
     private static String text(JsonNode o, String name, int max, boolean required) throws Invalid {

@@ -172,6 +172,7 @@ public final class CampaignLauncher implements AutoCloseable {
     public static long dueAt(JsonNode campaign) {
         JsonNode s = campaign.path("schedule");
         return switch (s.path("type").asText("now")) {
+            case "recurring" -> nextRun(s, approvedAt(campaign)).launch();
             case "at" -> java.time.OffsetDateTime.parse(s.get("at").asText()).toInstant().toEpochMilli();
             case "local_time" -> LocalDateTime.of(LocalDate.parse(s.get("date").asText()),
                     LocalTime.parse(s.get("localTime").asText())).toInstant(ZoneOffset.ofHours(14)).toEpochMilli()
@@ -183,6 +184,41 @@ public final class CampaignLauncher implements AutoCloseable {
     /** Where the campaigns are stored. */
     public Campaigns campaigns() {
         return campaigns;
+    }
+
+    /** When the campaign was approved (its recurring runs count from then); 0 when it was not. */
+    private static long approvedAt(JsonNode campaign) {
+        JsonNode at = campaign.path("approval").path("at");
+        return at.isTextual() ? Instant.parse(at.asText()).toEpochMilli() : 0;
+    }
+
+    /** A run of a recurring campaign: the day it is for and when it launches. */
+    record Occurrence(LocalDate day, long launch) { }
+
+    /**
+     * The first run of a recurring schedule that launches after {@code after}: every day, or every
+     * week on {@code weekday}, at {@code at} in {@code zone} (default UTC); with {@code localTime}
+     * at {@code at} in each user's zone, so it launches an hour before the day's {@code at} reaches
+     * UTC+14 and every message waits for its user's time.
+     */
+    static Occurrence nextRun(JsonNode s, long after) {
+        boolean local = s.path("localTime").asBoolean(false);
+        java.time.ZoneId zone = local ? ZoneOffset.ofHours(14) : java.time.ZoneId.of(s.path("zone").asText("UTC"));
+        LocalTime at = LocalTime.parse(s.get("at").asText());
+        java.time.DayOfWeek weekday = s.has("weekday")
+                ? java.time.DayOfWeek.valueOf(s.get("weekday").asText().toUpperCase(java.util.Locale.ROOT)) : null;
+        LocalDate day = Instant.ofEpochMilli(after).atZone(zone).toLocalDate().minusDays(1);
+        for (int i = 0; i < 10; i++, day = day.plusDays(1)) {
+            if (weekday != null && day.getDayOfWeek() != weekday) {
+                continue;
+            }
+            long launch = java.time.ZonedDateTime.of(day, at, zone).toInstant().toEpochMilli()
+                    - (local ? Duration.ofHours(1).toMillis() : 0);
+            if (launch > after) {
+                return new Occurrence(day, launch);
+            }
+        }
+        throw new IllegalStateException("no run within 10 days of " + Instant.ofEpochMilli(after));
     }
 
     /** Puts a campaign on the live index (the API after a move to approved, running or paused). */
@@ -280,13 +316,26 @@ public final class CampaignLauncher implements AutoCloseable {
     /** Starts running a campaign whose lease this node holds: the run's fields first (first writer wins). */
     private void adopt(String app, Campaign c, Map<String, String> run, long now) throws Exception {
         String id = c.id();
+        JsonNode schedule = c.toJson().get("schedule");
+        boolean recurring = schedule.path("type").asText().equals("recurring");
         if (!run.containsKey("run")) {
-            set(app, id, "?run", "1", "?chunk", "0", "?cursor", "-1", "?fed", "0", "?skipped", "0",
-                    "?startedAt", Long.toString(now));
-            run = get(progress(app, id));
+            String day = recurring ? nextRun(schedule, approvedAt(c.toJson())).day().toString() : "";
+            set(app, id, "?run", "1", "?chunk", "0", "?cursor", "-1", "?fed", "0", "?skipped", "0", "?day", day);
         }
+        long next = Long.parseLong(get(progress(app, id)).getOrDefault("nextAt", "0"));
+        if (next > now) {
+            // A recurring campaign between runs: look again when the next one is due.
+            release(app, id);
+            get(redis.async().zadd(Keys.liveCampaigns(app), (double) next, id).toCompletableFuture());
+            return;
+        }
+        set(app, id, "?startedAt", Long.toString(now));
+        run = get(progress(app, id));
         Running r = new Running(app, c, Long.parseLong(run.get("run")), Long.parseLong(run.getOrDefault("chunk", "0")),
                 Long.parseLong(run.getOrDefault("cursor", "-1")), Long.parseLong(run.getOrDefault("fed", "0")));
+        r.skipped = Long.parseLong(run.getOrDefault("skipped", "0"));
+        r.day = recurring ? run.get("day") : null;
+        r.runs = run.getOrDefault("runs", "[]");
         mine.put(app + "/" + id, r);
     }
 
@@ -321,7 +370,7 @@ public final class CampaignLauncher implements AutoCloseable {
         }
         if (c.hasNonNull("endAt")
                 && now >= java.time.OffsetDateTime.parse(c.get("endAt").asText()).toInstant().toEpochMilli()) {
-            finish(r, v.version(), "endAt reached: " + r.fed + " of " + r.size + " members fed, the rest cut off");
+            finishCampaign(r, v.version(), "endAt reached: " + r.fed + " of " + r.size + " members fed, the rest cut off");
             return;
         }
         long perMinute = c.path("throttle").path("perMinute").asLong(0);
@@ -450,10 +499,15 @@ public final class CampaignLauncher implements AutoCloseable {
         if (c.hasNonNull("priority")) {
             item.put("priority", c.get("priority").asInt());
         }
-        item.put("campaign", r.id);
+        item.put("campaign", r.label());
         JsonNode s = c.path("schedule");
         switch (s.path("type").asText("now")) {
             case "local_time" -> item.put("localTime", s.get("date").asText() + "T" + s.get("localTime").asText());
+            case "recurring" -> {
+                if (s.path("localTime").asBoolean(false)) {
+                    item.put("localTime", r.day + "T" + s.get("at").asText());
+                }
+            }
             case "best_hour" -> item.put("sendAt", "best_hour");
             default -> { }
         }
@@ -506,9 +560,16 @@ public final class CampaignLauncher implements AutoCloseable {
             }
             Rule.Node rule = Rule.parse(text);
             int shards = get(audiences.shards(r.app));
+            List<Map<String, String>> recent = recentRuns(r, now);
             for (int s = 0; s < shards; s++) {
                 if (!stored.containsKey(Integer.toString(s))) {
                     RoaringBitmap b = get(audiences.evaluate(r.app, s, rule));
+                    for (Map<String, String> earlier : recent) {
+                        String got = earlier.get(Integer.toString(s));
+                        if (got != null) {
+                            b.andNot(decode(got)); // got it within reEligibleAfter: skipped this run
+                        }
+                    }
                     get(redis.async().hsetnx(key, Integer.toString(s), encode(b)).toCompletableFuture());
                 }
             }
@@ -519,7 +580,79 @@ public final class CampaignLauncher implements AutoCloseable {
         set(r.app, r.id, "?frozen", Long.toString(r.size), "?frozenAt", Long.toString(now));
     }
 
+    /**
+     * The snapshots (who got it) of the earlier runs of a recurring campaign that started within
+     * its {@code reEligibleAfter}; empty without one.
+     */
+    private List<Map<String, String>> recentRuns(Running r, long now) throws Exception {
+        long window = r.campaign.toJson().hasNonNull("reEligibleAfter")
+                ? Campaign.durationMillis(r.campaign.toJson().get("reEligibleAfter").asText()) : 0;
+        List<Map<String, String>> out = new ArrayList<>();
+        if (window <= 0) {
+            return out;
+        }
+        for (JsonNode earlier : mapper.readTree(r.runs)) {
+            if (earlier.path("startedAt").asLong() > now - window) {
+                Map<String, String> snap = get(redis.async().hgetall(Keys.campaignSnapshot(r.app, r.id,
+                        earlier.get("run").asLong())).toCompletableFuture());
+                if (!snap.isEmpty()) {
+                    out.add(snap);
+                }
+            }
+        }
+        return out;
+    }
+
+    /**
+     * The end of a run of a recurring campaign: its summary joins {@code runs}, and the next run is
+     * set up to launch at its time, or the campaign completes when that is after {@code until}.
+     * Its snapshot is kept for {@code reEligibleAfter} (who got it is skipped until then).
+     */
+    private void endRun(Running r, long version, String why) throws Exception {
+        JsonNode c = r.campaign.toJson();
+        JsonNode s = c.get("schedule");
+        long now = clock.millis();
+        Map<String, String> run = get(progress(r.app, r.id));
+        ArrayNode runs = (ArrayNode) mapper.readTree(run.getOrDefault("runs", "[]"));
+        runs.addObject().put("run", r.run).put("day", r.day).put("audienceSize", r.size).put("fed", r.fed)
+                .put("skipped", r.skipped).put("startedAt", Long.parseLong(run.getOrDefault("startedAt", "0")))
+                .put("finishedAt", now).put("label", r.label());
+        long thisLaunch = java.time.ZonedDateTime.of(LocalDate.parse(r.day), LocalTime.parse(s.get("at").asText()),
+                s.path("localTime").asBoolean(false) ? ZoneOffset.ofHours(14)
+                        : java.time.ZoneId.of(s.path("zone").asText("UTC"))).toInstant().toEpochMilli();
+        Occurrence next = nextRun(s, Math.max(thisLaunch, now));
+        long until = Instant.parse(s.get("until").asText()).toEpochMilli();
+        long keep = c.hasNonNull("reEligibleAfter") ? Campaign.durationMillis(c.get("reEligibleAfter").asText()) : 0;
+        String snapshot = Keys.campaignSnapshot(r.app, r.id, r.run);
+        if (keep > 0) {
+            redis.async().pexpire(snapshot, keep + Duration.ofDays(1).toMillis());
+        } else {
+            redis.async().del(snapshot);
+        }
+        if (next.launch() > until) {
+            set(r.app, r.id, "runs", runs.toString());
+            finishCampaign(r, version, "last run done (" + runs.size() + " runs; the next would be after until)");
+            return;
+        }
+        set(r.app, r.id, "runs", runs.toString(), "run", Long.toString(r.run + 1), "day", next.day().toString(),
+                "nextAt", Long.toString(next.launch()), "chunk", "0", "cursor", "-1", "fed", "0", "skipped", "0",
+                "-frozen", "", "-frozenAt", "", "-startedAt", "", "-finishedAt", "", "-outcome", "");
+        log.info("campaign {} of app {}: run {} done ({}); run {} at {}", r.id, r.app, r.run, why, r.run + 1,
+                Instant.ofEpochMilli(next.launch()));
+        mine.remove(r.app + "/" + r.id);
+        release(r.app, r.id);
+        get(redis.async().zadd(Keys.liveCampaigns(r.app), (double) next.launch(), r.id).toCompletableFuture());
+    }
+
     private void finish(Running r, long version, String why) throws Exception {
+        if (r.day != null) {
+            endRun(r, version, why);
+        } else {
+            finishCampaign(r, version, why);
+        }
+    }
+
+    private void finishCampaign(Running r, long version, String why) throws Exception {
         try {
             Campaign done = r.campaign.move("finish", by, why, clock.millis());
             if (get(campaigns.replace(r.app, done, version)).conflict()) {
@@ -530,7 +663,9 @@ public final class CampaignLauncher implements AutoCloseable {
         }
         set(r.app, r.id, "finishedAt", Long.toString(clock.millis()), "outcome", why);
         log.info("campaign {} of app {} completed: {}", r.id, r.app, why);
-        redis.async().del(Keys.campaignSnapshot(r.app, r.id, r.run));
+        if (r.day == null) {
+            redis.async().del(Keys.campaignSnapshot(r.app, r.id, r.run));
+        }
         let(r, true);
     }
 
@@ -635,6 +770,15 @@ public final class CampaignLauncher implements AutoCloseable {
         RoaringBitmap[] members;
         long pacedFrom = -1;
         long pacedFed;
+        /** The day of this run of a recurring campaign; null for a one-off. */
+        String day;
+        /** The earlier runs' summaries (JSON array) of a recurring campaign. */
+        String runs = "[]";
+
+        /** The campaign label its messages carry: the id, or id.r<run> for the runs of a recurring one. */
+        String label() {
+            return day == null ? id : id + ".r" + run;
+        }
 
         Running(String app, Campaign campaign, long run, long chunk, long cursor, long fed) {
             this.app = app;

@@ -193,7 +193,8 @@ final class CampaignsApi {
             }
             ObjectNode c = v.campaign().toJson();
             String id = v.campaign().id();
-            return withProgress(x, c).thenCompose(full -> {
+            return launcher.progress(app, id).thenCompose(run -> withProgress(x, c).thenCompose(full -> {
+                List<String> labels = labels(id, run);
                 ObjectNode out = x.mapper().createObjectNode();
                 out.put("campaign", id);
                 out.put("name", c.get("name").asText());
@@ -231,7 +232,7 @@ final class CampaignsApi {
                 io.herald.gateway.tracking.Funnels funnels = store.funnels();
                 java.util.Map<String, CompletableFuture<ObjectNode>> channels = new java.util.LinkedHashMap<>();
                 for (String ch : new String[] {"apns", "fcm", "sms"}) {
-                    channels.put(ch, funnels.campaignChannelFunnel(app, id, ch));
+                    channels.put(ch, funnels.campaignFunnel(app, labels, ch));
                 }
                 java.util.Map<String, CompletableFuture<ObjectNode>> variants = new java.util.LinkedHashMap<>();
                 variants.put("test", funnels.scopeFunnel(app, id, "test"));
@@ -254,8 +255,15 @@ final class CampaignsApi {
                     bucket = (to - from) / 60_000L > 1000 ? io.herald.gateway.tracking.Funnels.Bucket.HOUR
                             : io.herald.gateway.tracking.Funnels.Bucket.MINUTE;
                 }
-                CompletableFuture<ObjectNode> series = funnels.series(app, id, null, bucket, from, to);
+                // A recurring campaign: the series of its latest run.
+                CompletableFuture<ObjectNode> series = funnels.series(app, labels.get(labels.size() - 1), null, bucket,
+                        from, to);
+                java.util.Map<String, CompletableFuture<ObjectNode>> perRun = new java.util.LinkedHashMap<>();
+                for (String label : labels.subList(1, labels.size())) {
+                    perRun.put(label, funnels.scopeFunnel(app, label, null));
+                }
                 List<CompletableFuture<?>> all = new java.util.ArrayList<>(channels.values());
+                all.addAll(perRun.values());
                 all.addAll(variants.values());
                 all.add(series);
                 return CompletableFuture.allOf(all.toArray(new CompletableFuture<?>[0])).thenApply(done -> {
@@ -267,10 +275,28 @@ final class CampaignsApi {
                     s.remove("app");
                     s.remove("campaign");
                     out.set("series", s);
+                    if (!perRun.isEmpty()) {
+                        // One report per run: the finished runs' summaries and the current one, each with its funnel.
+                        ArrayNode runs = out.putArray("runs");
+                        java.util.Set<String> ended = new java.util.HashSet<>();
+                        for (JsonNode r : full.path("progress").path("runs")) {
+                            ObjectNode o = ((ObjectNode) r).deepCopy();
+                            o.set("counts", perRun.get(r.get("label").asText()).join().get("counts"));
+                            ended.add(r.get("label").asText());
+                            runs.add(o);
+                        }
+                        perRun.forEach((label, f) -> {
+                            if (!ended.contains(label)) {
+                                runs.addObject().put("label", label).put("run", Long.parseLong(
+                                        label.substring(label.lastIndexOf(".r") + 2))).put("current", true)
+                                        .set("counts", f.join().get("counts"));
+                            }
+                        });
+                    }
                     x.json(HttpResponseStatus.OK, out);
                     return null;
                 });
-            });
+            }));
         }).whenComplete((v, err) -> {
             if (err != null) {
                 x.unavailable(err);
@@ -378,7 +404,8 @@ final class CampaignsApi {
      */
     private CompletableFuture<ObjectNode> withProgress(Exchange x, ObjectNode out) {
         String id = out.get("id").asText();
-        return launcher.progress(x.app(), id).thenCombine(store.funnels().scopeFunnel(x.app(), id, null), (run, funnel) -> {
+        return launcher.progress(x.app(), id).thenCompose(run -> store.funnels().campaignFunnel(x.app(),
+                labels(id, run), null).thenApply(funnel -> {
             if (!run.isEmpty()) {
                 ObjectNode p = out.putObject("progress");
                 if (run.containsKey("frozen")) {
@@ -395,10 +422,38 @@ final class CampaignsApi {
                 if (run.containsKey("outcome")) {
                     p.put("outcome", run.get("outcome"));
                 }
+                if (run.containsKey("day") && !run.get("day").isEmpty()) {
+                    p.put("run", Long.parseLong(run.get("run")));
+                    p.put("day", run.get("day"));
+                    if (run.containsKey("nextAt")) {
+                        p.put("nextAt", java.time.Instant.ofEpochMilli(Long.parseLong(run.get("nextAt"))).toString());
+                    }
+                    try {
+                        p.set("runs", x.mapper().readTree(run.getOrDefault("runs", "[]")));
+                    } catch (java.io.IOException e) {
+                        throw new java.io.UncheckedIOException(e);
+                    }
+                }
             }
             out.set("funnel", funnel);
             return out;
-        });
+        }));
+    }
+
+    /**
+     * The campaign labels a campaign's messages carry: its id (one-off campaigns and test sends),
+     * and {@code <id>.r<n>} for each run of a recurring one so far.
+     */
+    static List<String> labels(String id, java.util.Map<String, String> run) {
+        List<String> out = new java.util.ArrayList<>();
+        out.add(id);
+        if (run.containsKey("day") && !run.get("day").isEmpty()) {
+            long runs = Long.parseLong(run.getOrDefault("run", "0"));
+            for (long n = 1; n <= runs; n++) {
+                out.add(id + ".r" + n);
+            }
+        }
+        return out;
     }
 
     private void edit(Exchange x) {

@@ -133,9 +133,23 @@ public final class Funnels {
         return read(Keys.funnelChannel(app, channel));
     }
 
-    /** The funnel of one channel of a campaign: counts from acceptance on. */
-    public CompletableFuture<ObjectNode> campaignChannelFunnel(String app, String campaign, String channel) {
-        return read(Keys.funnelChannel(app, campaign, channel));
+    /**
+     * The funnel of campaign labels summed (the runs of a recurring campaign carry one label each);
+     * with {@code channel}, of that channel only (counts from acceptance on).
+     */
+    public CompletableFuture<ObjectNode> campaignFunnel(String app, List<String> labels, String channel) {
+        List<CompletableFuture<Map<String, String>>> reads = new ArrayList<>(labels.size());
+        for (String l : labels) {
+            reads.add(redis.async().hgetall(channel == null ? Keys.funnel(app, l, null)
+                    : Keys.funnelChannel(app, l, channel)).toCompletableFuture());
+        }
+        return CompletableFuture.allOf(reads.toArray(new CompletableFuture<?>[0])).thenApply(v -> {
+            Map<String, String> sum = new TreeMap<>();
+            for (CompletableFuture<Map<String, String>> r : reads) {
+                r.join().forEach((k, n) -> sum.merge(k, n, (a, b) -> Long.toString(Long.parseLong(a) + Long.parseLong(b))));
+            }
+            return funnelJson(sum);
+        });
     }
 
     public CompletableFuture<ObjectNode> scopeFunnel(String app, String campaign, String variant) {
