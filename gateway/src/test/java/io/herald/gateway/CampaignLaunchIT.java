@@ -296,6 +296,54 @@ class CampaignLaunchIT {
     }
 
     @Test
+    void aPlanSumsItsCampaignsAndCountsTheGoalEventsOfWhoItReached() throws Exception {
+        TestClock clock = new TestClock("2026-12-01T08:00:00Z");
+        try (TestGateway gw = TestGateway.withClock("scheduler.campaign-tick = 1h", clock)) {
+            users(gw, "p", 10, 1);
+            template(gw);
+            TestGateway.Response bad = gw.post(base(gw) + "/plans", "{\"name\":\"Winter\",\"goal\":\"fame\","
+                    + "\"goalEvent\":\"purchase\"}");
+            assertThat(bad.status()).isEqualTo(422);
+            assertThat(bad.json().get("error").get("field").asText()).isEqualTo("goal");
+            TestGateway.Response made = gw.post(base(gw) + "/plans", "{\"name\":\"Winter\",\"goal\":\"conversion\","
+                    + "\"goalEvent\":\"purchase\",\"window\":\"3d\"}");
+            assertThat(made.status()).as(made.raw().body()).isEqualTo(201);
+            String plan = made.json().get("id").asText();
+            TestGateway.Response unknown = gw.post(base(gw) + "/campaigns", "{\"name\":\"x\",\"audience\":{\"rule\":"
+                    + "\"tag:vip\"},\"content\":{\"template\":\"hello\"},\"plan\":\"nope\"}");
+            assertThat(unknown.json().get("error").get("field").asText()).isEqualTo("plan");
+            String id = approved(gw, ",\"plan\":\"" + plan + "\"");
+            gw.herald.campaignLauncher().tick();
+            assertThat(campaign(gw, id).get("state").asText()).isEqualTo("completed");
+
+            // Two reached users buy within the window, one after it, and one who was not reached buys too.
+            ArrayNode events = JSON.createArrayNode();
+            events.addObject().put("user", "p-0").put("name", "purchase").put("at", "2026-12-01T10:00:00Z");
+            events.addObject().put("user", "p-1").put("name", "purchase").put("at", "2026-12-02T10:00:00Z");
+            events.addObject().put("user", "stranger").put("name", "purchase").put("at", "2026-12-01T10:00:00Z");
+            clock.set(java.time.Instant.parse("2026-12-06T12:00:00Z"));
+            events.addObject().put("user", "p-2").put("name", "purchase").put("at", "2026-12-06T10:00:00Z");
+            TestGateway.Response posted = gw.post(base(gw) + "/events", JSON.createObjectNode().set("events", events).toString());
+            assertThat(posted.status()).as(posted.raw().body()).isIn(200, 202);
+
+            await().atMost(Duration.ofSeconds(30)).untilAsserted(() -> {
+                TestGateway.Response r = gw.get(base(gw) + "/plans/" + plan + "/report");
+                assertThat(r.status()).as(r.raw().body()).isEqualTo(200);
+                JsonNode report = r.json();
+                assertThat(report.get("campaigns")).hasSize(1);
+                assertThat(report.get("campaigns").get(0).get("counts").get("submitted").asLong()).isEqualTo(10);
+                assertThat(report.get("counts").get("submitted").asLong()).isEqualTo(10);
+                assertThat(report.get("goal").get("reached").asLong()).isEqualTo(10);
+                assertThat(report.get("goal").get("converted").asLong()).as("p-0 and p-1; not p-2 (after the window)")
+                        .isEqualTo(2);
+                assertThat(report.get("goal").get("conversionRate").asDouble()).isEqualTo(0.2);
+            });
+            assertThat(gw.send("DELETE", base(gw) + "/plans/" + plan, null, gw.key).status())
+                    .as("named by a campaign").isEqualTo(409);
+        }
+    }
+
+    @Test
     void aNodeThatDiesMidFanOutIsReplacedAndNobodyGetsItTwice() throws Exception {
         String config = "redis.node-lease = 2s\nscheduler { campaign-lease = 2s, campaign-tick = 100ms }";
         TestGateway a = new TestGateway(config);

@@ -180,6 +180,18 @@ public final class Audiences {
         return Redis.all(parts).thenApply(list -> RoaringBitmap.or(list.iterator()));
     }
 
+    /**
+     * The users of a user shard with at least one event {@code name} on the UTC days
+     * {@code fromDay..toDay} (epoch days; at most 92 days are read).
+     */
+    public CompletableFuture<RoaringBitmap> eventDays(String app, int shard, String name, long fromDay, long toDay) {
+        List<CompletableFuture<RoaringBitmap>> parts = new ArrayList<>();
+        for (long d = Math.max(fromDay, toDay - 91); d <= toDay; d++) {
+            parts.add(bits(Keys.eventDayBits(app, shard, name, d)));
+        }
+        return Redis.all(parts).thenApply(list -> RoaringBitmap.or(list.iterator()));
+    }
+
     /** A count and the shard results it was made of. */
     public record Count(long count, List<RoaringBitmap> shards) {
     }

@@ -76,7 +76,7 @@ public final class Campaign {
     }
 
     private static final Set<String> FIELDS = Set.of("name", "audience", "content", "channel", "fallback", "class",
-            "priority", "category", "schedule", "throttle", "endAt", "onQuiet", "onCap", "reEligibleAfter");
+            "priority", "category", "schedule", "throttle", "endAt", "onQuiet", "onCap", "reEligibleAfter", "plan");
     private static final Set<String> CHANNELS = Set.of("auto", "push", "apns", "fcm", "sms");
 
     private final ObjectNode doc;
@@ -114,10 +114,10 @@ public final class Campaign {
      * week (with {@code weekday}), {@code at} HH:mm, {@code localTime} (each user's zone) or {@code zone} (default
      * UTC), {@code until} an ISO instant; with {@code reEligibleAfter} 12h, 7d, 2w...), {@code throttle}
      * ({@code {perMinute}} 1..10,000,000), {@code endAt} (ISO instant, after {@code at}),
-     * {@code onQuiet} hold|drop, {@code onCap} drop|defer.
+     * {@code onQuiet} hold|drop, {@code onCap} drop|defer, {@code plan} (a plan that {@code planExists}).
      */
     public static ObjectNode definition(JsonNode body, ObjectMapper mapper, Predicate<String> audienceExists,
-                                        Predicate<String> templateExists) throws Invalid {
+                                        Predicate<String> templateExists, Predicate<String> planExists) throws Invalid {
         if (body == null || !body.isObject()) {
             throw new Invalid("body", "body: expected a JSON object (a campaign)");
         }
@@ -261,6 +261,14 @@ public final class Campaign {
             case "recurring" -> recurring(s, schedule);
             default -> throw new Invalid("schedule.type", "schedule.type: '" + type
                     + "' (expected: now, at, local_time, best_hour or recurring)");
+        }
+        if (body.hasNonNull("plan")) {
+            String plan = body.get("plan").asText();
+            if (!planExists.test(plan)) {
+                throw new Invalid("plan", "plan: '" + plan + "' is not a plan of the app (expected: an id from "
+                        + "GET /v1/apps/{app}/plans)");
+            }
+            d.put("plan", plan);
         }
         if (body.hasNonNull("reEligibleAfter")) {
             if (!type.equals("recurring")) {

@@ -99,6 +99,8 @@ public final class CampaignLauncher implements AutoCloseable {
     /** How long one tick may feed before the next look. */
     private static final long FEED_BUDGET_MS = 400;
     private static final int REPAIR_EVERY_TICKS = 120;
+    /** How long a finished run's snapshot (who was sent it) is kept: plan reports read it (plan windows are at most 30 days). */
+    public static final Duration KEEP_SNAPSHOT = Duration.ofDays(35);
 
     private final Redis redis;
     private final Campaigns campaigns;
@@ -229,6 +231,26 @@ public final class CampaignLauncher implements AutoCloseable {
         }
         double due = s == Campaign.State.APPROVED ? dueAt(c.toJson()) : 0;
         return redis.async().zadd(Keys.liveCampaigns(app), due, c.id()).toCompletableFuture().thenApply(n -> null);
+    }
+
+    /**
+     * Who a run was sent to, by user shard (its frozen audience: kept {@link #KEEP_SNAPSHOT} after
+     * the run), or empty when it is gone.
+     */
+    public CompletableFuture<Map<Integer, RoaringBitmap>> sentTo(String app, String id, long run) {
+        return redis.async().hgetall(Keys.campaignSnapshot(app, id, run)).toCompletableFuture().thenApply(snap -> {
+            Map<Integer, RoaringBitmap> out = new HashMap<>();
+            for (Map.Entry<String, String> e : snap.entrySet()) {
+                if (!e.getKey().equals("shards")) {
+                    try {
+                        out.put(Integer.parseInt(e.getKey()), decode(e.getValue()));
+                    } catch (IOException ex) {
+                        throw new java.io.UncheckedIOException(ex);
+                    }
+                }
+            }
+            return out;
+        });
     }
 
     /** The run's state as stored (empty before launch): what {@code GET .../campaigns/{id}} shows as progress. */
@@ -624,11 +646,7 @@ public final class CampaignLauncher implements AutoCloseable {
         long until = Instant.parse(s.get("until").asText()).toEpochMilli();
         long keep = c.hasNonNull("reEligibleAfter") ? Campaign.durationMillis(c.get("reEligibleAfter").asText()) : 0;
         String snapshot = Keys.campaignSnapshot(r.app, r.id, r.run);
-        if (keep > 0) {
-            redis.async().pexpire(snapshot, keep + Duration.ofDays(1).toMillis());
-        } else {
-            redis.async().del(snapshot);
-        }
+        redis.async().pexpire(snapshot, Math.max(keep + Duration.ofDays(1).toMillis(), KEEP_SNAPSHOT.toMillis()));
         if (next.launch() > until) {
             set(r.app, r.id, "runs", runs.toString());
             finishCampaign(r, version, "last run done (" + runs.size() + " runs; the next would be after until)");
@@ -664,7 +682,8 @@ public final class CampaignLauncher implements AutoCloseable {
         set(r.app, r.id, "finishedAt", Long.toString(clock.millis()), "outcome", why);
         log.info("campaign {} of app {} completed: {}", r.id, r.app, why);
         if (r.day == null) {
-            redis.async().del(Keys.campaignSnapshot(r.app, r.id, r.run));
+            // Who was sent it: kept for plan reports (goal events of reached users), then gone.
+            redis.async().pexpire(Keys.campaignSnapshot(r.app, r.id, r.run), KEEP_SNAPSHOT.toMillis());
         }
         let(r, true);
     }

@@ -13,7 +13,8 @@ import java.util.concurrent.CompletableFuture;
 
 /**
  * Where campaigns live: one hash per campaign ({@link Keys#campaign}: the JSON and a version) in
- * the campaign's own slot, and an index per app ({@link Keys#campaigns}) for listing. Every change
+ * the campaign's own slot, and an index per app ({@link Keys#campaigns}) for listing; the app's
+ * marketing plans (JSON per plan, {@link Keys#plans}), which campaigns join by naming one. Every change
  * is a compare-and-set on the version read ({@code campaign-cas.lua}), so concurrent moves of one
  * campaign never overwrite each other: the loser sees {@link Stored#conflict} and re-reads.
  * Stateless apart from Redis; thread-safe.
@@ -85,6 +86,28 @@ public final class Campaigns {
         return write(app, id, version, "").thenCompose(s -> s.conflict()
                 ? CompletableFuture.completedFuture(s)
                 : redis.async().zrem(Keys.campaigns(app), id).toCompletableFuture().thenApply(n -> s));
+    }
+
+    // --- plans: hash Keys.plans(app), field = plan id, value = JSON ---
+
+    /** Stores (creates or replaces) a plan's JSON. */
+    public CompletableFuture<Void> putPlan(String app, String id, String json) {
+        return redis.async().hset(Keys.plans(app), id, json).toCompletableFuture().thenApply(n -> null);
+    }
+
+    /** A plan's JSON, or null. */
+    public CompletableFuture<String> plan(String app, String id) {
+        return redis.async().hget(Keys.plans(app), id).toCompletableFuture();
+    }
+
+    /** Every plan of the app: id -> JSON. */
+    public CompletableFuture<java.util.Map<String, String>> plans(String app) {
+        return redis.async().hgetall(Keys.plans(app)).toCompletableFuture();
+    }
+
+    /** Deletes a plan; false when there was none. */
+    public CompletableFuture<Boolean> deletePlan(String app, String id) {
+        return redis.async().hdel(Keys.plans(app), id).toCompletableFuture().thenApply(n -> n > 0);
     }
 
     private CompletableFuture<Stored> write(String app, String id, long version, String json) {

@@ -310,10 +310,13 @@ final class CampaignsApi {
         JsonNode a = body.path("audience").path("id");
         CompletableFuture<String> saved = a.isTextual() ? audiences.get(app, a.asText())
                 : CompletableFuture.completedFuture(null);
-        return saved.thenApply(json -> {
+        JsonNode p = body.path("plan");
+        CompletableFuture<String> plan = p.isTextual() ? campaigns.plan(app, p.asText())
+                : CompletableFuture.completedFuture(null);
+        return saved.thenCombine(plan, (json, planJson) -> {
             try {
                 return Campaign.definition(body, x.mapper(), id -> json != null,
-                        id -> templates.get(app, id) != null);
+                        id -> templates.get(app, id) != null, id -> planJson != null);
             } catch (Campaign.Invalid e) {
                 ErrorCode code = switch (e.code) {
                     case "invalid_rule" -> ErrorCode.INVALID_RULE;

@@ -111,6 +111,7 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
         new TemplatesApi(templates, registry).routes(r);
         new KeysApi(keys, clock).routes(r);
         new CampaignsApi(campaigns, audiences, templates, clock, codec, journal, pipeline, store).routes(r);
+        new PlansApi(campaigns, audiences, store, clock).routes(r);
         return r;
     }
 

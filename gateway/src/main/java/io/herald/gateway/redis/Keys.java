@@ -99,6 +99,11 @@ public final class Keys {
         return "herald:cmps:{" + app + "#cmp}:live";
     }
 
+    /** An app's marketing plans (hash: plan id -> JSON). In the app's own slot. */
+    public static String plans(String app) {
+        return "herald:plans:{" + app + "#cmp}";
+    }
+
     /** An app's campaigns (sorted set: campaign id scored by creation time), for listing. In the app's own slot. */
     public static String campaigns(String app) {
         return "herald:cmps:{" + app + "#cmp}";
