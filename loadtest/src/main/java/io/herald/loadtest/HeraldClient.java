@@ -174,6 +174,20 @@ public final class HeraldClient {
         return send(req.build());
     }
 
+    /** Any call: {@code method path} with a JSON body (or none), as {@code key} (null: this client's key). */
+    public CompletableFuture<Response> call(String method, String path, String body, String key) {
+        HttpRequest.Builder req = HttpRequest.newBuilder(base.resolve(path)).timeout(requestTimeout)
+                .header("Authorization", key == null ? authorization : "Bearer " + key)
+                .header("Accept", "application/json");
+        if (body != null) {
+            req.header("Content-Type", "application/json").method(method,
+                    HttpRequest.BodyPublishers.ofString(body, StandardCharsets.UTF_8));
+        } else {
+            req.method(method, HttpRequest.BodyPublishers.noBody());
+        }
+        return send(req.build());
+    }
+
     /** {@code GET /v1/batches/{id}}. */
     public CompletableFuture<Response> getBatch(String batchId) {
         return send(request("/v1/batches/" + batchId).GET().build());

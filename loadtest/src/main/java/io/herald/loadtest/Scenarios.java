@@ -366,6 +366,45 @@ final class Scenarios {
     }
 
     /**
+     * {@code campaign}: the batch path and a campaign side by side on one stack: {@code --users}
+     * users registered (tag {@code crowd}), a gateway run of as many batch messages, then one
+     * campaign to all of them; prints each delivered rate, their ratio and the campaign's fan-out
+     * rate, with the total-queue check of both.
+     */
+    @Command(name = "campaign", mixinStandardHelpOptions = true,
+            description = "Registers --users users, sends them --users batch messages, then one campaign to all of "
+                    + "them, and compares the delivered rates (total-queue check on both).")
+    static final class CampaignRun implements Callable<Integer> {
+        @Spec
+        picocli.CommandLine.Model.CommandSpec spec;
+        @Mixin
+        Shape shape = new Shape();
+        @Mixin
+        Setup setup = new Setup();
+        @Mixin
+        Batches batches = new Batches();
+
+        @Override
+        public Integer call() throws Exception {
+            picocli.CommandLine cl = spec.commandLine();
+            batches.mix = "apns";
+            String[] mix = batches.pattern(cl);
+            long measured = shape.measured(cl);
+            return withStack(setup, shape, Set.of(PeerMain.Kind.apns), true, stack -> {
+                Harness h = new Harness(stack, shape, setup, stack.baseUrl(), stack.apiKey);
+                h.campaignCrowd = true;
+                h.register(Set.of(PeerMain.Kind.apns));
+                Report.Run batch = h.gatewayRun(1, measured, shape.rate(cl), batches, mix, cl);
+                Report.Run campaign = h.campaignRun(2, cl);
+                double ratio = batch.deliveredPerSecond() > 0 ? campaign.deliveredPerSecond() / batch.deliveredPerSecond() : 0;
+                System.out.printf(Locale.ROOT, "batches %,.0f msg/s delivered, campaign %,.0f msg/s delivered: ratio %.3f%n",
+                        batch.deliveredPerSecond(), campaign.deliveredPerSecond(), ratio);
+                return h.finish("campaign", List.of(batch, campaign), List.of(Math.round(ratio * 1000) / 1000.0), cl);
+            });
+        }
+    }
+
+    /**
      * {@code crash}: load, SIGKILL the gateway at random moments, restart it on the same data and
      * Redis, and run the total-queue check. A batch whose request failed because the gateway was
      * down is retried with the same {@code Idempotency-Key} until it is answered. Passes when no
@@ -617,6 +656,8 @@ final class Scenarios {
          * and measured part until Redis is quiet. Off for crash and soak, whose load must not pause.
          */
         boolean redisFigures;
+        /** Whether registration tags every user {@code crowd} with an attribute {@code seq} (the campaign scenario). */
+        boolean campaignCrowd;
         /** Whether a run passed: the total-queue check by default; crash tolerates bounded duplicates. */
         java.util.function.Predicate<Report.Run> passes = Report.Run::ok;
 
@@ -671,6 +712,14 @@ final class Scenarios {
                     String user = "u" + u;
                     g.writeStartObject();
                     g.writeStringField("user", user);
+                    if (campaignCrowd) {
+                        g.writeArrayFieldStart("tags");
+                        g.writeString("crowd");
+                        g.writeEndArray();
+                        g.writeObjectFieldStart("attributes");
+                        g.writeNumberField("seq", u);
+                        g.writeEndObject();
+                    }
                     if (kinds.contains(PeerMain.Kind.sms)) {
                         g.writeStringField("phone", Drive.phone(u));
                     }
@@ -757,6 +806,94 @@ final class Scenarios {
                     + b.concurrency + " in flight, mix " + b.mix, done, sink.firstFailure.get(),
                     sampler.processes(stack, t), redisResult,
                     Report.timeline(t, sampler.heapBySecond(), sampler.p99BySecond()));
+            Report.print(r, passes.test(r), System.out);
+            return r;
+        }
+
+        /**
+         * A campaign to every registered user ({@code tag:crowd}), no throttle: a template whose push
+         * body carries the run's marker with each user's {@code seq}, created, submitted and approved
+         * by a second key; every user counts as acknowledged at the approval (the campaign's
+         * intended time). Prints the fan-out rate (users journaled per second, from the campaign's
+         * progress) and returns the run with its total-queue check at the peer.
+         */
+        Report.Run campaignRun(int n, picocli.CommandLine cl) throws Exception {
+            int users = shape.users;
+            Tally t = new Tally(runBase + n, users, 0);
+            stack.tally(t);
+            String app = setup.app;
+            String base = "/v1/apps/" + app;
+            String tpl = "lt" + t.run;
+            String marker = Tally.marker(t.run, 0, 0);
+            String body = "Campaign " + Tally.MARK + t.run + ":{{user.seq}}:INTENDED#";
+            HeraldClient.Response k = client.call("POST", base + "/keys", "{\"roles\":[\"approve\",\"read\"]}", null)
+                    .get(30, TimeUnit.SECONDS);
+            if (k.status() != 201) {
+                throw new IOException("approver key: " + k.status() + " " + k.snippet());
+            }
+            String approver = k.json().get("key").asText();
+            long intended = Tally.nowMicros();
+            HeraldClient.Response tr = client.call("POST", base + "/templates", "{\"id\":\"" + tpl + "\",\"name\":\"load\","
+                    + "\"defaultLocale\":\"en\",\"locales\":{\"en\":{\"push\":{\"title\":\"Load\",\"body\":\""
+                    + body.replace("INTENDED", Long.toString(intended)) + "\"}}}}", null).get(30, TimeUnit.SECONDS);
+            if (tr.status() != 201) {
+                throw new IOException("template: " + tr.status() + " " + tr.snippet() + " (marker " + marker + ")");
+            }
+            HeraldClient.Response c = client.call("POST", base + "/campaigns", "{\"name\":\"load " + t.run
+                    + "\",\"audience\":{\"rule\":\"tag:crowd\"},\"content\":{\"template\":\"" + tpl + "\"},"
+                    + "\"channel\":\"apns\",\"class\":\"transactional\"}", null).get(30, TimeUnit.SECONDS);
+            if (c.status() != 201) {
+                throw new IOException("campaign: " + c.status() + " " + c.snippet());
+            }
+            String id = c.json().get("id").asText();
+            client.call("POST", base + "/campaigns/" + id + "/submit", "", null).get(30, TimeUnit.SECONDS);
+            Sampler sampler = new Sampler(t, stack.gateways().stream().map(ChildProcess::pid).toList(), baseUrl);
+            sampler.start(stack);
+            long launched = System.nanoTime();
+            t.sending(0, users, intended);
+            for (int seq = 0; seq < users; seq++) {
+                t.acknowledged(seq, intended);
+            }
+            HeraldClient.Response a = client.call("POST", base + "/campaigns/" + id + "/approve", "", approver)
+                    .get(30, TimeUnit.SECONDS);
+            if (a.status() != 200) {
+                sampler.stop();
+                throw new IOException("approve: " + a.status() + " " + a.snippet());
+            }
+            long deadline = deadline();
+            long fedAt = 0;
+            long firstFed = 0;
+            long startedFeeding = 0;
+            boolean done = false;
+            try {
+                while (System.nanoTime() < deadline) {
+                    HeraldClient.Response g = client.call("GET", base + "/campaigns/" + id, null, null)
+                            .get(30, TimeUnit.SECONDS);
+                    long fed = g.json().path("progress").path("fed").asLong(0);
+                    if (fed > 0 && startedFeeding == 0) {
+                        startedFeeding = System.nanoTime();
+                        firstFed = fed;
+                    }
+                    if (fedAt == 0 && fed >= users) {
+                        fedAt = System.nanoTime();
+                    }
+                    if (fedAt > 0 && t.arrivedCount.sum() >= users) {
+                        done = true;
+                        break;
+                    }
+                    Thread.sleep(50); // polling the API's progress: a rate probe, not synchronisation
+                }
+                Thread.sleep(Math.min(2_000, shape.drainSeconds * 1000L)); // late duplicates would show here
+            } finally {
+                sampler.stop();
+            }
+            double fanOut = fedAt > startedFeeding && startedFeeding > 0
+                    ? (users - firstFed) / ((fedAt - startedFeeding) / 1e9) : 0;
+            System.out.printf(Locale.ROOT, "campaign %s: %,d users fanned out in %.2f s after approval (%,.0f users/s "
+                    + "between the first and last progress reads)%n", id, users, (fedAt - launched) / 1e9, fanOut);
+            Report.Run r = Report.run("campaign", t, shape.describe(cl) + ", one campaign to every user, no throttle",
+                    done, null, sampler.processes(stack, t), Report.timeline(t, sampler.heapBySecond(),
+                            sampler.p99BySecond()));
             Report.print(r, passes.test(r), System.out);
             return r;
         }

@@ -27,7 +27,10 @@ import static io.herald.gateway.http.ApiKeys.Role.READ;
  * moves it: {@code submit}, {@code approve} and {@code reject {reason}} (role approve; an approver
  * that made or last edited it is 403), {@code pause}, {@code resume}, {@code cancel}. A move the
  * state does not allow is 409 {@code invalid_state} naming the current state. Every move records
- * who (the key id), when and why. Stateless; answers from Redis callbacks.
+ * who (the key id), when and why, and puts the campaign on the launcher's live index
+ * ({@link io.herald.gateway.campaign.CampaignLauncher#watch}). {@code GET .../campaigns/{id}} adds
+ * the fan-out progress and the funnel; {@code GET .../report} the full report; {@code POST
+ * .../test} sends the content to a few users now. Stateless; answers from Redis callbacks.
  */
 final class CampaignsApi {
     private final Campaigns campaigns;
