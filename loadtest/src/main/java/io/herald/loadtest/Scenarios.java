@@ -861,6 +861,11 @@ final class Scenarios {
                 throw new IOException("approve: " + a.status() + " " + a.snippet());
             }
             long deadline = deadline();
+            // The fan-out's own rate: while the pipeline has room (half its capacity), before
+            // delivery paces it.
+            long room = Math.min(users, setup.capacity / 2);
+            long roomAt = 0;
+            long roomFed = 0;
             long fedAt = 0;
             long firstFed = 0;
             long startedFeeding = 0;
@@ -873,6 +878,10 @@ final class Scenarios {
                     if (fed > 0 && startedFeeding == 0) {
                         startedFeeding = System.nanoTime();
                         firstFed = fed;
+                    }
+                    if (roomAt == 0 && fed >= room) {
+                        roomAt = System.nanoTime();
+                        roomFed = fed;
                     }
                     if (fedAt == 0 && fed >= users) {
                         fedAt = System.nanoTime();
@@ -890,7 +899,9 @@ final class Scenarios {
             double fanOut = fedAt > startedFeeding && startedFeeding > 0
                     ? (users - firstFed) / ((fedAt - startedFeeding) / 1e9) : 0;
             System.out.printf(Locale.ROOT, "campaign %s: %,d users fanned out in %.2f s after approval (%,.0f users/s "
-                    + "between the first and last progress reads)%n", id, users, (fedAt - launched) / 1e9, fanOut);
+                    + "between the first and last progress reads); while the pipeline had room: %,d users in %.2f s "
+                    + "after approval = %,.0f users/s%n", id, users, (fedAt - launched) / 1e9, fanOut, roomFed,
+                    (roomAt - launched) / 1e9, roomAt > launched ? roomFed / ((roomAt - launched) / 1e9) : 0.0);
             Report.Run r = Report.run("campaign", t, shape.describe(cl) + ", one campaign to every user, no throttle",
                     done, null, sampler.processes(stack, t), Report.timeline(t, sampler.heapBySecond(),
                             sampler.p99BySecond()));

@@ -106,6 +106,8 @@ public final class CampaignLauncher implements AutoCloseable {
     private final Campaigns campaigns;
     private final Audiences audiences;
     private final Templates templates;
+    /** Its own connection: fan-out round trips do not queue behind the pipeline's commands. */
+    private final io.lettuce.core.cluster.api.async.RedisClusterAsyncCommands<String, String> cmd;
     private final Journal journal;
     private final IdempotencyKeys idempotency;
     private final Pipeline pipeline;
@@ -134,6 +136,7 @@ public final class CampaignLauncher implements AutoCloseable {
                             IdempotencyKeys idempotency, Pipeline pipeline, BatchCodec codec, Clock clock,
                             Set<String> apps, String nodeId, Duration lease, int chunk, Duration wait) {
         this.redis = redis;
+        this.cmd = redis.dedicated().async();
         this.templates = templates;
         this.campaigns = campaigns;
         this.audiences = audiences;
@@ -157,7 +160,11 @@ public final class CampaignLauncher implements AutoCloseable {
 
     private void safeTick() {
         try {
-            tick();
+            // Again at once while a campaign had more to feed than one tick's budget (no idle gap
+            // between ticks when nothing but the budget stopped it).
+            while (tick() && !closed) {
+                failures = 0;
+            }
             failures = 0;
         } catch (Exception e) {
             if (failures++ % 100 == 0) {
@@ -230,7 +237,7 @@ public final class CampaignLauncher implements AutoCloseable {
             return CompletableFuture.completedFuture(null);
         }
         double due = s == Campaign.State.APPROVED ? dueAt(c.toJson()) : 0;
-        return redis.async().zadd(Keys.liveCampaigns(app), due, c.id()).toCompletableFuture().thenApply(n -> null);
+        return cmd.zadd(Keys.liveCampaigns(app), due, c.id()).toCompletableFuture().thenApply(n -> null);
     }
 
     /**
@@ -238,7 +245,7 @@ public final class CampaignLauncher implements AutoCloseable {
      * the run), or empty when it is gone.
      */
     public CompletableFuture<Map<Integer, RoaringBitmap>> sentTo(String app, String id, long run) {
-        return redis.async().hgetall(Keys.campaignSnapshot(app, id, run)).toCompletableFuture().thenApply(snap -> {
+        return cmd.hgetall(Keys.campaignSnapshot(app, id, run)).toCompletableFuture().thenApply(snap -> {
             Map<Integer, RoaringBitmap> out = new HashMap<>();
             for (Map.Entry<String, String> e : snap.entrySet()) {
                 if (!e.getKey().equals("shards")) {
@@ -255,20 +262,23 @@ public final class CampaignLauncher implements AutoCloseable {
 
     /** The run's state as stored (empty before launch): what {@code GET .../campaigns/{id}} shows as progress. */
     public CompletableFuture<Map<String, String>> progress(String app, String id) {
-        return redis.async().hgetall(Keys.campaignRun(app, id)).toCompletableFuture();
+        return cmd.hgetall(Keys.campaignRun(app, id)).toCompletableFuture();
     }
 
-    /** One look: launch what is due, feed what this node runs, now and then repair the live index. */
-    public synchronized void tick() throws Exception {
+    /**
+     * One look: launch what is due, feed what this node runs, now and then repair the live index.
+     * True when a campaign stopped only because the tick's feeding budget ran out.
+     */
+    public synchronized boolean tick() throws Exception {
         if (closed) {
-            return;
+            return false;
         }
         long now = clock.millis();
         if (ticks++ % REPAIR_EVERY_TICKS == 0) {
             repair();
         }
         for (String app : apps) {
-            List<String> due = get(redis.async().zrangebyscore(Keys.liveCampaigns(app),
+            List<String> due = get(cmd.zrangebyscore(Keys.liveCampaigns(app),
                     Range.create(Double.NEGATIVE_INFINITY, (double) now)).toCompletableFuture());
             for (String id : due) {
                 if (!mine.containsKey(app + "/" + id)) {
@@ -276,9 +286,11 @@ public final class CampaignLauncher implements AutoCloseable {
                 }
             }
         }
+        boolean more = false;
         for (Running r : new ArrayList<>(mine.values())) {
-            feed(r);
+            more |= feed(r);
         }
+        return more;
     }
 
     /** Puts every approved, running or paused campaign on the live index (a lost index write still launches). */
@@ -293,7 +305,7 @@ public final class CampaignLauncher implements AutoCloseable {
     private void consider(String app, String id, long now) throws Exception {
         Campaigns.Versioned v = get(campaigns.get(app, id));
         if (v == null) {
-            get(redis.async().zrem(Keys.liveCampaigns(app), id).toCompletableFuture());
+            get(cmd.zrem(Keys.liveCampaigns(app), id).toCompletableFuture());
             return;
         }
         Campaign c = v.campaign();
@@ -301,7 +313,7 @@ public final class CampaignLauncher implements AutoCloseable {
             case APPROVED -> {
                 long due = dueAt(c.toJson());
                 if (due > now) {
-                    get(redis.async().zadd(Keys.liveCampaigns(app), (double) due, id).toCompletableFuture());
+                    get(cmd.zadd(Keys.liveCampaigns(app), (double) due, id).toCompletableFuture());
                     return;
                 }
                 Map<String, String> run = acquire(app, id);
@@ -331,7 +343,7 @@ public final class CampaignLauncher implements AutoCloseable {
                     adopt(app, c, run, now);
                 }
             }
-            default -> get(redis.async().zrem(Keys.liveCampaigns(app), id).toCompletableFuture());
+            default -> get(cmd.zrem(Keys.liveCampaigns(app), id).toCompletableFuture());
         }
     }
 
@@ -348,7 +360,7 @@ public final class CampaignLauncher implements AutoCloseable {
         if (next > now) {
             // A recurring campaign between runs: look again when the next one is due.
             release(app, id);
-            get(redis.async().zadd(Keys.liveCampaigns(app), (double) next, id).toCompletableFuture());
+            get(cmd.zadd(Keys.liveCampaigns(app), (double) next, id).toCompletableFuture());
             return;
         }
         set(app, id, "?startedAt", Long.toString(now));
@@ -361,20 +373,21 @@ public final class CampaignLauncher implements AutoCloseable {
         mine.put(app + "/" + id, r);
     }
 
-    private void feed(Running r) throws Exception {
+    /** Feeds one campaign for up to the tick's budget; true when the budget (nothing else) stopped it. */
+    private boolean feed(Running r) throws Exception {
         Campaigns.Versioned v = get(campaigns.get(r.app, r.id));
         Campaign.State state = v == null ? Campaign.State.CANCELLED : v.campaign().state();
         if (state != Campaign.State.RUNNING && state != Campaign.State.PAUSED) {
             let(r, state == Campaign.State.CANCELLED || state == Campaign.State.COMPLETED || v == null);
-            return;
+            return false;
         }
         if (!renew(r)) {
-            return;
+            return false;
         }
         long now = clock.millis();
         if (state == Campaign.State.PAUSED) {
             r.pacedFrom = -1; // a resume paces from then, not from the start
-            return;
+            return false;
         }
         r.campaign = v.campaign();
         if (r.members == null) {
@@ -387,13 +400,13 @@ public final class CampaignLauncher implements AutoCloseable {
             if (templates.get(r.app, template) == null) {
                 log.warn("campaign {} of app {}: its template '{}' is gone; nothing fed until it is back (or the "
                         + "campaign is cancelled)", r.id, r.app, template);
-                return;
+                return false;
             }
         }
         if (c.hasNonNull("endAt")
                 && now >= java.time.OffsetDateTime.parse(c.get("endAt").asText()).toInstant().toEpochMilli()) {
             finishCampaign(r, v.version(), "endAt reached: " + r.fed + " of " + r.size + " members fed, the rest cut off");
-            return;
+            return false;
         }
         long perMinute = c.path("throttle").path("perMinute").asLong(0);
         int size = perMinute > 0 ? (int) Math.max(1, Math.min(chunk, perMinute / 120)) : chunk;
@@ -407,18 +420,19 @@ public final class CampaignLauncher implements AutoCloseable {
             if (next.isEmpty()) {
                 finish(r, v.version(), "every member fed: " + r.fed + " of " + r.size
                         + (r.skipped > 0 ? " (" + r.skipped + " deleted since the snapshot)" : ""));
-                return;
+                return false;
             }
             if (perMinute > 0) {
                 long allowed = size + perMinute * (clock.millis() - r.pacedFrom) / 60_000 - (r.fed - r.pacedFed);
                 if (allowed < next.size()) {
-                    return;
+                    return false;
                 }
             }
             if (!feedChunk(r, next, c)) {
-                return;
+                return false;
             }
         }
+        return !closed;
     }
 
     /** Journals and publishes one chunk (or finds it done), then checkpoints; false: stop for this tick. */
@@ -426,43 +440,46 @@ public final class CampaignLauncher implements AutoCloseable {
         if (!pipeline.tryReserve(indexes.size())) {
             return false;
         }
+        long t0 = System.nanoTime();
+        try {
+            return feedReserved(r, indexes, c);
+        } finally {
+            r.feedNanos += System.nanoTime() - t0;
+        }
+    }
+
+    private boolean feedReserved(Running r, List<Long> indexes, JsonNode c) throws Exception {
         int reserved = indexes.size();
         try {
-            List<String> users = users(r.app, indexes);
             long last = indexes.get(indexes.size() - 1);
             String key = "campaign:" + r.id + ":" + r.run + ":" + r.chunk;
             byte[] body = (r.cursor + ":" + last + ":" + indexes.size()).getBytes(StandardCharsets.US_ASCII);
+            UUID batchId = MessageIds.newBatchId();
+            // The user ids and the chunk's claim in one round trip.
+            CompletableFuture<List<String>> ids = users(r.app, indexes);
+            CompletableFuture<IdempotencyKeys.Verdict> claimed = idempotency.claim(r.app, key, body, batchId.toString(),
+                    CLAIM_TTL, cmd);
+            List<String> users = get(ids);
+            IdempotencyKeys.Verdict verdict = get(claimed);
             int fed = 0;
             if (!users.isEmpty()) {
-                UUID batchId = MessageIds.newBatchId();
-                IdempotencyKeys.Verdict verdict = get(idempotency.claim(r.app, key, body, batchId.toString(), CLAIM_TTL));
                 switch (verdict.state()) {
                     case CLAIMED -> {
-                        DecodedBatch batch = codec.decode(mapper.writeValueAsBytes(batch(r, c, users)));
-                        int accepted = batch.acceptedCount();
+                        Journaled j = journalChunk(r.app, r.label(), r.day, c, batchId, verdict.claim(), users);
+                        if (j == null) {
+                            return false; // our claim lapsed and another holder took the chunk: it feeds it
+                        }
+                        if (j.rejected() > 0) {
+                            log.warn("campaign {}: {} of {} messages of chunk {} refused: {}", r.id, j.rejected(),
+                                    users.size(), r.chunk, j.firstError());
+                        }
+                        int accepted = j.items().size();
                         if (accepted < reserved) {
                             pipeline.release(reserved - accepted);
                             reserved = accepted;
                         }
-                        if (batch.rejectedCount() > 0) {
-                            log.warn("campaign {}: {} of {} messages of chunk {} refused: {}", r.id,
-                                    batch.rejectedCount(), users.size(), r.chunk, firstError(batch));
-                        }
-                        long at = clock.millis();
-                        Journal.Prepared prepared = journal.prepare(r.app, batchId.toString(), at, batch);
-                        JournalEntry entry = accepted == 0 ? null : get(journal.append(prepared, verdict.claim()));
-                        if (accepted > 0 && entry == null) {
-                            return false; // our claim lapsed and another holder took the chunk: it feeds it
-                        }
-                        if (entry != null) {
-                            List<JournalItem> items = new ArrayList<>(accepted);
-                            for (DecodedBatch.Item item : batch.items()) {
-                                if (item.ok()) {
-                                    items.add(new JournalItem(r.app, batchId.toString(), item.index(), at,
-                                            item.message(), JournalItem.Phase.NEW));
-                                }
-                            }
-                            pipeline.publish(entry, items, false);
+                        if (j.entry() != null) {
+                            pipeline.publish(j.entry(), j.items(), false);
                             reserved = 0; // the pipeline releases them as they settle
                         }
                         fed = accepted;
@@ -473,12 +490,12 @@ public final class CampaignLauncher implements AutoCloseable {
                     }
                 }
             }
-            List<Object> step = get(script.run(redis.async(), ScriptOutputType.MULTI,
+            List<Object> step = get(script.run(cmd, ScriptOutputType.MULTI,
                     new String[] {Keys.campaignRun(r.app, r.id)}, "step", owner, Long.toString(leaseMillis),
                     Long.toString(r.run), Long.toString(r.chunk), Long.toString(last), Integer.toString(fed)));
             long skipped = indexes.size() - users.size();
             if (skipped > 0) {
-                redis.async().hincrby(Keys.campaignRun(r.app, r.id), "skipped", skipped);
+                cmd.hincrby(Keys.campaignRun(r.app, r.id), "skipped", skipped);
             }
             if (((Long) step.get(0)) != 1) {
                 mine.remove(r.app + "/" + r.id);
@@ -487,6 +504,7 @@ public final class CampaignLauncher implements AutoCloseable {
             r.chunk++;
             r.cursor = last;
             r.fed += fed;
+            r.fedHere += fed;
             r.skipped += skipped;
             return true;
         } finally {
@@ -494,6 +512,36 @@ public final class CampaignLauncher implements AutoCloseable {
                 pipeline.release(reserved);
             }
         }
+    }
+
+    /** A chunk journaled: its entry (null when no item was valid), its items, and the items refused. */
+    public record Journaled(JournalEntry entry, List<JournalItem> items, int rejected, String firstError) { }
+
+    /**
+     * Journals one chunk of a campaign under a claim this node holds: the items (the campaign's
+     * content, channel and policy fields, {@code label}, each user), validated by the codec, then
+     * appended with the claim. Null when the claim lapsed and another holder took the key (nothing
+     * was written). The fan-out's cost per chunk without the pipeline: public for the benchmark.
+     */
+    public Journaled journalChunk(String app, String label, String day, JsonNode campaign, UUID batchId,
+                                  IdempotencyKeys.Claim claim, List<String> users) throws Exception {
+        DecodedBatch batch = codec.decode(mapper.writeValueAsBytes(batch(app, label, day, campaign, users)));
+        long at = clock.millis();
+        List<JournalItem> items = new ArrayList<>(batch.acceptedCount());
+        if (batch.acceptedCount() == 0) {
+            return new Journaled(null, items, batch.rejectedCount(), firstError(batch));
+        }
+        Journal.Prepared prepared = journal.prepare(app, batchId.toString(), at, batch);
+        JournalEntry entry = get(journal.append(prepared, claim, cmd));
+        if (entry == null) {
+            return null;
+        }
+        for (DecodedBatch.Item item : batch.items()) {
+            if (item.ok()) {
+                items.add(new JournalItem(app, batchId.toString(), item.index(), at, item.message(), JournalItem.Phase.NEW));
+            }
+        }
+        return new Journaled(entry, items, batch.rejectedCount(), firstError(batch));
     }
 
     private static String firstError(DecodedBatch batch) {
@@ -506,7 +554,7 @@ public final class CampaignLauncher implements AutoCloseable {
     }
 
     /** The chunk as a batch: the campaign's content, channel and policy for each user. */
-    private ObjectNode batch(Running r, JsonNode c, List<String> users) {
+    private ObjectNode batch(String app, String label, String day, JsonNode c, List<String> users) {
         ObjectNode item = mapper.createObjectNode();
         c.get("content").fields().forEachRemaining(e -> item.set(e.getKey(), e.getValue()));
         item.put("channel", c.get("channel").asText());
@@ -521,13 +569,13 @@ public final class CampaignLauncher implements AutoCloseable {
         if (c.hasNonNull("priority")) {
             item.put("priority", c.get("priority").asInt());
         }
-        item.put("campaign", r.label());
+        item.put("campaign", label);
         JsonNode s = c.path("schedule");
         switch (s.path("type").asText("now")) {
             case "local_time" -> item.put("localTime", s.get("date").asText() + "T" + s.get("localTime").asText());
             case "recurring" -> {
                 if (s.path("localTime").asBoolean(false)) {
-                    item.put("localTime", r.day + "T" + s.get("at").asText());
+                    item.put("localTime", day + "T" + s.get("at").asText());
                 }
             }
             case "best_hour" -> item.put("sendAt", "best_hour");
@@ -539,7 +587,7 @@ public final class CampaignLauncher implements AutoCloseable {
             item.put("ttlSeconds", Math.max(1, left / 1000));
         }
         ObjectNode batch = mapper.createObjectNode();
-        batch.put("app", r.app);
+        batch.put("app", app);
         ArrayNode messages = batch.putArray("messages");
         for (String u : users) {
             messages.add(item.deepCopy().put("user", u));
@@ -548,27 +596,32 @@ public final class CampaignLauncher implements AutoCloseable {
     }
 
     /** The user ids of member indexes, in order; members deleted since the snapshot are left out. */
-    private List<String> users(String app, List<Long> indexes) throws Exception {
+    private CompletableFuture<List<String>> users(String app, List<Long> indexes) {
         Map<Integer, List<String>> byShard = new LinkedHashMap<>();
         for (long i : indexes) {
             byShard.computeIfAbsent((int) (i >>> Keys.USER_SHARD_BITS), s -> new ArrayList<>()).add(Long.toString(i));
         }
-        List<String> out = new ArrayList<>(indexes.size());
+        List<CompletableFuture<List<KeyValue<String, String>>>> reads = new ArrayList<>();
         for (Map.Entry<Integer, List<String>> e : byShard.entrySet()) {
-            for (KeyValue<String, String> kv : get(redis.async().hmget(Keys.userIds(app, e.getKey()),
-                    e.getValue().toArray(new String[0])).toCompletableFuture())) {
-                if (kv.hasValue()) {
-                    out.add(kv.getValue());
+            reads.add(cmd.hmget(Keys.userIds(app, e.getKey()), e.getValue().toArray(new String[0])).toCompletableFuture());
+        }
+        return CompletableFuture.allOf(reads.toArray(new CompletableFuture<?>[0])).thenApply(v -> {
+            List<String> out = new ArrayList<>(indexes.size());
+            for (CompletableFuture<List<KeyValue<String, String>>> r : reads) {
+                for (KeyValue<String, String> kv : r.join()) {
+                    if (kv.hasValue()) {
+                        out.add(kv.getValue());
+                    }
                 }
             }
-        }
-        return out;
+            return out;
+        });
     }
 
     /** Loads the run's snapshot, freezing the shards nobody froze yet (first writer wins). */
     private void freeze(Running r, long now) throws Exception {
         String key = Keys.campaignSnapshot(r.app, r.id, r.run);
-        Map<String, String> stored = get(redis.async().hgetall(key).toCompletableFuture());
+        Map<String, String> stored = get(cmd.hgetall(key).toCompletableFuture());
         if (!r.frozen(stored)) {
             JsonNode a = r.campaign.toJson().get("audience");
             String text = a.has("rule") ? a.get("rule").asText() : null;
@@ -592,11 +645,11 @@ public final class CampaignLauncher implements AutoCloseable {
                             b.andNot(decode(got)); // got it within reEligibleAfter: skipped this run
                         }
                     }
-                    get(redis.async().hsetnx(key, Integer.toString(s), encode(b)).toCompletableFuture());
+                    get(cmd.hsetnx(key, Integer.toString(s), encode(b)).toCompletableFuture());
                 }
             }
-            get(redis.async().hsetnx(key, "shards", Integer.toString(shards)).toCompletableFuture());
-            stored = get(redis.async().hgetall(key).toCompletableFuture());
+            get(cmd.hsetnx(key, "shards", Integer.toString(shards)).toCompletableFuture());
+            stored = get(cmd.hgetall(key).toCompletableFuture());
             r.frozen(stored);
         }
         set(r.app, r.id, "?frozen", Long.toString(r.size), "?frozenAt", Long.toString(now));
@@ -615,7 +668,7 @@ public final class CampaignLauncher implements AutoCloseable {
         }
         for (JsonNode earlier : mapper.readTree(r.runs)) {
             if (earlier.path("startedAt").asLong() > now - window) {
-                Map<String, String> snap = get(redis.async().hgetall(Keys.campaignSnapshot(r.app, r.id,
+                Map<String, String> snap = get(cmd.hgetall(Keys.campaignSnapshot(r.app, r.id,
                         earlier.get("run").asLong())).toCompletableFuture());
                 if (!snap.isEmpty()) {
                     out.add(snap);
@@ -646,7 +699,7 @@ public final class CampaignLauncher implements AutoCloseable {
         long until = Instant.parse(s.get("until").asText()).toEpochMilli();
         long keep = c.hasNonNull("reEligibleAfter") ? Campaign.durationMillis(c.get("reEligibleAfter").asText()) : 0;
         String snapshot = Keys.campaignSnapshot(r.app, r.id, r.run);
-        redis.async().pexpire(snapshot, Math.max(keep + Duration.ofDays(1).toMillis(), KEEP_SNAPSHOT.toMillis()));
+        cmd.pexpire(snapshot, Math.max(keep + Duration.ofDays(1).toMillis(), KEEP_SNAPSHOT.toMillis()));
         if (next.launch() > until) {
             set(r.app, r.id, "runs", runs.toString());
             finishCampaign(r, version, "last run done (" + runs.size() + " runs; the next would be after until)");
@@ -659,7 +712,7 @@ public final class CampaignLauncher implements AutoCloseable {
                 Instant.ofEpochMilli(next.launch()));
         mine.remove(r.app + "/" + r.id);
         release(r.app, r.id);
-        get(redis.async().zadd(Keys.liveCampaigns(r.app), (double) next.launch(), r.id).toCompletableFuture());
+        get(cmd.zadd(Keys.liveCampaigns(r.app), (double) next.launch(), r.id).toCompletableFuture());
     }
 
     private void finish(Running r, long version, String why) throws Exception {
@@ -680,10 +733,11 @@ public final class CampaignLauncher implements AutoCloseable {
             return;
         }
         set(r.app, r.id, "finishedAt", Long.toString(clock.millis()), "outcome", why);
-        log.info("campaign {} of app {} completed: {}", r.id, r.app, why);
+        log.info("campaign {} of app {} completed: {}; this node fed {} users in {} ms of feeding", r.id, r.app, why,
+                r.fedHere, r.feedNanos / 1_000_000);
         if (r.day == null) {
             // Who was sent it: kept for plan reports (goal events of reached users), then gone.
-            redis.async().pexpire(Keys.campaignSnapshot(r.app, r.id, r.run), KEEP_SNAPSHOT.toMillis());
+            cmd.pexpire(Keys.campaignSnapshot(r.app, r.id, r.run), KEEP_SNAPSHOT.toMillis());
         }
         let(r, true);
     }
@@ -693,13 +747,13 @@ public final class CampaignLauncher implements AutoCloseable {
         mine.remove(r.app + "/" + r.id);
         release(r.app, r.id);
         if (ended) {
-            get(redis.async().zrem(Keys.liveCampaigns(r.app), r.id).toCompletableFuture());
+            get(cmd.zrem(Keys.liveCampaigns(r.app), r.id).toCompletableFuture());
         }
     }
 
     /** The run's fields when this node now holds the lease, else null. */
     private Map<String, String> acquire(String app, String id) throws Exception {
-        List<Object> reply = get(script.run(redis.async(), ScriptOutputType.MULTI,
+        List<Object> reply = get(script.run(cmd, ScriptOutputType.MULTI,
                 new String[] {Keys.campaignRun(app, id)}, "acquire", owner, Long.toString(leaseMillis)));
         if (((Long) reply.get(0)) != 1) {
             return null;
@@ -712,7 +766,7 @@ public final class CampaignLauncher implements AutoCloseable {
     }
 
     private boolean renew(Running r) throws Exception {
-        List<Object> reply = get(script.run(redis.async(), ScriptOutputType.MULTI,
+        List<Object> reply = get(script.run(cmd, ScriptOutputType.MULTI,
                 new String[] {Keys.campaignRun(r.app, r.id)}, "renew", owner, Long.toString(leaseMillis)));
         if (((Long) reply.get(0)) != 1) {
             log.warn("campaign {} of app {}: lease lost (another node feeds it now)", r.id, r.app);
@@ -728,11 +782,11 @@ public final class CampaignLauncher implements AutoCloseable {
         args[1] = owner;
         args[2] = Long.toString(leaseMillis);
         System.arraycopy(fieldValues, 0, args, 3, fieldValues.length);
-        get(script.run(redis.async(), ScriptOutputType.MULTI, new String[] {Keys.campaignRun(app, id)}, args));
+        get(script.run(cmd, ScriptOutputType.MULTI, new String[] {Keys.campaignRun(app, id)}, args));
     }
 
     private void release(String app, String id) throws Exception {
-        get(script.run(redis.async(), ScriptOutputType.MULTI, new String[] {Keys.campaignRun(app, id)}, "release",
+        get(script.run(cmd, ScriptOutputType.MULTI, new String[] {Keys.campaignRun(app, id)}, "release",
                 owner, Long.toString(leaseMillis)));
     }
 
@@ -789,6 +843,9 @@ public final class CampaignLauncher implements AutoCloseable {
         RoaringBitmap[] members;
         long pacedFrom = -1;
         long pacedFed;
+        /** Users this node fed and the time it spent feeding them (journal, publish, checkpoint). */
+        long fedHere;
+        long feedNanos;
         /** The day of this run of a recurring campaign; null for a one-off. */
         String day;
         /** The earlier runs' summaries (JSON array) of a recurring campaign. */

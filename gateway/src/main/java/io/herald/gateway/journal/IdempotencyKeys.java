@@ -110,11 +110,17 @@ public final class IdempotencyKeys {
      * the next holder by seconds only).
      */
     public CompletableFuture<Verdict> claim(String app, String key, byte[] body, String batchId, Duration inProgress) {
+        return claim(app, key, body, batchId, inProgress, redis.async());
+    }
+
+    /** As above, on a connection of the caller's (the campaign launcher's own). */
+    public CompletableFuture<Verdict> claim(String app, String key, byte[] body, String batchId, Duration inProgress,
+                                            io.lettuce.core.cluster.api.async.RedisClusterAsyncCommands<String, String> cmd) {
         long claimMillis = inProgress.toMillis();
         String keyHash = sha256(key.getBytes(StandardCharsets.US_ASCII));
         String bodyHash = sha256(body);
         int shard = Keys.shard(app + ":" + keyHash, redis.shards());
-        return claim.<List<Object>>run(redis.async(), ScriptOutputType.MULTI,
+        return claim.<List<Object>>run(cmd, ScriptOutputType.MULTI,
                 new String[] {Keys.idempotency(app, keyHash, shard)}, bodyHash, batchId, Long.toString(claimMillis))
                 .thenApply(reply -> {
                     if ("claimed".equals(reply.get(0))) {

@@ -111,6 +111,12 @@ public final class Journal {
      * The funnel's {@code submitted} counts are added only once the entry is in.
      */
     public CompletableFuture<JournalEntry> append(Prepared p, IdempotencyKeys.Claim claim) {
+        return append(p, claim, redis.async());
+    }
+
+    /** {@link #append(Prepared, IdempotencyKeys.Claim)} on a connection of the caller's (the campaign launcher's own). */
+    public CompletableFuture<JournalEntry> append(Prepared p, IdempotencyKeys.Claim claim,
+                                                  RedisClusterAsyncCommands<String, String> cmd) {
         DecodedBatch batch = p.batch();
         Map<String, String> status = new HashMap<>();
         status.put("app", p.app());
@@ -131,7 +137,6 @@ public final class Journal {
             }
             status.put("rej", rej.toString());
         }
-        RedisClusterAsyncCommands<String, String> cmd = redis.async();
         String key = Keys.batch(p.batchId());
         String stream = stream(claim != null ? claim.shard() : Keys.shard(p.batchId(), shards));
         CompletableFuture<Long> hset = cmd.hset(key, status).toCompletableFuture();
