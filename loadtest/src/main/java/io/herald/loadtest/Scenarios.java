@@ -441,6 +441,11 @@ final class Scenarios {
                 + "dead and another node takes its journal over once its lease lapses (one kill per run).")
         boolean neverRestart;
 
+        @Option(names = "--campaign", description = "Kill during a campaign's fan-out instead of batch load: each run "
+                + "sends one campaign to all --users users (no throttle) and kills at random moments while it fans "
+                + "out and delivers; the total-queue check counts each user's copy.")
+        boolean campaign;
+
         @Override
         public Integer call() throws Exception {
             picocli.CommandLine cl = spec.commandLine();
@@ -461,6 +466,7 @@ final class Scenarios {
                 stack.startGateway();
                 System.out.printf("gateway pid %d ready on %s%n", stack.gateway().pid(), stack.baseUrl());
                 Harness h = new Harness(stack, shape, setup, stack.baseUrls(), stack.apiKey);
+                h.campaignCrowd = campaign;
                 h.register(batches.kinds(cl));
                 h.policy(batches.policy);
                 List<Report.Run> all = new ArrayList<>();
@@ -470,7 +476,8 @@ final class Scenarios {
                 long totalKills = 0;
                 for (int run = 1; run <= runs; run++) {
                     // Kill window: the expected sending time (open loop), or a first guess at max rate.
-                    double seconds = rate > 0 ? (shape.warmup + measured) / rate : (shape.warmup + measured) / 3_000.0;
+                    double seconds = campaign ? shape.users / 4_000.0
+                            : rate > 0 ? (shape.warmup + measured) / rate : (shape.warmup + measured) / 3_000.0;
                     long[] at = new long[kills];
                     for (int k = 0; k < kills; k++) {
                         at[k] = (long) ((0.1 + 0.8 * random.nextDouble()) * seconds * 1000);
@@ -479,7 +486,8 @@ final class Scenarios {
                     List<String> log = java.util.Collections.synchronizedList(new ArrayList<>());
                     Thread chaos = new Thread(() -> killAt(stack, at, log, neverRestart), "loadtest-chaos");
                     chaos.setDaemon(true);
-                    Report.Run r = h.gatewayRun(run, measured, rate, batches, mix, cl, chaos);
+                    Report.Run r = campaign ? h.campaignRun(run, cl, chaos)
+                            : h.gatewayRun(run, measured, rate, batches, mix, cl, chaos);
                     log.forEach(l -> System.out.println("  " + l));
                     long k = log.stream().filter(l -> l.startsWith("killed")).count();
                     totalKills += k;
@@ -818,6 +826,11 @@ final class Scenarios {
          * progress) and returns the run with its total-queue check at the peer.
          */
         Report.Run campaignRun(int n, picocli.CommandLine cl) throws Exception {
+            return campaignRun(n, cl, null);
+        }
+
+        /** As above; {@code chaos}, when given, is started at the approval and stopped at the end (crash --campaign). */
+        Report.Run campaignRun(int n, picocli.CommandLine cl, Thread chaos) throws Exception {
             int users = shape.users;
             Tally t = new Tally(runBase + n, users, 0);
             stack.tally(t);
@@ -870,11 +883,20 @@ final class Scenarios {
             long firstFed = 0;
             long startedFeeding = 0;
             boolean done = false;
+            if (chaos != null) {
+                chaos.start();
+            }
             try {
                 while (System.nanoTime() < deadline) {
-                    HeraldClient.Response g = client.call("GET", base + "/campaigns/" + id, null, null)
-                            .get(30, TimeUnit.SECONDS);
-                    long fed = g.json().path("progress").path("fed").asLong(0);
+                    long fed;
+                    try {
+                        HeraldClient.Response g = client.call("GET", base + "/campaigns/" + id, null, null)
+                                .get(30, TimeUnit.SECONDS);
+                        fed = g.json() == null ? 0 : g.json().path("progress").path("fed").asLong(0);
+                    } catch (java.util.concurrent.ExecutionException e) {
+                        Thread.sleep(200); // the gateway is down (crash --campaign): ask again once it is back
+                        continue;
+                    }
                     if (fed > 0 && startedFeeding == 0) {
                         startedFeeding = System.nanoTime();
                         firstFed = fed;
@@ -894,6 +916,10 @@ final class Scenarios {
                 }
                 Thread.sleep(Math.min(2_000, shape.drainSeconds * 1000L)); // late duplicates would show here
             } finally {
+                if (chaos != null) {
+                    chaos.interrupt();
+                    chaos.join();
+                }
                 sampler.stop();
             }
             double fanOut = fedAt > startedFeeding && startedFeeding > 0
