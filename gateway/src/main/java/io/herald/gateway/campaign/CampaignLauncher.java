@@ -137,8 +137,11 @@ public final class CampaignLauncher implements AutoCloseable {
         t.setDaemon(true);
         return t;
     });
-    /** The campaigns this node runs, by app + "/" + id. Guarded by this. */
-    private final Map<String, Running> mine = new LinkedHashMap<>();
+    /**
+     * The campaigns this node runs, by app + "/" + id. Changed only by {@link #tick} (under this);
+     * concurrent so that {@link #running} reads it without waiting for a tick that is feeding.
+     */
+    private final Map<String, Running> mine = new java.util.concurrent.ConcurrentHashMap<>();
     private long ticks;
     private int failures;
     private volatile boolean closed;
@@ -823,7 +826,7 @@ public final class CampaignLauncher implements AutoCloseable {
     }
 
     /** The campaigns this node feeds now (ids), for tests and metrics. */
-    public synchronized List<String> running() {
+    public List<String> running() {
         List<String> out = new ArrayList<>();
         mine.values().forEach(r -> out.add(r.id));
         return out;
