@@ -50,7 +50,11 @@ class CampaignLaunchIT {
                 }
                 o.putArray("devices").addObject().put("id", "phone").put("platform", "apns").put("token", TestGateway.token());
             }
-            TestGateway.Response r = gw.post(base(gw) + "/users", JSON.createObjectNode().set("users", users).toString());
+            String body = JSON.createObjectNode().set("users", users).toString();
+            TestGateway.Response r = gw.post(base(gw) + "/users", body);
+            for (int retry = 0; retry < 3 && r.status() == 503; retry++) {
+                r = gw.post(base(gw) + "/users", body); // "storage unavailable; retry": an import is an upsert
+            }
             assertThat(r.status()).as(r.raw().body()).isEqualTo(200);
             assertThat(r.json().get("rejected").asInt()).as(r.raw().body()).isZero();
         }
@@ -340,6 +344,104 @@ class CampaignLaunchIT {
             });
             assertThat(gw.send("DELETE", base(gw) + "/plans/" + plan, null, gw.key).status())
                     .as("named by a campaign").isEqualTo(409);
+        }
+    }
+
+    @Test
+    void variantsAndTheHoldoutAreStickyPerUserAndTheReportMeasuresThem() throws Exception {
+        TestClock clock = new TestClock("2026-12-01T08:00:00Z");
+        try (TestGateway gw = TestGateway.withClock("scheduler.campaign-tick = 1h", clock)) {
+            users(gw, "x", 200, 1);
+            for (String v : new String[] {"a", "b"}) {
+                TestGateway.Response t = gw.post(base(gw) + "/templates", "{\"id\":\"v" + v + "\",\"name\":\"v\","
+                        + "\"defaultLocale\":\"en\",\"locales\":{\"en\":{\"push\":{\"title\":\"Sale\","
+                        + "\"body\":\"" + v.toUpperCase() + " Hi {{user.id}}\"}}}}");
+                assertThat(t.status()).as(t.raw().body()).isEqualTo(201);
+            }
+            String variants = "\"variants\":[{\"id\":\"a\",\"template\":\"va\",\"weight\":3},"
+                    + "{\"id\":\"b\",\"template\":\"vb\"}]";
+            TestGateway.Response one = gw.post(base(gw) + "/campaigns", "{\"name\":\"x\",\"audience\":{\"rule\":"
+                    + "\"tag:vip\"},\"content\":{\"variants\":[{\"id\":\"a\",\"template\":\"va\"}]}}");
+            assertThat(one.json().get("error").get("field").asText()).isEqualTo("content.variants");
+            TestGateway.Response much = gw.post(base(gw) + "/campaigns", "{\"name\":\"x\",\"audience\":{\"rule\":"
+                    + "\"tag:vip\"},\"content\":{" + variants + "},\"holdoutPercent\":25}");
+            assertThat(much.json().get("error").get("field").asText()).isEqualTo("holdoutPercent");
+            // Two daily runs: a user keeps the variant (and the holdout keeps its users) across them.
+            TestGateway.Response c = gw.post(base(gw) + "/campaigns", "{\"name\":\"ab\",\"audience\":{\"rule\":"
+                    + "\"tag:vip\"},\"content\":{" + variants + "},\"holdoutPercent\":10,\"conversionEvent\":"
+                    + "\"purchase\",\"conversionWindow\":\"3d\",\"schedule\":{\"type\":\"recurring\",\"every\":"
+                    + "\"day\",\"at\":\"09:00\",\"until\":\"2026-12-02T12:00:00Z\"}}");
+            assertThat(c.status()).as(c.raw().body()).isEqualTo(201);
+            String id = c.json().get("id").asText();
+            TestGateway.Response k = gw.post(base(gw) + "/keys", "{\"roles\":[\"approve\",\"read\"]}");
+            assertThat(gw.post(base(gw) + "/campaigns/" + id + "/submit", "").status()).isEqualTo(200);
+            assertThat(gw.send("POST", base(gw) + "/campaigns/" + id + "/approve", "", k.json().get("key").asText())
+                    .status()).isEqualTo(200);
+            var launcher = gw.herald.campaignLauncher();
+            clock.set(java.time.Instant.parse("2026-12-01T09:00:00Z"));
+            launcher.tick();
+            clock.set(java.time.Instant.parse("2026-12-02T09:00:00Z"));
+            launcher.tick();
+            JsonNode p = campaign(gw, id).get("progress");
+            assertThat(campaign(gw, id).get("state").asText()).isEqualTo("completed");
+            long holdout = p.get("runs").get(0).get("holdout").asLong();
+            long fed = p.get("runs").get(0).get("fed").asLong();
+            assertThat(holdout + fed).isEqualTo(200);
+            assertThat(holdout).as("about 10%").isBetween(5L, 40L);
+            assertThat(p.get("runs").get(1).get("holdout").asLong()).as("the same users held out").isEqualTo(holdout);
+
+            Pattern copy = Pattern.compile("([AB]) Hi (x-\\d+)");
+            Map<String, List<String>> got = new HashMap<>();
+            await().atMost(Duration.ofSeconds(30)).until(() -> {
+                got.clear();
+                for (UUID m : gw.sandbox().acceptedIds().keySet()) {
+                    Matcher mm = copy.matcher(String.valueOf(gw.sandbox().payload(m)));
+                    if (mm.find()) {
+                        got.computeIfAbsent(mm.group(2), u -> new ArrayList<>()).add(mm.group(1));
+                    }
+                }
+                return got.values().stream().mapToInt(List::size).sum() == 2 * fed;
+            });
+            assertThat(got).hasSize((int) fed);
+            assertThat(got.values()).as("two runs, the same variant each time")
+                    .allMatch(v -> v.size() == 2 && v.get(0).equals(v.get(1)));
+            long a = got.values().stream().filter(v -> v.get(0).equals("A")).count();
+            assertThat((double) a / fed).as("weights 3:1").isBetween(0.6, 0.9);
+
+            // Conversions: two held-out users and three treated ones buy.
+            clock.set(java.time.Instant.parse("2026-12-02T12:00:00Z"));
+            List<String> held = new ArrayList<>();
+            for (int i = 0; i < 200 && held.size() < 2; i++) {
+                if (!got.containsKey("x-" + i)) {
+                    held.add("x-" + i);
+                }
+            }
+            List<String> treated = new ArrayList<>(got.keySet()).subList(0, 3);
+            ArrayNode events = JSON.createArrayNode();
+            for (String u : held) {
+                events.addObject().put("user", u).put("name", "purchase").put("at", "2026-12-02T10:00:00Z");
+            }
+            for (String u : treated) {
+                events.addObject().put("user", u).put("name", "purchase").put("at", "2026-12-02T10:00:00Z");
+            }
+            assertThat(gw.post(base(gw) + "/events", JSON.createObjectNode().set("events", events).toString()).status())
+                    .isIn(200, 202);
+            await().atMost(Duration.ofSeconds(30)).untilAsserted(() -> {
+                JsonNode report = gw.get(base(gw) + "/campaigns/" + id + "/report").json();
+                JsonNode va = report.get("variants").get("a");
+                assertThat(va.get("counts").get("accepted").asLong()).isEqualTo(2 * a);
+                assertThat(report.get("variants").get("b").get("counts").get("accepted").asLong()).isEqualTo(2 * (fed - a));
+                assertThat(va.get("intervals").get("opened").get("of").asLong()).isEqualTo(2 * a);
+                JsonNode h = report.get("holdout");
+                // Counted per run (an exposure): each user once per run.
+                assertThat(h.get("holdout").get("users").asLong()).isEqualTo(2 * holdout);
+                assertThat(h.get("holdout").get("converted").asLong()).isEqualTo(4);
+                assertThat(h.get("treated").get("users").asLong()).isEqualTo(2 * fed);
+                assertThat(h.get("treated").get("converted").asLong()).isEqualTo(6);
+                assertThat(h.get("uplift").get("value").asDouble()).isCloseTo(6.0 / (2 * fed) - 4.0 / (2 * holdout),
+                        org.assertj.core.data.Offset.offset(0.0001));
+                assertThat(h.get("uplift").get("low").asDouble()).isLessThan(h.get("uplift").get("value").asDouble());
+            });
         }
     }
 

@@ -76,7 +76,7 @@ public final class Campaign {
     }
 
     private static final Set<String> FIELDS = Set.of("name", "audience", "content", "channel", "fallback", "class",
-            "priority", "category", "schedule", "throttle", "endAt", "onQuiet", "onCap", "reEligibleAfter", "plan");
+            "priority", "category", "schedule", "throttle", "endAt", "onQuiet", "onCap", "reEligibleAfter", "plan", "holdoutPercent", "conversionEvent", "conversionWindow");
     private static final Set<String> CHANNELS = Set.of("auto", "push", "apns", "fcm", "sms");
 
     private final ObjectNode doc;
@@ -156,44 +156,72 @@ public final class Campaign {
 
         JsonNode c = body.get("content");
         if (c == null || !c.isObject()) {
-            throw new Invalid("content", "content: expected {\"template\": <id>, \"vars\"?: {...}} or "
-                    + "{\"title\"?, \"body\"?, \"smsBody\"?}");
+            throw new Invalid("content", "content: expected {\"template\": <id>, \"vars\"?: {...}}, "
+                    + "{\"title\"?, \"body\"?, \"smsBody\"?} or {\"variants\": [...]}");
         }
-        ObjectNode content = d.putObject("content");
-        if (c.has("template")) {
-            String t = c.get("template").asText();
-            if (!templateExists.test(t)) {
-                throw new Invalid("content.template", "unknown_template", "content.template: '" + t
-                        + "' is not a template of the app");
+        if (c.has("variants")) {
+            JsonNode vs = c.get("variants");
+            if (!vs.isArray() || vs.size() < 2 || vs.size() > 8) {
+                throw new Invalid("content.variants", "content.variants: expected 2..8 variants, each {id, template "
+                        + "(+vars) or title/body/smsBody, weight?}");
             }
-            content.put("template", t);
-            if (c.has("vars")) {
-                if (!c.get("vars").isObject()) {
-                    throw new Invalid("content.vars", "content.vars: expected an object");
-                }
-                content.set("vars", c.get("vars"));
-            }
-            for (String own : new String[] {"title", "body", "smsBody"}) {
+            for (String own : new String[] {"template", "vars", "title", "body", "smsBody"}) {
                 if (c.has(own)) {
-                    throw new Invalid("content." + own, "content." + own + ": given with template (expected: one of them)");
+                    throw new Invalid("content." + own, "content." + own + ": given with variants (expected: the "
+                            + "content inside each variant)");
                 }
+            }
+            ArrayNode out = d.putObject("content").putArray("variants");
+            Set<String> ids = new java.util.HashSet<>();
+            for (int i = 0; i < vs.size(); i++) {
+                String f = "content.variants[" + i + "]";
+                JsonNode v = vs.get(i);
+                if (!v.isObject()) {
+                    throw new Invalid(f, f + ": expected an object {id, template or title/body/smsBody, weight?}");
+                }
+                String id = v.path("id").asText("");
+                if (!io.herald.protocol.Message.isLabel(id) || id.equals("test")) {
+                    throw new Invalid(f + ".id", f + ".id: '" + id + "' (expected: " + io.herald.protocol.Message.LABEL_RULE
+                            + ", not 'test')");
+                }
+                if (!ids.add(id)) {
+                    throw new Invalid(f + ".id", f + ".id: '" + id + "' given twice (expected: distinct ids)");
+                }
+                ObjectNode o = parts(v, f, templateExists, Set.of("id", "weight"));
+                o.put("id", id);
+                JsonNode w = v.get("weight");
+                if (w != null && (!w.isIntegralNumber() || w.asInt() < 1 || w.asInt() > 1000)) {
+                    throw new Invalid(f + ".weight", f + ".weight: " + w + " (expected: an integer 1..1000; default 1)");
+                }
+                o.put("weight", w == null ? 1 : w.asInt());
+                out.add(o);
             }
         } else {
-            String title = text(c, "title", 1000, false);
-            String b = text(c, "body", 4000, false);
-            String sms = text(c, "smsBody", 1600, false);
-            if (title == null && b == null && sms == null) {
-                throw new Invalid("content", "content: no text (expected: a template, or title, body or smsBody)");
+            d.set("content", parts(c, "content", templateExists, Set.of()));
+        }
+        if (body.hasNonNull("holdoutPercent")) {
+            JsonNode h = body.get("holdoutPercent");
+            if (!h.isNumber() || h.asDouble() < 0 || h.asDouble() > 20) {
+                throw new Invalid("holdoutPercent", "holdoutPercent: " + h + " (expected: 0..20, the share of the "
+                        + "audience that gets nothing and measures the uplift)");
             }
-            if (title != null) {
-                content.put("title", title);
+            d.put("holdoutPercent", h.asDouble());
+        }
+        if (body.hasNonNull("conversionEvent")) {
+            String e = body.get("conversionEvent").asText();
+            if (!io.herald.protocol.Message.isLabel(e)) {
+                throw new Invalid("conversionEvent", "conversionEvent: '" + e + "' (expected: an event name, "
+                        + io.herald.protocol.Message.LABEL_RULE + ")");
             }
-            if (b != null) {
-                content.put("body", b);
+            d.put("conversionEvent", e);
+            String w = body.path("conversionWindow").asText("7d");
+            long ms = durationMillis(w);
+            if (ms <= 0 || ms > 30 * 86_400_000L) {
+                throw new Invalid("conversionWindow", "conversionWindow: '" + w + "' (expected: a duration up to 30d)");
             }
-            if (sms != null) {
-                content.put("smsBody", sms);
-            }
+            d.put("conversionWindow", w);
+        } else if (body.hasNonNull("conversionWindow")) {
+            throw new Invalid("conversionWindow", "conversionWindow: given without conversionEvent");
         }
 
         String channel = body.hasNonNull("channel") ? body.get("channel").asText() : "auto";
@@ -296,6 +324,60 @@ public final class Campaign {
             d.put("endAt", Instant.ofEpochMilli(end).toString());
         }
         return d;
+    }
+
+    /**
+     * One piece of copy at {@code f}: a {@code template} that {@code templateExists} (with {@code
+     * vars}) or inline {@code title}, {@code body}, {@code smsBody}; {@code also} are the other
+     * fields allowed there.
+     */
+    private static ObjectNode parts(JsonNode c, String f, Predicate<String> templateExists, Set<String> also)
+            throws Invalid {
+        ObjectNode content = new ObjectMapper().createObjectNode();
+        for (Iterator<String> it = c.fieldNames(); it.hasNext(); ) {
+            String name = it.next();
+            if (!Set.of("template", "vars", "title", "body", "smsBody").contains(name) && !also.contains(name)) {
+                throw new Invalid(f + "." + name, "unknown_field", f + "." + name + ": unknown field (expected: template, "
+                        + "vars, title, body, smsBody" + (also.isEmpty() ? "" : ", " + String.join(", ", new java.util.TreeSet<>(also)))
+                        + ")");
+            }
+        }
+        if (c.has("template")) {
+            String t = c.get("template").asText();
+            if (!templateExists.test(t)) {
+                throw new Invalid(f + ".template", "unknown_template", f + ".template: '" + t
+                        + "' is not a template of the app");
+            }
+            content.put("template", t);
+            if (c.has("vars")) {
+                if (!c.get("vars").isObject()) {
+                    throw new Invalid(f + ".vars", f + ".vars: expected an object");
+                }
+                content.set("vars", c.get("vars"));
+            }
+            for (String own : new String[] {"title", "body", "smsBody"}) {
+                if (c.has(own)) {
+                    throw new Invalid(f + "." + own, f + "." + own + ": given with template (expected: one of them)");
+                }
+            }
+            return content;
+        }
+        String title = text(c, "title", 1000, false);
+        String b = text(c, "body", 4000, false);
+        String sms = text(c, "smsBody", 1600, false);
+        if (title == null && b == null && sms == null) {
+            throw new Invalid(f, f + ": no text (expected: a template, or title, body or smsBody)");
+        }
+        if (title != null) {
+            content.put("title", title);
+        }
+        if (b != null) {
+            content.put("body", b);
+        }
+        if (sms != null) {
+            content.put("smsBody", sms);
+        }
+        return content;
     }
 
     /** Reads and checks a recurring schedule into {@code out}. */

@@ -255,16 +255,25 @@ public final class CampaignLauncher implements AutoCloseable {
     }
 
     /**
-     * Who a run was sent to, by user shard (its frozen audience: kept {@link #KEEP_SNAPSHOT} after
-     * the run), or empty when it is gone.
+     * Who a run was sent to, by user shard (its frozen audience less the holdout: kept
+     * {@link #KEEP_SNAPSHOT} after the run), or empty when it is gone.
      */
     public CompletableFuture<Map<Integer, RoaringBitmap>> sentTo(String app, String id, long run) {
+        return split(app, id, run, 0);
+    }
+
+    /** A run's holdout (who was left out on purpose), by user shard; empty without one. */
+    public CompletableFuture<Map<Integer, RoaringBitmap>> heldOut(String app, String id, long run) {
+        return split(app, id, run, 1);
+    }
+
+    private CompletableFuture<Map<Integer, RoaringBitmap>> split(String app, String id, long run, int part) {
         return cmd.hgetall(Keys.campaignSnapshot(app, id, run)).toCompletableFuture().thenApply(snap -> {
             Map<Integer, RoaringBitmap> out = new HashMap<>();
             for (Map.Entry<String, String> e : snap.entrySet()) {
                 if (!e.getKey().equals("shards")) {
                     try {
-                        out.put(Integer.parseInt(e.getKey()), decode(e.getValue()));
+                        out.put(Integer.parseInt(e.getKey()), decodeShard(e.getValue())[part]);
                     } catch (IOException ex) {
                         throw new java.io.UncheckedIOException(ex);
                     }
@@ -272,6 +281,35 @@ public final class CampaignLauncher implements AutoCloseable {
             }
             return out;
         });
+    }
+
+    /**
+     * A user's experiment bucket in a campaign: the first 8 bytes of SHA-256({@code "<campaign
+     * id>:<user index>"}) as an unsigned number (the user index is the app's number for the user,
+     * given at first sight and never reused). The user is in the holdout when {@code bucket mod
+     * 10,000 < holdoutPercent x 100}; otherwise the variant is the one whose slice of the weights,
+     * in the order given, holds {@code (bucket / 10,000) mod (sum of weights)}. So a user keeps
+     * both across runs, resends, restarts and nodes.
+     */
+    public static long bucket(String campaign, long index) {
+        try {
+            byte[] h = java.security.MessageDigest.getInstance("SHA-256")
+                    .digest((campaign + ":" + index).getBytes(StandardCharsets.UTF_8));
+            long v = 0;
+            for (int i = 0; i < 8; i++) {
+                v = (v << 8) | (h[i] & 0xff);
+            }
+            return v;
+        } catch (java.security.NoSuchAlgorithmException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
+    /** A snapshot field: {@code base64(sent)} or {@code base64(sent)|base64(holdout)}. */
+    static RoaringBitmap[] decodeShard(String v) throws IOException {
+        int bar = v.indexOf('|');
+        return bar < 0 ? new RoaringBitmap[] {decode(v), new RoaringBitmap()}
+                : new RoaringBitmap[] {decode(v.substring(0, bar)), decode(v.substring(bar + 1))};
     }
 
     /** The run's state as stored (empty before launch): what {@code GET .../campaigns/{id}} shows as progress. */
@@ -408,13 +446,23 @@ public final class CampaignLauncher implements AutoCloseable {
             freeze(r, now);
         }
         JsonNode c = r.campaign.toJson();
-        String template = c.path("content").path("template").asText(null);
-        if (template != null && templates.get(r.app, template) == null) {
-            templates.refresh(); // made on another node a moment ago: this node's copy is up to a second old
+        List<String> named = new ArrayList<>();
+        if (c.path("content").has("template")) {
+            named.add(c.get("content").get("template").asText());
+        }
+        c.path("content").path("variants").forEach(variant -> {
+            if (variant.has("template")) {
+                named.add(variant.get("template").asText());
+            }
+        });
+        for (String template : named) {
             if (templates.get(r.app, template) == null) {
-                log.warn("campaign {} of app {}: its template '{}' is gone; nothing fed until it is back (or the "
-                        + "campaign is cancelled)", r.id, r.app, template);
-                return false;
+                templates.refresh(); // made on another node a moment ago: this node's copy is up to a second old
+                if (templates.get(r.app, template) == null) {
+                    log.warn("campaign {} of app {}: its template '{}' is gone; nothing fed until it is back (or the "
+                            + "campaign is cancelled)", r.id, r.app, template);
+                    return false;
+                }
             }
         }
         if (c.hasNonNull("endAt")
@@ -473,13 +521,23 @@ public final class CampaignLauncher implements AutoCloseable {
             CompletableFuture<List<String>> ids = users(r.app, indexes);
             CompletableFuture<IdempotencyKeys.Verdict> claimed = idempotency.claim(r.app, key, body, batchId.toString(),
                     CLAIM_TTL, cmd);
-            List<String> users = get(ids);
+            List<String> aligned = get(ids);
             IdempotencyKeys.Verdict verdict = get(claimed);
+            List<String> users = new ArrayList<>(aligned.size());
+            List<String> variants = r.variants.isEmpty() ? null : new ArrayList<>(aligned.size());
+            for (int i = 0; i < aligned.size(); i++) {
+                if (aligned.get(i) != null) {
+                    users.add(aligned.get(i));
+                    if (variants != null) {
+                        variants.add(r.variantOf(indexes.get(i)));
+                    }
+                }
+            }
             int fed = 0;
             if (!users.isEmpty()) {
                 switch (verdict.state()) {
                     case CLAIMED -> {
-                        Journaled j = journalChunk(r.app, r.label(), r.day, c, batchId, verdict.claim(), users);
+                        Journaled j = journalChunk(r.app, r.label(), r.day, c, batchId, verdict.claim(), users, variants);
                         if (j == null) {
                             return false; // our claim lapsed and another holder took the chunk: it feeds it
                         }
@@ -539,7 +597,14 @@ public final class CampaignLauncher implements AutoCloseable {
      */
     public Journaled journalChunk(String app, String label, String day, JsonNode campaign, UUID batchId,
                                   IdempotencyKeys.Claim claim, List<String> users) throws Exception {
-        DecodedBatch batch = codec.decode(mapper.writeValueAsBytes(batch(app, label, day, campaign, users)));
+        return journalChunk(app, label, day, campaign, batchId, claim, users, null);
+    }
+
+    /** As above, each user with the variant ({@code variants}, in step with {@code users}) it was assigned. */
+    public Journaled journalChunk(String app, String label, String day, JsonNode campaign, UUID batchId,
+                                  IdempotencyKeys.Claim claim, List<String> users, List<String> variants)
+            throws Exception {
+        DecodedBatch batch = codec.decode(mapper.writeValueAsBytes(batch(app, label, day, campaign, users, variants)));
         long at = clock.millis();
         List<JournalItem> items = new ArrayList<>(batch.acceptedCount());
         if (batch.acceptedCount() == 0) {
@@ -568,9 +633,12 @@ public final class CampaignLauncher implements AutoCloseable {
     }
 
     /** The chunk as a batch: the campaign's content, channel and policy for each user. */
-    private ObjectNode batch(String app, String label, String day, JsonNode c, List<String> users) {
+    private ObjectNode batch(String app, String label, String day, JsonNode c, List<String> users,
+                             List<String> variants) {
         ObjectNode item = mapper.createObjectNode();
-        c.get("content").fields().forEachRemaining(e -> item.set(e.getKey(), e.getValue()));
+        if (!c.get("content").has("variants")) {
+            c.get("content").fields().forEachRemaining(e -> item.set(e.getKey(), e.getValue()));
+        }
         item.put("channel", c.get("channel").asText());
         if (c.has("fallback")) {
             item.set("fallback", c.get("fallback"));
@@ -600,16 +668,30 @@ public final class CampaignLauncher implements AutoCloseable {
                     - clock.millis();
             item.put("ttlSeconds", Math.max(1, left / 1000));
         }
+        Map<String, ObjectNode> perVariant = new HashMap<>();
+        if (variants != null) {
+            for (JsonNode v : c.get("content").get("variants")) {
+                ObjectNode o = item.deepCopy();
+                v.fields().forEachRemaining(e -> {
+                    if (!e.getKey().equals("id") && !e.getKey().equals("weight")) {
+                        o.set(e.getKey(), e.getValue());
+                    }
+                });
+                o.put("variant", v.get("id").asText());
+                perVariant.put(v.get("id").asText(), o);
+            }
+        }
         ObjectNode batch = mapper.createObjectNode();
         batch.put("app", app);
         ArrayNode messages = batch.putArray("messages");
-        for (String u : users) {
-            messages.add(item.deepCopy().put("user", u));
+        for (int i = 0; i < users.size(); i++) {
+            ObjectNode base = variants == null ? item : perVariant.get(variants.get(i));
+            messages.add(base.deepCopy().put("user", users.get(i)));
         }
         return batch;
     }
 
-    /** The user ids of member indexes, in order; members deleted since the snapshot are left out. */
+    /** The user ids of member indexes, in order; null for members deleted since the snapshot. */
     private CompletableFuture<List<String>> users(String app, List<Long> indexes) {
         Map<Integer, List<String>> byShard = new LinkedHashMap<>();
         for (long i : indexes) {
@@ -623,9 +705,7 @@ public final class CampaignLauncher implements AutoCloseable {
             List<String> out = new ArrayList<>(indexes.size());
             for (CompletableFuture<List<KeyValue<String, String>>> r : reads) {
                 for (KeyValue<String, String> kv : r.join()) {
-                    if (kv.hasValue()) {
-                        out.add(kv.getValue());
-                    }
+                    out.add(kv.hasValue() ? kv.getValue() : null);
                 }
             }
             return out;
@@ -656,17 +736,20 @@ public final class CampaignLauncher implements AutoCloseable {
                     for (Map<String, String> earlier : recent) {
                         String got = earlier.get(Integer.toString(s));
                         if (got != null) {
-                            b.andNot(decode(got)); // got it within reEligibleAfter: skipped this run
+                            b.andNot(decodeShard(got)[0]); // got it within reEligibleAfter: skipped this run
                         }
                     }
-                    get(cmd.hsetnx(key, Integer.toString(s), encode(b)).toCompletableFuture());
+                    RoaringBitmap held = r.holdout(b, s);
+                    get(cmd.hsetnx(key, Integer.toString(s), encode(b) + (held.isEmpty() ? "" : "|" + encode(held)))
+                            .toCompletableFuture());
                 }
             }
             get(cmd.hsetnx(key, "shards", Integer.toString(shards)).toCompletableFuture());
             stored = get(cmd.hgetall(key).toCompletableFuture());
             r.frozen(stored);
         }
-        set(r.app, r.id, "?frozen", Long.toString(r.size), "?frozenAt", Long.toString(now));
+        set(r.app, r.id, "?frozen", Long.toString(r.size + r.holdoutSize), "?holdout", Long.toString(r.holdoutSize),
+                "?frozenAt", Long.toString(now));
     }
 
     /**
@@ -703,7 +786,8 @@ public final class CampaignLauncher implements AutoCloseable {
         long now = clock.millis();
         Map<String, String> run = get(progress(r.app, r.id));
         ArrayNode runs = (ArrayNode) mapper.readTree(run.getOrDefault("runs", "[]"));
-        runs.addObject().put("run", r.run).put("day", r.day).put("audienceSize", r.size).put("fed", r.fed)
+        runs.addObject().put("run", r.run).put("day", r.day).put("audienceSize", r.size + r.holdoutSize)
+                .put("holdout", r.holdoutSize).put("fed", r.fed)
                 .put("skipped", r.skipped).put("startedAt", Long.parseLong(run.getOrDefault("startedAt", "0")))
                 .put("finishedAt", now).put("label", r.label());
         long thisLaunch = java.time.ZonedDateTime.of(LocalDate.parse(r.day), LocalTime.parse(s.get("at").asText()),
@@ -855,6 +939,11 @@ public final class CampaignLauncher implements AutoCloseable {
         long skipped;
         long size;
         RoaringBitmap[] members;
+        long holdoutSize;
+        /** The variants' ids and weights, in order (empty: one content). */
+        final List<String> variants = new ArrayList<>();
+        final List<Long> weights = new ArrayList<>();
+        long totalWeight;
         long pacedFrom = -1;
         long pacedFed;
         /** Users this node fed and the time it spent feeding them (journal, publish, checkpoint). */
@@ -874,6 +963,11 @@ public final class CampaignLauncher implements AutoCloseable {
             this.app = app;
             this.id = campaign.id();
             this.campaign = campaign;
+            for (JsonNode v : campaign.toJson().path("content").path("variants")) {
+                variants.add(v.get("id").asText());
+                weights.add(v.path("weight").asLong(1));
+                totalWeight += v.path("weight").asLong(1);
+            }
             this.run = run;
             this.chunk = chunk;
             this.cursor = cursor;
@@ -889,17 +983,51 @@ public final class CampaignLauncher implements AutoCloseable {
             int shards = Integer.parseInt(n);
             RoaringBitmap[] m = new RoaringBitmap[shards];
             long total = 0;
+            long held = 0;
             for (int s = 0; s < shards; s++) {
                 String b = stored.get(Integer.toString(s));
                 if (b == null) {
                     return false;
                 }
-                m[s] = decode(b);
+                RoaringBitmap[] parts = decodeShard(b);
+                m[s] = parts[0];
                 total += m[s].getLongCardinality();
+                held += parts[1].getLongCardinality();
             }
             members = m;
             size = total;
+            holdoutSize = held;
             return true;
+        }
+
+        /** Takes the holdout out of a shard's members ({@code b} keeps the rest) and returns it. */
+        RoaringBitmap holdout(RoaringBitmap b, int shard) {
+            double percent = campaign.toJson().path("holdoutPercent").asDouble(0);
+            RoaringBitmap out = new RoaringBitmap();
+            if (percent <= 0) {
+                return out;
+            }
+            long cut = Math.round(percent * 100);
+            long base = (long) shard << Keys.USER_SHARD_BITS;
+            b.forEach((int local) -> {
+                if (Long.remainderUnsigned(bucket(id, base + local), 10_000) < cut) {
+                    out.add(local);
+                }
+            });
+            b.andNot(out);
+            return out;
+        }
+
+        /** The variant of a member (campaigns with variants). */
+        String variantOf(long index) {
+            long point = Long.remainderUnsigned(Long.divideUnsigned(bucket(id, index), 10_000), totalWeight);
+            for (int i = 0; i < variants.size(); i++) {
+                point -= weights.get(i);
+                if (point < 0) {
+                    return variants.get(i);
+                }
+            }
+            return variants.get(variants.size() - 1);
         }
 
         /** Up to {@code n} member indexes after the cursor, in order. */

@@ -111,13 +111,34 @@ final class CampaignsApi {
                 return;
             }
             ObjectNode c = v.campaign().toJson();
+            // With variants: the one asked for ({"variant": id}), else the first.
+            JsonNode content = c.get("content");
+            if (content.has("variants")) {
+                String want = body.path("variant").asText(content.get("variants").get(0).get("id").asText());
+                content = null;
+                for (JsonNode vn : c.get("content").get("variants")) {
+                    if (vn.get("id").asText().equals(want)) {
+                        content = vn;
+                    }
+                }
+                if (content == null) {
+                    x.error(HttpResponseStatus.UNPROCESSABLE_ENTITY, ApiError.of(ErrorCode.INVALID_FIELD, "variant",
+                            "variant: '" + want + "' is not a variant of the campaign"));
+                    return;
+                }
+            }
             ObjectNode batch = x.mapper().createObjectNode();
             batch.put("app", x.app());
             ArrayNode messages = batch.putArray("messages");
+            final JsonNode chosen = content;
             for (JsonNode u : users) {
                 ObjectNode m = messages.addObject();
                 m.set("user", u);
-                c.get("content").fields().forEachRemaining(e -> m.set(e.getKey(), e.getValue()));
+                chosen.fields().forEachRemaining(e -> {
+                    if (!e.getKey().equals("id") && !e.getKey().equals("weight")) {
+                        m.set(e.getKey(), e.getValue());
+                    }
+                });
                 m.put("channel", c.get("channel").asText());
                 if (c.has("fallback")) {
                     m.set("fallback", c.get("fallback"));
@@ -206,11 +227,13 @@ final class CampaignsApi {
                 JsonNode p = full.path("progress");
                 long size = p.path("audienceSize").asLong(0);
                 long fed = p.path("fed").asLong(0);
+                long heldOut = p.path("holdout").asLong(0);
                 progress.put("audienceSize", size);
+                progress.put("holdout", heldOut);
                 progress.put("fannedOut", fed);
                 progress.put("skipped", p.path("skipped").asLong(0));
-                progress.put("percent", size == 0 ? (p.has("finishedAt") ? 100.0 : 0.0)
-                        : Math.round((fed + p.path("skipped").asLong(0)) * 1000.0 / size) / 10.0);
+                progress.put("percent", size - heldOut <= 0 ? (p.has("finishedAt") ? 100.0 : 0.0)
+                        : Math.round((fed + p.path("skipped").asLong(0)) * 1000.0 / (size - heldOut)) / 10.0);
                 for (String f : new String[] {"startedAt", "finishedAt", "outcome"}) {
                     if (p.has(f)) {
                         progress.set(f, p.get(f));
@@ -238,7 +261,13 @@ final class CampaignsApi {
                     channels.put(ch, funnels.campaignFunnel(app, labels, ch));
                 }
                 java.util.Map<String, CompletableFuture<ObjectNode>> variants = new java.util.LinkedHashMap<>();
+                for (JsonNode vn : c.path("content").path("variants")) {
+                    variants.put(vn.get("id").asText(), funnels.campaignFunnel(app, labels, null,
+                            vn.get("id").asText()));
+                }
                 variants.put("test", funnels.scopeFunnel(app, id, "test"));
+                CompletableFuture<ObjectNode> uplift = c.hasNonNull("conversionEvent")
+                        ? uplift(app, id, c, run) : CompletableFuture.completedFuture(null);
                 long now = clock.millis();
                 long from = p.has("startedAt") ? java.time.Instant.parse(p.get("startedAt").asText()).toEpochMilli()
                         : now;
@@ -267,13 +296,17 @@ final class CampaignsApi {
                 }
                 List<CompletableFuture<?>> all = new java.util.ArrayList<>(channels.values());
                 all.addAll(perRun.values());
+                all.add(uplift);
                 all.addAll(variants.values());
                 all.add(series);
                 return CompletableFuture.allOf(all.toArray(new CompletableFuture<?>[0])).thenApply(done -> {
                     ObjectNode chs = out.putObject("channels");
                     channels.forEach((ch, f) -> chs.set(ch, f.join().get("counts")));
                     ObjectNode vs = out.putObject("variants");
-                    variants.forEach((name, f) -> vs.set(name, f.join()));
+                    variants.forEach((name, f) -> vs.set(name, withIntervals(f.join())));
+                    if (uplift.join() != null) {
+                        out.set("holdout", uplift.join());
+                    }
                     ObjectNode s = series.join();
                     s.remove("app");
                     s.remove("campaign");
@@ -304,6 +337,110 @@ final class CampaignsApi {
             if (err != null) {
                 x.unavailable(err);
             }
+        });
+    }
+
+    /**
+     * A variant's funnel with 95% Wilson intervals of its open and click rates, both over the
+     * messages the provider accepted (the denominator: accepted, not submitted).
+     */
+    private static ObjectNode withIntervals(ObjectNode funnel) {
+        JsonNode counts = funnel.get("counts");
+        long accepted = counts.get("accepted").asLong();
+        ObjectNode ci = funnel.putObject("intervals");
+        for (String stage : new String[] {"opened", "clicked"}) {
+            double[] w = wilson(counts.get(stage).asLong(), accepted);
+            ci.putObject(stage).put("rate", w[0]).put("low", w[1]).put("high", w[2]).put("of", accepted);
+        }
+        return funnel;
+    }
+
+    /** {rate, low, high} of {@code k} in {@code n}: the Wilson score interval at 95% (zeros when n = 0). */
+    static double[] wilson(long k, long n) {
+        if (n == 0) {
+            return new double[] {0, 0, 0};
+        }
+        double z = 1.959963984540054;
+        double p = (double) k / n;
+        double d = 1 + z * z / n;
+        double centre = (p + z * z / (2.0 * n)) / d;
+        double half = z * Math.sqrt(p * (1 - p) / n + z * z / (4.0 * n * n)) / d;
+        return new double[] {round(p), round(Math.max(0, centre - half)), round(Math.min(1, centre + half))};
+    }
+
+    private static double round(double v) {
+        return Math.round(v * 1_000_000) / 1_000_000.0;
+    }
+
+    /**
+     * The holdout's measure: per run with a snapshot, the users sent it (treated) and those held
+     * out, each intersected with the users who had {@code conversionEvent} on the UTC days from
+     * the run's start to {@code conversionWindow} after it; conversion rates with 95% Wilson
+     * intervals and the uplift (treated minus holdout) with a 95% normal interval.
+     */
+    private CompletableFuture<ObjectNode> uplift(String app, String id, JsonNode c, java.util.Map<String, String> run) {
+        String event = c.get("conversionEvent").asText();
+        long window = Campaign.durationMillis(c.path("conversionWindow").asText("7d"));
+        java.util.Map<Long, Long> runs = new java.util.LinkedHashMap<>();
+        try {
+            for (JsonNode r : codec.mapper().readTree(run.getOrDefault("runs", "[]"))) {
+                runs.put(r.get("run").asLong(), r.get("startedAt").asLong());
+            }
+        } catch (java.io.IOException e) {
+            return CompletableFuture.failedFuture(e);
+        }
+        if (run.containsKey("frozen") && run.containsKey("startedAt")) {
+            runs.put(Long.parseLong(run.get("run")), Long.parseLong(run.get("startedAt")));
+        }
+        long today = Math.floorDiv(clock.millis(), 86_400_000L);
+        long[] n = new long[4]; // treated, treated converted, holdout, holdout converted
+        CompletableFuture<Void> chain = CompletableFuture.completedFuture(null);
+        for (java.util.Map.Entry<Long, Long> r : runs.entrySet()) {
+            long from = Math.floorDiv(r.getValue(), 86_400_000L);
+            long to = Math.min(today, Math.floorDiv(r.getValue() + window, 86_400_000L));
+            chain = chain.thenCompose(v -> launcher.sentTo(app, id, r.getKey()).thenCombine(
+                    launcher.heldOut(app, id, r.getKey()), (sent, held) -> new Object[] {sent, held}))
+                    .thenCompose(pair -> {
+                        @SuppressWarnings("unchecked")
+                        java.util.Map<Integer, org.roaringbitmap.RoaringBitmap> sent =
+                                (java.util.Map<Integer, org.roaringbitmap.RoaringBitmap>) pair[0];
+                        @SuppressWarnings("unchecked")
+                        java.util.Map<Integer, org.roaringbitmap.RoaringBitmap> held =
+                                (java.util.Map<Integer, org.roaringbitmap.RoaringBitmap>) pair[1];
+                        List<CompletableFuture<Void>> shards = new java.util.ArrayList<>();
+                        for (Integer s : sent.keySet()) {
+                            shards.add(audiences.eventDays(app, s, event, from, to).thenAccept(conv -> {
+                                synchronized (n) {
+                                    n[0] += sent.get(s).getLongCardinality();
+                                    n[1] += org.roaringbitmap.RoaringBitmap.andCardinality(sent.get(s), conv);
+                                    org.roaringbitmap.RoaringBitmap h = held.get(s);
+                                    if (h != null) {
+                                        n[2] += h.getLongCardinality();
+                                        n[3] += org.roaringbitmap.RoaringBitmap.andCardinality(h, conv);
+                                    }
+                                }
+                            }));
+                        }
+                        return CompletableFuture.allOf(shards.toArray(new CompletableFuture<?>[0]));
+                    });
+        }
+        return chain.thenApply(v -> {
+            ObjectNode out = codec.mapper().createObjectNode();
+            out.put("percent", c.path("holdoutPercent").asDouble(0));
+            out.put("conversionEvent", event);
+            out.put("conversionWindow", c.path("conversionWindow").asText("7d"));
+            double[] t = wilson(n[1], n[0]);
+            double[] h = wilson(n[3], n[2]);
+            out.putObject("treated").put("users", n[0]).put("converted", n[1]).put("rate", t[0]).put("low", t[1])
+                    .put("high", t[2]);
+            out.putObject("holdout").put("users", n[2]).put("converted", n[3]).put("rate", h[0]).put("low", h[1])
+                    .put("high", h[2]);
+            double diff = t[0] - h[0];
+            double se = n[0] == 0 || n[2] == 0 ? 0
+                    : Math.sqrt(t[0] * (1 - t[0]) / n[0] + h[0] * (1 - h[0]) / n[2]);
+            out.putObject("uplift").put("value", round(diff)).put("low", round(diff - 1.959963984540054 * se))
+                    .put("high", round(diff + 1.959963984540054 * se));
+            return out;
         });
     }
 
@@ -416,6 +553,7 @@ final class CampaignsApi {
                 ObjectNode p = out.putObject("progress");
                 if (run.containsKey("frozen")) {
                     p.put("audienceSize", Long.parseLong(run.get("frozen")));
+                    p.put("holdout", Long.parseLong(run.getOrDefault("holdout", "0")));
                 }
                 p.put("fed", Long.parseLong(run.getOrDefault("fed", "0")));
                 p.put("skipped", Long.parseLong(run.getOrDefault("skipped", "0")));

@@ -138,9 +138,14 @@ public final class Funnels {
      * with {@code channel}, of that channel only (counts from acceptance on).
      */
     public CompletableFuture<ObjectNode> campaignFunnel(String app, List<String> labels, String channel) {
+        return campaignFunnel(app, labels, channel, null);
+    }
+
+    /** As above, of one variant (then {@code channel} must be null). */
+    public CompletableFuture<ObjectNode> campaignFunnel(String app, List<String> labels, String channel, String variant) {
         List<CompletableFuture<Map<String, String>>> reads = new ArrayList<>(labels.size());
         for (String l : labels) {
-            reads.add(redis.async().hgetall(channel == null ? Keys.funnel(app, l, null)
+            reads.add(redis.async().hgetall(channel == null ? Keys.funnel(app, l, variant)
                     : Keys.funnelChannel(app, l, channel)).toCompletableFuture());
         }
         return CompletableFuture.allOf(reads.toArray(new CompletableFuture<?>[0])).thenApply(v -> {
