@@ -222,7 +222,7 @@ public final class Herald implements AutoCloseable {
         resources.add(tiers);
         launcher = new CampaignLauncher(redis, new Campaigns(redis, codec.mapper()), audiences, templates, journal, idempotency,
                 pipeline, codec, clock, config.apps().keySet(), config.nodeId(), config.scheduler().campaignLease(),
-                config.scheduler().campaignChunk(), config.pipeline().redisWait());
+                config.scheduler().campaignChunk(), config.pipeline().redisWait(), funnels);
         launcher.start(config.scheduler().campaignTick());
         resources.add(launcher);
         api = new HttpApiHandler(config, codec, keys, journal, idempotency, deadLetters, pipeline, store, registry,

@@ -446,6 +446,50 @@ class CampaignLaunchIT {
     }
 
     @Test
+    void aGuardPausesACampaignWhoseFailuresPassItsLimitAndResumeNeedsAnAcknowledgement() throws Exception {
+        try (TestGateway gw = new TestGateway("")) {
+            ArrayNode users = JSON.createArrayNode();
+            for (int i = 0; i < 400; i++) {
+                String token = TestGateway.token();
+                users.addObject().put("user", "g-" + i).putArray("tags").add("vip");
+                ((ObjectNode) users.get(i)).putArray("devices").addObject().put("id", "phone").put("platform", "apns")
+                        .put("token", token);
+                if (i % 2 == 1) {
+                    gw.sandbox().scriptAlways(token, SandboxApns.Answer.PAYLOAD_TOO_LARGE); // a permanent failure
+                }
+            }
+            assertThat(gw.post(base(gw) + "/users", JSON.createObjectNode().set("users", users).toString()).status())
+                    .isEqualTo(200);
+            template(gw);
+            TestGateway.Response bad = gw.post(base(gw) + "/campaigns", "{\"name\":\"g\",\"audience\":{\"rule\":"
+                    + "\"tag:vip\"},\"content\":{\"template\":\"hello\"},\"guards\":[{\"metric\":\"failure\"}]}");
+            assertThat(bad.json().get("error").get("field").asText()).isEqualTo("guards[0]");
+            // 6,000 a minute: 400 users take 4 s, the guard (checked every 2 s) trips long before.
+            String id = approved(gw, ",\"throttle\":{\"perMinute\":6000},\"guards\":[{\"metric\":\"failure\","
+                    + "\"window\":\"5m\",\"minVolume\":20,\"pauseAt\":0.3}]");
+            await().atMost(Duration.ofSeconds(60)).pollInterval(Duration.ofMillis(100))
+                    .until(() -> campaign(gw, id).get("state").asText().equals("paused"));
+            JsonNode c = campaign(gw, id);
+            JsonNode last = c.get("history").get(c.get("history").size() - 1);
+            assertThat(last.get("by").asText()).isEqualTo("herald:guard");
+            assertThat(last.get("reason").asText()).contains("failure").contains(">= pauseAt 30.0%");
+            assertThat(c.get("progress").get("guard").get("metric").asText()).isEqualTo("failure");
+            assertThat(c.get("progress").get("guard").get("rate").asDouble()).isGreaterThanOrEqualTo(0.3);
+            assertThat(c.get("progress").get("fed").asLong()).as("paused before the end").isLessThan(400);
+            assertThat(gw.get(base(gw) + "/campaigns/" + id + "/report").json().get("guards").get("tripped")
+                    .get("metric").asText()).isEqualTo("failure");
+
+            TestGateway.Response resume = gw.post(base(gw) + "/campaigns/" + id + "/resume", "{\"reason\":\"go on\"}");
+            assertThat(resume.status()).isEqualTo(409);
+            assertThat(resume.json().get("error").get("message").asText()).contains("acknowledge");
+            TestGateway.Response ack = gw.post(base(gw) + "/campaigns/" + id + "/resume",
+                    "{\"acknowledge\":true,\"reason\":\"bad tokens cleaned up\"}");
+            assertThat(ack.status()).as(ack.raw().body()).isEqualTo(200);
+            assertThat(ack.json().get("state").asText()).isEqualTo("running");
+        }
+    }
+
+    @Test
     void aNodeThatDiesMidFanOutIsReplacedAndNobodyGetsItTwice() throws Exception {
         String config = "redis.node-lease = 2s\nscheduler { campaign-lease = 2s, campaign-tick = 100ms }";
         TestGateway a = new TestGateway(config);

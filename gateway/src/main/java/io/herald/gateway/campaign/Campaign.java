@@ -76,10 +76,12 @@ public final class Campaign {
     }
 
     private static final Set<String> FIELDS = Set.of("name", "audience", "content", "channel", "fallback", "class",
-            "priority", "category", "schedule", "throttle", "endAt", "onQuiet", "onCap", "reEligibleAfter", "plan", "holdoutPercent", "conversionEvent", "conversionWindow");
+            "priority", "category", "schedule", "throttle", "endAt", "onQuiet", "onCap", "reEligibleAfter", "plan", "holdoutPercent", "conversionEvent", "conversionWindow", "guards");
     private static final Set<String> CHANNELS = Set.of("auto", "push", "apns", "fcm", "sms");
 
     private final ObjectNode doc;
+    /** Who a guard's pause is recorded as. */
+    public static final String GUARD = "herald:guard";
 
     private Campaign(ObjectNode doc) {
         this.doc = doc;
@@ -199,6 +201,7 @@ public final class Campaign {
         } else {
             d.set("content", parts(c, "content", templateExists, Set.of()));
         }
+        d.set("guards", guards(body.get("guards"), mapper));
         if (body.hasNonNull("holdoutPercent")) {
             JsonNode h = body.get("holdoutPercent");
             if (!h.isNumber() || h.asDouble() < 0 || h.asDouble() > 20) {
@@ -380,6 +383,66 @@ public final class Campaign {
         return content;
     }
 
+    /** Seed 003's rule, the guard of a campaign that names none: pause at 3% opt-outs once 200 were sent. */
+    static final String DEFAULT_GUARD = "{\"metric\":\"opt_out\",\"window\":\"1h\",\"minVolume\":200,\"pauseAt\":0.03}";
+
+    /**
+     * The guard rails: absent -> {@link #DEFAULT_GUARD}; {@code []} -> none; else each {@code
+     * {metric: opt_out | failure, window (1m..24h, default 10m), minVolume (default 100), warnAt?,
+     * pauseAt?}} (rates 0..1, at least one) or a floor {@code {metric: open_rate | click_rate,
+     * below, window, minVolume}} (warns only).
+     */
+    private static ArrayNode guards(JsonNode g, ObjectMapper mapper) throws Invalid {
+        ArrayNode out = mapper.createArrayNode();
+        if (g == null || g.isNull()) {
+            try {
+                out.add(mapper.readTree(DEFAULT_GUARD));
+            } catch (java.io.IOException e) {
+                throw new IllegalStateException(e);
+            }
+            return out;
+        }
+        if (!g.isArray() || g.size() > 8) {
+            throw new Invalid("guards", "guards: expected an array of at most 8 guards ([] for none)");
+        }
+        for (int i = 0; i < g.size(); i++) {
+            String f = "guards[" + i + "]";
+            JsonNode one = g.get(i);
+            String metric = one.path("metric").asText("");
+            boolean floor = metric.equals("open_rate") || metric.equals("click_rate");
+            if (!floor && !metric.equals("opt_out") && !metric.equals("failure")) {
+                throw new Invalid(f + ".metric", f + ".metric: '" + metric + "' (expected: opt_out, failure, open_rate "
+                        + "or click_rate)");
+            }
+            ObjectNode o = out.addObject().put("metric", metric);
+            String window = one.path("window").asText("10m");
+            long ms = durationMillis(window);
+            if (ms < 60_000 || ms > 86_400_000L) {
+                throw new Invalid(f + ".window", f + ".window: '" + window + "' (expected: 1m .. 24h)");
+            }
+            o.put("window", window);
+            JsonNode v = one.get("minVolume");
+            if (v != null && (!v.isIntegralNumber() || v.asLong() < 1)) {
+                throw new Invalid(f + ".minVolume", f + ".minVolume: " + v + " (expected: an integer >= 1)");
+            }
+            o.put("minVolume", v == null ? 100 : v.asLong());
+            for (String r : floor ? new String[] {"below"} : new String[] {"warnAt", "pauseAt"}) {
+                JsonNode x = one.get(r);
+                if (x != null && (!x.isNumber() || x.asDouble() <= 0 || x.asDouble() >= 1)) {
+                    throw new Invalid(f + "." + r, f + "." + r + ": " + x + " (expected: a rate between 0 and 1, e.g. "
+                            + "0.03 for 3%)");
+                }
+                if (x != null) {
+                    o.put(r, x.asDouble());
+                }
+            }
+            if (floor ? !o.has("below") : !o.has("warnAt") && !o.has("pauseAt")) {
+                throw new Invalid(f, f + ": " + (floor ? "below" : "warnAt or pauseAt") + " is missing");
+            }
+        }
+        return out;
+    }
+
     /** Reads and checks a recurring schedule into {@code out}. */
     private static void recurring(JsonNode s, ObjectNode out) throws Invalid {
         String every = s.path("every").asText("");
@@ -514,7 +577,20 @@ public final class Campaign {
      * state does not allow it, or (forbidden) when the approver made or last edited the campaign.
      */
     public Campaign move(String action, String by, String reason, long now) throws Refused {
+        return move(action, by, reason, now, false);
+    }
+
+    /** As above; a campaign a guard paused resumes only {@code acknowledged} (the operator saw why). */
+    public Campaign move(String action, String by, String reason, long now, boolean acknowledged) throws Refused {
         State s = state();
+        if (action.equals("resume") && s == State.PAUSED && !acknowledged) {
+            JsonNode h = doc.get("history");
+            JsonNode last = h.get(h.size() - 1);
+            if (GUARD.equals(last.path("by").asText())) {
+                throw new Refused(s, false, "a guard paused it (" + last.path("reason").asText()
+                        + "): resume with {\"acknowledge\": true, \"reason\": \"...\"}");
+            }
+        }
         State to = switch (action) {
             case "submit" -> s == State.DRAFT ? State.PENDING_APPROVAL : null;
             case "approve", "reject" -> s == State.PENDING_APPROVAL

@@ -117,6 +117,9 @@ public final class CampaignLauncher implements AutoCloseable {
     private final Campaigns campaigns;
     private final Audiences audiences;
     private final Templates templates;
+    private final io.herald.gateway.tracking.Funnels funnels;
+    /** How often a running campaign's guards are evaluated. */
+    static final long GUARD_EVERY_MS = 2_000;
     /** Its own connection: fan-out round trips do not queue behind the pipeline's commands. */
     private final io.lettuce.core.cluster.api.async.RedisClusterAsyncCommands<String, String> cmd;
     private final Journal journal;
@@ -148,8 +151,10 @@ public final class CampaignLauncher implements AutoCloseable {
 
     public CampaignLauncher(Redis redis, Campaigns campaigns, Audiences audiences, Templates templates, Journal journal,
                             IdempotencyKeys idempotency, Pipeline pipeline, BatchCodec codec, Clock clock,
-                            Set<String> apps, String nodeId, Duration lease, int chunk, Duration wait) {
+                            Set<String> apps, String nodeId, Duration lease, int chunk, Duration wait,
+                            io.herald.gateway.tracking.Funnels funnels) {
         this.redis = redis;
+        this.funnels = funnels;
         this.cmd = redis.dedicated().async();
         this.templates = templates;
         this.campaigns = campaigns;
@@ -446,6 +451,12 @@ public final class CampaignLauncher implements AutoCloseable {
             freeze(r, now);
         }
         JsonNode c = r.campaign.toJson();
+        if (now - r.guardsAt >= GUARD_EVERY_MS) {
+            r.guardsAt = now;
+            if (!guardsHold(r, v.version(), now)) {
+                return false;
+            }
+        }
         List<String> named = new ArrayList<>();
         if (c.path("content").has("template")) {
             named.add(c.get("content").get("template").asText());
@@ -495,6 +506,88 @@ public final class CampaignLauncher implements AutoCloseable {
             }
         }
         return !closed;
+    }
+
+    /**
+     * Evaluates the campaign's guards over the minute counters of its current label: a rate at or
+     * above a guard's {@code pauseAt} (with at least {@code minVolume} behind it) pauses the
+     * campaign, recorded as by {@link Campaign#GUARD} with the figures, and stops the feed
+     * (false); {@code warnAt} and floors ({@code below}) are kept as the run's {@code warnings}.
+     * Rates: opt_out = opt-outs / accepted; failure = failed / (accepted + failed); open_rate and
+     * click_rate = opened or clicked / accepted.
+     */
+    private boolean guardsHold(Running r, long version, long now) throws Exception {
+        JsonNode guards = r.campaign.toJson().path("guards");
+        if (guards.isEmpty() || funnels == null) {
+            return true;
+        }
+        long longest = 0;
+        for (JsonNode g : guards) {
+            longest = Math.max(longest, Campaign.durationMillis(g.get("window").asText()));
+        }
+        JsonNode buckets = get(funnels.series(r.app, r.label(), null, io.herald.gateway.tracking.Funnels.Bucket.MINUTE,
+                now - longest + 1, now)).get("buckets");
+        ArrayNode warnings = mapper.createArrayNode();
+        for (JsonNode g : guards) {
+            long window = Campaign.durationMillis(g.get("window").asText());
+            long[] sum = new long[5]; // accepted, failed, opt_out, opened, clicked
+            for (JsonNode b : buckets) {
+                if (b.get("start").asLong() + 60_000 > now - window) {
+                    JsonNode n = b.get("counts");
+                    sum[0] += n.path("accepted").asLong();
+                    sum[1] += n.path("failed").asLong();
+                    sum[2] += n.path("opt_out").asLong();
+                    sum[3] += n.path("opened").asLong();
+                    sum[4] += n.path("clicked").asLong();
+                }
+            }
+            String metric = g.get("metric").asText();
+            long count = switch (metric) {
+                case "failure" -> sum[1];
+                case "opt_out" -> sum[2];
+                case "open_rate" -> sum[3];
+                default -> sum[4];
+            };
+            long volume = metric.equals("failure") ? sum[0] + sum[1] : sum[0];
+            if (volume < g.get("minVolume").asLong() || volume == 0) {
+                continue;
+            }
+            double rate = (double) count / volume;
+            String figures = String.format(java.util.Locale.ROOT, "%s %.2f%% (%d of %d) over %s", metric, rate * 100,
+                    count, volume, g.get("window").asText());
+            if (g.has("pauseAt") && rate >= g.get("pauseAt").asDouble()) {
+                String why = "guard " + figures + " >= pauseAt " + g.get("pauseAt").asDouble() * 100 + "%";
+                try {
+                    Campaign paused = r.campaign.move("pause", Campaign.GUARD, why, now);
+                    if (!get(campaigns.replace(r.app, paused, version)).conflict()) {
+                        set(r.app, r.id, "guard", mapper.createObjectNode().put("metric", metric).put("rate", rate)
+                                .put("count", count).put("volume", volume).put("window", g.get("window").asText())
+                                .put("pauseAt", g.get("pauseAt").asDouble()).put("at", now).toString());
+                        log.warn("campaign {} of app {} paused: {}", r.id, r.app, why);
+                    }
+                } catch (Campaign.Refused e) {
+                    // no longer running: nothing to pause
+                }
+                return false;
+            }
+            if (g.has("warnAt") && rate >= g.get("warnAt").asDouble()) {
+                warnings.addObject().put("metric", metric).put("rate", rate).put("count", count).put("volume", volume)
+                        .put("warnAt", g.get("warnAt").asDouble()).put("at", now);
+            }
+            if (g.has("below") && rate < g.get("below").asDouble()) {
+                warnings.addObject().put("metric", metric).put("rate", rate).put("count", count).put("volume", volume)
+                        .put("below", g.get("below").asDouble()).put("at", now);
+            }
+        }
+        String w = warnings.toString();
+        if (!w.equals(r.warnings)) {
+            if (!warnings.isEmpty()) {
+                log.warn("campaign {} of app {}: guard warnings {}", r.id, r.app, w);
+            }
+            r.warnings = w;
+            set(r.app, r.id, "warnings", w);
+        }
+        return true;
     }
 
     /** Journals and publishes one chunk (or finds it done), then checkpoints; false: stop for this tick. */
@@ -949,6 +1042,9 @@ public final class CampaignLauncher implements AutoCloseable {
         /** Users this node fed and the time it spent feeding them (journal, publish, checkpoint). */
         long fedHere;
         long feedNanos;
+        /** When the guards were last evaluated, and the warnings they gave (JSON). */
+        long guardsAt;
+        String warnings = "[]";
         /** The day of this run of a recurring campaign; null for a one-off. */
         String day;
         /** The earlier runs' summaries (JSON array) of a recurring campaign. */

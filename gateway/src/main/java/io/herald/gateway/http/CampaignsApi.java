@@ -239,6 +239,12 @@ final class CampaignsApi {
                         progress.set(f, p.get(f));
                     }
                 }
+                ObjectNode guards = out.putObject("guards");
+                guards.set("rules", c.path("guards"));
+                if (p.has("guard")) {
+                    guards.set("tripped", p.get("guard"));
+                }
+                guards.set("warnings", p.has("warnings") ? p.get("warnings") : x.mapper().createArrayNode());
                 JsonNode funnel = full.get("funnel");
                 out.set("counts", funnel.get("counts"));
                 out.set("rates", funnel.get("rates"));
@@ -566,6 +572,15 @@ final class CampaignsApi {
                 if (run.containsKey("outcome")) {
                     p.put("outcome", run.get("outcome"));
                 }
+                for (String f : new String[] {"guard", "warnings"}) {
+                    if (run.containsKey(f)) {
+                        try {
+                            p.set(f, x.mapper().readTree(run.get(f)));
+                        } catch (java.io.IOException e) {
+                            throw new java.io.UncheckedIOException(e);
+                        }
+                    }
+                }
                 if (run.containsKey("day") && !run.get("day").isEmpty()) {
                     p.put("run", Long.parseLong(run.get("run")));
                     p.put("day", run.get("day"));
@@ -648,6 +663,7 @@ final class CampaignsApi {
             return;
         }
         String reason = null;
+        boolean acknowledged = false;
         if (x.body().length > 0) {
             if (!x.jsonContent()) {
                 return;
@@ -663,9 +679,11 @@ final class CampaignsApi {
                 return;
             }
             reason = r == null ? null : r.asText();
+            acknowledged = body.path("acknowledge").asBoolean(false);
         }
         String why = reason;
-        change(x, c -> c.move(action, x.caller().keyId(), why, clock.millis())).whenComplete((v, err) -> {
+        boolean ack = acknowledged;
+        change(x, c -> c.move(action, x.caller().keyId(), why, clock.millis(), ack)).whenComplete((v, err) -> {
             if (err != null) {
                 x.unavailable(err);
             }
