@@ -464,8 +464,8 @@ class CampaignLaunchIT {
             TestGateway.Response bad = gw.post(base(gw) + "/campaigns", "{\"name\":\"g\",\"audience\":{\"rule\":"
                     + "\"tag:vip\"},\"content\":{\"template\":\"hello\"},\"guards\":[{\"metric\":\"failure\"}]}");
             assertThat(bad.json().get("error").get("field").asText()).isEqualTo("guards[0]");
-            // 6,000 a minute: 400 users take 4 s, the guard (checked every 2 s) trips long before.
-            String id = approved(gw, ",\"throttle\":{\"perMinute\":6000},\"guards\":[{\"metric\":\"failure\","
+            // 1,200 a minute: 400 users take 20 s, the guard (checked every 2 s) trips long before.
+            String id = approved(gw, ",\"throttle\":{\"perMinute\":1200},\"guards\":[{\"metric\":\"failure\","
                     + "\"window\":\"5m\",\"minVolume\":20,\"pauseAt\":0.3}]");
             await().atMost(Duration.ofSeconds(60)).pollInterval(Duration.ofMillis(100))
                     .until(() -> campaign(gw, id).get("state").asText().equals("paused"));
