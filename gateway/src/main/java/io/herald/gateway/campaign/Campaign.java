@@ -76,7 +76,8 @@ public final class Campaign {
     }
 
     private static final Set<String> FIELDS = Set.of("name", "audience", "content", "channel", "fallback", "class",
-            "priority", "category", "schedule", "throttle", "endAt", "onQuiet", "onCap", "reEligibleAfter", "plan", "holdoutPercent", "conversionEvent", "conversionWindow", "guards");
+            "priority", "category", "schedule", "throttle", "endAt", "onQuiet", "onCap", "reEligibleAfter", "plan", "holdoutPercent", "conversionEvent", "conversionWindow", "guards",
+            "experiment", "rollout");
     private static final Set<String> CHANNELS = Set.of("auto", "push", "apns", "fcm", "sms");
 
     private final ObjectNode doc;
@@ -225,6 +226,13 @@ public final class Campaign {
             d.put("conversionWindow", w);
         } else if (body.hasNonNull("conversionWindow")) {
             throw new Invalid("conversionWindow", "conversionWindow: given without conversionEvent");
+        }
+
+        if (body.hasNonNull("experiment")) {
+            d.set("experiment", experiment(body.get("experiment"), d, mapper));
+        }
+        if (body.hasNonNull("rollout")) {
+            d.set("rollout", rollout(body.get("rollout"), mapper));
         }
 
         String channel = body.hasNonNull("channel") ? body.get("channel").asText() : "auto";
@@ -441,6 +449,139 @@ public final class Campaign {
             }
         }
         return out;
+    }
+
+    /**
+     * The horse race: {@code {testPercent (1..50, default 10), metric: open | click (default) |
+     * conversion (needs conversionEvent), decideAfter (1m..7d, default 1h), minPerVariant (default
+     * 100), alpha (0 < alpha <= 0.2, default 0.05), noWinner: send_best (default) | send_first |
+     * stop}}; only with {@code content.variants}.
+     */
+    private static ObjectNode experiment(JsonNode e, ObjectNode d, ObjectMapper mapper) throws Invalid {
+        if (!e.isObject()) {
+            throw new Invalid("experiment", "experiment: expected {testPercent?, metric?, decideAfter?, minPerVariant?, "
+                    + "alpha?, noWinner?}");
+        }
+        if (!d.path("content").has("variants")) {
+            throw new Invalid("experiment", "experiment: a horse race needs content.variants (2..8 versions of the copy)");
+        }
+        ObjectNode o = mapper.createObjectNode();
+        JsonNode t = e.get("testPercent");
+        if (t != null && (!t.isNumber() || t.asDouble() < 1 || t.asDouble() > 50)) {
+            throw new Invalid("experiment.testPercent", "experiment.testPercent: " + t + " (expected: 1..50, the share "
+                    + "of the audience the variants race on; default 10)");
+        }
+        o.put("testPercent", t == null ? 10.0 : t.asDouble());
+        String metric = e.path("metric").asText("click");
+        if (!Set.of("open", "click", "conversion").contains(metric)) {
+            throw new Invalid("experiment.metric", "experiment.metric: '" + metric + "' (expected: open, click or "
+                    + "conversion)");
+        }
+        if (metric.equals("conversion") && !d.has("conversionEvent")) {
+            throw new Invalid("experiment.metric", "experiment.metric: conversion needs the campaign's conversionEvent");
+        }
+        o.put("metric", metric);
+        String after = e.path("decideAfter").asText("1h");
+        long ms = durationMillis(after);
+        if (ms < 60_000 || ms > 7 * 86_400_000L) {
+            throw new Invalid("experiment.decideAfter", "experiment.decideAfter: '" + after + "' (expected: 1m .. 7d, "
+                    + "the wait after the test share is sent; default 1h)");
+        }
+        o.put("decideAfter", after);
+        JsonNode min = e.get("minPerVariant");
+        if (min != null && (!min.isIntegralNumber() || min.asLong() < 1)) {
+            throw new Invalid("experiment.minPerVariant", "experiment.minPerVariant: " + min + " (expected: an integer "
+                    + ">= 1, the accepted test messages each variant needs; default 100)");
+        }
+        o.put("minPerVariant", min == null ? 100 : min.asLong());
+        JsonNode alpha = e.get("alpha");
+        if (alpha != null && (!alpha.isNumber() || alpha.asDouble() <= 0 || alpha.asDouble() > 0.2)) {
+            throw new Invalid("experiment.alpha", "experiment.alpha: " + alpha + " (expected: 0 < alpha <= 0.2; "
+                    + "default 0.05)");
+        }
+        o.put("alpha", alpha == null ? 0.05 : alpha.asDouble());
+        String noWinner = e.path("noWinner").asText("send_best");
+        if (!Set.of("send_best", "send_first", "stop").contains(noWinner)) {
+            throw new Invalid("experiment.noWinner", "experiment.noWinner: '" + noWinner + "' (expected: send_best, "
+                    + "send_first or stop)");
+        }
+        o.put("noWinner", noWinner);
+        for (java.util.Iterator<String> it = e.fieldNames(); it.hasNext(); ) {
+            String f = it.next();
+            if (!o.has(f)) {
+                throw new Invalid("experiment." + f, "experiment." + f + ": unknown field");
+            }
+        }
+        return o;
+    }
+
+    /**
+     * The gray rollout: {@code {stages: [1, 10, 50, 100] (ascending percents, the last 100), holdFor
+     * (1m..7d, default 15m), gates: {maxFailureRate?, maxOptOutRate?, maxDisableRate?, minSample
+     * (default 100)}}}.
+     */
+    private static ObjectNode rollout(JsonNode r, ObjectMapper mapper) throws Invalid {
+        if (!r.isObject()) {
+            throw new Invalid("rollout", "rollout: expected {stages: [1, 10, 50, 100], holdFor?, gates?}");
+        }
+        ObjectNode o = mapper.createObjectNode();
+        JsonNode st = r.get("stages");
+        if (st == null || !st.isArray() || st.size() < 2 || st.size() > 10) {
+            throw new Invalid("rollout.stages", "rollout.stages: expected 2..10 ascending percents of the audience, "
+                    + "the last 100 (e.g. [1, 10, 50, 100])");
+        }
+        ArrayNode stages = o.putArray("stages");
+        double last = 0;
+        for (int i = 0; i < st.size(); i++) {
+            JsonNode v = st.get(i);
+            if (!v.isNumber() || v.asDouble() <= last || v.asDouble() > 100) {
+                throw new Invalid("rollout.stages[" + i + "]", "rollout.stages[" + i + "]: " + v + " (expected: a "
+                        + "percent above the stage before it, at most 100)");
+            }
+            last = v.asDouble();
+            stages.add(last);
+        }
+        if (last != 100) {
+            throw new Invalid("rollout.stages", "rollout.stages: the last stage is " + last + " (expected: 100, the "
+                    + "whole audience)");
+        }
+        String hold = r.path("holdFor").asText("15m");
+        long ms = durationMillis(hold);
+        if (ms < 60_000 || ms > 7 * 86_400_000L) {
+            throw new Invalid("rollout.holdFor", "rollout.holdFor: '" + hold + "' (expected: 1m .. 7d, the wait after "
+                    + "each stage before its gates are read; default 15m)");
+        }
+        o.put("holdFor", hold);
+        ObjectNode gates = o.putObject("gates");
+        JsonNode g = r.path("gates");
+        if (!g.isMissingNode() && !g.isObject()) {
+            throw new Invalid("rollout.gates", "rollout.gates: expected {maxFailureRate?, maxOptOutRate?, "
+                    + "maxDisableRate?, minSample?}");
+        }
+        for (java.util.Iterator<String> it = g.fieldNames(); it.hasNext(); ) {
+            String f = it.next();
+            if (!Set.of("maxFailureRate", "maxOptOutRate", "maxDisableRate", "minSample").contains(f)) {
+                throw new Invalid("rollout.gates." + f, "rollout.gates." + f + ": unknown field (expected: "
+                        + "maxFailureRate, maxOptOutRate, maxDisableRate, minSample)");
+            }
+        }
+        for (String f : new String[] {"maxFailureRate", "maxOptOutRate", "maxDisableRate"}) {
+            JsonNode v = g.get(f);
+            if (v != null && (!v.isNumber() || v.asDouble() <= 0 || v.asDouble() >= 1)) {
+                throw new Invalid("rollout.gates." + f, "rollout.gates." + f + ": " + v + " (expected: a rate between 0 "
+                        + "and 1, e.g. 0.02 for 2%)");
+            }
+            if (v != null) {
+                gates.put(f, v.asDouble());
+            }
+        }
+        JsonNode min = g.get("minSample");
+        if (min != null && (!min.isIntegralNumber() || min.asLong() < 1)) {
+            throw new Invalid("rollout.gates.minSample", "rollout.gates.minSample: " + min + " (expected: an integer "
+                    + ">= 1; default 100)");
+        }
+        gates.put("minSample", min == null ? 100 : min.asLong());
+        return o;
     }
 
     /** Reads and checks a recurring schedule into {@code out}. */

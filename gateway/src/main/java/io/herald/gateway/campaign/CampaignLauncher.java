@@ -425,6 +425,12 @@ public final class CampaignLauncher implements AutoCloseable {
         Running r = new Running(app, c, Long.parseLong(run.get("run")), Long.parseLong(run.getOrDefault("chunk", "0")),
                 Long.parseLong(run.getOrDefault("cursor", "-1")), Long.parseLong(run.getOrDefault("fed", "0")));
         r.skipped = Long.parseLong(run.getOrDefault("skipped", "0"));
+        r.phase = Integer.parseInt(run.getOrDefault("phase", "0"));
+        r.phaseAt = Long.parseLong(run.getOrDefault("phaseAt", "0"));
+        r.gatePaused = Integer.parseInt(run.getOrDefault("gatePaused", "-1"));
+        if (run.containsKey("decision")) {
+            r.decided(mapper.readTree(run.get("decision")));
+        }
         r.day = recurring ? run.get("day") : null;
         r.runs = run.getOrDefault("runs", "[]");
         mine.put(app + "/" + id, r);
@@ -487,10 +493,34 @@ public final class CampaignLauncher implements AutoCloseable {
             r.pacedFrom = now;
             r.pacedFed = r.fed;
         }
+        if (r.phaseAt > 0) {
+            // This phase is fed and held: after its hold, decide (horse race) or read its gates (rollout).
+            Phase ph = r.phases.get(r.phase);
+            if (now < r.phaseAt + ph.holdMs()) {
+                return false;
+            }
+            if (!afterPhase(r, ph, v.version(), now)) {
+                return false;
+            }
+            set(r.app, r.id, "phase", Integer.toString(r.phase + 1), "cursor", "-1", "-phaseAt", "",
+                    "phaseBase", phaseBase(r).toString());
+            r.phase++;
+            r.cursor = -1;
+            r.phaseAt = 0;
+            r.pacedFrom = -1; // the next phase paces from its own start, not from the campaign's
+            return true;
+        }
         long until = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(FEED_BUDGET_MS);
         while (System.nanoTime() < until && !closed) {
             List<Long> next = r.next(size);
             if (next.isEmpty()) {
+                if (r.phase < r.phases.size() - 1) {
+                    set(r.app, r.id, "?phaseAt", Long.toString(now));
+                    r.phaseAt = Long.parseLong(get(progress(r.app, r.id)).get("phaseAt"));
+                    log.info("campaign {} of app {}: {} fed ({} members so far); held for {} ms", r.id, r.app,
+                            r.phases.get(r.phase).describe(), r.fed, r.phases.get(r.phase).holdMs());
+                    return false;
+                }
                 finish(r, v.version(), "every member fed: " + r.fed + " of " + r.size
                         + (r.skipped > 0 ? " (" + r.skipped + " deleted since the snapshot)" : ""));
                 return false;
@@ -506,6 +536,158 @@ public final class CampaignLauncher implements AutoCloseable {
             }
         }
         return !closed;
+    }
+
+    /**
+     * The end of a held phase: a horse race's test share is decided ({@link HorseRace}: the decision
+     * is stored first-writer-wins, so a takeover keeps it); a rollout stage's gates are read over
+     * its sample (the counters since the stage began). True: go on to the next phase. False: the
+     * campaign was paused by a failing gate, or completed by a race without a winner under {@code
+     * noWinner: stop}. A gate that paused the campaign is taken as overridden when the campaign is
+     * running again at this phase (an operator resumed it with an acknowledgement).
+     */
+    private boolean afterPhase(Running r, Phase ph, long version, long now) throws Exception {
+        JsonNode c = r.campaign.toJson();
+        if (ph.kind().equals("test")) {
+            if (r.decision == null) {
+                ObjectNode d = decide(r, c.get("experiment"), now);
+                set(r.app, r.id, "?decision", d.toString());
+                r.decided(mapper.readTree(get(progress(r.app, r.id)).get("decision")));
+                log.info("campaign {} of app {}: horse race decided: {}", r.id, r.app, r.decision);
+            }
+            if (r.chosen == null) {
+                long rest = r.size - r.fed - r.skipped;
+                finishCampaign(r, version, "horse race without a winner (" + r.decision.get("reason").asText()
+                        + "), noWinner stop: the other " + rest + " members get nothing");
+                return false;
+            }
+            return true;
+        }
+        JsonNode gates = c.path("rollout").path("gates");
+        Map<String, String> run = get(progress(r.app, r.id));
+        long[] base = counts(run.containsKey("phaseBase") ? mapper.readTree(run.get("phaseBase")) : null);
+        long[] cur = counts(get(funnels.campaignFunnel(r.app, List.of(r.label()), null)).get("counts"));
+        long accepted = cur[0] - base[0];
+        long failed = cur[1] - base[1];
+        long optOuts = cur[2] - base[2];
+        long disabled = cur[3] - base[3];
+        long sample = accepted + failed;
+        ObjectNode g = mapper.createObjectNode().put("stage", r.phase + 1 - (r.phases.get(0).kind().equals("test") ? 1 : 0))
+                .put("percent", ph.percent()).put("sample", sample).put("accepted", accepted).put("failed", failed)
+                .put("optOuts", optOuts).put("disabled", disabled)
+                .put("failureRate", sample == 0 ? 0 : (double) failed / sample)
+                .put("optOutRate", accepted == 0 ? 0 : (double) optOuts / accepted)
+                .put("disableRate", sample == 0 ? 0 : (double) disabled / sample).put("at", now);
+        String failing = null;
+        if (sample < gates.path("minSample").asLong(100)) {
+            g.put("note", "sample " + sample + " < minSample " + gates.path("minSample").asLong(100) + ": not judged");
+        } else {
+            failing = gate(g, gates, "maxFailureRate", "failureRate", failed, sample);
+            failing = failing != null ? failing : gate(g, gates, "maxOptOutRate", "optOutRate", optOuts, accepted);
+            failing = failing != null ? failing : gate(g, gates, "maxDisableRate", "disableRate", disabled, sample);
+        }
+        if (failing != null && r.gatePaused == r.phase) {
+            g.put("overridden", true); // paused by this gate, then resumed with an acknowledgement
+            failing = null;
+        }
+        g.put("passed", failing == null);
+        if (failing != null) {
+            g.put("reason", failing);
+        }
+        ArrayNode all = (ArrayNode) mapper.readTree(run.getOrDefault("gates", "[]"));
+        all.add(g);
+        set(r.app, r.id, "gates", all.toString());
+        if (failing == null) {
+            return true;
+        }
+        String why = "rollout gate after " + ph.describe() + ": " + failing;
+        try {
+            Campaign paused = r.campaign.move("pause", Campaign.GUARD, why, now);
+            if (!get(campaigns.replace(r.app, paused, version)).conflict()) {
+                set(r.app, r.id, "gatePaused", Integer.toString(r.phase));
+                r.gatePaused = r.phase;
+                log.warn("campaign {} of app {} paused: {}", r.id, r.app, why);
+            }
+        } catch (Campaign.Refused e) {
+            // no longer running: nothing to pause
+        }
+        return false;
+    }
+
+    /** A gate's verdict: null when it holds (or is not set), else why it fails. */
+    private static String gate(ObjectNode g, JsonNode gates, String name, String rate, long count, long of) {
+        if (!gates.has(name) || g.get(rate).asDouble() <= gates.get(name).asDouble()) {
+            return null;
+        }
+        return String.format(java.util.Locale.ROOT, "%s %.2f%% (%d of %d) > %s %.2f%%", rate, g.get(rate).asDouble() * 100,
+                count, of, name, gates.get(name).asDouble() * 100);
+    }
+
+    /** {accepted, failed, opt_out, invalidated} of a funnel's counts (zeros for null). */
+    private static long[] counts(JsonNode counts) {
+        if (counts == null) {
+            return new long[4];
+        }
+        return new long[] {counts.path("accepted").asLong(), counts.path("failed").asLong(),
+                counts.path("opt_out").asLong(), counts.path("invalidated").asLong()};
+    }
+
+    /** The counters a rollout stage starts from (its gates read the difference). */
+    private ObjectNode phaseBase(Running r) throws Exception {
+        long[] n = counts(get(funnels.campaignFunnel(r.app, List.of(r.label()), null)).get("counts"));
+        return mapper.createObjectNode().put("accepted", n[0]).put("failed", n[1]).put("opt_out", n[2])
+                .put("invalidated", n[3]);
+    }
+
+    /**
+     * The horse race's decision over the test share: per variant the accepted test messages and
+     * the opened, clicked or converted among them (conversions: the variant's test members with
+     * the campaign's {@code conversionEvent} from the launch day to today, UTC days).
+     */
+    private ObjectNode decide(Running r, JsonNode e, long now) throws Exception {
+        String metric = e.get("metric").asText();
+        Map<String, long[]> conv = new HashMap<>();
+        if (metric.equals("conversion")) {
+            String event = r.campaign.toJson().get("conversionEvent").asText();
+            long started = Long.parseLong(get(progress(r.app, r.id)).getOrDefault("startedAt", Long.toString(now)));
+            Phase test = r.phases.get(0);
+            for (int s = 0; s < r.members.length; s++) {
+                RoaringBitmap converted = get(audiences.eventDays(r.app, s, event, Math.floorDiv(started, 86_400_000L),
+                        Math.floorDiv(now, 86_400_000L)));
+                long base = (long) s << Keys.USER_SHARD_BITS;
+                RoaringBitmap both = RoaringBitmap.and(r.members[s], converted);
+                both.forEach((int local) -> {
+                    long index = base + local;
+                    if (test.holds(r.point(index))) {
+                        conv.computeIfAbsent(r.assigned(index), k -> new long[1])[0]++;
+                    }
+                });
+            }
+        }
+        List<HorseRace.Arm> arms = new ArrayList<>();
+        for (String variant : r.variants) {
+            JsonNode n = get(funnels.campaignFunnel(r.app, List.of(r.label()), null, variant)).get("counts");
+            long accepted = n.get("accepted").asLong();
+            long k = switch (metric) {
+                case "open" -> n.get("opened").asLong();
+                case "click" -> n.get("clicked").asLong();
+                default -> Math.min(accepted, conv.getOrDefault(variant, new long[1])[0]);
+            };
+            arms.add(new HorseRace.Arm(variant, accepted, k));
+        }
+        HorseRace.Decision d = HorseRace.decide(arms, e.get("alpha").asDouble(), e.get("minPerVariant").asLong(),
+                e.get("noWinner").asText());
+        ObjectNode out = mapper.createObjectNode().put("at", now).put("metric", metric).put("reason", d.reason());
+        out.put("winner", d.winner()).put("chosen", d.chosen()).put("policy", d.winner() != null ? "winner"
+                : e.get("noWinner").asText());
+        out.put("best", d.best()).put("runnerUp", d.runnerUp()).put("test", d.test()).put("pValue", d.pValue())
+                .put("alpha", e.get("alpha").asDouble()).put("minPerVariant", e.get("minPerVariant").asLong());
+        ArrayNode a = out.putArray("arms");
+        for (HorseRace.Arm arm : d.arms()) {
+            a.addObject().put("variant", arm.variant()).put("accepted", arm.n()).put(metric.equals("open") ? "opened"
+                    : metric.equals("click") ? "clicked" : "converted", arm.k()).put("rate", arm.rate());
+        }
+        return out;
     }
 
     /**
@@ -622,7 +804,7 @@ public final class CampaignLauncher implements AutoCloseable {
                 if (aligned.get(i) != null) {
                     users.add(aligned.get(i));
                     if (variants != null) {
-                        variants.add(r.variantOf(indexes.get(i)));
+                        variants.add(r.assigned(indexes.get(i)));
                     }
                 }
             }
@@ -898,7 +1080,8 @@ public final class CampaignLauncher implements AutoCloseable {
         }
         set(r.app, r.id, "runs", runs.toString(), "run", Long.toString(r.run + 1), "day", next.day().toString(),
                 "nextAt", Long.toString(next.launch()), "chunk", "0", "cursor", "-1", "fed", "0", "skipped", "0",
-                "-frozen", "", "-frozenAt", "", "-startedAt", "", "-finishedAt", "", "-outcome", "");
+                "-frozen", "", "-frozenAt", "", "-startedAt", "", "-finishedAt", "", "-outcome", "",
+                "-phase", "", "-phaseAt", "", "-phaseBase", "", "-decision", "", "-gates", "", "-gatePaused", "");
         log.info("campaign {} of app {}: run {} done ({}); run {} at {}", r.id, r.app, r.run, why, r.run + 1,
                 Instant.ofEpochMilli(next.launch()));
         mine.remove(r.app + "/" + r.id);
@@ -1042,6 +1225,15 @@ public final class CampaignLauncher implements AutoCloseable {
         /** Users this node fed and the time it spent feeding them (journal, publish, checkpoint). */
         long fedHere;
         long feedNanos;
+        /** The run's phases (one without an experiment or rollout), the current one and when it was fed. */
+        final List<Phase> phases;
+        int phase;
+        long phaseAt;
+        /** The phase whose failing gate paused the campaign (-1: none). */
+        int gatePaused = -1;
+        /** The horse race's decision (null before it) and the variant the rest gets (null: none). */
+        JsonNode decision;
+        String chosen;
         /** When the guards were last evaluated, and the warnings they gave (JSON). */
         long guardsAt;
         String warnings = "[]";
@@ -1068,6 +1260,22 @@ public final class CampaignLauncher implements AutoCloseable {
             this.chunk = chunk;
             this.cursor = cursor;
             this.fed = fed;
+            this.phases = Phase.of(campaign.toJson());
+        }
+
+        void decided(JsonNode d) {
+            decision = d;
+            chosen = d.hasNonNull("chosen") ? d.get("chosen").asText() : null;
+        }
+
+        /** A member's stage point, 0..9,999: which phase (test share, rollout stage) it falls in. */
+        int point(long index) {
+            return phases.size() == 1 ? 0 : (int) Long.remainderUnsigned(bucket(id + "#stage", index), 10_000);
+        }
+
+        /** The variant a member is sent: its own in the test share, the horse race's choice after it. */
+        String assigned(long index) {
+            return chosen != null && phase > 0 ? chosen : variantOf(index);
         }
 
         /** Takes the snapshot when every shard is in it; false when it is not complete yet. */
@@ -1116,19 +1324,13 @@ public final class CampaignLauncher implements AutoCloseable {
 
         /** The variant of a member (campaigns with variants). */
         String variantOf(long index) {
-            long point = Long.remainderUnsigned(Long.divideUnsigned(bucket(id, index), 10_000), totalWeight);
-            for (int i = 0; i < variants.size(); i++) {
-                point -= weights.get(i);
-                if (point < 0) {
-                    return variants.get(i);
-                }
-            }
-            return variants.get(variants.size() - 1);
+            return CampaignLauncher.variantOf(id, index, variants, weights, totalWeight);
         }
 
-        /** Up to {@code n} member indexes after the cursor, in order. */
+        /** Up to {@code n} member indexes of the current phase after the cursor, in order. */
         List<Long> next(int n) {
             List<Long> out = new ArrayList<>(n);
+            Phase ph = phases.get(phase);
             long from = cursor + 1;
             for (int s = (int) (from >>> Keys.USER_SHARD_BITS); s < members.length && out.size() < n; s++) {
                 long base = (long) s << Keys.USER_SHARD_BITS;
@@ -1137,8 +1339,69 @@ public final class CampaignLauncher implements AutoCloseable {
                     it.advanceIfNeeded((int) (from - base));
                 }
                 while (it.hasNext() && out.size() < n) {
-                    out.add(base + it.next());
+                    long index = base + it.next();
+                    if (ph.holds(point(index))) {
+                        out.add(index);
+                    }
                 }
+            }
+            return out;
+        }
+    }
+
+    /**
+     * The variant of member {@code index}: the one whose slice of the weights, in order, holds
+     * {@code (bucket / 10,000) mod (sum of weights)} (see {@link #bucket}).
+     */
+    static String variantOf(String campaign, long index, List<String> variants, List<Long> weights, long totalWeight) {
+        long point = Long.remainderUnsigned(Long.divideUnsigned(bucket(campaign, index), 10_000), totalWeight);
+        for (int i = 0; i < variants.size(); i++) {
+            point -= weights.get(i);
+            if (point < 0) {
+                return variants.get(i);
+            }
+        }
+        return variants.get(variants.size() - 1);
+    }
+
+    /**
+     * A slice of a run: the members whose stage point (first 8 bytes of SHA-256({@code "<campaign
+     * id>#stage:<user index>"}) mod 10,000, independent of the variant and holdout buckets) is in
+     * {@code [lo, hi)}, fed in order, then held {@code holdMs} before the next slice. A horse race's
+     * test share is {@code [0, testPercent x 100)}; rollout stages split the rest by their percents.
+     */
+    record Phase(String kind, int lo, int hi, long holdMs, double percent) {
+        boolean holds(int point) {
+            return point >= lo && point < hi;
+        }
+
+        String describe() {
+            return kind.equals("test") ? "the horse race's test share (" + percent + "%)"
+                    : kind.equals("stage") ? "the rollout stage to " + percent + "%" : "the audience";
+        }
+
+        static List<Phase> of(JsonNode c) {
+            List<Phase> out = new ArrayList<>();
+            int t = 0;
+            if (c.hasNonNull("experiment")) {
+                JsonNode e = c.get("experiment");
+                t = (int) Math.round(e.get("testPercent").asDouble() * 100);
+                out.add(new Phase("test", 0, t, Campaign.durationMillis(e.get("decideAfter").asText()),
+                        e.get("testPercent").asDouble()));
+            }
+            if (c.hasNonNull("rollout")) {
+                JsonNode ro = c.get("rollout");
+                long hold = Campaign.durationMillis(ro.get("holdFor").asText());
+                int lo = t;
+                JsonNode stages = ro.get("stages");
+                for (int i = 0; i < stages.size(); i++) {
+                    double p = stages.get(i).asDouble();
+                    int hi = i == stages.size() - 1 ? 10_000 : t + (int) Math.round((10_000 - t) * p / 100);
+                    out.add(new Phase("stage", lo, hi, i == stages.size() - 1 ? 0 : hold, p));
+                    lo = hi;
+                }
+            } else {
+                out.add(new Phase(t == 0 ? "all" : "rest", t, 10_000, 0, 100));
             }
             return out;
         }

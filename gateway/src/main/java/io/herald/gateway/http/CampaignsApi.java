@@ -5,6 +5,7 @@ import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.herald.gateway.audience.Audiences;
 import io.herald.gateway.campaign.Campaign;
+import io.herald.gateway.campaign.HorseRace;
 import io.herald.gateway.campaign.Campaigns;
 import io.herald.gateway.content.Templates;
 import io.herald.protocol.ApiError;
@@ -245,6 +246,31 @@ final class CampaignsApi {
                     guards.set("tripped", p.get("guard"));
                 }
                 guards.set("warnings", p.has("warnings") ? p.get("warnings") : x.mapper().createArrayNode());
+                if (c.has("experiment")) {
+                    ObjectNode e = out.putObject("experiment");
+                    e.set("config", c.get("experiment"));
+                    e.put("state", p.has("decision") ? "decided" : p.path("phase").asInt(0) == 0 && p.has("phaseFedAt")
+                            ? "waiting" : p.has("audienceSize") ? "testing" : "not_started");
+                    if (p.has("phaseFedAt") && p.path("phase").asInt(0) == 0) {
+                        e.put("testFedAt", p.get("phaseFedAt").asText());
+                    }
+                    if (p.has("decision")) {
+                        e.set("decision", p.get("decision"));
+                    }
+                }
+                if (c.has("rollout")) {
+                    ObjectNode ro = out.putObject("rollout");
+                    ro.set("config", c.get("rollout"));
+                    int stage = p.path("phase").asInt(0) - (c.has("experiment") ? 1 : 0);
+                    JsonNode stages = c.get("rollout").get("stages");
+                    if (stage >= 0) {
+                        ro.put("stage", stage + 1).put("percent", stages.get(Math.min(stage, stages.size() - 1)).asDouble());
+                    }
+                    if (p.has("phaseFedAt") && stage >= 0) {
+                        ro.put("heldSince", p.get("phaseFedAt").asText());
+                    }
+                    ro.set("gates", p.has("gates") ? p.get("gates") : x.mapper().createArrayNode());
+                }
                 JsonNode funnel = full.get("funnel");
                 out.set("counts", funnel.get("counts"));
                 out.set("rates", funnel.get("rates"));
@@ -310,6 +336,7 @@ final class CampaignsApi {
                     channels.forEach((ch, f) -> chs.set(ch, f.join().get("counts")));
                     ObjectNode vs = out.putObject("variants");
                     variants.forEach((name, f) -> vs.set(name, withIntervals(f.join())));
+                    versusBest(vs, c);
                     if (uplift.join() != null) {
                         out.set("holdout", uplift.join());
                     }
@@ -359,6 +386,37 @@ final class CampaignsApi {
             ci.putObject(stage).put("rate", w[0]).put("low", w[1]).put("high", w[2]).put("of", accepted);
         }
         return funnel;
+    }
+
+    /**
+     * Each variant's p-value against the best one by the experiment's metric (open or click; click
+     * without an experiment): {@code vsBest: {best, metric, pValue}} ({@link HorseRace#pValue}: chi-square, or
+     * Fisher's exact test on small counts). Test sends ({@code test}) are not compared.
+     */
+    private static void versusBest(ObjectNode variants, JsonNode c) {
+        String metric = c.path("experiment").path("metric").asText("click");
+        if (metric.equals("conversion") || !c.path("content").has("variants")) {
+            return; // conversions are counted from events at the decision, not per minute
+        }
+        String stage = metric.equals("open") ? "opened" : "clicked";
+        java.util.List<HorseRace.Arm> arms = new java.util.ArrayList<>();
+        variants.fields().forEachRemaining(e -> {
+            if (!e.getKey().equals("test")) {
+                JsonNode n = e.getValue().get("counts");
+                arms.add(new HorseRace.Arm(e.getKey(), n.get("accepted").asLong(), n.get(stage).asLong()));
+            }
+        });
+        HorseRace.Arm best = arms.get(0);
+        for (HorseRace.Arm a : arms) {
+            if (a.rate() > best.rate()) {
+                best = a;
+            }
+        }
+        for (HorseRace.Arm a : arms) {
+            ObjectNode vb = ((ObjectNode) variants.get(a.variant())).putObject("vsBest");
+            vb.put("best", best.variant()).put("metric", metric);
+            vb.put("pValue", a == best ? 1.0 : round(HorseRace.pValue(best, a)));
+        }
     }
 
     /** {rate, low, high} of {@code k} in {@code n}: the Wilson score interval at 95% (zeros when n = 0). */
@@ -572,7 +630,11 @@ final class CampaignsApi {
                 if (run.containsKey("outcome")) {
                     p.put("outcome", run.get("outcome"));
                 }
-                for (String f : new String[] {"guard", "warnings"}) {
+                p.put("phase", Integer.parseInt(run.getOrDefault("phase", "0")));
+                if (run.containsKey("phaseAt")) {
+                    p.put("phaseFedAt", java.time.Instant.ofEpochMilli(Long.parseLong(run.get("phaseAt"))).toString());
+                }
+                for (String f : new String[] {"guard", "warnings", "decision", "gates"}) {
                     if (run.containsKey(f)) {
                         try {
                             p.set(f, x.mapper().readTree(run.get(f)));

@@ -1,0 +1,299 @@
+package io.herald.gateway;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.herald.gateway.sandbox.SandboxApns;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+
+import java.time.Duration;
+import java.time.Instant;
+import java.time.temporal.ChronoUnit;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.UUID;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+
+import static io.herald.gateway.TestGateway.JSON;
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.awaitility.Awaitility.await;
+
+/**
+ * The horse race and the gray rollout (issue 16), end to end on a real Redis (standalone and
+ * cluster) with the launcher ticked by hand on a test clock: the test share goes out split over the
+ * variants, devices post click receipts, the decision at {@code decideAfter} sends the rest the
+ * winner; a rollout advances through a passing gate and pauses at a failing one.
+ */
+@Timeout(180)
+class ExperimentIT {
+    private static final Pattern COPY = Pattern.compile("([A-Z]) Hi ([a-z0-9-]+)");
+
+    private static String base(TestGateway gw) {
+        return "/v1/apps/" + gw.app;
+    }
+
+    /** {@code n} users {@code prefix-<i>} tagged {@code tag}, each with an APNs device; those in {@code failing} fail permanently. */
+    private static void users(TestGateway gw, String prefix, int n, String tag, java.util.function.IntPredicate failing) {
+        ArrayNode users = JSON.createArrayNode();
+        for (int i = 0; i < n; i++) {
+            String token = TestGateway.token();
+            ObjectNode o = users.addObject().put("user", prefix + "-" + i);
+            o.putArray("tags").add(tag);
+            o.putArray("devices").addObject().put("id", "phone").put("platform", "apns").put("token", token);
+            if (failing.test(i)) {
+                gw.sandbox().scriptAlways(token, SandboxApns.Answer.PAYLOAD_TOO_LARGE);
+            }
+        }
+        String body = JSON.createObjectNode().set("users", users).toString();
+        TestGateway.Response r = gw.post(base(gw) + "/users", body);
+        for (int retry = 0; retry < 3 && r.status() == 503; retry++) {
+            r = gw.post(base(gw) + "/users", body);
+        }
+        assertThat(r.status()).as(r.raw().body()).isEqualTo(200);
+    }
+
+    private static void template(TestGateway gw, String id, String letter) {
+        TestGateway.Response t = gw.post(base(gw) + "/templates", "{\"id\":\"" + id + "\",\"name\":\"v\",\"defaultLocale\":"
+                + "\"en\",\"locales\":{\"en\":{\"push\":{\"title\":\"Sale\",\"body\":\"" + letter + " Hi {{user.id}}\"}}}}");
+        assertThat(t.status()).as(t.raw().body()).isEqualTo(201);
+    }
+
+    private static String approved(TestGateway gw, String body) {
+        TestGateway.Response c = gw.post(base(gw) + "/campaigns", body);
+        assertThat(c.status()).as(c.raw().body()).isEqualTo(201);
+        String id = c.json().get("id").asText();
+        TestGateway.Response k = gw.post(base(gw) + "/keys", "{\"roles\":[\"approve\",\"read\"]}");
+        assertThat(gw.post(base(gw) + "/campaigns/" + id + "/submit", "").status()).isEqualTo(200);
+        assertThat(gw.send("POST", base(gw) + "/campaigns/" + id + "/approve", "", k.json().get("key").asText())
+                .status()).isEqualTo(200);
+        return id;
+    }
+
+    private static JsonNode campaign(TestGateway gw, String id) {
+        TestGateway.Response r = gw.get(base(gw) + "/campaigns/" + id);
+        assertThat(r.status()).as(r.raw().body()).isEqualTo(200);
+        return r.json();
+    }
+
+    private static void ticks(TestGateway gw) throws Exception {
+        for (int i = 0; i < 1000 && gw.herald.campaignLauncher().tick(); i++) {
+            // feed until nothing but time holds it
+        }
+    }
+
+    /** The accepted pushes whose body starts with one of {@code letters}: message id -> {letter, user, receipt token}. */
+    private static Map<String, String[]> pushes(TestGateway gw, String letters) throws Exception {
+        Map<String, String[]> out = new HashMap<>();
+        for (UUID m : gw.sandbox().acceptedIds().keySet()) {
+            String payload = String.valueOf(gw.sandbox().payload(m));
+            Matcher mm = COPY.matcher(payload);
+            if (mm.find() && letters.contains(mm.group(1))) {
+                JsonNode h = JSON.readTree(payload).get("herald");
+                out.put(h.get("id").asText(), new String[] {mm.group(1), mm.group(2), h.get("t").asText()});
+            }
+        }
+        return out;
+    }
+
+    @Test
+    void theHorseRaceSendsTheTestShareThenTheSignificantWinnerToTheRest() throws Exception {
+        TestClock clock = new TestClock(Instant.now().truncatedTo(ChronoUnit.SECONDS).toString());
+        try (TestGateway gw = TestGateway.withClock("scheduler.campaign-tick = 1h", clock)) {
+            users(gw, "h", 400, "vip", i -> false);
+            template(gw, "ta", "A");
+            template(gw, "tb", "B");
+            String variants = "\"content\":{\"variants\":[{\"id\":\"a\",\"template\":\"ta\"},{\"id\":\"b\",\"template\":\"tb\"}]}";
+            TestGateway.Response bad = gw.post(base(gw) + "/campaigns", "{\"name\":\"x\",\"audience\":{\"rule\":\"tag:vip\"},"
+                    + "\"content\":{\"template\":\"ta\"},\"experiment\":{}}");
+            assertThat(bad.status()).isEqualTo(422);
+            assertThat(bad.json().get("error").get("field").asText()).isEqualTo("experiment");
+            bad = gw.post(base(gw) + "/campaigns", "{\"name\":\"x\",\"audience\":{\"rule\":\"tag:vip\"}," + variants
+                    + ",\"experiment\":{\"metric\":\"likes\"}}");
+            assertThat(bad.json().get("error").get("field").asText()).isEqualTo("experiment.metric");
+            bad = gw.post(base(gw) + "/campaigns", "{\"name\":\"x\",\"audience\":{\"rule\":\"tag:vip\"}," + variants
+                    + ",\"experiment\":{\"metric\":\"conversion\"}}");
+            assertThat(bad.json().get("error").get("message").asText()).contains("conversionEvent");
+
+            String id = approved(gw, "{\"name\":\"race\",\"audience\":{\"rule\":\"tag:vip\"}," + variants
+                    + ",\"experiment\":{\"testPercent\":25,\"metric\":\"click\",\"decideAfter\":\"10m\","
+                    + "\"minPerVariant\":10,\"alpha\":0.05,\"noWinner\":\"stop\"}}");
+            ticks(gw);
+            JsonNode p = campaign(gw, id).get("progress");
+            long test = p.get("fed").asLong();
+            assertThat(test).as("about 25% of 400").isBetween(60L, 140L);
+            assertThat(p.get("phase").asInt()).isZero();
+            assertThat(p.has("phaseFedAt")).as(p.toString()).isTrue();
+            Map<String, String[]> sent = new HashMap<>();
+            await().atMost(Duration.ofSeconds(30)).until(() -> {
+                sent.clear();
+                sent.putAll(pushes(gw, "AB"));
+                return sent.size() == test;
+            });
+            // Every B push is clicked, one A push in ten.
+            List<String> receipts = new ArrayList<>();
+            long clicksB = 0;
+            long clicksA = 0;
+            int nthA = 0;
+            for (Map.Entry<String, String[]> e : sent.entrySet()) {
+                boolean b = e.getValue()[0].equals("B");
+                if (b || nthA++ % 10 == 0) {
+                    receipts.add("{\"messageId\":\"" + e.getKey() + "\",\"event\":\"clicked\",\"token\":\""
+                            + e.getValue()[2] + "\"}");
+                    if (b) {
+                        clicksB++;
+                    } else {
+                        clicksA++;
+                    }
+                }
+            }
+            long b = sent.values().stream().filter(v -> v[0].equals("B")).count();
+            assertThat(b).as("both variants race").isBetween(test / 4, 3 * test / 4);
+            TestGateway.Response r = gw.send("POST", "/v1/receipts", "{\"receipts\":[" + String.join(",", receipts) + "]}", null);
+            assertThat(r.status()).as(r.raw().body()).isEqualTo(200);
+            long wantB = clicksB;
+            long wantA = clicksA;
+            await().atMost(Duration.ofSeconds(30)).untilAsserted(() -> {
+                JsonNode v = gw.get(base(gw) + "/campaigns/" + id + "/report").json().get("variants");
+                assertThat(v.get("b").get("counts").get("clicked").asLong()).isEqualTo(wantB);
+                assertThat(v.get("a").get("counts").get("clicked").asLong()).isEqualTo(wantA);
+                assertThat(v.get("a").get("counts").get("accepted").asLong() + v.get("b").get("counts").get("accepted")
+                        .asLong()).isEqualTo(test);
+            });
+            // Before decideAfter nothing moves; after it the decision is taken and the rest gets B only.
+            clock.advance(Duration.ofMinutes(9));
+            ticks(gw);
+            assertThat(campaign(gw, id).get("progress").has("decision")).isFalse();
+            assertThat(campaign(gw, id).get("progress").get("fed").asLong()).isEqualTo(test);
+            JsonNode early = gw.get(base(gw) + "/campaigns/" + id + "/report").json();
+            assertThat(early.get("experiment").get("state").asText()).isEqualTo("waiting");
+            clock.advance(Duration.ofMinutes(1));
+            ticks(gw);
+            ticks(gw);
+            JsonNode report = gw.get(base(gw) + "/campaigns/" + id + "/report").json();
+            JsonNode d = report.get("experiment").get("decision");
+            assertThat(d.get("reason").asText()).as(d.toString()).isEqualTo("significant");
+            assertThat(d.get("winner").asText()).isEqualTo("b");
+            assertThat(d.get("chosen").asText()).isEqualTo("b");
+            assertThat(d.get("pValue").asDouble()).isLessThan(0.05);
+            assertThat(d.get("arms")).hasSize(2);
+            assertThat(d.get("arms").get(1).get("clicked").asLong()).isEqualTo(wantB);
+            assertThat(report.get("variants").get("a").get("vsBest").get("best").asText()).isEqualTo("b");
+            assertThat(report.get("variants").get("a").get("vsBest").get("pValue").asDouble()).isLessThan(0.05);
+            assertThat(campaign(gw, id).get("state").asText()).isEqualTo("completed");
+            await().atMost(Duration.ofSeconds(30)).until(() -> pushes(gw, "AB").size() == 400);
+            Map<String, String[]> all = pushes(gw, "AB");
+            assertThat(all.values().stream().map(v -> v[1]).distinct().count()).as("each user once").isEqualTo(400);
+            long aAll = all.values().stream().filter(v -> v[0].equals("A")).count();
+            assertThat(aAll).as("A only in the test share").isEqualTo(test - b);
+
+            // No clicks at all: no data, and noWinner stop leaves the rest unsent.
+            users(gw, "s", 200, "late", i -> false);
+            template(gw, "tc", "C");
+            template(gw, "td", "D");
+            String stop = approved(gw, "{\"name\":\"quiet\",\"audience\":{\"rule\":\"tag:late\"},\"content\":{\"variants\":"
+                    + "[{\"id\":\"c\",\"template\":\"tc\"},{\"id\":\"d\",\"template\":\"td\"}]},\"experiment\":{"
+                    + "\"testPercent\":20,\"decideAfter\":\"5m\",\"minPerVariant\":1,\"noWinner\":\"stop\"}}");
+            ticks(gw);
+            long share = campaign(gw, stop).get("progress").get("fed").asLong();
+            assertThat(share).isBetween(15L, 70L);
+            clock.advance(Duration.ofMinutes(5));
+            ticks(gw);
+            JsonNode s = campaign(gw, stop);
+            assertThat(s.get("state").asText()).isEqualTo("completed");
+            assertThat(s.get("progress").get("decision").get("reason").asText()).isEqualTo("no_data");
+            assertThat(s.get("progress").get("outcome").asText()).contains("noWinner stop");
+            assertThat(s.get("progress").get("fed").asLong()).isEqualTo(share);
+        }
+    }
+
+    @Test
+    void aRolloutAdvancesThroughPassingGatesAndPausesAtAFailingOne() throws Exception {
+        TestClock clock = new TestClock(Instant.now().truncatedTo(ChronoUnit.SECONDS).toString());
+        try (TestGateway gw = TestGateway.withClock("scheduler.campaign-tick = 1h", clock)) {
+            users(gw, "ok", 200, "fine", i -> false);
+            users(gw, "bad", 200, "flaky", i -> i % 2 == 0);
+            template(gw, "hello", "H");
+            TestGateway.Response bad = gw.post(base(gw) + "/campaigns", "{\"name\":\"x\",\"audience\":{\"rule\":\"tag:fine\"},"
+                    + "\"content\":{\"template\":\"hello\"},\"rollout\":{\"stages\":[10,50]}}");
+            assertThat(bad.json().get("error").get("field").asText()).isEqualTo("rollout.stages");
+            bad = gw.post(base(gw) + "/campaigns", "{\"name\":\"x\",\"audience\":{\"rule\":\"tag:fine\"},"
+                    + "\"content\":{\"template\":\"hello\"},\"rollout\":{\"stages\":[10,100],\"gates\":{\"maxFailure\":0.1}}}");
+            assertThat(bad.json().get("error").get("field").asText()).isEqualTo("rollout.gates.maxFailure");
+
+            String rollout = ",\"rollout\":{\"stages\":[20,60,100],\"holdFor\":\"15m\",\"gates\":{\"maxFailureRate\":0.2,"
+                    + "\"minSample\":10}}";
+            String fine = approved(gw, "{\"name\":\"fine\",\"audience\":{\"rule\":\"tag:fine\"},\"content\":{\"template\":"
+                    + "\"hello\"}" + rollout + "}");
+            ticks(gw);
+            long first = campaign(gw, fine).get("progress").get("fed").asLong();
+            assertThat(first).as("about 20% of 200").isBetween(20L, 65L);
+            awaitSettled(gw, fine, first);
+            clock.advance(Duration.ofMinutes(14));
+            ticks(gw);
+            assertThat(campaign(gw, fine).get("progress").get("fed").asLong()).as("held for 15m").isEqualTo(first);
+            clock.advance(Duration.ofMinutes(1));
+            ticks(gw);
+            long second = campaign(gw, fine).get("progress").get("fed").asLong();
+            assertThat(second).as("about 60%").isBetween(90L, 150L);
+            awaitSettled(gw, fine, second);
+            clock.advance(Duration.ofMinutes(15));
+            ticks(gw);
+            ticks(gw);
+            JsonNode done = campaign(gw, fine);
+            assertThat(done.get("state").asText()).isEqualTo("completed");
+            assertThat(done.get("progress").get("fed").asLong()).isEqualTo(200);
+            JsonNode gates = gw.get(base(gw) + "/campaigns/" + fine + "/report").json().get("rollout").get("gates");
+            assertThat(gates).hasSize(2);
+            assertThat(gates.get(0).get("passed").asBoolean()).isTrue();
+            assertThat(gates.get(0).get("sample").asLong()).isEqualTo(first);
+            assertThat(gates.get(1).get("sample").asLong()).as("the second stage's own sample").isEqualTo(second - first);
+
+            // Half the devices fail: the first stage's gate pauses the campaign.
+            String flaky = approved(gw, "{\"name\":\"flaky\",\"audience\":{\"rule\":\"tag:flaky\"},\"content\":{\"template\":"
+                    + "\"hello\"}" + rollout + "}");
+            ticks(gw);
+            long stage1 = campaign(gw, flaky).get("progress").get("fed").asLong();
+            awaitSettled(gw, flaky, stage1);
+            clock.advance(Duration.ofMinutes(15));
+            ticks(gw);
+            JsonNode c = campaign(gw, flaky);
+            assertThat(c.get("state").asText()).isEqualTo("paused");
+            JsonNode last = c.get("history").get(c.get("history").size() - 1);
+            assertThat(last.get("by").asText()).isEqualTo("herald:guard");
+            assertThat(last.get("reason").asText()).contains("rollout gate").contains("maxFailureRate");
+            assertThat(c.get("progress").get("fed").asLong()).isEqualTo(stage1);
+            JsonNode g = gw.get(base(gw) + "/campaigns/" + flaky + "/report").json().get("rollout").get("gates").get(0);
+            assertThat(g.get("passed").asBoolean()).isFalse();
+            assertThat(g.get("failureRate").asDouble()).isGreaterThan(0.2);
+            // Resuming needs an acknowledgement; it overrides that gate and the next stage goes out.
+            assertThat(gw.post(base(gw) + "/campaigns/" + flaky + "/resume", "{\"reason\":\"go\"}").status()).isEqualTo(409);
+            assertThat(gw.post(base(gw) + "/campaigns/" + flaky + "/resume", "{\"acknowledge\":true,\"reason\":\"known bad "
+                    + "tokens\"}").status()).isEqualTo(200);
+            ticks(gw);
+            ticks(gw);
+            long stage2 = campaign(gw, flaky).get("progress").get("fed").asLong();
+            assertThat(stage2).isGreaterThan(stage1).isLessThan(200);
+            awaitSettled(gw, flaky, stage2);
+            clock.advance(Duration.ofMinutes(15));
+            ticks(gw);
+            JsonNode again = campaign(gw, flaky);
+            assertThat(again.get("state").asText()).as("the second stage's own gate fails too").isEqualTo("paused");
+            JsonNode gs = again.get("progress").get("gates");
+            assertThat(gs.get(0).path("overridden").asBoolean()).isFalse();
+            assertThat(gs.get(1).get("overridden").asBoolean()).isTrue();
+            assertThat(gs.get(2).get("passed").asBoolean()).isFalse();
+        }
+    }
+
+    /** Waits until every message fed so far has an outcome (accepted or failed) in the campaign's funnel. */
+    private static void awaitSettled(TestGateway gw, String id, long fed) {
+        await().atMost(Duration.ofSeconds(30)).until(() -> {
+            JsonNode n = campaign(gw, id).get("funnel").get("counts");
+            return n.get("accepted").asLong() + n.get("failed").asLong() == fed;
+        });
+    }
+}
