@@ -1,5 +1,5 @@
 -- Receipts for messages of one batch, in one call (one slot: the batch's tag): from devices
--- (delivered, opened, clicked, dismissed, failed) or from the SMSC (one SMS part: delivered or
+-- (delivered, opened, clicked, dismissed, opted_out / disabled: an opt-out, complained, failed) or from the SMSC (one SMS part: delivered or
 -- failed). State only moves forward: accepted < delivered < opened < clicked; a later stage counts
 -- the stages it skipped (a click without an open counts as open and click); a repeated or older
 -- receipt changes nothing. An SMS is delivered when every part is, failed as soon as one part
@@ -106,6 +106,16 @@ for _, a in ipairs(A) do
       put(ki, fld, f, rest .. hist(at, 'dismissed', f[3], '', detail))
       bump(counts, 'f:dismissed', 1)
       facts[#facts + 1] = fact(fld, 'dismissed', at, f, action, {'dismissed'})
+      code = '1'
+    end
+  elseif event == 'opted_out' or event == 'disabled' or event == 'complained' then
+    -- the user turned these pushes off (opt_out) or reported this message (complaint) after it:
+    -- counted once per message, whatever comes again
+    local stage = event == 'complained' and 'complaint' or 'opt_out'
+    if not string.find(rest, US .. stage .. US, 1, true) then
+      put(ki, fld, f, rest .. hist(at, stage, f[3], '', event))
+      bump(counts, 'f:' .. stage, 1)
+      facts[#facts + 1] = fact(fld, stage, at, f, action, {stage})
       code = '1'
     end
   elseif event == 'failed' then

@@ -153,7 +153,7 @@ public final class Herald implements AutoCloseable {
         resources.add(store);
         store.startSweeper(List.copyOf(config.apps().keySet()), Duration.ofSeconds(30));
         UserRegistry registry = new UserRegistry(redis, codec.mapper(),
-                PersonalDataCipher.load(config.dataKey(), config.dataDir()));
+                PersonalDataCipher.load(config.dataKey(), config.dataDir()), funnels);
         policies = new Policies(redis, codec.mapper(), config.apps().keySet());
         resources.add(policies);
         // Loaded before the pipeline sees its first message (the replay below included).
@@ -222,7 +222,7 @@ public final class Herald implements AutoCloseable {
         resources.add(tiers);
         launcher = new CampaignLauncher(redis, new Campaigns(redis, codec.mapper()), audiences, templates, journal, idempotency,
                 pipeline, codec, clock, config.apps().keySet(), config.nodeId(), config.scheduler().campaignLease(),
-                config.scheduler().campaignChunk(), config.pipeline().redisWait(), funnels);
+                config.scheduler().campaignChunk(), config.pipeline().redisWait(), funnels, metrics);
         launcher.start(config.scheduler().campaignTick());
         resources.add(launcher);
         api = new HttpApiHandler(config, codec, keys, journal, idempotency, deadLetters, pipeline, store, registry,

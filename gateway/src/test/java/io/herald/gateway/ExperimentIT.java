@@ -289,6 +289,69 @@ class ExperimentIT {
         }
     }
 
+    @Test
+    void seed003sDefaultGuardPausesACampaignWhoseRecipientsOptOutAndComplaintsAreCounted() throws Exception {
+        try (TestGateway gw = new TestGateway("")) {
+            users(gw, "o", 400, "all", i -> false);
+            template(gw, "hello", "H");
+            // No guards given: the default (opt_out >= 3% with >= 200 accepted, over 1h).
+            // 600 a minute: 400 users take 40 s, the guard trips after about 200.
+            String id = approved(gw, "{\"name\":\"optout\",\"audience\":{\"rule\":\"tag:all\"},\"content\":{\"template\":"
+                    + "\"hello\"},\"throttle\":{\"perMinute\":600}}");
+            JsonNode rules = campaign(gw, id).get("guards");
+            assertThat(rules).hasSize(1);
+            assertThat(rules.get(0).get("metric").asText()).isEqualTo("opt_out");
+            Map<String, String[]> first = new HashMap<>();
+            await().atMost(Duration.ofSeconds(60)).until(() -> {
+                first.clear();
+                first.putAll(pushes(gw, "H"));
+                return first.size() >= 20;
+            });
+            // Ten recipients withdraw consent through the API, two turn pushes off in the app
+            // (receipt opted_out, sent twice: counted once), one reports the message.
+            List<Map.Entry<String, String[]>> got = new ArrayList<>(first.entrySet());
+            for (int i = 0; i < 10; i++) {
+                TestGateway.Response r = gw.send("PUT", base(gw) + "/users/" + got.get(i).getValue()[1],
+                        "{\"consent\":{\"push\":\"opted_out\"}}", gw.key);
+                assertThat(r.status()).as(r.raw().body()).isEqualTo(200);
+            }
+            List<String> receipts = new ArrayList<>();
+            for (int i = 10; i < 12; i++) {
+                String one = "{\"messageId\":\"" + got.get(i).getKey() + "\",\"event\":\"opted_out\",\"token\":\""
+                        + got.get(i).getValue()[2] + "\"}";
+                receipts.add(one);
+                receipts.add(one);
+            }
+            receipts.add("{\"messageId\":\"" + got.get(12).getKey() + "\",\"event\":\"complained\",\"token\":\""
+                    + got.get(12).getValue()[2] + "\"}");
+            TestGateway.Response r = gw.send("POST", "/v1/receipts", "{\"receipts\":[" + String.join(",", receipts) + "]}",
+                    null);
+            assertThat(r.status()).as(r.raw().body()).isEqualTo(200);
+            await().atMost(Duration.ofSeconds(30)).untilAsserted(() -> {
+                JsonNode n = campaign(gw, id).get("funnel").get("counts");
+                assertThat(n.get("opt_out").asLong()).isEqualTo(12);
+                assertThat(n.get("complaint").asLong()).isEqualTo(1);
+            });
+            await().atMost(Duration.ofSeconds(90)).pollInterval(Duration.ofMillis(200))
+                    .until(() -> campaign(gw, id).get("state").asText().equals("paused"));
+            JsonNode c = campaign(gw, id);
+            JsonNode last = c.get("history").get(c.get("history").size() - 1);
+            assertThat(last.get("by").asText()).isEqualTo("herald:guard");
+            assertThat(last.get("reason").asText()).contains("opt_out").contains(">= pauseAt 3.0%");
+            JsonNode tripped = c.get("progress").get("guard");
+            assertThat(tripped.get("count").asLong()).isEqualTo(12);
+            assertThat(tripped.get("volume").asLong()).isGreaterThanOrEqualTo(200);
+            assertThat(c.get("progress").get("fed").asLong()).as("paused before the end").isLessThan(400);
+            // The pause is on the app's event feed (and so its webhook), and counted in the metrics.
+            JsonNode events = gw.get("/v1/events?limit=1000").json().get("events");
+            List<String> names = new ArrayList<>();
+            events.forEach(e -> names.add(e.get("event").asText()));
+            assertThat(names).contains("guard_paused", "opt_out", "complaint");
+            String scrape = gw.send("GET", "/metrics", null, null).raw().body();
+            assertThat(scrape).contains("herald_campaign_guards_total{event=\"paused\",metric=\"opt_out\"}");
+        }
+    }
+
     /** Waits until every message fed so far has an outcome (accepted or failed) in the campaign's funnel. */
     private static void awaitSettled(TestGateway gw, String id, long fed) {
         await().atMost(Duration.ofSeconds(30)).until(() -> {

@@ -396,7 +396,7 @@ public final class Campaign {
 
     /**
      * The guard rails: absent -> {@link #DEFAULT_GUARD}; {@code []} -> none; else each {@code
-     * {metric: opt_out | failure, window (1m..24h, default 10m), minVolume (default 100), warnAt?,
+     * {metric: opt_out | failure | complaint, window (1m..24h, default 10m), minVolume (default 100), warnAt?,
      * pauseAt?}} (rates 0..1, at least one) or a floor {@code {metric: open_rate | click_rate,
      * below, window, minVolume}} (warns only).
      */
@@ -418,9 +418,9 @@ public final class Campaign {
             JsonNode one = g.get(i);
             String metric = one.path("metric").asText("");
             boolean floor = metric.equals("open_rate") || metric.equals("click_rate");
-            if (!floor && !metric.equals("opt_out") && !metric.equals("failure")) {
-                throw new Invalid(f + ".metric", f + ".metric: '" + metric + "' (expected: opt_out, failure, open_rate "
-                        + "or click_rate)");
+            if (!floor && !metric.equals("opt_out") && !metric.equals("failure") && !metric.equals("complaint")) {
+                throw new Invalid(f + ".metric", f + ".metric: '" + metric + "' (expected: opt_out, failure, complaint, "
+                        + "open_rate or click_rate)");
             }
             ObjectNode o = out.addObject().put("metric", metric);
             String window = one.path("window").asText("10m");

@@ -152,9 +152,10 @@ public final class CampaignLauncher implements AutoCloseable {
     public CampaignLauncher(Redis redis, Campaigns campaigns, Audiences audiences, Templates templates, Journal journal,
                             IdempotencyKeys idempotency, Pipeline pipeline, BatchCodec codec, Clock clock,
                             Set<String> apps, String nodeId, Duration lease, int chunk, Duration wait,
-                            io.herald.gateway.tracking.Funnels funnels) {
+                            io.herald.gateway.tracking.Funnels funnels, io.herald.gateway.metrics.Metrics metrics) {
         this.redis = redis;
         this.funnels = funnels;
+        this.metrics = metrics;
         this.cmd = redis.dedicated().async();
         this.templates = templates;
         this.campaigns = campaigns;
@@ -172,6 +173,9 @@ public final class CampaignLauncher implements AutoCloseable {
         this.chunk = chunk;
         this.wait = wait;
     }
+
+    /** Guard events are counted here (null in the benchmark). */
+    private final io.herald.gateway.metrics.Metrics metrics;
 
     public void start(Duration tick) {
         executor.scheduleWithFixedDelay(this::safeTick, tick.toMillis(), tick.toMillis(), TimeUnit.MILLISECONDS);
@@ -607,6 +611,7 @@ public final class CampaignLauncher implements AutoCloseable {
                 set(r.app, r.id, "gatePaused", Integer.toString(r.phase));
                 r.gatePaused = r.phase;
                 log.warn("campaign {} of app {} paused: {}", r.id, r.app, why);
+                guardEvent(r, "gate_paused", "gate", why, now);
             }
         } catch (Campaign.Refused e) {
             // no longer running: nothing to pause
@@ -712,7 +717,7 @@ public final class CampaignLauncher implements AutoCloseable {
         ArrayNode warnings = mapper.createArrayNode();
         for (JsonNode g : guards) {
             long window = Campaign.durationMillis(g.get("window").asText());
-            long[] sum = new long[5]; // accepted, failed, opt_out, opened, clicked
+            long[] sum = new long[6]; // accepted, failed, opt_out, opened, clicked, complaint
             for (JsonNode b : buckets) {
                 if (b.get("start").asLong() + 60_000 > now - window) {
                     JsonNode n = b.get("counts");
@@ -721,12 +726,14 @@ public final class CampaignLauncher implements AutoCloseable {
                     sum[2] += n.path("opt_out").asLong();
                     sum[3] += n.path("opened").asLong();
                     sum[4] += n.path("clicked").asLong();
+                    sum[5] += n.path("complaint").asLong();
                 }
             }
             String metric = g.get("metric").asText();
             long count = switch (metric) {
                 case "failure" -> sum[1];
                 case "opt_out" -> sum[2];
+                case "complaint" -> sum[5];
                 case "open_rate" -> sum[3];
                 default -> sum[4];
             };
@@ -746,6 +753,7 @@ public final class CampaignLauncher implements AutoCloseable {
                                 .put("count", count).put("volume", volume).put("window", g.get("window").asText())
                                 .put("pauseAt", g.get("pauseAt").asDouble()).put("at", now).toString());
                         log.warn("campaign {} of app {} paused: {}", r.id, r.app, why);
+                        guardEvent(r, "guard_paused", metric, why, now);
                     }
                 } catch (Campaign.Refused e) {
                     // no longer running: nothing to pause
@@ -766,10 +774,39 @@ public final class CampaignLauncher implements AutoCloseable {
             if (!warnings.isEmpty()) {
                 log.warn("campaign {} of app {}: guard warnings {}", r.id, r.app, w);
             }
+            // A warning is news when its metric and threshold were not warning at the last look.
+            java.util.Set<String> before = new java.util.HashSet<>();
+            for (JsonNode o : mapper.readTree(r.warnings)) {
+                before.add(o.get("metric").asText() + (o.has("below") ? "<" : ">"));
+            }
+            for (JsonNode o : warnings) {
+                if (!before.contains(o.get("metric").asText() + (o.has("below") ? "<" : ">"))) {
+                    guardEvent(r, "guard_warning", o.get("metric").asText(), String.format(java.util.Locale.ROOT,
+                            "%s %.2f%% (%d of %d) %s %.2f%%", o.get("metric").asText(), o.get("rate").asDouble() * 100,
+                            o.get("count").asLong(), o.get("volume").asLong(), o.has("below") ? "< below" : ">= warnAt",
+                            (o.has("below") ? o.get("below") : o.get("warnAt")).asDouble() * 100), now);
+                }
+            }
             r.warnings = w;
             set(r.app, r.id, "warnings", w);
         }
         return true;
+    }
+
+    /**
+     * A guard's event for the app's webhook and event feed ({@code guard_warning}, {@code
+     * guard_paused}, {@code gate_paused}: one JSON entry on the app's event log, with the
+     * campaign, the metric and the figures as {@code reason}) and the {@code
+     * herald_campaign_guards_total} metric.
+     */
+    private void guardEvent(Running r, String event, String metric, String reason, long now) throws Exception {
+        if (metrics != null) {
+            metrics.guard(event.substring(event.indexOf('_') + 1), metric);
+        }
+        ObjectNode e = mapper.createObjectNode().put("id", r.id + ":" + event + ":" + metric + ":" + now)
+                .put("app", r.app).put("event", event).put("reason", reason).put("at", now).put("campaign", r.label())
+                .put("metric", metric);
+        get(cmd.xadd(Keys.events(r.app), "e", e.toString()).toCompletableFuture());
     }
 
     /** Journals and publishes one chunk (or finds it done), then checkpoints; false: stop for this tick. */

@@ -56,7 +56,7 @@ final class ReceiptsApi {
     }
 
     private static final Set<String> DEVICE_EVENTS = Set.of("delivered", "opened", "clicked",
-            "dismissed");
+            "dismissed", "opted_out", "disabled", "complained");
     /** The fields of one device receipt; anything else is refused, never silently dropped. */
     private static final Set<String> RECEIPT_FIELDS = Set.of("messageId", "event", "at", "token",
             "action");
@@ -116,7 +116,7 @@ final class ReceiptsApi {
                 err = ApiError.of(ErrorCode.INVALID_FIELD, p + "messageId", p + "messageId: expected a message id");
             } else if (!DEVICE_EVENTS.contains(event)) {
                 err = ApiError.of(ErrorCode.INVALID_FIELD, p + "event",
-                        p + "event: expected delivered, opened, clicked or dismissed");
+                        p + "event: expected delivered, opened, clicked, dismissed, opted_out, disabled or complained");
             } else if (token == null) {
                 err = ApiError.of(ErrorCode.MISSING_FIELD, p + "token", p + "token: required (from the push payload)");
             } else if (action != null && !action.matches("[A-Za-z0-9._:-]{1,64}")) {

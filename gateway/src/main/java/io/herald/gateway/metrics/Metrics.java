@@ -110,6 +110,16 @@ public final class Metrics implements AutoCloseable {
         c.increment();
     }
 
+    /**
+     * A campaign guard rail's event: {@code event} warn (a rate crossed warnAt or fell below a
+     * floor) or pause (pauseAt, or a rollout gate), {@code metric} the guard's metric (or gate).
+     * Both from closed sets.
+     */
+    public void guard(String event, String metric) {
+        Counter.builder("herald.campaign.guards").tag("event", event).tag("metric", metric)
+                .description("Campaign guard rails that warned or paused").register(registry).increment();
+    }
+
     public void smsSegments(int n) {
         smsSegments.increment(n);
     }

@@ -119,6 +119,7 @@ final class ResolveHandler implements EventHandler<DeliveryEvent> {
             });
         });
         long now = System.currentTimeMillis();
+        boolean noted = false;
         for (DeliveryEvent e : batch) {
             if (e.replayed) {
                 String state = states.get(e);
@@ -159,6 +160,14 @@ final class ResolveHandler implements EventHandler<DeliveryEvent> {
             e.profile = user.profile();
             e.engagement = hours.get(e);
             plan(e, app, m, user, now);
+            if (m.campaign() != null && m.user() != null && !"test".equals(m.variant()) && e.drop == null
+                    && e.failure == null) {
+                noted = true; // the user's latest campaign message: what an opt-out is laid at
+                registry.noteCampaign(connection.async(), e.item.app(), m.user(), m.campaign(), m.variant(), now);
+            }
+        }
+        if (noted) {
+            connection.flushCommands();
         }
     }
 

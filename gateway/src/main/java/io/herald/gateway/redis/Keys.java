@@ -377,6 +377,15 @@ public final class Keys {
         return "herald:ev:{" + app + "}";
     }
 
+    /**
+     * A user's latest campaign message (string {@code label US variant US at}, kept {@code
+     * UserRegistry.OPT_OUT_ATTRIBUTION}): the campaign an opt-out through the API is laid at. In
+     * the user's slot.
+     */
+    public static String lastCampaign(String app, String user) {
+        return "herald:lc:{" + app + ":" + user + "}";
+    }
+
     /** A user's engagement: last open and click, opens by hour of day (UTC), total opens. */
     public static String engagement(String app, String user) {
         return "herald:eng:{" + app + ":" + user + "}";

@@ -312,6 +312,7 @@ public final class UserRegistry {
     /** Removes what is left of {@code from}: its hash, rate-limit state and engagement. */
     private CompletableFuture<Void> retire(String app, String user, String from, Map<String, String> f) {
         return redis.async().del(Keys.devices(app, from), Keys.admission(app, from), Keys.admissionLog(app, from),
+                Keys.lastCampaign(app, from),
                 Keys.engagement(app, from))
                 .toCompletableFuture().thenApply(n -> null);
     }
@@ -357,11 +358,56 @@ public final class UserRegistry {
     private final Redis.Script profile = new Redis.Script("/scripts/profile.lua");
     private final UserData data;
 
-    public UserRegistry(Redis redis, ObjectMapper mapper, PersonalDataCipher cipher) {
+    private final io.herald.gateway.tracking.Funnels funnels;
+
+    /**
+     * How long after a user's latest campaign message an opt-out through this API is laid at that
+     * campaign (its funnel's {@code opt_out}, which the opt-out guard reads).
+     */
+    public static final java.time.Duration OPT_OUT_ATTRIBUTION = java.time.Duration.ofDays(3);
+
+    public UserRegistry(Redis redis, ObjectMapper mapper, PersonalDataCipher cipher,
+                        io.herald.gateway.tracking.Funnels funnels) {
         this.redis = redis;
         this.mapper = mapper;
         this.cipher = cipher;
+        this.funnels = funnels;
         this.data = new UserData(redis, mapper);
+    }
+
+    /**
+     * Queues (on a caller's pipelined connection) the note of a user's latest campaign message:
+     * {@code label}, {@code variant} (may be null) and when, kept {@link #OPT_OUT_ATTRIBUTION}.
+     */
+    public void noteCampaign(RedisClusterAsyncCommands<String, String> cmd, String app, String user, String label,
+                             String variant, long at) {
+        cmd.set(Keys.lastCampaign(app, user), label + '\u001f' + (variant == null ? "" : variant) + '\u001f' + at,
+                io.lettuce.core.SetArgs.Builder.px(OPT_OUT_ATTRIBUTION.toMillis()));
+    }
+
+    /**
+     * Lays {@code optOuts} consent withdrawals of a user at the campaign of their latest campaign
+     * message, when it is at most {@link #OPT_OUT_ATTRIBUTION} old: its funnel and its variant's,
+     * with their time buckets (the app's total is counted by the caller).
+     */
+    private CompletableFuture<Void> attribute(String app, String user, long optOuts) {
+        return redis.async().get(Keys.lastCampaign(app, user)).toCompletableFuture().thenCompose(v -> {
+            long now = System.currentTimeMillis();
+            String[] p = v == null ? null : v.split("\u001f", -1);
+            if (p == null || p.length != 3 || now - Long.parseLong(p[2]) > OPT_OUT_ATTRIBUTION.toMillis()) {
+                return CompletableFuture.completedFuture(null);
+            }
+            List<CompletableFuture<?>> writes = new ArrayList<>();
+            String total = Keys.funnel(app, null, null);
+            for (io.herald.gateway.tracking.Funnels.Counter c : funnels.counters(app, p[0], p[1].isEmpty() ? null : p[1],
+                    null, now, now)) {
+                if (!c.key().equals(total)) {
+                    writes.add(redis.async().hincrby(c.key(), "opt_out", optOuts).toCompletableFuture());
+                    writes.add(redis.async().pexpireat(c.key(), c.expireAt()).toCompletableFuture());
+                }
+            }
+            return CompletableFuture.allOf(writes.toArray(new CompletableFuture<?>[0]));
+        });
     }
 
     /** The users' targeting data (tags, attributes, flags), kept in step with this registry's writes. */
@@ -454,9 +500,10 @@ public final class UserRegistry {
                     if (optOuts == 0) {
                         return CompletableFuture.completedFuture(up);
                     }
-                    // Funnel: opt-outs of the app (the same hash the tracking counters use).
+                    // Funnel: opt-outs of the app (the same hash the tracking counters use), and of
+                    // the campaign whose message the user got last.
                     return redis.async().hincrby(Keys.funnel(app, null, null), "opt_out", optOuts).toCompletableFuture()
-                            .thenApply(n -> up);
+                            .thenCompose(n -> attribute(app, user, optOuts)).thenApply(n -> up);
                 });
     }
 
@@ -482,6 +529,7 @@ public final class UserRegistry {
                 });
         return aliases.thenCompose(v -> data.apply(app, List.of(new UserData.Change(user, del)))).thenCompose(r ->
                 redis.async().del(Keys.devices(app, user), Keys.admission(app, user), Keys.admissionLog(app, user),
+                        Keys.lastCampaign(app, user),
                         Keys.engagement(app, user))
                         .toCompletableFuture().thenApply(n -> n > 0 || UserData.OK.equals(r.get(0))));
     }
@@ -541,9 +589,9 @@ public final class UserRegistry {
                     }
                     all.add(profile.<List<Object>>run(cmd, io.lettuce.core.ScriptOutputType.MULTI, new String[] {key},
                             p.toString(), now).thenCompose(reply -> (Long) reply.get(1) == 0
-                            ? CompletableFuture.completedFuture(0L)
+                            ? CompletableFuture.<Void>completedFuture(null)
                             : redis.async().hincrby(Keys.funnel(app, null, null), "opt_out", (Long) reply.get(1))
-                                    .toCompletableFuture()));
+                                    .toCompletableFuture().thenCompose(n -> attribute(app, u.user(), (Long) reply.get(1)))));
                 }
                 if (!u.devices().isEmpty()) {
                     Map<String, String> fields = new java.util.HashMap<>();

@@ -171,7 +171,7 @@ public final class Funnels {
         ObjectNode counts = out.putObject("counts");
         Map<String, Long> c = new TreeMap<>();
         for (String s : List.of("submitted", "deferred", "accepted", "delivered", "opened", "clicked", "dismissed",
-                "failed", "dropped", "invalidated", "opt_out")) {
+                "failed", "dropped", "invalidated", "opt_out", "complaint")) {
             c.put(s, 0L);
         }
         raw.forEach((k, v) -> c.put(k, Long.parseLong(v)));
