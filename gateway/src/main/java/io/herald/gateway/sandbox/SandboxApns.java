@@ -68,6 +68,8 @@ public final class SandboxApns implements AutoCloseable {
     private final Map<String, List<Long>> arrivals = new ConcurrentHashMap<>();
     private final Map<UUID, AtomicInteger> accepted = new ConcurrentHashMap<>();
     private final Map<UUID, String> payloads = new ConcurrentHashMap<>();
+    /** Accepted apns-ids in arrival order, until {@link #takeArrivals} takes them (ids tracked only). */
+    private final java.util.concurrent.ConcurrentLinkedQueue<UUID> arrived = new java.util.concurrent.ConcurrentLinkedQueue<>();
     private final AtomicLong acceptedTotal = new AtomicLong();
     private final AtomicLong requestsTotal = new AtomicLong();
     private volatile Consumer<UUID> onAccepted = id -> { };
@@ -161,6 +163,7 @@ public final class SandboxApns implements AutoCloseable {
                         if (trackIds) {
                             accepted.computeIfAbsent(uuid, k -> new AtomicInteger()).incrementAndGet();
                             payloads.put(uuid, payload.toString(java.nio.charset.StandardCharsets.UTF_8));
+                            arrived.add(uuid);
                         }
                         onAccepted.accept(uuid);
                     }
@@ -284,6 +287,18 @@ public final class SandboxApns implements AutoCloseable {
     /** The payload (JSON) last accepted with this apns-id, when ids are tracked; null otherwise. */
     public String payload(UUID apnsId) {
         return payloads.get(apnsId);
+    }
+
+    /**
+     * The apns-ids accepted since the last call, in arrival order (a device that watches its
+     * pushes: the simulator); ids tracked only.
+     */
+    public java.util.List<UUID> takeArrivals() {
+        java.util.List<UUID> out = new java.util.ArrayList<>();
+        for (UUID id = arrived.poll(); id != null; id = arrived.poll()) {
+            out.add(id);
+        }
+        return out;
     }
 
     /** Every accepted apns-id and how often it was accepted. */
