@@ -60,7 +60,7 @@ import java.util.regex.Pattern;
  * copies, then news): <i>blanket</i> sends both to everyone at 09:00 and 18:00 UTC with the
  * first copy, no caps or guards; <i>herald</i> sends the offer to the crowds tagged newbie or
  * active at each user's best hour with a horse race (test share {@code --test-percent} over the
- * variants, decided after 24 h on clicks, the rest the next day with the winner), and the news to
+ * variants, decided on clicks 2 h after its last test push, the rest the next day with the winner), and the news to
  * the same crowds at their best hour, under a cap of one marketing push per user per day (the
  * offer's higher priority takes the slot), quiet hours 22:00-08:00 and the default opt-out guard.
  *
@@ -114,20 +114,32 @@ public final class Simulate implements Callable<Integer> {
                          double testPercent) { }
 
     /** One strategy's figures, from the devices' side (what users did). */
-    public record Outcome(String strategy, long sent, long reached, long opened, long clicked, long optedOut,
-                          String chosen) {
+    public record Outcome(String strategy, long population, long sent, long reached, long opened, long clicked,
+                          long optedOut, String chosen) {
         public double opensPerThousandSent() {
             return sent == 0 ? 0 : opened * 1000.0 / sent;
         }
 
+        /** Opens per user reached (sent at least one push). */
         public double opensPerUser() {
             return reached == 0 ? 0 : (double) opened / reached;
+        }
+
+        /** Opens per member of the population, reached or not: what the app gets from all its users. */
+        public double opensPerMember() {
+            return population == 0 ? 0 : (double) opened / population;
         }
     }
 
     /** One population's run: both strategies, and the truly best variant. */
     public record Run(long seed, Outcome blanket, Outcome herald, String trulyBest) {
+        /** Herald's opens per member of the population over blanket's (the target's lift: no smaller denominator). */
         public double lift() {
+            return blanket.opensPerMember() == 0 ? 0 : herald.opensPerMember() / blanket.opensPerMember();
+        }
+
+        /** Herald's opens per user reached over blanket's (targeting also shrinks the denominator). */
+        public double liftPerReached() {
             return blanket.opensPerUser() == 0 ? 0 : herald.opensPerUser() / blanket.opensPerUser();
         }
 
@@ -173,14 +185,15 @@ public final class Simulate implements Callable<Integer> {
         long right = all.stream().filter(Run::raceRight).count();
         long blanketOut = all.stream().mapToLong(r -> r.blanket().optedOut()).sum();
         long heraldOut = all.stream().mapToLong(r -> r.herald().optedOut()).sum();
-        System.out.printf(Locale.ROOT, "summary: %d runs of %d users: lift (opens per user) %.2fx; horse race right "
-                        + "%d of %d (%.1f%%); opt-outs blanket %d vs herald %d%n", runs, users, lift, right, runs,
-                100.0 * right / runs, blanketOut, heraldOut);
+        double liftReached = all.stream().mapToDouble(Run::liftPerReached).average().orElse(0);
+        System.out.printf(Locale.ROOT, "summary: %d runs of %d users: lift %.2fx opens per member (%.2fx per user "
+                        + "reached); horse race right %d of %d (%.1f%%); opt-outs blanket %d vs herald %d%n", runs, users,
+                lift, liftReached, right, runs, 100.0 * right / runs, blanketOut, heraldOut);
         if (out != null) {
             ObjectNode o = JSON.createObjectNode();
             o.set("params", JSON.valueToTree(p));
             o.set("runs", JSON.valueToTree(all));
-            o.put("lift", lift).put("raceRight", right).put("optOutsBlanket", blanketOut).put("optOutsHerald", heraldOut);
+            o.put("lift", lift).put("liftPerReached", liftReached).put("raceRight", right).put("optOutsBlanket", blanketOut).put("optOutsHerald", heraldOut);
             Files.writeString(out, JSON.writerWithDefaultPrettyPrinter().writeValueAsString(o));
         }
         if (chart != null) {
@@ -191,36 +204,39 @@ public final class Simulate implements Callable<Integer> {
         return pass ? 0 : 1;
     }
 
-    /** Blanket vs herald side by side: opens per 1,000 sent, opens per 100 users reached, opt-outs per 1,000 users. */
+    /** Blanket vs herald side by side: opens per 1,000 sent, per 100 users reached, per 100 members; opt-outs per 1,000 members. */
     static void chart(List<Run> all, Path png) throws java.io.IOException {
         org.knowm.xchart.CategoryChart c = new org.knowm.xchart.CategoryChartBuilder().width(900).height(500)
                 .title("Blanket vs Herald on the same population (" + all.size() + " run" + (all.size() == 1 ? "" : "s")
                         + ", averages)").yAxisTitle("per 1,000 / per 100").build();
         c.getStyler().setChartBackgroundColor(java.awt.Color.WHITE).setLegendPosition(
                 org.knowm.xchart.style.Styler.LegendPosition.InsideNE);
-        List<String> x = List.of("opens per 1,000 sent", "opens per 100 users reached", "opt-outs per 1,000 users");
+        List<String> x = List.of("opens per 1,000 sent", "opens per 100 users reached", "opens per 100 members",
+                "opt-outs per 1,000 members");
         for (boolean h : new boolean[] {false, true}) {
-            double[] y = new double[3];
+            double[] y = new double[4];
             for (Run r : all) {
                 Outcome o = h ? r.herald() : r.blanket();
-                long population = r.blanket().reached();
                 y[0] += o.opensPerThousandSent() / all.size();
                 y[1] += o.opensPerUser() * 100 / all.size();
-                y[2] += (population == 0 ? 0 : o.optedOut() * 1000.0 / population) / all.size();
+                y[2] += o.opensPerMember() * 100 / all.size();
+                y[3] += (o.population() == 0 ? 0 : o.optedOut() * 1000.0 / o.population()) / all.size();
             }
-            c.addSeries(h ? "herald" : "blanket", x, List.of(y[0], y[1], y[2]));
+            c.addSeries(h ? "herald" : "blanket", x, List.of(y[0], y[1], y[2], y[3]));
         }
         org.knowm.xchart.BitmapEncoder.saveBitmap(c, png.toString(), org.knowm.xchart.BitmapEncoder.BitmapFormat.PNG);
     }
 
     static String row(Run r) {
-        return String.format(Locale.ROOT, "seed %d: blanket sent %d, reached %d, opens/1000 %.1f, opens/user %.3f, "
-                        + "clicks %d, opt-outs %d | herald sent %d, reached %d, opens/1000 %.1f, opens/user %.3f, clicks %d, "
-                        + "opt-outs %d | lift %.2fx | race chose %s, truly best %s", r.seed(), r.blanket().sent(),
-                r.blanket().reached(), r.blanket().opensPerThousandSent(), r.blanket().opensPerUser(), r.blanket().clicked(),
-                r.blanket().optedOut(), r.herald().sent(), r.herald().reached(), r.herald().opensPerThousandSent(),
-                r.herald().opensPerUser(), r.herald().clicked(), r.herald().optedOut(), r.lift(), r.herald().chosen(),
-                r.trulyBest());
+        return String.format(Locale.ROOT, "seed %d: blanket sent %d, reached %d, opens %d (per 1000 sent %.1f, per user "
+                        + "reached %.3f, per member %.3f), clicks %d, opt-outs %d | herald sent %d, reached %d, opens %d (per "
+                        + "1000 sent %.1f, per user reached %.3f, per member %.3f), clicks %d, opt-outs %d | lift per member "
+                        + "%.2fx, per user reached %.2fx | race chose %s, truly best %s", r.seed(), r.blanket().sent(),
+                r.blanket().reached(), r.blanket().opened(), r.blanket().opensPerThousandSent(), r.blanket().opensPerUser(),
+                r.blanket().opensPerMember(), r.blanket().clicked(), r.blanket().optedOut(), r.herald().sent(),
+                r.herald().reached(), r.herald().opened(), r.herald().opensPerThousandSent(), r.herald().opensPerUser(),
+                r.herald().opensPerMember(), r.herald().clicked(), r.herald().optedOut(), r.lift(), r.liftPerReached(),
+                r.herald().chosen(), r.trulyBest());
     }
 
     /** Generates the population of {@code p.seed()} and runs both strategies on it. */
@@ -367,7 +383,7 @@ public final class Simulate implements Callable<Integer> {
                     setUp();
                     String offer = campaigns();
                     // Two days and a tail for late reactions; a race alone stops just after its decision.
-                    long end = start + Duration.ofHours(raceOnly ? 25 : 60).toMillis();
+                    long end = start + Duration.ofHours(raceOnly ? 28 : 60).toMillis();
                     while (clock.millis() < end) {
                         step();
                         clock.advance(STEP);
@@ -379,8 +395,8 @@ public final class Simulate implements Callable<Integer> {
                                 .path("experiment").path("decision");
                         chosen = d.path("chosen").isTextual() ? d.get("chosen").asText() : null;
                     }
-                    return new Outcome(herald ? "herald" : "blanket", sent, reached.size(), opened, clicked,
-                            optedOut.size(), chosen);
+                    return new Outcome(herald ? "herald" : "blanket", pop.users.size(), sent, reached.size(), opened,
+                            clicked, optedOut.size(), chosen);
                 } finally {
                     gateway.halt();
                 }
@@ -452,7 +468,7 @@ public final class Simulate implements Callable<Integer> {
                 offer = "{\"name\":\"offer\",\"audience\":{\"rule\":\"tag:newbie OR tag:active\"},\"content\":{\"variants\":["
                         + vs + "]},\"priority\":8,\"category\":\"promo\",\"schedule\":{\"type\":\"best_hour\"},"
                         + "\"experiment\":{\"testPercent\":" + p.testPercent() + ",\"metric\":\"click\",\"decideAfter\":"
-                        + "\"24h\",\"minPerVariant\":20,\"noWinner\":\"send_best\"}}";
+                        + "\"2h\",\"minPerVariant\":20,\"noWinner\":\"send_best\"}}";
                 news = "{\"name\":\"news\",\"audience\":{\"rule\":\"tag:newbie OR tag:active\"},\"content\":{\"template\":"
                         + "\"news\"},\"priority\":3,\"category\":\"news\",\"schedule\":{\"type\":\"best_hour\"}}";
             } else {

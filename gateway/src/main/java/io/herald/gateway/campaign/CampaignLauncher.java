@@ -431,12 +431,12 @@ public final class CampaignLauncher implements AutoCloseable {
         r.skipped = Long.parseLong(run.getOrDefault("skipped", "0"));
         r.phase = Integer.parseInt(run.getOrDefault("phase", "0"));
         r.phaseAt = Long.parseLong(run.getOrDefault("phaseAt", "0"));
-        r.gatePaused = Integer.parseInt(run.getOrDefault("gatePaused", "-1"));
         if (run.containsKey("decision")) {
             r.decided(mapper.readTree(run.get("decision")));
         }
         r.day = recurring ? run.get("day") : null;
         r.runs = run.getOrDefault("runs", "[]");
+        r.warnings = run.getOrDefault("warnings", "[]"); // a takeover does not announce old warnings again
         mine.put(app + "/" + id, r);
     }
 
@@ -519,8 +519,15 @@ public final class CampaignLauncher implements AutoCloseable {
             List<Long> next = r.next(size);
             if (next.isEmpty()) {
                 if (r.phase < r.phases.size() - 1) {
+                    if (!phaseSettled(r)) {
+                        return false; // still on its way (held for quiet hours, a best hour, in flight)
+                    }
                     set(r.app, r.id, "?phaseAt", Long.toString(now));
-                    r.phaseAt = Long.parseLong(get(progress(r.app, r.id)).get("phaseAt"));
+                    String at = get(progress(r.app, r.id)).get("phaseAt");
+                    if (at == null) {
+                        return false; // the lease was lost meanwhile: the new holder carries on
+                    }
+                    r.phaseAt = Long.parseLong(at);
                     log.info("campaign {} of app {}: {} fed ({} members so far); held for {} ms", r.id, r.app,
                             r.phases.get(r.phase).describe(), r.fed, r.phases.get(r.phase).holdMs());
                     return false;
@@ -556,12 +563,16 @@ public final class CampaignLauncher implements AutoCloseable {
             if (r.decision == null) {
                 ObjectNode d = decide(r, c.get("experiment"), now);
                 set(r.app, r.id, "?decision", d.toString());
-                r.decided(mapper.readTree(get(progress(r.app, r.id)).get("decision")));
+                String stored = get(progress(r.app, r.id)).get("decision");
+                if (stored == null) {
+                    return false; // the lease was lost meanwhile: the new holder decides
+                }
+                r.decided(mapper.readTree(stored));
                 log.info("campaign {} of app {}: horse race decided: {}", r.id, r.app, r.decision);
             }
             if (r.chosen == null) {
                 long rest = r.size - r.fed - r.skipped;
-                finishCampaign(r, version, "horse race without a winner (" + r.decision.get("reason").asText()
+                finish(r, version, "horse race without a winner (" + r.decision.get("reason").asText()
                         + "), noWinner stop: the other " + rest + " members get nothing");
                 return false;
             }
@@ -590,7 +601,8 @@ public final class CampaignLauncher implements AutoCloseable {
             failing = failing != null ? failing : gate(g, gates, "maxOptOutRate", "optOutRate", optOuts, accepted);
             failing = failing != null ? failing : gate(g, gates, "maxDisableRate", "disableRate", disabled, sample);
         }
-        if (failing != null && r.gatePaused == r.phase) {
+        String gateReason = "rollout gate after " + ph.describe() + " of " + r.label() + ": ";
+        if (failing != null && resumedAfter(r.campaign.toJson(), gateReason)) {
             g.put("overridden", true); // paused by this gate, then resumed with an acknowledgement
             failing = null;
         }
@@ -604,12 +616,10 @@ public final class CampaignLauncher implements AutoCloseable {
         if (failing == null) {
             return true;
         }
-        String why = "rollout gate after " + ph.describe() + ": " + failing;
+        String why = gateReason + failing;
         try {
             Campaign paused = r.campaign.move("pause", Campaign.GUARD, why, now);
             if (!get(campaigns.replace(r.app, paused, version)).conflict()) {
-                set(r.app, r.id, "gatePaused", Integer.toString(r.phase));
-                r.gatePaused = r.phase;
                 log.warn("campaign {} of app {} paused: {}", r.id, r.app, why);
                 guardEvent(r, "gate_paused", "gate", why, now);
             }
@@ -617,6 +627,42 @@ public final class CampaignLauncher implements AutoCloseable {
             // no longer running: nothing to pause
         }
         return false;
+    }
+
+    /**
+     * True when the campaign's history has a pause by a guard whose reason starts with {@code
+     * reason} followed by a resume (which for a guard's pause needs an acknowledgement): the
+     * operator overrode that gate. Read from the campaign document, written atomically with the
+     * moves, so a node that takes over sees the same.
+     */
+    static boolean resumedAfter(JsonNode campaign, String reason) {
+        boolean paused = false;
+        for (JsonNode h : campaign.path("history")) {
+            String action = h.path("action").asText();
+            if (action.equals("pause") && Campaign.GUARD.equals(h.path("by").asText())
+                    && h.path("reason").asText().startsWith(reason)) {
+                paused = true;
+            } else if (paused && action.equals("resume")) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /**
+     * True when every message of the current phase has an outcome: the campaign's accepted, failed
+     * and dropped counters (this run's label) have grown since the phase began by at least what the
+     * phase fed. A hold starts only then, so a race or a gate never judges messages still waiting
+     * for their send time.
+     */
+    private boolean phaseSettled(Running r) throws Exception {
+        Map<String, String> run = get(progress(r.app, r.id));
+        JsonNode base = run.containsKey("phaseBase") ? mapper.readTree(run.get("phaseBase")) : mapper.createObjectNode();
+        JsonNode n = get(funnels.campaignFunnel(r.app, List.of(r.label()), null)).get("counts");
+        long done = n.path("accepted").asLong() + n.path("failed").asLong() + n.path("dropped").asLong()
+                - base.path("accepted").asLong() - base.path("failed").asLong() - base.path("dropped").asLong();
+        long fed = r.fed - base.path("fed").asLong();
+        return done >= fed;
     }
 
     /** A gate's verdict: null when it holds (or is not set), else why it fails. */
@@ -637,11 +683,12 @@ public final class CampaignLauncher implements AutoCloseable {
                 counts.path("opt_out").asLong(), counts.path("invalidated").asLong()};
     }
 
-    /** The counters a rollout stage starts from (its gates read the difference). */
+    /** The counters a phase starts from (its gates and its settling read the difference), and the members fed so far. */
     private ObjectNode phaseBase(Running r) throws Exception {
-        long[] n = counts(get(funnels.campaignFunnel(r.app, List.of(r.label()), null)).get("counts"));
+        JsonNode c = get(funnels.campaignFunnel(r.app, List.of(r.label()), null)).get("counts");
+        long[] n = counts(c);
         return mapper.createObjectNode().put("accepted", n[0]).put("failed", n[1]).put("opt_out", n[2])
-                .put("invalidated", n[3]);
+                .put("invalidated", n[3]).put("dropped", c.path("dropped").asLong()).put("fed", r.fed);
     }
 
     /**
@@ -1118,7 +1165,7 @@ public final class CampaignLauncher implements AutoCloseable {
         set(r.app, r.id, "runs", runs.toString(), "run", Long.toString(r.run + 1), "day", next.day().toString(),
                 "nextAt", Long.toString(next.launch()), "chunk", "0", "cursor", "-1", "fed", "0", "skipped", "0",
                 "-frozen", "", "-frozenAt", "", "-startedAt", "", "-finishedAt", "", "-outcome", "",
-                "-phase", "", "-phaseAt", "", "-phaseBase", "", "-decision", "", "-gates", "", "-gatePaused", "");
+                "-phase", "", "-phaseAt", "", "-phaseBase", "", "-decision", "", "-gates", "");
         log.info("campaign {} of app {}: run {} done ({}); run {} at {}", r.id, r.app, r.run, why, r.run + 1,
                 Instant.ofEpochMilli(next.launch()));
         mine.remove(r.app + "/" + r.id);
@@ -1266,8 +1313,6 @@ public final class CampaignLauncher implements AutoCloseable {
         final List<Phase> phases;
         int phase;
         long phaseAt;
-        /** The phase whose failing gate paused the campaign (-1: none). */
-        int gatePaused = -1;
         /** The horse race's decision (null before it) and the variant the rest gets (null: none). */
         JsonNode decision;
         String chosen;

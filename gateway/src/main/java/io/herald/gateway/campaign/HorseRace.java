@@ -32,8 +32,15 @@ public final class HorseRace {
     private HorseRace() {
     }
 
-    /** One variant's test counts: {@code n} accepted, {@code k} successes. */
+    /**
+     * One variant's test counts: {@code n} accepted, {@code k} successes (capped at {@code n}: the
+     * counters are flushed apart, so an open can be counted a moment before its acceptance).
+     */
     public record Arm(String variant, long n, long k) {
+        public Arm {
+            k = Math.max(0, Math.min(k, n));
+        }
+
         public double rate() {
             return n == 0 ? 0 : (double) k / n;
         }

@@ -111,8 +111,8 @@ public final class Metrics implements AutoCloseable {
     }
 
     /**
-     * A campaign guard rail's event: {@code event} warn (a rate crossed warnAt or fell below a
-     * floor) or pause (pauseAt, or a rollout gate), {@code metric} the guard's metric (or gate).
+     * A campaign guard rail's event: {@code event} warning (a rate crossed warnAt or fell below a
+     * floor) or paused (pauseAt, or a rollout gate), {@code metric} the guard's metric (or gate).
      * Both from closed sets.
      */
     public void guard(String event, String metric) {

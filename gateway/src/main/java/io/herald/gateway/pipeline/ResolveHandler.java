@@ -163,7 +163,7 @@ final class ResolveHandler implements EventHandler<DeliveryEvent> {
             if (m.campaign() != null && m.user() != null && !"test".equals(m.variant()) && e.drop == null
                     && e.failure == null) {
                 noted = true; // the user's latest campaign message: what an opt-out is laid at
-                registry.noteCampaign(connection.async(), e.item.app(), m.user(), m.campaign(), m.variant(), now);
+                registry.noteCampaign(connection.async(), e.item.app(), m.user(), e.item.messageId(), now);
             }
         }
         if (noted) {

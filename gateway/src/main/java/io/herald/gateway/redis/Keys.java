@@ -378,8 +378,8 @@ public final class Keys {
     }
 
     /**
-     * A user's latest campaign message (string {@code label US variant US at}, kept {@code
-     * UserRegistry.OPT_OUT_ATTRIBUTION}): the campaign an opt-out through the API is laid at. In
+     * A user's latest campaign message (string {@code messageId US at}, kept {@code
+     * UserRegistry.OPT_OUT_ATTRIBUTION}): the message an opt-out through the API is laid at. In
      * the user's slot.
      */
     public static String lastCampaign(String app, String user) {

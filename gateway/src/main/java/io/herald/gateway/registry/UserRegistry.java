@@ -358,55 +358,52 @@ public final class UserRegistry {
     private final Redis.Script profile = new Redis.Script("/scripts/profile.lua");
     private final UserData data;
 
-    private final io.herald.gateway.tracking.Funnels funnels;
+    private final io.herald.gateway.tracking.MessageStore store;
 
     /**
      * How long after a user's latest campaign message an opt-out through this API is laid at that
-     * campaign (its funnel's {@code opt_out}, which the opt-out guard reads).
+     * message (its campaign's and variant's {@code opt_out}, which the opt-out guard reads).
      */
     public static final java.time.Duration OPT_OUT_ATTRIBUTION = java.time.Duration.ofDays(3);
 
     public UserRegistry(Redis redis, ObjectMapper mapper, PersonalDataCipher cipher,
-                        io.herald.gateway.tracking.Funnels funnels) {
+                        io.herald.gateway.tracking.MessageStore store) {
         this.redis = redis;
         this.mapper = mapper;
         this.cipher = cipher;
-        this.funnels = funnels;
+        this.store = store;
         this.data = new UserData(redis, mapper);
     }
 
     /**
-     * Queues (on a caller's pipelined connection) the note of a user's latest campaign message:
-     * {@code label}, {@code variant} (may be null) and when, kept {@link #OPT_OUT_ATTRIBUTION}.
+     * Queues (on a caller's pipelined connection) the note of a user's latest campaign message
+     * (its id and when), kept {@link #OPT_OUT_ATTRIBUTION}.
      */
-    public void noteCampaign(RedisClusterAsyncCommands<String, String> cmd, String app, String user, String label,
-                             String variant, long at) {
-        cmd.set(Keys.lastCampaign(app, user), label + '\u001f' + (variant == null ? "" : variant) + '\u001f' + at,
+    public void noteCampaign(RedisClusterAsyncCommands<String, String> cmd, String app, String user, String messageId,
+                             long at) {
+        cmd.set(Keys.lastCampaign(app, user), messageId + '\u001f' + at,
                 io.lettuce.core.SetArgs.Builder.px(OPT_OUT_ATTRIBUTION.toMillis()));
     }
 
     /**
-     * Lays {@code optOuts} consent withdrawals of a user at the campaign of their latest campaign
-     * message, when it is at most {@link #OPT_OUT_ATTRIBUTION} old: its funnel and its variant's,
-     * with their time buckets (the app's total is counted by the caller).
+     * Lays a consent withdrawal at the user's latest campaign message when it is at most {@link
+     * #OPT_OUT_ATTRIBUTION} old: an {@code opted_out} receipt from the API applied to that message,
+     * so the message counts one opt-out whatever else comes (a device's own receipt, a second
+     * channel, a second withdrawal). The app's total is counted by the caller.
      */
-    private CompletableFuture<Void> attribute(String app, String user, long optOuts) {
+    private CompletableFuture<Void> attribute(String app, String user) {
+        if (store == null) {
+            return CompletableFuture.completedFuture(null);
+        }
         return redis.async().get(Keys.lastCampaign(app, user)).toCompletableFuture().thenCompose(v -> {
             long now = System.currentTimeMillis();
             String[] p = v == null ? null : v.split("\u001f", -1);
-            if (p == null || p.length != 3 || now - Long.parseLong(p[2]) > OPT_OUT_ATTRIBUTION.toMillis()) {
+            if (p == null || p.length != 2 || now - Long.parseLong(p[1]) > OPT_OUT_ATTRIBUTION.toMillis()) {
                 return CompletableFuture.completedFuture(null);
             }
-            List<CompletableFuture<?>> writes = new ArrayList<>();
-            String total = Keys.funnel(app, null, null);
-            for (io.herald.gateway.tracking.Funnels.Counter c : funnels.counters(app, p[0], p[1].isEmpty() ? null : p[1],
-                    null, now, now)) {
-                if (!c.key().equals(total)) {
-                    writes.add(redis.async().hincrby(c.key(), "opt_out", optOuts).toCompletableFuture());
-                    writes.add(redis.async().pexpireat(c.key(), c.expireAt()).toCompletableFuture());
-                }
-            }
-            return CompletableFuture.allOf(writes.toArray(new CompletableFuture<?>[0]));
+            return store.receipts(List.of(new io.herald.gateway.tracking.MessageStore.ReceiptIn(
+                    java.util.UUID.fromString(p[0]), "opted_out", null, now, null, "consent", "the users API")), null)
+                    .thenApply(r -> null);
         });
     }
 
@@ -503,7 +500,7 @@ public final class UserRegistry {
                     // Funnel: opt-outs of the app (the same hash the tracking counters use), and of
                     // the campaign whose message the user got last.
                     return redis.async().hincrby(Keys.funnel(app, null, null), "opt_out", optOuts).toCompletableFuture()
-                            .thenCompose(n -> attribute(app, user, optOuts)).thenApply(n -> up);
+                            .thenCompose(n -> attribute(app, user)).thenApply(n -> up);
                 });
     }
 
@@ -591,7 +588,7 @@ public final class UserRegistry {
                             p.toString(), now).thenCompose(reply -> (Long) reply.get(1) == 0
                             ? CompletableFuture.<Void>completedFuture(null)
                             : redis.async().hincrby(Keys.funnel(app, null, null), "opt_out", (Long) reply.get(1))
-                                    .toCompletableFuture().thenCompose(n -> attribute(app, u.user(), (Long) reply.get(1)))));
+                                    .toCompletableFuture().thenCompose(n -> attribute(app, u.user()))));
                 }
                 if (!u.devices().isEmpty()) {
                     Map<String, String> fields = new java.util.HashMap<>();
