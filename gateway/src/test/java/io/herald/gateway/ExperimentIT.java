@@ -340,6 +340,15 @@ class ExperimentIT {
                 assertThat(n.get("opt_out").asLong()).isEqualTo(12);
                 assertThat(n.get("complaint").asLong()).isEqualTo(1);
             });
+            // A user who turned pushes off in the app also withdraws consent (push and SMS) through the
+            // API, and one who withdrew already does so again: still one opt-out per message.
+            for (int i : new int[] {10, 0}) {
+                assertThat(gw.send("PUT", base(gw) + "/users/" + got.get(i).getValue()[1],
+                        "{\"consent\":{\"push\":\"opted_out\",\"sms\":\"opted_out\"}}", gw.key).status()).isEqualTo(200);
+            }
+            JsonNode message = gw.message(got.get(10).getKey());
+            assertThat(message.toString()).contains("opt_out");
+            assertThat(campaign(gw, id).get("funnel").get("counts").get("opt_out").asLong()).isEqualTo(12);
             await().atMost(Duration.ofSeconds(90)).pollInterval(Duration.ofMillis(200))
                     .until(() -> campaign(gw, id).get("state").asText().equals("paused"));
             JsonNode c = campaign(gw, id);

@@ -105,6 +105,22 @@ class HorseRaceTest {
     }
 
     @Test
+    void aGateIsOverriddenOnlyByAResumeAfterItsOwnPause() throws Exception {
+        ObjectMapper m = new ObjectMapper();
+        String gate = "rollout gate after the rollout stage to 10.0% of c-1: ";
+        String history = "{\"history\":[{\"action\":\"launch\",\"by\":\"herald:n1\"},"
+                + "{\"action\":\"pause\",\"by\":\"herald:guard\",\"reason\":\"" + gate + "failureRate 30%\"}";
+        assertThat(CampaignLauncher.resumedAfter(m.readTree(history + "]}"), gate)).as("paused, not resumed").isFalse();
+        assertThat(CampaignLauncher.resumedAfter(m.readTree(history + ",{\"action\":\"resume\",\"by\":\"k-1\"}]}"),
+                gate)).isTrue();
+        assertThat(CampaignLauncher.resumedAfter(m.readTree(history + ",{\"action\":\"resume\",\"by\":\"k-1\"}]}"),
+                "rollout gate after the rollout stage to 50.0% of c-1: ")).as("another stage's gate").isFalse();
+        assertThat(CampaignLauncher.resumedAfter(m.readTree("{\"history\":[{\"action\":\"pause\",\"by\":\"k-1\","
+                + "\"reason\":\"" + gate + "x\"},{\"action\":\"resume\",\"by\":\"k-1\"}]}"), gate))
+                .as("an operator's own pause is not a gate's").isFalse();
+    }
+
+    @Test
     void phasesSliceTheAudienceIntoTheTestShareAndTheRolloutStages() throws Exception {
         ObjectMapper m = new ObjectMapper();
         List<CampaignLauncher.Phase> phases = CampaignLauncher.Phase.of(m.readTree("{\"experiment\":{\"testPercent\":10,"
