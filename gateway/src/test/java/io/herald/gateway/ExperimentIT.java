@@ -215,6 +215,49 @@ class ExperimentIT {
     }
 
     @Test
+    void aRaceOnConversionsCountsTheTestMembersWithTheEvent() throws Exception {
+        TestClock clock = new TestClock(Instant.now().truncatedTo(ChronoUnit.SECONDS).toString());
+        try (TestGateway gw = TestGateway.withClock("scheduler.campaign-tick = 1h", clock)) {
+            users(gw, "c", 300, "buyers", i -> false);
+            template(gw, "ta", "A");
+            template(gw, "tb", "B");
+            String id = approved(gw, "{\"name\":\"conv\",\"audience\":{\"rule\":\"tag:buyers\"},\"content\":{"
+                    + "\"variants\":[{\"id\":\"a\",\"template\":\"ta\"},{\"id\":\"b\",\"template\":\"tb\"}]},"
+                    + "\"conversionEvent\":\"purchase\",\"experiment\":{\"testPercent\":30,\"metric\":\"conversion\","
+                    + "\"decideAfter\":\"30m\",\"minPerVariant\":10}}");
+            ticks(gw);
+            long test = campaign(gw, id).get("progress").get("fed").asLong();
+            Map<String, String[]> sent = new HashMap<>();
+            await().atMost(Duration.ofSeconds(30)).until(() -> {
+                sent.clear();
+                sent.putAll(pushes(gw, "AB"));
+                return sent.size() == test;
+            });
+            // Every B user buys; no A user does.
+            ArrayNode events = JSON.createArrayNode();
+            long b = 0;
+            for (String[] v : sent.values()) {
+                if (v[0].equals("B")) {
+                    events.addObject().put("user", v[1]).put("name", "purchase").put("at", clock.now().toString());
+                    b++;
+                }
+            }
+            assertThat(gw.post(base(gw) + "/events", JSON.createObjectNode().set("events", events).toString()).status())
+                    .isIn(200, 202);
+            awaitSettled(gw, id, test);
+            ticks(gw);
+            clock.advance(Duration.ofMinutes(30));
+            ticks(gw);
+            JsonNode d = campaign(gw, id).get("progress").get("decision");
+            assertThat(d.get("winner").asText()).as(d.toString()).isEqualTo("b");
+            assertThat(d.get("arms").get(1).get("members").asLong()).isEqualTo(b);
+            assertThat(d.get("arms").get(1).get("converted").asLong()).isEqualTo(b);
+            assertThat(d.get("arms").get(0).get("converted").asLong()).isZero();
+            assertThat(d.get("arms").get(0).get("members").asLong()).isEqualTo(test - b);
+        }
+    }
+
+    @Test
     void aRolloutAdvancesThroughPassingGatesAndPausesAtAFailingOne() throws Exception {
         TestClock clock = new TestClock(Instant.now().truncatedTo(ChronoUnit.SECONDS).toString());
         try (TestGateway gw = TestGateway.withClock("scheduler.campaign-tick = 1h", clock)) {

@@ -693,12 +693,13 @@ public final class CampaignLauncher implements AutoCloseable {
 
     /**
      * The horse race's decision over the test share: per variant the accepted test messages and
-     * the opened, clicked or converted among them (conversions: the variant's test members with
-     * the campaign's {@code conversionEvent} from the launch day to today, UTC days).
+     * the opened or clicked among them; for conversions, the variant's test members and those of
+     * them with the campaign's {@code conversionEvent} from the launch day to today (UTC days).
      */
     private ObjectNode decide(Running r, JsonNode e, long now) throws Exception {
         String metric = e.get("metric").asText();
         Map<String, long[]> conv = new HashMap<>();
+        Map<String, long[]> members = new HashMap<>();
         if (metric.equals("conversion")) {
             String event = r.campaign.toJson().get("conversionEvent").asText();
             long started = Long.parseLong(get(progress(r.app, r.id)).getOrDefault("startedAt", Long.toString(now)));
@@ -707,25 +708,30 @@ public final class CampaignLauncher implements AutoCloseable {
                 RoaringBitmap converted = get(audiences.eventDays(r.app, s, event, Math.floorDiv(started, 86_400_000L),
                         Math.floorDiv(now, 86_400_000L)));
                 long base = (long) s << Keys.USER_SHARD_BITS;
-                RoaringBitmap both = RoaringBitmap.and(r.members[s], converted);
-                both.forEach((int local) -> {
+                r.members[s].forEach((int local) -> {
                     long index = base + local;
                     if (test.holds(r.point(index))) {
-                        conv.computeIfAbsent(r.assigned(index), k -> new long[1])[0]++;
+                        String v = r.assigned(index);
+                        members.computeIfAbsent(v, k -> new long[1])[0]++;
+                        if (converted.contains(local)) {
+                            conv.computeIfAbsent(v, k -> new long[1])[0]++;
+                        }
                     }
                 });
             }
         }
         List<HorseRace.Arm> arms = new ArrayList<>();
         for (String variant : r.variants) {
+            if (metric.equals("conversion")) {
+                // Conversions are counted over the test members given the variant, whatever became of
+                // their message: an intent-to-treat comparison (the event log does not say who saw it).
+                arms.add(new HorseRace.Arm(variant, members.getOrDefault(variant, new long[1])[0],
+                        conv.getOrDefault(variant, new long[1])[0]));
+                continue;
+            }
             JsonNode n = get(funnels.campaignFunnel(r.app, List.of(r.label()), null, variant)).get("counts");
-            long accepted = n.get("accepted").asLong();
-            long k = switch (metric) {
-                case "open" -> n.get("opened").asLong();
-                case "click" -> n.get("clicked").asLong();
-                default -> Math.min(accepted, conv.getOrDefault(variant, new long[1])[0]);
-            };
-            arms.add(new HorseRace.Arm(variant, accepted, k));
+            arms.add(new HorseRace.Arm(variant, n.get("accepted").asLong(),
+                    n.get(metric.equals("open") ? "opened" : "clicked").asLong()));
         }
         HorseRace.Decision d = HorseRace.decide(arms, e.get("alpha").asDouble(), e.get("minPerVariant").asLong(),
                 e.get("noWinner").asText());
@@ -736,7 +742,8 @@ public final class CampaignLauncher implements AutoCloseable {
                 .put("alpha", e.get("alpha").asDouble()).put("minPerVariant", e.get("minPerVariant").asLong());
         ArrayNode a = out.putArray("arms");
         for (HorseRace.Arm arm : d.arms()) {
-            a.addObject().put("variant", arm.variant()).put("accepted", arm.n()).put(metric.equals("open") ? "opened"
+            a.addObject().put("variant", arm.variant()).put(metric.equals("conversion") ? "members" : "accepted", arm.n())
+                    .put(metric.equals("open") ? "opened"
                     : metric.equals("click") ? "clicked" : "converted", arm.k()).put("rate", arm.rate());
         }
         return out;
