@@ -7,7 +7,8 @@ import picocli.CommandLine.Command;
  * Entry point of {@code loadtest.jar}: {@code java -jar loadtest/target/loadtest.jar SCENARIO [options]}.
  *
  * <p>Scenarios are picocli subcommands: {@code gateway}, {@code raw-apns}, {@code compare},
- * {@code crash}, {@code soak} ({@link Scenarios}) and {@code peer} ({@link PeerMain},
+ * {@code campaign}, {@code crash}, {@code soak} ({@link Scenarios}), {@code audience} ({@link
+ * Audience}), {@code simulate} ({@link Simulate}) and {@code peer} ({@link PeerMain},
  * the provider peer process the others start). Exit status: 0 passed, 1 ran but did not pass
  * (see the printed verdict), 2 could not be set up (usage errors included). Stateless; one run
  * per JVM.
@@ -16,7 +17,8 @@ import picocli.CommandLine.Command;
         subcommands = {Scenarios.Gateway.class, Scenarios.RawApns.class, Scenarios.Compare.class, Scenarios.CampaignRun.class, Audience.class,
             Simulate.class,
             Scenarios.Crash.class, Scenarios.Soak.class, PeerMain.class},
-        description = "Load and fault driver for Herald: gateway, raw-apns, compare, crash, soak, peer.")
+        description = "Load and fault driver for Herald: gateway, raw-apns, compare, campaign, audience, simulate, crash, "
+                + "soak, peer.")
 public final class LoadTest implements Runnable {
     public static void main(String[] args) {
         CommandLine cl = new CommandLine(new LoadTest());
