@@ -391,19 +391,31 @@ public final class UserRegistry {
      * so the message counts one opt-out whatever else comes (a device's own receipt, a second
      * channel, a second withdrawal). The app's total is counted by the caller.
      */
-    private CompletableFuture<Void> attribute(String app, String user) {
+    /**
+     * Counts {@code n} opt-outs (one per channel that turned opted_out) in the app's funnel: one of
+     * them through the receipt laid at the user's latest campaign message when there is one (its
+     * facts count in the app's total too), the rest directly.
+     */
+    private CompletableFuture<Void> optOuts(String app, String user, long n) {
+        return attribute(app, user).thenCompose(applied -> n - applied <= 0 ? CompletableFuture.<Void>completedFuture(null)
+                : redis.async().hincrby(Keys.funnel(app, null, null), "opt_out", n - applied).toCompletableFuture()
+                        .thenApply(x -> (Void) null));
+    }
+
+    /** As documented above; completes with 1 when the receipt applied, else 0. */
+    private CompletableFuture<Integer> attribute(String app, String user) {
         if (store == null) {
-            return CompletableFuture.completedFuture(null);
+            return CompletableFuture.completedFuture(0);
         }
         return redis.async().get(Keys.lastCampaign(app, user)).toCompletableFuture().thenCompose(v -> {
             long now = System.currentTimeMillis();
             String[] p = v == null ? null : v.split("\u001f", -1);
             if (p == null || p.length != 2 || now - Long.parseLong(p[1]) > OPT_OUT_ATTRIBUTION.toMillis()) {
-                return CompletableFuture.completedFuture(null);
+                return CompletableFuture.completedFuture(0);
             }
             return store.receipts(List.of(new io.herald.gateway.tracking.MessageStore.ReceiptIn(
                     java.util.UUID.fromString(p[0]), "opted_out", null, now, null, "consent", "the users API")), null)
-                    .thenApply(r -> null);
+                    .thenApply(r -> r.get(0) == io.herald.gateway.tracking.MessageStore.ReceiptStatus.APPLIED ? 1 : 0);
         });
     }
 
@@ -499,8 +511,7 @@ public final class UserRegistry {
                     }
                     // Funnel: opt-outs of the app (the same hash the tracking counters use), and of
                     // the campaign whose message the user got last.
-                    return redis.async().hincrby(Keys.funnel(app, null, null), "opt_out", optOuts).toCompletableFuture()
-                            .thenCompose(n -> attribute(app, user)).thenApply(n -> up);
+                    return optOuts(app, user, optOuts).thenApply(n -> up);
                 });
     }
 
@@ -587,8 +598,7 @@ public final class UserRegistry {
                     all.add(profile.<List<Object>>run(cmd, io.lettuce.core.ScriptOutputType.MULTI, new String[] {key},
                             p.toString(), now).thenCompose(reply -> (Long) reply.get(1) == 0
                             ? CompletableFuture.<Void>completedFuture(null)
-                            : redis.async().hincrby(Keys.funnel(app, null, null), "opt_out", (Long) reply.get(1))
-                                    .toCompletableFuture().thenCompose(n -> attribute(app, u.user()))));
+                            : optOuts(app, u.user(), (Long) reply.get(1))));
                 }
                 if (!u.devices().isEmpty()) {
                     Map<String, String> fields = new java.util.HashMap<>();
