@@ -12,7 +12,6 @@ import io.herald.gateway.sandbox.SandboxApns;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Clock;
@@ -22,7 +21,6 @@ import java.time.LocalDate;
 import java.time.ZoneId;
 import java.time.ZoneOffset;
 import java.time.ZonedDateTime;
-import java.time.temporal.ChronoUnit;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
@@ -256,7 +254,7 @@ public final class Simulate implements Callable<Integer> {
         final double[] clickFactor;
         final int best;
 
-        private Population(int variants, double[] clickFactor, int best) {
+        private Population(double[] clickFactor, int best) {
             this.clickFactor = clickFactor;
             this.best = best;
         }
@@ -270,7 +268,7 @@ public final class Simulate implements Callable<Integer> {
             for (int v = 0; v < f.length; v++) {
                 f[v] = v == best ? p.bestGap() : v == runnerUp ? 1.0 : 0.6 + 0.3 * rnd.nextDouble();
             }
-            Population pop = new Population(p.variants(), f, best);
+            Population pop = new Population(f, best);
             for (int i = 0; i < p.users(); i++) {
                 double x = rnd.nextDouble();
                 int crowd = 0;
