@@ -5,6 +5,8 @@ import io.herald.gateway.admission.Admission;
 import io.herald.gateway.admission.Policies;
 import io.herald.gateway.content.Templates;
 import io.herald.gateway.campaign.CampaignLauncher;
+import io.herald.gateway.trigger.TriggerTimers;
+import io.herald.gateway.trigger.Triggers;
 import io.herald.gateway.campaign.Campaigns;
 import io.herald.gateway.config.AppConfig;
 import io.herald.gateway.config.HeraldConfig;
@@ -81,6 +83,8 @@ public final class Herald implements AutoCloseable {
     private Policies policies;
     private Templates templates;
     private CampaignLauncher launcher;
+    private Triggers triggers;
+    private TriggerTimers triggerTimers;
     private NodeLeases leases;
     private final Readiness readiness = new Readiness();
     private HttpApiHandler api;
@@ -190,6 +194,11 @@ public final class Herald implements AutoCloseable {
         scheduler = new DeferredScheduler(redis, journal, pipeline, config.scheduler().batch(), clock);
         leases = new NodeLeases(redis, journal, config.redis().nodeLease(), config.pipeline().redisWait(),
                 other -> replay(other, deadLetters), config.dataDir().resolve("instance"));
+        Audiences audiences = new Audiences(redis, clock);
+        triggers = new Triggers(redis, codec, clock, config.apps().keySet());
+        resources.add(triggers);
+        triggerTimers = new TriggerTimers(redis, triggers, audiences, registry.data(), journal, pipeline, metrics, clock,
+                config.scheduler().batch());
         Redis.Script.loadAll(redis);
         // Long enough for a crashed run's lease to lapse; a takeover of this journal that takes
         // longer fails the start with one line (start again once it is done).
@@ -208,6 +217,9 @@ public final class Herald implements AutoCloseable {
         leases.start();
         scheduler.start(config.scheduler().interval());
         resources.add(scheduler);
+        triggers.start(Duration.ofSeconds(1));
+        triggerTimers.start(config.scheduler().interval());
+        resources.add(triggerTimers);
 
         readiness.require(pipeline::stalled)
                 .require("apns: connector closed", apns::ready)
@@ -216,7 +228,6 @@ public final class Herald implements AutoCloseable {
                 .probe("redis: no answer to PING within 1 s", () -> redis.async().ping(), Duration.ofMillis(250),
                         Duration.ofSeconds(1));
         resources.add(readiness);
-        Audiences audiences = new Audiences(redis, clock);
         Tiers tiers = new Tiers(redis, audiences, codec.mapper());
         tiers.start(config.apps());
         resources.add(tiers);
@@ -226,7 +237,7 @@ public final class Herald implements AutoCloseable {
         launcher.start(config.scheduler().campaignTick());
         resources.add(launcher);
         api = new HttpApiHandler(config, codec, keys, journal, idempotency, deadLetters, pipeline, store, registry,
-                audiences, tiers, policies, templates, launcher, clock,
+                audiences, tiers, policies, templates, launcher, triggers, clock,
                 tokens, webhooks, links, metrics, readiness);
         resources.add(api::close);
         http = new HttpServer(config.http(), api);
@@ -393,6 +404,16 @@ public final class Herald implements AutoCloseable {
         return pipeline;
     }
 
+    /** The trigger rules (tests refresh them to see a change at once). */
+    public Triggers triggers() {
+        return triggers;
+    }
+
+    /** The trigger timers (tests fire them on their clock). */
+    public TriggerTimers triggerTimers() {
+        return triggerTimers;
+    }
+
     /** The templates (tests refresh them to see a change at once). */
     public Templates templates() {
         return templates;
@@ -452,6 +473,9 @@ public final class Herald implements AutoCloseable {
         }
         if (scheduler != null) {
             scheduler.close();
+        }
+        if (triggerTimers != null) {
+            triggerTimers.close();
         }
         if (launcher != null) {
             launcher.close();

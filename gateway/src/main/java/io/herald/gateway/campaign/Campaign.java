@@ -51,11 +51,11 @@ public final class Campaign {
         public final String field;
         public final String code;
 
-        Invalid(String field, String message) {
+        public Invalid(String field, String message) {
             this(field, "invalid_field", message);
         }
 
-        Invalid(String field, String code, String message) {
+        public Invalid(String field, String code, String message) {
             super(message, null, false, false);
             this.field = field;
             this.code = code;
@@ -235,43 +235,7 @@ public final class Campaign {
             d.set("rollout", rollout(body.get("rollout"), mapper));
         }
 
-        String channel = body.hasNonNull("channel") ? body.get("channel").asText() : "auto";
-        if (!CHANNELS.contains(channel)) {
-            throw new Invalid("channel", "channel: '" + channel + "' (expected: auto, push, apns, fcm or sms)");
-        }
-        d.put("channel", channel);
-        if (body.hasNonNull("fallback")) {
-            JsonNode f = body.get("fallback");
-            if (!f.isArray() || f.size() > 4) {
-                throw new Invalid("fallback", "fallback: expected an array of at most 4 of push, apns, fcm, sms");
-            }
-            ArrayNode out = d.putArray("fallback");
-            for (int i = 0; i < f.size(); i++) {
-                String ch = f.get(i).asText();
-                if (!CHANNELS.contains(ch) || ch.equals("auto")) {
-                    throw new Invalid("fallback[" + i + "]", "fallback[" + i + "]: '" + ch + "' (expected: push, apns, fcm or sms)");
-                }
-                out.add(ch);
-            }
-        }
-        String cls = body.hasNonNull("class") ? body.get("class").asText() : "marketing";
-        if (!Set.of("system", "transactional", "marketing").contains(cls)) {
-            throw new Invalid("class", "class: '" + cls + "' (expected: system, transactional or marketing)");
-        }
-        d.put("class", cls);
-        if (body.hasNonNull("priority")) {
-            JsonNode p = body.get("priority");
-            if (!p.isIntegralNumber() || p.asInt() < 1 || p.asInt() > 10) {
-                throw new Invalid("priority", "priority: " + p + " (expected: an integer 1..10)");
-            }
-            d.put("priority", p.asInt());
-        }
-        String category = text(body, "category", 64, false);
-        if (category != null) {
-            d.put("category", category);
-        }
-        d.put("onQuiet", oneOf(body, "onQuiet", "hold", "drop"));
-        d.put("onCap", oneOf(body, "onCap", "drop", "defer"));
+        delivery(body, d);
 
         JsonNode s = body.get("schedule");
         ObjectNode schedule = d.putObject("schedule");
@@ -335,6 +299,62 @@ public final class Campaign {
             d.put("endAt", Instant.ofEpochMilli(end).toString());
         }
         return d;
+    }
+
+    /**
+     * The delivery fields shared by campaigns and trigger rules, validated into {@code d}: {@code
+     * channel} (default auto), {@code fallback}, {@code class} (default marketing), {@code priority}
+     * 1..10, {@code category}, {@code onQuiet} hold|drop, {@code onCap} drop|defer.
+     */
+    public static void delivery(JsonNode body, ObjectNode d) throws Invalid {
+        String channel = body.hasNonNull("channel") ? body.get("channel").asText() : "auto";
+        if (!CHANNELS.contains(channel)) {
+            throw new Invalid("channel", "channel: '" + channel + "' (expected: auto, push, apns, fcm or sms)");
+        }
+        d.put("channel", channel);
+        if (body.hasNonNull("fallback")) {
+            JsonNode f = body.get("fallback");
+            if (!f.isArray() || f.size() > 4) {
+                throw new Invalid("fallback", "fallback: expected an array of at most 4 of push, apns, fcm, sms");
+            }
+            ArrayNode out = d.putArray("fallback");
+            for (int i = 0; i < f.size(); i++) {
+                String ch = f.get(i).asText();
+                if (!CHANNELS.contains(ch) || ch.equals("auto")) {
+                    throw new Invalid("fallback[" + i + "]", "fallback[" + i + "]: '" + ch + "' (expected: push, apns, fcm or sms)");
+                }
+                out.add(ch);
+            }
+        }
+        String cls = body.hasNonNull("class") ? body.get("class").asText() : "marketing";
+        if (!Set.of("system", "transactional", "marketing").contains(cls)) {
+            throw new Invalid("class", "class: '" + cls + "' (expected: system, transactional or marketing)");
+        }
+        d.put("class", cls);
+        if (body.hasNonNull("priority")) {
+            JsonNode p = body.get("priority");
+            if (!p.isIntegralNumber() || p.asInt() < 1 || p.asInt() > 10) {
+                throw new Invalid("priority", "priority: " + p + " (expected: an integer 1..10)");
+            }
+            d.put("priority", p.asInt());
+        }
+        String category = text(body, "category", 64, false);
+        if (category != null) {
+            d.put("category", category);
+        }
+        d.put("onQuiet", oneOf(body, "onQuiet", "hold", "drop"));
+        d.put("onCap", oneOf(body, "onCap", "drop", "defer"));
+    }
+
+    /**
+     * One piece of copy at {@code f}: a {@code template} that {@code templateExists} (with {@code
+     * vars}) or inline {@code title}, {@code body}, {@code smsBody}.
+     */
+    public static ObjectNode content(JsonNode c, String f, Predicate<String> templateExists) throws Invalid {
+        if (c == null || !c.isObject()) {
+            throw new Invalid(f, f + ": expected {\"template\": <id>, \"vars\"?: {...}} or {title?, body?, smsBody?}");
+        }
+        return parts(c, f, templateExists, Set.of());
     }
 
     /**

@@ -48,11 +48,14 @@ final class EventsApi {
     private final HeraldConfig config;
     private final UserRegistry registry;
     private final Audiences audiences;
+    private final io.herald.gateway.trigger.Triggers triggers;
 
-    EventsApi(HeraldConfig config, UserRegistry registry, Audiences audiences) {
+    EventsApi(HeraldConfig config, UserRegistry registry, Audiences audiences,
+              io.herald.gateway.trigger.Triggers triggers) {
         this.config = config;
         this.registry = registry;
         this.audiences = audiences;
+        this.triggers = triggers;
     }
 
     void routes(Routes r) {
@@ -98,6 +101,14 @@ final class EventsApi {
             try {
                 ok.add(event(events.get(i), "events[" + i + "].", settings, now, oldest));
                 okIndex.add(i);
+                if (events.get(i).get("properties") != null && events.get(i).get("properties").toString().length()
+                        > io.herald.gateway.trigger.Triggers.MAX_EVENT_BYTES) {
+                    ok.remove(ok.size() - 1);
+                    okIndex.remove(okIndex.size() - 1);
+                    String f = "events[" + i + "].properties";
+                    throw new UserRequests.Invalid(ErrorCode.INVALID_FIELD, f, f + ": more than "
+                            + io.herald.gateway.trigger.Triggers.MAX_EVENT_BYTES + " bytes of JSON");
+                }
             } catch (UserRequests.Invalid e) {
                 errors.add(x.mapper().valueToTree(e.error));
             }
@@ -109,6 +120,7 @@ final class EventsApi {
                 refs.add(ev.user().substring(ALIAS_MARK.length()));
             }
         }
+        io.herald.gateway.trigger.Triggers.Outcome[] fired = {io.herald.gateway.trigger.Triggers.Outcome.NONE};
         registry.resolve(app, refs).thenCompose(users -> {
             List<UserData.Event> resolved = new ArrayList<>(ok.size());
             List<Integer> resolvedIndex = new ArrayList<>(ok.size());
@@ -132,9 +144,21 @@ final class EventsApi {
             if (resolved.isEmpty()) {
                 return java.util.concurrent.CompletableFuture.completedFuture(List.<String>of());
             }
+            // Triggers see every valid event, a repeated one too: instances are keyed, so a retry
+            // after a lost answer starts nothing twice and misses nothing.
+            List<io.herald.gateway.trigger.Triggers.Event> forTriggers = new ArrayList<>(resolved.size());
+            for (int k = 0; k < resolved.size(); k++) {
+                UserData.Event ev = resolved.get(k);
+                forTriggers.add(new io.herald.gateway.trigger.Triggers.Event(ev.user(), ev.name(), ev.at(), ev.id(),
+                        events.get(resolvedIndex.get(k)).get("properties")));
+            }
             return registry.data().record(app, resolved, now, settings.windowDays())
                     .thenCompose(outcomes -> registry.data().appOpens(app, resolved, outcomes,
-                            io.herald.gateway.tracking.MessageStore.ENGAGEMENT_HALF_LIFE_MS).thenApply(v -> outcomes));
+                            io.herald.gateway.tracking.MessageStore.ENGAGEMENT_HALF_LIFE_MS).thenApply(v -> outcomes))
+                    .thenCompose(outcomes -> triggers.onEvents(app, forTriggers).thenApply(t -> {
+                        fired[0] = t;
+                        return outcomes;
+                    }));
         }).whenComplete((outcomes, e) -> {
             ObjectNode out = x.mapper().createObjectNode();
             if (e != null) {
@@ -158,6 +182,11 @@ final class EventsApi {
             out.put("recorded", recorded).put("duplicates", duplicates.size()).put("rejected", errors.size());
             out.set("duplicateIndexes", duplicates);
             out.set("errors", errors);
+            io.herald.gateway.trigger.Triggers.Outcome t = fired[0];
+            if (t != io.herald.gateway.trigger.Triggers.Outcome.NONE) {
+                out.putObject("triggers").put("started", t.started()).put("duplicates", t.duplicates())
+                        .put("cancelled", t.cancelled()).put("limited", t.limited()).put("invalid", t.invalid());
+            }
             x.json(HttpResponseStatus.OK, out);
         });
     }

@@ -72,10 +72,12 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
                           IdempotencyKeys idempotency, DeadLetters deadLetters, Pipeline pipeline, MessageStore store,
                           UserRegistry registry, Audiences audiences, Tiers tiers,
                           io.herald.gateway.admission.Policies policies, io.herald.gateway.content.Templates templates,
-                          io.herald.gateway.campaign.CampaignLauncher campaigns, java.time.Clock clock, ReceiptTokens tokens,
+                          io.herald.gateway.campaign.CampaignLauncher campaigns, io.herald.gateway.trigger.Triggers triggers,
+                          java.time.Clock clock, ReceiptTokens tokens,
                           WebhookDispatcher webhooks, LinkTracker links, Metrics metrics, Readiness readiness) {
         this(table(config, codec, journal, idempotency, deadLetters, pipeline, store, registry, audiences, tiers,
-                policies, templates, campaigns, keys, clock, tokens, webhooks, links, metrics, readiness), keys, readiness, codec.mapper(),
+                policies, templates, campaigns, triggers, keys, clock, tokens, webhooks, links, metrics, readiness), keys,
+                readiness, codec.mapper(),
                 intakePool());
     }
 
@@ -94,7 +96,8 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
                                 DeadLetters deadLetters, Pipeline pipeline, MessageStore store, UserRegistry registry,
                                 Audiences audiences, Tiers tiers, io.herald.gateway.admission.Policies policies,
                                 io.herald.gateway.content.Templates templates,
-                                io.herald.gateway.campaign.CampaignLauncher campaigns, ApiKeys keys, java.time.Clock clock, ReceiptTokens tokens, WebhookDispatcher webhooks, LinkTracker links,
+                                io.herald.gateway.campaign.CampaignLauncher campaigns,
+                                io.herald.gateway.trigger.Triggers triggers, ApiKeys keys, java.time.Clock clock, ReceiptTokens tokens, WebhookDispatcher webhooks, LinkTracker links,
                                 Metrics metrics, Readiness readiness) {
         Routes r = new Routes();
         new OpsApi(metrics, readiness).routes(r);
@@ -103,7 +106,7 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
         new ReceiptsApi(config.receipts(), store, tokens, links).routes(r);
         new DeadLettersApi(deadLetters, pipeline).routes(r);
         new UsersApi(config, registry, audiences, tiers).routes(r);
-        new EventsApi(config, registry, audiences).routes(r);
+        new EventsApi(config, registry, audiences, triggers).routes(r);
         new AudiencesApi(audiences).routes(r);
         new TiersApi(config, tiers).routes(r);
         new WebhooksApi(webhooks).routes(r);
@@ -112,6 +115,7 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
         new KeysApi(keys, clock).routes(r);
         new CampaignsApi(campaigns, audiences, templates, clock, codec, journal, pipeline, store).routes(r);
         new PlansApi(campaigns, audiences, store, clock).routes(r);
+        new TriggersApi(triggers, templates, store.funnels()).routes(r);
         return r;
     }
 

@@ -155,6 +155,45 @@ public final class Journal {
         });
     }
 
+    /**
+     * The status hash of a batch whose entry the caller writes itself (trigger firings: the entry is
+     * written by the script that fires the instances): {@code count} messages queued, none rejected.
+     * Queued on {@code cmd} (not flushed).
+     */
+    public CompletableFuture<Boolean> openBatch(RedisClusterAsyncCommands<String, String> cmd, String app,
+                                                String batchId, long at, int count) {
+        String key = Keys.batch(batchId);
+        cmd.hset(key, Map.of("app", app, "at", Long.toString(at), "total", Integer.toString(count),
+                "accepted", Integer.toString(count), "rejected", "0", "n:queued", Integer.toString(count),
+                "f:submitted", Integer.toString(count)));
+        return cmd.pexpire(key, retentionMillis).toCompletableFuture();
+    }
+
+    /**
+     * Corrects an {@link #openBatch} that journaled fewer messages than it announced ({@code fewer}
+     * less), or removes it when {@code journaled} is 0. Queued on {@code cmd}.
+     */
+    public void shrinkBatch(RedisClusterAsyncCommands<String, String> cmd, String batchId, int journaled, int fewer) {
+        String key = Keys.batch(batchId);
+        if (journaled == 0) {
+            cmd.del(key);
+            return;
+        }
+        for (String f : new String[] {"total", "accepted", "n:queued", "f:submitted"}) {
+            cmd.hincrby(key, f, -fewer);
+        }
+    }
+
+    /** Funnel 'submitted' of {@code count} messages of {@code app} labelled {@code campaign}, journaled at {@code at}. */
+    public void countSubmitted(RedisClusterAsyncCommands<String, String> cmd, String app, String campaign, int count,
+                               long at) {
+        for (io.herald.gateway.tracking.Funnels.Counter counter : funnels.counters(app, campaign, null, null, at,
+                System.currentTimeMillis())) {
+            cmd.hincrby(counter.key(), "submitted", count);
+            cmd.pexpireat(counter.key(), counter.expireAt());
+        }
+    }
+
     /** Funnel: 'submitted' per app, campaign, variant and time bucket (after the entry is in). */
     private void countSubmitted(RedisClusterAsyncCommands<String, String> cmd, Prepared p) {
         Map<String, Integer> groups = new HashMap<>();

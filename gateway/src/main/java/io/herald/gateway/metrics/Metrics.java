@@ -120,6 +120,15 @@ public final class Metrics implements AutoCloseable {
                 .description("Campaign guard rails that warned or paused").register(registry).increment();
     }
 
+    /** Trigger instances fired ({@code n}) and how late each was: fired at minus due, in ms. */
+    public void triggersFired(long[] latenessMillis) {
+        Timer t = Timer.builder("herald.trigger.lateness").description("Trigger firings: fired at minus due")
+                .publishPercentileHistogram().maximumExpectedValue(Duration.ofMinutes(5)).register(registry);
+        for (long ms : latenessMillis) {
+            t.record(Math.max(0, ms), TimeUnit.MILLISECONDS);
+        }
+    }
+
     public void smsSegments(int n) {
         smsSegments.increment(n);
     }

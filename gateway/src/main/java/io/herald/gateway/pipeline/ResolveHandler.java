@@ -194,8 +194,11 @@ final class ResolveHandler implements EventHandler<DeliveryEvent> {
         }
         Template.Rendered r;
         try {
-            r = t.render(profile.locale(), Template.userContext(m.user(), profile, view), null, campaign,
-                    (Map<String, Object>) Template.plain(m.template().vars()));
+            Map<String, Object> vars = (Map<String, Object>) Template.plain(m.template().vars());
+            // A trigger's send carries its event as vars.event: the template's event.* (issue 17).
+            Object event = vars == null ? null : vars.get("event");
+            r = t.render(profile.locale(), Template.userContext(m.user(), profile, view),
+                    event instanceof Map<?, ?> ev ? (Map<String, Object>) ev : null, campaign, vars);
         } catch (RuntimeException ex) {
             e.failure = "render";
             e.failureDetail = "template '" + t.id() + "': " + ex.getMessage();

@@ -179,6 +179,56 @@ public final class Keys {
         return "herald:j:" + shardTag(shard) + ":" + nodeId;
     }
 
+    /**
+     * An app's trigger rules (hash): {@code @v} the version (polled by every node), {@code r:<id>}
+     * each rule's JSON. In the app's own slot.
+     */
+    public static String triggers(String app) {
+        return "herald:trg:{" + app + "#trg}";
+    }
+
+    /**
+     * One shard of the trigger timers (sorted set): {@code app US user US rule US correlation}
+     * scored by when the instance is due (epoch ms). Shard = {@link #shard} of {@code app:user}, so
+     * a user's instances, their timers and this node's journal shard share one slot.
+     */
+    public static String triggerTimers(int shard) {
+        return "herald:tq:" + shardTag(shard);
+    }
+
+    /**
+     * The prefix of the trigger instance hashes of one shard: {@link #triggerInstances} is this plus
+     * {@code app:user}. {@code trigger-fire.lua} is handed it to find an instance from its timer
+     * (the timer names app and user); every key it builds is in the shard's slot.
+     */
+    public static String triggerInstancePrefix(int shard) {
+        return "herald:ti:" + shardTag(shard) + ":";
+    }
+
+    /**
+     * A user's trigger instances (hash), in the shard of {@code app:user}: {@code i|rule|corr} the
+     * instance (state, times, message), {@code d|rule|corr} the message to send while pending,
+     * {@code b|rule|corr} when the latest cancelling event happened.
+     */
+    public static String triggerInstances(String app, String user, int shard) {
+        return triggerInstancePrefix(shard) + app + ":" + user;
+    }
+
+    /** The prefix of the per-app trigger counters of one shard: {@link #triggerStats} is this plus the app. */
+    public static String triggerStatsPrefix(int shard) {
+        return "herald:tst:" + shardTag(shard) + ":";
+    }
+
+    /** One shard's counters of an app's trigger rules (hash: {@code rule|counter} -> n), summed over shards when read. */
+    public static String triggerStats(String app, int shard) {
+        return triggerStatsPrefix(shard) + app;
+    }
+
+    /** The journal entry one trigger firing call wrote, kept briefly so a retry of that call finds it. */
+    public static String triggerFiring(int shard, String requestId) {
+        return "herald:tfired:" + shardTag(shard) + ":" + requestId;
+    }
+
     /** One shard of the deferred messages: message id scored by when it is due (epoch ms). */
     public static String deferred(int shard) {
         return "herald:dq:" + shardTag(shard);
