@@ -15,7 +15,7 @@ import picocli.CommandLine.Command;
  */
 @Command(name = "loadtest", mixinStandardHelpOptions = true, version = "herald loadtest 0.1.0",
         subcommands = {Scenarios.Gateway.class, Scenarios.RawApns.class, Scenarios.Compare.class, Scenarios.CampaignRun.class, Audience.class,
-            Simulate.class,
+            Simulate.class, TriggerLoad.class,
             Scenarios.Crash.class, Scenarios.Soak.class, PeerMain.class},
         description = "Load and fault driver for Herald: gateway, raw-apns, compare, campaign, audience, simulate, crash, "
                 + "soak, peer.")

@@ -101,6 +101,11 @@ public final class TriggerTimers implements AutoCloseable {
         executor.scheduleWithFixedDelay(this::tick, interval.toMillis(), interval.toMillis(), TimeUnit.MILLISECONDS);
     }
 
+    /** How many timer shards there are (the journal's). */
+    public int shards() {
+        return shards;
+    }
+
     /**
      * Lateness of the firings since the last call (ms: fired at minus due, on the gateway's
      * clock), as an interval histogram. For the load test and tests.
