@@ -4,19 +4,27 @@
 -- crash after the call loses nothing (the journal is replayed by the node or the one taking it over).
 -- KEYS[1] the shard's timers (zset), KEYS[2] this node's journal shard of the same slot tag,
 -- KEYS[3] this call's request key (Keys.triggerFiring): the entry written is kept there for ARGV[2]
---   ms, and a call with the same request key returns it again instead of firing more.
+--   ms, and a call with the same request key returns it again instead of firing more;
+-- KEYS[4], KEYS[5] the shard's deferred set and data (Keys.deferred, Keys.deferredData): the sends
+--   past ARGV[6] (the pipeline capacity the caller reserved) wait there, due now, for the
+--   scheduler to promote them as capacity frees; their instances are fired all the same.
 -- ARGV[1] now (ms), ARGV[2] request key lifetime (ms), ARGV[3] instance key prefix of the shard
 --   (Keys.triggerInstancePrefix: + app:user), ARGV[4] counter key prefix (Keys.triggerStatsPrefix:
 --   + app), ARGV[5] the batch id of the messages (a UUID whose last 8 hex digits are 0: message i
---   gets i + 1 there), then pairs: timer member, verdict ('send', or the reason it is suppressed).
+--   gets i + 1 there), ARGV[6] how many sends may go into the journal entry, then pairs: timer
+--   member, verdict ('send', or the reason it is suppressed).
 -- Every key built from a prefix is in the slot of the keys given (the prefix carries the tag).
--- Reply: {} when nothing fired, else {entryId, due1, id1, item1, due2, id2, item2, ...}.
+-- Reply: {} when nothing was sent, else {entryId ('' when every send was deferred), number deferred,
+--   due1, id1, item1, ...}: per send its due time, message id and item, or '#<rule>' for one deferred.
 local US = '\31'
 local prev = redis.call('GET', KEYS[3])
 if prev then
-  local entries = redis.call('XRANGE', KEYS[2], prev, prev)
-  if #entries == 0 then return {} end
-  local out = {prev}
+  local bar = string.find(prev, '|', 1, true)
+  local entry, q = string.sub(prev, 1, bar - 1), string.sub(prev, bar + 1)
+  local out = {entry, q}
+  if entry == '' then return out end
+  local entries = redis.call('XRANGE', KEYS[2], entry, entry)
+  if #entries == 0 then return {'', q} end
   local fields = entries[1][2]
   for i = 1, #fields, 2 do
     if fields[i] ~= 'k' then
@@ -30,11 +38,13 @@ end
 local now = tonumber(ARGV[1])
 local batch = ARGV[5]
 local head = string.sub(batch, 1, 28)
+local room = tonumber(ARGV[6])
+local queued = 0
 local counts = {}
 local args = {KEYS[2], '*', 'k', 'r'}
 local out = {}
 local n = 0
-for i = 6, #ARGV, 2 do
+for i = 7, #ARGV, 2 do
   local member, verdict = ARGV[i], ARGV[i + 1]
   local due = redis.call('ZSCORE', KEYS[1], member)
   if due and tonumber(due) <= now then
@@ -63,11 +73,20 @@ for i = 6, #ARGV, 2 do
         local json = '{"app":"' .. app .. '","b":"' .. batch .. '","i":' .. n .. ',"at":' .. now
           .. ',"ph":"n","m":' .. item .. '}'
         n = n + 1
-        args[#args + 1] = id
-        args[#args + 1] = json
-        out[#out + 1] = due
-        out[#out + 1] = id
-        out[#out + 1] = json
+        if n <= room then
+          args[#args + 1] = id
+          args[#args + 1] = json
+          out[#out + 1] = due
+          out[#out + 1] = id
+          out[#out + 1] = json
+        else
+          redis.call('ZADD', KEYS[4], now, id)
+          redis.call('HSET', KEYS[5], id, json)
+          queued = queued + 1
+          out[#out + 1] = due
+          out[#out + 1] = id
+          out[#out + 1] = '#' .. rule
+        end
         s[1] = 'f'
         s[6] = id
         what = rule .. '|fired'
@@ -87,7 +106,11 @@ for ck, fields in pairs(counts) do
   end
 end
 if n == 0 then return {} end
-local entry = redis.call('XADD', unpack(args))
-redis.call('SET', KEYS[3], entry, 'PX', ARGV[2])
+local entry = ''
+if n > queued then
+  entry = redis.call('XADD', unpack(args))
+end
+redis.call('SET', KEYS[3], entry .. '|' .. queued, 'PX', ARGV[2])
+table.insert(out, 1, tostring(queued))
 table.insert(out, 1, entry)
 return out

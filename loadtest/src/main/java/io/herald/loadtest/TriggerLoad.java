@@ -56,6 +56,10 @@ public final class TriggerLoad implements Callable<Integer> {
     @Option(names = "--cancel", defaultValue = "0.1", description = "Share of orders paid in time (their instance is cancelled).")
     double cancel;
 
+    @Option(names = "--no-devices", description = "Users without devices: each send ends at the resolve stage "
+            + "(dropped:no_channel), so the run measures the trigger engine and the pipeline without the APNs connector.")
+    boolean noDevices;
+
     @Override
     public Integer call() throws Exception {
         Path dir = Files.createTempDirectory("herald-triggers");
@@ -63,7 +67,7 @@ public final class TriggerLoad implements Callable<Integer> {
         try (EmbeddedRedis redis = EmbeddedRedis.start(dir.resolve("redis"))) {
             String key = "trg-" + UUID.randomUUID();
             String hocon = "herald { node-id = \"trg\", data-dir = \"" + dir.resolve("data") + "\"\n"
-                    + "http.port = 0\nredis.url = \"" + redis.uri() + "\"\nsandbox = true\n"
+                    + "http.port = 0\nredis.url = \"" + redis.uri() + "\"\nsandbox = true\nsandbox-record-ids = true\n"
                     + "apps.\"" + APP + "\" { rate-limit { rate = 1000000, period = 1s, burst = 1000000 } }\n}";
             HeraldConfig config = HeraldConfig.fromConfig(ConfigFactory.parseString(hocon)
                     .withFallback(ConfigFactory.defaultReference()).resolve(),
@@ -90,8 +94,12 @@ public final class TriggerLoad implements Callable<Integer> {
         for (int from = 0; from < instances; from += 10_000) {
             ArrayNode us = JSON.createArrayNode();
             for (int i = from; i < Math.min(instances, from + 10_000); i++) {
-                us.addObject().put("user", "u" + i).putArray("devices").addObject().put("id", "phone")
-                        .put("platform", "apns").put("token", token(i));
+                ObjectNode u = us.addObject().put("user", "u" + i);
+                if (noDevices) {
+                    u.putArray("tags").add("buyer");
+                } else {
+                    u.putArray("devices").addObject().put("id", "phone").put("platform", "apns").put("token", token(i));
+                }
             }
             http.ok("POST", base + "/users", JSON.createObjectNode().set("users", us).toString());
         }
@@ -160,40 +168,63 @@ public final class TriggerLoad implements Callable<Integer> {
                 + "%,d pending; Redis %.0f bytes per pending instance%n", posted, ingestSeconds, posted / ingestSeconds,
                 started, cancelled, pending, perInstance);
 
-        // Firing phase: wait for the first due, then collect lateness until every pending instance fired.
+        // Firing phase: collect fire lateness (due -> fired: the send in the journal or, past the
+        // pipeline's room, queued durably for it) and delivery lateness (due -> accepted by the peer).
         gateway.triggerTimers().lateness(); // reset the interval
+        gateway.sandbox().takeArrivals();
         Histogram late = new Histogram(3);
+        Histogram delivered = new Histogram(3);
+        java.util.regex.Pattern order = java.util.regex.Pattern.compile("Order o(\\d+) waits");
         long cpuBefore = processCpuNanos();
         long firstFire = 0;
         long lastFire = 0;
+        long lastDelivery = 0;
         long deadline = System.currentTimeMillis() + delayMs + (long) instances * 1000 / rate + 300_000;
-        while (late.getTotalCount() < pending && System.currentTimeMillis() < deadline) {
+        while ((late.getTotalCount() < pending || (!noDevices && delivered.getTotalCount() < pending))
+                && System.currentTimeMillis() < deadline) {
             Thread.sleep(100);
+            long t = System.currentTimeMillis();
             Histogram h = gateway.triggerTimers().lateness();
             if (h.getTotalCount() > 0) {
-                long t = System.currentTimeMillis();
                 firstFire = firstFire == 0 ? t : firstFire;
                 lastFire = t;
                 late.add(h);
             }
+            for (UUID id : gateway.sandbox().takeArrivals()) {
+                java.util.regex.Matcher m = order.matcher(String.valueOf(gateway.sandbox().payload(id)));
+                if (m.find()) {
+                    long due = firstDue + Long.parseLong(m.group(1)) * 1000 / rate;
+                    delivered.recordValue(Math.max(0, t - due));
+                    lastDelivery = t;
+                }
+            }
         }
         long cpu = processCpuNanos() - cpuBefore;
         double fireSeconds = Math.max(0.001, (lastFire - Math.max(firstDue, firstFire - 100)) / 1000.0);
-        System.out.printf("fired %,d of %,d in %.2f s: %,.0f firings/s (due at %,d/s); lateness ms p50 %d, p90 %d, "
-                        + "p99 %d, max %d; gateway CPU %.1f us per firing (delivery included)%n", late.getTotalCount(),
-                pending, fireSeconds, late.getTotalCount() / fireSeconds, rate, late.getValueAtPercentile(50),
-                late.getValueAtPercentile(90), late.getValueAtPercentile(99), late.getMaxValue(),
+        double deliverSeconds = Math.max(0.001, (lastDelivery - firstDue) / 1000.0);
+        System.out.printf("fired %,d of %,d in %.2f s: %,.0f firings/s (due at %,d/s); fire lateness ms p50 %d, p90 %d, "
+                        + "p99 %d, max %d%n", late.getTotalCount(), pending, fireSeconds, late.getTotalCount() / fireSeconds,
+                rate, late.getValueAtPercentile(50), late.getValueAtPercentile(90), late.getValueAtPercentile(99),
+                late.getMaxValue());
+        System.out.printf("delivered %,d in %.2f s from the first due: %,.0f/s; due -> accepted by the peer ms p50 %d, "
+                        + "p99 %d, max %d; gateway CPU %.1f us per instance (firing and delivery)%n",
+                delivered.getTotalCount(), deliverSeconds, delivered.getTotalCount() / deliverSeconds,
+                delivered.getValueAtPercentile(50), delivered.getValueAtPercentile(99), delivered.getMaxValue(),
                 late.getTotalCount() == 0 ? 0.0 : cpu / 1000.0 / late.getTotalCount());
         JsonNode stats = http.ok("GET", base + "/triggers/pay/stats", null);
         System.out.println("stats: " + stats.get("counters"));
         System.out.println(String.format(Locale.ROOT, "{\"instances\":%d,\"rate\":%d,\"eventsPerSecond\":%.0f,"
                 + "\"started\":%d,\"cancelled\":%d,\"fired\":%d,\"firingsPerSecond\":%.0f,\"latenessMs\":{\"p50\":%d,"
-                + "\"p90\":%d,\"p99\":%d,\"max\":%d},\"bytesPerPendingInstance\":%.0f,\"cpuMicrosPerFiring\":%.1f}",
+                + "\"p90\":%d,\"p99\":%d,\"max\":%d},\"delivered\":%d,\"deliveredPerSecond\":%.0f,"
+                + "\"dueToAcceptedMs\":{\"p50\":%d,\"p99\":%d,\"max\":%d},\"bytesPerPendingInstance\":%.0f,"
+                + "\"cpuMicrosPerInstance\":%.1f}",
                 instances, rate, posted / ingestSeconds, started, cancelled, late.getTotalCount(),
                 late.getTotalCount() / fireSeconds, late.getValueAtPercentile(50), late.getValueAtPercentile(90),
-                late.getValueAtPercentile(99), late.getMaxValue(), perInstance,
+                late.getValueAtPercentile(99), late.getMaxValue(), delivered.getTotalCount(),
+                delivered.getTotalCount() / deliverSeconds, delivered.getValueAtPercentile(50),
+                delivered.getValueAtPercentile(99), delivered.getMaxValue(), perInstance,
                 late.getTotalCount() == 0 ? 0.0 : cpu / 1000.0 / late.getTotalCount()));
-        return late.getTotalCount() == pending ? 0 : 1;
+        return late.getTotalCount() == pending && (noDevices || delivered.getTotalCount() == pending) ? 0 : 1;
     }
 
     private static long processCpuNanos() {

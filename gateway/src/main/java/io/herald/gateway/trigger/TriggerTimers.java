@@ -67,7 +67,7 @@ public final class TriggerTimers implements AutoCloseable {
     private final Recorder lateness = new Recorder(3);
 
     /** A firing call whose reply was lost, to ask again with the same arguments. */
-    private record Unanswered(String requestId, String batchId, String[] args, int reserved, int sends) { }
+    private record Unanswered(String requestId, String batchId, String[] args, int reserved, int sends, String app) { }
 
     // Guarded by this (tick() is synchronized).
     private final List<List<Unanswered>> unanswered;
@@ -128,7 +128,10 @@ public final class TriggerTimers implements AutoCloseable {
             failed("trigger timers not read", e);
             return 0;
         }
-        int fired = 0;
+        // Prepare every shard's calls, then send them all at once (Redis runs them one after the
+        // other, but no call waits for the previous one's round trip), then handle the replies.
+        List<int[]> shardOf = new ArrayList<>();
+        List<Unanswered> calls = new ArrayList<>();
         int start = rotation++ % shards; // nodes start at different shards more often than not
         for (int k = 0; k < shards; k++) {
             int shard = (start + k) % shards;
@@ -137,7 +140,12 @@ public final class TriggerTimers implements AutoCloseable {
                 List<Unanswered> again = new ArrayList<>(unanswered.get(shard));
                 unanswered.get(shard).clear();
                 for (Unanswered c : again) {
-                    fired += retry(shard, c);
+                    if (pipeline.tryReserve(c.reserved())) {
+                        calls.add(c);
+                        shardOf.add(new int[] {shard});
+                    } else {
+                        unanswered.get(shard).add(c);
+                    }
                 }
             } else if (!due.isEmpty()) {
                 // One call per app: a batch's messages belong to one app.
@@ -146,34 +154,48 @@ public final class TriggerTimers implements AutoCloseable {
                     byApp.computeIfAbsent(m.substring(0, m.indexOf('\u001f')), a -> new ArrayList<>()).add(m);
                 }
                 for (Map.Entry<String, List<String>> g : byApp.entrySet()) {
-                    fired += fire(shard, g.getKey(), g.getValue(), now);
+                    Unanswered c = prepare(shard, g.getKey(), g.getValue(), now);
+                    if (c != null) {
+                        calls.add(c);
+                        shardOf.add(new int[] {shard});
+                    }
                 }
             }
+        }
+        List<CompletableFuture<List<Object>>> replies = new ArrayList<>(calls.size());
+        for (int i = 0; i < calls.size(); i++) {
+            replies.add(launch(shardOf.get(i)[0], calls.get(i)));
+        }
+        int fired = 0;
+        for (int i = 0; i < calls.size(); i++) {
+            fired += handle(shardOf.get(i)[0], calls.get(i), replies.get(i));
         }
         failures = 0;
         return fired;
     }
 
-    private int fire(int shard, String app, List<String> due, long now) {
-        int want = due.size();
+    /** The firing call for due timers of one app in one shard (capacity reserved for what fits), or null. */
+    private Unanswered prepare(int shard, String app, List<String> due, long now) {
+        // Every due timer fires now. Its send goes straight into the journal and the pipeline while
+        // the pipeline is less than half full; past that (delivery is the bottleneck) it waits in
+        // the deferred set, due now, and the scheduler promotes it as capacity frees: firing then
+        // costs this thread no JSON work, so a delivery backlog does not make timers late.
+        int want = pipeline.inUse() < pipeline.capacity() / 2 ? due.size() : 0;
         while (want > 0 && !pipeline.tryReserve(want)) {
             want /= 2;
         }
-        if (want == 0) {
-            return 0;
-        }
-        List<String> members = due.subList(0, want);
+        List<String> members = due;
         String[] verdicts;
         try {
             verdicts = verdicts(members).get(10, TimeUnit.SECONDS);
         } catch (Exception e) {
             pipeline.release(want);
             failed("trigger audience filters not evaluated", e);
-            return 0;
+            return null;
         }
         int sends = 0;
         List<String> args = new ArrayList<>(List.of(Long.toString(now), Long.toString(REMEMBER.toMillis()),
-                Keys.triggerInstancePrefix(shard), Keys.triggerStatsPrefix(shard), ""));
+                Keys.triggerInstancePrefix(shard), Keys.triggerStatsPrefix(shard), "", Integer.toString(want)));
         for (int i = 0; i < members.size(); i++) {
             args.add(members.get(i));
             args.add(verdicts[i]);
@@ -184,30 +206,26 @@ public final class TriggerTimers implements AutoCloseable {
         String batchId = MessageIds.newBatchId().toString();
         args.set(4, batchId);
         Unanswered call = new Unanswered(UUID.randomUUID().toString(), batchId, args.toArray(new String[0]), want,
-                sends);
+                sends, app);
         if (sends > 0) {
             journal.openBatch(redis.async(), app, batchId, now, sends);
         }
-        return call(shard, call);
+        return call;
     }
 
-    private int retry(int shard, Unanswered call) {
-        if (!pipeline.tryReserve(call.reserved())) {
-            unanswered.get(shard).add(call);
-            return 0;
-        }
-        return call(shard, call);
+    private CompletableFuture<List<Object>> launch(int shard, Unanswered c) {
+        return fire.run(redis.async(), ScriptOutputType.MULTI, new String[] {Keys.triggerTimers(shard),
+            journal.stream(shard), Keys.triggerFiring(shard, c.requestId()), Keys.deferred(shard),
+            Keys.deferredData(shard)}, c.args());
     }
 
-    private int call(int shard, Unanswered c) {
+    private int handle(int shard, Unanswered c, CompletableFuture<List<Object>> answer) {
         String stream = journal.stream(shard);
         int published = 0;
         try {
             List<Object> reply;
             try {
-                reply = fire.<List<Object>>run(redis.async(), ScriptOutputType.MULTI, new String[] {
-                    Keys.triggerTimers(shard), stream, Keys.triggerFiring(shard, c.requestId())}, c.args())
-                        .get(10, TimeUnit.SECONDS);
+                reply = answer.get(10, TimeUnit.SECONDS);
             } catch (Exception e) {
                 unanswered.get(shard).add(c);
                 failed("trigger timers not fired", e);
@@ -215,36 +233,45 @@ public final class TriggerTimers implements AutoCloseable {
             }
             RedisClusterAsyncCommands<String, String> cmd = redis.async();
             cmd.del(Keys.triggerFiring(shard, c.requestId()));
-            int n = reply.isEmpty() ? 0 : (reply.size() - 1) / 3;
-            if (c.sends() > 0 && n < c.sends()) {
-                journal.shrinkBatch(cmd, c.batchId(), n, c.sends() - n);
-            }
-            if (n == 0) {
-                return 0;
-            }
             long now = clock.millis();
-            String entryId = (String) reply.get(0);
+            String entryId = reply.isEmpty() ? "" : (String) reply.get(0);
+            int queued = reply.isEmpty() ? 0 : Integer.parseInt((String) reply.get(1));
+            int n = reply.isEmpty() ? 0 : (reply.size() - 2) / 3 - queued; // in the journal entry
+            if (c.sends() > 0 && n + queued < c.sends()) {
+                journal.shrinkBatch(cmd, c.batchId(), n + queued, c.sends() - n - queued);
+            }
             List<JournalItem> items = new ArrayList<>(n);
-            long[] late = new long[n];
+            long[] late = new long[n + queued];
             Map<String, Integer> labels = new HashMap<>();
-            for (int i = 1; i + 2 < reply.size(); i += 3) {
+            int k = 0;
+            for (int i = 2; i + 2 < reply.size(); i += 3) {
                 long due = Long.parseLong((String) reply.get(i));
-                JournalItem item = journal.decodeItem((String) reply.get(i + 2));
-                items.add(item);
+                String item = (String) reply.get(i + 2);
+                String label;
+                if (item.startsWith("#")) {
+                    label = c.app() + "\u0000" + TriggerRule.LABEL_PREFIX + item.substring(1);
+                } else {
+                    JournalItem j = journal.decodeItem(item);
+                    items.add(j);
+                    label = j.app() + "\u0000" + j.message().campaign();
+                }
                 if (due > 0) {
-                    late[items.size() - 1] = Math.max(0, now - due);
+                    late[k++] = Math.max(0, now - due);
                     lateness.recordValue(Math.max(0, now - due));
                 }
-                labels.merge(item.app() + "\u0000" + item.message().campaign(), 1, Integer::sum);
+                labels.merge(label, 1, Integer::sum);
             }
-            metrics.triggersFired(late);
-            labels.forEach((k, count) -> {
-                String[] al = k.split("\u0000", 2);
+            metrics.triggersFired(java.util.Arrays.copyOf(late, k));
+            labels.forEach((key, count) -> {
+                String[] al = key.split("\u0000", 2);
                 journal.countSubmitted(cmd, al[0], al[1], count, now);
             });
+            if (items.isEmpty()) {
+                return queued;
+            }
             published = items.size();
             pipeline.publish(new JournalEntry(stream, entryId, items.size()), items, false);
-            return published;
+            return published + queued;
         } catch (Exception e) {
             log.error("fired trigger sends could not be published ({}); they stay in the journal", e.toString());
             return 0;
