@@ -39,9 +39,12 @@ import java.util.concurrent.TimeUnit;
  * send), then one {@code trigger-fire.lua} call marks the still-pending ones fired or suppressed
  * and writes the sends into one entry of this node's journal shard of the same slot, atomically;
  * the sends are then published to the pipeline, which checks consent and the delivery policy
- * (caps, quiet hours) as for any message. Any node fires any shard; an instance is pending until
- * one call fires it, so it fires once. A firing whose reply is lost is asked again under the same
- * request id on the next round, and the script hands back the entry it wrote.
+ * (caps, quiet hours) as for any message. While the pipeline is half full or more, the sends go to
+ * the shard's deferred set instead (same slot, due now) and the deferred scheduler promotes them
+ * as capacity frees: a delivery backlog delays sends, not firings. Any node fires any shard; an
+ * instance is pending until one call fires it, so it fires once. A firing whose reply is lost is
+ * asked again under the same request id on the next round, and the script hands back the entry
+ * it wrote.
  *
  * <p>Lateness (fired at minus due) is recorded per firing in {@link #lateness()} and the metric
  * {@code herald_trigger_lateness_seconds}. One thread; owned by {@code Herald}, which closes it.
@@ -54,6 +57,8 @@ public final class TriggerTimers implements AutoCloseable {
     private static final Duration REMEMBER = Duration.ofHours(1);
 
     private final Redis redis;
+    /** Its own connection: firing must not queue behind intake and the pipeline on the shared one. */
+    private final RedisClusterAsyncCommands<String, String> cmd;
     private final Triggers triggers;
     private final Audiences audiences;
     private final UserData userData;
@@ -82,6 +87,7 @@ public final class TriggerTimers implements AutoCloseable {
     public TriggerTimers(Redis redis, Triggers triggers, Audiences audiences, UserData userData, Journal journal,
                          Pipeline pipeline, Metrics metrics, Clock clock, int batch) {
         this.redis = redis;
+        this.cmd = redis.dedicated().async();
         this.triggers = triggers;
         this.audiences = audiences;
         this.userData = userData;
@@ -120,7 +126,7 @@ public final class TriggerTimers implements AutoCloseable {
         List<CompletableFuture<List<String>>> reads = new ArrayList<>(shards);
         try {
             for (int shard = 0; shard < shards; shard++) {
-                reads.add(redis.async().zrangebyscore(Keys.triggerTimers(shard),
+                reads.add(cmd.zrangebyscore(Keys.triggerTimers(shard),
                         Range.create(Double.NEGATIVE_INFINITY, (double) now), Limit.create(0, batch)).toCompletableFuture());
             }
             CompletableFuture.allOf(reads.toArray(new CompletableFuture<?>[0])).get(10, TimeUnit.SECONDS);
@@ -208,13 +214,13 @@ public final class TriggerTimers implements AutoCloseable {
         Unanswered call = new Unanswered(UUID.randomUUID().toString(), batchId, args.toArray(new String[0]), want,
                 sends, app);
         if (sends > 0) {
-            journal.openBatch(redis.async(), app, batchId, now, sends);
+            journal.openBatch(cmd, app, batchId, now, sends);
         }
         return call;
     }
 
     private CompletableFuture<List<Object>> launch(int shard, Unanswered c) {
-        return fire.run(redis.async(), ScriptOutputType.MULTI, new String[] {Keys.triggerTimers(shard),
+        return fire.run(cmd, ScriptOutputType.MULTI, new String[] {Keys.triggerTimers(shard),
             journal.stream(shard), Keys.triggerFiring(shard, c.requestId()), Keys.deferred(shard),
             Keys.deferredData(shard)}, c.args());
     }
@@ -231,7 +237,6 @@ public final class TriggerTimers implements AutoCloseable {
                 failed("trigger timers not fired", e);
                 return 0;
             }
-            RedisClusterAsyncCommands<String, String> cmd = redis.async();
             cmd.del(Keys.triggerFiring(shard, c.requestId()));
             long now = clock.millis();
             String entryId = reply.isEmpty() ? "" : (String) reply.get(0);
