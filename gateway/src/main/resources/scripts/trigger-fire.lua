@@ -44,61 +44,70 @@ local counts = {}
 local args = {KEYS[2], '*', 'k', 'r'}
 local out = {}
 local n = 0
+-- The timers go in one step: an instance fires only from 'p', so one another node fired meanwhile
+-- (or a cancel removed) is skipped by its state, not by its timer.
+local members = {}
+for i = 7, #ARGV, 2 do members[#members + 1] = ARGV[i] end
+for j = 1, #members, 1000 do
+  redis.call('ZREM', KEYS[1], unpack(members, j, math.min(j + 999, #members)))
+end
+local dq, dd = {}, {}
 for i = 7, #ARGV, 2 do
   local member, verdict = ARGV[i], ARGV[i + 1]
-  local due = redis.call('ZSCORE', KEYS[1], member)
-  if due and tonumber(due) <= now then
-    redis.call('ZREM', KEYS[1], member)
-    local a = string.find(member, US, 1, true)
-    local b = string.find(member, US, a + 1, true)
-    local c = string.find(member, US, b + 1, true)
-    local app = string.sub(member, 1, a - 1)
-    local user = string.sub(member, a + 1, b - 1)
-    local rule = string.sub(member, b + 1, c - 1)
-    local corr = string.sub(member, c + 1)
-    local key = ARGV[3] .. app .. ':' .. user
-    local f = 'i|' .. rule .. '|' .. corr
-    local v = redis.call('HGET', key, f)
-    if v and string.sub(v, 1, 1) == 'p' then
-      local s = {}
-      for part in string.gmatch(v .. US, '([^' .. US .. ']*)' .. US) do s[#s + 1] = part end
-      local item = redis.call('HGET', key, 'd|' .. rule .. '|' .. corr)
-      redis.call('HDEL', key, 'd|' .. rule .. '|' .. corr)
-      s[7] = now
-      local ck = ARGV[4] .. app
-      counts[ck] = counts[ck] or {}
-      local what
-      if verdict == 'send' and item then
-        local id = head .. string.format('%08x', n + 1)
-        local json = '{"app":"' .. app .. '","b":"' .. batch .. '","i":' .. n .. ',"at":' .. now
-          .. ',"ph":"n","m":' .. item .. '}'
-        n = n + 1
-        if n <= room then
-          args[#args + 1] = id
-          args[#args + 1] = json
-          out[#out + 1] = due
-          out[#out + 1] = id
-          out[#out + 1] = json
-        else
-          redis.call('ZADD', KEYS[4], now, id)
-          redis.call('HSET', KEYS[5], id, json)
-          queued = queued + 1
-          out[#out + 1] = due
-          out[#out + 1] = id
-          out[#out + 1] = '#' .. rule
-        end
-        s[1] = 'f'
-        s[6] = id
-        what = rule .. '|fired'
+  local a = string.find(member, US, 1, true)
+  local b = string.find(member, US, a + 1, true)
+  local c = string.find(member, US, b + 1, true)
+  local app = string.sub(member, 1, a - 1)
+  local user = string.sub(member, a + 1, b - 1)
+  local rule = string.sub(member, b + 1, c - 1)
+  local corr = string.sub(member, c + 1)
+  local key = ARGV[3] .. app .. ':' .. user
+  local f = 'i|' .. rule .. '|' .. corr
+  local v = redis.call('HGET', key, f)
+  if v and string.sub(v, 1, 1) == 'p' then
+    local s = {}
+    for part in string.gmatch(v .. US, '([^' .. US .. ']*)' .. US) do s[#s + 1] = part end
+    local item = s[9]
+    s[9] = nil
+    local due = math.max(tonumber(s[2]), tonumber(s[3]))
+    s[7] = now
+    local ck = ARGV[4] .. app
+    counts[ck] = counts[ck] or {}
+    local what
+    if verdict == 'send' and item and item ~= '' then
+      local id = head .. string.format('%08x', n + 1)
+      local json = '{"app":"' .. app .. '","b":"' .. batch .. '","i":' .. n .. ',"at":' .. now
+        .. ',"ph":"n","m":' .. item .. '}'
+      n = n + 1
+      out[#out + 1] = due
+      out[#out + 1] = id
+      if n <= room then
+        args[#args + 1] = id
+        args[#args + 1] = json
+        out[#out + 1] = json
       else
-        s[1] = 's'
-        s[8] = verdict
-        what = rule .. '|suppressed:' .. verdict
+        dq[#dq + 1] = now
+        dq[#dq + 1] = id
+        dd[#dd + 1] = id
+        dd[#dd + 1] = json
+        queued = queued + 1
+        out[#out + 1] = '#' .. rule
       end
-      counts[ck][what] = (counts[ck][what] or 0) + 1
-      redis.call('HSET', key, f, table.concat(s, US))
+      s[1] = 'f'
+      s[6] = id
+      what = rule .. '|fired'
+    else
+      s[1] = 's'
+      s[8] = verdict
+      what = rule .. '|suppressed:' .. verdict
     end
+    counts[ck][what] = (counts[ck][what] or 0) + 1
+    redis.call('HSET', key, f, table.concat(s, US))
   end
+end
+for j = 1, #dq, 1000 do
+  redis.call('ZADD', KEYS[4], unpack(dq, j, math.min(j + 999, #dq)))
+  redis.call('HSET', KEYS[5], unpack(dd, j, math.min(j + 999, #dd)))
 end
 for ck, fields in pairs(counts) do
   for f, k in pairs(fields) do

@@ -8,9 +8,9 @@
 --       entry per (ms), event id ('' none), item (the message's JSON)
 --   'B' key index, user, rule, corr, at (event time), keep (ms: the rule's window), then 5 unused
 -- An instance is field 'i|rule|corr' = state US startedAt US due US at US eventId US messageId US
---   endedAt US reason (state p pending, c cancelled, f fired, s suppressed); 'd|rule|corr' its item
---   while pending; 'b|rule|corr' = at US keepUntil of the latest cancelling event (for an A that
---   arrives after its B).
+--   endedAt US reason, and while pending US item (the message JSON) (state p pending, c cancelled,
+--   f fired, s suppressed); 'b|rule|corr' = at US keepUntil of the latest cancelling event (for an
+--   A that arrives after its B).
 -- Reply: one code per operation: A -> started | duplicate | cancelled | limited; B -> cancelled | none.
 local US = '\31'
 local now = tonumber(ARGV[1])
@@ -87,7 +87,7 @@ for i = 4, #ARGV, 12 do
         end
         if not code then
           local fire = math.max(due, now)
-          redis.call('HSET', key, f, join({'p', now, due, at, eid, '', '', ''}), 'd|' .. rule .. '|' .. corr, item)
+          redis.call('HSET', key, f, join({'p', now, due, at, eid, '', '', '', item}))
           redis.call('ZADD', KEYS[1], fire, app .. US .. user .. US .. rule .. US .. corr)
           extend(key, fire - now + keep)
           code = 'started'
@@ -112,8 +112,8 @@ for i = 4, #ARGV, 12 do
         s[1] = 'c'
         s[7] = now
         s[8] = 'unless'
+        s[9] = nil
         redis.call('HSET', key, f, join(s))
-        redis.call('HDEL', key, 'd|' .. rule .. '|' .. corr)
         redis.call('ZREM', KEYS[1], app .. US .. user .. US .. rule .. US .. corr)
         code = 'cancelled'
         count(rule, 'cancelled')

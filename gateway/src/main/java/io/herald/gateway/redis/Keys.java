@@ -207,8 +207,8 @@ public final class Keys {
 
     /**
      * A user's trigger instances (hash), in the shard of {@code app:user}: {@code i|rule|corr} the
-     * instance (state, times, message), {@code d|rule|corr} the message to send while pending,
-     * {@code b|rule|corr} when the latest cancelling event happened.
+     * instance (state, times, message id; while pending also the message to send), {@code
+     * b|rule|corr} when the latest cancelling event happened.
      */
     public static String triggerInstances(String app, String user, int shard) {
         return triggerInstancePrefix(shard) + app + ":" + user;

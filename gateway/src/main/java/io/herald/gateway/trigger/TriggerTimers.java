@@ -250,7 +250,7 @@ public final class TriggerTimers implements AutoCloseable {
             Map<String, Integer> labels = new HashMap<>();
             int k = 0;
             for (int i = 2; i + 2 < reply.size(); i += 3) {
-                long due = Long.parseLong((String) reply.get(i));
+                long due = Long.parseLong(String.valueOf(reply.get(i)));
                 String item = (String) reply.get(i + 2);
                 String label;
                 if (item.startsWith("#")) {
