@@ -101,7 +101,7 @@ public final class TriggerLoad implements Callable<Integer> {
                     u.putArray("devices").addObject().put("id", "phone").put("platform", "apns").put("token", token(i));
                 }
             }
-            http.ok("POST", base + "/users", JSON.createObjectNode().set("users", us).toString());
+            retrying(http, base + "/users", JSON.createObjectNode().set("users", us).toString());
         }
         // Ingest takes at most a few seconds per 100,000 here; the first instance comes due after all are in.
         long delayMs = Math.max(60_000, instances / 2);
@@ -130,11 +130,11 @@ public final class TriggerLoad implements Callable<Integer> {
                     p.putObject("properties").put("order_id", "o" + i);
                 }
             }
-            JsonNode r = http.ok("POST", base + "/events", JSON.createObjectNode().set("events", evs).toString());
+            JsonNode r = retrying(http, base + "/events", JSON.createObjectNode().set("events", evs).toString());
             started += r.path("triggers").path("started").asInt();
             posted += evs.size();
             if (!paid.isEmpty()) {
-                JsonNode c = http.ok("POST", base + "/events", JSON.createObjectNode().set("events", paid).toString());
+                JsonNode c = retrying(http, base + "/events", JSON.createObjectNode().set("events", paid).toString());
                 cancelled += c.path("triggers").path("cancelled").asInt();
                 posted += paid.size();
             }
@@ -225,6 +225,23 @@ public final class TriggerLoad implements Callable<Integer> {
                 delivered.getValueAtPercentile(99), delivered.getMaxValue(), perInstance,
                 late.getTotalCount() == 0 ? 0.0 : cpu / 1000.0 / late.getTotalCount()));
         return late.getTotalCount() == pending && (noDevices || delivered.getTotalCount() == pending) ? 0 : 1;
+    }
+
+    /**
+     * A POST retried on 503 "storage unavailable; retry" (a busy machine): imports are upserts and
+     * events carry ids, so a repeat changes nothing already applied.
+     */
+    private static JsonNode retrying(Simulate.HttpJson http, String path, String body) throws Exception {
+        for (int attempt = 1; ; attempt++) {
+            try {
+                return http.ok("POST", path, body);
+            } catch (IllegalStateException e) {
+                if (attempt == 5 || !String.valueOf(e.getMessage()).contains(": 503 ")) {
+                    throw e;
+                }
+                Thread.sleep(1000L * attempt);
+            }
+        }
     }
 
     private static long processCpuNanos() {

@@ -101,14 +101,6 @@ final class EventsApi {
             try {
                 ok.add(event(events.get(i), "events[" + i + "].", settings, now, oldest));
                 okIndex.add(i);
-                if (events.get(i).get("properties") != null && events.get(i).get("properties").toString().length()
-                        > io.herald.gateway.trigger.Triggers.MAX_EVENT_BYTES) {
-                    ok.remove(ok.size() - 1);
-                    okIndex.remove(okIndex.size() - 1);
-                    String f = "events[" + i + "].properties";
-                    throw new UserRequests.Invalid(ErrorCode.INVALID_FIELD, f, f + ": more than "
-                            + io.herald.gateway.trigger.Triggers.MAX_EVENT_BYTES + " bytes of JSON");
-                }
             } catch (UserRequests.Invalid e) {
                 errors.add(x.mapper().valueToTree(e.error));
             }
@@ -155,7 +147,8 @@ final class EventsApi {
             return registry.data().record(app, resolved, now, settings.windowDays())
                     .thenCompose(outcomes -> registry.data().appOpens(app, resolved, outcomes,
                             io.herald.gateway.tracking.MessageStore.ENGAGEMENT_HALF_LIFE_MS).thenApply(v -> outcomes))
-                    .thenCompose(outcomes -> triggers.onEvents(app, forTriggers).thenApply(t -> {
+                    // Off the Redis I/O thread that completed the record: building the sends is CPU work.
+                    .thenComposeAsync(outcomes -> triggers.onEvents(app, forTriggers).thenApply(t -> {
                         fired[0] = t;
                         return outcomes;
                     }));

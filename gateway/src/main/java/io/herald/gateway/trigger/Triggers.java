@@ -51,8 +51,11 @@ public final class Triggers implements AutoCloseable {
     private static final Logger log = LoggerFactory.getLogger(Triggers.class);
     /** How long an ended instance stays readable (support lookups, duplicate detection). */
     public static final long KEEP_MS = 7 * 86_400_000L;
-    /** Most properties bytes an event may hand a send (as {@code event.*}). */
-    public static final int MAX_EVENT_BYTES = 2048;
+    /**
+     * Most bytes of properties an event hands a send whole (as {@code event.*}); a larger one hands
+     * over its scalar properties, in order, while they fit in as many bytes.
+     */
+    static final int MAX_EVENT_BYTES = 2048;
 
     /** One app's rules at one version, indexed by the events they listen to. */
     private record Snapshot(long version, Map<String, TriggerRule> byId, Map<String, List<TriggerRule>> starting,
@@ -316,9 +319,20 @@ public final class Triggers implements AutoCloseable {
         if (e.id() != null) {
             ev.put("id", e.id());
         }
-        if (e.properties() != null && e.properties().isObject()
-                && e.properties().toString().length() <= MAX_EVENT_BYTES) {
-            ev.setAll((ObjectNode) e.properties());
+        if (e.properties() != null && e.properties().isObject()) {
+            if (e.properties().toString().length() <= MAX_EVENT_BYTES) {
+                ev.setAll((ObjectNode) e.properties());
+            } else {
+                // A large event (a whole cart) lends the send its scalar properties, up to the bound.
+                int[] left = {MAX_EVENT_BYTES};
+                e.properties().fields().forEachRemaining(p -> {
+                    int size = p.getKey().length() + p.getValue().toString().length() + 4;
+                    if (p.getValue().isValueNode() && size <= left[0]) {
+                        ev.set(p.getKey(), p.getValue());
+                        left[0] -= size;
+                    }
+                });
+            }
         }
         ObjectNode item = mapper.createObjectNode();
         item.put("user", e.user());
