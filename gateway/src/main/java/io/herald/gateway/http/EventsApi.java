@@ -28,7 +28,10 @@ import static io.herald.gateway.http.ApiKeys.Role.*;
  * {@code at} (ISO-8601 instant or epoch ms; default now) must lie inside the app's window
  * ({@code events.window-days} UTC days, today included) and at most 5 minutes ahead; {@code id}
  * makes a retry idempotent; of the properties only the number named by the app's
- * {@code events.sum.<name>} is kept (summed per day). What is kept: {@link UserData#record}.
+ * {@code events.sum.<name>} is kept (summed per day). What is kept: {@link UserData#record}. Every
+ * valid event, a repeat too, then goes to the app's trigger rules
+ * ({@link io.herald.gateway.trigger.Triggers#onEvents}), and the answer says what they did
+ * ({@code triggers}: started, duplicates, cancelled, limited, invalid).
  *
  * <p>Runs on an intake thread (its body can be large); answers from Redis callbacks. Stateless.
  */

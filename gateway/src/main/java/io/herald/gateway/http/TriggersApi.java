@@ -86,12 +86,13 @@ final class TriggersApi {
                         + "' exists (expected: a new id; PUT .../triggers/" + id + " replaces it)"));
             } else {
                 x.header("Location", "/v1/apps/" + x.app() + "/triggers/" + id);
-                x.json(HttpResponseStatus.CREATED, out(x, rule, c.version()));
+                x.json(HttpResponseStatus.CREATED, out(rule, c.version()));
             }
         });
     }
 
-    private static ObjectNode out(Exchange x, TriggerRule rule, long version) {
+    /** The stored rule and the app's rules version after the change. */
+    private static ObjectNode out(TriggerRule rule, long version) {
         ObjectNode o = rule.toJson();
         o.put("version", version);
         return o;
@@ -146,7 +147,7 @@ final class TriggersApi {
             } else if (!c.done()) {
                 x.notFound("trigger '" + id + "' (POST .../triggers creates one)");
             } else {
-                x.json(HttpResponseStatus.OK, out(x, rule, c.version()));
+                x.json(HttpResponseStatus.OK, out(rule, c.version()));
             }
         });
     }
