@@ -404,6 +404,11 @@ public final class Herald implements AutoCloseable {
         return pipeline;
     }
 
+    /** Every HTTP route as {@code "METHOD pattern"} (the OpenAPI contract test reads them). */
+    public List<String> routes() {
+        return api.routes();
+    }
+
     /** The trigger rules (tests refresh them to see a change at once). */
     public Triggers triggers() {
         return triggers;

@@ -91,6 +91,11 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
         this.intake = intake;
     }
 
+    /** Every route as {@code "METHOD pattern"} (the OpenAPI contract test checks them against docs/openapi.yaml). */
+    public List<String> routes() {
+        return routes.list();
+    }
+
     /** The route table. Adding a resource: its class, and one line here. */
     private static Routes table(HeraldConfig config, BatchCodec codec, Journal journal, IdempotencyKeys idempotency,
                                 DeadLetters deadLetters, Pipeline pipeline, MessageStore store, UserRegistry registry,

@@ -56,6 +56,15 @@ final class Routes {
     private final List<Route> routes = new ArrayList<>();
     private final List<String[]> patterns = new ArrayList<>();
 
+    /** Every route as {@code "METHOD pattern"}, in registration order (the contract test reads it). */
+    List<String> list() {
+        List<String> out = new ArrayList<>(routes.size());
+        for (Route r : routes) {
+            out.add(r.method().name() + " " + r.pattern());
+        }
+        return out;
+    }
+
     /** A route without a key ({@link Access#PUBLIC} or {@link Access#OPS}). */
     Routes get(String pattern, Access access, Handler h) {
         return add(HttpMethod.GET, pattern, access, null, h);

@@ -1,0 +1,66 @@
+package io.herald.gateway;
+
+import io.swagger.v3.oas.models.OpenAPI;
+import io.swagger.v3.oas.models.PathItem;
+import io.swagger.v3.parser.OpenAPIV3Parser;
+import io.swagger.v3.parser.core.models.SwaggerParseResult;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Map;
+import java.util.Set;
+import java.util.TreeSet;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+/**
+ * The API contract (issue 18, first part): docs/openapi.yaml parses as OpenAPI 3.1 without a
+ * message, the gateway serves it at {@code GET /openapi.yaml} without a key, and its operations
+ * are exactly the router's routes: a new route without its place in the contract fails the
+ * build, as does a documented path the router does not have. Each keyed operation names the
+ * role the router requires.
+ */
+@Timeout(120)
+class OpenApiIT {
+    @Test
+    void theContractNamesEveryRouteAndNothingElse() throws Exception {
+        String onDisk = Files.readString(Path.of("..", "docs", "openapi.yaml"));
+        SwaggerParseResult parsed = new OpenAPIV3Parser().readContents(onDisk, null, null);
+        assertThat(parsed.getMessages()).as("parser messages").isEmpty();
+        OpenAPI api = parsed.getOpenAPI();
+        assertThat(api.getOpenapi()).startsWith("3.1");
+
+        Set<String> documented = new TreeSet<>();
+        Map<String, String> roles = new java.util.HashMap<>();
+        for (Map.Entry<String, PathItem> p : api.getPaths().entrySet()) {
+            for (Map.Entry<PathItem.HttpMethod, io.swagger.v3.oas.models.Operation> op
+                    : p.getValue().readOperationsMap().entrySet()) {
+                String key = op.getKey().name() + " " + p.getKey();
+                documented.add(key);
+                Map<String, Object> ext = op.getValue().getExtensions();
+                roles.put(key, ext == null ? null : String.valueOf(ext.getOrDefault("x-herald-role",
+                        ext.get("x-herald-access"))));
+            }
+        }
+        try (TestGateway gw = new TestGateway("")) {
+            Set<String> routed = new TreeSet<>(gw.herald.routes());
+            Set<String> undocumented = new TreeSet<>(routed);
+            undocumented.removeAll(documented);
+            Set<String> unrouted = new TreeSet<>(documented);
+            unrouted.removeAll(routed);
+            assertThat(undocumented).as("routes missing from docs/openapi.yaml").isEmpty();
+            assertThat(unrouted).as("operations in docs/openapi.yaml that no route serves").isEmpty();
+            assertThat(roles.get("POST /v1/batches")).isEqualTo("send");
+            assertThat(roles.get("POST /v1/apps/{app}/campaigns/{id}/approve")).isEqualTo("approve");
+            assertThat(roles.get("PUT /v1/apps/{app}/policy")).isEqualTo("admin");
+            assertThat(roles.get("GET /healthz")).isEqualTo("ops");
+
+            TestGateway.Response served = gw.send("GET", "/openapi.yaml", null, null);
+            assertThat(served.status()).isEqualTo(200);
+            assertThat(served.raw().body()).isEqualTo(onDisk);
+            assertThat(served.raw().headers().firstValue("content-type").orElse("")).startsWith("application/yaml");
+        }
+    }
+}
