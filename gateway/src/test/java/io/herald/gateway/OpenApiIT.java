@@ -20,7 +20,7 @@ import static org.assertj.core.api.Assertions.assertThat;
  * message, the gateway serves it at {@code GET /openapi.yaml} without a key, and its operations
  * are exactly the router's routes: a new route without its place in the contract fails the
  * build, as does a documented path the router does not have. Each keyed operation names the
- * role the router requires.
+ * role the router requires. Swagger UI at {@code /docs} reads it, under a strict CSP.
  */
 @Timeout(120)
 class OpenApiIT {
@@ -61,6 +61,18 @@ class OpenApiIT {
             assertThat(served.status()).isEqualTo(200);
             assertThat(served.raw().body()).isEqualTo(onDisk);
             assertThat(served.raw().headers().firstValue("content-type").orElse("")).startsWith("application/yaml");
+
+            TestGateway.Response page = gw.send("GET", "/docs", null, null);
+            assertThat(page.status()).isEqualTo(200);
+            assertThat(page.raw().body()).contains("/docs/swagger-ui-bundle.js").doesNotContain("<script>");
+            assertThat(page.raw().headers().firstValue("content-security-policy").orElse(""))
+                    .contains("script-src 'self'").doesNotContain("unsafe-eval");
+            TestGateway.Response start = gw.send("GET", "/docs/herald-docs.js", null, null);
+            assertThat(start.raw().body()).contains("url: '/openapi.yaml'");
+            TestGateway.Response bundle = gw.send("GET", "/docs/swagger-ui-bundle.js", null, null);
+            assertThat(bundle.status()).isEqualTo(200);
+            assertThat(bundle.raw().body().length()).as("the webjar's bundle").isGreaterThan(100_000);
+            assertThat(gw.send("GET", "/docs/index.html", null, null).status()).as("not on the list").isEqualTo(404);
         }
     }
 }

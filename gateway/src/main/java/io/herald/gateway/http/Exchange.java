@@ -237,6 +237,11 @@ final class Exchange {
         write(status, HttpHeaderValues.APPLICATION_JSON, bytes);
     }
 
+    /** A body of bytes (static files). */
+    void bytes(HttpResponseStatus status, String type, byte[] content) {
+        write(status, type, content);
+    }
+
     void text(HttpResponseStatus status, String type, String text) {
         write(status, type, text.getBytes(StandardCharsets.UTF_8));
     }

@@ -106,6 +106,7 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
                                 Metrics metrics, Readiness readiness) {
         Routes r = new Routes();
         new OpsApi(metrics, readiness).routes(r);
+        new DocsApi().routes(r);
         new BatchesApi(codec, journal, idempotency, pipeline, store, metrics, clock, templates).routes(r);
         new FunnelsApi(store).routes(r);
         new ReceiptsApi(config.receipts(), store, tokens, links).routes(r);
