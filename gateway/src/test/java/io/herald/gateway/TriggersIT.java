@@ -295,6 +295,43 @@ class TriggersIT {
     }
 
     @Test
+    void sendsPastThePipelinesRoomWaitInTheDeferredSetAndEachGoesOnce() throws Exception {
+        TestClock clock = clock();
+        // A pipeline of 1,000 and 2,000 instances due at once: all fire in one round, the sends
+        // past the pipeline's room queued in the deferred set, promoted as it drains.
+        try (TestGateway gw = TestGateway.withClock("pipeline.capacity = 1000\nhttp.max-items-per-batch = 1000\n"
+                + "scheduler.interval = 1h", clock)) {
+            rule(gw, "{\"id\":\"many\",\"name\":\"many\",\"on\":{\"event\":\"order_submitted\"},\"delay\":\"1m\","
+                    + "\"class\":\"system\",\"content\":{\"body\":\"Order {{event.order_id}} waits, {{event.who}}\"}}");
+            int n = 2_000;
+            for (int from = 0; from < n; from += 1_000) {
+                ArrayNode users = JSON.createArrayNode();
+                List<ObjectNode> events = new ArrayList<>();
+                for (int i = from; i < from + 1_000; i++) {
+                    users.addObject().put("user", "q-" + i).putArray("devices").addObject().put("id", "phone")
+                            .put("platform", "apns").put("token", TestGateway.token());
+                    events.add(event("q-" + i, "order_submitted", clock.instant(), "q" + i, "o" + i));
+                }
+                TestGateway.Response u = gw.post(base(gw) + "/users", JSON.createObjectNode().set("users", users).toString());
+                assertThat(u.status()).as(u.raw().body()).isEqualTo(200);
+                assertThat(post(gw, events.toArray(new ObjectNode[0])).get("triggers").get("started").asInt())
+                        .isEqualTo(1_000);
+            }
+            clock.advance(Duration.ofMinutes(1));
+            assertThat(gw.herald.triggerTimers().tick()).as("every due timer fires in one round").isEqualTo(n);
+            assertThat(stats(gw, "many").get("counters").get("fired").asInt()).isEqualTo(n);
+            assertThat(gw.herald.triggerTimers().tick()).as("nothing fires twice").isZero();
+            await().atMost(Duration.ofSeconds(90)).untilAsserted(() -> {
+                gw.herald.scheduler().tick();
+                assertThat(reminders(gw.sandbox())).hasSize(n);
+            });
+            assertThat(reminders(gw.sandbox()).values()).allSatisfy(l -> assertThat(l).hasSize(1));
+            await().atMost(Duration.ofSeconds(30)).untilAsserted(() -> assertThat(stats(gw, "many").get("funnel")
+                    .get("counts").get("submitted").asInt()).isEqualTo(n));
+        }
+    }
+
+    @Test
     void rulesAreValidatedFieldByFieldAndManagedThroughTheApi() throws Exception {
         try (TestGateway gw = new TestGateway("")) {
             String[][] bad = {
