@@ -60,6 +60,18 @@ public final class Campaign {
             this.field = field;
             this.code = code;
         }
+
+        /** The API error code of {@link #code}. */
+        public io.herald.protocol.ErrorCode errorCode() {
+            return switch (code) {
+                case "invalid_rule" -> io.herald.protocol.ErrorCode.INVALID_RULE;
+                case "invalid_template" -> io.herald.protocol.ErrorCode.INVALID_TEMPLATE;
+                case "unknown_template" -> io.herald.protocol.ErrorCode.UNKNOWN_TEMPLATE;
+                case "missing_field" -> io.herald.protocol.ErrorCode.MISSING_FIELD;
+                case "unknown_field" -> io.herald.protocol.ErrorCode.UNKNOWN_FIELD;
+                default -> io.herald.protocol.ErrorCode.INVALID_FIELD;
+            };
+        }
     }
 
     /** A move that the state does not allow ({@code state} is the current one), or that the caller may not make. */

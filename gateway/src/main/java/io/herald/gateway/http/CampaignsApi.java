@@ -522,14 +522,7 @@ final class CampaignsApi {
                 return Campaign.definition(body, x.mapper(), id -> json != null,
                         id -> templates.get(app, id) != null, id -> planJson != null);
             } catch (Campaign.Invalid e) {
-                ErrorCode code = switch (e.code) {
-                    case "invalid_rule" -> ErrorCode.INVALID_RULE;
-                    case "unknown_template" -> ErrorCode.UNKNOWN_TEMPLATE;
-                    case "missing_field" -> ErrorCode.MISSING_FIELD;
-                    case "unknown_field" -> ErrorCode.UNKNOWN_FIELD;
-                    default -> ErrorCode.INVALID_FIELD;
-                };
-                x.error(HttpResponseStatus.UNPROCESSABLE_ENTITY, ApiError.of(code, e.field, e.getMessage()));
+                x.error(HttpResponseStatus.UNPROCESSABLE_ENTITY, ApiError.of(e.errorCode(), e.field, e.getMessage()));
                 return null;
             }
         });

@@ -54,15 +54,7 @@ final class TriggersApi {
             String app = x.app();
             return TriggerRule.parse(body, id, t -> templates.get(app, t) != null, x.mapper());
         } catch (Campaign.Invalid e) {
-            ErrorCode code = switch (e.code) {
-                case "missing_field" -> ErrorCode.MISSING_FIELD;
-                case "unknown_field" -> ErrorCode.UNKNOWN_FIELD;
-                case "invalid_rule" -> ErrorCode.INVALID_RULE;
-                case "invalid_template" -> ErrorCode.INVALID_TEMPLATE;
-                case "unknown_template" -> ErrorCode.UNKNOWN_TEMPLATE;
-                default -> ErrorCode.INVALID_FIELD;
-            };
-            x.error(HttpResponseStatus.UNPROCESSABLE_ENTITY, ApiError.of(code, e.field, e.getMessage()));
+            x.error(HttpResponseStatus.UNPROCESSABLE_ENTITY, ApiError.of(e.errorCode(), e.field, e.getMessage()));
             return null;
         }
     }

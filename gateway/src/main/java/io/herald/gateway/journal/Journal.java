@@ -187,11 +187,7 @@ public final class Journal {
     /** Funnel 'submitted' of {@code count} messages of {@code app} labelled {@code campaign}, journaled at {@code at}. */
     public void countSubmitted(RedisClusterAsyncCommands<String, String> cmd, String app, String campaign, int count,
                                long at) {
-        for (io.herald.gateway.tracking.Funnels.Counter counter : funnels.counters(app, campaign, null, null, at,
-                System.currentTimeMillis())) {
-            cmd.hincrby(counter.key(), "submitted", count);
-            cmd.pexpireat(counter.key(), counter.expireAt());
-        }
+        submitted(cmd, app, campaign, null, count, at);
     }
 
     /** Funnel: 'submitted' per app, campaign, variant and time bucket (after the entry is in). */
@@ -205,11 +201,17 @@ public final class Journal {
         }
         for (Map.Entry<String, Integer> g : groups.entrySet()) {
             String[] cv = g.getKey().split("\u0000", -1);
-            for (io.herald.gateway.tracking.Funnels.Counter counter : funnels.counters(p.app(), cv[0].equals("null") ? null : cv[0],
-                    cv[1].equals("null") ? null : cv[1], null, p.acceptedAt(), System.currentTimeMillis())) {
-                cmd.hincrby(counter.key(), "submitted", g.getValue());
-                cmd.pexpireat(counter.key(), counter.expireAt());
-            }
+            submitted(cmd, p.app(), cv[0].equals("null") ? null : cv[0], cv[1].equals("null") ? null : cv[1],
+                    g.getValue(), p.acceptedAt());
+        }
+    }
+
+    private void submitted(RedisClusterAsyncCommands<String, String> cmd, String app, String campaign, String variant,
+                           int count, long at) {
+        for (io.herald.gateway.tracking.Funnels.Counter counter : funnels.counters(app, campaign, variant, null, at,
+                System.currentTimeMillis())) {
+            cmd.hincrby(counter.key(), "submitted", count);
+            cmd.pexpireat(counter.key(), counter.expireAt());
         }
     }
 
