@@ -7,7 +7,6 @@ import java.io.InputStream;
 import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
 import java.util.Map;
-import java.util.Properties;
 
 import static io.herald.gateway.http.Routes.Access.OPS;
 
@@ -74,7 +73,7 @@ final class DocsApi {
     }
 
     private static Map<String, byte[]> load() {
-        String base = "/META-INF/resources/webjars/swagger-ui/" + version() + "/";
+        String base = "/META-INF/resources/webjars/swagger-ui/" + ConsoleApi.webjarVersion("org.webjars", "swagger-ui") + "/";
         Map<String, byte[]> out = new java.util.HashMap<>();
         for (String name : FILES.keySet()) {
             try (InputStream in = DocsApi.class.getResourceAsStream(base + name)) {
@@ -86,17 +85,5 @@ final class DocsApi {
             }
         }
         return Map.copyOf(out);
-    }
-
-    private static String version() {
-        try (InputStream in = DocsApi.class.getResourceAsStream("/META-INF/maven/org.webjars/swagger-ui/pom.properties")) {
-            Properties p = new Properties();
-            if (in != null) {
-                p.load(in);
-            }
-            return p.getProperty("version", "missing");
-        } catch (IOException e) {
-            throw new UncheckedIOException(e);
-        }
     }
 }

@@ -107,6 +107,7 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
         Routes r = new Routes();
         new OpsApi(metrics, readiness).routes(r);
         new DocsApi().routes(r);
+        new ConsoleApi().routes(r);
         new BatchesApi(codec, journal, idempotency, pipeline, store, metrics, clock, templates).routes(r);
         new FunnelsApi(store).routes(r);
         new ReceiptsApi(config.receipts(), store, tokens, links).routes(r);
@@ -186,7 +187,7 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
                         "missing or invalid API key (expected: Authorization: Bearer <key>)"));
                 return;
             }
-            if (!caller.may(route.role())) {
+            if (route.role() != null && !caller.may(route.role())) {
                 x.error(HttpResponseStatus.FORBIDDEN, ApiError.of(ErrorCode.FORBIDDEN, "role",
                         "this API key lacks the role '" + route.role().wire() + "' that " + x.method() + " "
                                 + route.pattern() + " needs (its roles: " + caller.roles().stream()

@@ -18,7 +18,8 @@ import static io.herald.gateway.http.ApiKeys.Role.ADMIN;
  * issues one (201 with the key, shown this once, and its id), {@code GET} lists them (configured
  * and issued, never a key or hash), {@code DELETE .../keys/{id}} revokes an issued one (every node
  * refuses it within about a second; a configured key is removed from the configuration instead:
- * 409). Stateless; answers from Redis callbacks.
+ * 409). {@code GET /v1/key}, for any key whatever its roles, describes the calling key (its app,
+ * id and roles: the console signs in with it). Stateless; answers from Redis callbacks.
  */
 final class KeysApi {
     private final ApiKeys keys;
@@ -33,6 +34,21 @@ final class KeysApi {
         r.post("/v1/apps/{app}/keys", ADMIN, this::issue);
         r.get("/v1/apps/{app}/keys", ADMIN, this::list);
         r.delete("/v1/apps/{app}/keys/{id}", ADMIN, this::revoke);
+        r.getForAnyKey("/v1/key", this::self);
+    }
+
+    private void self(Exchange x) {
+        ApiKeys.Caller c = x.caller();
+        ObjectNode o = x.mapper().createObjectNode();
+        o.put("app", c.app());
+        o.put("id", c.keyId());
+        ArrayNode roles = o.putArray("roles");
+        for (ApiKeys.Role role : ApiKeys.Role.values()) {
+            if (c.may(role)) {
+                roles.add(role.wire());
+            }
+        }
+        x.json(HttpResponseStatus.OK, o);
     }
 
     private static ObjectNode json(Exchange x, ApiKeys.Listed l) {

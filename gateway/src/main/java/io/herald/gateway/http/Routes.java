@@ -42,7 +42,10 @@ final class Routes {
         void handle(Exchange x);
     }
 
-    /** A route; {@code role} is the role an {@link Access#API_KEY} route needs (null for the others). */
+    /**
+     * A route; {@code role} is the role an {@link Access#API_KEY} route needs (null for the others,
+     * and for the one route any key may call: {@link #getForAnyKey}).
+     */
     record Route(HttpMethod method, String pattern, Access access, ApiKeys.Role role, Handler handler) {
     }
 
@@ -91,10 +94,19 @@ final class Routes {
         return add(HttpMethod.DELETE, pattern, Access.API_KEY, role, h);
     }
 
+    /** A route any valid API key may call, whatever its roles (the key's own description). */
+    Routes getForAnyKey(String pattern, Handler h) {
+        return put(HttpMethod.GET, pattern, Access.API_KEY, null, h);
+    }
+
     Routes add(HttpMethod method, String pattern, Access access, ApiKeys.Role role, Handler h) {
         if ((access == Access.API_KEY) != (role != null)) {
             throw new IllegalArgumentException(method + " " + pattern + ": an API_KEY route names its role, no other does");
         }
+        return put(method, pattern, access, role, h);
+    }
+
+    private Routes put(HttpMethod method, String pattern, Access access, ApiKeys.Role role, Handler h) {
         if (!pattern.startsWith("/")) {
             throw new IllegalArgumentException("pattern: '" + pattern + "' (expected: starts with /)");
         }

@@ -127,6 +127,12 @@ final class UsersApi {
                 t.forEach(tn::put);
             }
             return out;
+        }).thenCombine(registry.recentMessages(app, user), (out, recent) -> {
+            if (out != null) {
+                com.fasterxml.jackson.databind.node.ArrayNode list = out.putArray("recentMessages");
+                recent.forEach((id, at) -> list.addObject().put("id", id).put("at", java.time.Instant.ofEpochMilli(at).toString()));
+            }
+            return out;
         }).thenCompose(out -> {
             if (out == null) {
                 return CompletableFuture.completedFuture(null);

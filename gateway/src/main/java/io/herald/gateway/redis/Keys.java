@@ -436,6 +436,15 @@ public final class Keys {
         return "herald:lc:{" + app + ":" + user + "}";
     }
 
+    /**
+     * A user's recent messages (sorted set: message id scored by when it was resolved for delivery),
+     * the newest {@code UserRegistry.RECENT_MESSAGES}, kept {@code UserRegistry.RECENT_FOR}: the user
+     * lookup's list. In the user's slot.
+     */
+    public static String recentMessages(String app, String user) {
+        return "herald:rm:{" + app + ":" + user + "}";
+    }
+
     /** A user's engagement: last open and click, opens by hour of day (UTC), total opens. */
     public static String engagement(String app, String user) {
         return "herald:eng:{" + app + ":" + user + "}";

@@ -312,7 +312,7 @@ public final class UserRegistry {
     /** Removes what is left of {@code from}: its hash, rate-limit state and engagement. */
     private CompletableFuture<Void> retire(String app, String user, String from, Map<String, String> f) {
         return redis.async().del(Keys.devices(app, from), Keys.admission(app, from), Keys.admissionLog(app, from),
-                Keys.lastCampaign(app, from),
+                Keys.lastCampaign(app, from), Keys.recentMessages(app, from),
                 Keys.engagement(app, from))
                 .toCompletableFuture().thenApply(n -> null);
     }
@@ -365,6 +365,9 @@ public final class UserRegistry {
      * message (its campaign's and variant's {@code opt_out}, which the opt-out guard reads).
      */
     public static final java.time.Duration OPT_OUT_ATTRIBUTION = java.time.Duration.ofDays(3);
+    /** How many of a user's recent messages are kept, and for how long (the user lookup's list). */
+    public static final int RECENT_MESSAGES = 20;
+    public static final java.time.Duration RECENT_FOR = java.time.Duration.ofDays(7);
 
     public UserRegistry(Redis redis, ObjectMapper mapper, PersonalDataCipher cipher,
                         io.herald.gateway.tracking.MessageStore store) {
@@ -373,6 +376,29 @@ public final class UserRegistry {
         this.cipher = cipher;
         this.store = store;
         this.data = new UserData(redis, mapper);
+    }
+
+    /**
+     * Queues (on a caller's pipelined connection) the note of a message about to be delivered to a
+     * user: the user's {@link #RECENT_MESSAGES} newest are kept {@link #RECENT_FOR} (the user lookup
+     * lists them; a message resolved again, after a fallback or a hold, keeps one place).
+     */
+    public void noteMessage(RedisClusterAsyncCommands<String, String> cmd, String app, String user, String messageId,
+                            long at) {
+        String key = Keys.recentMessages(app, user);
+        cmd.zadd(key, at, messageId);
+        cmd.zremrangebyrank(key, 0, -RECENT_MESSAGES - 1);
+        cmd.pexpire(key, RECENT_FOR.toMillis());
+    }
+
+    /** A user's recent messages, newest first: message id -> when it was noted (epoch ms). */
+    public CompletableFuture<Map<String, Long>> recentMessages(String app, String user) {
+        return redis.async().zrevrangeWithScores(Keys.recentMessages(app, user), 0, RECENT_MESSAGES - 1)
+                .toCompletableFuture().thenApply(list -> {
+                    Map<String, Long> out = new java.util.LinkedHashMap<>();
+                    list.forEach(v -> out.put(v.getValue(), (long) v.getScore()));
+                    return out;
+                });
     }
 
     /**
@@ -537,7 +563,7 @@ public final class UserRegistry {
                 });
         return aliases.thenCompose(v -> data.apply(app, List.of(new UserData.Change(user, del)))).thenCompose(r ->
                 redis.async().del(Keys.devices(app, user), Keys.admission(app, user), Keys.admissionLog(app, user),
-                        Keys.lastCampaign(app, user),
+                        Keys.lastCampaign(app, user), Keys.recentMessages(app, user),
                         Keys.engagement(app, user))
                         .toCompletableFuture().thenApply(n -> n > 0 || UserData.OK.equals(r.get(0))));
     }
