@@ -384,6 +384,14 @@
       schedule: h('select', {id: 'c-schedule'}, h('option', {value: 'now'}, 'at approval'), h('option', {value: 'at'}, 'at a time'), h('option', {value: 'best_hour'}, 'each user\'s best hour')),
       at: h('input', {type: 'datetime-local', id: 'c-at'}),
       throttle: h('input', {type: 'number', id: 'c-throttle', min: 1, placeholder: 'no throttle'}),
+      variants: h('select', {id: 'c-variants', multiple: true, size: 3},
+        (tpls.ok ? tpls.json.templates : []).map(t => h('option', {value: t.id}, t.id))),
+      testPercent: h('input', {type: 'number', id: 'c-test-percent', min: 1, max: 50, placeholder: 'no horse race'}),
+      metric: h('select', {id: 'c-metric'}, ['click', 'open', 'conversion'].map(m => h('option', {value: m}, m))),
+      decideAfter: h('input', {type: 'text', id: 'c-decide-after', value: '1h'}),
+      stages: h('input', {type: 'text', id: 'c-stages', placeholder: '1, 10, 50, 100 (no rollout)'}),
+      holdFor: h('input', {type: 'text', id: 'c-hold-for', value: '15m'}),
+      optOut: h('input', {type: 'number', id: 'c-opt-out', step: '0.005', min: 0, max: 1, placeholder: 'default guard (0.03 over 1h)'}),
       advanced: h('textarea', {id: 'c-advanced', spellcheck: 'false', placeholder: '{"experiment": {...}, "rollout": {...}, "guards": [...], "content": {"variants": [...]}, "holdoutPercent": 10}'})
     };
     const out = h('div', {id: 'campaign-form-result'});
@@ -393,7 +401,11 @@
       h('div', {class: 'row'}, field('Audience', f.audience), field('Inline rule', f.rule)),
       h('div', {class: 'row'}, field('Template', f.template), field('vars (JSON)', f.vars), field('Inline title', f.title), field('Inline body', f.body)),
       h('div', {class: 'row'}, field('Schedule', f.schedule), field('At (your local time)', f.at), field('Throttle (per minute)', f.throttle)),
-      field('Experiment, rollout, guards, variants, holdout (JSON merged into the definition)', f.advanced),
+      h('div', {class: 'row'}, field('Variants: two or more templates (ctrl-click)', f.variants), field('Horse race: test share %', f.testPercent),
+        field('Horse race: metric', f.metric), field('Horse race: decide after', f.decideAfter)),
+      h('div', {class: 'row'}, field('Gray rollout: stages %', f.stages), field('Gray rollout: hold each', f.holdFor),
+        field('Guard: pause at opt-out rate', f.optOut)),
+      field('Any other field (JSON merged into the definition: holdoutPercent, conversionEvent, rollout gates, guards, endAt...)', f.advanced),
       h('button', {id: 'create-campaign', onclick: async () => {
         const def = {name: f.name.value, channel: f.channel.value, priority: parseInt(f.priority.value || '5', 10)};
         if (f.category.value) def.category = f.category.value;
@@ -403,6 +415,20 @@
           if (f.vars.value) { try { def.content.vars = JSON.parse(f.vars.value); } catch (e) { fill(out, h('div', {class: 'error'}, 'vars: not JSON')); return; } }
         } else {
           def.content = {title: f.title.value, body: f.body.value};
+        }
+        const variants = Array.from(f.variants.selectedOptions).map(o => o.value);
+        if (variants.length >= 2) {
+          const v = def.content.vars;
+          def.content = {variants: variants.map((t, i) => Object.assign({id: String.fromCharCode(97 + i), template: t}, v ? {vars: v} : {}))};
+        }
+        if (f.testPercent.value) {
+          def.experiment = {testPercent: parseFloat(f.testPercent.value), metric: f.metric.value, decideAfter: f.decideAfter.value};
+        }
+        if (f.stages.value.trim()) {
+          def.rollout = {stages: f.stages.value.split(',').map(x => parseFloat(x)), holdFor: f.holdFor.value};
+        }
+        if (f.optOut.value) {
+          def.guards = [{metric: 'opt_out', window: '1h', minVolume: 200, pauseAt: parseFloat(f.optOut.value)}];
         }
         def.schedule = {type: f.schedule.value};
         if (f.schedule.value === 'at') def.schedule.at = f.at.value ? new Date(f.at.value).toISOString() : '';
@@ -524,7 +550,12 @@
     }
     if (r.holdout) {
       const ho = r.holdout;
-      parts.push(h('section', {class: 'card', id: 'holdout'}, h('h2', {}, 'Holdout uplift'), h('pre', {}, JSON.stringify(ho, null, 2))));
+      const group = (name, g) => g ? h('tr', {}, h('td', {}, name), h('td', {class: 'num'}, fmt(g.users)), h('td', {class: 'num'}, fmt(g.converted)),
+        h('td', {}, pct(g.rate) + ' [' + pct(g.low) + ', ' + pct(g.high) + ']')) : null;
+      parts.push(h('section', {class: 'card', id: 'holdout'}, h('h2', {}, 'Holdout uplift' + (ho.conversionEvent ? ' (' + ho.conversionEvent + ')' : '')),
+        h('table', {}, h('thead', {}, h('tr', {}, h('th', {}, ''), h('th', {class: 'num'}, 'users'), h('th', {class: 'num'}, 'converted'), h('th', {}, 'rate (95%)'))),
+          h('tbody', {}, group('treated', ho.treated), group('held out', ho.holdout))),
+        ho.uplift ? h('p', {id: 'uplift'}, 'uplift ' + pct(ho.uplift.value) + ' [' + pct(ho.uplift.low) + ', ' + pct(ho.uplift.high) + ']') : null));
     }
     fill(el, ...parts);
   }

@@ -253,6 +253,8 @@ class ConsoleIT {
             assertThat(gw.post("/v1/apps/" + gw.app + "/templates", "{\"id\":\"greet\",\"defaultLocale\":\"en\",\"locales\":"
                     + "{\"en\":{\"push\":{\"title\":\"Hi {{user.firstName}}\",\"body\":\"b\"}},\"de\":{\"push\":{\"title\":"
                     + "\"Hallo {{user.firstName}}\",\"body\":\"b\"}}}}").status()).isEqualTo(201);
+            assertThat(gw.post("/v1/apps/" + gw.app + "/templates", "{\"id\":\"greet2\",\"locales\":{\"en\":{\"push\":"
+                    + "{\"title\":\"Hey {{user.firstName}}\",\"body\":\"b\"}}}}").status()).isEqualTo(201);
             assertThat(gw.post("/v1/apps/" + gw.app + "/triggers", "{\"id\":\"pay\",\"name\":\"Payment reminder\",\"on\":"
                     + "{\"event\":\"order_placed\"},\"unless\":{\"event\":\"order_paid\",\"within\":\"10m\"},\"delay\":\"10m\","
                     + "\"content\":{\"title\":\"Pay\",\"body\":\"now\"}}").status()).isEqualTo(201);
@@ -262,7 +264,7 @@ class ConsoleIT {
                 waitFor(By.cssSelector("#today [data-tile=sent]"));
                 click(By.cssSelector("a[data-view=templates]"));
                 until(() -> text(By.id("template-list")).contains("greet"));
-                click(By.cssSelector("#template-list tbody tr"));
+                click(By.xpath("//div[@id='template-list']//tr[td[1][text()='greet']]"));
                 until(() -> driver.findElement(By.id("template-json")).getAttribute("value").contains("Hallo"));
                 waitFor(By.id("preview-user")).sendKeys("o-1");
                 driver.findElement(By.id("preview-locale")).sendKeys("de");
@@ -280,6 +282,33 @@ class ConsoleIT {
                 until(() -> text(By.id("trigger-list")).contains("Payment reminder"));
                 click(By.cssSelector("#trigger-list tbody tr"));
                 until(() -> text(By.id("trigger-stats")).contains("started"));
+
+                click(By.cssSelector("a[data-view=campaigns]"));
+                click(By.id("new-campaign"));
+                waitFor(By.id("c-name")).sendKeys("Race");
+                driver.findElement(By.id("c-rule")).sendKeys("tag:vip");
+                Select variants = new Select(driver.findElement(By.id("c-variants")));
+                variants.selectByValue("greet");
+                variants.selectByValue("greet2");
+                driver.findElement(By.id("c-test-percent")).sendKeys("10");
+                new Select(driver.findElement(By.id("c-metric"))).selectByValue("open");
+                driver.findElement(By.id("c-stages")).sendKeys("10, 50, 100");
+                driver.findElement(By.id("c-opt-out")).sendKeys("0.02");
+                driver.findElement(By.id("c-advanced")).sendKeys("{\"holdoutPercent\": 10, \"conversionEvent\": \"purchase\"}");
+                click(By.id("create-campaign"));
+                until(() -> "draft".equals(textOrNull(By.id("campaign-state"))));
+                String race = driver.getCurrentUrl().replaceAll(".*#/campaigns/", "");
+                com.fasterxml.jackson.databind.JsonNode made = gw.get("/v1/apps/" + gw.app + "/campaigns/" + race).json();
+                assertThat(List.of(made.at("/content/variants/0/template").asText(), made.at("/content/variants/1/template").asText()))
+                        .containsExactlyInAnyOrder("greet", "greet2");
+                assertThat(made.at("/experiment/testPercent").asDouble()).isEqualTo(10.0);
+                assertThat(made.at("/experiment/metric").asText()).isEqualTo("open");
+                assertThat(made.at("/rollout/stages/0").asDouble()).isEqualTo(10.0);
+                assertThat(made.at("/rollout/stages/2").asDouble()).isEqualTo(100.0);
+                assertThat(made.at("/guards/0/pauseAt").asDouble()).isEqualTo(0.02);
+                assertThat(made.at("/holdoutPercent").asInt()).isEqualTo(10);
+                assertThat(text(By.id("experiment"))).contains("not decided yet");
+                assertThat(text(By.id("rollout"))).contains("Gray rollout");
 
                 click(By.cssSelector("a[data-view=policy]"));
                 until(() -> text(By.id("policy-version")).contains("version 0"));
