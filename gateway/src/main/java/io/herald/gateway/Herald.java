@@ -157,7 +157,7 @@ public final class Herald implements AutoCloseable {
         resources.add(store);
         store.startSweeper(List.copyOf(config.apps().keySet()), Duration.ofSeconds(30));
         UserRegistry registry = new UserRegistry(redis, codec.mapper(),
-                PersonalDataCipher.load(config.dataKey(), config.dataDir()), store);
+                PersonalDataCipher.load(config.dataKey(), config.dataDir()), store, config.tracking().recentMessages());
         policies = new Policies(redis, codec.mapper(), config.apps().keySet());
         resources.add(policies);
         // Loaded before the pipeline sees its first message (the replay below included).

@@ -203,7 +203,8 @@ final class ConfigReader {
             httpUrl(linkBase, "herald.tracking.link-base-url", "the public http(s) base URL of the short links");
         }
         HeraldConfig.Tracking tracking = new HeraldConfig.Tracking(linkBase, tc.positive("event-retention"),
-                tc.positive("minute-buckets"), tc.positive("hour-buckets"), tc.positive("day-buckets"));
+                tc.positive("minute-buckets"), tc.positive("hour-buckets"), tc.positive("day-buckets"),
+                tc.between("recent-messages", 0, 1000));
 
         Map<String, AppConfig> apps = apps(top, initialKeys);
         for (HeraldConfig.InitialKey key : initialKeys) {

@@ -129,9 +129,12 @@ public record HeraldConfig(
      */
     public record Retention(Duration messages, Duration aggregates) { }
 
-    /** Retention of the event log and of the funnel time-series buckets. */
+    /**
+     * Retention of the event log and of the funnel time-series buckets; {@code recentMessages}: how
+     * many of each user's latest messages the user read lists (0: none kept, nothing written).
+     */
     public record Tracking(String linkBaseUrl, Duration eventRetention, Duration minuteBuckets, Duration hourBuckets,
-                           Duration dayBuckets) { }
+                           Duration dayBuckets, int recentMessages) { }
 
     /**
      * {@code Idempotency-Key} on {@code POST /v1/batches}: a completed key is kept {@code ttl}; a

@@ -160,9 +160,8 @@ final class ResolveHandler implements EventHandler<DeliveryEvent> {
             e.profile = user.profile();
             e.engagement = hours.get(e);
             plan(e, app, m, user, now);
-            if (m.user() != null) {
+            if (m.user() != null && registry.noteMessage(connection.async(), e.item.app(), m.user(), e.item.messageId(), now)) {
                 noted = true; // the user lookup's recent messages
-                registry.noteMessage(connection.async(), e.item.app(), m.user(), e.item.messageId(), now);
             }
             if (m.campaign() != null && m.user() != null && !"test".equals(m.variant()) && e.drop == null
                     && e.failure == null) {

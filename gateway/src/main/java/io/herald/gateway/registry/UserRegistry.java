@@ -36,6 +36,7 @@ public final class UserRegistry {
     /** The prefix of the hash fields of aliases: {@code @al:<namespace>} = the alias id. */
     public static final String ALIAS = "@al:";
 
+    private final int recentMessages;
     private final Redis.Script aliasRelease = new Redis.Script("/scripts/alias-release.lua");
 
     /** An alias already names another user. Stackless. */
@@ -365,12 +366,13 @@ public final class UserRegistry {
      * message (its campaign's and variant's {@code opt_out}, which the opt-out guard reads).
      */
     public static final java.time.Duration OPT_OUT_ATTRIBUTION = java.time.Duration.ofDays(3);
-    /** How many of a user's recent messages are kept, and for how long (the user lookup's list). */
-    public static final int RECENT_MESSAGES = 20;
+    /** How long a user's recent messages are kept (the user lookup's list) after the latest. */
     public static final java.time.Duration RECENT_FOR = java.time.Duration.ofDays(7);
 
+    /** {@code recentMessages}: how many of each user's latest messages are kept (0: none, nothing written). */
     public UserRegistry(Redis redis, ObjectMapper mapper, PersonalDataCipher cipher,
-                        io.herald.gateway.tracking.MessageStore store) {
+                        io.herald.gateway.tracking.MessageStore store, int recentMessages) {
+        this.recentMessages = recentMessages;
         this.redis = redis;
         this.mapper = mapper;
         this.cipher = cipher;
@@ -380,20 +382,28 @@ public final class UserRegistry {
 
     /**
      * Queues (on a caller's pipelined connection) the note of a message about to be delivered to a
-     * user: the user's {@link #RECENT_MESSAGES} newest are kept {@link #RECENT_FOR} (the user lookup
-     * lists them; a message resolved again, after a fallback or a hold, keeps one place).
+     * user: the user's {@code tracking.recent-messages} newest are kept {@link #RECENT_FOR} (the user
+     * lookup lists them; a message resolved again, after a fallback or a hold, keeps one place).
+     * Returns whether it queued anything (nothing when the setting is 0).
      */
-    public void noteMessage(RedisClusterAsyncCommands<String, String> cmd, String app, String user, String messageId,
-                            long at) {
+    public boolean noteMessage(RedisClusterAsyncCommands<String, String> cmd, String app, String user, String messageId,
+                               long at) {
+        if (recentMessages == 0) {
+            return false;
+        }
         String key = Keys.recentMessages(app, user);
         cmd.zadd(key, at, messageId);
-        cmd.zremrangebyrank(key, 0, -RECENT_MESSAGES - 1);
+        cmd.zremrangebyrank(key, 0, -recentMessages - 1);
         cmd.pexpire(key, RECENT_FOR.toMillis());
+        return true;
     }
 
     /** A user's recent messages, newest first: message id -> when it was noted (epoch ms). */
     public CompletableFuture<Map<String, Long>> recentMessages(String app, String user) {
-        return redis.async().zrevrangeWithScores(Keys.recentMessages(app, user), 0, RECENT_MESSAGES - 1)
+        if (recentMessages == 0) {
+            return CompletableFuture.completedFuture(Map.of());
+        }
+        return redis.async().zrevrangeWithScores(Keys.recentMessages(app, user), 0, recentMessages - 1)
                 .toCompletableFuture().thenApply(list -> {
                     Map<String, Long> out = new java.util.LinkedHashMap<>();
                     list.forEach(v -> out.put(v.getValue(), (long) v.getScore()));
