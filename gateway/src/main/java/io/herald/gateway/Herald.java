@@ -404,8 +404,8 @@ public final class Herald implements AutoCloseable {
         return pipeline;
     }
 
-    /** Every HTTP route as {@code "METHOD pattern"} (the OpenAPI contract test reads them). */
-    public List<String> routes() {
+    /** Every HTTP route as {@code "METHOD pattern"} -> who may call it (the OpenAPI contract test reads them). */
+    public java.util.Map<String, String> routes() {
         return api.routes();
     }
 

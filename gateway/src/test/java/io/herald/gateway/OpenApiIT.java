@@ -45,13 +45,17 @@ class OpenApiIT {
             }
         }
         try (TestGateway gw = new TestGateway("")) {
-            Set<String> routed = new TreeSet<>(gw.herald.routes());
+            Map<String, String> access = gw.herald.routes();
+            Set<String> routed = new TreeSet<>(access.keySet());
             Set<String> undocumented = new TreeSet<>(routed);
             undocumented.removeAll(documented);
             Set<String> unrouted = new TreeSet<>(documented);
             unrouted.removeAll(routed);
             assertThat(undocumented).as("routes missing from docs/openapi.yaml").isEmpty();
             assertThat(unrouted).as("operations in docs/openapi.yaml that no route serves").isEmpty();
+            for (String route : routed) {
+                assertThat(roles.get(route)).as("x-herald-role (or x-herald-access) of " + route).isEqualTo(access.get(route));
+            }
             assertThat(roles.get("POST /v1/batches")).isEqualTo("send");
             assertThat(roles.get("POST /v1/apps/{app}/campaigns/{id}/approve")).isEqualTo("approve");
             assertThat(roles.get("PUT /v1/apps/{app}/policy")).isEqualTo("admin");

@@ -91,8 +91,11 @@ public final class HttpApiHandler extends SimpleChannelInboundHandler<FullHttpRe
         this.intake = intake;
     }
 
-    /** Every route as {@code "METHOD pattern"} (the OpenAPI contract test checks them against docs/openapi.yaml). */
-    public List<String> routes() {
+    /**
+     * Every route as {@code "METHOD pattern"} -> its role, {@code any}, {@code public} or {@code ops}
+     * (the OpenAPI contract test checks them against docs/openapi.yaml).
+     */
+    public java.util.Map<String, String> routes() {
         return routes.list();
     }
 

@@ -59,11 +59,16 @@ final class Routes {
     private final List<Route> routes = new ArrayList<>();
     private final List<String[]> patterns = new ArrayList<>();
 
-    /** Every route as {@code "METHOD pattern"}, in registration order (the contract test reads it). */
-    List<String> list() {
-        List<String> out = new ArrayList<>(routes.size());
+    /**
+     * Every route as {@code "METHOD pattern"} -> who may call it: the role of a keyed route
+     * ({@code "any"} for {@link #getForAnyKey}), else {@code "public"} or {@code "ops"}; in
+     * registration order (the contract test reads it).
+     */
+    Map<String, String> list() {
+        Map<String, String> out = new LinkedHashMap<>();
         for (Route r : routes) {
-            out.add(r.method().name() + " " + r.pattern());
+            out.put(r.method().name() + " " + r.pattern(), r.access() != Access.API_KEY
+                    ? r.access().name().toLowerCase(java.util.Locale.ROOT) : r.role() == null ? "any" : r.role().wire());
         }
         return out;
     }
