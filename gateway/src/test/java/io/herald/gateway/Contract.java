@@ -24,8 +24,9 @@ import java.util.stream.Collectors;
  * request path, literal segments before templated ones), fails when the status is not documented
  * for it, and validates a JSON body against the documented {@code application/json} schema
  * (JSON Schema 2020-12, OpenAPI 3.1's dialect, {@code $ref}s resolved inside the document).
- * Requests to a path no operation serves (404/405 tests) are left alone. {@code -Dherald.contract=off}
- * turns the check off. The document and the compiled schemas are loaded once per JVM.
+ * Requests to a path or method no operation serves (the 404 and 405 tests) are left alone.
+ * {@code -Dherald.contract=off} turns the check off. The document and the compiled schemas are
+ * loaded once per JVM; thread-safe.
  */
 final class Contract {
     private static final boolean ON = !"off".equals(System.getProperty("herald.contract"));
@@ -71,11 +72,7 @@ final class Contract {
         JsonNode operation = template == null ? null
                 : Spec.DOC.path("paths").path(template).get(method.toLowerCase(Locale.ROOT));
         if (operation == null) {
-            if (status == 404 || status == 405) {
-                return;
-            }
-            throw new AssertionError(method + " " + bare + " answered " + status
-                    + " but the contract has no such operation: " + body);
+            return; // a path or method the gateway does not serve either (404, 405): OpenApiIT keeps both in step
         }
         JsonNode responses = operation.path("responses");
         String code = String.valueOf(status);
