@@ -14,13 +14,15 @@ import java.util.Set;
 import java.util.TreeSet;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 /**
  * The API contract (issue 18, first part): docs/openapi.yaml parses as OpenAPI 3.1 without a
  * message, the gateway serves it at {@code GET /openapi.yaml} without a key, and its operations
  * are exactly the router's routes: a new route without its place in the contract fails the
  * build, as does a documented path the router does not have. Each keyed operation names the
- * role the router requires. Swagger UI at {@code /docs} reads it, under a strict CSP.
+ * role the router requires. Swagger UI at {@code /docs} reads it, under a strict CSP. Every IT
+ * answer is checked against it ({@link Contract}); the check itself is shown to fail here.
  */
 @Timeout(120)
 class OpenApiIT {
@@ -78,5 +80,28 @@ class OpenApiIT {
             assertThat(bundle.raw().body().length()).as("the webjar's bundle").isGreaterThan(100_000);
             assertThat(gw.send("GET", "/docs/index.html", null, null).status()).as("not on the list").isEqualTo(404);
         }
+    }
+
+    @Test
+    void theContractCheckFailsOnABreach() {
+        String status = "{\"batchId\":\"0b0e3c1e-8f4a-4c4e-9a53-2b7c0f6f1e11\",\"states\":{\"queued\":1},\"done\":false}";
+        Contract.verify("GET", "/v1/batches/x?wait=1", 200, "application/json", status);
+        assertThatThrownBy(() -> Contract.verify("GET", "/v1/batches/x", 200, "application/json",
+                "{\"batchId\":\"b\",\"states\":{}}"))
+                .isInstanceOf(AssertionError.class).hasMessageContaining("GET /v1/batches/{id} 200")
+                .hasMessageContaining("done");
+        assertThatThrownBy(() -> Contract.verify("GET", "/v1/batches/x", 200, "application/json",
+                "{\"batchId\":\"b\",\"states\":{\"queued\":\"one\"},\"done\":true}"))
+                .isInstanceOf(AssertionError.class).hasMessageContaining("/states/queued");
+        assertThatThrownBy(() -> Contract.verify("GET", "/v1/batches/x", 418, "application/json", "{}"))
+                .isInstanceOf(AssertionError.class).hasMessageContaining("status 418 is not documented");
+        assertThatThrownBy(() -> Contract.verify("GET", "/v1/batches/x", 404, "application/json",
+                "{\"error\":{\"code\":\"not_found\"}}"))
+                .as("a shared response's schema: message is required")
+                .isInstanceOf(AssertionError.class).hasMessageContaining("message");
+        Contract.verify("DELETE", "/v1/batches/x", 405, "application/json", "{}");
+        Contract.verify("GET", "/v1/nowhere", 404, "application/json", "{}");
+        assertThat(Contract.template("/v1/apps/a/audiences/estimate")).as("literal segments win")
+                .isEqualTo("/v1/apps/{app}/audiences/estimate");
     }
 }

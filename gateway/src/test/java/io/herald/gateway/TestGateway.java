@@ -220,7 +220,10 @@ final class TestGateway implements AutoCloseable {
         return send(method, path, body, apiKey, List.of());
     }
 
-    /** {@code headers}: name, value, name, value, ... (a name may repeat). */
+    /**
+     * {@code headers}: name, value, name, value, ... (a name may repeat). Every answer is checked
+     * against docs/openapi.yaml ({@link Contract}).
+     */
     Response send(String method, String path, String body, String apiKey, List<String> headers) {
         HttpRequest.Builder b = HttpRequest.newBuilder(URI.create(herald.baseUrl() + path))
                 .timeout(Duration.ofSeconds(30));
@@ -238,7 +241,9 @@ final class TestGateway implements AutoCloseable {
         }
         try {
             HttpResponse<String> r = http.send(b.build(), HttpResponse.BodyHandlers.ofString());
-            boolean isJson = r.headers().firstValue("content-type").orElse("").contains("json");
+            String contentType = r.headers().firstValue("content-type").orElse("");
+            Contract.check(method, path, r.statusCode(), contentType, r.body());
+            boolean isJson = contentType.contains("json");
             JsonNode json = r.body().isEmpty() || !isJson ? JSON.createObjectNode() : JSON.readTree(r.body());
             return new Response(r.statusCode(), json, r);
         } catch (IOException e) {
