@@ -341,6 +341,7 @@ class CampaignLaunchIT {
                 assertThat(report.get("goal").get("converted").asLong()).as("p-0 and p-1; not p-2 (after the window)")
                         .isEqualTo(2);
                 assertThat(report.get("goal").get("conversionRate").asDouble()).isEqualTo(0.2);
+                assertThat(report.get("goal").get("type").asText()).as("the plan's goal, kept").isEqualTo("conversion");
             });
             assertThat(gw.send("DELETE", base(gw) + "/plans/" + plan, null, gw.key).status())
                     .as("named by a campaign").isEqualTo(409);

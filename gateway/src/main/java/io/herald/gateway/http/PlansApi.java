@@ -293,7 +293,9 @@ final class PlansApi {
                 r += reached[s].getLongCardinality();
                 cv += converted[s].getLongCardinality();
             }
-            ObjectNode goal = out.putObject("goal");
+            String type = plan.get("goal").asText();
+            ObjectNode goal = out.putObject("goal"); // the plan's goal type moves inside, beside its figures
+            goal.put("type", type);
             goal.put("event", goalEvent);
             goal.put("reached", r);
             goal.put("converted", cv);
