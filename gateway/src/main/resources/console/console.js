@@ -142,6 +142,7 @@
     S.me = res.json;
     sessionStorage.setItem(KEY, key);
     $('#who').textContent = S.me.app + ' · key ' + S.me.id + ' (' + S.me.roles.join(', ') + ')';
+    document.querySelectorAll('#nav a[data-role]').forEach(a => { a.hidden = !can(a.dataset.role); });
     $('#nav').hidden = false;
     $('#sign-out').hidden = false;
     return res;
@@ -689,6 +690,49 @@
         fill(out, res.ok ? h('div', {class: 'ok'}, 'Saved: version ' + res.json.version) : errorBox(res));
         if (res.ok) load();
       }}, 'Save') : h('p', {class: 'muted'}, 'Changing the policy needs the admin role.'), out));
+    await load();
+  };
+
+  // ---- keys (admin) -------------------------------------------------------------------------
+  const ROLES = ['send', 'manage', 'approve', 'read', 'admin'];
+  VIEWS.keys = async function (main) {
+    main.append(h('h1', {}, 'API keys'));
+    if (!can('admin')) {
+      main.append(h('div', {class: 'warn'}, 'Managing keys needs the admin role.'));
+      return;
+    }
+    const list = h('section', {class: 'card', id: 'key-list'});
+    const out = h('div', {id: 'key-result'});
+    const name = h('input', {type: 'text', id: 'key-name', placeholder: 'who or what uses it'});
+    const boxes = ROLES.map(r => h('input', {type: 'checkbox', id: 'key-role-' + r, value: r}));
+    async function load() {
+      const res = await api('GET', '/v1/apps/' + app() + '/keys');
+      if (!res.ok) { fill(list, errorBox(res)); return; }
+      fill(list, h('h2', {}, 'Keys of ' + S.me.app), table(['id', 'name', {label: 'roles', get: k => k.roles.join(', ')}, 'source',
+        {label: 'created', get: k => when(k.createdAt)}, 'createdBy',
+        {label: '', get: k => k.source === 'api' && k.id !== S.me.id ? revokeButton(k) : ''}], res.json.keys));
+    }
+    function revokeButton(k) {
+      const b = h('button', {class: 'danger', 'data-key': k.id, onclick: async () => {
+        if (!b.dataset.armed) { b.dataset.armed = '1'; b.textContent = 'Really revoke ' + k.id + '?'; return; }
+        const res = await api('DELETE', '/v1/apps/' + app() + '/keys/' + enc(k.id));
+        fill(out, res.ok ? h('div', {class: 'ok'}, 'Revoked ' + k.id + ': every node refuses it within about a second.') : errorBox(res));
+        load();
+      }}, 'Revoke');
+      return b;
+    }
+    main.append(h('section', {class: 'card'}, h('h2', {}, 'Issue a key'), h('label', {for: 'key-name'}, 'Name'), name,
+      h('label', {}, 'Roles'), h('div', {}, boxes.map(b => h('label', {class: 'inline'}, b, ' ' + b.value))),
+      h('button', {id: 'issue-key', onclick: async () => {
+        const roles = boxes.filter(b => b.checked).map(b => b.value);
+        const body = {roles};
+        if (name.value) body.name = name.value;
+        const res = await api('POST', '/v1/apps/' + app() + '/keys', body);
+        if (!res.ok) { fill(out, errorBox(res)); return; }
+        fill(out, h('div', {class: 'ok'}, 'Key ' + res.json.id + ' (' + res.json.roles.join(', ') + '). Copy it now: it is shown this once.'),
+          h('pre', {id: 'issued-key'}, res.json.key));
+        load();
+      }}, 'Issue'), out), list);
     await load();
   };
 

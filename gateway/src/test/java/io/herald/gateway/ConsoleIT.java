@@ -247,7 +247,7 @@ class ConsoleIT {
     }
 
     @Test
-    void theOtherViewsShowTheirDataAndThePolicyKeepsToIfMatch(TestInfo info) throws Exception {
+    void theOtherViewsShowTheirDataThePolicyKeepsToIfMatchAndKeysAreIssuedAndRevoked(TestInfo info) throws Exception {
         try (TestGateway gw = new TestGateway("")) {
             users(gw, "o", 3, false);
             assertThat(gw.post("/v1/apps/" + gw.app + "/templates", "{\"id\":\"greet\",\"defaultLocale\":\"en\",\"locales\":"
@@ -324,6 +324,25 @@ class ConsoleIT {
 
                 click(By.cssSelector("a[data-view=dead-letters]"));
                 until(() -> text(By.id("dead-letters")).contains("0 on this page"));
+
+                click(By.cssSelector("a[data-view=keys]"));
+                waitFor(By.id("key-name")).sendKeys("a colleague who approves");
+                click(By.id("key-role-approve"));
+                click(By.id("key-role-read"));
+                click(By.id("issue-key"));
+                String issued = text(By.id("issued-key")).trim();
+                until(() -> text(By.id("key-list")).contains("a colleague who approves"));
+                signOutAndIn(issued);
+                until(() -> text(By.id("who")).contains("(approve, read)"));
+                assertThat(driver.findElement(By.cssSelector("a[data-view=keys]")).isDisplayed()).as("Keys: admins only").isFalse();
+                signOutAndIn(gw.key);
+                click(By.cssSelector("a[data-view=keys]"));
+                String keyId = gw.send("GET", "/v1/key", null, issued).json().get("id").asText();
+                click(By.cssSelector("button[data-key='" + keyId + "']"));
+                click(By.cssSelector("button[data-key='" + keyId + "']")); // armed: the second click revokes
+                until(() -> text(By.id("key-result")).contains("Revoked " + keyId));
+                org.awaitility.Awaitility.await().atMost(Duration.ofSeconds(10))
+                        .until(() -> gw.send("GET", "/v1/key", null, issued).status() == 401);
                 click(By.id("sign-out"));
                 waitFor(By.id("api-key"));
                 assertThat(driver.executeScript("return sessionStorage.getItem('herald.key')")).isNull();
