@@ -215,15 +215,14 @@
     const errs = h('div', {id: 'errors'});
     main.append(h('section', {class: 'card'}, h('h2', {}, 'Today (UTC)'), tiles),
       h('section', {class: 'card'}, h('h2', {}, 'The last hour, per minute'), chartEl),
-      h('section', {class: 'card'}, h('h2', {}, 'Failed and dropped by reason (since the app began)'), errs));
+      h('section', {class: 'card'}, h('h2', {}, 'Failed and dropped by reason, today (UTC)'), errs));
     let plot = null;
     async function load() {
       const midnight = new Date();
       midnight.setUTCHours(0, 0, 0, 0);
-      const [day, min, all] = await Promise.all([
+      const [day, min] = await Promise.all([
         api('GET', '/v1/stats?bucket=day&from=' + midnight.getTime()),
-        api('GET', '/v1/stats?bucket=minute&from=' + (Date.now() - 3600_000)),
-        api('GET', '/v1/funnel')]);
+        api('GET', '/v1/stats?bucket=minute&from=' + (Date.now() - 3600_000))]);
       if (!day.ok) { fill(tiles, errorBox(day)); return; }
       const t = {};
       day.json.buckets.forEach(b => Object.entries(b.counts).forEach(([k, v]) => { t[k] = (t[k] || 0) + v; }));
@@ -235,8 +234,8 @@
       const xs = buckets.map(b => b.start / 1000);
       const data = ['submitted', 'accepted', 'delivered', 'opened'].map(k => ({label: k, data: buckets.map(b => b.counts[k] || 0)}));
       if (plot) { plot.setData([xs].concat(data.map(d => d.data))); } else if (xs.length) { plot = chart(chartEl, 'messages per minute', xs, data); }
-      const rows = all.ok ? reasons(all.json.counts, 'failed:').map(r => ({...r, kind: 'failed'}))
-        .concat(reasons(all.json.counts, 'dropped:').map(r => ({...r, kind: 'dropped'}))) : [];
+      const rows = reasons(t, 'failed:').map(r => ({...r, kind: 'failed'}))
+        .concat(reasons(t, 'dropped:').map(r => ({...r, kind: 'dropped'})));
       fill(errs, rows.length ? table([{label: 'outcome', get: r => r.kind}, 'reason', {label: 'count', num: true, get: r => r.count}], rows)
         : h('p', {class: 'muted'}, 'None.'));
     }

@@ -241,6 +241,9 @@ class ConsoleIT {
                 click(By.id("action-resume"));
                 until(() -> text(By.id("action-result")).contains("resume: now running"));
                 assertThat(text(By.id("campaign-history"))).contains("bad tokens cleaned up").contains("herald:guard");
+                click(By.cssSelector("a[data-view=overview]"));
+                until(() -> text(By.id("errors")).contains("payload_too_large"));
+                assertThat(Long.parseLong(text(By.cssSelector("#today [data-tile=failed] .n")).replace(",", ""))).isPositive();
                 noCspViolations();
             });
         }
