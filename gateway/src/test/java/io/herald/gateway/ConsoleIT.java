@@ -184,6 +184,18 @@ class ConsoleIT {
 
                 signOutAndIn(approver);
                 open(gw, "/console#/campaigns/" + id);
+                click(By.id("action-reject"));
+                assertThat(waitFor(By.cssSelector("#action-result .error")).getText()).as("a reason is required").contains("reason");
+                waitFor(By.id("reject-reason")).sendKeys("say which boots");
+                click(By.id("action-reject"));
+                until(() -> "draft".equals(textOrNull(By.id("campaign-state"))));
+                assertThat(text(By.id("campaign-history"))).contains("say which boots");
+                signOutAndIn(maker);
+                open(gw, "/console#/campaigns/" + id);
+                click(By.id("action-submit"));
+                until(() -> "pending_approval".equals(textOrNull(By.id("campaign-state"))));
+                signOutAndIn(approver);
+                open(gw, "/console#/campaigns/" + id);
                 click(By.id("action-approve"));
                 until(() -> "completed".equals(textOrNull(By.id("campaign-state"))));
                 until(() -> "20".equals(textOrNull(By.cssSelector("#funnel [data-step=delivered] .v"))));
