@@ -34,7 +34,10 @@ final class ConsoleApi {
             "uPlot.min.css", new String[] {"uplot:dist/uPlot.min.css", "text/css; charset=utf-8"},
             "uPlot-LICENSE.txt", new String[] {"uplot:LICENSE", "text/plain; charset=utf-8"});
 
-    private volatile Map<String, byte[]> loaded;
+    /** The files, read from the jar when first asked for (class initialisation: once, thread-safe). */
+    private static final class Loaded {
+        static final Map<String, byte[]> BYTES = load();
+    }
 
     void routes(Routes r) {
         r.get("/console", OPS, x -> file(x, "index.html"));
@@ -42,7 +45,7 @@ final class ConsoleApi {
     }
 
     private void file(Exchange x, String name) {
-        byte[] body = files().get(name);
+        byte[] body = Loaded.BYTES.get(name);
         if (body == null) {
             x.notFound("file '" + name + "'");
             return;
@@ -51,15 +54,6 @@ final class ConsoleApi {
                 .header("X-Frame-Options", "DENY").header("Referrer-Policy", "no-referrer")
                 .header("Cache-Control", name.equals("index.html") ? "no-store" : "no-cache");
         x.bytes(HttpResponseStatus.OK, FILES.get(name)[1], body);
-    }
-
-    private Map<String, byte[]> files() {
-        Map<String, byte[]> f = loaded;
-        if (f == null) {
-            f = load();
-            loaded = f;
-        }
-        return f;
     }
 
     private static Map<String, byte[]> load() {

@@ -36,7 +36,10 @@ final class DocsApi {
             "favicon-32x32.png", "image/png",
             "favicon-16x16.png", "image/png");
 
-    private volatile Map<String, byte[]> loaded;
+    /** The files, read from the jar when first asked for (class initialisation: once, thread-safe). */
+    private static final class Loaded {
+        static final Map<String, byte[]> BYTES = load();
+    }
 
     void routes(Routes r) {
         r.get("/docs", OPS, x -> send(x, "text/html; charset=utf-8", INDEX.getBytes(StandardCharsets.UTF_8)));
@@ -49,7 +52,7 @@ final class DocsApi {
             send(x, "text/javascript; charset=utf-8", START.getBytes(StandardCharsets.UTF_8));
             return;
         }
-        byte[] body = files().get(name);
+        byte[] body = Loaded.BYTES.get(name);
         if (body == null) {
             x.notFound("file '" + name + "'");
             return;
@@ -61,15 +64,6 @@ final class DocsApi {
         x.header("Content-Security-Policy", CSP).header("X-Content-Type-Options", "nosniff")
                 .header("Cache-Control", "public, max-age=3600");
         x.bytes(HttpResponseStatus.OK, type, body);
-    }
-
-    private Map<String, byte[]> files() {
-        Map<String, byte[]> f = loaded;
-        if (f == null) {
-            f = load();
-            loaded = f;
-        }
-        return f;
     }
 
     private static Map<String, byte[]> load() {
