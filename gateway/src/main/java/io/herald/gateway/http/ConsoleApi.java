@@ -58,9 +58,15 @@ final class ConsoleApi {
 
     private static Map<String, byte[]> load() {
         String uplot = "/META-INF/resources/webjars/uplot/" + webjarVersion("org.webjars.npm", "uplot") + "/";
+        Map<String, String> paths = new HashMap<>();
+        FILES.forEach((name, spec) -> paths.put(name, spec[0].startsWith("uplot:") ? uplot + spec[0].substring(6) : spec[0]));
+        return resources(paths);
+    }
+
+    /** The class-path resources of {@code paths} (file name -> resource path) that exist, read whole. */
+    static Map<String, byte[]> resources(Map<String, String> paths) {
         Map<String, byte[]> out = new HashMap<>();
-        FILES.forEach((name, spec) -> {
-            String path = spec[0].startsWith("uplot:") ? uplot + spec[0].substring(6) : spec[0];
+        paths.forEach((name, path) -> {
             try (InputStream in = ConsoleApi.class.getResourceAsStream(path)) {
                 if (in != null) {
                     out.put(name, in.readAllBytes());

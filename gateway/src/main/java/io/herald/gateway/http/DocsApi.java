@@ -2,9 +2,6 @@ package io.herald.gateway.http;
 
 import io.netty.handler.codec.http.HttpResponseStatus;
 
-import java.io.IOException;
-import java.io.InputStream;
-import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
 import java.util.Map;
 
@@ -68,16 +65,8 @@ final class DocsApi {
 
     private static Map<String, byte[]> load() {
         String base = "/META-INF/resources/webjars/swagger-ui/" + ConsoleApi.webjarVersion("org.webjars", "swagger-ui") + "/";
-        Map<String, byte[]> out = new java.util.HashMap<>();
-        for (String name : FILES.keySet()) {
-            try (InputStream in = DocsApi.class.getResourceAsStream(base + name)) {
-                if (in != null) {
-                    out.put(name, in.readAllBytes());
-                }
-            } catch (IOException e) {
-                throw new UncheckedIOException(e);
-            }
-        }
-        return Map.copyOf(out);
+        Map<String, String> paths = new java.util.HashMap<>();
+        FILES.keySet().forEach(name -> paths.put(name, base + name));
+        return ConsoleApi.resources(paths);
     }
 }
