@@ -79,7 +79,7 @@ public class FanOutBenchmark {
         journal = new Journal(client, codec, "bench-node", Duration.ofDays(1), funnels);
         idempotency = new IdempotencyKeys(client, Duration.ofHours(1), Duration.ofSeconds(30));
         launcher = new CampaignLauncher(client, null, null, null, journal, idempotency, null, codec, Clock.systemUTC(),
-                java.util.Set.of(APP), "bench-node", Duration.ofSeconds(10), CHUNK, Duration.ofSeconds(10), null, null);
+                java.util.Set.of(APP), "bench-node", Duration.ofSeconds(10), CHUNK, 0, Duration.ofSeconds(10), null, null);
         Redis.Script.loadAll(client);
         campaign = new ObjectMapper().readTree("{\"content\":{\"template\":\"winter\",\"vars\":{\"item\":\"boots\"}},"
                 + "\"channel\":\"apns\",\"class\":\"marketing\",\"priority\":5,\"category\":\"promo\","

@@ -233,7 +233,8 @@ public final class Herald implements AutoCloseable {
         resources.add(tiers);
         launcher = new CampaignLauncher(redis, new Campaigns(redis, codec.mapper()), audiences, templates, journal, idempotency,
                 pipeline, codec, clock, config.apps().keySet(), config.nodeId(), config.scheduler().campaignLease(),
-                config.scheduler().campaignChunk(), config.pipeline().redisWait(), funnels, metrics);
+                config.scheduler().campaignChunk(), config.scheduler().campaignBacklog(), config.pipeline().redisWait(),
+                funnels, metrics);
         launcher.start(config.scheduler().campaignTick());
         resources.add(launcher);
         api = new HttpApiHandler(config, codec, keys, journal, idempotency, deadLetters, pipeline, store, registry,

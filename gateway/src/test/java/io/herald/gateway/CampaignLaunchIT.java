@@ -491,6 +491,75 @@ class CampaignLaunchIT {
     }
 
     @Test
+    void aFullPipelineParksTheFanOutInTheBacklogWhichAPauseHoldsAndACancelDrops() throws Exception {
+        TestClock clock = new TestClock(java.time.Instant.now().truncatedTo(java.time.temporal.ChronoUnit.SECONDS).toString());
+        try (TestGateway gw = TestGateway.withClock("scheduler { campaign-tick = 1h, campaign-chunk = 50 }", clock)) {
+            List<String> vips = users(gw, "q", 300, 1);
+            template(gw);
+            String id = approved(gw, "");
+            var launcher = gw.herald.campaignLauncher();
+            var pipeline = gw.herald.pipeline();
+            // The pipeline is full (every permit taken, as by a long queue of deliveries): the fan-out
+            // does not wait for it, every chunk goes to the backlog.
+            int held = pipeline.capacity() - (int) pipeline.inUse();
+            assertThat(pipeline.tryReserve(held)).isTrue();
+            try {
+                launcher.tick();
+                JsonNode p = campaign(gw, id).get("progress");
+                assertThat(p.get("fed").asLong()).isEqualTo(300);
+                assertThat(p.get("backlog").asLong()).isEqualTo(300);
+                assertThat(campaign(gw, id).get("state").asText()).as("running until the backlog is drained")
+                        .isEqualTo("running");
+                assertThat(campaign(gw, id).get("funnel").get("counts").get("submitted").asLong()).isEqualTo(300);
+                assertThat(gw.post(base(gw) + "/campaigns/" + id + "/pause", "{\"reason\":\"check copy\"}").status())
+                        .isEqualTo(200);
+            } finally {
+                pipeline.release(held);
+            }
+            // Paused: the backlog waits, with room in the pipeline.
+            launcher.tick();
+            assertThat(campaign(gw, id).get("progress").get("backlog").asLong()).isEqualTo(300);
+            assertThat(pipeline.inUse()).isZero();
+            assertThat(received(gw.sandbox())).isEmpty();
+            assertThat(gw.post(base(gw) + "/campaigns/" + id + "/resume", "").status()).isEqualTo(200);
+            await().atMost(Duration.ofSeconds(60)).pollInterval(Duration.ofMillis(50)).until(() -> {
+                launcher.tick();
+                return campaign(gw, id).get("state").asText().equals("completed");
+            });
+            assertThat(campaign(gw, id).get("progress").get("backlog").asLong()).isZero();
+            await().atMost(Duration.ofSeconds(30)).until(() -> received(gw.sandbox()).size() == vips.size());
+            Map<String, Set<UUID>> got = received(gw.sandbox());
+            assertThat(got.keySet()).containsExactlyInAnyOrderElementsOf(vips);
+            assertThat(got.values()).as("each member once").allMatch(ids -> ids.size() == 1);
+            TestGateway.Response report = gw.get(base(gw) + "/campaigns/" + id + "/report");
+            assertThat(report.json().get("progress").get("backlog").asLong()).isZero();
+
+            // A campaign cancelled with a backlog: the backlog is drained through the pipeline and
+            // every message in it ends dropped:cancelled; nobody receives it.
+            int before = gw.sandbox().acceptedIds().size();
+            String cancel = approved(gw, "");
+            held = pipeline.capacity() - (int) pipeline.inUse();
+            assertThat(pipeline.tryReserve(held)).isTrue();
+            try {
+                launcher.tick();
+                assertThat(campaign(gw, cancel).get("progress").get("backlog").asLong()).isEqualTo(300);
+                assertThat(gw.post(base(gw) + "/campaigns/" + cancel + "/cancel", "{\"reason\":\"wrong crowd\"}")
+                        .status()).isEqualTo(200);
+            } finally {
+                pipeline.release(held);
+            }
+            await().atMost(Duration.ofSeconds(60)).pollInterval(Duration.ofMillis(50)).untilAsserted(() -> {
+                launcher.tick();
+                JsonNode counts = campaign(gw, cancel).get("funnel").get("counts");
+                assertThat(counts.path("dropped:cancelled").asLong()).isEqualTo(300);
+            });
+            assertThat(launcher.running()).doesNotContain(cancel);
+            assertThat(campaign(gw, cancel).get("progress").get("backlog").asLong()).isZero();
+            assertThat(gw.sandbox().acceptedIds().size()).as("nothing of the cancelled campaign sent").isEqualTo(before);
+        }
+    }
+
+    @Test
     void aNodeThatDiesMidFanOutIsReplacedAndNobodyGetsItTwice() throws Exception {
         String config = "redis.node-lease = 2s\nscheduler { campaign-lease = 2s, campaign-tick = 100ms }";
         TestGateway a = new TestGateway(config);

@@ -75,13 +75,18 @@ import java.util.concurrent.TimeUnit;
  *       replayed from the dead node's journal like any batch's. A node that dies before the
  *       write leaves a claim that lapses within seconds; the next holder journals the chunk.</li>
  *   <li><b>Pace</b>: with {@code throttle.perMinute} the users fed since the campaign started
- *       (or resumed, or moved node) never exceed one chunk plus the rate times the time elapsed;
- *       without it, the pipeline's free capacity paces the feed ({@link Pipeline#tryReserve}).</li>
- *   <li><b>Finish</b>: when the snapshot is exhausted, or {@code endAt} has passed (the cut-off:
+ *       (or resumed, or moved node) never exceed one chunk plus the rate times the time elapsed.
+ *       A chunk the pipeline has no room for ({@link Pipeline#tryReserve}) goes to the campaign's
+ *       backlog ({@link Keys#campaignBacklog}, the claim's slot) instead of the journal, up to
+ *       {@code scheduler.campaign-backlog} messages; each tick first drains the backlog into the
+ *       journal as room frees ({@link Journal#drain}), only while the campaign runs.</li>
+ *   <li><b>Finish</b>: when the snapshot is exhausted and the backlog drained, or {@code endAt} has passed (the cut-off:
  *       the rest are not fed, and every message's ttl ends there too), the campaign moves to
  *       completed with the counts.</li>
  * </ol>
- * Paused campaigns keep their lease and feed nothing; a cancelled one is let go at the next tick.
+ * Paused campaigns keep their lease and feed nothing (their backlog waits); a cancelled one is let
+ * go at the next tick, or once its backlog is drained (its messages end {@code dropped:cancelled}
+ * in the pipeline).
  * Local-time and best-hour campaigns fan out at once: each message carries its send time
  * ({@code localTime} with the date, or {@code best_hour}) and waits in the deferred set.
  * Recurring campaigns run the flow once per occurrence ({@link #nextRun}): the run's summary joins
@@ -90,9 +95,10 @@ import java.util.concurrent.TimeUnit;
  * {@code reEligibleAfter} was sent to, and its messages carry the label {@code <id>.r<n>}. A run's
  * snapshot is kept {@link #KEEP_SNAPSHOT} for plan reports ({@link #sentTo}).
  *
- * <p>Trade-off: the feed waits for the pipeline's room, so a campaign reaches the journal at the
- * delivery rate once the pipeline is full (the JVM never holds more than its capacity, and a pause
- * acts within a tick); {@link #journalChunk} alone does about 134,000 users/s (FanOutBenchmark).
+ * <p>Trade-off: the backlog lets a campaign reach Redis at the launcher's speed ({@link
+ * #journalChunk} alone: about 134,000 users/s, FanOutBenchmark) while the JVM never holds more
+ * than the pipeline's capacity and a pause acts within a tick; the price is Redis memory for the
+ * waiting messages (bounded by {@code scheduler.campaign-backlog}) and one more move per chunk.
  *
  * <p>Which campaigns to look at: {@link Keys#liveCampaigns} (approved, running, paused; scored by
  * when due), filled by the campaigns API on every move and repaired from the full list every
@@ -133,6 +139,10 @@ public final class CampaignLauncher implements AutoCloseable {
     private final String owner;
     private final long leaseMillis;
     private final int chunk;
+    /** How many messages of one campaign may wait in its backlog (0: none; the feed waits for room). */
+    private final int backlogLimit;
+    /** How long a backlog move's journal entry id is kept for a retry of the same call. */
+    private static final long DRAIN_REMEMBER_MS = Duration.ofHours(1).toMillis();
     private final Duration wait;
     private final Redis.Script script = new Redis.Script("/scripts/campaign-run.lua");
     private final ScheduledExecutorService executor = Executors.newSingleThreadScheduledExecutor(r -> {
@@ -151,7 +161,7 @@ public final class CampaignLauncher implements AutoCloseable {
 
     public CampaignLauncher(Redis redis, Campaigns campaigns, Audiences audiences, Templates templates, Journal journal,
                             IdempotencyKeys idempotency, Pipeline pipeline, BatchCodec codec, Clock clock,
-                            Set<String> apps, String nodeId, Duration lease, int chunk, Duration wait,
+                            Set<String> apps, String nodeId, Duration lease, int chunk, int backlog, Duration wait,
                             io.herald.gateway.tracking.Funnels funnels, io.herald.gateway.metrics.Metrics metrics) {
         this.redis = redis;
         this.funnels = funnels;
@@ -171,6 +181,7 @@ public final class CampaignLauncher implements AutoCloseable {
         this.owner = nodeId + ":" + Long.toString(ThreadLocalRandom.current().nextLong() >>> 1, 36);
         this.leaseMillis = lease.toMillis();
         this.chunk = chunk;
+        this.backlogLimit = backlog;
         this.wait = wait;
     }
 
@@ -253,10 +264,15 @@ public final class CampaignLauncher implements AutoCloseable {
         throw new IllegalStateException("no run within 10 days of " + Instant.ofEpochMilli(after));
     }
 
-    /** Puts a campaign on the live index (the API after a move to approved, running or paused). */
+    /**
+     * Puts a campaign on the live index (the API after a move to approved, running, paused or
+     * cancelled: a cancelled campaign is looked at once more, so that a backlog it left is drained
+     * even when the node that ran it is gone).
+     */
     public CompletableFuture<Void> watch(String app, Campaign c) {
         Campaign.State s = c.state();
-        if (s != Campaign.State.APPROVED && s != Campaign.State.RUNNING && s != Campaign.State.PAUSED) {
+        if (s != Campaign.State.APPROVED && s != Campaign.State.RUNNING && s != Campaign.State.PAUSED
+                && s != Campaign.State.CANCELLED) {
             return CompletableFuture.completedFuture(null);
         }
         double due = s == Campaign.State.APPROVED ? dueAt(c.toJson()) : 0;
@@ -404,8 +420,43 @@ public final class CampaignLauncher implements AutoCloseable {
                     adopt(app, c, run, now);
                 }
             }
+            case CANCELLED -> {
+                // Its backlog (chunks fanned out beyond the pipeline's room) goes through the pipeline,
+                // where every message ends dropped:cancelled; the node that ran it may be gone.
+                Map<String, String> run = get(backlog(app, id)) > 0 ? acquire(app, id) : null;
+                if (run != null) {
+                    adopt(app, c, run, now);
+                } else if (get(backlog(app, id)) == 0) {
+                    get(cmd.zrem(Keys.liveCampaigns(app), id).toCompletableFuture());
+                }
+            }
             default -> get(cmd.zrem(Keys.liveCampaigns(app), id).toCompletableFuture());
         }
+    }
+
+    /**
+     * Reads the backlog's length per shard again (a chunk a former holder parked after this node
+     * adopted the campaign is counted only here); true when anything waits.
+     */
+    private boolean backlogLeft(Running r) throws Exception {
+        List<CompletableFuture<Long>> lens = new ArrayList<>(journal.shards());
+        for (int shard = 0; shard < journal.shards(); shard++) {
+            lens.add(cmd.xlen(Keys.campaignBacklog(shard, r.app, r.id)).toCompletableFuture());
+        }
+        for (int shard = 0; shard < journal.shards(); shard++) {
+            r.backlog[shard] = get(lens.get(shard));
+        }
+        return r.parked() > 0;
+    }
+
+    /** Chunk entries waiting in a campaign's backlog, over all shards. */
+    private CompletableFuture<Long> backlog(String app, String id) {
+        List<CompletableFuture<Long>> lens = new ArrayList<>(journal.shards());
+        for (int shard = 0; shard < journal.shards(); shard++) {
+            lens.add(cmd.xlen(Keys.campaignBacklog(shard, app, id)).toCompletableFuture());
+        }
+        return CompletableFuture.allOf(lens.toArray(new CompletableFuture<?>[0]))
+                .thenApply(v -> lens.stream().mapToLong(CompletableFuture::join).sum());
     }
 
     /** Starts running a campaign whose lease this node holds: the run's fields first (first writer wins). */
@@ -437,6 +488,11 @@ public final class CampaignLauncher implements AutoCloseable {
         r.day = recurring ? run.get("day") : null;
         r.runs = run.getOrDefault("runs", "[]");
         r.warnings = run.getOrDefault("warnings", "[]"); // a takeover does not announce old warnings again
+        r.backlog = new long[journal.shards()];
+        r.unanswered = new String[journal.shards()];
+        for (int shard = 0; shard < journal.shards(); shard++) {
+            r.backlog[shard] = get(cmd.xlen(Keys.campaignBacklog(shard, app, id)).toCompletableFuture());
+        }
         mine.put(app + "/" + id, r);
     }
 
@@ -444,6 +500,15 @@ public final class CampaignLauncher implements AutoCloseable {
     private boolean feed(Running r) throws Exception {
         Campaigns.Versioned v = get(campaigns.get(r.app, r.id));
         Campaign.State state = v == null ? Campaign.State.CANCELLED : v.campaign().state();
+        if (state == Campaign.State.CANCELLED && r.parked() > 0) {
+            // Drained through the pipeline, where each message ends dropped:cancelled (accounted).
+            if (renew(r)) {
+                if (drain(r) && !backlogLeft(r)) {
+                    let(r, true);
+                }
+            }
+            return false;
+        }
         if (state != Campaign.State.RUNNING && state != Campaign.State.PAUSED) {
             let(r, state == Campaign.State.CANCELLED || state == Campaign.State.COMPLETED || v == null);
             return false;
@@ -486,8 +551,13 @@ public final class CampaignLauncher implements AutoCloseable {
                 }
             }
         }
+        // The backlog first: chunks fanned out earlier go before new ones.
+        if (!drain(r)) {
+            return false;
+        }
         if (c.hasNonNull("endAt")
                 && now >= java.time.OffsetDateTime.parse(c.get("endAt").asText()).toInstant().toEpochMilli()) {
+            // (the backlog is drained first: its messages end dropped:expired, their ttl being endAt)
             finishCampaign(r, v.version(), "endAt reached: " + r.fed + " of " + r.size + " members fed, the rest cut off");
             return false;
         }
@@ -531,6 +601,9 @@ public final class CampaignLauncher implements AutoCloseable {
                     log.info("campaign {} of app {}: {} fed ({} members so far); held for {} ms", r.id, r.app,
                             r.phases.get(r.phase).describe(), r.fed, r.phases.get(r.phase).holdMs());
                     return false;
+                }
+                if (r.parked() > 0 || backlogLeft(r)) {
+                    return false; // every member fanned out; the backlog still drains
                 }
                 finish(r, v.version(), "every member fed: " + r.fed + " of " + r.size
                         + (r.skipped > 0 ? " (" + r.skipped + " deleted since the snapshot)" : ""));
@@ -863,21 +936,76 @@ public final class CampaignLauncher implements AutoCloseable {
         get(cmd.xadd(Keys.events(r.app), "e", e.toString()).toCompletableFuture());
     }
 
-    /** Journals and publishes one chunk (or finds it done), then checkpoints; false: stop for this tick. */
+    /**
+     * Journals and publishes one chunk (or finds it done), then checkpoints; false: stop for this
+     * tick. When the pipeline has no room, the chunk goes to the campaign's backlog instead (while
+     * the backlog is under {@code scheduler.campaign-backlog}), to be drained as room frees.
+     */
     private boolean feedChunk(Running r, List<Long> indexes, JsonNode c) throws Exception {
+        boolean park = false;
         if (!pipeline.tryReserve(indexes.size())) {
-            return false;
+            if ((r.parked() + 1) * chunk > backlogLimit) {
+                return false;
+            }
+            park = true;
         }
         long t0 = System.nanoTime();
         try {
-            return feedReserved(r, indexes, c);
+            return feedReserved(r, indexes, c, park);
         } finally {
             r.feedNanos += System.nanoTime() - t0;
         }
     }
 
-    private boolean feedReserved(Running r, List<Long> indexes, JsonNode c) throws Exception {
-        int reserved = indexes.size();
+    /**
+     * Moves backlog chunks into this node's journal and publishes them while the pipeline has room;
+     * false when room ran out (or the tick's budget) with chunks still waiting.
+     */
+    private boolean drain(Running r) throws Exception {
+        long until = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(FEED_BUDGET_MS);
+        for (int shard = 0; shard < r.backlog.length; shard++) {
+            while (r.backlog[shard] > 0 || r.unanswered[shard] != null) {
+                if (System.nanoTime() > until || closed || !pipeline.tryReserve(chunk)) {
+                    return false;
+                }
+                int reserved = chunk;
+                try {
+                    String request = r.unanswered[shard] != null ? r.unanswered[shard] : UUID.randomUUID().toString();
+                    r.unanswered[shard] = request; // until the reply is in: a retry asks under the same id
+                    Journal.Drained d = get(journal.drain(Keys.campaignBacklog(shard, r.app, r.id), shard, request,
+                            DRAIN_REMEMBER_MS, cmd));
+                    r.unanswered[shard] = null;
+                    cmd.del(Keys.promotion(shard, request)); // answered: no retry will ask for it
+                    if (d == null) {
+                        r.backlog[shard] = 0;
+                        break;
+                    }
+                    r.backlog[shard] = Math.max(0, r.backlog[shard] - 1);
+                    if (!d.items().isEmpty()) {
+                        while (d.items().size() > reserved) {
+                            // a chunk fanned out under a larger scheduler.campaign-chunk: wait for its room
+                            if (pipeline.tryReserve(d.items().size() - reserved)) {
+                                reserved = d.items().size();
+                            } else {
+                                java.util.concurrent.locks.LockSupport.parkNanos(1_000_000);
+                            }
+                        }
+                        pipeline.publish(d.entry(), d.items(), false);
+                        reserved = Math.max(0, reserved - d.items().size());
+                        cmd.hincrby(Keys.campaignRun(r.app, r.id), "drained", d.items().size());
+                    }
+                } finally {
+                    if (reserved > 0) {
+                        pipeline.release(reserved);
+                    }
+                }
+            }
+        }
+        return true;
+    }
+
+    private boolean feedReserved(Running r, List<Long> indexes, JsonNode c, boolean park) throws Exception {
+        int reserved = park ? 0 : indexes.size();
         try {
             long last = indexes.get(indexes.size() - 1);
             String key = "campaign:" + r.id + ":" + r.run + ":" + r.chunk;
@@ -903,7 +1031,9 @@ public final class CampaignLauncher implements AutoCloseable {
             if (!users.isEmpty()) {
                 switch (verdict.state()) {
                     case CLAIMED -> {
-                        Journaled j = journalChunk(r.app, r.label(), r.day, c, batchId, verdict.claim(), users, variants);
+                        String into = park ? Keys.campaignBacklog(verdict.claim().shard(), r.app, r.id) : null;
+                        Journaled j = journalChunk(r.app, r.label(), r.day, c, batchId, verdict.claim(), users, variants,
+                                into);
                         if (j == null) {
                             return false; // our claim lapsed and another holder took the chunk: it feeds it
                         }
@@ -916,13 +1046,20 @@ public final class CampaignLauncher implements AutoCloseable {
                             pipeline.release(reserved - accepted);
                             reserved = accepted;
                         }
-                        if (j.entry() != null) {
+                        if (park) {
+                            r.backlog[verdict.claim().shard()]++;
+                            cmd.hincrby(Keys.campaignRun(r.app, r.id), "parked", accepted);
+                        } else if (j.entry() != null) {
                             pipeline.publish(j.entry(), j.items(), false);
                             reserved = 0; // the pipeline releases them as they settle
                         }
                         fed = accepted;
                     }
-                    case DONE -> fed = users.size(); // journaled by an earlier holder: its journal sends it
+                    case DONE -> {
+                        // journaled by an earlier holder: its journal sends it, or it waits in the
+                        // backlog (counted at adopt)
+                        fed = users.size();
+                    }
                     default -> {
                         return false; // another holder's claim is still live: look again next tick
                     }
@@ -970,6 +1107,13 @@ public final class CampaignLauncher implements AutoCloseable {
     public Journaled journalChunk(String app, String label, String day, JsonNode campaign, UUID batchId,
                                   IdempotencyKeys.Claim claim, List<String> users, List<String> variants)
             throws Exception {
+        return journalChunk(app, label, day, campaign, batchId, claim, users, variants, null);
+    }
+
+    /** As above, into a backlog shard ({@code into}) instead of the journal when given. */
+    public Journaled journalChunk(String app, String label, String day, JsonNode campaign, UUID batchId,
+                                  IdempotencyKeys.Claim claim, List<String> users, List<String> variants,
+                                  String into) throws Exception {
         DecodedBatch batch = codec.decode(mapper.writeValueAsBytes(batch(app, label, day, campaign, users, variants)));
         long at = clock.millis();
         List<JournalItem> items = new ArrayList<>(batch.acceptedCount());
@@ -977,7 +1121,7 @@ public final class CampaignLauncher implements AutoCloseable {
             return new Journaled(null, items, batch.rejectedCount(), firstError(batch));
         }
         Journal.Prepared prepared = journal.prepare(app, batchId.toString(), at, batch);
-        JournalEntry entry = get(journal.append(prepared, claim, cmd));
+        JournalEntry entry = get(journal.append(prepared, claim, cmd, into));
         if (entry == null) {
             return null;
         }
@@ -1330,6 +1474,21 @@ public final class CampaignLauncher implements AutoCloseable {
         String day;
         /** The earlier runs' summaries (JSON array) of a recurring campaign. */
         String runs = "[]";
+        /** Chunk entries waiting in the backlog per shard (read at adopt, then kept here), and per shard the request id of a move whose reply was lost. */
+        long[] backlog;
+        String[] unanswered;
+
+        /** Backlog chunks not yet moved into the journal. */
+        long parked() {
+            long n = 0;
+            for (long b : backlog) {
+                n += b;
+            }
+            for (String u : unanswered) {
+                n += u == null ? 0 : 1;
+            }
+            return n;
+        }
 
         /** The campaign label its messages carry: the id, or id.r<run> for the runs of a recurring one. */
         String label() {

@@ -168,7 +168,8 @@ final class ConfigReader {
 
         Section ss = top.section("scheduler");
         HeraldConfig.Scheduler scheduler = new HeraldConfig.Scheduler(ss.positive("interval"), ss.atLeast("batch", 1),
-                ss.positive("campaign-tick"), ss.positive("campaign-lease"), ss.between("campaign-chunk", 1, 10_000));
+                ss.positive("campaign-tick"), ss.positive("campaign-lease"), ss.between("campaign-chunk", 1, 10_000),
+                ss.between("campaign-backlog", 0, 100_000_000));
 
         String sandboxSetting = top.string("sandbox");
         HeraldConfig.SandboxMode sandbox = switch (sandboxSetting.toLowerCase(Locale.ROOT)) {

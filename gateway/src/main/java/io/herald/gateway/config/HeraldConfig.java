@@ -97,10 +97,12 @@ public record HeraldConfig(
      * The schedulers: deferred messages ({@code interval}, {@code batch} per tick) and campaign
      * launches ({@code campaignTick} between looks for due work, {@code campaignLease} how long a
      * node holds a running campaign without renewing it before another takes over,
-     * {@code campaignChunk} users per journaled fan-out chunk).
+     * {@code campaignChunk} users per journaled fan-out chunk, {@code campaignBacklog} how many
+     * messages of a campaign may wait in its backlog while the pipeline has no room; 0: the fan-out
+     * waits for the pipeline).
      */
     public record Scheduler(Duration interval, int batch, Duration campaignTick, Duration campaignLease,
-                            int campaignChunk) { }
+                            int campaignChunk, int campaignBacklog) { }
 
     /** APNs client tuning shared by every app. */
     public record ApnsTuning(int maxInFlight, int connections, int maxAttempts, Duration backoffBase,

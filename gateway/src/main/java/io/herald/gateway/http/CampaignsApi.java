@@ -233,6 +233,7 @@ final class CampaignsApi {
                 progress.put("holdout", heldOut);
                 progress.put("fannedOut", fed);
                 progress.put("skipped", p.path("skipped").asLong(0));
+                progress.put("backlog", p.path("backlog").asLong(0));
                 progress.put("percent", size - heldOut <= 0 ? (p.has("finishedAt") ? 100.0 : 0.0)
                         : Math.round((fed + p.path("skipped").asLong(0)) * 1000.0 / (size - heldOut)) / 10.0);
                 for (String f : new String[] {"startedAt", "finishedAt", "outcome"}) {
@@ -599,6 +600,7 @@ final class CampaignsApi {
     /**
      * The campaign with its fan-out progress (once launched: {@code audienceSize} frozen at launch,
      * {@code fed} users journaled, {@code skipped} members deleted since, {@code chunks},
+     * {@code backlog} messages fanned out while the pipeline was full and not yet in the journal,
      * {@code startedAt}, {@code finishedAt}, {@code outcome}) and its funnel (every message labelled
      * with the campaign, test sends included under variant {@code test}).
      */
@@ -615,6 +617,9 @@ final class CampaignsApi {
                 p.put("fed", Long.parseLong(run.getOrDefault("fed", "0")));
                 p.put("skipped", Long.parseLong(run.getOrDefault("skipped", "0")));
                 p.put("chunks", Long.parseLong(run.getOrDefault("chunk", "0")));
+                // fanned out while the pipeline was full, not yet moved into the journal
+                p.put("backlog", Math.max(0, Long.parseLong(run.getOrDefault("parked", "0"))
+                        - Long.parseLong(run.getOrDefault("drained", "0"))));
                 for (String t : new String[] {"startedAt", "frozenAt", "finishedAt"}) {
                     if (run.containsKey(t)) {
                         p.put(t, java.time.Instant.ofEpochMilli(Long.parseLong(run.get(t))).toString());

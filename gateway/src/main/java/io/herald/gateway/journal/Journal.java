@@ -54,6 +54,7 @@ public final class Journal {
 
     private final io.herald.gateway.tracking.Funnels funnels;
     private final Redis.Script idempotentAppend = new Redis.Script("/scripts/idempotent-append.lua");
+    private final Redis.Script drainScript = new Redis.Script("/scripts/campaign-drain.lua");
 
     public Journal(Redis redis, BatchCodec codec, String nodeId, Duration retention,
                    io.herald.gateway.tracking.Funnels funnels) {
@@ -117,6 +118,17 @@ public final class Journal {
     /** {@link #append(Prepared, IdempotencyKeys.Claim)} on a connection of the caller's (the campaign launcher's own). */
     public CompletableFuture<JournalEntry> append(Prepared p, IdempotencyKeys.Claim claim,
                                                   RedisClusterAsyncCommands<String, String> cmd) {
+        return append(p, claim, cmd, null);
+    }
+
+    /**
+     * As {@link #append(Prepared, IdempotencyKeys.Claim, RedisClusterAsyncCommands)}, into
+     * {@code into} instead of this node's journal shard when given: a campaign's backlog shard
+     * ({@link Keys#campaignBacklog}, in the claim's slot), whose entries wait there, counted as
+     * submitted and queued, until {@link #drain} moves them into the journal.
+     */
+    public CompletableFuture<JournalEntry> append(Prepared p, IdempotencyKeys.Claim claim,
+                                                  RedisClusterAsyncCommands<String, String> cmd, String into) {
         DecodedBatch batch = p.batch();
         Map<String, String> status = new HashMap<>();
         status.put("app", p.app());
@@ -138,7 +150,7 @@ public final class Journal {
             status.put("rej", rej.toString());
         }
         String key = Keys.batch(p.batchId());
-        String stream = stream(claim != null ? claim.shard() : Keys.shard(p.batchId(), shards));
+        String stream = into != null ? into : stream(claim != null ? claim.shard() : Keys.shard(p.batchId(), shards));
         CompletableFuture<Long> hset = cmd.hset(key, status).toCompletableFuture();
         CompletableFuture<Boolean> expire = cmd.pexpire(key, retentionMillis).toCompletableFuture();
         CompletableFuture<String> xadd = claim == null
@@ -153,6 +165,38 @@ public final class Journal {
             countSubmitted(cmd, p);
             return new JournalEntry(stream, entryId, batch.acceptedCount());
         });
+    }
+
+    /** A backlog entry moved into the journal: its journal entry and its items (none unreadable: see {@link #drain}). */
+    public record Drained(JournalEntry entry, List<JournalItem> items) { }
+
+    /**
+     * Moves the oldest entry of a campaign's backlog shard into this node's journal shard {@code
+     * shard} ({@code campaign-drain.lua}, one step), under {@code requestId}: a call repeated with
+     * the same id after a lost reply returns the entry it moved. Completes with null when the
+     * backlog shard is empty. An entry with items that no longer decode (a codec change between
+     * versions) is handed back with its count including them, so it stays in the journal for the
+     * next start's replay, which files them as dead letters.
+     */
+    public CompletableFuture<Drained> drain(String backlog, int shard, String requestId, long rememberMillis,
+                                            RedisClusterAsyncCommands<String, String> cmd) {
+        String stream = stream(shard);
+        return drainScript.<List<Object>>run(cmd, ScriptOutputType.MULTI,
+                new String[] {backlog, stream, Keys.promotion(shard, requestId)}, Long.toString(rememberMillis))
+                .thenApply(reply -> {
+                    if (reply.isEmpty()) {
+                        return null;
+                    }
+                    String id = (String) reply.get(0);
+                    Replayed r = parse(stream, id, 1, Map.of("k", "b", "e", (String) reply.get(1)));
+                    if (r == null) {
+                        log.error("campaign backlog entry {} (now {} {}) cannot be read; it stays in the journal for "
+                                + "the next start's replay", id, stream, id);
+                        return new Drained(new JournalEntry(stream, id, Integer.MAX_VALUE), List.of());
+                    }
+                    return new Drained(new JournalEntry(stream, id, r.items().size() + r.unreadable().size()),
+                            r.items());
+                });
     }
 
     /**

@@ -1,5 +1,6 @@
 package io.herald.gateway.pipeline;
 
+import io.herald.gateway.redis.Keys;
 import io.herald.gateway.redis.Redis;
 import com.lmax.disruptor.EventHandler;
 import io.herald.gateway.config.AppConfig;
@@ -35,7 +36,10 @@ import java.util.concurrent.CompletableFuture;
  * (active devices of the platform, a phone number for sms) and, for push, the message has a title
  * or body (an SMS-only message needs only its SMS text). Skipped channels are noted in the
  * message's history. Nothing left: {@code dropped:opted_out} when consent ruled out every channel,
- * else {@code dropped:no_channel}. Direct token sends go to that token only. Runs on its own thread.
+ * else {@code dropped:no_channel}. Direct token sends go to that token only. A message of a Herald
+ * campaign that was cancelled since it was fanned out (it waited in the campaign's backlog, or for
+ * its send time) ends {@code dropped:cancelled}: the same round trip reads each distinct campaign's
+ * state. Runs on its own thread.
  */
 final class ResolveHandler implements EventHandler<DeliveryEvent> {
 
@@ -45,6 +49,8 @@ final class ResolveHandler implements EventHandler<DeliveryEvent> {
     private final Map<String, AppConfig> apps;
     private final Stage stage;
     private final List<DeliveryEvent> batch = new ArrayList<>();
+    /** The keys of the cancelled campaigns among the current batch's (filled by the batch's read). */
+    private final java.util.Set<String> cancelled = new java.util.HashSet<>();
 
     private final Templates templates;
 
@@ -86,7 +92,12 @@ final class ResolveHandler implements EventHandler<DeliveryEvent> {
             Map<String, CompletableFuture<Map<String, String>>> reads = new HashMap<>();
             Map<DeliveryEvent, CompletableFuture<String>> stateReads = new HashMap<>();
             Map<DeliveryEvent, CompletableFuture<double[]>> hourReads = new HashMap<>();
+            Map<String, CompletableFuture<String>> campaignReads = new HashMap<>();
             for (DeliveryEvent e : batch) {
+                String campaign = campaignKey(e);
+                if (campaign != null) {
+                    campaignReads.computeIfAbsent(campaign, k -> cmd.hget(k, "json").toCompletableFuture());
+                }
                 String user = e.item.message().user();
                 if (user != null) {
                     reads.computeIfAbsent(e.item.app() + '\u0000' + user, k -> registry.read(cmd, e.item.app(), user));
@@ -110,7 +121,14 @@ final class ResolveHandler implements EventHandler<DeliveryEvent> {
             all.addAll(stateReads.values());
             all.addAll(hourReads.values());
             all.addAll(viewReads.values());
+            all.addAll(campaignReads.values());
             return CompletableFuture.allOf(all.toArray(new CompletableFuture<?>[0])).thenApply(v -> {
+                cancelled.clear();
+                campaignReads.forEach((k, f) -> {
+                    if (isCancelled(f.join())) {
+                        cancelled.add(k);
+                    }
+                });
                 viewReads.forEach((k, f) -> views.put(k, f.join()));
                 reads.forEach((k, f) -> users.put(k, f.join()));
                 stateReads.forEach((e, f) -> states.put(e, f.join()));
@@ -133,6 +151,12 @@ final class ResolveHandler implements EventHandler<DeliveryEvent> {
             AppConfig app = apps.get(e.item.app());
             if (app == null) {
                 e.drop = "unknown_app"; // replayed from the journal after the app left the config
+                continue;
+            }
+            if (!cancelled.isEmpty() && cancelled.contains(campaignKey(e))) {
+                // fanned out before the cancel (its backlog, a send time still to come): not sent
+                e.drop = "cancelled";
+                e.dropDetail = "campaign " + e.item.message().campaign() + " was cancelled";
                 continue;
             }
             Message m = e.item.message();
@@ -171,6 +195,36 @@ final class ResolveHandler implements EventHandler<DeliveryEvent> {
         }
         if (noted) {
             connection.flushCommands();
+        }
+    }
+
+    /**
+     * The key of the Herald campaign a message belongs to ({@code <id>} or a recurring run's {@code
+     * <id>.r<n>}), or null for a message without a campaign or a test send. A batch item's own
+     * campaign label names no stored campaign: its read finds nothing.
+     */
+    private static String campaignKey(DeliveryEvent e) {
+        Message m = e.item.message();
+        if (m.campaign() == null || "test".equals(m.variant())) {
+            return null;
+        }
+        String label = m.campaign();
+        java.util.regex.Matcher run = RUN.matcher(label);
+        return Keys.campaign(e.item.app(), run.matches() ? run.group(1) : label);
+    }
+
+    private static final java.util.regex.Pattern RUN = java.util.regex.Pattern.compile("(.+)\\.r\\d+");
+    private static final com.fasterxml.jackson.databind.ObjectMapper JSON = new com.fasterxml.jackson.databind.ObjectMapper();
+
+    /** True when a stored campaign (its JSON; null: none) is cancelled. */
+    private static boolean isCancelled(String json) {
+        if (json == null || !json.contains("cancelled")) {
+            return false;
+        }
+        try {
+            return "cancelled".equals(JSON.readTree(json).path("state").asText());
+        } catch (java.io.IOException e) {
+            return false;
         }
     }
 

@@ -174,6 +174,16 @@ public final class Keys {
         return "herald:promoted:" + shardTag(shard) + ":" + requestId;
     }
 
+    /**
+     * One shard of a campaign's backlog (a Redis Stream of chunk entries, as the journal's): the
+     * chunks fanned out while the pipeline had no room, waiting for the node running the campaign
+     * to move them into its journal. In the slot of the chunks' idempotency keys and of the journal
+     * shard they move to.
+     */
+    public static String campaignBacklog(int shard, String app, String campaignId) {
+        return "herald:cbk:" + shardTag(shard) + ":" + app + ":" + campaignId;
+    }
+
     /** One shard of a node's journal (a Redis Stream). */
     public static String journal(String nodeId, int shard) {
         return "herald:j:" + shardTag(shard) + ":" + nodeId;
