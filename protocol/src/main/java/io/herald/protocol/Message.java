@@ -124,6 +124,12 @@ public record Message(
     public record TemplateRef(String id, ObjectNode vars) {
     }
 
+    /** This message for another user (a campaign's copy, the same for every member of a chunk). */
+    public Message withUser(String otherUser) {
+        return new Message(id, otherUser, apnsToken, fcmToken, title, body, data, priority, ttlSeconds, collapseId, sound,
+                badge, category, channel, fallback, smsBody, android, campaign, variant, trackLinks, policy, template);
+    }
+
     /** This message with rendered texts in place of its template. */
     public Message rendered(String title, String body, ObjectNode data, String smsBody) {
         return new Message(id, user, apnsToken, fcmToken, title, body, data, priority, ttlSeconds, collapseId, sound, badge,

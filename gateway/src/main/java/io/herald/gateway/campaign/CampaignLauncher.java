@@ -17,6 +17,7 @@ import io.herald.gateway.redis.Redis;
 import io.herald.gateway.tracking.MessageIds;
 import io.herald.protocol.BatchCodec;
 import io.herald.protocol.DecodedBatch;
+import io.herald.protocol.Message;
 import io.lettuce.core.KeyValue;
 import io.lettuce.core.Range;
 import io.lettuce.core.ScriptOutputType;
@@ -115,6 +116,12 @@ public final class CampaignLauncher implements AutoCloseable {
     static final Duration CLAIM_TTL = Duration.ofSeconds(5);
     /** How long one tick may feed before the next look. */
     private static final long FEED_BUDGET_MS = 400;
+    /**
+     * At most this many chunks, and about this many users, per round of overlapped round trips
+     * (the JVM holds one round's items at most).
+     */
+    private static final int ROUND_CHUNKS = 100;
+    private static final int ROUND_USERS = 50_000;
     private static final int REPAIR_EVERY_TICKS = 120;
     /** How long a finished run's snapshot (who was sent it) is kept: plan reports read it (plan windows are at most 30 days). */
     public static final Duration KEEP_SNAPSHOT = Duration.ofDays(35);
@@ -551,13 +558,14 @@ public final class CampaignLauncher implements AutoCloseable {
                 }
             }
         }
-        // The backlog first: chunks fanned out earlier go before new ones.
-        if (!drain(r)) {
-            return false;
-        }
+        // The backlog first: chunks fanned out earlier go before new ones (which, while the
+        // pipeline stays full, join the backlog).
+        boolean drained = drain(r);
         if (c.hasNonNull("endAt")
                 && now >= java.time.OffsetDateTime.parse(c.get("endAt").asText()).toInstant().toEpochMilli()) {
-            // (the backlog is drained first: its messages end dropped:expired, their ttl being endAt)
+            if (!drained) {
+                return false; // the backlog drains first: its messages end dropped:expired (their ttl is endAt)
+            }
             finishCampaign(r, v.version(), "endAt reached: " + r.fed + " of " + r.size + " members fed, the rest cut off");
             return false;
         }
@@ -586,7 +594,19 @@ public final class CampaignLauncher implements AutoCloseable {
         }
         long until = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(FEED_BUDGET_MS);
         while (System.nanoTime() < until && !closed) {
-            List<Long> next = r.next(size);
+            // A round of chunks (one under a throttle, which paces chunk by chunk)
+            List<List<Long>> round = new ArrayList<>();
+            long from = r.cursor;
+            int most = perMinute > 0 ? 1 : Math.max(1, Math.min(ROUND_CHUNKS, ROUND_USERS / size));
+            while (round.size() < most) {
+                List<Long> chunkOf = r.next(from, size);
+                if (chunkOf.isEmpty()) {
+                    break;
+                }
+                round.add(chunkOf);
+                from = chunkOf.get(chunkOf.size() - 1);
+            }
+            List<Long> next = round.isEmpty() ? List.of() : round.get(0);
             if (next.isEmpty()) {
                 if (r.phase < r.phases.size() - 1) {
                     if (!phaseSettled(r)) {
@@ -615,7 +635,7 @@ public final class CampaignLauncher implements AutoCloseable {
                     return false;
                 }
             }
-            if (!feedChunk(r, next, c)) {
+            if (!feedRound(r, round, c)) {
                 return false;
             }
         }
@@ -937,27 +957,6 @@ public final class CampaignLauncher implements AutoCloseable {
     }
 
     /**
-     * Journals and publishes one chunk (or finds it done), then checkpoints; false: stop for this
-     * tick. When the pipeline has no room, the chunk goes to the campaign's backlog instead (while
-     * the backlog is under {@code scheduler.campaign-backlog}), to be drained as room frees.
-     */
-    private boolean feedChunk(Running r, List<Long> indexes, JsonNode c) throws Exception {
-        boolean park = false;
-        if (!pipeline.tryReserve(indexes.size())) {
-            if ((r.parked() + 1) * chunk > backlogLimit) {
-                return false;
-            }
-            park = true;
-        }
-        long t0 = System.nanoTime();
-        try {
-            return feedReserved(r, indexes, c, park);
-        } finally {
-            r.feedNanos += System.nanoTime() - t0;
-        }
-    }
-
-    /**
      * Moves backlog chunks into this node's journal and publishes them while the pipeline has room;
      * false when room ran out (or the tick's budget) with chunks still waiting.
      */
@@ -1004,88 +1003,152 @@ public final class CampaignLauncher implements AutoCloseable {
         return true;
     }
 
-    private boolean feedReserved(Running r, List<Long> indexes, JsonNode c, boolean park) throws Exception {
-        int reserved = park ? 0 : indexes.size();
+    /**
+     * Feeds a round of consecutive chunks (up to {@link #ROUND_CHUNKS}; one under a throttle) with
+     * their Redis round trips overlapped: the user ids and claims of every chunk in one pipelined
+     * burst, then every append, then every checkpoint, in chunk order. Each chunk goes to the
+     * pipeline when it reserves room for it, else to the campaign's backlog (while the backlog is
+     * under {@code scheduler.campaign-backlog}); the round ends before the first chunk that can do
+     * neither, whose claim another holder has, or whose claim lapsed. False: stop for this tick.
+     */
+    private boolean feedRound(Running r, List<List<Long>> chunks, JsonNode c) throws Exception {
+        long t0 = System.nanoTime();
+        int n = chunks.size();
+        boolean[] park = new boolean[n];
+        int[] reserved = new int[n];
+        long parked = r.parked();
+        int usable = 0;
+        for (; usable < n; usable++) {
+            int size = chunks.get(usable).size();
+            if (pipeline.tryReserve(size)) {
+                reserved[usable] = size;
+            } else if ((parked + 1) * chunk <= backlogLimit) {
+                park[usable] = true;
+                parked++;
+            } else {
+                break;
+            }
+        }
         try {
-            long last = indexes.get(indexes.size() - 1);
-            String key = "campaign:" + r.id + ":" + r.run + ":" + r.chunk;
-            byte[] body = (r.cursor + ":" + last + ":" + indexes.size()).getBytes(StandardCharsets.US_ASCII);
-            UUID batchId = MessageIds.newBatchId();
-            // The user ids and the chunk's claim in one round trip.
-            CompletableFuture<List<String>> ids = users(r.app, indexes);
-            CompletableFuture<IdempotencyKeys.Verdict> claimed = idempotency.claim(r.app, key, body, batchId.toString(),
-                    CLAIM_TTL, cmd);
-            List<String> aligned = get(ids);
-            IdempotencyKeys.Verdict verdict = get(claimed);
-            List<String> users = new ArrayList<>(aligned.size());
-            List<String> variants = r.variants.isEmpty() ? null : new ArrayList<>(aligned.size());
-            for (int i = 0; i < aligned.size(); i++) {
-                if (aligned.get(i) != null) {
-                    users.add(aligned.get(i));
-                    if (variants != null) {
-                        variants.add(r.assigned(indexes.get(i)));
-                    }
-                }
-            }
-            int fed = 0;
-            if (!users.isEmpty()) {
-                switch (verdict.state()) {
-                    case CLAIMED -> {
-                        String into = park ? Keys.campaignBacklog(verdict.claim().shard(), r.app, r.id) : null;
-                        Journaled j = journalChunk(r.app, r.label(), r.day, c, batchId, verdict.claim(), users, variants,
-                                into);
-                        if (j == null) {
-                            return false; // our claim lapsed and another holder took the chunk: it feeds it
-                        }
-                        if (j.rejected() > 0) {
-                            log.warn("campaign {}: {} of {} messages of chunk {} refused: {}", r.id, j.rejected(),
-                                    users.size(), r.chunk, j.firstError());
-                        }
-                        int accepted = j.items().size();
-                        if (accepted < reserved) {
-                            pipeline.release(reserved - accepted);
-                            reserved = accepted;
-                        }
-                        if (park) {
-                            r.backlog[verdict.claim().shard()]++;
-                            cmd.hincrby(Keys.campaignRun(r.app, r.id), "parked", accepted);
-                        } else if (j.entry() != null) {
-                            pipeline.publish(j.entry(), j.items(), false);
-                            reserved = 0; // the pipeline releases them as they settle
-                        }
-                        fed = accepted;
-                    }
-                    case DONE -> {
-                        // journaled by an earlier holder: its journal sends it, or it waits in the
-                        // backlog (counted at adopt)
-                        fed = users.size();
-                    }
-                    default -> {
-                        return false; // another holder's claim is still live: look again next tick
-                    }
-                }
-            }
-            List<Object> step = get(script.run(cmd, ScriptOutputType.MULTI,
-                    new String[] {Keys.campaignRun(r.app, r.id)}, "step", owner, Long.toString(leaseMillis),
-                    Long.toString(r.run), Long.toString(r.chunk), Long.toString(last), Integer.toString(fed)));
-            long skipped = indexes.size() - users.size();
-            if (skipped > 0) {
-                cmd.hincrby(Keys.campaignRun(r.app, r.id), "skipped", skipped);
-            }
-            if (((Long) step.get(0)) != 1) {
-                mine.remove(r.app + "/" + r.id);
+            if (usable == 0) {
                 return false;
             }
-            r.chunk++;
-            r.cursor = last;
-            r.fed += fed;
-            r.fedHere += fed;
-            r.skipped += skipped;
-            return true;
-        } finally {
-            if (reserved > 0) {
-                pipeline.release(reserved);
+            // 1. user ids and claims, every chunk at once
+            UUID[] batchIds = new UUID[usable];
+            List<CompletableFuture<List<String>>> ids = new ArrayList<>(usable);
+            List<CompletableFuture<IdempotencyKeys.Verdict>> claims = new ArrayList<>(usable);
+            long cursor = r.cursor;
+            for (int j = 0; j < usable; j++) {
+                List<Long> indexes = chunks.get(j);
+                long last = indexes.get(indexes.size() - 1);
+                batchIds[j] = MessageIds.newBatchId();
+                ids.add(users(r.app, indexes));
+                claims.add(idempotency.claim(r.app, "campaign:" + r.id + ":" + r.run + ":" + (r.chunk + j),
+                        (cursor + ":" + last + ":" + indexes.size()).getBytes(StandardCharsets.US_ASCII),
+                        batchIds[j].toString(), CLAIM_TTL, cmd));
+                cursor = last;
             }
+            // 2. the appends, in chunk order, up to the first chunk another holder has
+            Started[] started = new Started[usable];
+            int[] fed = new int[usable];
+            int[] present = new int[usable];
+            int[] shardOf = new int[usable];
+            for (int j = 0; j < usable; j++) {
+                List<String> aligned = get(ids.get(j));
+                IdempotencyKeys.Verdict verdict = get(claims.get(j));
+                List<String> users = new ArrayList<>(aligned.size());
+                List<String> variants = r.variants.isEmpty() ? null : new ArrayList<>(aligned.size());
+                for (int i = 0; i < aligned.size(); i++) {
+                    if (aligned.get(i) != null) {
+                        users.add(aligned.get(i));
+                        if (variants != null) {
+                            variants.add(r.assigned(chunks.get(j).get(i)));
+                        }
+                    }
+                }
+                present[j] = users.size();
+                if (users.isEmpty()) {
+                    continue;
+                }
+                if (verdict.state() == IdempotencyKeys.State.DONE) {
+                    // journaled by an earlier holder: its journal sends it, or it waits in the
+                    // backlog (counted at adopt)
+                    fed[j] = users.size();
+                    continue;
+                }
+                if (verdict.state() != IdempotencyKeys.State.CLAIMED) {
+                    usable = j; // another holder's claim is still live: look again next tick
+                    break;
+                }
+                shardOf[j] = verdict.claim().shard();
+                String into = park[j] ? Keys.campaignBacklog(shardOf[j], r.app, r.id) : null;
+                started[j] = startChunk(r.app, r.label(), r.day, c, batchIds[j], verdict.claim(), users, variants, into);
+                if (started[j].rejected() > 0) {
+                    log.warn("campaign {}: {} of {} messages of chunk {} refused: {}", r.id, started[j].rejected(),
+                            users.size(), r.chunk + j, started[j].firstError());
+                }
+            }
+            // 3. each append's answer; the pipeline gets a chunk once its entry is in
+            for (int j = 0; j < usable; j++) {
+                Started st = started[j];
+                if (st == null || st.append() == null) {
+                    continue;
+                }
+                JournalEntry entry = get(st.append());
+                if (entry == null) {
+                    usable = j; // our claim lapsed and another holder took the chunk: it feeds it
+                    break;
+                }
+                fed[j] = st.items().size();
+                if (!park[j]) {
+                    if (fed[j] < reserved[j]) {
+                        pipeline.release(reserved[j] - fed[j]);
+                    }
+                    reserved[j] = 0; // the pipeline releases them as they settle
+                    pipeline.publish(entry, st.items(), false);
+                }
+            }
+            // 4. the checkpoints, in order (each only from its chunk, only for the lease holder)
+            List<CompletableFuture<List<Object>>> steps = new ArrayList<>(usable);
+            cursor = r.cursor;
+            for (int j = 0; j < usable; j++) {
+                List<Long> indexes = chunks.get(j);
+                long last = indexes.get(indexes.size() - 1);
+                steps.add(script.run(cmd, ScriptOutputType.MULTI, new String[] {Keys.campaignRun(r.app, r.id)}, "step",
+                        owner, Long.toString(leaseMillis), Long.toString(r.run), Long.toString(r.chunk + j),
+                        Long.toString(last), Integer.toString(fed[j])));
+                long skipped = indexes.size() - present[j];
+                if (skipped > 0) {
+                    cmd.hincrby(Keys.campaignRun(r.app, r.id), "skipped", skipped);
+                }
+                if (park[j] && started[j] != null && started[j].append() != null) {
+                    cmd.hincrby(Keys.campaignRun(r.app, r.id), "parked", fed[j]);
+                }
+            }
+            for (int j = 0; j < usable; j++) {
+                List<Object> step = get(steps.get(j));
+                if (((Long) step.get(0)) != 1) {
+                    mine.remove(r.app + "/" + r.id);
+                    return false;
+                }
+                List<Long> indexes = chunks.get(j);
+                if (park[j] && started[j] != null && started[j].append() != null) {
+                    r.backlog[shardOf[j]]++;
+                }
+                r.chunk++;
+                r.cursor = indexes.get(indexes.size() - 1);
+                r.fed += fed[j];
+                r.fedHere += fed[j];
+                r.skipped += indexes.size() - present[j];
+            }
+            return usable == n;
+        } finally {
+            for (int j = 0; j < n; j++) {
+                if (reserved[j] > 0) {
+                    pipeline.release(reserved[j]);
+                }
+            }
+            r.feedNanos += System.nanoTime() - t0;
         }
     }
 
@@ -1114,24 +1177,66 @@ public final class CampaignLauncher implements AutoCloseable {
     public Journaled journalChunk(String app, String label, String day, JsonNode campaign, UUID batchId,
                                   IdempotencyKeys.Claim claim, List<String> users, List<String> variants,
                                   String into) throws Exception {
-        DecodedBatch batch = codec.decode(mapper.writeValueAsBytes(batch(app, label, day, campaign, users, variants)));
-        long at = clock.millis();
-        List<JournalItem> items = new ArrayList<>(batch.acceptedCount());
-        if (batch.acceptedCount() == 0) {
-            return new Journaled(null, items, batch.rejectedCount(), firstError(batch));
+        Started s = startChunk(app, label, day, campaign, batchId, claim, users, variants, into);
+        if (s.append() == null) {
+            return new Journaled(null, s.items(), s.rejected(), s.firstError());
         }
-        Journal.Prepared prepared = journal.prepare(app, batchId.toString(), at, batch);
-        JournalEntry entry = get(journal.append(prepared, claim, cmd, into));
-        if (entry == null) {
-            return null;
+        JournalEntry entry = get(s.append());
+        return entry == null ? null : new Journaled(entry, s.items(), s.rejected(), s.firstError());
+    }
+
+    /**
+     * A chunk's append sent (not awaited): the append's future (null when no item was valid: nothing
+     * is sent; completes with null when the claim lapsed), the items, the items refused.
+     */
+    private record Started(CompletableFuture<JournalEntry> append, List<JournalItem> items, int rejected,
+                           String firstError) { }
+
+    /** Builds a chunk's entry and sends its append on this launcher's connection, without waiting. */
+    private Started startChunk(String app, String label, String day, JsonNode campaign, UUID batchId,
+                               IdempotencyKeys.Claim claim, List<String> users, List<String> variants, String into)
+            throws Exception {
+        // Each variant's item is validated once, with a stand-in user, and encoded once; every
+        // member's item is that message with the member's id, and the entry lists the members.
+        Map<String, Stamp> stamps = new HashMap<>();
+        for (Map.Entry<String, ObjectNode> p : prototypes(label, day, campaign, variants != null).entrySet()) {
+            ObjectNode one = mapper.createObjectNode().put("app", app);
+            one.putArray("messages").add(p.getValue().put("user", STAND_IN));
+            DecodedBatch checked = codec.decode(mapper.writeValueAsBytes(one));
+            if (checked.acceptedCount() == 0) {
+                return new Started(null, new ArrayList<>(), users.size(), firstError(checked));
+            }
+            Message m = checked.items().get(0).message();
+            stamps.put(p.getKey(), new Stamp(m, new String(codec.encodeMessage(m), StandardCharsets.UTF_8), stamps.size()));
         }
-        for (DecodedBatch.Item item : batch.items()) {
-            if (item.ok()) {
-                items.add(new JournalItem(app, batchId.toString(), item.index(), at, item.message(), JournalItem.Phase.NEW));
+        List<DecodedBatch.Item> checkedItems = new ArrayList<>(users.size());
+        int[] messageOf = variants == null ? null : new int[users.size()];
+        for (int i = 0; i < users.size(); i++) {
+            Stamp st = stamps.get(variants == null ? "" : variants.get(i));
+            checkedItems.add(new DecodedBatch.Item(i, st.message().withUser(users.get(i)), null));
+            if (messageOf != null) {
+                messageOf[i] = st.index();
             }
         }
-        return new Journaled(entry, items, batch.rejectedCount(), firstError(batch));
+        String[] messages = new String[stamps.size()];
+        stamps.values().forEach(st -> messages[st.index()] = st.json());
+        DecodedBatch batch = new DecodedBatch(app, checkedItems);
+        long at = clock.millis();
+        List<JournalItem> items = new ArrayList<>(batch.acceptedCount());
+        Journal.Prepared prepared = journal.prepareChunk(app, batchId.toString(), at, batch, List.of(messages), users,
+                messageOf);
+        CompletableFuture<JournalEntry> append = journal.append(prepared, claim, cmd, into);
+        for (DecodedBatch.Item item : batch.items()) {
+            items.add(new JournalItem(app, batchId.toString(), item.index(), at, item.message(), JournalItem.Phase.NEW));
+        }
+        return new Started(append, items, 0, "");
     }
+
+    /** The user a chunk's message is validated with (each member's id replaces it). */
+    private static final String STAND_IN = "herald-campaign-member";
+
+    /** A variant's message, its JSON (for any member) and its place in the chunk entry. */
+    private record Stamp(Message message, String json, int index) { }
 
     private static String firstError(DecodedBatch batch) {
         for (DecodedBatch.Item item : batch.items()) {
@@ -1142,9 +1247,11 @@ public final class CampaignLauncher implements AutoCloseable {
         return "";
     }
 
-    /** The chunk as a batch: the campaign's content, channel and policy for each user. */
-    private ObjectNode batch(String app, String label, String day, JsonNode c, List<String> users,
-                             List<String> variants) {
+    /**
+     * The chunk's item, without its user: the campaign's content, channel and policy; one per
+     * variant id with {@code variants}, else one under "".
+     */
+    private Map<String, ObjectNode> prototypes(String label, String day, JsonNode c, boolean variants) {
         ObjectNode item = mapper.createObjectNode();
         if (!c.get("content").has("variants")) {
             c.get("content").fields().forEachRemaining(e -> item.set(e.getKey(), e.getValue()));
@@ -1179,7 +1286,7 @@ public final class CampaignLauncher implements AutoCloseable {
             item.put("ttlSeconds", Math.max(1, left / 1000));
         }
         Map<String, ObjectNode> perVariant = new HashMap<>();
-        if (variants != null) {
+        if (variants) {
             for (JsonNode v : c.get("content").get("variants")) {
                 ObjectNode o = item.deepCopy();
                 v.fields().forEachRemaining(e -> {
@@ -1191,14 +1298,10 @@ public final class CampaignLauncher implements AutoCloseable {
                 perVariant.put(v.get("id").asText(), o);
             }
         }
-        ObjectNode batch = mapper.createObjectNode();
-        batch.put("app", app);
-        ArrayNode messages = batch.putArray("messages");
-        for (int i = 0; i < users.size(); i++) {
-            ObjectNode base = variants == null ? item : perVariant.get(variants.get(i));
-            messages.add(base.deepCopy().put("user", users.get(i)));
+        if (perVariant.isEmpty()) {
+            perVariant.put("", item);
         }
-        return batch;
+        return perVariant;
     }
 
     /** The user ids of member indexes, in order; null for members deleted since the snapshot. */
@@ -1577,9 +1680,14 @@ public final class CampaignLauncher implements AutoCloseable {
 
         /** Up to {@code n} member indexes of the current phase after the cursor, in order. */
         List<Long> next(int n) {
+            return next(cursor, n);
+        }
+
+        /** The next {@code n} members of this phase after member index {@code after}. */
+        List<Long> next(long after, int n) {
             List<Long> out = new ArrayList<>(n);
             Phase ph = phases.get(phase);
-            long from = cursor + 1;
+            long from = after + 1;
             for (int s = (int) (from >>> Keys.USER_SHARD_BITS); s < members.length && out.size() < n; s++) {
                 long base = (long) s << Keys.USER_SHARD_BITS;
                 PeekableIntIterator it = members[s].getIntIterator();
