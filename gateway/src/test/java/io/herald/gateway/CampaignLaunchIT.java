@@ -560,6 +560,38 @@ class CampaignLaunchIT {
     }
 
     @Test
+    void aBacklogLeftByANodeThatDiesIsDrainedByTheNodeThatTakesOver() throws Exception {
+        String config = "redis.node-lease = 2s\nscheduler { campaign-lease = 2s, campaign-tick = 1h, campaign-chunk = 50 }";
+        TestGateway a = new TestGateway(config);
+        try (TestGateway b = TestGateway.nodeBeside(a, config)) {
+            List<String> vips = users(a, "t", 400, 1);
+            template(a);
+            String id = approved(a, "");
+            var pipeline = a.herald.pipeline();
+            int held = pipeline.capacity() - (int) pipeline.inUse();
+            assertThat(pipeline.tryReserve(held)).isTrue();
+            a.herald.campaignLauncher().tick(); // launches, fans everyone out into the backlog
+            JsonNode p = campaign(a, id).get("progress");
+            assertThat(p.get("fed").asLong()).isEqualTo(400);
+            assertThat(p.get("backlog").asLong()).isEqualTo(400);
+            a.herald.halt(); // dies with its backlog undrained and its lease unreleased
+            var launcher = b.herald.campaignLauncher();
+            await().atMost(Duration.ofSeconds(60)).pollInterval(Duration.ofMillis(100)).until(() -> {
+                launcher.tick(); // takes the campaign over once the lease lapses, then drains
+                return campaign(b, id).get("state").asText().equals("completed");
+            });
+            assertThat(campaign(b, id).get("progress").get("backlog").asLong()).isZero();
+            await().atMost(Duration.ofSeconds(60)).until(() -> received(a.sandbox(), b.sandbox()).size() == vips.size());
+            Map<String, Set<UUID>> got = received(a.sandbox(), b.sandbox());
+            assertThat(got.keySet()).containsExactlyInAnyOrderElementsOf(vips);
+            assertThat(got.values()).as("each member once").allMatch(ids -> ids.size() == 1);
+            assertThat(a.sandbox().acceptedIds()).as("the dead node sent nothing").isEmpty();
+        } finally {
+            a.close();
+        }
+    }
+
+    @Test
     void aNodeThatDiesMidFanOutIsReplacedAndNobodyGetsItTwice() throws Exception {
         String config = "redis.node-lease = 2s\nscheduler { campaign-lease = 2s, campaign-tick = 100ms }";
         TestGateway a = new TestGateway(config);
