@@ -37,8 +37,8 @@ import java.util.concurrent.CompletableFuture;
  * or body (an SMS-only message needs only its SMS text). Skipped channels are noted in the
  * message's history. Nothing left: {@code dropped:opted_out} when consent ruled out every channel,
  * else {@code dropped:no_channel}. Direct token sends go to that token only. A message of a Herald
- * campaign that was cancelled since it was fanned out (it waited in the campaign's backlog, or for
- * its send time) ends {@code dropped:cancelled}: the same round trip reads each distinct campaign's
+ * campaign that was cancelled since it was fanned out (it waited in the campaign's backlog) ends
+ * {@code dropped:cancelled}: the same round trip reads each distinct campaign's
  * state. Runs on its own thread.
  */
 final class ResolveHandler implements EventHandler<DeliveryEvent> {
@@ -154,7 +154,7 @@ final class ResolveHandler implements EventHandler<DeliveryEvent> {
                 continue;
             }
             if (!cancelled.isEmpty() && cancelled.contains(campaignKey(e))) {
-                // fanned out before the cancel (its backlog, a send time still to come): not sent
+                // fanned out before the cancel (it waited in the campaign's backlog): not sent
                 e.drop = "cancelled";
                 e.dropDetail = "campaign " + e.item.message().campaign() + " was cancelled";
                 continue;
