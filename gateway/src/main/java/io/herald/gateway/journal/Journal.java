@@ -106,10 +106,7 @@ public final class Journal {
                                  List<String> users, int[] messageOf) {
         ByteArrayOutputStream out = new ByteArrayOutputStream(40 * users.size() + 1024);
         try (JsonGenerator g = mapper.getFactory().createGenerator(out)) {
-            g.writeStartObject();
-            g.writeStringField("app", app);
-            g.writeStringField("b", batchId);
-            g.writeNumberField("at", acceptedAt);
+            writeHead(g, app, batchId, acceptedAt);
             g.writeArrayFieldStart("m");
             for (String m : messages) {
                 g.writeRawValue(m);
@@ -460,13 +457,18 @@ public final class Journal {
         return m;
     }
 
+    /** Opens an entry's JSON object with what every entry starts with: app, batch id, acceptance time. */
+    private static void writeHead(JsonGenerator g, String app, String batchId, long acceptedAt) throws IOException {
+        g.writeStartObject();
+        g.writeStringField("app", app);
+        g.writeStringField("b", batchId);
+        g.writeNumberField("at", acceptedAt);
+    }
+
     private byte[] encodeBatch(String app, String batchId, long acceptedAt, DecodedBatch batch) {
         ByteArrayOutputStream out = new ByteArrayOutputStream(256 * batch.items().size() + 128);
         try (JsonGenerator g = mapper.getFactory().createGenerator(out)) {
-            g.writeStartObject();
-            g.writeStringField("app", app);
-            g.writeStringField("b", batchId);
-            g.writeNumberField("at", acceptedAt);
+            writeHead(g, app, batchId, acceptedAt);
             g.writeArrayFieldStart("items");
             for (DecodedBatch.Item item : batch.items()) {
                 if (item.ok()) {
