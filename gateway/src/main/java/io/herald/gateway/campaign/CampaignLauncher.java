@@ -432,10 +432,11 @@ public final class CampaignLauncher implements AutoCloseable {
             case CANCELLED -> {
                 // Its backlog (chunks fanned out beyond the pipeline's room) goes through the pipeline,
                 // where every message ends dropped:cancelled; the node that ran it may be gone.
-                Map<String, String> run = get(backlog(app, id)) > 0 ? acquire(app, id) : null;
+                boolean waiting = java.util.Arrays.stream(backlog(app, id)).sum() > 0;
+                Map<String, String> run = waiting ? acquire(app, id) : null;
                 if (run != null) {
                     adopt(app, c, run, now);
-                } else if (get(backlog(app, id)) == 0) {
+                } else if (!waiting) {
                     get(cmd.zrem(Keys.liveCampaigns(app), id).toCompletableFuture());
                 }
             }
@@ -448,24 +449,21 @@ public final class CampaignLauncher implements AutoCloseable {
      * adopted the campaign is counted only here); true when anything waits.
      */
     private boolean backlogLeft(Running r) throws Exception {
-        List<CompletableFuture<Long>> lens = new ArrayList<>(journal.shards());
-        for (int shard = 0; shard < journal.shards(); shard++) {
-            lens.add(cmd.xlen(Keys.campaignBacklog(shard, r.app, r.id)).toCompletableFuture());
-        }
-        for (int shard = 0; shard < journal.shards(); shard++) {
-            r.backlog[shard] = get(lens.get(shard));
-        }
+        r.backlog = backlog(r.app, r.id);
         return r.parked() > 0;
     }
 
-    /** Chunk entries waiting in a campaign's backlog, over all shards. */
-    private CompletableFuture<Long> backlog(String app, String id) {
+    /** Chunk entries waiting in a campaign's backlog, per shard (one pipelined XLEN each). */
+    private long[] backlog(String app, String id) throws Exception {
         List<CompletableFuture<Long>> lens = new ArrayList<>(journal.shards());
         for (int shard = 0; shard < journal.shards(); shard++) {
             lens.add(cmd.xlen(Keys.campaignBacklog(shard, app, id)).toCompletableFuture());
         }
-        return CompletableFuture.allOf(lens.toArray(new CompletableFuture<?>[0]))
-                .thenApply(v -> lens.stream().mapToLong(CompletableFuture::join).sum());
+        long[] out = new long[lens.size()];
+        for (int shard = 0; shard < out.length; shard++) {
+            out[shard] = get(lens.get(shard));
+        }
+        return out;
     }
 
     /** Starts running a campaign whose lease this node holds: the run's fields first (first writer wins). */
@@ -497,11 +495,8 @@ public final class CampaignLauncher implements AutoCloseable {
         r.day = recurring ? run.get("day") : null;
         r.runs = run.getOrDefault("runs", "[]");
         r.warnings = run.getOrDefault("warnings", "[]"); // a takeover does not announce old warnings again
-        r.backlog = new long[journal.shards()];
+        r.backlog = backlog(app, id);
         r.unanswered = new String[journal.shards()];
-        for (int shard = 0; shard < journal.shards(); shard++) {
-            r.backlog[shard] = get(cmd.xlen(Keys.campaignBacklog(shard, app, id)).toCompletableFuture());
-        }
         mine.put(app + "/" + id, r);
     }
 
